@@ -1,0 +1,351 @@
+"""Covariance operators Q: the noise of a Q-Wiener process in function space.
+
+HDM (Lim et al., NeurIPS 2023) replaces the white noise of standard diffusion with a
+Gaussian ξ ~ N(0, Q) whose covariance Q is trace-class, so that the noise is a function
+and the forward process is well defined in the limit of fine grids.
+
+Conventions
+-----------
+- Fields on a :class:`~hdm.hilbert.grids.Grid` have shape ``(batch, *grid.shape)``.
+- ``apply(g, grid)`` is the action of the *covariance matrix on grid values*,
+  (Q g)_i = Σ_j k(x_i, x_j) g_j. This is the convention in which the Q-preconditioned
+  score s = Q∇_x log p(x) = (α D(x) − x)/σ² (gradients w.r.t. grid values) is resolution
+  independent, and the one the samplers and guidance use.
+- Every operator is normalised to unit pointwise variance k(x, x) = 1 (up to the
+  spectral truncation of the grid), so the data normalisation and σ_t keep their meaning.
+- Kernels are written k(r) = exp(−r²/(2ℓ²)) (squared exponential) and Matérn-ν
+  k(r) = 2^{1−ν}/Γ(ν) (√(2ν) r/ℓ)^ν K_ν(√(2ν) r/ℓ), r in the grid's physical units.
+
+Spectral form (:class:`SpectralCovariance`)
+------------------------------------------
+On the periodic embedding of the grid (period P_j per axis, see ``grids``), Q is
+diagonal in the Fourier basis, Q e_k = λ_k e_k with
+
+    λ_k = S(κ_k) / V,   V = Π_j P_j,   κ_k = 2π k / P (physical wavenumbers),
+
+where S is the d-dimensional spectral density of the kernel, normalised so that
+k(0) = ∫ S(κ) dκ/(2π)^d = 1:
+
+    squared exponential  S(κ) = (2πℓ²)^{d/2} exp(−ℓ²|κ|²/2)
+    Matérn-ν             S(κ) = 2^d π^{d/2} Γ(ν+d/2) (2ν)^ν / (Γ(ν) ℓ^{2ν}) · (2ν/ℓ² + |κ|²)^{−(ν+d/2)}
+
+The eigenvalues depend on physical wavenumbers only, never on the number of grid
+points, so Q is the *same operator* on every resolution. A draw is
+
+    ξ(x) = Re Σ_k √λ_k (a_k + i b_k) e^{iκ_k·x},   a_k, b_k ~ N(0, 1) i.i.d.,
+
+whose covariance is Σ_k λ_k cos(κ_k·(x−y)) = k_per(x − y), computed with one inverse
+FFT: O(N log N). The Nyquist mode of each axis is left out (it changes nature when the
+grid is refined). The standard normals are assigned to modes in a canonical order
+(by the integer key max_j |k_j|·Π_{i≠j} m_i, then by k), drawn in fixed blocks, so a
+grid refined by an integer factor with the same seed gets the same coefficients on all
+shared modes: the coarse draw is the spectral truncation of the fine draw.
+
+Other forms
+-----------
+- :class:`KernelCovariance`: dense Gram matrix on arbitrary points (stations, ragged
+  grids), Cholesky with jitter, O(n³): small n only.
+- :class:`WhiteNoise`: Q = I on grid values (standard diffusion), for ablations. It is
+  not trace-class in the continuum limit, which is the point of the ablation.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from hdm.hilbert.grids import Grid
+
+_FIRST_BLOCK = 16  # modes in the first generator call; later calls double (see _draw_blocks)
+
+
+def _draw_blocks(n_modes: int) -> list[int]:
+    """Sizes of the generator calls that cover ``n_modes`` modes: 16, 16, 32, 64, …
+
+    The block boundaries do not depend on the grid, so two grids draw identical numbers
+    for the modes they share (a fixed call sequence of a seeded generator), while at
+    most half of the last block is wasted.
+    """
+    sizes, total = [], 0
+    while total < n_modes:
+        size = max(_FIRST_BLOCK, total)
+        sizes.append(size)
+        total += size
+    return sizes
+
+
+class CovarianceOperator(ABC):
+    """A covariance operator Q on fields held on a grid."""
+
+    @abstractmethod
+    def sample(
+        self,
+        n: int,
+        grid: Grid,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """n independent draws ξ ~ N(0, Q) on ``grid``, shape (n, *grid.shape)."""
+
+    @abstractmethod
+    def apply(self, g: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Q g for g of shape (..., *grid.shape) (covariance matrix on grid values)."""
+
+    def dense(self, grid: Grid) -> np.ndarray:
+        """The covariance matrix on ``grid``, shape (grid.size, grid.size), float64."""
+        eye = torch.eye(grid.size, dtype=torch.float64).reshape(grid.size, *grid.shape)
+        cols = torch.cat([self.apply(block, grid) for block in eye.split(512)])
+        return cols.reshape(grid.size, grid.size).numpy().T.copy()
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    @abstractmethod
+    def to_dict(self) -> dict:
+        """A JSON-able description from which :func:`covariance_from_dict` rebuilds it."""
+
+
+def spectral_density(
+    kappa: np.ndarray, kernel: str, lengthscale: float, nu: float, dim: int
+) -> np.ndarray:
+    """S(|κ|) of a unit-variance stationary kernel in ``dim`` dimensions (see module doc)."""
+    ell = float(lengthscale)
+    if kernel == "se":
+        return (2 * math.pi * ell**2) ** (dim / 2) * np.exp(-0.5 * ell**2 * kappa**2)
+    if kernel == "matern":
+        log_c = (
+            dim * math.log(2)
+            + 0.5 * dim * math.log(math.pi)
+            + math.lgamma(nu + dim / 2)
+            - math.lgamma(nu)
+            + nu * math.log(2 * nu)
+            - 2 * nu * math.log(ell)
+        )
+        return np.exp(log_c) * (2 * nu / ell**2 + kappa**2) ** (-(nu + dim / 2))
+    raise ValueError(f"unknown kernel {kernel!r}; known: 'se', 'matern'")
+
+
+def kernel_function(r: np.ndarray, kernel: str, lengthscale: float, nu: float) -> np.ndarray:
+    """k(r) of the same unit-variance kernels in physical space (for dense Gram matrices)."""
+    r = np.abs(np.asarray(r, dtype=np.float64))
+    if kernel == "se":
+        return np.exp(-0.5 * (r / lengthscale) ** 2)
+    if kernel == "matern":
+        from scipy.special import gamma, kv
+
+        z = math.sqrt(2 * nu) * r / lengthscale
+        with np.errstate(invalid="ignore"):
+            out = 2 ** (1 - nu) / gamma(nu) * z**nu * kv(nu, z)
+        return np.where(z == 0, 1.0, out)
+    raise ValueError(f"unknown kernel {kernel!r}; known: 'se', 'matern'")
+
+
+@lru_cache(maxsize=64)
+def _spectral_layout(grid: Grid) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    """(embedding shape, κ² on the embedding FFT grid, canonical order of modes).
+
+    The order lists the flat indices of all non-Nyquist modes sorted by the integer key
+    (max_j |k_j|·Π_{i≠j} m_i, k_1, …, k_d); Nyquist modes are excluded.
+    """
+    sizes = tuple(a.embedding_size for a in grid.axes)
+    ks = np.meshgrid(*[a.mode_indices() for a in grid.axes], indexing="ij")
+    kappas = np.meshgrid(*[a.wavenumbers() for a in grid.axes], indexing="ij")
+    kappa2 = sum(k**2 for k in kappas)
+    total = int(np.prod(sizes))
+    scaled = [np.abs(k) * (total // m) for k, m in zip(ks, sizes)]
+    shell = np.max(np.stack(scaled), axis=0)
+    nyquist = np.zeros(sizes, dtype=bool)
+    for k, m in zip(ks, sizes):
+        if m % 2 == 0:
+            nyquist |= np.abs(k) == m // 2
+    keys = [k.ravel() for k in reversed(ks)] + [shell.ravel()]
+    order = np.lexsort(keys)
+    order = order[~nyquist.ravel()[order]]
+    return sizes, kappa2, order
+
+
+@dataclass(frozen=True)
+class SpectralCovariance(CovarianceOperator):
+    """Stationary Q diagonal in the Fourier basis of the grid's periodic embedding.
+
+    Parameters: ``kernel`` "se" or "matern", ``lengthscale`` ℓ (grid units), ``nu``
+    (Matérn smoothness; ignored for SE). Sampling and ``apply`` cost O(N log N).
+    """
+
+    kernel: str = "se"
+    lengthscale: float = 0.1
+    nu: float = 2.5
+
+    def __post_init__(self) -> None:
+        if self.kernel not in ("se", "matern"):
+            raise ValueError(f"unknown kernel {self.kernel!r}; known: 'se', 'matern'")
+        if not self.lengthscale > 0:
+            raise ValueError(f"lengthscale must be positive, got {self.lengthscale}")
+        if self.kernel == "matern" and not self.nu > 0:
+            raise ValueError(f"Matérn nu must be positive, got {self.nu}")
+
+    def eigenvalues(self, grid: Grid) -> np.ndarray:
+        """λ_k on the embedding FFT grid (shape: embedding sizes), Nyquist modes zero."""
+        return _spectral_eigenvalues(self, grid)
+
+    def _eigenvalues(self, grid: Grid) -> np.ndarray:
+        sizes, kappa2, order = _spectral_layout(grid)
+        volume = float(np.prod([a.embedding_period for a in grid.axes]))
+        lam = spectral_density(np.sqrt(kappa2), self.kernel, self.lengthscale, self.nu, grid.ndim)
+        keep = np.zeros(int(np.prod(sizes)), dtype=bool)
+        keep[order] = True
+        return np.where(keep.reshape(sizes), lam / volume, 0.0)
+
+    def truncated_variance(self, grid: Grid) -> float:
+        """k(0) actually represented on ``grid``: Σ_k λ_k (≤ 1; 1 − this is the truncation)."""
+        return float(self.eigenvalues(grid).sum())
+
+    def sample(self, n, grid, generator=None, dtype=torch.float32, device=None):
+        sizes, _, order = _spectral_layout(grid)
+        sqrt_lam = np.sqrt(self.eigenvalues(grid)).ravel()[order]
+        draws = torch.cat(
+            [
+                torch.randn(size, n, 2, generator=generator, dtype=torch.float64)
+                for size in _draw_blocks(len(order))
+            ]
+        )[: len(order)]
+        coeff = torch.complex(draws[..., 0], draws[..., 1]) * torch.from_numpy(sqrt_lam)[:, None]
+        spectrum = torch.zeros(n, int(np.prod(sizes)), dtype=torch.complex128)
+        spectrum[:, torch.from_numpy(order)] = coeff.T
+        spectrum = spectrum.reshape(n, *sizes)
+        dims = tuple(range(1, grid.ndim + 1))
+        field = torch.fft.ifftn(spectrum, dim=dims, norm="forward").real
+        field = field[(slice(None), *[slice(0, a.n) for a in grid.axes])]
+        return field.to(dtype=dtype, device=device).contiguous()
+
+    def apply(self, g: torch.Tensor, grid: Grid) -> torch.Tensor:
+        sizes, _, _ = _spectral_layout(grid)
+        d = grid.ndim
+        dims = tuple(range(-d, 0))
+        lam = torch.as_tensor(self.eigenvalues(grid).copy(), device=g.device)
+        # Zero-pad non-periodic axes onto the embedding: then the circulant product is the
+        # exact action of the embedded kernel matrix restricted to the grid.
+        gh = torch.fft.fftn(g.to(torch.float64), s=sizes, dim=dims)
+        out = torch.fft.ifftn(gh * lam, dim=dims, norm="forward").real
+        out = out[(..., *[slice(0, a.n) for a in grid.axes])]
+        return out.to(g.dtype)
+
+    def describe(self) -> str:
+        if self.kernel == "se":
+            return f"SE(ℓ={self.lengthscale:g})"
+        return f"Matérn(ν={self.nu:g}, ℓ={self.lengthscale:g})"
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "spectral",
+            "kernel": self.kernel,
+            "lengthscale": self.lengthscale,
+            "nu": self.nu,
+        }
+
+
+@lru_cache(maxsize=32)
+def _spectral_eigenvalues(cov: SpectralCovariance, grid: Grid) -> np.ndarray:
+    lam = cov._eigenvalues(grid)
+    lam.setflags(write=False)
+    return lam
+
+
+@dataclass(frozen=True)
+class WhiteNoise(CovarianceOperator):
+    """Q = I on grid values: the white noise of standard diffusion (ablation baseline)."""
+
+    def sample(self, n, grid, generator=None, dtype=torch.float32, device=None):
+        out = torch.randn(n, *grid.shape, generator=generator, dtype=torch.float64)
+        return out.to(dtype=dtype, device=device)
+
+    def apply(self, g, grid):
+        return g
+
+    def dense(self, grid):
+        return np.eye(grid.size)
+
+    def describe(self) -> str:
+        return "white"
+
+    def to_dict(self) -> dict:
+        return {"kind": "white"}
+
+
+@dataclass(frozen=True)
+class KernelCovariance(CovarianceOperator):
+    """Dense Gram-matrix covariance K_ij = k(|x_i − x_j|) on the points of any grid.
+
+    Cholesky with a relative ``jitter`` on the diagonal; O(n³) once per grid, O(n²) per
+    draw. For small point sets (stations, ragged grids) and as an exact reference for
+    the spectral operator.
+    """
+
+    kernel: str = "se"
+    lengthscale: float = 0.1
+    nu: float = 2.5
+    jitter: float = 1e-6
+
+    def _points(self, grid: Grid) -> np.ndarray:
+        mesh = np.meshgrid(*grid.coords(), indexing="ij")
+        return np.stack([m.ravel() for m in mesh], axis=1)
+
+    def dense(self, grid: Grid) -> np.ndarray:
+        return _kernel_gram(self, grid)
+
+    def _cholesky(self, grid: Grid) -> np.ndarray:
+        return _kernel_cholesky(self, grid)
+
+    def sample(self, n, grid, generator=None, dtype=torch.float32, device=None):
+        chol = torch.from_numpy(self._cholesky(grid))
+        z = torch.randn(n, grid.size, generator=generator, dtype=torch.float64)
+        return (z @ chol.T).reshape(n, *grid.shape).to(dtype=dtype, device=device)
+
+    def apply(self, g, grid):
+        k = torch.as_tensor(self.dense(grid), dtype=g.dtype, device=g.device)
+        flat = g.reshape(*g.shape[: g.ndim - grid.ndim], grid.size)
+        return (flat @ k).reshape(g.shape)
+
+    def describe(self) -> str:
+        return f"kernel-{self.kernel}(ℓ={self.lengthscale:g})"
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "kernel",
+            "kernel": self.kernel,
+            "lengthscale": self.lengthscale,
+            "nu": self.nu,
+            "jitter": self.jitter,
+        }
+
+
+@lru_cache(maxsize=8)
+def _kernel_gram(cov: KernelCovariance, grid: Grid) -> np.ndarray:
+    pts = cov._points(grid)
+    r = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1))
+    return kernel_function(r, cov.kernel, cov.lengthscale, cov.nu)
+
+
+@lru_cache(maxsize=8)
+def _kernel_cholesky(cov: KernelCovariance, grid: Grid) -> np.ndarray:
+    k = _kernel_gram(cov, grid)
+    return np.linalg.cholesky(k + cov.jitter * np.eye(len(k)))
+
+
+def covariance_from_dict(d: dict) -> CovarianceOperator:
+    """Rebuild a covariance operator from :meth:`CovarianceOperator.to_dict`."""
+    kind = d.get("kind")
+    args = {k: v for k, v in d.items() if k != "kind"}
+    if kind == "spectral":
+        return SpectralCovariance(**args)
+    if kind == "white":
+        return WhiteNoise()
+    if kind == "kernel":
+        return KernelCovariance(**args)
+    raise ValueError(f"unknown covariance kind {kind!r}; known: 'spectral', 'white', 'kernel'")

@@ -1,0 +1,253 @@
+"""Grids: where a function is held, its physical wavenumbers and its quadrature weights.
+
+A field u: D → R^C is stored as its values on a grid of D. Every grid here knows
+
+- its coordinates along each axis (physical units, e.g. hours, degrees, metres),
+- its quadrature weights w_i, with Σ_i w_i = |D| (the domain's length/area), so that
+  ∫_D u v ≈ Σ_i w_i u_i v_i converges as the grid is refined,
+- the *spectral embedding* used by :mod:`hdm.hilbert.covariance`: a periodic grid of
+  period P per axis on which stationary Gaussian fields are drawn with the FFT. For a
+  periodic axis P = |D|; for a non-periodic axis of length L with n points (spacing
+  h = L/(n−1)) the field is drawn on the mirror-sized periodic domain P = 2L with
+  2(n−1) points and restricted to the first n, which gives a *stationary* field whose
+  wavenumbers κ_k = 2πk/P = πk/L are those of the Neumann cosine basis on [0, L],
+- ``with_resolution``: the same domain at another number of points. Because the
+  wavenumbers depend on the domain and not on the grid size, a draw on a coarse grid
+  and one on a fine grid from the same seed are the same random function (the coarse
+  one being the spectral truncation of the fine one). Refinement keeps the end points,
+  so a grid of n points and one of (n−1)·r + 1 points share every coarse point.
+
+Axes are ordered as the array's trailing dimensions: a 1-D field has shape (..., n),
+a 2-D field (..., n_y, n_x) (for lat-lon: (..., n_lat, n_lon)).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One regular axis: ``n`` points from ``start`` to ``stop`` (``stop`` included when
+    not periodic; excluded when periodic, where ``stop`` is the point after the last one,
+    i.e. ``start + period``)."""
+
+    start: float
+    stop: float
+    n: int
+    periodic: bool = False
+    name: str = "x"
+
+    def __post_init__(self) -> None:
+        if self.n < 2:
+            raise ValueError(f"axis {self.name!r} needs at least 2 points, got {self.n}")
+        if not self.stop > self.start:
+            raise ValueError(
+                f"axis {self.name!r} must be increasing: start={self.start}, stop={self.stop}"
+            )
+
+    @property
+    def length(self) -> float:
+        """|D| along this axis (a period for a periodic axis)."""
+        return self.stop - self.start
+
+    @property
+    def spacing(self) -> float:
+        return self.length / (self.n if self.periodic else self.n - 1)
+
+    @property
+    def coords(self) -> np.ndarray:
+        """Point coordinates, shape (n,), float64."""
+        if self.periodic:
+            return self.start + self.spacing * np.arange(self.n)
+        return np.linspace(self.start, self.stop, self.n)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Quadrature weights (periodic: rectangle rule; otherwise trapezoid), sum = length."""
+        w = np.full(self.n, self.spacing)
+        if not self.periodic:
+            w[0] = w[-1] = self.spacing / 2
+        return w
+
+    @property
+    def embedding_size(self) -> int:
+        """Points of the periodic grid on which this axis' stationary fields are drawn."""
+        return self.n if self.periodic else 2 * (self.n - 1)
+
+    @property
+    def embedding_period(self) -> float:
+        """Period P of that grid, physical units."""
+        return self.length if self.periodic else 2 * self.length
+
+    def wavenumbers(self) -> np.ndarray:
+        """Physical angular wavenumbers κ_k = 2π k / P of the embedding's FFT, FFT order."""
+        m = self.embedding_size
+        return 2 * math.pi * np.fft.fftfreq(m, d=1.0 / m) / self.embedding_period
+
+    def mode_indices(self) -> np.ndarray:
+        """Integer mode numbers k of the embedding's FFT, in FFT order."""
+        m = self.embedding_size
+        return np.rint(np.fft.fftfreq(m, d=1.0 / m)).astype(np.int64)
+
+    def with_points(self, n: int) -> Axis:
+        return replace(self, n=int(n))
+
+    def describe(self) -> str:
+        kind = "periodic" if self.periodic else "closed"
+        return f"{self.name} ∈ [{self.start:g}, {self.stop:g}] ({kind}, {self.n} points)"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A regular tensor-product grid of one or more axes.
+
+    ``shape`` is the trailing shape of a field on the grid; ``coords()`` returns one array
+    per axis; ``weights()`` the product quadrature weights, shape ``shape``.
+    """
+
+    axes: tuple[Axis, ...]
+
+    def __post_init__(self) -> None:
+        if not self.axes:
+            raise ValueError("a grid needs at least one axis")
+
+    @property
+    def ndim(self) -> int:
+        return len(self.axes)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(a.n for a in self.axes)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def volume(self) -> float:
+        """|D|: length (1-D) or area (2-D) of the domain."""
+        return float(np.prod([a.length for a in self.axes]))
+
+    def coords(self) -> tuple[np.ndarray, ...]:
+        return tuple(a.coords for a in self.axes)
+
+    def weights(self) -> np.ndarray:
+        """Quadrature weights w, shape ``shape``, Σ w = |D|."""
+        w = np.ones(())
+        for a in self.axes:
+            w = np.multiply.outer(w, a.weights)
+        return w
+
+    def weights_tensor(self, dtype=torch.float32, device=None) -> torch.Tensor:
+        return torch.as_tensor(self.weights(), dtype=dtype, device=device)
+
+    def normalised_coords(self, dtype=torch.float32, device=None) -> torch.Tensor:
+        """Coordinate channels in [0, 1] across the *domain* (not the grid), shape
+        (ndim, *shape): the same physical point gets the same value on every resolution."""
+        mesh = np.meshgrid(*[(a.coords - a.start) / a.length for a in self.axes], indexing="ij")
+        return torch.as_tensor(np.stack(mesh), dtype=dtype, device=device)
+
+    def with_resolution(self, *shape: int) -> Grid:
+        """The same domain with ``shape`` points (one int per axis, or one int for all)."""
+        if len(shape) == 1 and self.ndim > 1:
+            shape = shape * self.ndim
+        if len(shape) != self.ndim:
+            raise ValueError(f"grid has {self.ndim} axes but {len(shape)} sizes were given")
+        return replace(self, axes=tuple(a.with_points(n) for a, n in zip(self.axes, shape)))
+
+    def refined(self, factor: int) -> Grid:
+        """Refine by an integer factor keeping every existing point."""
+        sizes = [a.n * factor if a.periodic else (a.n - 1) * factor + 1 for a in self.axes]
+        return self.with_resolution(*sizes)
+
+    def same_domain(self, other: Grid, rtol: float = 1e-6) -> bool:
+        if self.ndim != other.ndim:
+            return False
+        return all(
+            a.periodic == b.periodic
+            and math.isclose(a.start, b.start, rel_tol=rtol, abs_tol=rtol * a.length)
+            and math.isclose(a.stop, b.stop, rel_tol=rtol, abs_tol=rtol * a.length)
+            for a, b in zip(self.axes, other.axes)
+        )
+
+    def describe(self) -> str:
+        return " × ".join(a.describe() for a in self.axes)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": type(self).__name__,
+            "axes": [
+                {"start": a.start, "stop": a.stop, "n": a.n, "periodic": a.periodic, "name": a.name}
+                for a in self.axes
+            ],
+        }
+
+    @staticmethod
+    def from_dict(d: dict) -> Grid:
+        kinds = {"Grid": Grid, "IntervalGrid": Grid, "RectGrid": Grid, "LatLonGrid": LatLonGrid}
+        if d.get("kind") not in kinds:
+            raise ValueError(f"unknown grid kind {d.get('kind')!r}; known: {sorted(kinds)}")
+        axes = tuple(Axis(**a) for a in d["axes"])
+        return kinds[d["kind"]](axes=axes)
+
+
+def IntervalGrid(start: float, stop: float, n: int, name: str = "x") -> Grid:
+    """n points on the closed interval [start, stop] (end points included)."""
+    return Grid(axes=(Axis(float(start), float(stop), int(n), False, name),))
+
+
+def PeriodicGrid(lengths: tuple[float, ...], shape: tuple[int, ...]) -> Grid:
+    """A periodic box [0, L_1) × … × [0, L_d) (a torus), ``shape`` points per axis."""
+    names = ("x",) if len(shape) == 1 else ("y", "x")
+    return Grid(
+        axes=tuple(
+            Axis(0.0, float(length), int(n), True, name)
+            for length, n, name in zip(lengths, shape, names)
+        )
+    )
+
+
+def RectGrid(y: tuple[float, float], x: tuple[float, float], shape: tuple[int, int]) -> Grid:
+    """A closed (non-periodic) rectangle [y0, y1] × [x0, x1] with ``shape`` = (n_y, n_x)."""
+    return Grid(
+        axes=(
+            Axis(float(y[0]), float(y[1]), int(shape[0]), False, "y"),
+            Axis(float(x[0]), float(x[1]), int(shape[1]), False, "x"),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class LatLonGrid(Grid):
+    """A regular latitude-longitude grid (degrees), axes (lat, lon), latitude ascending.
+
+    Longitude is periodic when the grid spans the full circle. Quadrature weights are
+    area weights: the trapezoid weights in degrees times cos(latitude), so Σ w is the
+    area in square degrees at the equator's scale (multiply by (π R/180)² for m²).
+    Covariances on this grid are stationary in (lat, lon) degrees: a regional
+    approximation that is adequate for boxes of a few tens of degrees.
+    """
+
+    @staticmethod
+    def regular(
+        lat: tuple[float, float], lon: tuple[float, float], shape: tuple[int, int]
+    ) -> LatLonGrid:
+        lat0, lat1 = lat
+        if not (-90 <= lat0 < lat1 <= 90):
+            raise ValueError(f"latitudes must satisfy -90 <= start < stop <= 90, got {lat}")
+        periodic = math.isclose(lon[1] - lon[0], 360.0)
+        return LatLonGrid(
+            axes=(
+                Axis(float(lat0), float(lat1), int(shape[0]), False, "lat"),
+                Axis(float(lon[0]), float(lon[1]), int(shape[1]), periodic, "lon"),
+            )
+        )
+
+    def weights(self) -> np.ndarray:
+        w = super().weights()
+        return w * np.cos(np.deg2rad(self.axes[0].coords))[:, None]

@@ -1,0 +1,139 @@
+"""TimeConditionedFNO: a Fourier neural operator backbone for diffusion in function space.
+
+Architecture (Li et al. 2021, FNO; with per-sample time conditioning):
+
+    h_0 = P([x, c(grid)])                              lifting, pointwise
+    h_{l+1} = h_l + GELU( (1 + a_l(τ)) ⊙ (K_l h_l + W_l h_l) + b_l(τ) )
+    F = Π(h_L)                                         projection, pointwise MLP
+
+- x: (batch, C, *grid.shape); c(grid) are coordinate channels in [0, 1] across the
+  *domain* (so a point has the same coordinate on every resolution).
+- K_l: neuraloperator's ``SpectralConv`` (Fourier multipliers on the lowest n_modes
+  modes, ``fft_norm="forward"`` so amplitudes do not depend on the number of points);
+  W_l: a pointwise linear map.
+- τ = c_noise (batch,): sinusoidal embedding → MLP → per-layer FiLM (a_l, b_l) per
+  sample and channel. neuraloperator's own ``FNO.forward`` takes no time input and its
+  ``AdaIN`` holds one embedding for the whole batch, hence this module.
+- Non-periodic axes are zero-padded by a fixed *fraction* of their length before the
+  spectral layers and cropped after, so the FFT's periodicity does not wrap the two ends
+  together; the padded extent is the same physical length at every resolution.
+
+The network accepts any resolution of the grid it was trained on; a grid of another
+dimension, channel count, or too few points raises :class:`GridError`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from neuralop.layers.channel_mlp import ChannelMLP
+from neuralop.layers.spectral_convolution import SpectralConv
+from torch import nn
+
+from hdm.hilbert.grids import Grid
+
+
+class GridError(ValueError):
+    """A field or grid that the network cannot take."""
+
+
+def sinusoidal_embedding(tau: torch.Tensor, dim: int, max_period: float = 1e4) -> torch.Tensor:
+    """[cos(τ ω_j), sin(τ ω_j)], ω_j = max_period^{−j/(dim/2)} · 1000 (τ is O(1)), (batch, dim)."""
+    half = dim // 2
+    freqs = 1000.0 * torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=tau.device) / half
+    )
+    args = tau.float()[:, None] * freqs[None, :]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+class TimeConditionedFNO(nn.Module):
+    """F(x, τ, grid) (see module docstring).
+
+    Parameters
+    ----------
+    dim: number of spatial axes (1 or 2).
+    channels: data channels C (input and output).
+    width: hidden channels. n_modes: Fourier modes kept per axis (int or tuple).
+    n_layers: spectral blocks. padding: fraction of each non-periodic axis padded.
+    time_dim: width of the time embedding.
+    """
+
+    def __init__(
+        self,
+        dim: int = 1,
+        channels: int = 1,
+        width: int = 64,
+        n_modes: int | tuple[int, ...] = 32,
+        n_layers: int = 4,
+        padding: float = 0.25,
+        time_dim: int = 128,
+    ):
+        super().__init__()
+        if dim not in (1, 2):
+            raise ValueError(f"TimeConditionedFNO supports 1 or 2 spatial axes, got {dim}")
+        modes = (n_modes,) * dim if isinstance(n_modes, int) else tuple(n_modes)
+        if len(modes) != dim:
+            raise ValueError(f"n_modes {modes} must have one entry per axis ({dim})")
+        self.config = {
+            "dim": dim,
+            "channels": channels,
+            "width": width,
+            "n_modes": list(modes),
+            "n_layers": n_layers,
+            "padding": padding,
+            "time_dim": time_dim,
+        }
+        self.dim = dim
+        self.channels = channels
+        self.padding = padding
+        self.lift = ChannelMLP(channels + dim, width, hidden_channels=width, n_layers=2, n_dim=dim)
+        self.spectral = nn.ModuleList(
+            [SpectralConv(width, width, n_modes=modes) for _ in range(n_layers)]
+        )
+        conv = nn.Conv1d if dim == 1 else nn.Conv2d
+        self.pointwise = nn.ModuleList([conv(width, width, 1) for _ in range(n_layers)])
+        self.time_mlp = nn.Sequential(
+            nn.Linear(time_dim, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim)
+        )
+        self.film = nn.ModuleList([nn.Linear(time_dim, 2 * width) for _ in range(n_layers)])
+        for layer in self.film:  # start as the identity modulation
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.project = ChannelMLP(width, channels, hidden_channels=2 * width, n_layers=2, n_dim=dim)
+        self.time_dim = time_dim
+
+    def check_input(self, x: torch.Tensor, grid: Grid) -> None:
+        if grid.ndim != self.dim:
+            raise GridError(
+                f"this model takes {self.dim}-D grids, got a {grid.ndim}-D grid ({grid.describe()})"
+            )
+        if x.ndim != 2 + self.dim or x.shape[1] != self.channels:
+            raise GridError(
+                f"expected fields of shape (batch, {self.channels}, *{grid.shape}), "
+                f"got {tuple(x.shape)}"
+            )
+        if tuple(x.shape[2:]) != grid.shape:
+            raise GridError(f"field shape {tuple(x.shape[2:])} does not match grid {grid.shape}")
+        if min(grid.shape) < 4:
+            raise GridError(f"the grid needs at least 4 points per axis, got {grid.shape}")
+
+    def forward(self, x: torch.Tensor, tau: torch.Tensor, grid: Grid) -> torch.Tensor:
+        self.check_input(x, grid)
+        coords = grid.normalised_coords(dtype=x.dtype, device=x.device)
+        coords = coords.unsqueeze(0).expand(x.shape[0], *coords.shape)
+        h = self.lift(torch.cat([x, coords], dim=1))
+        pads = [0 if a.periodic else round(self.padding * a.n) for a in reversed(grid.axes)]
+        if any(pads):
+            h = F.pad(h, [p for pad in pads for p in (0, pad)])
+        emb = self.time_mlp(sinusoidal_embedding(tau, self.time_dim).to(x.dtype))
+        view = (x.shape[0], -1) + (1,) * self.dim
+        for spectral, pointwise, film in zip(self.spectral, self.pointwise, self.film):
+            scale, shift = film(emb).chunk(2, dim=1)
+            z = spectral(h) + pointwise(h)
+            h = h + F.gelu((1 + scale.reshape(view)) * z + shift.reshape(view))
+        if any(pads):
+            h = h[(..., *[slice(0, a.n) for a in grid.axes])]
+        return self.project(h)
