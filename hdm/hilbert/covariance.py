@@ -27,7 +27,8 @@ where S is the d-dimensional spectral density of the kernel, normalised so that
 k(0) = ∫ S(κ) dκ/(2π)^d = 1:
 
     squared exponential  S(κ) = (2πℓ²)^{d/2} exp(−ℓ²|κ|²/2)
-    Matérn-ν             S(κ) = 2^d π^{d/2} Γ(ν+d/2) (2ν)^ν / (Γ(ν) ℓ^{2ν}) · (2ν/ℓ² + |κ|²)^{−(ν+d/2)}
+    Matérn-ν             S(κ) = 2^d π^{d/2} Γ(ν+d/2) (2ν)^ν / (Γ(ν) ℓ^{2ν})
+                                · (2ν/ℓ² + |κ|²)^{−(ν+d/2)}
 
 The eigenvalues depend on physical wavenumbers only, never on the number of grid
 points, so Q is the *same operator* on every resolution. A draw is

@@ -211,7 +211,6 @@ class PredictorCorrector(Sampler):
         process = denoiser.process
         ts = torch.linspace(schedule.t_max, schedule.t_min, self.steps + 1, dtype=torch.float64)
         n, c = x.shape[:2]
-        dims = tuple(range(1, x.ndim))
         for i in _steps(range(self.steps), progress, "pc"):
             t, dt = ts[i], ts[i] - ts[i + 1]
             alpha, sigma, beta = schedule.alpha(t), schedule.sigma(t), schedule.beta(t)
