@@ -1,0 +1,239 @@
+"""The ``hdm`` command line.
+
+    hdm train CONFIG.yaml [--out DIR] [--resume] [--set key=value ...]
+    hdm sample CHECKPOINT --n N --sampler {em,heun,dpm2m,pc} --steps K --seed S
+               --out FILE.nc [--points P]
+    hdm evaluate functional --dataset NAME --samples FILE.nc [--json] [--plot FILE.png]
+    hdm benchmark functional [--quick]
+    hdm config show CONFIG.yaml [--set key=value ...]
+    hdm demo [--out DIR]
+
+Exit codes: 0 done; 1 a run failed (e.g. training diverged); 2 bad input (a config,
+file, name or grid that cannot be used), with a one-line message naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hdm", description="Hilbert-space diffusion models.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model from a YAML config")
+    t.add_argument("config", help="YAML config, e.g. configs/functional/quadratic.yaml")
+    t.add_argument("--out", help="output folder (default runs/<name>)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.steps=100",
+    )
+    t.add_argument("--no-progress", action="store_true")
+
+    s = sub.add_parser("sample", help="draw functions from a trained model")
+    s.add_argument("checkpoint", help="model.pt or checkpoint.pt written by hdm train")
+    s.add_argument("--n", type=int, default=1000, help="number of functions")
+    s.add_argument("--sampler", default="heun", help="em, heun, dpm2m or pc")
+    s.add_argument("--steps", type=int, default=50)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="netCDF file to write")
+    s.add_argument("--points", type=int, help="sample on P points instead of the training grid")
+    s.add_argument("--batch-size", type=int, default=1000)
+    s.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("evaluate", help="evaluate samples")
+    esub = e.add_subparsers(dest="what", required=True)
+    ef = esub.add_parser("functional", help="two-sample power and moment errors")
+    ef.add_argument("--dataset", required=True)
+    ef.add_argument("--samples", required=True, help="netCDF written by hdm sample")
+    ef.add_argument("--json", action="store_true", help="print one JSON object")
+    ef.add_argument("--quick", action="store_true", help="fewer subsets/permutations")
+    ef.add_argument("--plot", help="also write a PNG of curves and bands here")
+
+    b = sub.add_parser("benchmark", help="run a benchmark and write BENCHMARKS.md")
+    bsub = b.add_subparsers(dest="what", required=True)
+    bf = bsub.add_parser("functional", help="the functional (1-D) benchmark")
+    bf.add_argument("--quick", action="store_true", help="a few minutes, small settings")
+    bf.add_argument("--out", default="runs/benchmark-functional", help="work folder")
+    bf.add_argument("--benchmarks-file", default="BENCHMARKS.md")
+    bf.add_argument(
+        "--retrain",
+        action="store_true",
+        help="retrain the shipped models too, not only the ablations",
+    )
+
+    c = sub.add_parser("config", help="inspect configs")
+    csub = c.add_subparsers(dest="what", required=True)
+    cs = csub.add_parser("show", help="print the resolved config")
+    cs.add_argument("config")
+    cs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    d = sub.add_parser("demo", help="the README's demo on the shipped data")
+    d.add_argument("--out", default="outputs/demo")
+    d.add_argument("--n", type=int, default=1000)
+    return p
+
+
+def _train(args) -> int:
+    from hdm.pipelines.config import load_train_config
+    from hdm.pipelines.train import run_training
+
+    cfg = load_train_config(args.config, args.set)
+    out = Path(args.out or Path("runs") / cfg.name)
+    summary = run_training(cfg, out, resume=args.resume, progress=not args.no_progress)
+    print(
+        f"trained {summary['name']}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s, "
+        f"loss {summary['final_loss']:.4f}\n  model:      {summary['model']} "
+        f"({summary['model_bytes'] / 1e6:.1f} MB)\n  checkpoint: {summary['checkpoint']}"
+    )
+    return EXIT_OK
+
+
+def _sample(args) -> int:
+    from hdm.pipelines.sample import sample_checkpoint, write_netcdf
+
+    ds = sample_checkpoint(
+        args.checkpoint,
+        n=args.n,
+        sampler=args.sampler,
+        steps=args.steps,
+        seed=args.seed,
+        points=args.points,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    path = write_netcdf(ds, args.out)
+    print(
+        f"wrote {args.n} samples ({ds.attrs['sampler']}, {ds.attrs['nfe']} NFE, "
+        f"{ds.attrs['sampling_wall_time_s']:.1f} s) on {ds.sizes['x']} points to {path}"
+    )
+    return EXIT_OK
+
+
+def _evaluate(args) -> int:
+    from hdm.pipelines.evaluate import evaluate_functional
+
+    report = evaluate_functional(args.dataset, args.samples, quick=args.quick)
+    if args.plot:
+        from hdm.domains.functional import curves, load_functional
+        from hdm.pipelines.evaluate import on_dataset_grid, open_samples
+        from hdm.plotting import plot_functions
+
+        ds = load_functional(
+            args.dataset, seed=int(open_samples(args.samples).attrs.get("data_seed", 0))
+        )
+        gen, _ = on_dataset_grid(open_samples(args.samples)["y"], ds["x"].values)
+        report["plot"] = str(
+            plot_functions(
+                args.plot,
+                ds["x"].values,
+                gen,
+                curves(ds, "test").values,
+                title=f"{args.dataset}: generated vs real",
+                x_label=ds.attrs.get("x_units", "x"),
+            )
+        )
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(format_report(report))
+    return EXIT_OK
+
+
+def format_report(r: dict) -> str:
+    def ci(key):
+        lo, hi = r[key]
+        return f"[{lo:.1f}, {hi:.1f}]"
+
+    lines = [
+        f"dataset {r['dataset']}: {r['n_generated']} generated vs {r['n_test']} test curves "
+        f"({r['grid']}; {r.get('sampler', '')}, {r.get('nfe', 0)} NFE)",
+        f"  power, rigorous (n={r['n_per_side']}/side): {r['power_rigorous']:.1f}% "
+        f"{ci('power_rigorous_ci')}   null calibration (real held-out): "
+        f"{r['power_null']:.1f}% {ci('power_null_ci')}",
+        f"  power, HDM-compatible (10 vs 10): {r['power_hdm']:.1f} ± {r['power_hdm_pm']:.1f}",
+        f"  MMD²: {r['mmd2']:.2e}   floor (real vs real): {r['mmd2_floor']:.2e}",
+        f"  mean error (rel. L²): {r['mean_rel_l2']:.3f}   floor: {r['mean_rel_l2_floor']:.3f}",
+        f"  covariance error (rel. HS): {r['cov_rel_hs']:.3f}   floor: {r['cov_rel_hs_floor']:.3f}",
+    ]
+    if "plot" in r:
+        lines.append(f"  plot: {r['plot']}")
+    return "\n".join(lines)
+
+
+def _benchmark(args) -> int:
+    from hdm.pipelines.benchmark import run_functional_benchmark
+
+    path = run_functional_benchmark(
+        quick=args.quick,
+        work=Path(args.out),
+        benchmarks_file=Path(args.benchmarks_file),
+        retrain=args.retrain,
+    )
+    print(f"benchmark table written to {path}")
+    return EXIT_OK
+
+
+def _config(args) -> int:
+    from hdm.pipelines.config import load_train_config
+
+    cfg = load_train_config(args.config, args.set)
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def _demo(args) -> int:
+    from hdm.pipelines.demo import run_demo
+
+    run_demo(Path(args.out), n=args.n)
+    return EXIT_OK
+
+
+COMMANDS = {
+    "train": _train,
+    "sample": _sample,
+    "evaluate": _evaluate,
+    "benchmark": _benchmark,
+    "config": _config,
+    "demo": _demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hdm.hilbert.networks import GridError
+    from hdm.hilbert.training import CheckpointError, TrainingDiverged
+    from hdm.pipelines.config import ConfigError
+
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except TrainingDiverged as exc:
+        print(f"hdm: training failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ConfigError, CheckpointError, GridError, FileNotFoundError, ValueError) as exc:
+        print(f"hdm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("hdm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

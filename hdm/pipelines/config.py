@@ -1,0 +1,208 @@
+"""Typed, frozen run configurations loaded from YAML.
+
+A training config file has the sections below; every key is optional except
+``data.dataset``. Unknown or misspelled keys are errors that name the key and suggest
+the closest valid one; the resolved config (defaults filled in) is saved next to every
+output, and ``--set section.key=value`` overrides a value from the command line.
+
+.. code-block:: yaml
+
+    name: quadratic                 # run name (default: the file's stem)
+    data:    {dataset: quadratic, seed: 0}
+    noise:   {kind: spectral, kernel: se, lengthscale: 0.566, nu: 2.5}   # or kind: white
+    schedule: {kind: cosine}        # or linear
+    model:   {width: 48, n_modes: 32, n_layers: 4, padding: 0.25, time_dim: 128,
+              parameterisation: v}
+    optim:   {steps: 3000, batch_size: 64, lr: 1e-3, ...}   # see OptimConfig
+    sample:  {sampler: heun, steps: 50, n: 1000, seed: 0}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from hdm.hilbert.covariance import CovarianceOperator, SpectralCovariance, WhiteNoise
+from hdm.hilbert.schedules import CosineVP, LinearVP, NoiseSchedule
+from hdm.hilbert.training import OptimConfig
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, and the seed of its train/valid/test split."""
+
+    dataset: str
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """The covariance Q of the forward noise: ``spectral`` (SE/Matérn) or ``white`` (Q = I).
+    ``lengthscale`` in the units of the dataset's coordinate."""
+
+    kind: str = "spectral"
+    kernel: str = "se"
+    lengthscale: float = 0.1
+    nu: float = 2.5
+
+    def build(self) -> CovarianceOperator:
+        if self.kind == "white":
+            return WhiteNoise()
+        if self.kind == "spectral":
+            return SpectralCovariance(self.kernel, self.lengthscale, self.nu)
+        raise ConfigError(f"noise.kind must be 'spectral' or 'white', got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    kind: str = "cosine"
+
+    def build(self) -> NoiseSchedule:
+        if self.kind == "cosine":
+            return CosineVP()
+        if self.kind == "linear":
+            return LinearVP()
+        raise ConfigError(f"schedule.kind must be 'cosine' or 'linear', got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """TimeConditionedFNO size and the denoiser parameterisation ("v" or "eps")."""
+
+    width: int = 48
+    n_modes: int = 32
+    n_layers: int = 4
+    padding: float = 0.25
+    time_dim: int = 128
+    parameterisation: str = "v"
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Defaults of ``hdm sample`` and of the benchmark for this model."""
+
+    sampler: str = "heun"
+    steps: int = 50
+    n: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainRunConfig:
+    """Everything ``hdm train`` needs."""
+
+    data: DataConfig
+    name: str = "run"
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _suggest(key: str, options) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _coerce(value, typ, where: str):
+    if typ is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if typ is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if typ is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if typ is str and isinstance(value, str):
+        return value
+    if typ is bool and isinstance(value, bool):
+        return value
+    raise ConfigError(f"{where} must be of type {typ.__name__}, got {value!r}")
+
+
+def build_dataclass(cls, raw, where: str):
+    """Build the frozen dataclass ``cls`` from a mapping, strictly."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'the config'} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                f"unknown key {(where + '.' if where else '') + str(key)!r}"
+                f"{_suggest(str(key), known)} Valid keys here: {sorted(known)}"
+            )
+    kwargs = {}
+    for name, f in known.items():
+        path = f"{where}.{name}" if where else name
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if name not in raw:
+            if required:
+                raise ConfigError(f"missing required key {path!r}")
+            continue
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[name] = build_dataclass(typ, raw[name], path)
+        else:
+            kwargs[name] = _coerce(raw[name], typ, path)
+    return cls(**kwargs)
+
+
+def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
+    """Apply ``section.key=value`` strings (values parsed as YAML scalars)."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = raw
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainRunConfig:
+    """Read a training config (see module docstring); errors name the file and the key."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    raw = apply_overrides(raw, overrides)
+    raw.setdefault("name", path.stem)
+    try:
+        return build_dataclass(TrainRunConfig, raw, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def train_config_from_dict(raw: dict) -> TrainRunConfig:
+    return build_dataclass(TrainRunConfig, raw, "")
+
+
+def save_config(cfg: TrainRunConfig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return path
