@@ -290,11 +290,11 @@ def train(
         bar.update(1)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
-        if on_step is not None:
-            on_step(step, float(loss))
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             save_checkpoint(checkpoint_path, payload())
             last_saved = step
+        if on_step is not None:  # after the checkpoint, so it sees the committed state
+            on_step(step, losses[-1])
     bar.close()
     if last_saved is None:  # resumed at the end already, or zero steps
         save_checkpoint(checkpoint_path, payload())
