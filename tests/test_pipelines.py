@@ -64,7 +64,7 @@ def test_config_override_and_types():
     cfg = load_train_config(QUADRATIC, ["optim.steps=7", "noise.kind=white"])
     assert cfg.optim.steps == 7 and cfg.noise.kind == "white"
     assert cfg.noise.build().describe() == "white"
-    with pytest.raises(ConfigError, match="optim.steps must be of type int"):
+    with pytest.raises(ConfigError, match=r"optim\.steps must be of type int"):
         load_train_config(QUADRATIC, ["optim.steps=many"])
 
 
@@ -145,7 +145,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_cli_train_sample_evaluate_round_trip(tiny_run, tmp_path, capsys):
-    out, summary = tiny_run
+    out, _ = tiny_run
     assert (out / "model.pt").stat().st_size < (out / "checkpoint.pt").stat().st_size
     assert json.loads((out / "train_log.json").read_text())["steps"] == 6
     nc = tmp_path / "s.nc"
