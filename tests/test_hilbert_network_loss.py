@@ -1,0 +1,172 @@
+"""Tests of hdm.hilbert.networks, the preconditioning algebra of
+hdm.hilbert.denoisers.PreconditionedDenoiser and hdm.hilbert.losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from hdm.hilbert.covariance import SpectralCovariance
+from hdm.hilbert.denoisers import PreconditionedDenoiser
+from hdm.hilbert.grids import IntervalGrid, LatLonGrid, PeriodicGrid, RectGrid
+from hdm.hilbert.losses import denoising_loss, weighted_mean_square
+from hdm.hilbert.networks import GridError, TimeConditionedFNO
+from hdm.hilbert.process import ForwardProcess
+from hdm.hilbert.schedules import CosineVP, LinearVP
+
+PROCESS = ForwardProcess(CosineVP(), SpectralCovariance("matern", 0.1, 1.5))
+
+
+def small_fno(dim: int = 1, channels: int = 1, seed: int = 0) -> TimeConditionedFNO:
+    torch.manual_seed(seed)
+    return TimeConditionedFNO(
+        dim=dim, channels=channels, width=8, n_modes=8, n_layers=2, time_dim=16
+    )
+
+
+# ------------------------------------------------------------------------- network
+
+
+def test_fno_accepts_any_resolution_of_its_interval():
+    model = small_fno()
+    coarse = IntervalGrid(0.0, 1.0, 40)
+    fine = IntervalGrid(0.0, 1.0, 157)  # (40 − 1)·4 + 1: shares every coarse point
+    outs = []
+    with torch.no_grad():
+        for grid in (coarse, fine):
+            u = torch.sin(2 * math.pi * torch.as_tensor(grid.coords()[0], dtype=torch.float32))
+            x = u.reshape(1, 1, -1).repeat(2, 1, 1)
+            out = model(x, torch.tensor([0.3, -0.5]), grid)
+            assert out.shape == x.shape and torch.isfinite(out).all()
+            outs.append(out)
+    # the same function in gives (nearly) the same function out at the shared points
+    scale = outs[1].abs().max()
+    assert scale > 1e-3
+    assert (outs[0] - outs[1][..., ::4]).abs().max() <= 0.1 * scale
+
+
+def test_fno_time_conditioning_is_per_sample():
+    grid = IntervalGrid(0.0, 2.0, 24)
+    model = small_fno()
+    for layer in model.film:  # FiLM starts at zero (identity): give it something to do
+        nn.init.normal_(layer.weight, std=0.5)
+        nn.init.normal_(layer.bias, std=0.5)
+    x = torch.randn(3, 1, 24, generator=torch.Generator().manual_seed(0))
+    tau = torch.tensor([0.1, -0.4, 0.8])
+    tau_changed = tau.clone()
+    tau_changed[1] = 0.6
+    with torch.no_grad():
+        a, b = model(x, tau, grid), model(x, tau_changed, grid)
+    assert a.shape == x.shape and torch.isfinite(a).all()
+    assert (a[1] - b[1]).abs().max() > 1e-3
+    torch.testing.assert_close(b[[0, 2]], a[[0, 2]], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "grid", [RectGrid((0.0, 1.0), (0.0, 2.0), (10, 13)), PeriodicGrid((1.0, 1.0), (8, 12))]
+)
+def test_fno_on_2d_grids(grid):
+    model = small_fno(dim=2, channels=2)
+    x = torch.randn(2, 2, *grid.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = model(x, torch.zeros(2), grid)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert out.std() > 0
+
+
+def test_fno_grid_errors():
+    model = small_fno()
+    rect = RectGrid((0.0, 1.0), (0.0, 1.0), (6, 7))
+    with pytest.raises(GridError, match="takes 1-D grids, got a 2-D grid"):
+        model(torch.zeros(1, 1, 6, 7), torch.zeros(1), rect)
+    line = IntervalGrid(0.0, 1.0, 6)
+    with pytest.raises(
+        GridError, match=r"expected fields of shape \(batch, 1, .*got \(1, 1, 6, 7\)"
+    ):
+        model(torch.zeros(1, 1, 6, 7), torch.zeros(1), line)
+    with pytest.raises(GridError, match=r"expected fields of shape \(batch, 1, .*got \(1, 2, 6\)"):
+        model(torch.zeros(1, 2, 6), torch.zeros(1), line)
+    with pytest.raises(GridError, match=r"does not match grid \(6,\)"):
+        model(torch.zeros(1, 1, 7), torch.zeros(1), line)
+    with pytest.raises(GridError, match=r"at least 4 points per axis, got \(3,\)"):
+        model(torch.zeros(1, 1, 3), torch.zeros(1), IntervalGrid(0.0, 1.0, 3))
+    assert issubclass(GridError, ValueError)
+    with pytest.raises(ValueError, match="1 or 2 spatial axes, got 3"):
+        TimeConditionedFNO(dim=3)
+
+
+# ---------------------------------------------------------------- preconditioning
+
+
+class OracleBackbone(nn.Module):
+    """Returns a fixed tensor: the exact training target for known (x0, ξ, t)."""
+
+    def __init__(self, output: torch.Tensor):
+        super().__init__()
+        self.output = output
+
+    def forward(self, x, c_noise, grid):
+        assert c_noise.shape == (x.shape[0],)
+        return self.output
+
+
+@pytest.mark.parametrize("parameterisation", ["v", "eps"])
+@pytest.mark.parametrize("schedule", [CosineVP(), LinearVP()])
+def test_exact_backbone_gives_exact_denoiser(parameterisation, schedule, seeded):
+    grid = IntervalGrid(0.0, 1.0, 16)
+    process = ForwardProcess(schedule, SpectralCovariance("se", 0.1))
+    x0 = 1.5 + process.noise(5, 2, grid, generator=seeded(0), dtype=torch.float64)
+    xi = process.noise(5, 2, grid, generator=seeded(1), dtype=torch.float64)
+    t = torch.linspace(schedule.t_min, schedule.t_max, 5, dtype=torch.float64)
+    xt = process.perturb(x0, t, xi)
+    denoiser = PreconditionedDenoiser(nn.Identity(), process, parameterisation)
+    denoiser.backbone = OracleBackbone(denoiser.training_target(x0, xi, t))
+    out = denoiser(xt, t, grid)
+    assert out.shape == x0.shape and torch.isfinite(out).all()
+    torch.testing.assert_close(out, x0, rtol=0, atol=1e-9)
+
+
+def test_unknown_parameterisation():
+    with pytest.raises(ValueError, match=r"unknown parameterisation 'x0'.*'v', 'eps'"):
+        PreconditionedDenoiser(nn.Identity(), PROCESS, "x0")
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+def test_denoising_loss_is_a_seeded_scalar(seeded):
+    grid = IntervalGrid(0.0, 1.0, 20)
+    denoiser = PreconditionedDenoiser(small_fno(), PROCESS)
+    x0 = PROCESS.noise(4, 1, grid, generator=seeded(0))
+    loss = denoising_loss(denoiser, x0, grid, generator=seeded(1))
+    assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
+    assert loss.requires_grad
+    assert denoising_loss(denoiser, x0, grid, generator=seeded(1)).item() == loss.item()
+    assert denoising_loss(denoiser, x0, grid, generator=seeded(2)).item() != loss.item()
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        IntervalGrid(0.0, 3.0, 7),
+        PeriodicGrid((2.0,), (10,)),
+        RectGrid((0.0, 1.0), (0.0, 2.0), (5, 6)),
+        LatLonGrid.regular((20.0, 70.0), (0.0, 360.0), (6, 8)),
+    ],
+)
+def test_weighted_mean_square_of_a_constant(grid):
+    residual = torch.full((3, 2, *grid.shape), -1.7, dtype=torch.float64)
+    value = weighted_mean_square(residual, grid)
+    assert value.ndim == 0 and torch.isfinite(value)
+    assert value.item() == pytest.approx(1.7**2, rel=1e-12)
+
+
+def test_weighted_mean_square_is_the_l2_mean_at_any_resolution():
+    # (1/|D|) ∫_0^1 sin²(2πx) dx = 1/2, whatever the number of points
+    for n in (9, 33, 129):
+        grid = IntervalGrid(0.0, 1.0, n)
+        u = torch.sin(2 * math.pi * torch.as_tensor(grid.coords()[0])).reshape(1, 1, n)
+        assert weighted_mean_square(u, grid).item() == pytest.approx(0.5, abs=1e-12)
