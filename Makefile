@@ -22,8 +22,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/hdm demo --out outputs/demo
 
+# One thread per test process: the tests use small tensors, where OpenMP threads only
+# add overhead (and oversubscribe a busy 2-core machine).
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hdm tests benchmarks

@@ -268,11 +268,6 @@ def test_covariance_errors():
         covariance_from_dict({"kind": "gp"})
 
 
-@pytest.mark.xfail(
-    reason="KernelCovariance does not validate kernel/lengthscale: ℓ ≤ 0 is accepted "
-    "(ℓ < 0 silently acts as |ℓ|, ℓ = 0 gives NaN draws)",
-    strict=True,
-)
 def test_kernel_covariance_rejects_bad_parameters():
     with pytest.raises(ValueError, match="unknown kernel 'rbf'"):
         KernelCovariance("rbf", 0.1)
@@ -281,11 +276,6 @@ def test_kernel_covariance_rejects_bad_parameters():
             KernelCovariance("se", ell)
 
 
-@pytest.mark.xfail(
-    reason="on a non-periodic axis the spectral operator is the kernel periodised with "
-    "period 2L: for ℓ ≳ L/2 its pointwise variance Σ_m k(2Lm) exceeds 1 (1.27 at ℓ = L)",
-    strict=True,
-)
 @pytest.mark.parametrize("ell", [0.5, 1.0])
 def test_spectral_unit_variance_for_long_lengthscales(ell):
     cov = SpectralCovariance("se", ell)

@@ -147,16 +147,28 @@ def kernel_function(r: np.ndarray, kernel: str, lengthscale: float, nu: float) -
     raise ValueError(f"unknown kernel {kernel!r}; known: 'se', 'matern'")
 
 
+def embedding_factors(grid: Grid, lengthscale: float) -> tuple[int, ...]:
+    """Period factor c per axis (P = cL on non-periodic axes): large enough that the
+    kernel has decayed (r ≥ 6ℓ) before it wraps around, c = max(2, ⌈1 + 6ℓ/L⌉). It
+    depends on ℓ/L only, so every resolution of a domain uses the same embedding."""
+    return tuple(
+        1 if a.periodic else max(2, math.ceil(1 + 6 * lengthscale / a.length))
+        for a in grid.axes
+    )
+
+
 @lru_cache(maxsize=64)
-def _spectral_layout(grid: Grid) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+def _spectral_layout(
+    grid: Grid, factors: tuple[int, ...]
+) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
     """(embedding shape, κ² on the embedding FFT grid, canonical order of modes).
 
     The order lists the flat indices of all non-Nyquist modes sorted by the integer key
     (max_j |k_j|·Π_{i≠j} m_i, k_1, …, k_d); Nyquist modes are excluded.
     """
-    sizes = tuple(a.embedding_size for a in grid.axes)
-    ks = np.meshgrid(*[a.mode_indices() for a in grid.axes], indexing="ij")
-    kappas = np.meshgrid(*[a.wavenumbers() for a in grid.axes], indexing="ij")
+    sizes = tuple(a.embedding_size(c) for a, c in zip(grid.axes, factors))
+    ks = np.meshgrid(*[a.mode_indices(c) for a, c in zip(grid.axes, factors)], indexing="ij")
+    kappas = np.meshgrid(*[a.wavenumbers(c) for a, c in zip(grid.axes, factors)], indexing="ij")
     kappa2 = sum(k**2 for k in kappas)
     total = int(np.prod(sizes))
     scaled = [np.abs(k) * (total // m) for k, m in zip(ks, sizes)]
@@ -195,9 +207,13 @@ class SpectralCovariance(CovarianceOperator):
         """λ_k on the embedding FFT grid (shape: embedding sizes), Nyquist modes zero."""
         return _spectral_eigenvalues(self, grid)
 
+    def layout(self, grid: Grid) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+        return _spectral_layout(grid, embedding_factors(grid, self.lengthscale))
+
     def _eigenvalues(self, grid: Grid) -> np.ndarray:
-        sizes, kappa2, order = _spectral_layout(grid)
-        volume = float(np.prod([a.embedding_period for a in grid.axes]))
+        factors = embedding_factors(grid, self.lengthscale)
+        sizes, kappa2, order = _spectral_layout(grid, factors)
+        volume = float(np.prod([a.embedding_period(c) for a, c in zip(grid.axes, factors)]))
         lam = spectral_density(np.sqrt(kappa2), self.kernel, self.lengthscale, self.nu, grid.ndim)
         keep = np.zeros(int(np.prod(sizes)), dtype=bool)
         keep[order] = True
@@ -208,7 +224,7 @@ class SpectralCovariance(CovarianceOperator):
         return float(self.eigenvalues(grid).sum())
 
     def sample(self, n, grid, generator=None, dtype=torch.float32, device=None):
-        sizes, _, order = _spectral_layout(grid)
+        sizes, _, order = self.layout(grid)
         sqrt_lam = np.sqrt(self.eigenvalues(grid)).ravel()[order]
         draws = torch.cat(
             [
@@ -226,7 +242,7 @@ class SpectralCovariance(CovarianceOperator):
         return field.to(dtype=dtype, device=device).contiguous()
 
     def apply(self, g: torch.Tensor, grid: Grid) -> torch.Tensor:
-        sizes, _, _ = _spectral_layout(grid)
+        sizes, _, _ = self.layout(grid)
         d = grid.ndim
         dims = tuple(range(-d, 0))
         lam = torch.as_tensor(self.eigenvalues(grid).copy(), device=g.device)
@@ -292,6 +308,16 @@ class KernelCovariance(CovarianceOperator):
     lengthscale: float = 0.1
     nu: float = 2.5
     jitter: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.kernel not in ("se", "matern"):
+            raise ValueError(f"unknown kernel {self.kernel!r}; known: 'se', 'matern'")
+        if not self.lengthscale > 0:
+            raise ValueError(f"lengthscale must be positive, got {self.lengthscale}")
+        if self.kernel == "matern" and not self.nu > 0:
+            raise ValueError(f"Matérn nu must be positive, got {self.nu}")
+        if not self.jitter >= 0:
+            raise ValueError(f"jitter must be non-negative, got {self.jitter}")
 
     def _points(self, grid: Grid) -> np.ndarray:
         mesh = np.meshgrid(*grid.coords(), indexing="ij")

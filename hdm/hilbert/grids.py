@@ -8,9 +8,10 @@ A field u: D → R^C is stored as its values on a grid of D. Every grid here kno
 - the *spectral embedding* used by :mod:`hdm.hilbert.covariance`: a periodic grid of
   period P per axis on which stationary Gaussian fields are drawn with the FFT. For a
   periodic axis P = |D|; for a non-periodic axis of length L with n points (spacing
-  h = L/(n−1)) the field is drawn on the mirror-sized periodic domain P = 2L with
-  2(n−1) points and restricted to the first n, which gives a *stationary* field whose
-  wavenumbers κ_k = 2πk/P = πk/L are those of the Neumann cosine basis on [0, L],
+  h = L/(n−1)) the field is drawn on a periodic domain P = cL (c ≥ 2 an integer chosen
+  by the covariance from ℓ/L, never from n) with c(n−1) points and restricted to the
+  first n, which gives a *stationary* field; for c = 2 its wavenumbers κ_k = πk/L are
+  those of the Neumann cosine basis on [0, L],
 - ``with_resolution``: the same domain at another number of points. Because the
   wavenumbers depend on the domain and not on the grid size, a draw on a coarse grid
   and one on a fine grid from the same seed are the same random function (the coarse
@@ -74,24 +75,23 @@ class Axis:
             w[0] = w[-1] = self.spacing / 2
         return w
 
-    @property
-    def embedding_size(self) -> int:
-        """Points of the periodic grid on which this axis' stationary fields are drawn."""
-        return self.n if self.periodic else 2 * (self.n - 1)
+    def embedding_size(self, factor: int = 2) -> int:
+        """Points of the periodic grid on which this axis' stationary fields are drawn:
+        n if periodic, else factor·(n − 1) (period factor·L, the grid's points on it)."""
+        return self.n if self.periodic else factor * (self.n - 1)
 
-    @property
-    def embedding_period(self) -> float:
+    def embedding_period(self, factor: int = 2) -> float:
         """Period P of that grid, physical units."""
-        return self.length if self.periodic else 2 * self.length
+        return self.length if self.periodic else factor * self.length
 
-    def wavenumbers(self) -> np.ndarray:
+    def wavenumbers(self, factor: int = 2) -> np.ndarray:
         """Physical angular wavenumbers κ_k = 2π k / P of the embedding's FFT, FFT order."""
-        m = self.embedding_size
-        return 2 * math.pi * np.fft.fftfreq(m, d=1.0 / m) / self.embedding_period
+        m = self.embedding_size(factor)
+        return 2 * math.pi * np.fft.fftfreq(m, d=1.0 / m) / self.embedding_period(factor)
 
-    def mode_indices(self) -> np.ndarray:
+    def mode_indices(self, factor: int = 2) -> np.ndarray:
         """Integer mode numbers k of the embedding's FFT, in FFT order."""
-        m = self.embedding_size
+        m = self.embedding_size(factor)
         return np.rint(np.fft.fftfreq(m, d=1.0 / m)).astype(np.int64)
 
     def with_points(self, n: int) -> Axis:

@@ -16,7 +16,10 @@ Architecture (Li et al. 2021, FNO; with per-sample time conditioning):
   ``AdaIN`` holds one embedding for the whole batch, hence this module.
 - Non-periodic axes are zero-padded by a fixed *fraction* of their length before the
   spectral layers and cropped after, so the FFT's periodicity does not wrap the two ends
-  together; the padded extent is the same physical length at every resolution.
+  together: the FFT period of a padded axis is (1 + padding)·L, so the Fourier modes of
+  the spectral layers are the same *physical* wavenumbers on every resolution (exactly
+  when padding·(n−1) is an integer; :func:`snap_padding` picks such a fraction for the
+  training grid, and then every integer refinement of it).
 
 The network accepts any resolution of the grid it was trained on; a grid of another
 dimension, channel count, or too few points raises :class:`GridError`.
@@ -47,6 +50,11 @@ def sinusoidal_embedding(tau: torch.Tensor, dim: int, max_period: float = 1e4) -
     )
     args = tau.float()[:, None] * freqs[None, :]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+def snap_padding(padding: float, n: int) -> float:
+    """The padding fraction nearest to ``padding`` with padding·(n − 1) an integer."""
+    return round(padding * (n - 1)) / (n - 1)
 
 
 class TimeConditionedFNO(nn.Module):
@@ -105,6 +113,14 @@ class TimeConditionedFNO(nn.Module):
         self.project = ChannelMLP(width, channels, hidden_channels=2 * width, n_layers=2, n_dim=dim)
         self.time_dim = time_dim
 
+    def padding_points(self, axis) -> int:
+        """Zeros appended to a non-periodic axis of n points (spacing h = L/(n−1)): the
+        FFT period (n + pad)·h is then (1 + padding)·L, the same physical length on every
+        grid where padding·(n − 1) is an integer (see :func:`snap_padding`)."""
+        if axis.periodic or self.padding <= 0:
+            return 0
+        return max(0, round(self.padding * (axis.n - 1)) - 1)
+
     def check_input(self, x: torch.Tensor, grid: Grid) -> None:
         if grid.ndim != self.dim:
             raise GridError(
@@ -125,7 +141,7 @@ class TimeConditionedFNO(nn.Module):
         coords = grid.normalised_coords(dtype=x.dtype, device=x.device)
         coords = coords.unsqueeze(0).expand(x.shape[0], *coords.shape)
         h = self.lift(torch.cat([x, coords], dim=1))
-        pads = [0 if a.periodic else round(self.padding * a.n) for a in reversed(grid.axes)]
+        pads = [self.padding_points(a) for a in reversed(grid.axes)]
         if any(pads):
             h = F.pad(h, [p for pad in pads for p in (0, pad)])
         emb = self.time_mlp(sinusoidal_embedding(tau, self.time_dim).to(x.dtype))

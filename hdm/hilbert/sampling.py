@@ -248,7 +248,7 @@ def make_sampler(name: str, steps: int) -> Sampler:
         close = difflib.get_close_matches(name, SAMPLERS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         known = ", ".join(f"{k} ({v})" for k, v in SAMPLER_DESCRIPTIONS.items())
-        raise ValueError(f"unknown sampler {name!r}{hint} Known: {known}")
+        raise ValueError(f"unknown sampler {name!r}{hint or '.'} Known: {known}")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     return SAMPLERS[name](steps)
