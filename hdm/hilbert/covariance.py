@@ -157,6 +157,16 @@ def embedding_factors(grid: Grid, lengthscale: float) -> tuple[int, ...]:
     )
 
 
+def check_kernel(kernel: str, lengthscale: float, nu: float) -> None:
+    """Raise ValueError naming a kernel parameter that cannot be used."""
+    if kernel not in ("se", "matern"):
+        raise ValueError(f"unknown kernel {kernel!r}; known: 'se', 'matern'")
+    if not lengthscale > 0:
+        raise ValueError(f"lengthscale must be positive, got {lengthscale}")
+    if kernel == "matern" and not nu > 0:
+        raise ValueError(f"Matérn nu must be positive, got {nu}")
+
+
 @lru_cache(maxsize=64)
 def _spectral_layout(
     grid: Grid, factors: tuple[int, ...]
@@ -196,12 +206,7 @@ class SpectralCovariance(CovarianceOperator):
     nu: float = 2.5
 
     def __post_init__(self) -> None:
-        if self.kernel not in ("se", "matern"):
-            raise ValueError(f"unknown kernel {self.kernel!r}; known: 'se', 'matern'")
-        if not self.lengthscale > 0:
-            raise ValueError(f"lengthscale must be positive, got {self.lengthscale}")
-        if self.kernel == "matern" and not self.nu > 0:
-            raise ValueError(f"Matérn nu must be positive, got {self.nu}")
+        check_kernel(self.kernel, self.lengthscale, self.nu)
 
     def eigenvalues(self, grid: Grid) -> np.ndarray:
         """λ_k on the embedding FFT grid (shape: embedding sizes), Nyquist modes zero."""
@@ -310,12 +315,7 @@ class KernelCovariance(CovarianceOperator):
     jitter: float = 1e-6
 
     def __post_init__(self) -> None:
-        if self.kernel not in ("se", "matern"):
-            raise ValueError(f"unknown kernel {self.kernel!r}; known: 'se', 'matern'")
-        if not self.lengthscale > 0:
-            raise ValueError(f"lengthscale must be positive, got {self.lengthscale}")
-        if self.kernel == "matern" and not self.nu > 0:
-            raise ValueError(f"Matérn nu must be positive, got {self.nu}")
+        check_kernel(self.kernel, self.lengthscale, self.nu)
         if not self.jitter >= 0:
             raise ValueError(f"jitter must be non-negative, got {self.jitter}")
 
