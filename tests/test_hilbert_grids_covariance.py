@@ -281,3 +281,19 @@ def test_spectral_unit_variance_for_long_lengthscales(ell):
     cov = SpectralCovariance("se", ell)
     assert cov.truncated_variance(GRID_1D) <= 1.0 + 1e-6
     np.testing.assert_allclose(np.diag(cov.dense(GRID_1D)), 1.0, rtol=0, atol=1e-3)
+
+
+def test_kernel_covariance_on_irregular_points(seeded):
+    from hdm.hilbert.grids import PointSet
+
+    pts = PointSet.from_array(np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.3], [1.0, 1.0]]))
+    cov = KernelCovariance("se", 0.2)
+    k = cov.dense(pts)
+    assert k.shape == (4, 4)
+    np.testing.assert_allclose(k[0, 1], np.exp(-0.5 * (0.1 / 0.2) ** 2))
+    np.testing.assert_allclose(k[0, 3], np.exp(-0.5 * 2 / 0.04))
+    draws = cov.sample(20_000, pts, generator=seeded(0), dtype=torch.float64).numpy()
+    assert draws.shape == (20_000, 4)
+    np.testing.assert_allclose(draws.T @ draws / len(draws), k, atol=0.04)
+    with pytest.raises(ValueError, match="point 1 has non-finite coordinates"):
+        PointSet.from_array(np.array([[0.0, 0.0], [np.nan, 1.0]]))

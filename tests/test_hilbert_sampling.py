@@ -49,7 +49,11 @@ def test_sampler_reproduces_the_prior_covariance(oracle, seeded, name, steps, nf
     # The tolerance is 3·e0 ≈ 0.11, so no seed makes this test flaky; the deterministic
     # samplers are checked without Monte-Carlo error below.
     e0 = math.sqrt(np.trace(C) ** 2 + np.linalg.norm(C) ** 2) / (math.sqrt(n) * np.linalg.norm(C))
-    assert relative_hs_error(result.samples) <= 3 * e0
+    err = relative_hs_error(result.samples)
+    assert err <= 3 * e0
+    # The acceptance bound of the issue (≤ 5% at 2,000 samples) for this fixed seed; the
+    # seed makes it deterministic, the 3·e0 bound above is what holds for any seed.
+    assert err <= 0.05
 
 
 @pytest.mark.parametrize(("name", "steps"), [("heun", 50), ("dpm2m", 50)])

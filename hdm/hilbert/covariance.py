@@ -60,7 +60,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from hdm.hilbert.grids import Grid
+from hdm.hilbert.grids import Grid, PointSet
 
 _FIRST_BLOCK = 16  # modes in the first generator call; later calls double (see _draw_blocks)
 
@@ -152,8 +152,7 @@ def embedding_factors(grid: Grid, lengthscale: float) -> tuple[int, ...]:
     kernel has decayed (r ≥ 6ℓ) before it wraps around, c = max(2, ⌈1 + 6ℓ/L⌉). It
     depends on ℓ/L only, so every resolution of a domain uses the same embedding."""
     return tuple(
-        1 if a.periodic else max(2, math.ceil(1 + 6 * lengthscale / a.length))
-        for a in grid.axes
+        1 if a.periodic else max(2, math.ceil(1 + 6 * lengthscale / a.length)) for a in grid.axes
     )
 
 
@@ -302,7 +301,8 @@ class WhiteNoise(CovarianceOperator):
 
 @dataclass(frozen=True)
 class KernelCovariance(CovarianceOperator):
-    """Dense Gram-matrix covariance K_ij = k(|x_i − x_j|) on the points of any grid.
+    """Dense Gram-matrix covariance K_ij = k(|x_i − x_j|) on the points of any grid or of
+    a :class:`~hdm.hilbert.grids.PointSet`.
 
     Cholesky with a relative ``jitter`` on the diagonal; O(n³) once per grid, O(n²) per
     draw. For small point sets (stations, ragged grids) and as an exact reference for
@@ -319,7 +319,9 @@ class KernelCovariance(CovarianceOperator):
         if not self.jitter >= 0:
             raise ValueError(f"jitter must be non-negative, got {self.jitter}")
 
-    def _points(self, grid: Grid) -> np.ndarray:
+    def _points(self, grid: Grid | PointSet) -> np.ndarray:
+        if isinstance(grid, PointSet):
+            return grid.as_array()
         mesh = np.meshgrid(*grid.coords(), indexing="ij")
         return np.stack([m.ravel() for m in mesh], axis=1)
 

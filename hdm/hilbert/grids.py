@@ -251,3 +251,51 @@ class LatLonGrid(Grid):
     def weights(self) -> np.ndarray:
         w = super().weights()
         return w * np.cos(np.deg2rad(self.axes[0].coords))[:, None]
+
+
+@dataclass(frozen=True)
+class PointSet:
+    """Irregular points (stations, a ragged 1-D grid): a field on them has shape (..., n).
+
+    ``points`` is a tuple of coordinate tuples (hashable, so operators can cache their
+    Gram matrices); build it with :meth:`from_array`. Only dense, kernel-on-points
+    covariances (:class:`~hdm.hilbert.covariance.KernelCovariance`) apply here.
+    """
+
+    points: tuple[tuple[float, ...], ...]
+
+    def __post_init__(self) -> None:
+        if not self.points:
+            raise ValueError("a point set needs at least one point")
+        dims = {len(p) for p in self.points}
+        if len(dims) != 1:
+            raise ValueError(f"all points must have the same dimension, got {sorted(dims)}")
+        if not np.all(np.isfinite(self.as_array())):
+            bad = int(np.flatnonzero(~np.isfinite(self.as_array()).all(axis=1))[0])
+            raise ValueError(f"point {bad} has non-finite coordinates {self.points[bad]}")
+
+    @staticmethod
+    def from_array(points: np.ndarray) -> PointSet:
+        """From an array of shape (n, d) (or (n,) for 1-D points)."""
+        arr = np.asarray(points, dtype=np.float64)
+        arr = arr[:, None] if arr.ndim == 1 else arr
+        return PointSet(tuple(tuple(float(v) for v in row) for row in arr))
+
+    def as_array(self) -> np.ndarray:
+        """Coordinates, shape (n, d)."""
+        return np.asarray(self.points, dtype=np.float64)
+
+    @property
+    def ndim(self) -> int:
+        return 1  # fields on a point set have one trailing dimension
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self.points),)
+
+    @property
+    def size(self) -> int:
+        return len(self.points)
+
+    def describe(self) -> str:
+        return f"{self.size} points in {len(self.points[0])}-D"
