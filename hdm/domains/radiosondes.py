@@ -918,7 +918,10 @@ def simulate_observations(
     check_stations_in_domain(stations, (grid_lat[0], grid_lat[-1]), (grid_lon[0], lon_hi))
 
     st_lat = stations["lat"].values.astype(float)
-    st_lon = np.mod(stations["lon"].values.astype(float) - grid_lon[0], 360.0) + grid_lon[0]
+    st_lon = stations["lon"].values.astype(float)
+    # Wrap only longitudes outside [lon_0, lon_0 + 360), so that on-grid ones stay exact.
+    outside_range = (st_lon < grid_lon[0]) | (st_lon >= grid_lon[0] + 360.0)
+    st_lon = np.where(outside_range, np.mod(st_lon - grid_lon[0], 360.0) + grid_lon[0], st_lon)
     lon_axis = np.append(grid_lon, grid_lon[0] + 360.0) if periodic else grid_lon
     i, t = _axis_weights(grid_lat, st_lat)
     j, s = _axis_weights(lon_axis, st_lon)
