@@ -1,0 +1,618 @@
+"""Open gridded fields lazily and normalise their conventions, once, here.
+
+:func:`open_fields` reads one netCDF file, a glob, a list of files, a zarr store or a
+GRIB file (with the optional extra ``hdm[grib]``: cfgrib + ecCodes) into one lazy
+``xr.Dataset`` backed by dask arrays: opening reads metadata and 1-D coordinates only;
+values are read when computed (chunk by chunk).
+
+Conventions after opening (the schema of :mod:`hdm.data.schema`):
+
+- names: ``latitude`` → ``lat``, ``longitude`` → ``lon``, ``valid_time`` → ``time``
+  when it is the time dimension (ERA5 netCDF from cfgrib has both; then the dimension
+  ``time`` is kept and ``valid_time`` stays a non-index coordinate), ``pressure_level``,
+  ``isobaricInhPa``, ``plev`` → ``level``; ensemble ``number`` (as a dimension) →
+  ``member``;
+- ``lat`` strictly ascending (a descending file is reversed, lazily);
+- ``lon`` in [-180, 180), strictly ascending: λ ↦ ((λ + 180) mod 360) − 180, then the
+  columns are reordered (a [0, 360) global grid is rolled by half a turn); a repeated
+  cyclic column (λ₀ + 360 as last column) is dropped;
+- ``level`` ascending, in hPa (levels in Pa are divided by 100);
+- ``time`` strictly increasing;
+- units kept in each variable's ``units`` attribute; what was changed is listed in the
+  dataset attribute ``hdm_conventions``.
+
+Checks (each raises with a message naming the file and what is wrong): missing file or
+no match for a glob; a file that is not netCDF/zarr/GRIB or is truncated; a requested
+variable absent (the present ones are listed); a coordinate that is not strictly
+monotonic or has a duplicate (the coordinate and the first bad index are named);
+latitudes outside [-90, 90]; one variable with different units in different files
+(both files named). Several files are combined by their coordinates
+(:func:`xarray.combine_by_coords`) after each has been normalised.
+
+Selection happens before any data is read: ``time`` (a slice of ISO strings or
+datetimes, one string such as ``"2019-03-02"`` for a whole day, or a list),
+``region`` (a :class:`Region` latitude/longitude box, inclusive) and ``level`` (one
+level in hPa, which drops the dimension, or a list).
+
+Chunks: ``chunks="auto"`` keeps the horizontal grid whole and lets dask choose the
+number of time steps per chunk (about ``array.chunk-size``, 128 MiB by default, in
+multiples of the file's own chunks); a dict such as ``{"time": 1}`` (schema names) is
+passed to :meth:`xarray.Dataset.chunk`, dimensions not named staying whole.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.array
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from hdm.data.schema import ALIASES, LAT, LEVEL, LON, TIME, canonical_units
+
+__all__ = [
+    "Region",
+    "detect_format",
+    "normalise_conventions",
+    "open_fields",
+]
+
+PathLike = str | os.PathLike[str]
+
+_NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray", ".zmetadata")
+_GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
+
+
+@dataclass(frozen=True)
+class Region:
+    """A latitude–longitude box, degrees, bounds included.
+
+    ``lat = (south, north)`` within [-90, 90]; ``lon = (west, east)`` in the
+    [-180, 180] convention with west ≤ east (boxes across the antimeridian are not
+    supported: open two boxes).
+    """
+
+    lat: tuple[float, float]
+    lon: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        (s, n), (w, e) = self.lat, self.lon
+        if not (-90.0 <= s <= n <= 90.0):
+            raise ValueError(f"Region.lat must satisfy -90 <= south <= north <= 90, got {self.lat}")
+        if not (-180.0 <= w <= e <= 180.0):
+            raise ValueError(
+                f"Region.lon must satisfy -180 <= west <= east <= 180, got {self.lon} "
+                "(boxes across the antimeridian are not supported)"
+            )
+
+    @classmethod
+    def coerce(cls, value: Region | Mapping[str, Any] | Sequence[float]) -> Region:
+        """From a Region, ``{"lat": (s, n), "lon": (w, e)}`` or ``(s, n, w, e)``."""
+        if isinstance(value, Region):
+            return value
+        if isinstance(value, Mapping):
+            return cls(lat=tuple(value["lat"]), lon=tuple(value["lon"]))
+        vals = tuple(float(v) for v in value)
+        if len(vals) != 4:
+            raise ValueError(
+                f"region as a sequence must be (south, north, west, east), got {value}"
+            )
+        return cls(lat=vals[:2], lon=vals[2:])
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def detect_format(path: PathLike) -> str:
+    """``"netcdf3"``, ``"netcdf4"``, ``"zarr"`` or ``"grib"``, from the content of ``path``.
+
+    Raises:
+        FileNotFoundError: no file or directory at ``path``.
+        ValueError: a directory that is not a zarr store, an empty file, or a file that
+            is neither netCDF (classic or HDF5) nor GRIB.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such file or zarr store: {p}")
+    if p.is_dir():
+        if any((p / m).exists() for m in _ZARR_MARKERS):
+            return "zarr"
+        raise ValueError(
+            f"{p} is a directory but not a zarr store (no {' / '.join(_ZARR_MARKERS)} inside)"
+        )
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise ValueError(f"{p} is empty: not a netCDF, zarr or GRIB file")
+    if head[:4] in _NETCDF3_MAGIC:
+        return "netcdf3"
+    if head == _HDF5_MAGIC:
+        return "netcdf4"
+    if head[:4] == b"GRIB" or p.suffix.lower() in _GRIB_SUFFIXES:
+        return "grib"
+    raise ValueError(
+        f"{p} is not a netCDF, zarr or GRIB file (it starts with {head!r}; netCDF starts "
+        "with b'CDF' or b'\\x89HDF')"
+    )
+
+
+def _check_classic_netcdf(path: Path) -> None:
+    """Raise if a classic (CDF-1/2) netCDF file is shorter than its header says.
+
+    The netCDF-C library opens a truncated classic file without complaint and reads
+    the missing bytes as fill values, so the header is checked here with scipy's
+    reader, which maps every variable onto the file and fails if one runs past its
+    end. CDF-5 files are not checked (scipy cannot read them).
+    """
+    from scipy.io import netcdf_file
+
+    with open(path, "rb") as f:
+        if f.read(4) == b"CDF\x05":
+            return
+    try:
+        with warnings.catch_warnings():
+            # scipy warns when closing a file whose mmap views are still referenced
+            warnings.simplefilter("ignore")
+            nc = netcdf_file(path, mode="r", mmap=True)
+            try:
+                for var in nc.variables.values():
+                    _ = var.data.shape
+            finally:
+                nc.close()
+    except Exception as err:
+        raise ValueError(
+            f"{path} is truncated or corrupt: its netCDF header describes more data than "
+            f"the file holds ({type(err).__name__}: {err})"
+        ) from err
+
+
+def _open_raw(path: Path, fmt: str) -> xr.Dataset:
+    """Open one file or store lazily *without* dask (lazily indexed backend arrays)."""
+    try:
+        if fmt == "zarr":
+            return xr.open_dataset(path, engine="zarr", chunks=None)
+        if fmt == "grib":
+            try:
+                import cfgrib  # noqa: F401
+            except ImportError as err:
+                raise ImportError(
+                    f"reading the GRIB file {path} needs the optional extra 'grib': "
+                    "pip install 'hdm[grib]' (cfgrib, with the ecCodes library)"
+                ) from err
+            return xr.open_dataset(
+                path, engine="cfgrib", chunks=None, backend_kwargs={"indexpath": ""}
+            )
+        if fmt == "netcdf3":
+            _check_classic_netcdf(path)
+        return xr.open_dataset(path, engine="netcdf4", chunks=None)
+    except (ImportError, ValueError):
+        raise
+    except (OSError, RuntimeError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"cannot read {path} as {fmt}: not a valid file of that format, or truncated "
+            f"({type(err).__name__}: {err})"
+        ) from err
+
+
+# ------------------------------------------------------------------- coordinate checks
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, np.datetime64):
+        return str(pd.Timestamp(value))
+    return f"{value:g}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+def check_coordinate(
+    values: np.ndarray, name: str, source: str, *, increasing: bool = False
+) -> int:
+    """Check that a 1-D coordinate is strictly monotonic without duplicates.
+
+    Args:
+        values: the coordinate values, in the file's order.
+        name: the coordinate name (for messages).
+        source: where it comes from (a file name), for messages.
+        increasing: require strictly increasing (time) rather than either direction.
+
+    Returns:
+        +1 if ascending (or shorter than 2), −1 if descending.
+
+    Raises:
+        ValueError: naming the coordinate, the source and the first bad index.
+    """
+    v = np.asarray(values)
+    if v.ndim != 1:
+        raise ValueError(f"coordinate {name!r} in {source} must be 1-D, got shape {v.shape}")
+    if v.dtype.kind == "f" and not np.isfinite(v).all():
+        i = int(np.flatnonzero(~np.isfinite(v))[0])
+        raise ValueError(f"coordinate {name!r} in {source} is not finite at index {i}")
+    if v.size < 2:
+        return 1
+    d = np.diff(v)
+    zero = d == np.zeros((), d.dtype)
+    if zero.any():
+        i = int(np.flatnonzero(zero)[0]) + 1
+        raise ValueError(
+            f"coordinate {name!r} in {source} has a duplicated value {_fmt(v[i])} at index {i} "
+            f"(same as index {i - 1})"
+        )
+    positive = d > np.zeros((), d.dtype)
+    direction = 1 if (increasing or positive[0]) else -1
+    bad = ~positive if direction == 1 else positive
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0]) + 1
+        order = "increasing" if direction == 1 else "decreasing"
+        raise ValueError(
+            f"coordinate {name!r} in {source} is not monotonic (strictly {order}): first bad "
+            f"index {i} ({_fmt(v[i])} after {_fmt(v[i - 1])})"
+        )
+    return direction
+
+
+def _check_latitude(values: np.ndarray, source: str) -> None:
+    v = np.asarray(values, dtype=np.float64)
+    out = np.abs(v) > 90.0
+    if out.any():
+        i = int(np.flatnonzero(out)[0])
+        raise ValueError(
+            f"latitude in {source} outside [-90, 90]: {v[i]:g} at index {i} "
+            f"(range {v.min():g} to {v.max():g})"
+        )
+
+
+# --------------------------------------------------------------------- conventions
+
+
+def _rename_map(ds: xr.Dataset) -> dict[str, str]:
+    """File names → schema names: per schema name, the first alias that is a dimension,
+    else the first alias present; a non-dimension ``time`` that would clash with a
+    ``valid_time`` dimension is renamed ``forecast_reference_time``."""
+    names = set(ds.variables) | set(ds.dims)
+    rename: dict[str, str] = {}
+    for target, aliases in ALIASES.items():
+        present = [a for a in aliases if a in names]
+        if not present:
+            continue
+        dims = [a for a in present if a in ds.dims]
+        chosen = dims[0] if dims else present[0]
+        if target == "member" and chosen not in ds.dims:
+            continue  # ERA5's scalar `number` coordinate is not an ensemble dimension
+        if chosen != target:
+            if target in names:
+                if target in ds.dims:
+                    continue
+                rename[target] = "forecast_reference_time" if target == TIME else f"{target}_orig"
+            rename[chosen] = target
+    return rename
+
+
+def normalise_conventions(
+    ds: xr.Dataset, source: str = "<dataset>", *, region: Region | None = None
+) -> xr.Dataset:
+    """Map names to the schema, check coordinates, make lat ascending and lon in [-180, 180).
+
+    Works lazily on any dataset (backend-lazy or dask arrays): only 1-D coordinates are
+    read. ``region`` selects a box *after* longitudes are wrapped, with positional
+    indexing that composes with the file reads (so only the box is ever read).
+
+    Raises:
+        ValueError: non-monotonic or duplicated coordinate (name and first bad index),
+            latitudes outside [-90, 90], a region that selects nothing.
+    """
+    notes: list[str] = []
+    rename = _rename_map(ds)
+    if rename:
+        ds = ds.rename(rename)
+        notes.append("renamed " + ", ".join(f"{a}->{b}" for a, b in rename.items()))
+    indexers: dict[str, Any] = {}
+    new_coords: dict[str, Any] = {}
+
+    if TIME in ds.dims and TIME in ds.coords:
+        check_coordinate(ds[TIME].values, TIME, source, increasing=True)
+
+    if LEVEL in ds.dims and LEVEL in ds.coords:
+        lev = ds[LEVEL]
+        if check_coordinate(lev.values, LEVEL, source) < 0:
+            indexers[LEVEL] = slice(None, None, -1)
+            notes.append("level reversed to ascending")
+        if canonical_units(lev.attrs.get("units")) == "Pa":
+            attrs = {**lev.attrs, "units": "hPa"}
+            new_coords[LEVEL] = (LEVEL, lev.values / 100.0, attrs)
+            notes.append("level Pa->hPa")
+
+    lat_index = np.arange(ds.sizes.get(LAT, 0))
+    if LAT in ds.dims and LAT in ds.coords:
+        lat = ds[LAT].values
+        _check_latitude(lat, source)
+        if check_coordinate(lat, LAT, source) < 0:
+            lat_index = lat_index[::-1]
+            notes.append("lat reversed to ascending")
+        if region is not None:
+            lat_sorted = lat[lat_index]
+            keep = (lat_sorted >= region.lat[0]) & (lat_sorted <= region.lat[1])
+            if not keep.any():
+                raise ValueError(
+                    f"region lat {region.lat} selects no latitude of {source} "
+                    f"(latitudes {lat.min():g} to {lat.max():g})"
+                )
+            lat_index = lat_index[keep]
+        if not np.array_equal(lat_index, np.arange(ds.sizes[LAT])):
+            indexers[LAT] = _as_indexer(lat_index)
+
+    if LON in ds.dims and LON in ds.coords:
+        lon_raw = ds[LON].values
+        if check_coordinate(lon_raw, LON, source) < 0:
+            order = np.arange(lon_raw.size)[::-1]
+            notes.append("lon reversed")
+        else:
+            order = np.arange(lon_raw.size)
+        lon_asc = lon_raw[order].astype(np.float64)
+        if lon_asc.size > 1 and np.isclose(lon_asc[-1] - lon_asc[0], 360.0):
+            order, lon_asc = order[:-1], lon_asc[:-1]  # drop the repeated cyclic column
+            notes.append("cyclic lon column dropped")
+        wrapped = np.mod(lon_asc + 180.0, 360.0) - 180.0
+        perm = np.argsort(wrapped, kind="stable")
+        check_coordinate(wrapped[perm], LON, f"{source} (after wrapping to [-180, 180))")
+        if not np.array_equal(wrapped, lon_asc):
+            notes.append("lon wrapped to [-180, 180)")
+        order, wrapped = order[perm], wrapped[perm]
+        if region is not None:
+            keep = (wrapped >= region.lon[0]) & (wrapped <= region.lon[1])
+            if not keep.any():
+                raise ValueError(
+                    f"region lon {region.lon} selects no longitude of {source} "
+                    f"(longitudes {wrapped.min():g} to {wrapped.max():g} after wrapping)"
+                )
+            order, wrapped = order[keep], wrapped[keep]
+        if not np.array_equal(order, np.arange(lon_raw.size)):
+            indexers[LON] = _as_indexer(order)
+        if not np.array_equal(wrapped, lon_raw[order]):
+            lon_attrs = dict(ds[LON].attrs)
+            new_coords[LON] = (LON, wrapped.astype(ds[LON].dtype), lon_attrs)
+
+    if indexers:
+        ds = ds.isel(indexers)
+    if new_coords:
+        ds = ds.assign_coords(new_coords)
+    if notes:
+        ds.attrs["hdm_conventions"] = "; ".join(notes)
+    return ds
+
+
+def _as_indexer(index: np.ndarray) -> slice | np.ndarray:
+    """A slice when ``index`` is an arithmetic progression (cheapest to read), else itself."""
+    if index.size == 1:
+        return slice(int(index[0]), int(index[0]) + 1)
+    step = int(index[1] - index[0])
+    if step != 0 and np.all(np.diff(index) == step):
+        stop = int(index[-1]) + step
+        return slice(int(index[0]), stop if stop >= 0 else None, step)
+    return index
+
+
+# ---------------------------------------------------------------------- selection
+
+
+def _select_time(ds: xr.Dataset, time: Any) -> xr.Dataset:
+    """Select by time labels; a file without any selected step gives an empty ``time``."""
+    if time is None or TIME not in ds.dims:
+        return ds
+    try:
+        out = ds.sel({TIME: time})
+        if TIME not in out.dims:  # one step selected by an exact label: keep the dim
+            out = ds.sel({TIME: [time]})
+    except KeyError:
+        out = ds.isel({TIME: slice(0, 0)})
+    return out
+
+
+def _select_level(ds: xr.Dataset, level: Any, source: str) -> xr.Dataset:
+    if level is None:
+        return ds
+    if LEVEL not in ds.dims:
+        return ds  # surface fields in a multi-variable set have no level
+    present = ds[LEVEL].values
+    wanted = np.atleast_1d(np.asarray(level, dtype=np.float64))
+    missing = [w for w in wanted if not np.isclose(present.astype(np.float64), w).any()]
+    if missing:
+        raise KeyError(
+            f"level(s) {[_fmt(m) for m in missing]} hPa not in {source}; levels present: "
+            f"{[_fmt(p) for p in present]}"
+        )
+    return ds.sel({LEVEL: level})
+
+
+# ------------------------------------------------------------------------- chunks
+
+
+def _auto_chunks(ds: xr.Dataset, preferred: Mapping[str, int]) -> dict[str, Any]:
+    """Whole horizontal grid, dask-chosen time steps (multiples of the file's chunks)."""
+    if not ds.data_vars:
+        return {}
+    var = max(ds.data_vars.values(), key=lambda v: v.size * v.dtype.itemsize)
+    if TIME not in var.dims:
+        return dict.fromkeys(ds.dims, "auto")
+    spec = tuple("auto" if d == TIME else -1 for d in var.dims)
+    prev = tuple(
+        min(int(preferred.get(d, s)), s) if d == TIME else s for d, s in zip(var.dims, var.shape)
+    )
+    chunks = dask.array.core.normalize_chunks(
+        spec, shape=var.shape, dtype=var.dtype, previous_chunks=prev
+    )
+    return {TIME: chunks[var.dims.index(TIME)], **{d: -1 for d in ds.dims if d != TIME}}
+
+
+def _preferred_chunks(ds: xr.Dataset, rename: Mapping[str, str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for var in ds.data_vars.values():
+        for dim, size in var.encoding.get("preferred_chunks", {}).items():
+            out.setdefault(rename.get(dim, dim), int(size))
+    return out
+
+
+def _chunk(ds: xr.Dataset, chunks: str | Mapping[str, Any], preferred: Mapping[str, int]):
+    if isinstance(chunks, str):
+        if chunks != "auto":
+            raise ValueError(f"chunks must be 'auto' or a dict of dim -> size, got {chunks!r}")
+        spec = _auto_chunks(ds, preferred)
+    elif isinstance(chunks, Mapping):
+        unknown = sorted(set(chunks) - set(ds.dims))
+        if unknown:
+            raise ValueError(f"chunks for unknown dim(s) {unknown}; dims: {list(ds.dims)}")
+        spec = {d: -1 for d in ds.dims} | dict(chunks)
+    else:
+        raise TypeError(f"chunks must be 'auto' or a dict, got {type(chunks).__name__}")
+    return ds.chunk(spec)
+
+
+# ------------------------------------------------------------------------ sources
+
+
+def _expand_sources(source: PathLike | Iterable[PathLike]) -> tuple[list[Path], str]:
+    if isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        if any(c in text for c in "*?[") and not Path(text).exists():
+            matches = sorted(globlib.glob(text))
+            if not matches:
+                raise FileNotFoundError(f"no file matches the pattern {text}")
+            return [Path(m) for m in matches], text
+        return [Path(text)], text
+    paths = [Path(os.fspath(p)) for p in source]
+    if not paths:
+        raise ValueError("open_fields got an empty list of files")
+    label = str(paths[0]) if len(paths) == 1 else f"{len(paths)} files ({paths[0]}, ...)"
+    return paths, label
+
+
+def _check_units(parts: Sequence[tuple[Path, xr.Dataset]]) -> None:
+    seen: dict[str, tuple[str, Path]] = {}
+    for path, ds in parts:
+        for name, var in ds.data_vars.items():
+            units = var.attrs.get("units")
+            if units is None:
+                continue
+            if name in seen and canonical_units(seen[name][0]) != canonical_units(units):
+                first_units, first_path = seen[name]
+                raise ValueError(
+                    f"variable {name!r} has mixed units: {first_units!r} in {first_path} but "
+                    f"{units!r} in {path}; convert one of them before opening them together"
+                )
+            seen.setdefault(name, (units, path))
+
+
+def _combine(parts: Sequence[tuple[Path, xr.Dataset]]) -> xr.Dataset:
+    if len(parts) == 1:
+        return parts[0][1]
+    try:
+        return xr.combine_by_coords(
+            [ds for _, ds in parts],
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            join="outer",
+            combine_attrs="drop_conflicts",
+        )
+    except ValueError as err:
+        # Explain overlaps in terms of the files: among files with the same variables,
+        # concatenate each coordinate that differs between them, in the order of the
+        # files' first values, and report the first bad index.
+        groups: dict[tuple[str, ...], list[tuple[Path, xr.Dataset]]] = {}
+        for path, ds in parts:
+            groups.setdefault(tuple(sorted(map(str, ds.data_vars))), []).append((path, ds))
+        for group in groups.values():
+            for dim in (TIME, LEVEL, LAT, LON):
+                coords = [(p, ds[dim].values) for p, ds in group if dim in ds.coords]
+                if len(coords) < 2 or all(np.array_equal(c, coords[0][1]) for _, c in coords):
+                    continue
+                coords.sort(key=lambda pc: pc[1][0])
+                names = ", ".join(str(p) for p, _ in coords)
+                values = np.concatenate([c for _, c in coords])
+                check_coordinate(values, dim, f"the files combined ({names})", increasing=True)
+        raise ValueError(f"cannot combine the files by their coordinates: {err}") from err
+
+
+# ---------------------------------------------------------------------------- API
+
+
+def open_fields(
+    source: PathLike | Iterable[PathLike],
+    variables: str | Sequence[str] | None = None,
+    *,
+    chunks: str | Mapping[str, Any] = "auto",
+    time: Any = None,
+    region: Region | Mapping[str, Any] | Sequence[float] | None = None,
+    level: float | Sequence[float] | None = None,
+) -> xr.Dataset:
+    """Open gridded fields lazily (dask), in the hdm schema.
+
+    Args:
+        source: a netCDF file, a glob pattern (``"era5_*.nc"``), a list of files, a
+            zarr store (directory) or a GRIB file (needs ``hdm[grib]``).
+        variables: names (or one name) of the data variables to keep; default all.
+        chunks: ``"auto"`` (whole horizontal grid, dask-sized time chunks) or a dict
+            ``{dim: size}`` in schema names (unnamed dims stay whole).
+        time: a ``slice("2019-03-01", "2019-03-07T23")`` of ISO strings or datetimes,
+            one string (``"2019-03-02"``: that day), or a list of times.
+        region: a :class:`Region`, ``{"lat": (s, n), "lon": (w, e)}`` or
+            ``(s, n, w, e)``, degrees, bounds included, in [-180, 180] longitudes.
+        level: pressure level(s), hPa. One value drops the ``level`` dimension.
+
+    Returns:
+        a lazy ``xr.Dataset``, dims in the schema (``time``, ``level``, ``lat``,
+        ``lon``), lat ascending, lon in [-180, 180) ascending. Nothing is computed.
+
+    Raises:
+        FileNotFoundError: a missing file, or a glob without match (named).
+        ValueError: not netCDF/zarr/GRIB or truncated (named); non-monotonic or
+            duplicated coordinates (coordinate and first bad index named); latitudes
+            outside [-90, 90]; mixed units of one variable across files (both files
+            named); a selection that selects nothing.
+        KeyError: a requested variable or level absent (the present ones listed).
+        ImportError: a GRIB file without cfgrib (names the extra ``hdm[grib]``).
+    """
+    paths, label = _expand_sources(source)
+    wanted = [variables] if isinstance(variables, str) else variables
+    box = Region.coerce(region) if region is not None else None
+
+    raw: list[tuple[Path, xr.Dataset]] = []
+    for path in paths:
+        raw.append((path, _open_raw(path, detect_format(path))))
+
+    if wanted is not None:
+        present = sorted({str(v) for _, ds in raw for v in ds.data_vars})
+        missing = [v for v in wanted if v not in present]
+        if missing:
+            raise KeyError(f"variable(s) {missing} not found in {label}; present: {present}")
+
+    parts: list[tuple[Path, xr.Dataset]] = []
+    for path, ds in raw:
+        if wanted is not None:
+            keep = [v for v in wanted if v in ds.data_vars]
+            if not keep:
+                ds.close()
+                continue
+            ds = ds[keep]
+        preferred = _preferred_chunks(ds, _rename_map(ds))
+        ds = normalise_conventions(ds, str(path), region=box)
+        ds = _select_time(_select_level(ds, level, str(path)), time)
+        if TIME in ds.dims and ds.sizes[TIME] == 0:
+            continue
+        # Chunk each file before combining: concatenating backend-lazy arrays would
+        # load them, dask arrays stay lazy.
+        parts.append((path, _chunk(ds, chunks, preferred)))
+    if not parts:
+        raise ValueError(f"the time selection {time!r} selects no time step of {label}")
+
+    _check_units(parts)
+    ds = _combine(parts)
+    ds.attrs["hdm_source"] = label
+    return ds

@@ -1,0 +1,313 @@
+"""Stores: resumable zarr ensembles and CF-compliant netCDF, and reading either back.
+
+Zarr ensembles (:func:`write_zarr_ensemble`). The store is laid out by time chunks of
+``k`` steps and member chunks of ``m`` members (the zarr chunks are (m, k, [level,]
+lat, lon), whole in the other dims). Writing goes *region by region*: time chunk q
+(steps qk … qk+k−1) is computed and written on its own (``to_zarr(region=...)``), so
+memory is bounded by one region's dask chunks in flight, never the whole array, and
+chunks are independent tasks. A manifest in the store's root attributes
+(``hdm_manifest``, a JSON string) records the layout, a fingerprint of the dataset
+(variables, dims, sizes, dtypes, time coordinate) and the list of completed time
+chunks; a chunk is marked complete only after its write returned. A rerun with the
+same dataset skips the completed chunks and writes the rest, so an interrupted run
+loses at most the chunks in flight; a rerun with a different dataset is refused
+(``mode="w"`` starts afresh). The manifest is updated by the calling process only, so
+there is no concurrent writer of the root metadata.
+
+CF netCDF (:func:`write_netcdf_cf`). Variables get ``units``, ``long_name`` and
+``standard_name`` where known (:data:`hdm.data.schema.KNOWN_VARIABLES`), coordinates
+their CF attributes (``axis``, ``standard_name``, units ``degrees_north`` /
+``degrees_east`` / ``hPa``); xarray writes the ``coordinates`` attribute of each
+variable (its non-dimension coordinates). Global attributes: ``Conventions =
+"CF-1.8"``, ``history`` (a line per write appended to any earlier history), ``source``,
+and the provenance: ``hdm_version`` and one ``hdm_<key>`` attribute per provenance
+entry (``checkpoint_hash``, ``config``, ``seed`` are required; dicts and lists are
+stored as JSON). The file is written to a temporary name in the same directory and
+renamed into place, so a failure leaves nothing behind.
+
+:func:`open_store` opens either kind lazily (dask), without the internal manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+import hdm
+from hdm.data.open import detect_format
+from hdm.data.schema import COORD_ATTRS, KNOWN_VARIABLES, MEMBER, TIME
+
+__all__ = [
+    "REQUIRED_PROVENANCE",
+    "ZarrWriteReport",
+    "open_store",
+    "write_netcdf_cf",
+    "write_zarr_ensemble",
+]
+
+log = logging.getLogger("hdm")
+
+MANIFEST_KEY = "hdm_manifest"
+REQUIRED_PROVENANCE = ("checkpoint_hash", "config", "seed")
+
+
+@dataclass(frozen=True)
+class ZarrWriteReport:
+    """What :func:`write_zarr_ensemble` did: time-chunk indices written and skipped."""
+
+    store: str
+    n_chunks: int
+    written: tuple[int, ...]
+    skipped: tuple[int, ...]
+
+
+# ------------------------------------------------------------------------- zarr
+
+
+def _fingerprint(ds: xr.Dataset) -> str:
+    h = hashlib.sha256()
+    for name in sorted(map(str, ds.data_vars)):
+        var = ds[name]
+        h.update(f"{name}|{var.dims}|{var.shape}|{var.dtype}".encode())
+    if TIME in ds.coords:
+        h.update(np.ascontiguousarray(ds[TIME].values).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _read_manifest(store: Path) -> dict[str, Any] | None:
+    import zarr
+
+    try:
+        group = zarr.open_group(str(store), mode="r")
+    except (FileNotFoundError, ValueError, KeyError, zarr.errors.GroupNotFoundError):
+        return None
+    raw = group.attrs.get(MANIFEST_KEY)
+    return json.loads(raw) if isinstance(raw, str) else None
+
+
+def _write_manifest(store: Path, manifest: Mapping[str, Any]) -> None:
+    import zarr
+
+    group = zarr.open_group(str(store), mode="r+")
+    group.attrs[MANIFEST_KEY] = json.dumps(manifest, sort_keys=True)
+
+
+def _zarr_encoding(ds: xr.Dataset, chunks: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+    enc = {}
+    for name, var in ds.data_vars.items():
+        enc[name] = {"chunks": tuple(int(chunks.get(d, s)) for d, s in zip(var.dims, var.shape))}
+    return enc
+
+
+def write_zarr_ensemble(
+    ds: xr.Dataset,
+    store: str | os.PathLike[str],
+    chunks: Mapping[str, int] | None = None,
+    *,
+    mode: str = "resume",
+) -> ZarrWriteReport:
+    """Write ``ds`` (dims ``[member,] time, ...``) to a zarr store, time chunk by time chunk.
+
+    Args:
+        ds: the dataset; dask-backed data is computed one region at a time.
+        store: the zarr store directory.
+        chunks: zarr chunk sizes, default ``{"time": 1, "member": <all>}``; other dims
+            whole unless given.
+        mode: ``"resume"`` (create, or complete a store written before by the same
+            dataset) or ``"w"`` (overwrite).
+
+    Returns:
+        a :class:`ZarrWriteReport` with the time chunks written and skipped.
+
+    Raises:
+        ValueError: no ``time`` dim, a bad mode or chunk size, or a store that holds a
+            different dataset (with ``mode="resume"``).
+    """
+    if mode not in ("resume", "w"):
+        raise ValueError(f"mode must be 'resume' or 'w', got {mode!r}")
+    if TIME not in ds.dims:
+        raise ValueError(f"write_zarr_ensemble needs a {TIME!r} dimension; dims: {dict(ds.sizes)}")
+    chunks = dict(chunks or {})
+    chunks.setdefault(TIME, 1)
+    if MEMBER in ds.dims:
+        chunks.setdefault(MEMBER, ds.sizes[MEMBER])
+    for dim, size in chunks.items():
+        if dim not in ds.dims or int(size) < 1:
+            raise ValueError(f"chunk {dim}={size}: dims are {dict(ds.sizes)}, sizes must be >= 1")
+    path = Path(store)
+    k = int(chunks[TIME])
+    n_time = ds.sizes[TIME]
+    n_chunks = -(-n_time // k)
+    layout = {"chunks": {d: int(s) for d, s in chunks.items()}, "n_chunks": n_chunks}
+    fingerprint = _fingerprint(ds)
+
+    ds = ds.drop_encoding()
+    # Coordinates and data variables without time are small and written with the
+    # metadata (loaded here); data variables with time are dask, chunked so that each
+    # dask chunk maps onto whole zarr chunks, and written region by region.
+    static = [n for n, v in ds.data_vars.items() if TIME not in v.dims]
+    ds = ds.assign({n: ds[n].load() for n in static})
+    ds = ds.assign_coords({n: ds[n].variable.load() for n in ds.coords})
+    timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
+    ds = ds.assign({n: ds[n].chunk({d: int(chunks.get(d, -1)) for d in ds[n].dims}) for n in timed})
+
+    manifest = _read_manifest(path) if (mode == "resume" and path.exists()) else None
+    if manifest is not None and (
+        manifest.get("fingerprint") != fingerprint or manifest.get("layout") != layout
+    ):
+        raise ValueError(
+            f"the zarr store {path} was written for a different dataset or layout "
+            f"(manifest {manifest.get('fingerprint')}, {manifest.get('layout')}; this dataset "
+            f"{fingerprint}, {layout}); use mode='w' to overwrite it"
+        )
+    if manifest is None:
+        if path.exists() and mode == "resume":
+            raise ValueError(f"{path} exists but has no hdm manifest; use mode='w' to overwrite it")
+        # Metadata, coordinates and empty arrays; no data variable is computed here.
+        ds.to_zarr(
+            path, mode="w", compute=False, consolidated=False, encoding=_zarr_encoding(ds, chunks)
+        )
+        manifest = {"fingerprint": fingerprint, "layout": layout, "complete": []}
+        _write_manifest(path, manifest)
+
+    done = set(manifest["complete"])
+    written, skipped = [], []
+    for q in range(n_chunks):
+        if q in done:
+            skipped.append(q)
+            continue
+        region = slice(q * k, min((q + 1) * k, n_time))
+        part = ds[timed].isel({TIME: region})
+        part = part.drop_vars(list(part.coords))  # coordinates were written with the metadata
+        part.to_zarr(path, region={TIME: region}, mode="r+", consolidated=False)
+        done.add(q)
+        manifest["complete"] = sorted(done)
+        _write_manifest(path, manifest)
+        written.append(q)
+        log.debug("zarr %s: time chunk %d/%d written", path, q + 1, n_chunks)
+    return ZarrWriteReport(str(path), n_chunks, tuple(written), tuple(skipped))
+
+
+# ----------------------------------------------------------------------- netCDF
+
+
+def _attr_value(value: Any) -> Any:
+    if isinstance(value, (str, int, float, np.integer, np.floating)) and not isinstance(
+        value, bool
+    ):
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def cf_attributes(ds: xr.Dataset) -> xr.Dataset:
+    """A copy of ``ds`` with CF attributes filled in where missing (see module doc)."""
+    ds = ds.copy()
+    for name in ds.coords:
+        for key, value in COORD_ATTRS.get(str(name), {}).items():
+            ds[name].attrs.setdefault(key, value)
+    for name, var in ds.data_vars.items():
+        info = KNOWN_VARIABLES.get(str(name))
+        if info is not None:
+            var.attrs.setdefault("units", info.units)
+            var.attrs.setdefault("long_name", info.long_name)
+            if info.standard_name:
+                var.attrs.setdefault("standard_name", info.standard_name)
+        var.attrs.setdefault("long_name", str(name))
+    return ds
+
+
+def write_netcdf_cf(
+    ds: xr.Dataset,
+    path: str | os.PathLike[str],
+    provenance: Mapping[str, Any],
+    *,
+    history: str | None = None,
+    complevel: int | None = 4,
+) -> Path:
+    """Write ``ds`` as CF-1.8 netCDF4 with provenance, atomically (temp file + rename).
+
+    Args:
+        ds: the dataset (dask-backed data is streamed into the file).
+        path: the output file.
+        provenance: at least ``checkpoint_hash``, ``config`` (dict or str) and ``seed``;
+            every entry is written as a global attribute ``hdm_<key>``.
+        history: the line to append to ``history`` (default: "written by hdm X").
+        complevel: zlib level for floating variables (None: no compression).
+
+    Returns:
+        the path written.
+
+    Raises:
+        ValueError: a required provenance key is missing.
+    """
+    missing = [k for k in REQUIRED_PROVENANCE if k not in provenance]
+    if missing:
+        raise ValueError(
+            f"provenance lacks {missing}; required: {list(REQUIRED_PROVENANCE)}, "
+            f"got {sorted(provenance)}"
+        )
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds = cf_attributes(ds.drop_encoding())
+    ds.attrs.pop(MANIFEST_KEY, None)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    line = f"{now}: {history or f'written by hdm {hdm.__version__} (write_netcdf_cf)'}"
+    previous = ds.attrs.get("history")
+    ds.attrs["history"] = f"{previous}\n{line}" if previous else line
+    ds.attrs["Conventions"] = "CF-1.8"
+    ds.attrs.setdefault("source", f"hdm {hdm.__version__}")
+    ds.attrs["hdm_version"] = hdm.__version__
+    for key, value in provenance.items():
+        ds.attrs[f"hdm_{key}"] = _attr_value(value)
+    for key, value in list(ds.attrs.items()):
+        ds.attrs[key] = _attr_value(value)
+    encoding: dict[str, dict[str, Any]] = {}
+    for name, var in ds.data_vars.items():
+        if var.dtype.kind == "f" and complevel:
+            encoding[str(name)] = {"zlib": True, "complevel": int(complevel)}
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out
+
+
+# ------------------------------------------------------------------------- read
+
+
+def open_store(path: str | os.PathLike[str], chunks: Any = None) -> xr.Dataset:
+    """Open a zarr store or a netCDF file written by this module, lazily (dask).
+
+    Args:
+        path: the store directory or the netCDF file.
+        chunks: dask chunks; None uses the store's own chunks.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`hdm.data.open.detect_format`.
+    """
+    p = Path(path)
+    fmt = detect_format(p)
+    chunks = {} if chunks is None else chunks
+    if fmt == "zarr":
+        ds = xr.open_zarr(p, chunks=chunks, consolidated=False)
+    elif fmt in ("netcdf4", "netcdf3"):
+        ds = xr.open_dataset(p, engine="netcdf4", chunks=chunks)
+    else:
+        raise ValueError(f"{p} is a {fmt} file; open_store reads zarr and netCDF only")
+    ds.attrs.pop(MANIFEST_KEY, None)
+    return ds
