@@ -179,7 +179,9 @@ def _open_raw(path: Path, fmt: str) -> xr.Dataset:
     """Open one file or store lazily *without* dask (lazily indexed backend arrays)."""
     try:
         if fmt == "zarr":
-            return xr.open_dataset(path, engine="zarr", chunks=None)
+            with warnings.catch_warnings():  # stores without consolidated metadata are fine
+                warnings.filterwarnings("ignore", message=".*consolidated metadata")
+                return xr.open_dataset(path, engine="zarr", chunks=None)
         if fmt == "grib":
             try:
                 import cfgrib  # noqa: F401
@@ -509,9 +511,28 @@ def _check_units(parts: Sequence[tuple[Path, xr.Dataset]]) -> None:
             seen.setdefault(name, (units, path))
 
 
+def _explain_overlap(parts: Sequence[tuple[Path, xr.Dataset]]) -> None:
+    """Raise naming the files if, among files with the same variables, a coordinate that
+    differs between them is not strictly increasing once concatenated in the order of
+    the files' first values (overlapping or duplicated steps)."""
+    groups: dict[tuple[str, ...], list[tuple[Path, xr.Dataset]]] = {}
+    for path, ds in parts:
+        groups.setdefault(tuple(sorted(map(str, ds.data_vars))), []).append((path, ds))
+    for group in groups.values():
+        for dim in (TIME, LEVEL, LAT, LON):
+            coords = [(p, ds[dim].values) for p, ds in group if dim in ds.dims]
+            if len(coords) < 2 or all(np.array_equal(c, coords[0][1]) for _, c in coords):
+                continue
+            coords.sort(key=lambda pc: pc[1][0])
+            names = ", ".join(str(p) for p, _ in coords)
+            values = np.concatenate([c for _, c in coords])
+            check_coordinate(values, dim, f"the files combined ({names})", increasing=True)
+
+
 def _combine(parts: Sequence[tuple[Path, xr.Dataset]]) -> xr.Dataset:
     if len(parts) == 1:
         return parts[0][1]
+    _explain_overlap(parts)
     try:
         return xr.combine_by_coords(
             [ds for _, ds in parts],
@@ -522,21 +543,6 @@ def _combine(parts: Sequence[tuple[Path, xr.Dataset]]) -> xr.Dataset:
             combine_attrs="drop_conflicts",
         )
     except ValueError as err:
-        # Explain overlaps in terms of the files: among files with the same variables,
-        # concatenate each coordinate that differs between them, in the order of the
-        # files' first values, and report the first bad index.
-        groups: dict[tuple[str, ...], list[tuple[Path, xr.Dataset]]] = {}
-        for path, ds in parts:
-            groups.setdefault(tuple(sorted(map(str, ds.data_vars))), []).append((path, ds))
-        for group in groups.values():
-            for dim in (TIME, LEVEL, LAT, LON):
-                coords = [(p, ds[dim].values) for p, ds in group if dim in ds.coords]
-                if len(coords) < 2 or all(np.array_equal(c, coords[0][1]) for _, c in coords):
-                    continue
-                coords.sort(key=lambda pc: pc[1][0])
-                names = ", ".join(str(p) for p, _ in coords)
-                values = np.concatenate([c for _, c in coords])
-                check_coordinate(values, dim, f"the files combined ({names})", increasing=True)
         raise ValueError(f"cannot combine the files by their coordinates: {err}") from err
 
 

@@ -1,0 +1,204 @@
+"""Tests of hdm.data.open.open_fields: laziness, conventions, selection, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import dask.array
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+
+from hdm.data.open import Region, open_fields
+from hdm.data.schema import mock_fields
+
+ROOT = Path(__file__).resolve().parents[1]
+UK = Path("era5_t2m_uk_2019-03") / "era5_t2m_2019-03_uk.nc"
+
+
+def atmos_file(rel: Path) -> Path:
+    """The shipped file, else $HDM_DATA_DIR/atmos, else the shared data folder."""
+    candidates = [ROOT / "data" / "atmos" / rel]
+    if os.environ.get("HDM_DATA_DIR"):
+        candidates.append(Path(os.environ["HDM_DATA_DIR"]) / "atmos" / rel)
+    candidates.append(ROOT.parent / "shared" / "data" / "atmos" / rel)
+    for c in candidates:
+        if c.exists():
+            return c
+    pytest.skip(f"{rel} not found in {[str(c) for c in candidates]}")
+
+
+def raw_like_era5(n_time: int = 4, seed: int = 0) -> xr.Dataset:
+    """A mock in ERA5's file conventions: latitude descending, longitude in [0, 360)."""
+    ds = mock_fields(["t2m"], n_time=n_time, n_lat=7, n_lon=12, lat=(-60, 60), seed=seed)
+    ds = ds.isel(lat=slice(None, None, -1))
+    ds = ds.assign_coords(lon=np.mod(ds.lon, 360.0)).sortby("lon")
+    return ds.rename(lat="latitude", lon="longitude")
+
+
+def write(ds: xr.Dataset, path: Path, **kw) -> Path:
+    ds.to_netcdf(path, **kw)
+    return path
+
+
+def test_real_uk_t2m_opens_lazily_in_the_schema():
+    path = atmos_file(UK)
+    ds = open_fields(path)
+    assert dict(ds.sizes) == {"time": 744, "lat": 33, "lon": 49}
+    assert isinstance(ds.t2m.data, dask.array.Array)  # nothing read yet
+    assert "time" in ds.dims and "valid_time" in ds.coords and "valid_time" not in ds.dims
+    lat, lon = ds.lat.values, ds.lon.values
+    assert np.all(np.diff(lat) > 0) and lat[0] == 50.0 and lat[-1] == 58.0
+    assert lon.min() >= -180 and lon.max() < 180 and np.all(np.diff(lon) > 0)
+    assert ds.t2m.attrs["units"] == "K"
+    # the values are the file's, with the rows reversed
+    with netCDF4.Dataset(path) as nc:
+        raw = nc["t2m"][5].filled(np.nan)
+    step = ds.t2m.isel(time=5).values
+    assert np.isfinite(step).all()
+    np.testing.assert_array_equal(step, raw[::-1, :])
+
+
+def test_real_rhine_files_merge_with_level_and_region_selection():
+    folder = atmos_file(Path("era5_rhine_2020-01-01") / "ERA5_2020-01-01_pl_q.nc").parent
+    files = [folder / "ERA5_2020-01-01_pl_q.nc", folder / "ERA5_2020-01-01_d2m.nc"]
+    ds = open_fields(files, level=[500, 850], region=Region(lat=(46, 50), lon=(2, 6)))
+    assert set(ds.data_vars) == {"q", "d2m"}
+    assert dict(ds.sizes) == {"time": 24, "level": 2, "lat": 17, "lon": 17}
+    assert list(ds.level.values) == [500, 850]
+    assert float(ds.lat[0]) == 46.0 and float(ds.lon[-1]) == 6.0
+    assert np.isfinite(ds.q.isel(time=0).values).all()
+
+
+def test_conventions_normalised_and_values_reordered(tmp_path):
+    raw = raw_like_era5()
+    ds = open_fields(write(raw, tmp_path / "a.nc"))
+    assert list(ds.dims) == ["time", "lat", "lon"]
+    assert np.all(np.diff(ds.lat.values) > 0)
+    assert ds.lon.values[0] == -180.0 and np.all(np.diff(ds.lon.values) > 0)
+    assert "lat reversed" in ds.attrs["hdm_conventions"]
+    expected = mock_fields(["t2m"], n_time=4, n_lat=7, n_lon=12, lat=(-60, 60))
+    np.testing.assert_array_equal(ds.t2m.values, expected.t2m.values)
+    np.testing.assert_allclose(ds.lon.values, expected.lon.values)
+
+
+def test_chunks_and_selection(tmp_path):
+    mock = mock_fields(["t2m", "q"], n_time=8, levels=[300, 500, 850], level_variables=["q"])
+    path = write(mock, tmp_path / "m.nc")
+    ds = open_fields(path, "q", chunks={"time": 2}, time=slice("2020-01-01T06", "2020-01-02"))
+    assert ds.q.data.chunks[0] == (2, 2, 2, 1) and list(ds.data_vars) == ["q"]
+    assert ds.sizes["time"] == 7  # 06, 12, 18 UTC on the 1st and the whole 2nd
+    one = open_fields(path, ["q"], level=500, region=(-20, 40, -30, 100), time="2020-01-02")
+    assert "level" not in one.q.dims and one.sizes["time"] == 4
+    want = mock.q.sel(level=500, lat=slice(-20, 40), lon=slice(-30, 100), time="2020-01-02")
+    np.testing.assert_array_equal(one.q.values, want.values)
+
+
+def test_glob_and_list_of_files_combine_by_time(tmp_path):
+    mock = mock_fields(["t2m"], n_time=6)
+    write(mock.isel(time=slice(3, 6)), tmp_path / "p2.nc")
+    write(mock.isel(time=slice(0, 3)), tmp_path / "p1.nc")
+    by_glob = open_fields(str(tmp_path / "p*.nc"))
+    by_list = open_fields([tmp_path / "p2.nc", tmp_path / "p1.nc"])
+    for ds in (by_glob, by_list):
+        assert ds.sizes["time"] == 6 and isinstance(ds.t2m.data, dask.array.Array)
+        np.testing.assert_array_equal(ds.t2m.values, mock.t2m.values)
+
+
+def test_zarr_store_opens_the_same(tmp_path):
+    raw = raw_like_era5()
+    raw.to_zarr(tmp_path / "a.zarr", consolidated=False)
+    nc = open_fields(write(raw, tmp_path / "a.nc"))
+    zr = open_fields(tmp_path / "a.zarr")
+    xr.testing.assert_equal(nc.t2m, zr.t2m)
+
+
+# ----------------------------------------------------------------- bad input
+
+
+def test_missing_file_and_glob(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no such file or zarr store: .*nope.nc"):
+        open_fields(tmp_path / "nope.nc")
+    with pytest.raises(FileNotFoundError, match=r"no file matches the pattern .*zz_"):
+        open_fields(str(tmp_path / "zz_*.nc"))
+
+
+def test_not_netcdf_truncated_and_not_zarr(tmp_path):
+    junk = tmp_path / "junk.nc"
+    junk.write_text("hello, world")
+    with pytest.raises(ValueError, match=r"junk.nc is not a netCDF, zarr or GRIB file"):
+        open_fields(junk)
+    good = write(mock_fields(n_time=40), tmp_path / "good.nc")
+    cut4 = tmp_path / "cut4.nc"
+    cut4.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"cannot read .*cut4.nc as netcdf4: .*truncated"):
+        open_fields(cut4)
+    classic = write(mock_fields(n_time=40), tmp_path / "c3.nc", format="NETCDF3_64BIT")
+    cut3 = tmp_path / "cut3.nc"
+    cut3.write_bytes(classic.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=r"cut3.nc is truncated or corrupt"):
+        open_fields(cut3)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ValueError, match=r"folder is a directory but not a zarr store"):
+        open_fields(tmp_path / "folder")
+
+
+def test_grib_without_cfgrib_names_the_extra(tmp_path):
+    if importlib.util.find_spec("cfgrib") is not None:
+        pytest.skip("cfgrib is installed")
+    fake = tmp_path / "x.grib"
+    fake.write_bytes(b"GRIB" + b"\0" * 60)
+    with pytest.raises(ImportError, match=r"pip install 'hdm\[grib\]'"):
+        open_fields(fake)
+
+
+def test_absent_variable_lists_present(tmp_path):
+    path = write(mock_fields(["t2m", "u10"]), tmp_path / "m.nc")
+    with pytest.raises(KeyError, match=r"\['z'\] not found in .*m.nc; present: \['t2m', 'u10'\]"):
+        open_fields(path, ["t2m", "z"])
+
+
+def test_non_monotonic_and_duplicated_coordinates(tmp_path):
+    mock = mock_fields(n_time=4, n_lat=5)
+    lat = mock.lat.values.copy()
+    lat[[2, 3]] = lat[[3, 2]]
+    bad_lat = write(mock.assign_coords(lat=lat), tmp_path / "lat.nc")
+    with pytest.raises(ValueError, match=r"coordinate 'lat' in .*lat.nc is not monotonic.*index 3"):
+        open_fields(bad_lat)
+    t = mock.time.values.copy()
+    t[2] = t[1]
+    dup = write(mock.assign_coords(time=t), tmp_path / "dup.nc")
+    with pytest.raises(ValueError, match=r"coordinate 'time' .* duplicated value .* at index 2"):
+        open_fields(dup)
+    # overlapping files: the combined time axis repeats a step
+    write(mock.isel(time=slice(0, 3)), tmp_path / "o1.nc")
+    write(mock.isel(time=slice(2, 4)), tmp_path / "o2.nc")
+    with pytest.raises(ValueError, match=r"'time' in the files combined .*o1.nc, .*o2.nc"):
+        open_fields(str(tmp_path / "o*.nc"))
+
+
+def test_latitude_out_of_range(tmp_path):
+    mock = mock_fields(n_lat=3, lat=(80, 100))
+    path = write(mock, tmp_path / "pole.nc")
+    with pytest.raises(
+        ValueError, match=r"latitude in .*pole.nc outside \[-90, 90\]: 100 at index 2"
+    ):
+        open_fields(path)
+
+
+def test_mixed_units_name_both_files(tmp_path):
+    mock = mock_fields(n_time=4)
+    kelvin = write(mock.isel(time=slice(0, 2)), tmp_path / "a_kelvin.nc")
+    celsius = mock.isel(time=slice(2, 4))
+    celsius = celsius.assign(t2m=(celsius.t2m - 273.15).assign_attrs(units="°C"))
+    write(celsius, tmp_path / "b_celsius.nc")
+    with pytest.raises(
+        ValueError, match=r"'t2m' has mixed units: 'K' in .*a_kelvin.nc but '°C' in .*b_celsius.nc"
+    ):
+        open_fields([kelvin, tmp_path / "b_celsius.nc"])
+    # the same unit spelled differently is not a conflict
+    write(celsius.assign(t2m=celsius.t2m.assign_attrs(units="kelvin")), tmp_path / "c.nc")
+    assert open_fields([kelvin, tmp_path / "c.nc"]).sizes["time"] == 4
