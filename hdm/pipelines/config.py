@@ -11,8 +11,7 @@ output, and ``--set section.key=value`` overrides a value from the command line.
     data:    {dataset: quadratic, seed: 0}
     noise:   {kind: spectral, kernel: se, lengthscale: 0.566, nu: 2.5}   # or kind: white
     schedule: {kind: cosine}        # or linear
-    model:   {width: 48, n_modes: 32, n_layers: 4, padding: 0.25, time_dim: 128,
-              parameterisation: v}
+    model:   {width: 48, n_modes: 64, n_layers: 4, time_dim: 128, parameterisation: v}
     optim:   {steps: 3000, batch_size: 64, lr: 1e-3, ...}   # see OptimConfig
     sample:  {sampler: heun, steps: 50, n: 1000, seed: 0}
 """
@@ -79,9 +78,8 @@ class ModelConfig:
     """TimeConditionedFNO size and the denoiser parameterisation ("v" or "eps")."""
 
     width: int = 48
-    n_modes: int = 32
+    n_modes: int = 64
     n_layers: int = 4
-    padding: float = 0.25
     time_dim: int = 128
     parameterisation: str = "v"
 

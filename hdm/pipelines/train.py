@@ -22,7 +22,7 @@ from hdm.data.normalization import ScalarNormaliser
 from hdm.domains.functional import curves, load_functional, validate_curves
 from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.grids import Grid, IntervalGrid
-from hdm.hilbert.networks import TimeConditionedFNO, snap_padding
+from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
 from hdm.hilbert.training import export_model, train
 from hdm.pipelines.config import TrainRunConfig, save_config
@@ -70,19 +70,14 @@ def functional_training_data(cfg: TrainRunConfig) -> FunctionalData:
 def build_model(
     cfg: TrainRunConfig, grid: Grid | None = None, channels: int = 1
 ) -> PreconditionedDenoiser:
-    """The denoiser of ``cfg``; with ``grid``, the padding is snapped to that grid so the
-    network's Fourier modes are the same physical wavenumbers on all its refinements."""
+    """The denoiser of ``cfg`` for fields on grids like ``grid`` (default: 1-D)."""
     dim = grid.ndim if grid is not None else 1
-    padding = cfg.model.padding
-    if grid is not None and not grid.axes[0].periodic:
-        padding = snap_padding(padding, grid.axes[0].n)
     backbone = TimeConditionedFNO(
         dim=dim,
         channels=channels,
         width=cfg.model.width,
         n_modes=cfg.model.n_modes,
         n_layers=cfg.model.n_layers,
-        padding=padding,
         time_dim=cfg.model.time_dim,
     )
     process = ForwardProcess(cfg.schedule.build(), cfg.noise.build())
