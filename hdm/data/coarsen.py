@@ -25,7 +25,8 @@ Rows or columns that do not fill a block (n mod f ≠ 0) follow ``boundary``:
 - ``"error"``: raise, naming the dimension, its size and the factor.
 
 Everything is lazy (dask arrays stay dask; numpy stays numpy); data variables without
-both ``lat`` and ``lon`` are passed through unchanged, and non-index coordinates that
+``lat`` and ``lon`` are passed through unchanged (one with only one of them is an
+error), and non-index coordinates that
 depend on ``lat`` or ``lon`` are dropped. Sums are in float64; the result has the
 input's floating dtype.
 """
@@ -116,9 +117,13 @@ def coarse_grain(
 
     out_vars = {}
     for name, var in ds.data_vars.items():
-        if LAT not in var.dims or LON not in var.dims:
+        if LAT not in var.dims and LON not in var.dims:
             out_vars[name] = var
             continue
+        if LAT not in var.dims or LON not in var.dims:
+            raise ValueError(
+                f"variable {name!r} has only one of {LAT!r}, {LON!r} (dims {var.dims})"
+            )
         x = var.reset_coords(drop=True).astype(np.float64)
         wf = xr.where(np.isfinite(x), w, 0.0)
         num = (wf * x.fillna(0.0)).coarsen(window).sum()
