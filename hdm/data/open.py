@@ -473,7 +473,15 @@ def _chunk(ds: xr.Dataset, chunks: str | Mapping[str, Any], preferred: Mapping[s
         spec = {d: -1 for d in ds.dims} | dict(chunks)
     else:
         raise TypeError(f"chunks must be 'auto' or a dict, got {type(chunks).__name__}")
-    return ds.chunk(spec)
+    # Small non-index coordinates (valid_time, GRIB's scalar step/number, ...) are read
+    # now and kept in memory; only data variables become dask arrays.
+    small = [c for c in ds.coords if c not in ds.indexes and ds[c].nbytes <= 64 * 2**20]
+    ds = ds.assign_coords({c: ds[c].variable.load() for c in small})
+    chunked = {
+        name: var.variable.chunk({d: spec[d] for d in var.dims if d in spec})
+        for name, var in ds.data_vars.items()
+    }
+    return ds.assign(chunked)
 
 
 # ------------------------------------------------------------------------ sources
