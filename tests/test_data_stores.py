@@ -65,8 +65,11 @@ def test_netcdf_zarr_netcdf_keeps_values_coords_attrs(ens, tmp_path):
 
 
 def test_cf_and_provenance_attributes(ens, tmp_path):
+    ens.attrs["actual_range"] = [1.5, 2.5]
     path = write_netcdf_cf(ens, tmp_path / "cf.nc", PROVENANCE)
+    assert "history" not in ens.attrs and "hdm_seed" not in ens.attrs  # input untouched
     with netCDF4.Dataset(path) as nc:
+        np.testing.assert_array_equal(nc.actual_range, [1.5, 2.5])
         assert nc.Conventions == "CF-1.8" and nc.hdm_version == hdm.__version__
         assert nc.hdm_checkpoint_hash == "sha256:0123abcd" and nc.hdm_seed == 7
         assert json.loads(nc.hdm_config) == PROVENANCE["config"]

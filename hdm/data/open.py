@@ -59,6 +59,7 @@ from hdm.data.schema import ALIASES, LAT, LEVEL, LON, TIME, canonical_units
 
 __all__ = [
     "Region",
+    "check_coordinate",
     "detect_format",
     "normalise_conventions",
     "open_fields",

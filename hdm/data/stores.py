@@ -202,12 +202,16 @@ def write_zarr_ensemble(
 
 
 def _attr_value(value: Any) -> Any:
-    if isinstance(value, (str, int, float, np.integer, np.floating)) and not isinstance(
-        value, bool
-    ):
-        return value
-    if isinstance(value, bool):
+    """A netCDF-writable attribute: numbers, strings and numeric arrays as they are,
+    booleans as 0/1, anything else (dicts, mixed lists, None) as JSON text."""
+    if isinstance(value, (bool, np.bool_)):
         return int(value)
+    if isinstance(value, (str, int, float, np.integer, np.floating)):
+        return value
+    if isinstance(value, (list, tuple, np.ndarray)):
+        arr = np.asarray(value)
+        if arr.ndim == 1 and arr.size and arr.dtype.kind in "iuf":
+            return arr
     return json.dumps(value, sort_keys=True, default=str)
 
 
@@ -271,8 +275,8 @@ def write_netcdf_cf(
     ds.attrs["hdm_version"] = hdm.__version__
     for key, value in provenance.items():
         ds.attrs[f"hdm_{key}"] = _attr_value(value)
-    for key, value in list(ds.attrs.items()):
-        ds.attrs[key] = _attr_value(value)
+    for obj in (ds, *ds.variables.values()):
+        obj.attrs = {key: _attr_value(value) for key, value in obj.attrs.items()}
     encoding: dict[str, dict[str, Any]] = {}
     for name, var in ds.data_vars.items():
         if var.dtype.kind == "f" and complevel:
