@@ -212,3 +212,14 @@ def test_mixed_units_name_both_files(tmp_path):
     # the same unit spelled differently is not a conflict
     write(celsius.assign(t2m=celsius.t2m.assign_attrs(units="kelvin")), tmp_path / "c.nc")
     assert open_fields([kelvin, tmp_path / "c.nc"]).sizes["time"] == 4
+
+
+def test_levels_in_pa_descending_become_hpa_ascending(tmp_path):
+    mock = mock_fields(["q"], n_time=2, levels=[300, 500, 850])
+    raw = mock.isel(level=slice(None, None, -1)).rename(level="plev")
+    raw = raw.assign_coords(plev=("plev", raw.plev.values * 100.0, {"units": "Pa"}))
+    before = dict(raw.attrs)
+    ds = open_fields(write(raw, tmp_path / "pl.nc"))
+    assert list(ds.level.values) == [300.0, 500.0, 850.0] and ds.level.attrs["units"] == "hPa"
+    np.testing.assert_array_equal(ds.q.values, mock.q.values)
+    assert raw.attrs == before

@@ -324,12 +324,14 @@ def normalise_conventions(
 
     if LEVEL in ds.dims and LEVEL in ds.coords:
         lev = ds[LEVEL]
-        if check_coordinate(lev.values, LEVEL, source) < 0:
+        values = lev.values
+        if check_coordinate(values, LEVEL, source) < 0:
             indexers[LEVEL] = slice(None, None, -1)
+            values = values[::-1]
             notes.append("level reversed to ascending")
         if canonical_units(lev.attrs.get("units")) == "Pa":
             attrs = {**lev.attrs, "units": "hPa"}
-            new_coords[LEVEL] = (LEVEL, lev.values / 100.0, attrs)
+            new_coords[LEVEL] = (LEVEL, values / 100.0, attrs)  # after the reversal
             notes.append("level Pa->hPa")
 
     lat_index = np.arange(ds.sizes.get(LAT, 0))
@@ -387,7 +389,7 @@ def normalise_conventions(
     if new_coords:
         ds = ds.assign_coords(new_coords)
     if notes:
-        ds.attrs["hdm_conventions"] = "; ".join(notes)
+        ds = ds.assign_attrs(hdm_conventions="; ".join(notes))  # a copy: input untouched
     return ds
 
 
