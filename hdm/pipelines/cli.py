@@ -5,6 +5,7 @@
                --out FILE.nc [--points P]
     hdm evaluate functional --dataset NAME --samples FILE.nc [--json] [--plot FILE.png]
     hdm benchmark functional [--quick]
+    hdm benchmark data [--quick]
     hdm config show CONFIG.yaml [--set key=value ...]
     hdm demo [--out DIR]
 
@@ -74,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="retrain the shipped models too, not only the ablations",
     )
+
+    bd = bsub.add_parser("data", help="the data-layer benchmark (scale, stores, throughput)")
+    bd.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run")
+    bd.add_argument("--benchmarks-file", default="BENCHMARKS.md")
 
     c = sub.add_parser("config", help="inspect configs")
     csub = c.add_subparsers(dest="what", required=True)
@@ -175,6 +180,12 @@ def format_report(r: dict) -> str:
 
 
 def _benchmark(args) -> int:
+    if args.what == "data":
+        from hdm.data.benchmark import run_data_benchmark
+
+        path = run_data_benchmark(quick=args.quick, benchmarks_file=Path(args.benchmarks_file))
+        print(f"benchmark table written to {path}")
+        return EXIT_OK
     from hdm.pipelines.benchmark import run_functional_benchmark
 
     path = run_functional_benchmark(
