@@ -277,7 +277,7 @@ def train(
                 else "no checkpoint had been written yet"
             )
             raise TrainingDiverged(
-                f"training diverged at step {step + 1}: loss={float(loss):.4g}, "
+                f"training diverged at step {step + 1}: loss={loss.item():.4g}, "
                 f"gradient norm={float(grad_norm):.4g}; {kept}. Lower the learning rate "
                 f"(optim.lr={cfg.lr}) or check the data normalisation."
             )
