@@ -776,7 +776,11 @@ def functional_report(
         seed=seed,
         weights=weights,
     )
-    hdm = hdm_power(g, t, n_repeats=hdm_repeats, n_permutations=hdm_perm, seed=seed)
+    # HDM's chunking gives N_ref/⌊N_gen/10⌋ reference curves per test; at least 2 are
+    # needed, so with a small test split only the first 5·N_ref generated curves enter
+    # (e.g. ItalyPowerDemand: 164 test curves → 820 generated, 82 tests of 10 vs 2).
+    n_gen_hdm = min(g.shape[0], 5 * t.shape[0])
+    hdm = hdm_power(g[:n_gen_hdm], t, n_repeats=hdm_repeats, n_permutations=hdm_perm, seed=seed)
     hdm_null: PowerResult | None = None
     if h.shape[0] >= 10 and t.shape[0] >= 2 * (h.shape[0] // 10):
         hdm_null = hdm_power(h, t, n_repeats=hdm_repeats, n_permutations=hdm_perm, seed=seed)
@@ -806,6 +810,7 @@ def functional_report(
         "cov_abs_hs": cov_err.absolute,
         "cov_abs_hs_floor": cov_floor.absolute,
         "n_generated": int(g.shape[0]),
+        "n_generated_hdm": int(n_gen_hdm),
         "n_test": int(t.shape[0]),
         "n_heldout": int(h.shape[0]),
         "n_per_side": int(rig.n_per_side),
