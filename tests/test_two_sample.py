@@ -165,3 +165,17 @@ def test_mmd2_bootstrap_interval_and_report_json():
     json.dumps(rep)
     assert rep["mmd2_floor"] < rep["mmd2"] and rep["power_rigorous"] > rep["power_null"]
     assert rep["n_per_side"] == 50
+
+
+def test_report_with_a_small_test_split_limits_hdm_chunks():
+    # ItalyPowerDemand has 164 test curves: 1,000 generated would give 1 reference curve
+    # per HDM chunk; the report uses the first 5·164 = 820 (82 tests of 10 vs 2).
+    rng = np.random.default_rng(0)
+    out = functional_report(
+        rng.normal(size=(1000, 24)),
+        rng.normal(size=(164, 24)),
+        rng.normal(size=(165, 24)),
+        quick=True,
+    )
+    assert out["n_generated_hdm"] == 820 and out["n_generated"] == 1000
+    assert 0.0 <= out["power_hdm"] <= 100.0
