@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the README's demo on the shipped data")
     d.add_argument("--out", default="outputs/demo")
-    d.add_argument("--n", type=int, default=1000)
+    d.add_argument("--n", type=int, default=500, help="curves per dataset")
     return p
 
 

@@ -19,7 +19,7 @@ from hdm.pipelines.sample import sample_checkpoint, write_netcdf
 from hdm.plotting import plot_functions
 
 
-def run_demo(out: Path, n: int = 1000) -> list[Path]:
+def run_demo(out: Path, n: int = 500) -> list[Path]:
     from hdm.pipelines.cli import format_report
 
     out.mkdir(parents=True, exist_ok=True)
@@ -27,7 +27,7 @@ def run_demo(out: Path, n: int = 1000) -> list[Path]:
     for name in DATASETS:
         model = PROJECT_ROOT / "data" / "checkpoints" / name / "model.pt"
         t0 = time.perf_counter()
-        ds = sample_checkpoint(model, n=n, sampler="heun", steps=50, seed=0)
+        ds = sample_checkpoint(model, n=n, sampler="heun", steps=25, seed=0)
         samples = write_netcdf(ds, out / f"{name}-samples.nc")
         report = evaluate_functional(name, samples)
         data = load_functional(name, seed=int(ds.attrs["data_seed"]))
