@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hdm.data.benchmark import write_section
 from hdm.pipelines.config import load_train_config
 from hdm.pipelines.evaluate import evaluate_functional
 from hdm.pipelines.sample import sample_checkpoint, write_netcdf
@@ -61,23 +62,6 @@ def machine_description() -> str:
         f"Python {platform.python_version()}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads)"
     )
-
-
-def write_section(path: Path, name: str, body: str) -> Path:
-    """Replace (or append) the section between ``<!-- name:start -->`` and ``:end`` markers."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 def _train_or_reuse(cfg, out: Path, quick: bool) -> dict:
