@@ -37,10 +37,21 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset, and the seed of its train/valid/test split."""
+    """Which dataset, and the seed of its train/valid/test split.
+
+    ``dataset`` is a functional dataset (quadratic, melbourne, italy_power, grf), a named
+    gridded dataset (uk_t2m, see :mod:`hdm.domains.atmosphere`) or any name together with
+    ``path`` (netCDF/zarr file or glob), ``variables`` (comma-separated) and the training
+    period ``train_start``/``train_end`` (ISO times, bounds included). For named gridded
+    datasets these override the shipped defaults.
+    """
 
     dataset: str
     seed: int = 0
+    path: str = ""
+    variables: str = ""
+    train_start: str = ""
+    train_end: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,7 @@ class ModelConfig:
 
     width: int = 48
     n_modes: int = 64
+    n_modes_2: int = 0  # modes on the second axis of 2-D grids (0: same as n_modes)
     n_layers: int = 4
     time_dim: int = 128
     parameterisation: str = "v"

@@ -18,7 +18,10 @@ import torch
 import xarray as xr
 
 import hdm
-from hdm.data.normalization import ScalarNormaliser
+from hdm.data.accessor import grid_of, to_tensor
+from hdm.data.normalization import FieldNormaliser, ScalarNormaliser
+from hdm.domains.atmosphere import GRIDDED_DATASETS, gridded_spec, open_split
+from hdm.domains.functional import DATASETS as FUNCTIONAL_DATASETS
 from hdm.domains.functional import curves, load_functional, validate_curves
 from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.grids import Grid, IntervalGrid
@@ -47,16 +50,55 @@ def grid_from_coordinate(x: np.ndarray, name: str = "x") -> Grid:
 
 
 @dataclass
-class FunctionalData:
-    """Training curves as a normalised tensor (N, 1, P) on their grid."""
+class TrainingData:
+    """Training samples as a normalised tensor (N, C, *grid.shape) on their grid."""
 
     dataset: xr.Dataset
     tensor: torch.Tensor
     grid: Grid
-    normaliser: ScalarNormaliser
+    normaliser: ScalarNormaliser | FieldNormaliser
+    metadata: dict
 
 
-def functional_training_data(cfg: TrainRunConfig) -> FunctionalData:
+def is_gridded(cfg: TrainRunConfig) -> bool:
+    """True for gridded (lat-lon) datasets, False for the 1-D functional ones."""
+    if cfg.data.dataset in FUNCTIONAL_DATASETS and not cfg.data.path:
+        return False
+    return cfg.data.dataset in GRIDDED_DATASETS or bool(cfg.data.path)
+
+
+def gridded_training_data(cfg: TrainRunConfig) -> TrainingData:
+    """The training period of a gridded dataset, normalised with statistics fitted on it."""
+    d = cfg.data
+    train = (d.train_start, d.train_end) if d.train_start and d.train_end else None
+    variables = [v.strip() for v in d.variables.split(",") if v.strip()]
+    spec = gridded_spec(d.dataset, d.path, variables, train)
+    ds = open_split(spec, "train")
+    names = list(spec.variables) or [str(v) for v in ds.data_vars]
+    normaliser = FieldNormaliser.fit(ds, names)
+    normalised = normaliser.normalise(ds[names])
+    tensor = to_tensor(normalised, names, dtype=torch.float32)
+    if not torch.isfinite(tensor).all():
+        bad = int((~torch.isfinite(tensor)).flatten(1).any(1).nonzero()[0, 0])
+        raise ValueError(
+            f"training data of {spec.name!r} contain NaN/inf at time "
+            f"{str(ds.time.values[bad])[:16]}; drop or fill those steps first"
+        )
+    times = ds.time.values
+    metadata = {
+        "kind": "gridded",
+        "dataset": spec.name,
+        "path": str(spec.path),
+        "variables": names,
+        "units": {n: str(ds[n].attrs.get("units", "")) for n in names},
+        "train_period": [str(times[0])[:19], str(times[-1])[:19]],
+        "test_period": list(spec.test) if spec.test else None,
+        "n_train": int(tensor.shape[0]),
+    }
+    return TrainingData(ds, tensor, grid_of(ds), normaliser, metadata)
+
+
+def functional_training_data(cfg: TrainRunConfig) -> TrainingData:
     ds = load_functional(cfg.data.dataset, seed=cfg.data.seed)
     train_curves = curves(ds, "train")
     validate_curves(train_curves, what=f"training data of {cfg.data.dataset!r}")
@@ -64,7 +106,20 @@ def functional_training_data(cfg: TrainRunConfig) -> FunctionalData:
     normaliser = ScalarNormaliser.fit(train_curves.values)
     values = normaliser.normalise(train_curves.values)
     tensor = torch.as_tensor(values, dtype=torch.float32).unsqueeze(1)
-    return FunctionalData(ds, tensor, grid, normaliser)
+    metadata = {
+        "kind": "functional",
+        "dataset": cfg.data.dataset,
+        "data_seed": cfg.data.seed,
+        "n_train": int(tensor.shape[0]),
+        "x_units": str(ds.attrs.get("x_units", "")),
+        "y_units": str(ds.attrs.get("y_units", "")),
+    }
+    return TrainingData(ds, tensor, grid, normaliser, metadata)
+
+
+def training_data(cfg: TrainRunConfig) -> TrainingData:
+    """Functional curves or gridded fields, as ``cfg.data`` says."""
+    return gridded_training_data(cfg) if is_gridded(cfg) else functional_training_data(cfg)
 
 
 def build_model(
@@ -72,11 +127,14 @@ def build_model(
 ) -> PreconditionedDenoiser:
     """The denoiser of ``cfg`` for fields on grids like ``grid`` (default: 1-D)."""
     dim = grid.ndim if grid is not None else 1
+    modes = cfg.model.n_modes
+    if dim == 2:
+        modes = (cfg.model.n_modes, cfg.model.n_modes_2 or cfg.model.n_modes)
     backbone = TimeConditionedFNO(
         dim=dim,
         channels=channels,
         width=cfg.model.width,
-        n_modes=cfg.model.n_modes,
+        n_modes=modes,
         n_layers=cfg.model.n_layers,
         time_dim=cfg.model.time_dim,
     )
@@ -87,31 +145,27 @@ def build_model(
 def run_training(
     cfg: TrainRunConfig, out: str | Path, *, resume: bool = False, progress: bool = True
 ) -> dict:
-    """Train the functional model described by ``cfg`` into folder ``out``."""
+    """Train the model described by ``cfg`` (functional or gridded) into folder ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.optim.seed)  # network initialisation
-    data = functional_training_data(cfg)
-    denoiser = build_model(cfg, data.grid)
+    data = training_data(cfg)
+    denoiser = build_model(cfg, data.grid, channels=int(data.tensor.shape[1]))
     save_config(cfg, out / "config.yaml")
     extra = {
         "config": cfg.to_dict(),
         "normaliser": data.normaliser.to_dict(),
         "metadata": {
-            "dataset": cfg.data.dataset,
-            "data_seed": cfg.data.seed,
-            "n_train": int(data.tensor.shape[0]),
-            "x_units": str(data.dataset.attrs.get("x_units", "")),
-            "y_units": str(data.dataset.attrs.get("y_units", "")),
+            **data.metadata,
             "torch": str(torch.__version__),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         },
     }
     log.info(
-        "training %s on %d curves of %d points, Q = %s",
+        "training %s on %d samples on %s, Q = %s",
         cfg.name,
         data.tensor.shape[0],
-        data.grid.size,
+        data.grid.describe(),
         denoiser.process.covariance.describe(),
     )
     result = train(

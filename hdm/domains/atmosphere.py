@@ -1,0 +1,117 @@
+"""Gridded reanalysis fields: the named datasets hdm ships, their splits and grids.
+
+A gridded dataset is one or more variables on a regular latitude–longitude grid over
+time, opened lazily with :func:`hdm.data.open.open_fields` (so the hdm schema holds:
+``time``, ``lat`` ascending, ``lon``). Named datasets fix the file, the variables and the
+train/test split once, so configs, benchmarks and the CLI agree:
+
+=========  =====================================================================
+name       contents
+=========  =====================================================================
+``uk_t2m`` ERA5 2 m temperature (K), British Isles, March 2019, hourly,
+           33 × 49 at 0.25° (50–58 °N, 10 °W–2 °E); train 03-01..03-24,
+           test 03-25..03-31 (``data/atmos/era5_t2m_uk_2019-03``)
+=========  =====================================================================
+
+Any other netCDF/zarr source works too: give ``path`` and ``variables`` (and a
+``train`` time range) in the config instead of a name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import xarray as xr
+
+from hdm.data.open import open_fields
+from hdm.data.schema import TIME
+
+__all__ = ["GRIDDED_DATASETS", "GriddedSpec", "gridded_spec", "open_split"]
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+
+
+@dataclass(frozen=True)
+class GriddedSpec:
+    """Where a gridded dataset lives and how it is split (ISO times, bounds included)."""
+
+    name: str
+    path: str
+    variables: tuple[str, ...]
+    train: tuple[str, str]
+    test: tuple[str, str] | None = None
+
+    def resolved_path(self) -> Path:
+        path = Path(self.path)
+        return path if path.is_absolute() else DATA_DIR.parent / path
+
+    def period(self, split: str) -> tuple[str, str] | None:
+        if split == "train":
+            return self.train
+        if split == "test":
+            return self.test
+        if split == "all":
+            return None
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+
+
+GRIDDED_DATASETS: dict[str, GriddedSpec] = {
+    "uk_t2m": GriddedSpec(
+        name="uk_t2m",
+        path="data/atmos/era5_t2m_uk_2019-03/era5_t2m_2019-03_uk.nc",
+        variables=("t2m",),
+        train=("2019-03-01T00", "2019-03-24T23"),
+        test=("2019-03-25T00", "2019-03-31T23"),
+    ),
+}
+
+
+def gridded_spec(
+    name: str,
+    path: str = "",
+    variables: Sequence[str] = (),
+    train: tuple[str, str] | None = None,
+    test: tuple[str, str] | None = None,
+) -> GriddedSpec:
+    """The named dataset, with any of its fields overridden; or a custom one (``path``)."""
+    if name in GRIDDED_DATASETS:
+        base = GRIDDED_DATASETS[name]
+        return GriddedSpec(
+            name=name,
+            path=path or base.path,
+            variables=tuple(variables) or base.variables,
+            train=train or base.train,
+            test=test or base.test,
+        )
+    if not path:
+        raise ValueError(
+            f"unknown gridded dataset {name!r}: known ones are {sorted(GRIDDED_DATASETS)}; "
+            "for another source give data.path (a netCDF/zarr path or glob) and data.variables"
+        )
+    if train is None:
+        raise ValueError(f"gridded dataset {name!r} from {path}: give data.train (start, end)")
+    return GriddedSpec(name, path, tuple(variables), train, test)
+
+
+def open_split(spec: GriddedSpec, split: str = "train", **kwargs) -> xr.Dataset:
+    """The lazy dataset of one split (``"train"``, ``"test"`` or ``"all"``).
+
+    Raises ValueError when the split's period selects no time step (the period and the
+    file's time range are named).
+    """
+    period = spec.period(split)
+    if split == "test" and period is None:
+        raise ValueError(f"dataset {spec.name!r} has no test period")
+    ds = open_fields(spec.resolved_path(), list(spec.variables) or None, time=None, **kwargs)
+    if period is None:
+        return ds
+    chosen = ds.sel({TIME: slice(*period)})
+    if chosen.sizes[TIME] == 0:
+        times = ds[TIME].values
+        raise ValueError(
+            f"the {split} period {period[0]}..{period[1]} selects no time step of "
+            f"{spec.resolved_path()} (its times run {str(times[0])[:16]}..{str(times[-1])[:16]})"
+        )
+    return chosen
