@@ -1,0 +1,124 @@
+"""Tests for hdm.metrics.baselines: each asserts one property on tiny synthetic grids."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from hdm.data.coarsen import coarse_grain
+from hdm.metrics.baselines import (
+    FittedKernel,
+    fit_kernel,
+    gp_posterior,
+    grid_points,
+    interpolate_coarse,
+    kriging_downscale,
+)
+
+FINE_LAT = 40.0 + 0.5 * np.arange(16)
+FINE_LON = 5.0 + 0.5 * np.arange(24)
+
+
+def kernel_on(lat, lon, lengthscale=2.0, nugget=1e-3, kind="matern", nu=1.5):
+    return FittedKernel(
+        kind=kind,
+        variance=1.0,
+        lengthscale=lengthscale,
+        nu=nu if kind == "matern" else None,
+        nugget=nugget,
+        mean_field=np.zeros((lat.size, lon.size)),
+        grid_lat=lat,
+        grid_lon=lon,
+        lon_factor=float(np.cos(np.deg2rad(lat.mean()))),
+    )
+
+
+def sample_fields(kernel, n, seed):
+    """n fields (n, n_lat, n_lon) drawn from N(0, K + nugget I)."""
+    pts = grid_points(kernel.grid_lat, kernel.grid_lon)
+    cov = kernel.covariance(pts, pts) + kernel.nugget * np.eye(len(pts))
+    chol = np.linalg.cholesky(cov + 1e-9 * np.eye(len(pts)))
+    z = np.random.default_rng(seed).standard_normal((len(pts), n))
+    return (chol @ z).T.reshape(n, kernel.grid_lat.size, kernel.grid_lon.size)
+
+
+def as_field(values, lat, lon):
+    return xr.DataArray(values, dims=("time", "lat", "lon"), coords={"lat": lat, "lon": lon})
+
+
+@pytest.mark.parametrize("method", ["bilinear", "bicubic"])
+def test_interpolation_of_linear_function_is_exact_with_extrapolated_edges(method):
+    def linear(lat, lon):
+        return 2.0 + 0.3 * lat[:, None] - 0.7 * lon[None, :]
+
+    fine = as_field(linear(FINE_LAT, FINE_LON)[None], FINE_LAT, FINE_LON)
+    coarse = coarse_grain(fine, 4)
+    # the block means of a linear function are its values at the weighted block centres
+    coarse = coarse.copy(data=linear(coarse.lat.values, coarse.lon.values)[None])
+    out = interpolate_coarse(coarse, fine, method=method)
+    assert out.lat[0] < coarse.lat[0] and out.lon[-1] > coarse.lon[-1]
+    np.testing.assert_allclose(out.values, fine.values, atol=1e-9)
+
+
+def test_noiseless_point_observation_is_reproduced_and_far_variance_is_prior():
+    lat, lon = np.arange(10.0), np.arange(30.0)
+    kernel = kernel_on(lat, lon, lengthscale=1.5)
+    a = np.zeros((1, lat.size * lon.size))
+    a[0, 2 * lon.size + 3] = 1.0  # the pixel (lat 2, lon 3)
+    mean, var = gp_posterior(kernel, lat, lon, a, np.array([1.7]), 0.0)
+    assert mean[2, 3] == pytest.approx(1.7, abs=1e-6)
+    assert var[2, 3] == pytest.approx(0.0, abs=1e-6)
+    assert var[9, 29] == pytest.approx(kernel.variance + kernel.nugget, rel=1e-3)
+
+
+def test_posterior_with_identity_operator_matches_textbook_formula():
+    lat, lon = np.array([0.0, 1.0, 2.0]), np.array([10.0, 11.5])
+    kernel = kernel_on(lat, lon, lengthscale=1.2, kind="se")
+    rng = np.random.default_rng(0)
+    y, noise, m = rng.standard_normal(6), rng.uniform(0.1, 0.5, 6), rng.standard_normal((3, 2))
+    pts = grid_points(lat, lon)
+    k = kernel.covariance(pts, pts) + kernel.nugget * np.eye(6)
+    gain = k @ np.linalg.inv(k + np.diag(noise))
+    mean, var = gp_posterior(kernel, lat, lon, np.eye(6), y, noise, prior_mean=m)
+    np.testing.assert_allclose(mean.ravel(), m.ravel() + gain @ (y - m.ravel()), atol=1e-8)
+    np.testing.assert_allclose(var.ravel(), np.diag(k - gain @ k), atol=1e-8)
+
+
+def test_fit_kernel_recovers_lengthscale():
+    lat, lon = 10.0 + np.arange(12.0), 20.0 + np.arange(14.0)
+    truth = kernel_on(lat, lon, lengthscale=3.0, nugget=0.01)
+    fields = as_field(sample_fields(truth, 40, seed=1), lat, lon)
+    fitted = fit_kernel(fields, "matern", nu=1.5, max_points=168, seed=0)
+    assert fitted.lengthscale == pytest.approx(3.0, rel=0.25)
+    assert fitted.mean_field.shape == (12, 14)
+
+
+def test_kriging_mean_is_consistent_with_coarse_data():
+    kernel = kernel_on(FINE_LAT, FINE_LON, lengthscale=2.0)
+    truth = as_field(sample_fields(kernel, 2, seed=2), FINE_LAT, FINE_LON)
+    noise_std = 0.05
+    noise = noise_std * np.random.default_rng(3).standard_normal((2, 4, 6))
+    coarse = coarse_grain(truth, 4) + noise
+    out = kriging_downscale(kernel, coarse, FINE_LAT, FINE_LON, 4, noise_std_coarse=noise_std)
+    assert out["mean"].dims == ("time", "lat", "lon")
+    misfit = coarse_grain(out["mean"], 4) - coarse
+    assert float(np.sqrt((misfit**2).mean())) < 2 * noise_std
+    assert float(out["std"].min()) > 0
+
+
+def test_kriging_with_stations_pulls_the_mean_to_the_station_value():
+    kernel = kernel_on(FINE_LAT, FINE_LON, lengthscale=2.0)
+    coarse = coarse_grain(as_field(np.zeros((1, 16, 24)), FINE_LAT, FINE_LON), 4)
+    out = kriging_downscale(
+        kernel,
+        coarse,
+        FINE_LAT,
+        FINE_LON,
+        4,
+        station_lat=[FINE_LAT[5]],
+        station_lon=[FINE_LON[7]],
+        station_values=[3.0],
+        noise_std_coarse=0.05,
+        noise_std_station=0.01,
+    )
+    assert float(out["mean"][0, 5, 7]) > 1.0
+    assert float(out["std"][0, 5, 7]) < 0.05

@@ -1,0 +1,205 @@
+"""Tests for hdm.metrics.probabilistic: each asserts one property on tiny synthetic fields."""
+
+import math
+
+import numpy as np
+import pytest
+import scoringrules as sr
+import xarray as xr
+from scipy import stats
+
+from hdm.data.coarsen import coarse_grain
+from hdm.metrics.probabilistic import (
+    bias,
+    coarse_consistency,
+    coverage,
+    fair_crps,
+    gaussian_coverage,
+    gaussian_crps,
+    mae,
+    point_fair_crps,
+    point_gaussian_crps,
+    point_rmse,
+    power_spectrum,
+    rank_histogram,
+    rmse,
+    spectrum_ratio,
+    spread_skill,
+    station_values,
+)
+
+
+def grid_field(values, lat=None, lon=None, lead=("time",)):
+    """A DataArray (*lead, lat, lon) with regular coordinates."""
+    values = np.asarray(values, dtype=np.float64)
+    n_lat, n_lon = values.shape[-2:]
+    lat = np.linspace(-30.0, 30.0, n_lat) if lat is None else lat
+    lon = np.linspace(0.0, 40.0, n_lon) if lon is None else lon
+    dims = (*lead[: values.ndim - 2], "lat", "lon")
+    return xr.DataArray(values, dims=dims, coords={"lat": lat, "lon": lon})
+
+
+def ensemble_field(values, lat=None, lon=None):
+    """(member, time, lat, lon) from an array with members first."""
+    return grid_field(values, lat, lon, lead=("member", "time"))
+
+
+def test_rmse_of_constant_offset_is_its_size_and_bias_its_sign():
+    rng = np.random.default_rng(0)
+    truth = grid_field(rng.standard_normal((3, 5, 6)))
+    assert rmse(truth - 0.7, truth) == pytest.approx(0.7)
+    assert mae(truth - 0.7, truth) == pytest.approx(0.7)
+    assert bias(truth - 0.7, truth) == pytest.approx(-0.7)
+
+
+def test_high_latitude_error_counts_less_than_unweighted():
+    lat = np.array([0.0, 30.0, 60.0, 80.0])
+    truth = grid_field(np.zeros((1, 4, 3)), lat=lat)
+    pred = truth.copy()
+    pred[0, 3, :] = 1.0  # error only at 80°N
+    w = np.cos(np.deg2rad(lat))
+    assert rmse(pred, truth) == pytest.approx(math.sqrt(w[3] / w.sum()))
+    assert rmse(pred, truth) < 0.6 * math.sqrt(3 / 12)  # unweighted: 0.5
+
+
+def test_mismatched_coordinates_and_missing_member_are_named():
+    truth = grid_field(np.zeros((1, 4, 3)))
+    shifted = truth.assign_coords(lat=truth.lat + 1.0)
+    with pytest.raises(ValueError, match="coordinate 'lat' differs"):
+        rmse(shifted, truth)
+    with pytest.raises(ValueError, match="'member'"):
+        fair_crps(truth, truth)
+    with pytest.raises(ValueError, match="at least 2 members"):
+        fair_crps(truth.expand_dims(member=1), truth)
+
+
+def test_nan_points_are_left_out():
+    truth = grid_field(np.zeros((1, 3, 3)))
+    pred = truth + 2.0
+    pred[0, 0, 0] = np.nan
+    assert rmse(pred, truth) == pytest.approx(2.0)
+
+
+def test_fair_crps_zero_when_all_members_equal_truth():
+    truth = grid_field(np.random.default_rng(1).standard_normal((2, 3, 4)))
+    ens = xr.concat([truth] * 5, dim="member").transpose("member", ...)
+    assert fair_crps(ens, truth) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_fair_crps_hand_example():
+    # members 0, 1, 2 and truth 0.5: mean |x - y| = 5/6, pair term 8 / (2·3·2) = 2/3
+    members = np.array([0.0, 1.0, 2.0]).reshape(3, 1, 1, 1)
+    ens, truth = ensemble_field(members), grid_field(np.full((1, 1, 1), 0.5))
+    expected = float(sr.crps_ensemble(0.5, np.array([0.0, 1.0, 2.0]), estimator="fair"))
+    assert fair_crps(ens, truth) == pytest.approx(1.0 / 6.0)
+    assert fair_crps(ens, truth) == pytest.approx(expected)
+
+
+def test_gaussian_crps_standard_normal_at_zero():
+    one = grid_field(np.ones((1, 1, 1)))
+    assert gaussian_crps(0 * one, one, 0 * one) == pytest.approx(0.2336949772551091)
+
+
+def test_spread_skill_one_when_calibrated_half_when_too_narrow():
+    rng = np.random.default_rng(2)
+    shape = (1, 20, 20)
+    truth = grid_field(rng.standard_normal(shape))
+    calibrated = ensemble_field(rng.standard_normal((50, *shape)))
+    narrow = ensemble_field(0.5 * rng.standard_normal((50, *shape)))
+    assert spread_skill(calibrated, truth) == pytest.approx(1.0, abs=0.1)
+    assert spread_skill(narrow, truth) == pytest.approx(0.5, abs=0.06)
+
+
+def test_rank_histogram_of_calibrated_ensemble_is_flat():
+    rng = np.random.default_rng(3)
+    shape = (2, 20, 25)
+    truth = grid_field(rng.standard_normal(shape))
+    ens = ensemble_field(rng.standard_normal((9, *shape)))
+    counts = rank_histogram(ens, truth, seed=0)
+    assert counts.shape == (10,)
+    assert counts.sum() == truth.size
+    assert stats.chisquare(counts).pvalue > 0.01
+
+
+def test_rank_histogram_breaks_ties_at_random_and_reproducibly():
+    truth = grid_field(np.zeros((1, 20, 20)))
+    ens = xr.concat([truth] * 3, dim="member").transpose("member", ...)
+    counts = rank_histogram(ens, truth, seed=5)
+    assert np.array_equal(counts, rank_histogram(ens, truth, seed=5))
+    assert counts.min() > 60  # 400 ties spread over 4 bins
+
+
+def test_coverage_of_calibrated_ensemble_matches_level():
+    rng = np.random.default_rng(4)
+    shape = (2, 20, 25)
+    truth = grid_field(rng.standard_normal(shape))
+    ens = ensemble_field(rng.standard_normal((19, *shape)))
+    assert coverage(ens, truth, 0.9) == pytest.approx(0.9, abs=0.03)
+
+
+def test_gaussian_coverage_of_calibrated_forecast_matches_level():
+    rng = np.random.default_rng(5)
+    truth = grid_field(rng.standard_normal((4, 20, 25)))
+    zero, one = 0 * truth, 0 * truth + 1
+    assert gaussian_coverage(zero, one, truth, 0.5) == pytest.approx(0.5, abs=0.03)
+
+
+def test_station_values_at_node_and_midpoint():
+    values = np.arange(12.0).reshape(1, 3, 4)
+    field = grid_field(values, lat=np.array([0.0, 1.0, 2.0]), lon=np.array([0.0, 1, 2, 3]))
+    out = station_values(field, [1.0, 0.5], [2.0, 0.5])
+    assert out.dims == ("time", "station")
+    assert out.values[0, 0] == values[0, 1, 2]
+    assert out.values[0, 1] == pytest.approx(values[0, :2, :2].mean())
+
+
+def test_station_outside_grid_is_named():
+    field = grid_field(np.zeros((1, 3, 4)), lat=np.array([0.0, 1, 2]), lon=np.arange(4.0))
+    with pytest.raises(ValueError, match="station 1 at"):
+        station_values(field, [1.0, 2.5], [1.0, 1.0])
+
+
+def test_point_scores_on_stations():
+    truth = xr.DataArray([1.0, 2.0, 3.0], dims="station")
+    assert point_rmse(truth + 0.5, truth) == pytest.approx(0.5)
+    ens = xr.concat([truth, truth], dim="member")
+    assert point_fair_crps(ens, truth) == pytest.approx(0.0)
+    assert point_gaussian_crps(truth, 0 * truth, truth + 1) == pytest.approx(1.0)
+
+
+def test_coarse_consistency_of_a_field_with_its_own_coarse_graining():
+    rng = np.random.default_rng(6)
+    fine = grid_field(rng.standard_normal((2, 8, 12)), lat=np.linspace(40, 47, 8))
+    coarse = coarse_grain(fine, 4)
+    assert coarse_consistency(fine, coarse, 4, noise_std=0.1) == pytest.approx(0.0, abs=1e-9)
+    assert coarse_consistency(fine, coarse + 0.2, 4, noise_std=0.1) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="does not match the coarse-grained"):
+        coarse_consistency(fine, coarse, 2, noise_std=0.1)
+
+
+def test_power_spectrum_of_sinusoid_peaks_at_its_wavenumber():
+    lat = np.arange(32) * 0.5
+    lon = np.arange(64) * 0.5  # 32° wide: bins of 1/32 cycles/degree
+    k0 = 8.0 / 32.0
+    wave = np.broadcast_to(np.sin(2 * np.pi * k0 * lon), (32, 64))
+    spec = power_spectrum(grid_field(wave[None], lat=lat, lon=lon))
+    assert spec.wavenumber.values[np.argmax(spec.values)] == pytest.approx(k0)
+
+
+def test_power_spectrum_bins_shared_at_twice_the_resolution():
+    def on_grid(n):
+        step = 16.0 / n
+        lat = lon = (np.arange(n) + 0.5) * step
+        return grid_field(np.sin(2 * np.pi * lat / 8.0)[:, None] + 0 * lon, lat=lat, lon=lon)
+
+    coarse, fine = power_spectrum(on_grid(16)), power_spectrum(on_grid(32))
+    k = coarse.wavenumber.values
+    np.testing.assert_allclose(fine.wavenumber.values[: k.size], k)
+    assert float(fine.sel(wavenumber=1 / 8)) == pytest.approx(
+        float(coarse.sel(wavenumber=1 / 8)), rel=0.05
+    )
+
+
+def test_spectrum_ratio_of_field_with_itself_is_one():
+    field = grid_field(np.random.default_rng(7).standard_normal((2, 16, 20)))
+    assert spectrum_ratio(field, field) == pytest.approx(1.0)
