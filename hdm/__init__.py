@@ -12,3 +12,14 @@ domains -> hilbert``):
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "downscale"]
+
+
+def __getattr__(name: str):
+    # ``hdm.downscale`` without importing torch at ``import hdm``.
+    if name == "downscale":
+        from hdm.pipelines.downscale import downscale
+
+        return downscale
+    raise AttributeError(f"module 'hdm' has no attribute {name!r}")

@@ -1,0 +1,463 @@
+"""Linear observation operators y = A(x) + η, defined in physical coordinates.
+
+An operator is described by *where* it looks (coarse cells, station coordinates) in the
+grid's physical units, never by grid indices, so one operator serves every resolution of
+a domain: ``A.apply(x, grid)`` builds the discrete A for ``grid`` on first use.
+
+Fields are tensors of shape (batch, C, *grid.shape); observations have shape
+(batch, n_obs); each operator reads one channel (``channel``, default 0). The noise is
+Gaussian, η ~ N(0, diag(noise_std²)), one std per observation (a scalar per source is
+broadcast). Operators:
+
+- :class:`CoarseGrain`: conservative (area-weighted) cell means. Along each axis a coarse
+  cell is an interval [e_I, e_{I+1}); a grid point x_j stands for its own cell
+  [x_j − h/2, x_j + h/2] and enters coarse cell I with weight |cell_j ∩ [e_I, e_{I+1})|,
+  times cos(latitude) on a :class:`~hdm.hilbert.grids.LatLonGrid`; rows are normalised.
+  On the grid the coarse field was made from, this is exactly the block mean of
+  :func:`hdm.data.coarsen.coarse_grain`; on a refined grid it is the conservative remap
+  of the same cells (points on a cell edge count half in each).
+- :class:`PointSample`: multilinear (bilinear in 2-D) interpolation at station
+  coordinates; a station outside the grid, or with a NaN coordinate, is an error that
+  names it.
+- :func:`subgrid`: sampling at the nodes selected by a mask of a grid (a PointSample at
+  those nodes' coordinates, so it stays the same points on refined grids).
+- :class:`Composite`: several sources stacked, each with its own noise.
+
+Every operator has its adjoint (``adjoint``, Aᵀ on grid values, the convention of the
+guidance: gradients with respect to grid values) and, for small grids, its dense matrix
+(``matrix``), used by kriging baselines and tests.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hdm.hilbert.grids import Grid, LatLonGrid
+
+__all__ = [
+    "CoarseGrain",
+    "Composite",
+    "ObservationError",
+    "ObservationOperator",
+    "PointSample",
+    "check_noise_std",
+    "subgrid",
+]
+
+
+class ObservationError(ValueError):
+    """Observations or operators that cannot be used (named in the message)."""
+
+
+def check_noise_std(noise_std, n: int, what: str) -> np.ndarray:
+    """Noise stds as a float64 array (n,); zero, negative or non-finite ones are errors."""
+    std = np.broadcast_to(np.asarray(noise_std, dtype=np.float64), (n,)).copy()
+    bad = np.flatnonzero(~(np.isfinite(std) & (std > 0)))
+    if bad.size:
+        raise ObservationError(
+            f"{what}: the observation noise std must be positive and finite, got "
+            f"{std[bad[0]]!r} (observation {int(bad[0])}); a noise-free observation is "
+            "not allowed (use a small std such as 1e-3 of the field's scale)"
+        )
+    return std
+
+
+class ObservationOperator(ABC):
+    """A linear map from fields (B, C, *grid.shape) to observations (B, n_obs)."""
+
+    name: str
+    channel: int
+
+    @abstractmethod
+    def n_obs(self) -> int:
+        """Number of observations."""
+
+    @abstractmethod
+    def noise_std(self) -> np.ndarray:
+        """Observation noise std, (n_obs,)."""
+
+    @abstractmethod
+    def _apply(self, u: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """A on one channel: (B, *grid.shape) → (B, n_obs)."""
+
+    @abstractmethod
+    def _adjoint(self, v: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Aᵀ on one channel: (B, n_obs) → (B, *grid.shape)."""
+
+    def labels(self) -> list[str]:
+        return [f"{self.name}[{i}]" for i in range(self.n_obs())]
+
+    def _channel(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        if x.ndim != 2 + grid.ndim or tuple(x.shape[2:]) != grid.shape:
+            raise ObservationError(
+                f"{self.name}: fields must have shape (batch, channels, {grid.shape}), "
+                f"got {tuple(x.shape)}"
+            )
+        if not 0 <= self.channel < x.shape[1]:
+            raise ObservationError(
+                f"{self.name} reads channel {self.channel}, the fields have {x.shape[1]}"
+            )
+        return x[:, self.channel]
+
+    def apply(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """A(x): (B, C, *grid.shape) → (B, n_obs)."""
+        return self._apply(self._channel(x, grid), grid)
+
+    def adjoint(self, v: torch.Tensor, grid: Grid, channels: int = 1) -> torch.Tensor:
+        """Aᵀ v: (B, n_obs) → (B, channels, *grid.shape), zero on the other channels."""
+        out = torch.zeros((v.shape[0], channels, *grid.shape), dtype=v.dtype, device=v.device)
+        out[:, self.channel] = self._adjoint(v, grid)
+        return out
+
+    def matrix(self, grid: Grid) -> np.ndarray:
+        """The dense matrix (n_obs, grid.size) of A on one channel (small grids only)."""
+        if grid.size > 200_000:
+            raise ObservationError(f"{grid.describe()} is too large for a dense operator")
+        eye = torch.eye(self.n_obs(), dtype=torch.float64)
+        return self._adjoint(eye, grid).reshape(self.n_obs(), grid.size).numpy()
+
+    def simulate(
+        self, x: torch.Tensor, grid: Grid, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """y = A(x) + η with η ~ N(0, diag(noise_std²)), seeded by ``generator``."""
+        y = self.apply(x, grid)
+        noise = torch.randn(y.shape, generator=generator, dtype=torch.float64)
+        return y + (noise * torch.as_tensor(self.noise_std())).to(y.dtype)
+
+
+# ----------------------------------------------------------------- coarse cells
+
+
+def _overlap_matrix(edges: np.ndarray, axis_coords: np.ndarray, spacing: float) -> np.ndarray:
+    """W[I, j] = |[x_j − h/2, x_j + h/2] ∩ [e_I, e_{I+1})| / h, (n_cells, n_points)."""
+    lo = axis_coords - spacing / 2
+    hi = axis_coords + spacing / 2
+    left = np.maximum(edges[:-1, None], lo[None, :])
+    right = np.minimum(edges[1:, None], hi[None, :])
+    return np.clip(right - left, 0.0, None) / spacing
+
+
+@dataclass(frozen=True)
+class CoarseGrain(ObservationOperator):
+    """Area-weighted means over coarse cells given by their edges along each axis.
+
+    ``edges[k]`` is the increasing array (n_k + 1,) of cell boundaries along axis k, in the
+    grid's physical units (degrees for lat/lon). Observations are ordered row-major over
+    the coarse cells (shape ``cell_shape``).
+    """
+
+    edges: tuple[tuple[float, ...], ...]
+    noise: float | tuple[float, ...] = 0.1
+    name: str = "coarse"
+    channel: int = 0
+    _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    def __post_init__(self) -> None:
+        edges = tuple(tuple(float(e) for e in axis) for axis in self.edges)
+        object.__setattr__(self, "edges", edges)
+        for k, axis in enumerate(edges):
+            if len(axis) < 2 or not np.all(np.diff(axis) > 0):
+                raise ObservationError(
+                    f"{self.name}: the cell edges of axis {k} must increase, got {axis[:4]}..."
+                )
+        noise = self.noise if isinstance(self.noise, int | float) else tuple(self.noise)
+        object.__setattr__(self, "noise", noise)
+        check_noise_std(noise, self.n_obs(), self.name)
+
+    @property
+    def cell_shape(self) -> tuple[int, ...]:
+        return tuple(len(axis) - 1 for axis in self.edges)
+
+    def cell_centres(self) -> tuple[np.ndarray, ...]:
+        return tuple(0.5 * (np.asarray(a[:-1]) + np.asarray(a[1:])) for a in self.edges)
+
+    def n_obs(self) -> int:
+        return math.prod(self.cell_shape)
+
+    def noise_std(self) -> np.ndarray:
+        return check_noise_std(self.noise, self.n_obs(), self.name)
+
+    @staticmethod
+    def from_factor(
+        grid: Grid, factor: int, noise: float = 0.1, name: str = "coarse", channel: int = 0
+    ) -> CoarseGrain:
+        """Blocks of ``factor`` points per axis from the grid's start; trailing points
+        that do not fill a block are left out (``coarse_grain``'s ``"trim"`` policy)."""
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise ObservationError(f"{name}: the factor must be a positive integer, got {factor!r}")
+        edges = []
+        for axis in grid.axes:
+            blocks = axis.n // factor
+            if blocks < 1:
+                raise ObservationError(
+                    f"{name}: factor {factor} is larger than axis {axis.name!r} ({axis.n} points)"
+                )
+            first = axis.coords[0] - axis.spacing / 2
+            edges.append(tuple(first + axis.spacing * factor * np.arange(blocks + 1)))
+        return CoarseGrain(tuple(edges), noise, name, channel)
+
+    @staticmethod
+    def from_coarse_coords(
+        coords: Sequence[np.ndarray],
+        grid: Grid,
+        noise: float = 0.1,
+        name: str = "coarse",
+        channel: int = 0,
+        rtol: float = 0.02,
+    ) -> CoarseGrain:
+        """The cells of a coarse field (centre coordinates per axis) that is an integer
+        coarse-graining of ``grid``: each cell covers f consecutive points of the grid.
+
+        Raises ObservationError when the coarse spacing is not an integer multiple of the
+        grid's, or the cells are not aligned with blocks of grid points (names the axis).
+        """
+        edges = []
+        for axis, centres in zip(grid.axes, coords):
+            centres = np.asarray(centres, dtype=np.float64)
+            if centres.ndim != 1 or len(centres) < 1:
+                raise ObservationError(f"{name}: coarse coordinate {axis.name!r} is empty")
+            h = axis.spacing
+            spacing = float(np.median(np.diff(centres))) if len(centres) > 1 else h
+            ratio = spacing / h
+            f = round(ratio)
+            if f < 1 or abs(ratio - f) > rtol * max(f, 1):
+                raise ObservationError(
+                    f"{name}: the coarse field is not an integer coarse-graining of the target "
+                    f"grid along {axis.name!r}: coarse spacing {spacing:g} / grid spacing "
+                    f"{h:g} = {ratio:.3f}"
+                )
+            # The block starting at grid index i0 has its centre at x_{i0} + (f − 1) h / 2.
+            i0 = (centres[0] - axis.coords[0] - (f - 1) * h / 2) / h
+            if abs(i0 - round(i0)) > 0.25 or round(i0) < 0 or f > axis.n:
+                raise ObservationError(
+                    f"{name}: the coarse cells along {axis.name!r} are not aligned with blocks "
+                    f"of {f} grid points (first coarse centre {centres[0]:g}, grid starts at "
+                    f"{axis.coords[0]:g} with spacing {h:g})"
+                )
+            start = axis.coords[0] + round(i0) * h - h / 2
+            edge = start + f * h * np.arange(len(centres) + 1)
+            if edge[-1] > axis.coords[-1] + h / 2 + 1e-9 * max(1.0, abs(edge[-1])):
+                raise ObservationError(
+                    f"{name}: the coarse field extends beyond the target grid along "
+                    f"{axis.name!r} (last cell ends at {edge[-1]:g}, grid ends at "
+                    f"{axis.coords[-1] + h / 2:g})"
+                )
+            edges.append(tuple(edge))
+        return CoarseGrain(tuple(edges), noise, name, channel)
+
+    def weights(self, grid: Grid) -> tuple[torch.Tensor, ...]:
+        """Per-axis row-normalised weight matrices (n_cells_k, n_points_k), float64."""
+        key = ("weights", grid)
+        if key not in self._cache:
+            if grid.ndim != len(self.edges):
+                raise ObservationError(
+                    f"{self.name} has {len(self.edges)} axes, the grid has {grid.ndim}"
+                )
+            mats = []
+            for k, (axis, edges) in enumerate(zip(grid.axes, self.edges)):
+                w = _overlap_matrix(np.asarray(edges), axis.coords, axis.spacing)
+                if k == 0 and isinstance(grid, LatLonGrid):
+                    w = w * np.cos(np.deg2rad(axis.coords))[None, :]
+                empty = np.flatnonzero(w.sum(1) <= 0)
+                if empty.size:
+                    raise ObservationError(
+                        f"{self.name}: coarse cell {int(empty[0])} along {axis.name!r} "
+                        f"([{edges[empty[0]]:g}, {edges[empty[0] + 1]:g}]) contains no point "
+                        f"of {grid.describe()}"
+                    )
+                mats.append(torch.as_tensor(w / w.sum(1, keepdims=True)))
+            self._cache[key] = tuple(mats)
+        return self._cache[key]
+
+    def _apply(self, u, grid):
+        w = [m.to(u.dtype) for m in self.weights(grid)]
+        if grid.ndim == 1:
+            out = u @ w[0].T
+        else:
+            out = torch.einsum("Ii,bij,Jj->bIJ", w[0], u, w[1])
+        return out.reshape(u.shape[0], -1)
+
+    def _adjoint(self, v, grid):
+        w = [m.to(v.dtype) for m in self.weights(grid)]
+        if grid.ndim == 1:
+            return v @ w[0]
+        cells = v.reshape(v.shape[0], *self.cell_shape)
+        return torch.einsum("Ii,bIJ,Jj->bij", w[0], cells, w[1])
+
+
+# ----------------------------------------------------------------- point samples
+
+
+@dataclass(frozen=True)
+class PointSample(ObservationOperator):
+    """Multilinear interpolation at points (n_obs, ndim) in the grid's physical units
+    ((lat, lon) degrees on a lat-lon grid); ``ids`` name them in errors."""
+
+    points: tuple[tuple[float, ...], ...]
+    noise: float | tuple[float, ...] = 0.1
+    ids: tuple[str, ...] = ()
+    name: str = "stations"
+    channel: int = 0
+    _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    def __post_init__(self) -> None:
+        pts = np.atleast_2d(np.asarray(self.points, dtype=np.float64))
+        object.__setattr__(self, "points", tuple(tuple(float(c) for c in p) for p in pts))
+        ids = tuple(str(i) for i in self.ids) or tuple(f"#{i}" for i in range(len(pts)))
+        if len(ids) != len(pts):
+            raise ObservationError(f"{self.name}: {len(ids)} ids for {len(pts)} points")
+        object.__setattr__(self, "ids", ids)
+        bad = np.flatnonzero(~np.isfinite(pts).all(1))
+        if bad.size:
+            raise ObservationError(
+                f"{self.name}: station {ids[bad[0]]} has a NaN or infinite coordinate "
+                f"{tuple(pts[bad[0]])}"
+            )
+        noise = self.noise if isinstance(self.noise, int | float) else tuple(self.noise)
+        object.__setattr__(self, "noise", noise)
+        check_noise_std(noise, len(pts), self.name)
+
+    def n_obs(self) -> int:
+        return len(self.points)
+
+    def noise_std(self) -> np.ndarray:
+        return check_noise_std(self.noise, self.n_obs(), self.name)
+
+    def labels(self) -> list[str]:
+        return list(self.ids)
+
+    def subset(self, keep: np.ndarray) -> PointSample:
+        """The stations selected by a boolean mask or index array."""
+        idx = np.arange(self.n_obs())[np.asarray(keep)]
+        std = self.noise_std()[idx]
+        return PointSample(
+            tuple(self.points[i] for i in idx),
+            tuple(std),
+            tuple(self.ids[i] for i in idx),
+            self.name,
+            self.channel,
+        )
+
+    def stencil(self, grid: Grid) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat indices and weights of the 2^d neighbours of every point, (n_obs, 2^d)."""
+        key = ("stencil", grid)
+        if key in self._cache:
+            return self._cache[key]
+        pts = np.asarray(self.points)
+        if pts.shape[1] != grid.ndim:
+            raise ObservationError(
+                f"{self.name}: points have {pts.shape[1]} coordinates, "
+                f"the grid has {grid.ndim} axes"
+            )
+        lower, frac = [], []
+        for k, axis in enumerate(grid.axes):
+            x = pts[:, k]
+            lo, hi = axis.coords[0], axis.coords[-1]
+            tol = 1e-9 * max(1.0, abs(lo), abs(hi))
+            outside = np.flatnonzero((x < lo - tol) | (x > hi + tol))
+            if outside.size:
+                i = int(outside[0])
+                raise ObservationError(
+                    f"{self.name}: station {self.ids[i]} at {axis.name}={x[i]:g} lies outside "
+                    f"the grid ({axis.name} ∈ [{lo:g}, {hi:g}]); "
+                    f"{outside.size} station(s) outside in all"
+                )
+            pos = np.clip((x - lo) / axis.spacing, 0.0, axis.n - 1)
+            i0 = np.minimum(np.floor(pos).astype(np.int64), axis.n - 2)
+            lower.append(i0)
+            frac.append(pos - i0)
+        corners = np.array(np.meshgrid(*[[0, 1]] * grid.ndim, indexing="ij")).reshape(grid.ndim, -1)
+        idx = np.zeros((len(pts), corners.shape[1]), dtype=np.int64)
+        wts = np.ones((len(pts), corners.shape[1]))
+        strides = np.cumprod((1, *grid.shape[::-1]))[::-1][1:]
+        for k in range(grid.ndim):
+            c = corners[k][None, :]
+            idx += (lower[k][:, None] + c) * strides[k]
+            wts *= np.where(c == 1, frac[k][:, None], 1.0 - frac[k][:, None])
+        self._cache[key] = (torch.as_tensor(idx), torch.as_tensor(wts))
+        return self._cache[key]
+
+    def _apply(self, u, grid):
+        idx, wts = self.stencil(grid)
+        flat = u.reshape(u.shape[0], -1)
+        return (flat[:, idx] * wts.to(u.dtype)).sum(-1)
+
+    def _adjoint(self, v, grid):
+        idx, wts = self.stencil(grid)
+        contrib = v[:, :, None] * wts.to(v.dtype)[None]
+        out = torch.zeros(v.shape[0], grid.size, dtype=v.dtype, device=v.device)
+        out.index_add_(1, idx.reshape(-1), contrib.reshape(v.shape[0], -1))
+        return out.reshape(v.shape[0], *grid.shape)
+
+
+def subgrid(
+    grid: Grid, mask: np.ndarray, noise: float = 0.1, name: str = "subgrid", channel: int = 0
+) -> PointSample:
+    """Observations at the grid nodes where ``mask`` (grid.shape, bool) is True: a
+    PointSample at those nodes' coordinates (the same points on every refined grid)."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != grid.shape:
+        raise ObservationError(f"{name}: mask of shape {mask.shape} for grid {grid.shape}")
+    if not mask.any():
+        raise ObservationError(f"{name}: the mask selects no grid point")
+    mesh = np.meshgrid(*grid.coords(), indexing="ij")
+    pts = np.stack([m[mask] for m in mesh], axis=1)
+    ids = tuple(f"node{tuple(int(i) for i in ix)}" for ix in np.argwhere(mask))
+    return PointSample(tuple(map(tuple, pts)), noise, ids, name, channel)
+
+
+# ----------------------------------------------------------------- composites
+
+
+@dataclass(frozen=True)
+class Composite(ObservationOperator):
+    """Several sources stacked: y = [A_1 x; A_2 x; ...], block-diagonal noise."""
+
+    parts: tuple[ObservationOperator, ...]
+    name: str = "composite"
+    channel: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parts", tuple(self.parts))
+        if not self.parts:
+            raise ObservationError("a Composite needs at least one observation operator")
+
+    def n_obs(self) -> int:
+        return sum(p.n_obs() for p in self.parts)
+
+    def noise_std(self) -> np.ndarray:
+        return np.concatenate([p.noise_std() for p in self.parts])
+
+    def labels(self) -> list[str]:
+        return [label for p in self.parts for label in p.labels()]
+
+    def slices(self) -> dict[str, slice]:
+        """Where each source's observations sit in y."""
+        out, start = {}, 0
+        for p in self.parts:
+            out[p.name] = slice(start, start + p.n_obs())
+            start += p.n_obs()
+        return out
+
+    def apply(self, x, grid):
+        return torch.cat([p.apply(x, grid) for p in self.parts], dim=1)
+
+    def adjoint(self, v, grid, channels=1):
+        out, start = None, 0
+        for p in self.parts:
+            part = p.adjoint(v[:, start : start + p.n_obs()], grid, channels)
+            out = part if out is None else out + part
+            start += p.n_obs()
+        return out
+
+    def _apply(self, u, grid):
+        return self.apply(u[:, None], grid)
+
+    def _adjoint(self, v, grid):
+        return self.adjoint(v, grid, 1)[:, 0]

@@ -1,0 +1,408 @@
+"""``hdm.downscale``: coarse fields + station observations → high-resolution ensembles.
+
+The composition of the main job (ARCHITECTURE.md, "How data flows"):
+
+1. the trained prior (``model.pt``: denoiser, grid, normaliser) is loaded;
+2. the target grid is the training grid, a refinement of it (zero-shot super-resolution:
+   ``grid=2`` samples at twice the resolution) or any lat-lon grid of the same domain;
+3. observations, in physical units, become one :class:`Composite` operator on that grid:
+   the coarse field's cells (:class:`CoarseGrain`, conservative) and the stations
+   (:class:`PointSample`, bilinear), each with its own noise std; values are normalised
+   with the model's statistics (the operators average, so they commute with the affine
+   normalisation);
+4. for every time, ``members`` posterior samples are drawn with the guided sampler,
+   seeded per time (:func:`hdm.conditioning.ensembles.member_seed`);
+5. the result is an ``xr.Dataset``: the variable on (member, time, lat, lon) in physical
+   units, its mean, std and quantiles, and provenance attributes.
+
+Station observations are an obs dataset (dim ``obs``; coords ``id``, ``lat``, ``lon``,
+``time``; variable ``value``), as read by :func:`hdm.domains.radiosondes.read_station_table`
+or made by :func:`~hdm.domains.radiosondes.simulate_observations`. Each observation is
+matched to the nearest field time within ``time_tolerance``; NaN values are dropped with
+a warning that counts them (``nan="error"`` raises instead).
+"""
+
+from __future__ import annotations
+
+import logging
+import time as _time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+import hdm
+from hdm.conditioning.ensembles import EnsembleConfig, draw_members, summarise
+from hdm.conditioning.observations import (
+    CoarseGrain,
+    Composite,
+    ObservationError,
+    ObservationOperator,
+    PointSample,
+)
+from hdm.data.accessor import grid_of
+from hdm.data.normalization import FieldNormaliser, normaliser_from_dict
+from hdm.data.schema import LAT, LON, MEMBER, TIME
+from hdm.hilbert.grids import Grid, LatLonGrid
+from hdm.hilbert.networks import GridError
+from hdm.hilbert.training import denoiser_from_checkpoint, load_checkpoint
+
+log = logging.getLogger("hdm")
+
+__all__ = ["Prior", "downscale", "load_prior", "observation_setup", "target_grid"]
+
+
+@dataclass
+class Prior:
+    """A trained gridded prior: denoiser, its training grid and normalisation."""
+
+    denoiser: torch.nn.Module
+    grid: LatLonGrid
+    normaliser: FieldNormaliser
+    variable: str
+    units: str
+    path: str
+    sha256: str
+    metadata: dict
+
+    @property
+    def mean_std(self) -> tuple[float, float]:
+        mean, std = self.normaliser.channel_stats([(self.variable, None)])
+        return float(mean[0]), float(std[0])
+
+
+def load_prior(path: str | Path) -> Prior:
+    """Load ``model.pt`` (or ``checkpoint.pt``; a folder holding one) of a gridded model."""
+    from hdm.pipelines.sample import file_sha256
+
+    path = Path(path)
+    if path.is_dir():
+        for name in ("model.pt", "checkpoint.pt"):
+            if (path / name).exists():
+                path = path / name
+                break
+        else:
+            raise FileNotFoundError(f"no model.pt or checkpoint.pt in {path}")
+    payload = load_checkpoint(path)
+    grid = Grid.from_dict(payload["grid"])
+    if not isinstance(grid, LatLonGrid):
+        raise GridError(
+            f"{path} is a model of {grid.describe()}, not of a lat-lon field; "
+            "downscaling needs a gridded model (e.g. hdm train configs/atmos/uk_t2m.yaml)"
+        )
+    normaliser = normaliser_from_dict(payload["normaliser"])
+    meta = payload.get("metadata", {})
+    variables = meta.get("variables") or [c[0] for c in normaliser.channels]
+    if len(variables) != 1:
+        raise NotImplementedError(f"downscaling handles one variable, the model has {variables}")
+    variable = variables[0]
+    return Prior(
+        denoiser=denoiser_from_checkpoint(payload),
+        grid=grid,
+        normaliser=normaliser,
+        variable=variable,
+        units=str(meta.get("units", {}).get(variable, "")),
+        path=str(path),
+        sha256=file_sha256(path),
+        metadata=meta,
+    )
+
+
+def target_grid(prior: Prior, grid: int | Grid | xr.Dataset | xr.DataArray | None) -> LatLonGrid:
+    """The grid to sample on: the training grid (None), a refinement (an int factor), a
+    LatLonGrid or the lat/lon of an xarray object; it must cover the training domain."""
+    if grid is None:
+        return prior.grid
+    if isinstance(grid, bool):
+        raise GridError(f"grid must be None, an int factor, a grid or a dataset, got {grid!r}")
+    if isinstance(grid, int):
+        if grid < 1:
+            raise GridError(f"the refinement factor must be at least 1, got {grid}")
+        return prior.grid.refined(grid)
+    if isinstance(grid, xr.Dataset | xr.DataArray):
+        grid = grid_of(grid)
+    if not isinstance(grid, LatLonGrid):
+        raise GridError(f"expected a LatLonGrid, got {type(grid).__name__}")
+    if not grid.same_domain(prior.grid):
+        raise GridError(
+            f"the target grid {grid.describe()} does not span the model's domain "
+            f"{prior.grid.describe()}; the model samples on resolutions of its own domain"
+        )
+    return grid
+
+
+def _field(obj: xr.Dataset | xr.DataArray, variable: str, what: str) -> xr.DataArray:
+    if isinstance(obj, xr.Dataset):
+        if variable in obj.data_vars:
+            obj = obj[variable]
+        elif len(obj.data_vars) == 1:
+            obj = next(iter(obj.data_vars.values()))
+        else:
+            raise KeyError(
+                f"the {what} has no variable {variable!r}; present: {list(obj.data_vars)}"
+            )
+    missing = [d for d in (TIME, LAT, LON) if d not in obj.dims]
+    if missing:
+        raise ValueError(f"the {what} must have dims (time, lat, lon); missing {missing}")
+    return obj.transpose(TIME, LAT, LON)
+
+
+def _match_times(
+    obs_times: np.ndarray, field_times: np.ndarray, tolerance: pd.Timedelta
+) -> np.ndarray:
+    """Index of the nearest field time of every observation; −1 outside the field's span."""
+    ft = field_times.astype("datetime64[ns]").astype(np.int64)
+    ot = obs_times.astype("datetime64[ns]").astype(np.int64)
+    pos = np.clip(np.searchsorted(ft, ot), 1, len(ft) - 1) if len(ft) > 1 else np.zeros_like(ot)
+    if len(ft) > 1:
+        left, right = ft[pos - 1], ft[pos]
+        nearest = np.where(ot - left <= right - ot, pos - 1, pos)
+    else:
+        nearest = pos
+    dist = np.abs(ot - ft[nearest])
+    tol = tolerance.value
+    inside = (ot >= ft[0] - tol) & (ot <= ft[-1] + tol)
+    bad = np.flatnonzero(inside & (dist > tol))
+    if bad.size:
+        raise ObservationError(
+            f"observation time {str(obs_times[bad[0]])[:19]} matches no field time within "
+            f"{tolerance} (nearest {str(field_times[nearest[bad[0]]])[:19]}); "
+            f"{bad.size} observation(s) in all. Raise time_tolerance or resample the stations"
+        )
+    return np.where(inside, nearest, -1)
+
+
+@dataclass
+class ObservationSetup:
+    """The operator on the target grid and the normalised values, (n_time, n_obs)."""
+
+    operator: ObservationOperator
+    values: np.ndarray
+    times: np.ndarray
+    station_ids: tuple[str, ...]
+    dropped_nan: int
+
+
+def observation_setup(
+    prior: Prior,
+    grid: LatLonGrid,
+    coarse: xr.DataArray | None,
+    stations: xr.Dataset | None,
+    times: np.ndarray,
+    *,
+    coarse_noise: float,
+    station_noise: float,
+    time_tolerance: str = "30min",
+    nan: str = "drop",
+) -> ObservationSetup:
+    """Build the composite operator and the normalised observation values per time."""
+    if nan not in ("drop", "error"):
+        raise ValueError(f"nan must be 'drop' or 'error', got {nan!r}")
+    mean, std = prior.mean_std
+    parts: list[ObservationOperator] = []
+    blocks: list[np.ndarray] = []
+    dropped = 0
+    ids: tuple[str, ...] = ()
+    if coarse is not None:
+        # The cells are blocks of the training grid; on a refined grid the same cells
+        # are averaged conservatively.
+        op = CoarseGrain.from_coarse_coords(
+            (coarse[LAT].values, coarse[LON].values), prior.grid, noise=coarse_noise / std
+        )
+        op.weights(grid)  # raises when a cell holds no point of the target grid
+        values = coarse.sel({TIME: times}).values.reshape(len(times), -1).astype(np.float64)
+        n_nan = int(np.isnan(values).sum())
+        if n_nan:
+            if nan == "error":
+                raise ObservationError(f"the coarse field has {n_nan} NaN value(s)")
+            warnings.warn(f"dropping {n_nan} NaN value(s) of the coarse field", stacklevel=3)
+            dropped += n_nan
+        parts.append(op)
+        blocks.append((values - mean) / std)
+    if stations is not None and stations.sizes.get("obs", 0) > 0:
+        for name in ("id", "lat", "lon", "time"):
+            if name not in stations.coords and name not in stations.data_vars:
+                raise ObservationError(f"the station observations have no {name!r}")
+        if "value" not in stations.data_vars:
+            raise ObservationError(
+                f"the station observations have no 'value' variable; present: "
+                f"{list(stations.data_vars)}"
+            )
+        st_ids = stations["id"].values.astype(str)
+        _unique, first = np.unique(st_ids, return_index=True)
+        order = np.sort(first)
+        ids = tuple(st_ids[order])
+        pts = tuple(
+            (float(stations["lat"].values[i]), float(stations["lon"].values[i])) for i in order
+        )
+        op = PointSample(pts, station_noise / std, ids, "stations")
+        op.stencil(grid)  # raises, naming the station, when one lies outside the grid
+        index = {sid: k for k, sid in enumerate(ids)}
+        values = np.full((len(times), len(ids)), np.nan)
+        vals = stations["value"].values.astype(np.float64)
+        n_nan = int(np.isnan(vals).sum())
+        if n_nan:
+            if nan == "error":
+                bad = int(np.flatnonzero(np.isnan(vals))[0])
+                raise ObservationError(
+                    f"{n_nan} station observation(s) are NaN (first: station {st_ids[bad]} at "
+                    f"{str(stations['time'].values[bad])[:19]})"
+                )
+            warnings.warn(f"dropping {n_nan} NaN station observation(s)", stacklevel=3)
+            dropped += n_nan
+        where = _match_times(stations["time"].values, times, pd.Timedelta(time_tolerance))
+        keep = (where >= 0) & np.isfinite(vals)
+        if not keep.any() and np.isfinite(vals).any():
+            raise ObservationError(
+                "no station observation falls within the field times "
+                f"{str(times[0])[:19]}..{str(times[-1])[:19]}"
+            )
+        for k in np.flatnonzero(keep):
+            values[where[k], index[st_ids[k]]] = (vals[k] - mean) / std
+        parts.append(op)
+        blocks.append(values)
+    if not parts:
+        raise ObservationError("give a coarse field, station observations, or both")
+    operator = parts[0] if len(parts) == 1 else Composite(tuple(parts))
+    return ObservationSetup(operator, np.concatenate(blocks, axis=1), times, ids, dropped)
+
+
+def downscale(
+    model: str | Path | Prior,
+    coarse: xr.DataArray | xr.Dataset | None = None,
+    stations: xr.Dataset | None = None,
+    members: int = 16,
+    grid: int | Grid | xr.Dataset | xr.DataArray | None = None,
+    *,
+    times: Sequence | slice | None = None,
+    guidance: str = "mmps",
+    guidance_options: dict | None = None,
+    sampler: str = "heun",
+    steps: int = 25,
+    seed: int = 0,
+    coarse_noise: float | None = None,
+    station_noise: float = 0.5,
+    time_tolerance: str = "30min",
+    nan: str = "drop",
+    quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
+    batch_size: int = 16,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Posterior ensembles of the model's variable given coarse fields and/or stations.
+
+    Args:
+        model: a ``model.pt`` path (or its folder), or a :class:`Prior`.
+        coarse: the coarse field (time, lat, lon) in physical units, an integer
+            coarse-graining of the model's grid (e.g. by :func:`hdm.data.coarsen.coarse_grain`).
+        stations: obs dataset (dim ``obs``: id, lat, lon, time, value) in physical units.
+        members: ensemble size (≥ 1).
+        grid: None (training grid), an int refinement factor, a LatLonGrid or a dataset.
+        times: the times to downscale (default: all times of ``coarse``; needed when there
+            is no coarse field).
+        guidance: "mmps" (default), "sda", "dps" or "replacement"; ``guidance_options``
+            its keyword arguments.
+        sampler, steps: the sampler (default Heun, 25 steps = 49 NFE).
+        seed: the run's seed; members of a time depend only on (seed, time).
+        coarse_noise: std of the coarse observations (physical units; default 2 % of the
+            training std). station_noise: std of the station observations (default 0.5).
+        time_tolerance: pandas offset string, the tolerance of the station time matching.
+        nan: "drop" (warn and count) or "error" for NaN observations.
+
+    Returns:
+        xr.Dataset: ``{var}(member, time, lat, lon)``, ``{var}_mean``, ``{var}_std``,
+        ``{var}_quantile``, in the model's units, with provenance attributes.
+    """
+    prior = model if isinstance(model, Prior) else load_prior(model)
+    if isinstance(members, bool) or int(members) < 1:
+        raise ValueError(f"members must be at least 1, got {members}")
+    cfg = EnsembleConfig(
+        members=int(members),
+        sampler=sampler,
+        steps=steps,
+        guidance=guidance,
+        guidance_options=dict(guidance_options or {}),
+        batch_size=batch_size,
+        seed=seed,
+    )
+    target = target_grid(prior, grid)
+    mean, std = prior.mean_std
+    coarse_noise = 0.02 * std if coarse_noise is None else float(coarse_noise)
+    if coarse is not None:
+        coarse = _field(coarse, prior.variable, "coarse field")
+        field_times = coarse[TIME].values
+    elif times is None:
+        raise ValueError("without a coarse field, give the times to downscale")
+    else:
+        field_times = np.asarray(pd.to_datetime(list(times)).values)
+    if times is not None and coarse is not None:
+        sel = (
+            coarse.sel({TIME: times})
+            if isinstance(times, slice)
+            else coarse.sel({TIME: pd.to_datetime(list(times)).values})
+        )
+        field_times = sel[TIME].values
+    if len(field_times) == 0:
+        raise ValueError(f"the time selection {times!r} selects no time of the coarse field")
+    setup = observation_setup(
+        prior,
+        target,
+        coarse,
+        stations,
+        field_times,
+        coarse_noise=coarse_noise,
+        station_noise=station_noise,
+        time_tolerance=time_tolerance,
+        nan=nan,
+    )
+    out = np.empty((cfg.members, len(field_times), *target.shape), dtype=np.float32)
+    t0 = _time.perf_counter()
+    nfe = 0
+    for i in tqdm(range(len(field_times)), desc="downscale", disable=not progress, unit="time"):
+        key = str(np.datetime_as_string(field_times[i], unit="s"))
+        x, nfe = draw_members(prior.denoiser, target, setup.operator, setup.values[i], cfg, key=key)
+        out[:, i] = (x[:, 0].double().numpy() * std + mean).astype(np.float32)
+    wall = _time.perf_counter() - t0
+    lat, lon = target.coords()
+    name = prior.variable
+    ensemble = xr.DataArray(
+        out,
+        dims=(MEMBER, TIME, LAT, LON),
+        coords={MEMBER: np.arange(cfg.members), TIME: field_times, LAT: lat, LON: lon},
+        name=name,
+        attrs={"units": prior.units, "long_name": f"{name}, posterior ensemble members"},
+    )
+    ds = xr.merge([ensemble.to_dataset(), summarise(ensemble, quantiles)])
+    ds[LAT].attrs.update(units="degrees_north", standard_name="latitude")
+    ds[LON].attrs.update(units="degrees_east", standard_name="longitude")
+    ds.attrs.update(
+        {
+            "title": f"hdm downscaled {name} ensemble",
+            "hdm_version": hdm.__version__,
+            "checkpoint": prior.path,
+            "checkpoint_hash": prior.sha256,
+            "guidance": guidance,
+            "guidance_options": repr(cfg.guidance_options),
+            "sampler": sampler,
+            "steps": steps,
+            "nfe_per_member": nfe,
+            "members": cfg.members,
+            "seed": seed,
+            "grid": target.describe(),
+            "training_grid": prior.grid.describe(),
+            "coarse_noise_std": coarse_noise if coarse is not None else "none",
+            "station_noise_std": station_noise if setup.station_ids else "none",
+            "stations": ",".join(setup.station_ids),
+            "n_observations": int(np.isfinite(setup.values).sum()),
+            "dropped_nan_observations": setup.dropped_nan,
+            "wall_time_s": round(wall, 3),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    )
+    return ds

@@ -1,0 +1,233 @@
+"""Observation operators and guidance: adjoints, grid independence, exact posteriors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from hdm.conditioning.ensembles import EnsembleConfig, draw_members, member_seed, summarise
+from hdm.conditioning.guidance import gaussian_posterior, make_guidance
+from hdm.conditioning.observations import (
+    CoarseGrain,
+    Composite,
+    ObservationError,
+    PointSample,
+    subgrid,
+)
+from hdm.data.coarsen import coarse_grain
+from hdm.hilbert.covariance import KernelCovariance, SpectralCovariance
+from hdm.hilbert.denoisers import GaussianDenoiser
+from hdm.hilbert.grids import LatLonGrid, RectGrid
+from hdm.hilbert.process import ForwardProcess
+from hdm.hilbert.sampling import make_sampler
+from hdm.hilbert.schedules import CosineVP
+
+UK = LatLonGrid.regular((50.0, 58.0), (-10.0, 2.0), (33, 49))
+
+
+def _field(grid, seed=0, batch=2):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((batch, 1, *grid.shape), generator=g, dtype=torch.float64)
+
+
+def test_coarse_grain_operator_equals_block_means_of_the_data_layer():
+    x = _field(UK)
+    op = CoarseGrain.from_factor(UK, 4)
+    lat, lon = UK.coords()
+    da = xr.DataArray(x[:, 0].numpy(), dims=("time", "lat", "lon"), coords={"lat": lat, "lon": lon})
+    expected = coarse_grain(da, 4)
+    y = op.apply(x, UK).reshape(2, *op.cell_shape).numpy()
+    assert y.shape == expected.shape == (2, 8, 12)
+    np.testing.assert_allclose(y, expected.values, atol=1e-12)
+    rebuilt = CoarseGrain.from_coarse_coords((expected.lat.values, expected.lon.values), UK)
+    np.testing.assert_allclose(np.array(rebuilt.edges[0]), np.array(op.edges[0]), atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        CoarseGrain.from_factor(UK, 4, 0.2),
+        PointSample(((51.3, -3.2), (55.0, 0.0), (58.0, 2.0)), 0.5, ("a", "b", "c")),
+    ],
+)
+def test_adjoint_is_the_transpose(op):
+    x = _field(UK)
+    v = torch.randn(2, op.n_obs(), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    lhs = (op.apply(x, UK) * v).sum()
+    rhs = (x * op.adjoint(v, UK)).sum()
+    assert torch.isclose(lhs, rhs, rtol=1e-12)
+    assert op.matrix(UK).shape == (op.n_obs(), UK.size)
+
+
+def test_point_sample_is_exact_at_nodes_and_linear_in_between():
+    x = _field(UK, batch=1)
+    op = PointSample(((55.0, 0.0), (55.125, 0.0)), 0.1)
+    y = op.apply(x, UK)[0]
+    assert y[0] == x[0, 0, 20, 40]
+    assert torch.isclose(y[1], 0.5 * (x[0, 0, 20, 40] + x[0, 0, 21, 40]))
+
+
+def test_coarse_cells_are_the_same_function_on_a_refined_grid():
+    # A smooth field evaluated on two resolutions has the same cell means, up to the
+    # quadrature error of the cell average (small for a field that varies on ~3°). Cells
+    # on the domain's edge differ more: the edge points of a grid stand for half a
+    # spacing outside the domain, which shrinks when the grid is refined.
+    def smooth(grid):
+        lat, lon = np.meshgrid(*grid.coords(), indexing="ij")
+        return torch.as_tensor(np.sin(lat / 2.0) + np.cos(lon / 3.0))[None, None]
+
+    op = CoarseGrain.from_factor(UK, 4)
+    fine = UK.refined(2)
+    diff = (op.apply(smooth(UK), UK) - op.apply(smooth(fine), fine)).reshape(8, 12)
+    assert diff[1:-1, 1:-1].abs().max() < 2e-3
+    assert diff.abs().max() < 3e-2
+
+
+def test_composite_stacks_sources_with_their_noise():
+    op = Composite((CoarseGrain.from_factor(UK, 4, 0.2), PointSample(((55.0, 0.0),), 0.5, ("X",))))
+    assert op.n_obs() == 97
+    np.testing.assert_array_equal(op.noise_std()[[0, -1]], [0.2, 0.5])
+    assert op.labels()[-1] == "X"
+    assert op.slices()["stations"] == slice(96, 97)
+
+
+def test_subgrid_observes_the_masked_nodes_on_every_resolution():
+    mask = np.zeros(UK.shape, bool)
+    mask[4, 6] = mask[30, 40] = True
+    op = subgrid(UK, mask, 0.1)
+    x = _field(UK, batch=1)
+    np.testing.assert_array_equal(op.apply(x, UK)[0].numpy(), x[0, 0][mask].numpy())
+    fine = UK.refined(2)
+    xf = torch.zeros((1, 1, *fine.shape), dtype=torch.float64)
+    xf[0, 0, 8, 12] = 1.0  # node (4, 6) of the coarse grid
+    assert op.apply(xf, fine)[0, 0] == 1.0
+
+
+def test_observation_errors_name_the_problem():
+    with pytest.raises(ObservationError, match="station XX at lat=60 lies outside"):
+        PointSample(((60.0, 0.0),), 0.1, ("XX",)).apply(_field(UK), UK)
+    with pytest.raises(ObservationError, match="station YY has a NaN"):
+        PointSample(((np.nan, 0.0),), 0.1, ("YY",))
+    with pytest.raises(ObservationError, match="noise std must be positive"):
+        PointSample(((55.0, 0.0),), 0.0)
+    with pytest.raises(ObservationError, match="noise std must be positive"):
+        CoarseGrain.from_factor(UK, 4, -1.0)
+    lat = np.arange(50.0, 58.0, 0.6)
+    with pytest.raises(ObservationError, match="not an integer coarse-graining"):
+        CoarseGrain.from_coarse_coords((lat, np.arange(-9.0, 2.0, 1.0)), UK)
+    with pytest.raises(ObservationError, match="larger than axis"):
+        CoarseGrain.from_factor(UK, 40)
+
+
+# ------------------------------------------------------------------ guidance
+
+SMALL = RectGrid((0.0, 1.0), (0.0, 1.0), (12, 12))
+
+
+def _gaussian_setup():
+    cov = KernelCovariance("se", 0.2).dense(SMALL)
+    process = ForwardProcess(CosineVP(), SpectralCovariance("matern", 0.15, 2.5))
+    denoiser = GaussianDenoiser(process, SMALL, cov)
+    rng = np.random.default_rng(0)
+    pts = tuple(map(tuple, rng.uniform(0.05, 0.95, (6, 2))))
+    op = Composite((CoarseGrain.from_factor(SMALL, 4, 0.1), PointSample(pts, 0.1)))
+    truth = np.linalg.cholesky(cov + 1e-8 * np.eye(SMALL.size)) @ rng.standard_normal(SMALL.size)
+    y = op.simulate(torch.as_tensor(truth).reshape(1, 1, 12, 12), SMALL)[0]
+    mean, post = gaussian_posterior(cov, np.zeros(SMALL.size), op.matrix(SMALL), y.numpy(), 0.01)
+    return denoiser, op, y, mean, post
+
+
+def test_moment_matching_with_the_exact_denoiser_is_the_exact_posterior_mean():
+    # With the analytic denoiser, D̃(x_t) = E[X0 | x_t, y]; at the largest noise level
+    # x_t carries no information, so D̃ is the closed-form posterior mean.
+    denoiser, op, y, mean, _ = _gaussian_setup()
+    guided = make_guidance("mmps", denoiser, op, y, cg_steps=200, cg_tol=1e-12)
+    t = torch.full((1,), float(denoiser.process.schedule.t_max), dtype=torch.float64)
+    x = denoiser.process.prior_sample(1, 1, SMALL, torch.Generator().manual_seed(0))
+    d = guided(x.double(), t, SMALL)
+    prior_std = 1.0
+    assert torch.isfinite(d).all()
+    assert np.sqrt(np.mean((d.reshape(-1).numpy() - mean) ** 2)) < 0.02 * prior_std
+
+
+def test_guided_sampler_reproduces_the_closed_form_posterior():
+    denoiser, op, y, mean, post = _gaussian_setup()
+    guided = make_guidance("mmps", denoiser, op, y, cg_steps=20)
+    res = make_sampler("heun", 12)(guided, 300, SMALL, generator=torch.Generator().manual_seed(1))
+    x = res.samples.reshape(300, -1).double().numpy()
+    sd = np.sqrt(np.diag(post).clip(0))
+    assert np.sqrt(np.mean((x.mean(0) - mean) ** 2)) < 0.08
+    ratio = np.sqrt(x.var(0, ddof=1).mean() / (sd**2).mean())
+    assert 0.85 < ratio < 1.15
+
+
+def test_replacement_update_is_the_same_function_on_two_resolutions():
+    # Q-preconditioning: a station update is k(·, s) · weight, not a grid spike, so the
+    # guided estimate agrees at the points shared by a grid and its refinement.
+    coarse = LatLonGrid.regular((50.0, 58.0), (-10.0, 2.0), (17, 25))
+    fine = coarse.refined(2)
+
+    class Zero:
+        process = ForwardProcess(CosineVP(), SpectralCovariance("matern", 1.5, 2.5))
+
+        def __call__(self, x, t, grid):
+            return torch.zeros_like(x)
+
+    op = PointSample(((52.0, -4.0), (56.5, 0.5)), 0.1, ("a", "b"))
+    y = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    t = torch.full((1,), 0.5, dtype=torch.float64)
+    out = [
+        make_guidance("replacement", Zero(), op, y)(torch.zeros(1, 1, *g.shape), t, g)
+        for g in (coarse, fine)
+    ]
+    shared = out[1][0, 0, ::2, ::2]
+    assert out[0].abs().max() > 0.5
+    assert (out[0][0, 0] - shared).abs().max() < 3e-3  # spectral truncation only
+
+
+def test_nan_observations_get_zero_weight():
+    denoiser, op, y, _, _ = _gaussian_setup()
+    t = torch.full((1,), 0.5, dtype=torch.float64)
+    x = torch.zeros(1, 1, 12, 12, dtype=torch.float64)
+    y_nan = y.clone()
+    y_nan[-1] = float("nan")
+    fewer = Composite((op.parts[0], op.parts[1].subset(np.arange(5))))
+    a = make_guidance("sda", denoiser, op, y_nan)(x, t, SMALL)
+    b = make_guidance("sda", denoiser, fewer, y[:-1])(x, t, SMALL)
+    torch.testing.assert_close(a, b)
+
+
+def test_unknown_guidance_suggests_a_name():
+    denoiser, op, y, _, _ = _gaussian_setup()
+    with pytest.raises(ValueError, match="did you mean 'mmps'"):
+        make_guidance("mmsp", denoiser, op, y)
+
+
+# ------------------------------------------------------------------ ensembles
+
+
+def test_members_depend_only_on_seed_and_time_key():
+    denoiser, op, y, _, _ = _gaussian_setup()
+    cfg = EnsembleConfig(members=4, steps=4, guidance="sda", batch_size=4, seed=3)
+    a, nfe = draw_members(denoiser, SMALL, op, y, cfg, key="2019-03-25T00:00:00")
+    b, _ = draw_members(denoiser, SMALL, op, y, cfg, key="2019-03-25T00:00:00")
+    c, _ = draw_members(denoiser, SMALL, op, y, cfg, key="2019-03-25T06:00:00")
+    assert a.shape == (4, 1, 12, 12) and nfe == 7
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+    assert member_seed(3, "k") == member_seed(3, "k") != member_seed(4, "k")
+    with pytest.raises(ValueError, match="members must be at least 1"):
+        EnsembleConfig(members=0)
+
+
+def test_summarise_mean_std_quantiles():
+    values = np.arange(5.0)[:, None] * np.ones((5, 3))
+    da = xr.DataArray(values, dims=("member", "lat"), name="t2m", attrs={"units": "K"})
+    s = summarise(da, quantiles=(0.5,), thresholds=(2.5,))
+    np.testing.assert_allclose(s["t2m_mean"], 2.0)
+    np.testing.assert_allclose(s["t2m_std"], np.std(np.arange(5.0), ddof=1))
+    np.testing.assert_allclose(s["t2m_quantile"].sel(quantile=0.5), 2.0)
+    np.testing.assert_allclose(s["t2m_exceedance"], 0.4)
+    assert s["t2m_mean"].attrs["units"] == "K"
