@@ -59,3 +59,88 @@ def plot_functions(
     axes[0].set_ylabel(y_label)
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def _coastlines(ax) -> None:
+    """Coastlines when cartopy and its Natural Earth data are available offline."""
+    try:  # optional: cartopy is not a dependency, and its shapefiles are not downloaded
+        import cartopy.feature as cfeature  # noqa: F401
+        import cartopy.io.shapereader as shapereader
+
+        path = shapereader.natural_earth(resolution="50m", category="physical", name="coastline")
+        for geom in shapereader.Reader(path).geometries():
+            for line in getattr(geom, "geoms", [geom]):
+                x, y = line.xy
+                ax.plot(x, y, color="k", lw=0.5)
+    except Exception:  # no cartopy, or no offline shapefile: plain axes
+        return
+
+
+def plot_downscale_maps(
+    path: str | Path,
+    ds,
+    variable: str,
+    time_index: int = 0,
+    *,
+    truth=None,
+    stations: tuple[np.ndarray, np.ndarray] | None = None,
+    heldout: tuple[np.ndarray, np.ndarray] | None = None,
+    n_members: int = 3,
+) -> Path:
+    """Maps of one time: [truth,] coarse input, ensemble mean, std and a few members.
+
+    ``ds`` is the output of :func:`hdm.downscale` (``{var}``, ``{var}_mean``,
+    ``{var}_std``, optionally ``{var}_coarse``); stations (lat, lon) are marked with
+    black triangles, held-out stations with white circles.
+    """
+    sel = ds.isel(time=time_index)
+    lon, lat = ds["lon"].values, ds["lat"].values
+    panels = []
+    if truth is not None:
+        panels.append(("truth", truth, "field"))
+    coarse_name = f"{variable}_coarse"
+    if coarse_name in ds:
+        c = sel[coarse_name]
+        panels.append(("coarse input", c, "coarse"))
+    panels.append(("ensemble mean", sel[f"{variable}_mean"], "field"))
+    panels.append(("ensemble std", sel[f"{variable}_std"], "std"))
+    for m in range(min(n_members, ds.sizes.get("member", 0))):
+        panels.append((f"member {m}", sel[variable].isel(member=m), "field"))
+    fields = [np.asarray(p[1]) for p in panels if p[2] in ("field", "coarse")]
+    vmin = float(min(np.nanmin(f) for f in fields))
+    vmax = float(max(np.nanmax(f) for f in fields))
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    units = ds[variable].attrs.get("units", "")
+    for ax, (title, values, kind) in zip(axes.ravel(), panels):
+        if kind == "coarse":
+            im = ax.pcolormesh(
+                values["coarse_lon"].values,
+                values["coarse_lat"].values,
+                np.asarray(values),
+                vmin=vmin,
+                vmax=vmax,
+                cmap="RdYlBu_r",
+                shading="nearest",
+            )
+        else:
+            cmap = "viridis" if kind == "std" else "RdYlBu_r"
+            lim = {} if kind == "std" else {"vmin": vmin, "vmax": vmax}
+            im = ax.pcolormesh(lon, lat, np.asarray(values), cmap=cmap, shading="nearest", **lim)
+        fig.colorbar(im, ax=ax, shrink=0.8, label=units)
+        _coastlines(ax)
+        if stations is not None:
+            ax.scatter(stations[1], stations[0], marker="^", s=18, c="k", label="stations")
+        if heldout is not None:
+            ax.scatter(heldout[1], heldout[0], marker="o", s=18, facecolors="w", edgecolors="k")
+        ax.set_xlim(lon[0], lon[-1])
+        ax.set_ylim(lat[0], lat[-1])
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    when = str(ds["time"].values[time_index])[:16]
+    fig.suptitle(f"{variable} at {when} UTC ({ds.attrs.get('guidance', '')} guidance)")
+    fig.tight_layout()
+    return _save(fig, path)

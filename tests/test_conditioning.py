@@ -154,7 +154,7 @@ def test_moment_matching_with_the_exact_denoiser_is_the_exact_posterior_mean():
 
 def test_guided_sampler_reproduces_the_closed_form_posterior():
     denoiser, op, y, mean, post = _gaussian_setup()
-    guided = make_guidance("mmps", denoiser, op, y, cg_steps=20)
+    guided = make_guidance("mmps", denoiser, op, y, cg_steps=20)  # exact denoiser: full CG
     res = make_sampler("heun", 12)(guided, 300, SMALL, generator=torch.Generator().manual_seed(1))
     x = res.samples.reshape(300, -1).double().numpy()
     sd = np.sqrt(np.diag(post).clip(0))

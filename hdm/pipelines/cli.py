@@ -3,7 +3,12 @@
     hdm train CONFIG.yaml [--out DIR] [--resume] [--set key=value ...]
     hdm sample CHECKPOINT --n N --sampler {em,heun,dpm2m,pc} --steps K --seed S
                --out FILE.nc [--points P]
+    hdm downscale CHECKPOINT (--coarse FILE | --truth FILE --factor F)
+               [--stations FILE.csv | --simulate-stations IDS] --members M --out OUT.zarr
+               [--times START END] [--scale S] [--guidance mmps|sda|dps|replacement]
     hdm evaluate functional --dataset NAME --samples FILE.nc [--json] [--plot FILE.png]
+    hdm evaluate downscale --prediction OUT.zarr --truth FILE [--heldout-stations IDS|FILE]
+               [--json]
     hdm benchmark functional [--quick]
     hdm benchmark data [--quick]
     hdm config show CONFIG.yaml [--set key=value ...]
@@ -55,6 +60,33 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=1000)
     s.add_argument("--no-progress", action="store_true")
 
+    ds_ = sub.add_parser("downscale", help="coarse fields + stations -> high-res ensembles")
+    ds_.add_argument("checkpoint", help="model.pt of a gridded model (or its folder)")
+    src = ds_.add_mutually_exclusive_group(required=True)
+    src.add_argument("--coarse", help="coarse field (netCDF/zarr), an integer coarse-graining")
+    src.add_argument("--truth", help="high-res field to coarse-grain by --factor (an OSSE)")
+    ds_.add_argument("--factor", type=int, help="coarse-graining factor for --truth")
+    obs = ds_.add_mutually_exclusive_group()
+    obs.add_argument("--stations", help="CSV station table: id, lat, lon, time, value")
+    obs.add_argument(
+        "--simulate-stations",
+        metavar="IDS",
+        help="comma-separated IGRA2 ids; values sampled from --truth with --station-noise",
+    )
+    ds_.add_argument("--members", type=int, default=16)
+    ds_.add_argument("--out", required=True, help="OUT.zarr or OUT.nc")
+    ds_.add_argument("--times", nargs=2, metavar=("START", "END"), help="ISO times, inclusive")
+    ds_.add_argument("--scale", type=int, default=1, help="sample at S x the training resolution")
+    ds_.add_argument("--guidance", default="mmps", help="mmps, sda, dps or replacement")
+    ds_.add_argument("--sampler", default="heun")
+    ds_.add_argument("--steps", type=int, default=25)
+    ds_.add_argument("--seed", type=int, default=0)
+    ds_.add_argument("--station-noise", type=float, default=0.5, help="std, field units")
+    ds_.add_argument("--coarse-noise", type=float, help="std, field units (default 2%% of std)")
+    ds_.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    ds_.add_argument("--no-plots", action="store_true")
+    ds_.add_argument("--no-progress", action="store_true")
+
     e = sub.add_parser("evaluate", help="evaluate samples")
     esub = e.add_subparsers(dest="what", required=True)
     ef = esub.add_parser("functional", help="two-sample power and moment errors")
@@ -63,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     ef.add_argument("--json", action="store_true", help="print one JSON object")
     ef.add_argument("--quick", action="store_true", help="fewer subsets/permutations")
     ef.add_argument("--plot", help="also write a PNG of curves and bands here")
+
+    ed = esub.add_parser("downscale", help="score a downscaled ensemble against the truth")
+    ed.add_argument("--prediction", required=True, help="OUT.zarr / OUT.nc of hdm downscale")
+    ed.add_argument("--truth", required=True, help="the high-resolution truth (netCDF/zarr)")
+    ed.add_argument("--heldout-stations", help="IGRA2 ids (comma-separated) or a CSV table")
+    ed.add_argument("--checkpoint", help="the model (default: the path in the prediction)")
+    ed.add_argument("--json", action="store_true", help="print one JSON object")
 
     b = sub.add_parser("benchmark", help="run a benchmark and write BENCHMARKS.md")
     bsub = b.add_subparsers(dest="what", required=True)
@@ -128,7 +167,41 @@ def _sample(args) -> int:
     return EXIT_OK
 
 
+def _evaluate_downscale(args) -> int:
+    from hdm.pipelines.evaluate import evaluate_downscale
+
+    report = evaluate_downscale(
+        args.prediction, args.truth, heldout=args.heldout_stations, checkpoint=args.checkpoint
+    )
+    if args.json:
+        print(json.dumps(report))
+        return EXIT_OK
+    units = report["units"]
+    print(f"{report['variable']} ({units}), {report['times']} times x {report['members']} members")
+    rows = [
+        ("RMSE ensemble mean", "rmse"),
+        ("RMSE bilinear", "rmse_bilinear"),
+        ("RMSE bicubic", "rmse_bicubic"),
+        ("RMSE kriging", "rmse_kriging"),
+        ("CRPS (fair)", "crps"),
+        ("CRPS kriging (Gaussian)", "crps_kriging"),
+        ("spread-skill", "spread_skill"),
+        ("coverage 90%", "coverage90"),
+        ("coverage 90% kriging", "coverage90_kriging"),
+        ("held-out RMSE", "heldout_rmse"),
+        ("held-out RMSE kriging", "heldout_rmse_kriging"),
+        ("spectrum ratio (high k)", "spectrum_ratio"),
+        ("spectrum ratio bicubic", "spectrum_ratio_bicubic"),
+    ]
+    for label, key in rows:
+        if key in report:
+            print(f"  {label:<26} {report[key]:.3f}")
+    return EXIT_OK
+
+
 def _evaluate(args) -> int:
+    if args.what == "downscale":
+        return _evaluate_downscale(args)
     from hdm.pipelines.evaluate import evaluate_functional
 
     report = evaluate_functional(args.dataset, args.samples, quick=args.quick)
@@ -179,6 +252,41 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _downscale(args) -> int:
+    from hdm.pipelines.downscale import run_downscale
+
+    if args.members < 1:
+        raise ValueError(f"--members must be at least 1, got {args.members}")
+    summary = run_downscale(
+        args.checkpoint,
+        args.out,
+        coarse_path=args.coarse,
+        truth_path=args.truth,
+        factor=args.factor,
+        stations_path=args.stations,
+        simulate_ids=args.simulate_stations,
+        members=args.members,
+        times=tuple(args.times) if args.times else None,
+        scale=args.scale,
+        guidance=args.guidance,
+        sampler=args.sampler,
+        steps=args.steps,
+        seed=args.seed,
+        station_noise=args.station_noise,
+        coarse_noise=args.coarse_noise,
+        overwrite=args.overwrite,
+        plots=not args.no_plots,
+        progress=not args.no_progress,
+    )
+    print(
+        f"wrote {summary['members']} members x {summary['times']} times on {summary['grid']} "
+        f"({summary['nfe_per_member']} NFE, {summary['wall_time_s']:.1f} s) to {summary['out']}"
+    )
+    for png in summary["pngs"]:
+        print(f"  map: {png}")
+    return EXIT_OK
+
+
 def _benchmark(args) -> int:
     if args.what == "data":
         from hdm.data.benchmark import run_data_benchmark
@@ -216,6 +324,7 @@ def _demo(args) -> int:
 COMMANDS = {
     "train": _train,
     "sample": _sample,
+    "downscale": _downscale,
     "evaluate": _evaluate,
     "benchmark": _benchmark,
     "config": _config,
@@ -238,8 +347,17 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as exc:
         print(f"hdm: training failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except (ConfigError, CheckpointError, GridError, FileNotFoundError, ValueError) as exc:
-        print(f"hdm: error: {exc}", file=sys.stderr)
+    except (
+        ConfigError,
+        CheckpointError,
+        GridError,
+        FileNotFoundError,
+        FileExistsError,
+        KeyError,
+        ValueError,
+    ) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"hdm: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("hdm: interrupted", file=sys.stderr)

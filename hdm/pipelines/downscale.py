@@ -25,6 +25,8 @@ a warning that counts them (``nan="error"`` raises instead).
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time as _time
 import warnings
 from collections.abc import Sequence
@@ -406,3 +408,205 @@ def downscale(
         }
     )
     return ds
+
+
+# ------------------------------------------------------------------ command line job
+
+
+def shipped_station_list() -> xr.Dataset:
+    """The IGRA2 station list shipped in ``data/atmos/igra2``."""
+    from hdm.domains.radiosondes import atmos_data_dir, read_igra2_station_list
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the two blank records of the shipped list
+        return read_igra2_station_list(atmos_data_dir() / "igra2" / "igra2-station-list.txt")
+
+
+def stations_by_id(ids: Sequence[str], station_list: xr.Dataset | None = None) -> xr.Dataset:
+    """The rows of the IGRA2 station list with these ids, in the order given."""
+    import difflib
+
+    table = station_list if station_list is not None else shipped_station_list()
+    known = table["id"].values.astype(str)
+    where = {sid: i for i, sid in enumerate(known)}
+    rows = []
+    for sid in ids:
+        sid = sid.strip()
+        if sid not in where:
+            close = difflib.get_close_matches(sid, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise KeyError(f"station {sid!r} is not in the IGRA2 station list{hint}")
+        rows.append(where[sid])
+    return table.isel(station=rows)
+
+
+def parse_ids(text: str | None) -> list[str]:
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
+
+
+def read_stations(path: str | Path) -> xr.Dataset:
+    """Station observations from a CSV table (id, lat, lon, time, value)."""
+    from hdm.domains.radiosondes import read_station_table
+
+    return read_station_table(path)
+
+
+def attach_inputs(
+    ds: xr.Dataset, variable: str, coarse: xr.DataArray | None, stations: xr.Dataset | None
+) -> xr.Dataset:
+    """Store the conditioning inputs next to the ensemble (what ``hdm evaluate`` reads):
+    ``{var}_coarse(time, coarse_lat, coarse_lon)`` and ``station_obs(obs)``."""
+    if coarse is not None:
+        c = coarse.sel(time=ds.time.values).rename({LAT: "coarse_lat", LON: "coarse_lon"})
+        c = c.reset_coords(drop=True)
+        keep = [k for k in ("lat_weight",) if k in coarse.coords]
+        if keep:
+            c = c.assign_coords(coarse_lat_weight=("coarse_lat", coarse[keep[0]].values))
+        ds[f"{variable}_coarse"] = c.astype(np.float32).assign_attrs(
+            units=coarse.attrs.get("units", ds[variable].attrs.get("units", "")),
+            long_name=f"coarse {variable} used as conditioning input",
+        )
+    if stations is not None and stations.sizes.get("obs", 0) > 0:
+        t0, t1 = ds.time.values[0], ds.time.values[-1]
+        tt = stations["time"].values
+        hour = np.timedelta64(1, "h")
+        sel = stations.isel(obs=np.flatnonzero((tt >= t0 - hour) & (tt <= t1 + hour)))
+        ds["station_obs"] = xr.DataArray(
+            sel["value"].values.astype(np.float64),
+            dims="obs",
+            coords={
+                "obs_id": ("obs", sel["id"].values.astype(str)),
+                "obs_lat": ("obs", sel["lat"].values.astype(np.float64)),
+                "obs_lon": ("obs", sel["lon"].values.astype(np.float64)),
+                "obs_time": ("obs", sel["time"].values),
+            },
+            attrs={"long_name": "station observations used as conditioning input"},
+        )
+    return ds
+
+
+def write_output(ds: xr.Dataset, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write zarr (``.zarr``) or CF netCDF (``.nc``), never leaving a half-written file."""
+    from hdm.data.stores import write_netcdf_cf, write_zarr_ensemble
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    if not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".nc":
+        provenance = {
+            "checkpoint_hash": ds.attrs["checkpoint_hash"],
+            "config": {k: str(v) for k, v in ds.attrs.items() if k not in ("history",)},
+            "seed": ds.attrs["seed"],
+        }
+        return write_netcdf_cf(ds, out, provenance)
+    if out.suffix != ".zarr":
+        raise ValueError(f"--out must end in .zarr or .nc, got {out.name}")
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    write_zarr_ensemble(ds, tmp, mode="w")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def run_downscale(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    coarse_path: str | None = None,
+    truth_path: str | None = None,
+    factor: int | None = None,
+    stations_path: str | None = None,
+    simulate_ids: str | None = None,
+    members: int = 16,
+    times: tuple[str, str] | None = None,
+    scale: int = 1,
+    guidance: str = "mmps",
+    sampler: str = "heun",
+    steps: int = 25,
+    seed: int = 0,
+    station_noise: float = 0.5,
+    coarse_noise: float | None = None,
+    overwrite: bool = False,
+    plots: bool = True,
+    progress: bool = True,
+) -> dict:
+    """The ``hdm downscale`` job: read inputs, downscale, write the store and PNG maps."""
+    from hdm.data.coarsen import coarse_grain
+    from hdm.data.open import open_fields
+    from hdm.domains.radiosondes import simulate_observations
+    from hdm.plotting import plot_downscale_maps
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    prior = load_prior(checkpoint)
+    time_sel = slice(*times) if times else None
+    truth = None
+    if coarse_path and truth_path:
+        raise ValueError("give either --coarse or --truth (with --factor), not both")
+    if truth_path:
+        if not factor:
+            raise ValueError("--truth needs --factor (the coarse-graining factor)")
+        truth = open_fields(truth_path, prior.variable, time=time_sel)[prior.variable].load()
+        coarse = coarse_grain(truth, int(factor))
+    elif coarse_path:
+        coarse = open_fields(coarse_path, prior.variable, time=time_sel)[prior.variable].load()
+    else:
+        coarse = None
+    stations = None
+    if stations_path and simulate_ids:
+        raise ValueError("give either --stations or --simulate-stations, not both")
+    if stations_path:
+        stations = read_stations(stations_path)
+    elif simulate_ids:
+        if truth is None:
+            raise ValueError("--simulate-stations samples the --truth field; give --truth")
+        chosen = stations_by_id(parse_ids(simulate_ids))
+        stations = simulate_observations(truth, chosen, station_noise, seed)
+    if coarse is None and times is None:
+        raise ValueError("without a coarse field, give --times START END")
+    ds = downscale(
+        prior,
+        coarse=coarse,
+        stations=stations,
+        members=members,
+        grid=scale if scale != 1 else None,
+        times=None if coarse is not None else pd.date_range(*times, freq="1h"),
+        guidance=guidance,
+        sampler=sampler,
+        steps=steps,
+        seed=seed,
+        coarse_noise=coarse_noise,
+        station_noise=station_noise,
+        progress=progress,
+    )
+    ds = attach_inputs(ds, prior.variable, coarse, stations)
+    ds.attrs["history"] = "hdm downscale " + str(checkpoint)
+    path = write_output(ds, out, overwrite=overwrite)
+    pngs = []
+    if plots:
+        st = None
+        if stations is not None:
+            st = (stations["lat"].values, stations["lon"].values)
+        for i in sorted({0, ds.sizes[TIME] - 1}):
+            truth_i = None
+            if truth is not None and scale == 1:
+                truth_i = truth.sel(time=ds.time.values[i]).values
+            png = out.with_name(f"{out.stem}_{str(ds.time.values[i])[:13]}.png")
+            pngs.append(
+                str(plot_downscale_maps(png, ds, prior.variable, i, truth=truth_i, stations=st))
+            )
+    return {
+        "out": str(path),
+        "times": int(ds.sizes[TIME]),
+        "members": int(ds.sizes[MEMBER]),
+        "grid": ds.attrs["grid"],
+        "nfe_per_member": ds.attrs["nfe_per_member"],
+        "wall_time_s": ds.attrs["wall_time_s"],
+        "pngs": pngs,
+    }

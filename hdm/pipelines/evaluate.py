@@ -79,3 +79,197 @@ def evaluate_functional(
         nfe=int(samples.attrs.get("nfe", 0)),
     )
     return report
+
+
+# ------------------------------------------------------------------ downscaling
+
+
+def open_prediction(path: str | Path) -> xr.Dataset:
+    """A store written by ``hdm downscale`` (zarr or netCDF), with its variable named."""
+    from hdm.data.stores import open_store
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"prediction store {path} does not exist")
+    ds = open_store(path).load()
+    names = [n for n in ds.data_vars if f"{n}_mean" in ds.data_vars]
+    if len(names) != 1 or "member" not in ds[names[0]].dims:
+        raise ValueError(
+            f"{path} is not an hdm downscale output (a variable with 'member' and its "
+            f"'_mean'); variables: {list(ds.data_vars)}"
+        )
+    ds.attrs["hdm_variable"] = names[0]
+    return ds
+
+
+def _heldout_stations(spec: str | None):
+    """Held-out station coordinates: IGRA2 ids (comma-separated) or a CSV table."""
+    if not spec:
+        return None
+    from hdm.pipelines.downscale import parse_ids, read_stations, stations_by_id
+
+    if Path(spec).suffix.lower() == ".csv" or Path(spec).exists():
+        obs = read_stations(spec)
+        _, first = np.unique(obs["id"].values.astype(str), return_index=True)
+        first = np.sort(first)
+        return (
+            obs["id"].values.astype(str)[first],
+            obs["lat"].values[first].astype(float),
+            obs["lon"].values[first].astype(float),
+        )
+    st = stations_by_id(parse_ids(spec))
+    return (
+        st["id"].values.astype(str),
+        st["lat"].values.astype(float),
+        st["lon"].values.astype(float),
+    )
+
+
+def _training_fields(prediction: xr.Dataset, variable: str, checkpoint: str | None):
+    """The model's training period (for the kriging kernel), from its checkpoint."""
+    from hdm.domains.atmosphere import gridded_spec, open_split
+    from hdm.hilbert.training import load_checkpoint
+
+    path = Path(checkpoint or prediction.attrs.get("checkpoint", ""))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the model checkpoint {str(path)!r} (needed to fit the kriging kernel on its "
+            "training period) was not found; pass --checkpoint"
+        )
+    meta = load_checkpoint(path).get("metadata", {})
+    period = meta.get("train_period")
+    spec = gridded_spec(meta.get("dataset", ""), meta.get("path", ""), [variable], tuple(period))
+    return open_split(spec, "train")[variable].load()
+
+
+def evaluate_downscale(
+    prediction: str | Path,
+    truth: str | Path,
+    *,
+    heldout: str | None = None,
+    checkpoint: str | None = None,
+    seed: int = 0,
+) -> dict:
+    """Scores of a downscaled ensemble against the truth and the baselines (SCIENCE.md §5).
+
+    The truth is read for the prediction's times; when the prediction is on a finer grid
+    than the truth (zero-shot super-resolution), the truth is interpolated (bilinear)
+    onto it for the model's scores, and the baselines are scored on the truth's grid.
+    Kriging uses the coarse field and the conditioning stations stored in the
+    prediction, with a Matérn-1.5 kernel fitted on the model's training period.
+    """
+    from hdm.data.open import open_fields
+    from hdm.metrics import baselines as bl
+    from hdm.metrics import probabilistic as pm
+
+    pred = open_prediction(prediction)
+    var = pred.attrs["hdm_variable"]
+    ens, mean = pred[var], pred[f"{var}_mean"]
+    times = pred["time"].values
+    truth_da = open_fields(truth, var)[var].sel(time=times).load()
+    if truth_da.sizes["time"] != len(times):
+        raise ValueError(f"the truth {truth} lacks some of the prediction's times")
+    same_grid = (
+        truth_da.sizes["lat"] == pred.sizes["lat"] and truth_da.sizes["lon"] == pred.sizes["lon"]
+    )
+    truth_on_pred = truth_da if same_grid else truth_da.interp(lat=pred.lat, lon=pred.lon)
+    truth_on_pred = truth_on_pred.assign_coords(lat=pred.lat, lon=pred.lon)
+    report: dict = {
+        "variable": var,
+        "units": str(ens.attrs.get("units", "")),
+        "times": len(times),
+        "members": int(ens.sizes["member"]),
+        "grid": f"{pred.sizes['lat']} x {pred.sizes['lon']}",
+        "truth_grid": f"{truth_da.sizes['lat']} x {truth_da.sizes['lon']}",
+        "guidance": pred.attrs.get("guidance"),
+        "rmse": pm.rmse(mean, truth_on_pred),
+        "mae": pm.mae(mean, truth_on_pred),
+        "bias": pm.bias(mean, truth_on_pred),
+        "crps": pm.fair_crps(ens, truth_on_pred),
+        "spread_skill": pm.spread_skill(ens, truth_on_pred),
+        "coverage50": pm.coverage(ens, truth_on_pred, 0.5),
+        "coverage90": pm.coverage(ens, truth_on_pred, 0.9),
+        "rank_histogram": pm.rank_histogram(ens, truth_on_pred, seed=seed).tolist(),
+        "spectrum_ratio": pm.spectrum_ratio(ens, truth_on_pred),
+    }
+    coarse_name = f"{var}_coarse"
+    if coarse_name in pred:
+        coarse = pred[coarse_name].rename({"coarse_lat": "lat", "coarse_lon": "lon"})
+        if "coarse_lat_weight" in coarse.coords:
+            coarse = coarse.rename({"coarse_lat_weight": "lat_weight"})
+        factor = round(
+            float(np.diff(coarse.lat.values).mean() / np.diff(truth_da.lat.values).mean())
+        )
+        coarse_noise = float(pred.attrs.get("coarse_noise_std", 0.1))
+        if same_grid:
+            report["coarse_consistency"] = pm.coarse_consistency(mean, coarse, factor, coarse_noise)
+        for method in ("bilinear", "bicubic"):
+            interp = bl.interpolate_coarse(coarse, truth_da, method=method)
+            report[f"rmse_{method}"] = pm.rmse(interp, truth_da)
+        report["spectrum_ratio_bicubic"] = pm.spectrum_ratio(
+            bl.interpolate_coarse(coarse, truth_da, method="bicubic"), truth_da
+        )
+        kernel = bl.fit_kernel(_training_fields(pred, var, checkpoint), seed=seed)
+        st_lat = st_lon = st_vals = None
+        station_noise = None
+        if "station_obs" in pred:
+            obs = pred["station_obs"]
+            ids = obs["obs_id"].values.astype(str)
+            uniq, first = np.unique(ids, return_index=True)
+            order = np.sort(first)
+            uniq = ids[order]
+            st_lat = obs["obs_lat"].values[order]
+            st_lon = obs["obs_lon"].values[order]
+            table = np.full((len(times), len(uniq)), np.nan)
+            col = {s: k for k, s in enumerate(uniq)}
+            tindex = {t: i for i, t in enumerate(times.astype("datetime64[ns]"))}
+            for k in range(obs.sizes["obs"]):
+                i = tindex.get(obs["obs_time"].values[k].astype("datetime64[ns]"))
+                if i is not None:
+                    table[i, col[ids[k]]] = float(obs.values[k])
+            st_vals = xr.DataArray(table, dims=("time", "station"), coords={"time": times})
+            station_noise = float(pred.attrs.get("station_noise_std", 0.5))
+        krig = bl.kriging_downscale(
+            kernel,
+            coarse,
+            truth_da.lat.values,
+            truth_da.lon.values,
+            factor,
+            st_lat,
+            st_lon,
+            st_vals,
+            noise_std_coarse=coarse_noise,
+            noise_std_station=station_noise,
+        )
+        k_mean, k_std = krig["mean"], krig["std"]
+        report["rmse_kriging"] = pm.rmse(k_mean, truth_da)
+        report["crps_kriging"] = pm.gaussian_crps(k_mean, k_std, truth_da)
+        report["coverage90_kriging"] = pm.gaussian_coverage(k_mean, k_std, truth_da, 0.9)
+        report["spectrum_ratio_kriging"] = pm.spectrum_ratio(k_mean, truth_da)
+        report["kriging_kernel"] = {
+            "kind": kernel.kind,
+            "nu": kernel.nu,
+            "lengthscale_deg": float(kernel.lengthscale),
+            "variance": float(kernel.variance),
+        }
+    held = _heldout_stations(heldout)
+    if held is not None:
+        ids, lat, lon = held
+        used = set(str(pred.attrs.get("stations", "")).split(","))
+        overlap = sorted(set(ids) & used)
+        if overlap:
+            raise ValueError(f"held-out station(s) {overlap} were used for conditioning")
+        truth_st = pm.station_values(truth_da, lat, lon, ids)
+        report["heldout_stations"] = list(ids)
+        report["heldout_rmse"] = pm.point_rmse(pm.station_values(mean, lat, lon, ids), truth_st)
+        report["heldout_crps"] = pm.point_fair_crps(pm.station_values(ens, lat, lon, ids), truth_st)
+        if "rmse_kriging" in report:
+            report["heldout_rmse_kriging"] = pm.point_rmse(
+                pm.station_values(k_mean, lat, lon, ids), truth_st
+            )
+            report["heldout_crps_kriging"] = pm.point_gaussian_crps(
+                pm.station_values(k_mean, lat, lon, ids),
+                pm.station_values(k_std, lat, lon, ids),
+                truth_st,
+            )
+    return report
