@@ -344,12 +344,17 @@ def downscale(
     else:
         field_times = np.asarray(pd.to_datetime(list(times)).values)
     if times is not None and coarse is not None:
-        sel = (
-            coarse.sel({TIME: times})
-            if isinstance(times, slice)
-            else coarse.sel({TIME: pd.to_datetime(list(times)).values})
-        )
-        field_times = sel[TIME].values
+        if isinstance(times, slice):
+            field_times = coarse.sel({TIME: times})[TIME].values
+        else:
+            wanted = pd.to_datetime(list(times)).values
+            missing = np.setdiff1d(wanted, coarse[TIME].values)
+            if missing.size:
+                raise ValueError(
+                    f"time {str(missing[0])[:19]} not in the coarse field (its times run "
+                    f"{str(field_times[0])[:19]}..{str(field_times[-1])[:19]})"
+                )
+            field_times = wanted
     if len(field_times) == 0:
         raise ValueError(f"the time selection {times!r} selects no time of the coarse field")
     setup = observation_setup(

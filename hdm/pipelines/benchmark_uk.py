@@ -1,0 +1,309 @@
+"""The UK t2m downscaling benchmark (``hdm benchmark downscale``, sections ``downscale-uk``).
+
+Setting (issue 4, SCIENCE.md §5): ERA5 2 m temperature over the British Isles, the shipped
+prior ``data/checkpoints/uk_t2m`` (trained on 2019-03-01..24), the test week
+2019-03-25..31 every 6 hours (28 fields), the truth coarse-grained ×4 (to 1°) plus
+simulated observations (σ = 0.5 K) at 12 real IGRA2 station coordinates in the domain
+(:data:`CONDITIONING_STATIONS`), scored at 4 more held out (:data:`HELDOUT_STATIONS`);
+16 members, Heun 25 steps (49 NFE). Baselines: bilinear and bicubic interpolation of the
+coarse field, and kriging (Matérn-1.5 fitted on the training period) from the coarse
+field and the same stations. Zero-shot super-resolution: the same model and
+observations on a grid 2× finer, against the truth interpolated, and the power spectra
+of both resolutions at their shared wavenumbers.
+
+The guidance method and its settings were chosen on training-period days
+(2019-03-20), never on the test week.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from hdm.data.benchmark import machine_description, write_section
+from hdm.data.coarsen import coarse_grain
+from hdm.data.open import open_fields
+from hdm.domains.atmosphere import GRIDDED_DATASETS
+from hdm.domains.radiosondes import simulate_observations
+from hdm.metrics import probabilistic as pm
+from hdm.pipelines.downscale import (
+    attach_inputs,
+    downscale,
+    load_prior,
+    stations_by_id,
+    write_output,
+)
+from hdm.pipelines.evaluate import evaluate_downscale
+
+log = logging.getLogger("hdm")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+#: 10 IGRA2 stations active in 2019 inside the grid, plus Kinloss and Waddington.
+CONDITIONING_STATIONS = (
+    "UKM00003023,UKM00003238,UKM00003354,UKM00003502,UKM00003559,UKM00003693,"
+    "UKM00003743,UKM00003808,UKM00003882,UKM00003918,UKM00003066,UKM00003377"
+)
+#: Leuchars, Leeming, Brize Norton, Wattisham: real IGRA2 sites, never conditioned on.
+HELDOUT_STATIONS = "UKM00003171,UKM00003257,UKM00003649,UKM00003590"
+
+
+@dataclass(frozen=True)
+class UKBenchmarkConfig:
+    """Sizes of the UK benchmark; :data:`QUICK` is a smoke run."""
+
+    start: str = "2019-03-25T00"
+    end: str = "2019-03-31T18"
+    every_hours: int = 6
+    members: int = 16
+    steps: int = 25
+    guidance: str = "mmps"
+    factor: int = 4
+    station_noise: float = 0.5
+    sr_times: int = 4
+    seed: int = 0
+
+
+FULL = UKBenchmarkConfig()
+QUICK = UKBenchmarkConfig(end="2019-03-25T06", members=4, steps=6, sr_times=1)
+
+
+def _truth(cfg: UKBenchmarkConfig) -> xr.DataArray:
+    spec = GRIDDED_DATASETS["uk_t2m"]
+    ds = open_fields(spec.resolved_path(), "t2m", time=slice(cfg.start, cfg.end))
+    t2m = ds["t2m"].load()
+    return t2m.isel(time=slice(None, None, cfg.every_hours))
+
+
+def run_case(
+    cfg: UKBenchmarkConfig, work: Path, *, scale: int = 1, n_times: int | None = None
+) -> tuple[dict, xr.Dataset]:
+    """Downscale the test times (``n_times`` first ones) at ``scale`` and score them."""
+    prior = load_prior(PROJECT_ROOT / "data" / "checkpoints" / "uk_t2m")
+    truth = _truth(cfg)
+    if n_times is not None:
+        truth = truth.isel(time=slice(0, n_times))
+    coarse = coarse_grain(truth, cfg.factor)
+    stations = simulate_observations(
+        truth, stations_by_id(CONDITIONING_STATIONS.split(",")), cfg.station_noise, cfg.seed
+    )
+    t0 = time.perf_counter()
+    ds = downscale(
+        prior,
+        coarse=coarse,
+        stations=stations,
+        members=cfg.members,
+        grid=scale if scale > 1 else None,
+        guidance=cfg.guidance,
+        steps=cfg.steps,
+        seed=cfg.seed,
+        station_noise=cfg.station_noise,
+        progress=False,
+    )
+    wall = time.perf_counter() - t0
+    ds = attach_inputs(ds, prior.variable, coarse, stations)
+    out = write_output(ds, work / f"uk_x{scale}_{len(truth.time)}.zarr", overwrite=True)
+    truth_path = GRIDDED_DATASETS["uk_t2m"].resolved_path()
+    report = evaluate_downscale(out, truth_path, heldout=HELDOUT_STATIONS, checkpoint=prior.path)
+    report["wall_s"] = wall
+    report["s_per_field"] = wall / len(truth.time)
+    report["nfe"] = int(ds.attrs["nfe_per_member"])
+    return report, ds
+
+
+def spectra_at_shared_wavenumbers(fine: xr.Dataset, base: xr.Dataset, variable: str) -> dict:
+    """Member power spectra of two resolutions at their shared bins: the largest relative
+    difference against the Monte-Carlo standard error of the difference."""
+
+    def member_spectra(ds):
+        return xr.concat(
+            [pm.power_spectrum(ds[variable].isel(member=m)) for m in range(ds.sizes["member"])],
+            dim="member",
+        )
+
+    sf, sb = member_spectra(fine), member_spectra(base)
+    k = np.intersect1d(np.round(sf.wavenumber.values, 9), np.round(sb.wavenumber.values, 9))
+    sf = sf.assign_coords(wavenumber=np.round(sf.wavenumber.values, 9)).sel(wavenumber=k)
+    sb = sb.assign_coords(wavenumber=np.round(sb.wavenumber.values, 9)).sel(wavenumber=k)
+    m = sf.sizes["member"]
+    diff = (sf.mean("member") - sb.mean("member")) / sb.mean("member")
+    se = np.sqrt(sf.var("member") / m + sb.var("member") / m) / sb.mean("member")
+    z = np.abs(diff) / se
+    return {
+        "shared_bins": len(k),
+        "max_rel_diff": float(np.abs(diff).max()),
+        "mean_rel_diff": float(np.abs(diff).mean()),
+        "max_z": float(z.max()),
+        "frac_within_2se": float((z <= 2).mean()),
+    }
+
+
+def _mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
+def format_uk(main: dict, sr: dict, base4: dict, spectra: dict, cfg, command: str, quick: bool):
+    label = " (--quick: smoke sizes, not the result)" if quick else ""
+    lines = [
+        f"## Downscaling UK t2m, test week{label}",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine_description()}  ",
+        f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        "",
+        f"{main['times']} fields ({cfg.start}..{cfg.end} every {cfg.every_hours} h), coarse ×"
+        f"{cfg.factor} (1°) + 12 IGRA2 station coordinates (simulated obs, σ = "
+        f"{cfg.station_noise} K), {main['members']} members, {cfg.guidance} guidance, Heun "
+        f"{cfg.steps} steps ({main['nfe']} NFE per member). Held out: {HELDOUT_STATIONS}. "
+        f"Kriging kernel (fitted on 03-01..24): {main.get('kriging_kernel')}.",
+        "",
+        "| metric | hdm ensemble | bilinear | bicubic | kriging | target | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    r = main
+    rows = [
+        (
+            "RMSE of the mean (K)",
+            r["rmse"],
+            r.get("rmse_bilinear"),
+            r.get("rmse_bicubic"),
+            r.get("rmse_kriging"),
+            "≤ 0.8 × bicubic and < kriging",
+            r["rmse"] <= 0.8 * r["rmse_bicubic"] and r["rmse"] < r["rmse_kriging"],
+        ),
+        (
+            "CRPS (K; fair / Gaussian)",
+            r["crps"],
+            None,
+            None,
+            r.get("crps_kriging"),
+            "< kriging",
+            r["crps"] < r["crps_kriging"],
+        ),
+        (
+            "spread–skill",
+            r["spread_skill"],
+            None,
+            None,
+            None,
+            "[0.8, 1.2]",
+            0.8 <= r["spread_skill"] <= 1.2,
+        ),
+        (
+            "coverage 90 %",
+            r["coverage90"],
+            None,
+            None,
+            r.get("coverage90_kriging"),
+            "≈ 0.9",
+            abs(r["coverage90"] - 0.9) <= 0.05,
+        ),
+        (
+            "coverage 50 %",
+            r["coverage50"],
+            None,
+            None,
+            None,
+            "≈ 0.5",
+            abs(r["coverage50"] - 0.5) <= 0.05,
+        ),
+        (
+            "held-out station RMSE (K)",
+            r["heldout_rmse"],
+            None,
+            None,
+            r.get("heldout_rmse_kriging"),
+            "< kriging",
+            r["heldout_rmse"] < r["heldout_rmse_kriging"],
+        ),
+        (
+            "held-out station CRPS (K)",
+            r["heldout_crps"],
+            None,
+            None,
+            r.get("heldout_crps_kriging"),
+            "",
+            None,
+        ),
+        (
+            "power ratio, high wavenumbers",
+            r["spectrum_ratio"],
+            None,
+            r.get("spectrum_ratio_bicubic"),
+            r.get("spectrum_ratio_kriging"),
+            "[0.5, 2]",
+            0.5 <= r["spectrum_ratio"] <= 2,
+        ),
+        (
+            "coarse consistency (RMS / σ)",
+            r.get("coarse_consistency", float("nan")),
+            None,
+            None,
+            None,
+            "",
+            None,
+        ),
+    ]
+    fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
+    for name, ours, bil, bic, kri, target, ok in rows:
+        lines.append(
+            f"| {name} | {fmt(ours)} | {fmt(bil)} | {fmt(bic)} | {fmt(kri)} | {target} | "
+            f"{'' if ok is None else _mark(ok)} |"
+        )
+    lines += [
+        "",
+        f"Rank histogram (counts, {main['members'] + 1} bins): {main['rank_histogram']}  ",
+        f"Wall time: {main['wall_s']:.0f} s for {main['times']} fields "
+        f"({main['s_per_field']:.1f} s per field of {main['members']} members).",
+        "",
+        f"### Zero-shot super-resolution (2× the training grid, first {sr['times']} fields)",
+        "",
+        "| grid | RMSE (K) | CRPS (K) | spread–skill | coverage 90 % | held-out RMSE | "
+        "power ratio | s per field |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, rr in (("training grid 33 × 49", base4), (f"2× grid {sr['grid']}", sr)):
+        lines.append(
+            f"| {name} | {rr['rmse']:.3f} | {rr['crps']:.3f} | {rr['spread_skill']:.3f} | "
+            f"{rr['coverage90']:.3f} | {rr['heldout_rmse']:.3f} | {rr['spectrum_ratio']:.3f} | "
+            f"{rr['s_per_field']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Truth for the 2× grid: ERA5 interpolated bilinearly (so its own high wavenumbers "
+        f"are missing; the power ratio there is against a smoothed truth). Member power "
+        f"spectra of the two grids at their {spectra['shared_bins']} shared wavenumber bins: "
+        f"mean |relative difference| {spectra['mean_rel_diff']:.3f}, max "
+        f"{spectra['max_rel_diff']:.3f}; {100 * spectra['frac_within_2se']:.0f} % of bins "
+        f"within 2 Monte-Carlo standard errors (max z = {spectra['max_z']:.1f}).",
+    ]
+    return "\n".join(lines)
+
+
+def run_uk_benchmark(
+    quick: bool,
+    benchmarks_file: Path,
+    work: Path,
+    command: str = "hdm benchmark downscale",
+) -> dict:
+    """Run the UK cases and write section ``downscale-uk`` of ``benchmarks_file``."""
+    cfg = QUICK if quick else FULL
+    work.mkdir(parents=True, exist_ok=True)
+    log.info("UK benchmark: main case")
+    main, _ = run_case(cfg, work)
+    log.info("UK benchmark: zero-shot 2x on %d fields", cfg.sr_times)
+    base4, base_ds = run_case(cfg, work, n_times=cfg.sr_times)
+    sr, sr_ds = run_case(cfg, work, scale=2, n_times=cfg.sr_times)
+    spectra = spectra_at_shared_wavenumbers(sr_ds, base_ds, "t2m")
+    body = format_uk(main, sr, base4, spectra, cfg, command, quick)
+    write_section(benchmarks_file, "downscale-uk", body)
+    results = {"main": main, "sr": sr, "sr_base": base4, "spectra": spectra}
+    (work / "uk_results.json").write_text(json.dumps(results, indent=2, default=str))
+    return results

@@ -1,0 +1,261 @@
+"""hdm.downscale and the downscale / evaluate commands on the shipped UK t2m data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hdm.conditioning.observations import ObservationError
+from hdm.data.coarsen import coarse_grain
+from hdm.data.open import open_fields
+from hdm.domains.atmosphere import GRIDDED_DATASETS
+from hdm.domains.radiosondes import simulate_observations
+from hdm.pipelines.cli import main
+from hdm.pipelines.config import train_config_from_dict
+from hdm.pipelines.downscale import downscale, load_prior, stations_by_id
+from hdm.pipelines.train import run_training
+
+UK_FILE = GRIDDED_DATASETS["uk_t2m"].resolved_path()
+STATIONS = "UKM00003808,UKM00003882,UKM00003354"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A real (barely trained) UK t2m model: the pipeline, not its quality, is tested."""
+    out = tmp_path_factory.mktemp("uk_tiny")
+    cfg = train_config_from_dict(
+        {
+            "name": "uk_tiny",
+            "data": {"dataset": "uk_t2m"},
+            "noise": {"kind": "spectral", "kernel": "matern", "lengthscale": 1.0},
+            "model": {"width": 8, "n_modes": 8, "n_layers": 1, "time_dim": 16},
+            "optim": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
+        }
+    )
+    run_training(cfg, out, progress=False)
+    return load_prior(out / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return open_fields(UK_FILE, "t2m", time=slice("2019-03-25T00", "2019-03-25T01"))["t2m"].load()
+
+
+def _stations(truth, noise=0.5):
+    return simulate_observations(truth, stations_by_id(STATIONS.split(",")), noise, 0)
+
+
+def test_downscale_returns_members_and_summaries_in_kelvin(tiny_model, truth):
+    coarse = coarse_grain(truth, 4)
+    ds = downscale(
+        tiny_model,
+        coarse=coarse,
+        stations=_stations(truth),
+        members=2,
+        steps=2,
+        guidance="sda",
+        progress=False,
+    )
+    assert ds["t2m"].dims == ("member", "time", "lat", "lon")
+    assert ds["t2m"].shape == (2, 2, 33, 49)
+    assert np.isfinite(ds["t2m"]).all()
+    assert ds["t2m"].attrs["units"] == "K"
+    np.testing.assert_allclose(ds["t2m_mean"], ds["t2m"].mean("member"), rtol=1e-6)
+    assert ds.attrs["stations"] == STATIONS
+    assert ds.attrs["nfe_per_member"] == 3
+    # The same seed gives the same members; the members of a time do not depend on
+    # which other times are downscaled with it.
+    one = downscale(
+        tiny_model,
+        coarse=coarse.isel(time=[1]),
+        stations=_stations(truth),
+        members=2,
+        steps=2,
+        guidance="sda",
+        progress=False,
+    )
+    np.testing.assert_array_equal(one["t2m"].isel(time=0), ds["t2m"].isel(time=1))
+
+
+def test_zero_shot_grid_is_twice_as_fine(tiny_model, truth):
+    ds = downscale(
+        tiny_model,
+        coarse=coarse_grain(truth.isel(time=[0]), 4),
+        members=1,
+        grid=2,
+        steps=2,
+        guidance="sda",
+        progress=False,
+    )
+    assert ds["t2m"].shape == (1, 1, 65, 97)
+    assert np.isfinite(ds["t2m"]).all()
+
+
+def test_nan_station_values_are_dropped_with_a_count(tiny_model, truth):
+    obs = _stations(truth)
+    obs["value"][0] = np.nan
+    with pytest.warns(UserWarning, match="dropping 1 NaN station observation"):
+        downscale(
+            tiny_model,
+            coarse=coarse_grain(truth, 4),
+            stations=obs,
+            members=1,
+            steps=1,
+            guidance="sda",
+            progress=False,
+        )
+    with pytest.raises(ObservationError, match=r"1 station observation.* NaN"):
+        downscale(
+            tiny_model,
+            coarse=coarse_grain(truth, 4),
+            stations=obs,
+            members=1,
+            steps=1,
+            nan="error",
+            progress=False,
+        )
+
+
+def test_bad_inputs_are_named(tiny_model, truth):
+    coarse = coarse_grain(truth, 4)
+    far = _stations(truth).assign_coords(lat=("obs", np.full(6, 60.0)))
+    with pytest.raises(ObservationError, match="station UKM00003808 at lat=60 lies outside"):
+        downscale(tiny_model, coarse=coarse, stations=far, members=1, progress=False)
+    late = _stations(truth).assign_coords(
+        time=("obs", np.full(6, np.datetime64("2019-03-25T00:40", "ns")))
+    )
+    with pytest.raises(ObservationError, match="2019-03-25T00:40:00 matches no field time"):
+        downscale(
+            tiny_model,
+            coarse=coarse,
+            stations=late,
+            members=1,
+            time_tolerance="10min",
+            progress=False,
+        )
+    shifted = coarse.assign_coords(lat=coarse.lat.values + 0.1)
+    with pytest.raises(ObservationError, match="coarse cells along 'lat' are not aligned"):
+        downscale(tiny_model, coarse=shifted, members=1, progress=False)
+    with pytest.raises(ObservationError, match="not an integer coarse-graining"):
+        downscale(
+            tiny_model,
+            coarse=coarse_grain(truth, 3)
+            .isel(lat=slice(0, 5))
+            .assign_coords(lat=50.0 + 0.9 * np.arange(5)),
+            members=1,
+            progress=False,
+        )
+    with pytest.raises(ObservationError, match="noise std must be positive"):
+        downscale(
+            tiny_model,
+            coarse=coarse,
+            stations=_stations(truth),
+            station_noise=0.0,
+            members=1,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="members must be at least 1"):
+        downscale(tiny_model, coarse=coarse, members=0, progress=False)
+
+
+def test_cli_downscale_and_evaluate_round_trip(tiny_model, tmp_path, capsys):
+    out = tmp_path / "uk.zarr"
+    args = [
+        "downscale",
+        tiny_model.path,
+        "--truth",
+        str(UK_FILE),
+        "--factor",
+        "4",
+        "--simulate-stations",
+        STATIONS,
+        "--members",
+        "2",
+        "--steps",
+        "2",
+        "--guidance",
+        "sda",
+        "--times",
+        "2019-03-25T00",
+        "2019-03-25T01",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    assert out.exists() and list(tmp_path.glob("uk_*.png"))
+    assert main(args) == 2  # exists: refused without --overwrite
+    assert "pass --overwrite" in capsys.readouterr().err
+    code = main(
+        [
+            "evaluate",
+            "downscale",
+            "--prediction",
+            str(out),
+            "--truth",
+            str(UK_FILE),
+            "--heldout-stations",
+            "UKM00003171,UKM00003257",
+            "--json",
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in (
+        "rmse",
+        "rmse_bicubic",
+        "rmse_kriging",
+        "crps",
+        "crps_kriging",
+        "spread_skill",
+        "coverage90",
+        "heldout_rmse",
+        "heldout_rmse_kriging",
+    ):
+        assert np.isfinite(report[key]), key
+    assert report["members"] == 2 and report["times"] == 2
+
+
+def test_cli_names_an_unknown_station(tiny_model, tmp_path, capsys):
+    code = main(
+        [
+            "downscale",
+            tiny_model.path,
+            "--truth",
+            str(UK_FILE),
+            "--factor",
+            "4",
+            "--simulate-stations",
+            "UKM00003809",
+            "--out",
+            str(tmp_path / "x.zarr"),
+            "--times",
+            "2019-03-25T00",
+            "2019-03-25T00",
+        ]
+    )
+    assert code == 2
+    assert "UKM00003809" in capsys.readouterr().err
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_time_selection_without_data_is_an_error(tiny_model, truth):
+    with pytest.raises(ValueError, match="2020-01-01T00:00:00 not in the coarse field"):
+        downscale(
+            tiny_model,
+            coarse=coarse_grain(truth, 4),
+            times=pd.to_datetime(["2020-01-01T00"]),
+            members=1,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="selects no time of the coarse field"):
+        downscale(
+            tiny_model,
+            coarse=coarse_grain(truth, 4),
+            times=slice("2020-01-01", "2020-01-02"),
+            members=1,
+            progress=False,
+        )
