@@ -11,6 +11,7 @@
                [--json]
     hdm benchmark functional [--quick]
     hdm benchmark data [--quick]
+    hdm benchmark downscale [--quick] [--parts grf,uk]
     hdm config show CONFIG.yaml [--set key=value ...]
     hdm demo [--out DIR]
 
@@ -113,6 +114,16 @@ def _parser() -> argparse.ArgumentParser:
         "--retrain",
         action="store_true",
         help="retrain the shipped models too, not only the ablations",
+    )
+
+    bdn = bsub.add_parser("downscale", help="GRF exactness, UK t2m test week, zero-shot SR, speed")
+    bdn.add_argument("--quick", action="store_true", help="smoke sizes (minutes)")
+    bdn.add_argument("--benchmarks-file", default="BENCHMARKS.md")
+    bdn.add_argument("--out", default="runs/benchmark-downscale", help="work folder")
+    bdn.add_argument(
+        "--parts",
+        default="grf,uk",
+        help="comma-separated subset of: grf (exactness + speed), uk (test week + SR)",
     )
 
     bd = bsub.add_parser("data", help="the data-layer benchmark (scale, stores, throughput)")
@@ -288,6 +299,24 @@ def _downscale(args) -> int:
 
 
 def _benchmark(args) -> int:
+    if args.what == "downscale":
+        parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+        unknown = parts - {"grf", "uk"}
+        if unknown:
+            raise ValueError(f"unknown --parts {sorted(unknown)}; choose from grf, uk")
+        command = "hdm benchmark downscale" + (" --quick" if args.quick else "")
+        if args.parts != "grf,uk":
+            command += f" --parts {args.parts}"
+        if "grf" in parts:
+            from hdm.pipelines.benchmark_downscale import run_grf_benchmark
+
+            run_grf_benchmark(args.quick, Path(args.benchmarks_file))
+        if "uk" in parts:
+            from hdm.pipelines.benchmark_uk import run_uk_benchmark
+
+            run_uk_benchmark(args.quick, Path(args.benchmarks_file), Path(args.out), command)
+        print(f"benchmark tables written to {args.benchmarks_file}")
+        return EXIT_OK
     if args.what == "data":
         from hdm.data.benchmark import run_data_benchmark
 
