@@ -518,6 +518,16 @@ def write_output(ds: xr.Dataset, out: str | Path, *, overwrite: bool = False) ->
     return out
 
 
+def _every(field: xr.DataArray, hours: int) -> xr.DataArray:
+    """Every ``hours``-th hour (times whose hour since midnight is a multiple of it)."""
+    if hours < 1:
+        raise ValueError(f"--every must be at least 1 hour, got {hours}")
+    if hours == 1:
+        return field
+    hour = field[TIME].dt.hour.values
+    return field.isel({TIME: np.flatnonzero(hour % hours == 0)})
+
+
 def run_downscale(
     checkpoint: str | Path,
     out: str | Path,
@@ -529,6 +539,7 @@ def run_downscale(
     simulate_ids: str | None = None,
     members: int = 16,
     times: tuple[str, str] | None = None,
+    every_hours: int = 1,
     scale: int = 1,
     guidance: str = "mmps",
     sampler: str = "heun",
@@ -557,10 +568,12 @@ def run_downscale(
     if truth_path:
         if not factor:
             raise ValueError("--truth needs --factor (the coarse-graining factor)")
-        truth = open_fields(truth_path, prior.variable, time=time_sel)[prior.variable].load()
+        truth = open_fields(truth_path, prior.variable, time=time_sel)[prior.variable]
+        truth = _every(truth, every_hours).load()
         coarse = coarse_grain(truth, int(factor))
     elif coarse_path:
-        coarse = open_fields(coarse_path, prior.variable, time=time_sel)[prior.variable].load()
+        coarse = open_fields(coarse_path, prior.variable, time=time_sel)[prior.variable]
+        coarse = _every(coarse, every_hours).load()
     else:
         coarse = None
     stations = None
@@ -581,7 +594,7 @@ def run_downscale(
         stations=stations,
         members=members,
         grid=scale if scale != 1 else None,
-        times=None if coarse is not None else pd.date_range(*times, freq="1h"),
+        times=None if coarse is not None else pd.date_range(*times, freq=f"{every_hours}h"),
         guidance=guidance,
         sampler=sampler,
         steps=steps,
