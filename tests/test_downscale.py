@@ -259,3 +259,21 @@ def test_time_selection_without_data_is_an_error(tiny_model, truth):
             members=1,
             progress=False,
         )
+
+
+def test_igra2_surface_levels_are_station_observations(tiny_model, truth):
+    from hdm.domains.radiosondes import atmos_data_dir
+    from hdm.pipelines.downscale import read_stations
+
+    path = atmos_data_dir() / "igra2" / "USM00070026-data_2010-06-01_subset.txt"
+    with pytest.warns(UserWarning):  # the shipped sample ends with a truncated sounding
+        obs = read_stations(path)
+    # Line 2 of the file: the surface level of 2010-06-01 00 UTC, 0.0 °C → 273.15 K.
+    assert obs["value"].attrs["units"] == "K"
+    assert abs(float(obs["value"][0]) - 273.1) < 0.06
+    assert str(obs["id"].values[0]) == "USM00070026"
+    # Barrow, Alaska is not in the British Isles: the error names the station.
+    with pytest.raises(ObservationError, match="station USM00070026 at lat=71.2889 lies outside"):
+        downscale(
+            tiny_model, coarse=coarse_grain(truth, 4), stations=obs, members=1, progress=False
+        )

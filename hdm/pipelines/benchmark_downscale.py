@@ -485,14 +485,20 @@ def sampling_speed(
     Per size: ms per plain NFE (the denoiser under no_grad) and per guided NFE (MMPS,
     cg_steps = 5, cg_tol = 0 so every call runs the same number of CG iterations unless
     the curvature test stops it; the iterations run are reported), each the median of
-    ``repeats`` calls after a warm-up, at ς = σ/α = 1. A size whose predicted total
-    (the previous size's total × the N log N ratio, N = n²) exceeds ``budget_s`` is
-    skipped and its row says so. ``quick``: sizes (32, 64), 2 members, 1 call and no
-    warm-up (a smoke test: its times include the one-off costs).
-    Rows: n, points, members, plain_ms, guided_ms, cg_iterations, total_s, skipped.
+    up to ``repeats`` calls after a warm-up, at ς = σ/α = 1.
+
+    Budget: a call's time is predicted from the last size measured × the N log N ratio
+    (N = n²). A size whose plain calls would not fit in ``budget_s`` is skipped; its
+    guided calls are skipped when they would not fit in what is left; fewer repeats are
+    made when only some fit. Skips are stated in the rows (``skipped``,
+    ``guided_skipped``). ``quick``: sizes (32, 64), 2 members, 1 call and no warm-up
+    (a smoke test: its times include the one-off costs). Other row keys: n, points,
+    members, plain_ms, guided_ms, cg_iterations, total_s, and the ratios to the 64 × 64
+    row (or the first measured one): plain_ratio, guided_ratio, nlogn_ratio.
     """
     if quick:
         sizes, members, repeats = (32, 64), 2, 1
+    warmup = not quick
     process = ForwardProcess(CosineVP(), SpectralCovariance("matern", NOISE_LENGTHSCALE))
     denoiser = _uk_fno(process, seed)
     base = RectGrid((0.0, 1.0), (0.0, 1.0), (SPEED_BASE_SIZE, SPEED_BASE_SIZE))
@@ -508,37 +514,62 @@ def sampling_speed(
     guided = make_guidance("mmps", denoiser, operator, y, cg_steps=5, cg_tol=0.0)
     t = process.schedule.t_from_varsigma(torch.tensor(1.0, dtype=torch.float64))
     rows: list[dict] = []
-    previous: tuple[int, float] | None = None
+    last_plain: tuple[int, float] | None = None  # (n, seconds per call) last measured
+    last_guided: tuple[int, float] | None = None
     for n in sizes:
         row = {"n": n, "points": n * n, "members": members, "skipped": None}
-        if previous is not None:
-            ratio = _nlogn(n) / _nlogn(previous[0])
-            predicted = previous[1] * ratio
-            if predicted > budget_s:
-                row["skipped"] = f"predicted {predicted:.0f} s > {budget_s:.0f} s budget"
-                rows.append(row)
-                continue
+        row["guided_skipped"] = None
+        plain_call = _predicted_call(last_plain, n)
+        plain_repeats = _repeats_within(plain_call, budget_s, repeats, warmup)
+        if plain_repeats == 0:
+            row["skipped"] = f"predicted {plain_call:.0f} s per plain call, budget {budget_s:.0f} s"
+            rows.append(row)
+            continue
         grid = RectGrid((0.0, 1.0), (0.0, 1.0), (n, n))
         x = process.prior_sample(members, 1, grid, torch.Generator().manual_seed(seed + 2))
         times = torch.full((members,), float(t), dtype=torch.float64)
+        args = (x, times, grid)
         start = time.perf_counter()
-        args, warmup = (x, times, grid), not quick
-        row["plain_ms"] = 1e3 * _timed(_no_grad(denoiser), args, repeats, warmup)
-        row["guided_ms"] = 1e3 * _timed(guided, args, repeats, warmup)
-        row["cg_iterations"] = guided.last_cg_iterations
+        row["plain_ms"] = 1e3 * _timed(_no_grad(denoiser), args, plain_repeats, warmup)
+        last_plain = (n, row["plain_ms"] / 1e3)
+        guided_call = _predicted_call(last_guided, n)
+        left = budget_s - (time.perf_counter() - start)
+        guided_repeats = _repeats_within(guided_call, left, repeats, warmup)
+        if guided_repeats == 0:
+            row["guided_skipped"] = f"predicted {guided_call:.0f} s per guided call"
+        else:
+            row["guided_ms"] = 1e3 * _timed(guided, args, guided_repeats, warmup)
+            row["cg_iterations"] = guided.last_cg_iterations
+            last_guided = (n, row["guided_ms"] / 1e3)
+        row["repeats"] = (plain_repeats, guided_repeats)
         row["total_s"] = time.perf_counter() - start
-        previous = (n, row["total_s"])
         rows.append(row)
     measured = [r for r in rows if r["skipped"] is None]
     reference = next((r for r in measured if r["n"] == SPEED_BASE_SIZE), measured[0])
     for r in measured:
         r["reference_n"] = reference["n"]
         r["plain_ratio"] = r["plain_ms"] / reference["plain_ms"]
-        r["guided_ratio"] = r["guided_ms"] / reference["guided_ms"]
         r["nlogn_ratio"] = _nlogn(r["n"]) / _nlogn(reference["n"])
+        if "guided_ms" in r and "guided_ms" in reference:
+            r["guided_ratio"] = r["guided_ms"] / reference["guided_ms"]
     for r in rows:
         r["quick"] = quick
     return rows
+
+
+def _predicted_call(last: tuple[int, float] | None, n: int) -> float | None:
+    """Seconds per call on n × n from the last measured (size, seconds), N log N scaling."""
+    if last is None:
+        return None
+    return last[1] * _nlogn(n) / _nlogn(last[0])
+
+
+def _repeats_within(call_s: float | None, budget_s: float, repeats: int, warmup: bool) -> int:
+    """Timed calls (≤ ``repeats``) that fit in ``budget_s`` after the warm-up; 0: none."""
+    if call_s is None:
+        return repeats
+    fits = math.floor(budget_s / max(call_s, 1e-9)) - int(warmup)
+    return max(0, min(repeats, fits))
 
 
 def _nlogn(n: int) -> float:
@@ -733,21 +764,26 @@ def format_speed(rows: Sequence[dict], command: str | None = None) -> str:
     for r in rows:
         grid = f"{r['n']}×{r['n']}"
         if r["skipped"]:
-            cells.append(
-                [grid, str(r["members"]), "–", "–", "–", "–", "–", f"skipped: {r['skipped']}"]
-            )
+            note = f"skipped: {r['skipped']}"
+            cells.append([grid, str(r["members"]), *["–"] * (len(SPEED_HEADER) - 3), note])
             continue
+        guided = "guided_ms" in r
+        if guided:
+            note = f"{r['cg_iterations']} CG iterations; "
+        else:
+            note = f"guided skipped: {r['guided_skipped']}; "
+        note += f"{r['total_s']:.1f} s in all, {r['repeats'][0]}/{r['repeats'][1]} timed calls"
         cells.append(
             [
                 grid,
                 str(r["members"]),
                 f"{r['plain_ms']:.1f}",
-                f"{r['guided_ms']:.1f}",
-                f"{r['guided_ms'] / r['plain_ms']:.1f}",
+                f"{r['guided_ms']:.1f}" if guided else "–",
+                f"{r['guided_ms'] / r['plain_ms']:.1f}" if guided else "–",
                 f"{r['plain_ratio']:.2f}",
                 f"{r['nlogn_ratio']:.2f}",
                 _mark(r["plain_ratio"] <= NLOGN_SLACK * r["nlogn_ratio"]),
-                f"{r['cg_iterations']} CG iterations; {r['total_s']:.1f} s in all",
+                note,
             ]
         )
     reference = next((r.get("reference_n") for r in rows if r.get("reference_n")), None)
@@ -755,12 +791,13 @@ def format_speed(rows: Sequence[dict], command: str | None = None) -> str:
         _preamble("Downscaling: sampling speed", command, quick),
         "Untrained TimeConditionedFNO of the UK t2m architecture (width 32, 24 × 24 modes, "
         "4 layers, time embedding 64) in a v-preconditioned denoiser, one batched call per "
-        "NFE at ς = 1, median of repeated calls after a warm-up. Guided: MMPS with 5 CG "
+        "NFE at ς = 1, median of the timed calls after a warm-up. Guided: MMPS with 5 CG "
         "steps, 20 stations + the 16 × 16 coarse cells of the 64 × 64 grid (the same "
         "physical operator at every size). Ratios are to the "
         f"{reference}×{reference} grid; N log N (N = n²) is the FFT cost model, ✓ where the "
-        f"plain time grows no faster than it ({NLOGN_SLACK:g} × slack). Sizes whose "
-        "predicted time exceeds the budget are skipped.\n",
+        f"plain time grows no faster than it ({NLOGN_SLACK:g} × slack). A size, or its "
+        "guided calls, is skipped when its predicted time (N log N from the last size) "
+        "exceeds the budget per size.\n",
         _table(SPEED_HEADER, cells),
     ]
     return "\n".join(parts) + "\n"

@@ -67,7 +67,7 @@ class UKBenchmarkConfig:
     guidance: str = "mmps"
     factor: int = 4
     station_noise: float = 0.5
-    sr_times: int = 4
+    sr_times: int = 2
     seed: int = 0
 
 

@@ -68,7 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--truth", help="high-res field to coarse-grain by --factor (an OSSE)")
     ds_.add_argument("--factor", type=int, help="coarse-graining factor for --truth")
     obs = ds_.add_mutually_exclusive_group()
-    obs.add_argument("--stations", help="CSV station table: id, lat, lon, time, value")
+    obs.add_argument(
+        "--stations",
+        help="CSV station table (id, lat, lon, time, value) or IGRA2 sounding files "
+        "(surface temperature), several separated by commas",
+    )
     obs.add_argument(
         "--simulate-stations",
         metavar="IDS",

@@ -449,11 +449,32 @@ def parse_ids(text: str | None) -> list[str]:
     return [s.strip() for s in (text or "").split(",") if s.strip()]
 
 
-def read_stations(path: str | Path) -> xr.Dataset:
-    """Station observations from a CSV table (id, lat, lon, time, value)."""
-    from hdm.domains.radiosondes import read_station_table
+def read_stations(paths: str | Path | Sequence[str | Path]) -> xr.Dataset:
+    """Station observations: CSV tables (id, lat, lon, time, value) or IGRA2 sounding
+    files, whose *surface* levels (LVLTYP2 = 1) give the temperature (K), as obs.
 
-    return read_station_table(path)
+    Several paths (a list, or one string with commas) are concatenated along ``obs``.
+    """
+    from hdm.domains.radiosondes import read_igra2_soundings, read_station_table
+
+    if isinstance(paths, str | Path):
+        paths = [p for p in str(paths).split(",") if p.strip()]
+    parts = []
+    for path in map(Path, paths):
+        if path.suffix.lower() == ".csv":
+            parts.append(read_station_table(path)[["value"]])
+            continue
+        soundings = read_igra2_soundings(path)
+        surface = soundings.isel(obs=np.flatnonzero(soundings["level_type2"].values == 1))
+        if surface.sizes["obs"] == 0:
+            raise ObservationError(f"{path}: no surface level (LVLTYP2 = 1) in any sounding")
+        obs = surface[["temperature"]].rename({"temperature": "value"})
+        obs["value"].attrs["units"] = "K"
+        keep = [c for c in ("id", "lat", "lon", "time") if c in obs.coords]
+        parts.append(obs.reset_coords([c for c in obs.coords if c not in keep], drop=True))
+    if not parts:
+        raise ObservationError("no station file given")
+    return parts[0] if len(parts) == 1 else xr.concat(parts, dim="obs")
 
 
 def attach_inputs(

@@ -1,0 +1,75 @@
+"""The downscaling benchmark: the GRF exactness rows, the speed rows and their tables."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hdm.pipelines.benchmark_downscale import (
+    EXACTNESS_HEADER,
+    SPEED_HEADER,
+    format_exactness,
+    format_speed,
+    grf_exactness,
+    sampling_speed,
+)
+
+
+@pytest.fixture(scope="module")
+def exact_rows():
+    # 15 Heun steps: with 10 the oracle's spread is 1.23 × the exact one on this grid
+    # (the sampler's discretisation error, see run_grf_benchmark), 15 gives 1.09.
+    return grf_exactness(n=12, members=200, steps=15, methods=("mmps",), quick=True)
+
+
+@pytest.fixture(scope="module")
+def speed_rows():
+    return sampling_speed(quick=True)
+
+
+def test_oracle_mmps_reproduces_the_closed_form_posterior(exact_rows):
+    (row,) = exact_rows
+    numbers = ("mean_error", "mc_floor", "std_ratio", "coverage_exact", "coverage_truth")
+    assert all(math.isfinite(row[k]) for k in numbers)
+    assert row["status"] == "ok" and row["nonfinite_members"] == 0
+    assert row["nfe"] == 2 * 15 - 1
+    assert row["mean_error"] < 0.1
+    assert 0.8 <= row["std_ratio"] <= 1.2
+    assert 0.8 <= row["coverage_exact"] <= 1.0
+
+
+def test_sampling_speed_times_are_positive(speed_rows):
+    assert [r["n"] for r in speed_rows] == [32, 64]
+    for r in speed_rows:
+        assert r["skipped"] is None
+        assert math.isfinite(r["plain_ms"]) and r["plain_ms"] > 0
+        assert math.isfinite(r["guided_ms"]) and r["guided_ms"] > 0
+    assert next(r for r in speed_rows if r["n"] == 64)["nlogn_ratio"] == 1.0
+
+
+def test_tables_have_their_columns_and_verdicts(exact_rows, speed_rows):
+    exact = format_exactness(exact_rows, command="pytest")
+    speed = format_speed(speed_rows, command="pytest")
+    assert all(name in exact for name in EXACTNESS_HEADER)
+    assert all(name in speed for name in SPEED_HEADER)
+    assert "✓" in exact or "✗" in exact
+    assert "✓" in speed or "✗" in speed
+    for text in (exact, speed):
+        assert "Command: `pytest`" in text and "Machine:" in text and "Date:" in text
+        assert "nan" not in text.lower()
+
+
+def test_skipped_sizes_and_guided_calls_say_so():
+    measured = {"members": 2, "skipped": None, "plain_ms": 10.0, "total_s": 1.0}
+    measured.update(plain_ratio=1.0, nlogn_ratio=1.0, reference_n=64, repeats=(3, 3))
+    rows = [
+        {**measured, "n": 64, "guided_ms": 50.0, "guided_skipped": None, "cg_iterations": 5},
+        {**measured, "n": 128, "guided_skipped": "predicted 90 s per guided call"},
+        {"n": 512, "members": 2, "skipped": "predicted 300 s per plain call, budget 60 s"},
+    ]
+    text = format_speed(rows, command="x")
+    assert "guided skipped: predicted 90 s" in text
+    assert "skipped: predicted 300 s per plain call" in text
+    widths = {line.count("|") for line in text.splitlines() if line.startswith("|")}
+    assert widths == {len(SPEED_HEADER) + 1}
