@@ -86,6 +86,7 @@ __all__ = [
     "grf_exactness",
     "grf_problem",
     "grf_trained",
+    "posterior_scores",
     "run_grf_benchmark",
     "sampling_speed",
 ]
@@ -113,7 +114,7 @@ DPS_CANDIDATES = (
     {"scale": 10.0, "normalise": True},
 )
 DPS_CANDIDATES_QUICK = ({"scale": 0.01}, {"scale": 3.0, "normalise": True})
-DPS_FALLBACK = {"scale": 3.0, "normalise": True}  # the scan's choice at 32 × 32
+DPS_FALLBACK = {"scale": 3.0, "normalise": True}  # the scan's choice in a 32 × 32 trial
 
 EXACT_TARGETS = {"mean_error": 0.05, "std_ratio": (0.9, 1.1), "coverage": (0.85, 0.95)}
 TRAINED_TARGETS = {"mean_error": 0.15, "std_ratio": (0.75, 1.25)}
@@ -384,10 +385,13 @@ def grf_trained(
     by ``seed + 10``, a different stream from the truth). Network:
     PreconditionedDenoiser(TimeConditionedFNO(dim=2, width=32, n_modes=(16, 16),
     n_layers=4, time_dim=64), process, "v"), initialised from ``seed``, trained by
-    :func:`train` for ``train_steps`` steps of ``batch_size`` (default 200: the budget of
-    about 12 min on one CPU thread at 64 × 64, measured at 2.5–3.5 s per step), warm-up
-    10 % of the steps, EMA weights sampled. ``quick``: 100 steps on 400 draws.
-    Members are drawn in chunks of ``member_batch`` (memory of the network's graph).
+    :func:`train` for ``train_steps`` steps of ``batch_size`` (default 200: about 12 min
+    on one CPU thread at 64 × 64, batch 16, measured at 3.5 s per step on a shared
+    2-core x86_64 machine), warm-up 10 % of the steps, peak learning rate ``lr``, EMA
+    weights sampled. ``quick``: at most 100 steps on 400 draws. Members are drawn in
+    chunks of ``member_batch`` (the memory of the network's autograd graph). Cost at
+    64 × 64 on that machine: one MMPS NFE (cg_steps = 5) for 16 members ≈ 12 s, so the
+    MMPS row with 200 members takes ≈ 2 h; lower ``members`` for a shorter run.
     Rows as :func:`grf_exactness` plus train_steps, train_wall_s, train_loss, train_samples.
     """
     if quick:
@@ -635,7 +639,8 @@ def _preamble(title: str, command: str | None, quick: bool) -> str:
 
 def _default_command(quick: bool) -> str:
     if sys.argv and sys.argv[0] not in ("", "-c"):
-        return " ".join(shlex.quote(a) for a in sys.argv)
+        program = Path(sys.argv[0]).name
+        return " ".join(shlex.quote(a) for a in (program, *sys.argv[1:]))
     return (
         'python -c "from hdm.pipelines.benchmark_downscale import run_grf_benchmark; '
         f'run_grf_benchmark(quick={quick})"'
@@ -757,6 +762,15 @@ SPEED_HEADER = [
 NLOGN_SLACK = 1.25  # a size passes when its plain time ratio is ≤ 1.25 × the N log N ratio
 
 
+def _scales_within(row: dict) -> bool:
+    """The plain time grows from the smaller to the larger of (row, reference) grid no
+    faster than N log N × :data:`NLOGN_SLACK`."""
+    growth, model = row["plain_ratio"], row["nlogn_ratio"]
+    if row["n"] < row["reference_n"]:
+        growth, model = 1.0 / growth, 1.0 / model
+    return growth <= NLOGN_SLACK * model
+
+
 def format_speed(rows: Sequence[dict], command: str | None = None) -> str:
     """The sampling-speed table with command, machine and date (see :func:`sampling_speed`)."""
     quick = any(r.get("quick") for r in rows)
@@ -782,7 +796,7 @@ def format_speed(rows: Sequence[dict], command: str | None = None) -> str:
                 f"{r['guided_ms'] / r['plain_ms']:.1f}" if guided else "–",
                 f"{r['plain_ratio']:.2f}",
                 f"{r['nlogn_ratio']:.2f}",
-                _mark(r["plain_ratio"] <= NLOGN_SLACK * r["nlogn_ratio"]),
+                "ref" if r["n"] == r["reference_n"] else _mark(_scales_within(r)),
                 note,
             ]
         )
@@ -795,7 +809,8 @@ def format_speed(rows: Sequence[dict], command: str | None = None) -> str:
         "steps, 20 stations + the 16 × 16 coarse cells of the 64 × 64 grid (the same "
         "physical operator at every size). Ratios are to the "
         f"{reference}×{reference} grid; N log N (N = n²) is the FFT cost model, ✓ where the "
-        f"plain time grows no faster than it ({NLOGN_SLACK:g} × slack). A size, or its "
+        f"plain time grows between this grid and the reference no faster than it "
+        f"({NLOGN_SLACK:g} × slack). A size, or its "
         "guided calls, is skipped when its predicted time (N log N from the last size) "
         "exceeds the budget per size.\n",
         _table(SPEED_HEADER, cells),
@@ -813,10 +828,12 @@ def run_grf_benchmark(
     exactness_options: dict | None = None,
     trained_options: dict | None = None,
     speed_options: dict | None = None,
+    command: str | None = None,
 ) -> dict[str, list[dict]]:
     """Run the exactness, trained and speed experiments and write the sections
     ``downscale-grf`` and ``downscale-speed`` of ``benchmarks_file`` (``-quick`` appended
-    to both names in quick mode, so a smoke run never replaces results).
+    to both names in quick mode, so a smoke run never replaces results). ``command`` is
+    the command line printed with the tables (default: this process's).
 
     Full: :func:`grf_exactness`, :func:`grf_trained` and :func:`sampling_speed` with
     their defaults, updated by the keyword dictionaries ``*_options`` (e.g.
@@ -834,6 +851,7 @@ def run_grf_benchmark(
     trained = grf_trained(**{"dps_options": dps, **trained_kw, **(trained_options or {})})
     speed = sampling_speed(**{"quick": quick, **(speed_options or {})})
     suffix = "-quick" if quick else ""
-    write_section(benchmarks_file, "downscale-grf" + suffix, format_exactness(exact + trained))
-    write_section(benchmarks_file, "downscale-speed" + suffix, format_speed(speed))
+    grf_body = format_exactness(exact + trained, command)
+    write_section(benchmarks_file, "downscale-grf" + suffix, grf_body)
+    write_section(benchmarks_file, "downscale-speed" + suffix, format_speed(speed, command))
     return {"exactness": exact, "trained": trained, "speed": speed}
