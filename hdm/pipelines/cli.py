@@ -326,7 +326,7 @@ def _benchmark(args) -> int:
         if "grf" in parts:
             from hdm.pipelines.benchmark_downscale import run_grf_benchmark
 
-            run_grf_benchmark(args.quick, Path(args.benchmarks_file))
+            run_grf_benchmark(args.quick, Path(args.benchmarks_file), command=command)
         if "uk" in parts:
             from hdm.pipelines.benchmark_uk import run_uk_benchmark
 
