@@ -183,11 +183,53 @@ def spectra_at_shared_wavenumbers(fine: xr.Dataset, base: xr.Dataset, variable: 
     }
 
 
+def field_speed(cfg: UKBenchmarkConfig, quick: bool) -> list[dict]:
+    """Wall time of one 33 × 49 field with 16 members (coarse + 12 stations), per method."""
+    prior = load_prior(PROJECT_ROOT / "data" / "checkpoints" / "uk_t2m")
+    truth = _truth(cfg).isel(time=[0])
+    coarse = coarse_grain(truth, cfg.factor)
+    stations = simulate_observations(
+        truth, stations_by_id(CONDITIONING_STATIONS.split(",")), cfg.station_noise, cfg.seed
+    )
+    rows = []
+    cases = [("sda", 25), ("mmps", 25), ("mmps", 13)] if not quick else [("sda", 2)]
+    for guidance, steps in cases:
+        t0 = time.perf_counter()
+        ds = downscale(
+            prior,
+            coarse=coarse,
+            stations=stations,
+            members=16 if not quick else 2,
+            guidance=guidance,
+            steps=steps,
+            seed=cfg.seed,
+            progress=False,
+        )
+        rows.append(
+            {
+                "guidance": guidance,
+                "nfe": int(ds.attrs["nfe_per_member"]),
+                "members": int(ds.sizes["member"]),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+    return rows
+
+
 def _mark(ok: bool) -> str:
     return "✓" if ok else "✗"
 
 
-def format_uk(main: dict, sr: dict, base4: dict, spectra: dict, cfg, command: str, quick: bool):
+def format_uk(
+    main: dict,
+    sr: dict,
+    base4: dict,
+    spectra: dict,
+    cfg,
+    command: str,
+    quick: bool,
+    speed: list[dict] = (),
+):
     label = " (--quick: smoke sizes, not the result)" if quick else ""
     lines = [
         f"## Downscaling UK t2m, test week{label}",
@@ -322,6 +364,20 @@ def format_uk(main: dict, sr: dict, base4: dict, spectra: dict, cfg, command: st
         f"{spectra['max_rel_diff']:.3f}; {100 * spectra['frac_within_2se']:.0f} % of bins "
         f"within 2 Monte-Carlo standard errors (max z = {spectra['max_z']:.1f}).",
     ]
+    if speed:
+        lines += [
+            "",
+            "### Speed: one 33 × 49 field, coarse + 12 stations, Heun, torch threads = 2",
+            "",
+            "| guidance | members | NFE | wall s | target ≤ 30 s at ≤ 50 NFE |",
+            "|---|---|---|---|---|",
+        ]
+        for r in speed:
+            ok = r["seconds"] <= 30 and r["nfe"] <= 50
+            lines.append(
+                f"| {r['guidance']} | {r['members']} | {r['nfe']} | {r['seconds']:.1f} | "
+                f"{_mark(ok)} |"
+            )
     return "\n".join(lines)
 
 
@@ -340,8 +396,10 @@ def run_uk_benchmark(
     base4, base_ds = run_case(cfg, work, n_times=cfg.sr_times)
     sr, sr_ds = run_case(cfg, work, scale=2, n_times=cfg.sr_times)
     spectra = spectra_at_shared_wavenumbers(sr_ds, base_ds, "t2m")
-    body = format_uk(main, sr, base4, spectra, cfg, command, quick)
+    log.info("UK benchmark: speed of one field")
+    speed = field_speed(cfg, quick)
+    body = format_uk(main, sr, base4, spectra, cfg, command, quick, speed)
     write_section(benchmarks_file, "downscale-uk", body)
-    results = {"main": main, "sr": sr, "sr_base": base4, "spectra": spectra}
+    results = {"main": main, "sr": sr, "sr_base": base4, "spectra": spectra, "speed": speed}
     (work / "uk_results.json").write_text(json.dumps(results, indent=2, default=str))
     return results
