@@ -144,3 +144,28 @@ def plot_downscale_maps(
     fig.suptitle(f"{variable} at {when} UTC ({ds.attrs.get('guidance', '')} guidance)")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_rank_histogram(path: str | Path, counts: np.ndarray, title: str = "") -> Path:
+    """Rank histogram (M + 1 bins) with the flat line of a calibrated ensemble."""
+    counts = np.asarray(counts, dtype=float)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.bar(np.arange(len(counts)), counts / counts.sum(), color="tab:blue", width=0.85)
+    ax.axhline(1.0 / len(counts), color="k", ls="--", lw=1, label="calibrated")
+    ax.set_xlabel("rank of the truth among the members")
+    ax.set_ylabel("frequency")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "rank histogram", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_spectra(path: str | Path, spectra: dict, title: str = "") -> Path:
+    """Radially averaged power spectra (DataArrays on ``wavenumber``), log-log."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, spec in spectra.items():
+        ax.loglog(spec["wavenumber"].values, spec.values, label=label, lw=1.5)
+    ax.set_xlabel("wavenumber (cycles per degree)")
+    ax.set_ylabel(f"power ({spec.attrs.get('units', '')})")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "power spectra", fontsize=10)
+    return _save(fig, path)

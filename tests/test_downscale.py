@@ -200,6 +200,8 @@ def test_cli_downscale_and_evaluate_round_trip(tiny_model, tmp_path, capsys):
             "--heldout-stations",
             "UKM00003171,UKM00003257",
             "--json",
+            "--plots",
+            str(tmp_path / "eval"),
         ]
     )
     assert code == 0
@@ -217,6 +219,8 @@ def test_cli_downscale_and_evaluate_round_trip(tiny_model, tmp_path, capsys):
     ):
         assert np.isfinite(report[key]), key
     assert report["members"] == 2 and report["times"] == 2
+    assert (tmp_path / "eval_rank_histogram.png").exists()
+    assert (tmp_path / "eval_spectra.png").exists()
 
 
 def test_cli_names_an_unknown_station(tiny_model, tmp_path, capsys):

@@ -108,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     ed.add_argument("--heldout-stations", help="IGRA2 ids (comma-separated) or a CSV table")
     ed.add_argument("--checkpoint", help="the model (default: the path in the prediction)")
     ed.add_argument("--json", action="store_true", help="print one JSON object")
+    ed.add_argument("--plots", metavar="PREFIX", help="write PREFIX_rank_histogram.png, ...")
 
     b = sub.add_parser("benchmark", help="run a benchmark and write BENCHMARKS.md")
     bsub = b.add_subparsers(dest="what", required=True)
@@ -191,7 +192,11 @@ def _evaluate_downscale(args) -> int:
     from hdm.pipelines.evaluate import evaluate_downscale
 
     report = evaluate_downscale(
-        args.prediction, args.truth, heldout=args.heldout_stations, checkpoint=args.checkpoint
+        args.prediction,
+        args.truth,
+        heldout=args.heldout_stations,
+        checkpoint=args.checkpoint,
+        plots_prefix=args.plots,
     )
     if args.json:
         print(json.dumps(report))
@@ -403,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         GridError,
         FileNotFoundError,
         FileExistsError,
+        PermissionError,
         KeyError,
         ValueError,
     ) as exc:

@@ -47,12 +47,14 @@ def run_downscale_demo(out: Path, members: int = 16, day: str = "2019-03-28") ->
         every_hours=6,
         overwrite=True,
     )
-    report = evaluate_downscale(store, truth, heldout=HELDOUT_STATIONS)
+    report = evaluate_downscale(
+        store, truth, heldout=HELDOUT_STATIONS, plots_prefix=out / f"uk_t2m_{day}"
+    )
     metrics = out / f"uk_t2m_{day}-metrics.json"
     metrics.write_text(json.dumps(report, indent=1))
     print_downscale_report(report)
     print(f"  ({time.perf_counter() - t0:.0f} s)\n")
-    written = [store, metrics, *map(Path, summary["pngs"])]
+    written = [store, metrics, *map(Path, summary["pngs"]), *map(Path, report["plots"])]
     print(f"demo outputs in {out.resolve()}:")
     for path in written:
         print(f"  {path}")

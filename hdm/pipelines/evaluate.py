@@ -149,6 +149,7 @@ def evaluate_downscale(
     heldout: str | None = None,
     checkpoint: str | None = None,
     seed: int = 0,
+    plots_prefix: str | Path | None = None,
 ) -> dict:
     """Scores of a downscaled ensemble against the truth and the baselines (SCIENCE.md §5).
 
@@ -157,6 +158,7 @@ def evaluate_downscale(
     onto it for the model's scores, and the baselines are scored on the truth's grid.
     Kriging uses the coarse field and the conditioning stations stored in the
     prediction, with a Matérn-1.5 kernel fitted on the model's training period.
+    With ``plots_prefix``, writes ``PREFIX_rank_histogram.png`` and ``PREFIX_spectra.png``.
     """
     from hdm.data.open import open_fields
     from hdm.metrics import baselines as bl
@@ -252,6 +254,20 @@ def evaluate_downscale(
             "lengthscale_deg": float(kernel.lengthscale),
             "variance": float(kernel.variance),
         }
+    if plots_prefix is not None:
+        from hdm.plotting import plot_rank_histogram, plot_spectra
+
+        prefix = str(plots_prefix)
+        spectra = {"truth": pm.power_spectrum(truth_on_pred), "hdm members": pm.power_spectrum(ens)}
+        if coarse_name in pred:
+            spectra["bicubic"] = pm.power_spectrum(
+                bl.interpolate_coarse(coarse, truth_da, method="bicubic")
+            )
+            spectra["kriging mean"] = pm.power_spectrum(k_mean)
+        report["plots"] = [
+            str(plot_rank_histogram(f"{prefix}_rank_histogram.png", report["rank_histogram"])),
+            str(plot_spectra(f"{prefix}_spectra.png", spectra, title=f"{var} power spectra")),
+        ]
     held = _heldout_stations(heldout)
     if held is not None:
         ids, lat, lon = held
