@@ -277,7 +277,21 @@ def test_igra2_surface_levels_are_station_observations(tiny_model, truth):
     assert abs(float(obs["value"][0]) - 273.1) < 0.06
     assert str(obs["id"].values[0]) == "USM00070026"
     # Barrow, Alaska is not in the British Isles: the error names the station.
-    with pytest.raises(ObservationError, match="station USM00070026 at lat=71.2889 lies outside"):
+    with pytest.raises(ObservationError, match=r"station USM00070026 at lat=71\.2889 lies outside"):
         downscale(
             tiny_model, coarse=coarse_grain(truth, 4), stations=obs, members=1, progress=False
         )
+
+
+def test_downscaling_demo_writes_store_maps_and_metrics(tmp_path, capsys):
+    from hdm.pipelines.demo import run_downscale_demo
+
+    written = run_downscale_demo(tmp_path, members=2, steps=10)
+    names = {p.name for p in written}
+    assert "uk_t2m_2019-03-28.zarr" in names
+    assert {"uk_t2m_2019-03-28_rank_histogram.png", "uk_t2m_2019-03-28_spectra.png"} <= names
+    assert all(p.exists() for p in written)
+    report = json.loads((tmp_path / "uk_t2m_2019-03-28-metrics.json").read_text())
+    assert report["times"] == 4 and report["members"] == 2
+    assert report["rmse"] < report["rmse_bicubic"]  # 19 NFE already beat interpolation
+    assert "RMSE kriging" in capsys.readouterr().out

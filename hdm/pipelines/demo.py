@@ -24,7 +24,9 @@ from hdm.pipelines.sample import sample_checkpoint, write_netcdf
 from hdm.plotting import plot_functions
 
 
-def run_downscale_demo(out: Path, members: int = 16, day: str = "2019-03-28") -> list[Path]:
+def run_downscale_demo(
+    out: Path, members: int = 16, day: str = "2019-03-28", steps: int = 25
+) -> list[Path]:
     """The downscaling demo (see the module docstring)."""
     from hdm.domains.atmosphere import GRIDDED_DATASETS
     from hdm.pipelines.benchmark_uk import CONDITIONING_STATIONS, HELDOUT_STATIONS
@@ -45,6 +47,7 @@ def run_downscale_demo(out: Path, members: int = 16, day: str = "2019-03-28") ->
         members=members,
         times=(f"{day}T00", f"{day}T18"),
         every_hours=6,
+        steps=steps,
         overwrite=True,
     )
     report = evaluate_downscale(
