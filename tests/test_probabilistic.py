@@ -203,3 +203,15 @@ def test_power_spectrum_bins_shared_at_twice_the_resolution():
 def test_spectrum_ratio_of_field_with_itself_is_one():
     field = grid_field(np.random.default_rng(7).standard_normal((2, 16, 20)))
     assert spectrum_ratio(field, field) == pytest.approx(1.0)
+
+
+def test_paired_block_bootstrap_of_a_constant_shift_is_exact():
+    from hdm.metrics.probabilistic import paired_block_bootstrap
+
+    b = np.random.default_rng(0).gamma(2.0, size=28)
+    d, lo, hi = paired_block_bootstrap(b + 0.3, b, block=4, n_boot=200)
+    assert d == pytest.approx(0.3) and lo == pytest.approx(0.3) and hi == pytest.approx(0.3)
+    d, lo, hi = paired_block_bootstrap(b, np.roll(b, 5), block=4, n_boot=500, seed=1)
+    assert d == pytest.approx(0.0, abs=1e-12) and lo < 0 < hi
+    with pytest.raises(ValueError, match="per-time score arrays"):
+        paired_block_bootstrap(b, b[:5])

@@ -216,6 +216,25 @@ def field_speed(cfg: UKBenchmarkConfig, quick: bool) -> list[dict]:
     return rows
 
 
+def _paired_line(report: dict) -> str:
+    """The paired differences against kriging with their block-bootstrap intervals."""
+    parts = []
+    for key, label in (("rmse_minus_kriging", "RMSE"), ("crps_minus_kriging", "CRPS")):
+        if key in report:
+            r = report[key]
+            parts.append(
+                f"{label} − kriging = {r['diff']:.3f} K, 95 % interval "
+                f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
+            )
+    if not parts:
+        return ""
+    block = report["rmse_minus_kriging"]["block"]
+    return (
+        "Paired over the test times (moving-block bootstrap, blocks of "
+        f"{block} fields = 1 day, 2,000 resamples): " + "; ".join(parts) + ".  "
+    )
+
+
 def _mark(ok: bool) -> str:
     return "✓" if ok else "✗"
 
@@ -339,6 +358,7 @@ def format_uk(
         )
     lines += [
         "",
+        _paired_line(main),
         f"Rank histogram (counts, {main['members'] + 1} bins): {main['rank_histogram']}  ",
         f"Wall time: {main['wall_s']:.0f} s for {main['times']} fields "
         f"({main['s_per_field']:.1f} s per field of {main['members']} members).",

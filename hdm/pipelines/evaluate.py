@@ -142,6 +142,13 @@ def _training_fields(prediction: xr.Dataset, variable: str, checkpoint: str | No
     return open_split(spec, "train")[variable].load()
 
 
+def _hours_between(times: np.ndarray) -> float:
+    """Median spacing of the times, hours."""
+    if len(times) < 2:
+        return 1.0
+    return float(np.median(np.diff(times.astype("datetime64[s]").astype(np.int64))) / 3600)
+
+
 def evaluate_downscale(
     prediction: str | Path,
     truth: str | Path,
@@ -248,6 +255,29 @@ def evaluate_downscale(
         report["crps_kriging"] = pm.gaussian_crps(k_mean, k_std, truth_da)
         report["coverage90_kriging"] = pm.gaussian_coverage(k_mean, k_std, truth_da, 0.9)
         report["spectrum_ratio_kriging"] = pm.spectrum_ratio(k_mean, truth_da)
+        # Paired differences against kriging with moving-block (one day) bootstrap intervals.
+        if len(times) >= 2:
+            per_time = {"mse": [], "mse_k": [], "crps": [], "crps_k": []}
+            for i in range(len(times)):
+                tr = truth_da.isel(time=i)
+                tr_pred = truth_on_pred.isel(time=i)
+                if same_grid:
+                    per_time["mse"].append(pm.rmse(mean.isel(time=i), tr_pred) ** 2)
+                    per_time["crps"].append(pm.fair_crps(ens.isel(time=i), tr_pred))
+                per_time["mse_k"].append(pm.rmse(k_mean.isel(time=i), tr) ** 2)
+                per_time["crps_k"].append(
+                    pm.gaussian_crps(k_mean.isel(time=i), k_std.isel(time=i), tr)
+                )
+            if same_grid:
+                block = max(1, round(24 / max(1.0, _hours_between(times))))
+                d, lo, hi = pm.paired_block_bootstrap(
+                    per_time["mse"], per_time["mse_k"], block=block, root=True, seed=seed
+                )
+                report["rmse_minus_kriging"] = {"diff": d, "ci95": [lo, hi], "block": block}
+                d, lo, hi = pm.paired_block_bootstrap(
+                    per_time["crps"], per_time["crps_k"], block=block, seed=seed
+                )
+                report["crps_minus_kriging"] = {"diff": d, "ci95": [lo, hi], "block": block}
         report["kriging_kernel"] = {
             "kind": kernel.kind,
             "nu": kernel.nu,
