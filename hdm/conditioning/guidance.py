@@ -96,7 +96,7 @@ class Guidance(ABC):
             raise ObservationError("observation values must be finite or NaN (missing)")
         self.noise_var = torch.as_tensor(operator.noise_std() ** 2, dtype=torch.float64)
 
-    def _coefficients(self, t: torch.Tensor, like: torch.Tensor):
+    def _coefficients(self, t: torch.Tensor):
         schedule = self.process.schedule
         alpha = schedule.alpha(t).to(torch.float64)
         sigma = schedule.sigma(t).to(torch.float64)
@@ -139,7 +139,7 @@ class DPS(Guidance):
 
     def guide(self, x, t, grid, y, mask):
         x, d = self._denoise_with_graph(x, t, grid)
-        alpha, sigma = self._coefficients(t, x)
+        alpha, sigma = self._coefficients(t)
         r = mask * (y - self.operator.apply(d.detach().to(torch.float64), grid))
         v = r / self.noise_var
         if self.normalise:
@@ -149,12 +149,16 @@ class DPS(Guidance):
         return (d.detach().to(torch.float64) + step).to(x.dtype)
 
 
+def _masked_cholesky(matrix: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cholesky factor of M S M + (I − M) per batch row; S (B, n, n) SPD, M = diag(mask):
+    missing observations are decoupled (their rows and columns become the identity)."""
+    pair = mask[:, :, None] * mask[:, None, :]
+    return torch.linalg.cholesky(matrix * pair + torch.diag_embed(1.0 - mask))
+
+
 def _solve_masked(matrix: torch.Tensor, r: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Solve (M S M + (I − M)) v = M r per batch row; S (B, n, n) SPD, M = diag(mask)."""
-    m = mask[:, :, None] * mask[:, None, :]
-    eye = torch.diag_embed(1.0 - mask)
-    chol = torch.linalg.cholesky(matrix * m + eye)
-    return torch.cholesky_solve((mask * r)[..., None], chol)[..., 0]
+    """Solve (M S M + (I − M)) v = M r per batch row."""
+    return torch.cholesky_solve((mask * r)[..., None], _masked_cholesky(matrix, mask))[..., 0]
 
 
 class _DenseObservationCovariance:
@@ -191,7 +195,7 @@ class CovarianceAware(Guidance):
 
     def guide(self, x, t, grid, y, mask):
         x, d = self._denoise_with_graph(x, t, grid)
-        alpha, sigma = self._coefficients(t, x)
+        alpha, sigma = self._coefficients(t)
         aqa = self._aqa(self, grid, x.shape[1])
         r = y - self.operator.apply(d.detach().to(torch.float64), grid)
         ratio2 = (sigma / alpha) ** 2
@@ -230,7 +234,7 @@ class MomentMatching(Guidance):
 
     def guide(self, x, t, grid, y, mask):
         x, d = self._denoise_with_graph(x, t, grid)
-        alpha, sigma = self._coefficients(t, x)
+        alpha, sigma = self._coefficients(t)
         c = expand_to(sigma**2 / alpha, x).to(torch.float64)
         r = mask * (y - self.operator.apply(d.detach().to(torch.float64), grid))
         aqa = self._aqa(self, grid, x.shape[1])
@@ -256,8 +260,7 @@ class MomentMatching(Guidance):
         kappa = torch.where(torch.isfinite(kappa) & (kappa > 0) & (q_r > 0), kappa, fallback)
         self.last_kappa = (kappa / fallback).detach()
         precond = torch.diag(self.noise_var)[None] + kappa[:, None, None] * aqa[None]
-        m2 = mask[:, :, None] * mask[:, None, :]
-        chol = torch.linalg.cholesky(precond * m2 + torch.diag_embed(1.0 - mask))
+        chol = _masked_cholesky(precond, mask)
 
         def solve_p(u):
             return torch.cholesky_solve(u[..., None], chol)[..., 0]

@@ -33,6 +33,7 @@ from hdm.data.open import open_fields
 from hdm.domains.atmosphere import GRIDDED_DATASETS
 from hdm.domains.radiosondes import simulate_observations
 from hdm.metrics import probabilistic as pm
+from hdm.pipelines.benchmark import PROJECT_ROOT
 from hdm.pipelines.downscale import (
     attach_inputs,
     downscale,
@@ -43,8 +44,6 @@ from hdm.pipelines.downscale import (
 from hdm.pipelines.evaluate import evaluate_downscale
 
 log = logging.getLogger("hdm")
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 #: 10 IGRA2 stations active in 2019 inside the grid, plus Kinloss and Waddington.
 CONDITIONING_STATIONS = (

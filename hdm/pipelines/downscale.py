@@ -181,6 +181,12 @@ def _match_times(
     return np.where(inside, nearest, -1)
 
 
+def first_occurrences(ids: np.ndarray) -> np.ndarray:
+    """Indices of the first observation of every station, in order of appearance."""
+    _, first = np.unique(np.asarray(ids).astype(str), return_index=True)
+    return np.sort(first)
+
+
 @dataclass
 class ObservationSetup:
     """The operator on the target grid and the normalised values, (n_time, n_obs)."""
@@ -238,8 +244,7 @@ def observation_setup(
                 f"{list(stations.data_vars)}"
             )
         st_ids = stations["id"].values.astype(str)
-        _unique, first = np.unique(st_ids, return_index=True)
-        order = np.sort(first)
+        order = first_occurrences(st_ids)
         ids = tuple(st_ids[order])
         pts = tuple(
             (float(stations["lat"].values[i]), float(stations["lon"].values[i])) for i in order

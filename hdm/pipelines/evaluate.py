@@ -106,12 +106,11 @@ def _heldout_stations(spec: str | None):
     """Held-out station coordinates: IGRA2 ids (comma-separated) or a CSV table."""
     if not spec:
         return None
-    from hdm.pipelines.downscale import parse_ids, read_stations, stations_by_id
+    from hdm.pipelines.downscale import first_occurrences, parse_ids, read_stations, stations_by_id
 
     if Path(spec).suffix.lower() == ".csv" or Path(spec).exists():
         obs = read_stations(spec)
-        _, first = np.unique(obs["id"].values.astype(str), return_index=True)
-        first = np.sort(first)
+        first = first_occurrences(obs["id"].values)
         return (
             obs["id"].values.astype(str)[first],
             obs["lat"].values[first].astype(float),
@@ -223,9 +222,10 @@ def evaluate_downscale(
         station_noise = None
         if "station_obs" in pred:
             obs = pred["station_obs"]
+            from hdm.pipelines.downscale import first_occurrences
+
             ids = obs["obs_id"].values.astype(str)
-            uniq, first = np.unique(ids, return_index=True)
-            order = np.sort(first)
+            order = first_occurrences(ids)
             uniq = ids[order]
             st_lat = obs["obs_lat"].values[order]
             st_lon = obs["obs_lon"].values[order]
