@@ -14,29 +14,10 @@ from hdm.data.open import open_fields
 from hdm.domains.atmosphere import GRIDDED_DATASETS
 from hdm.domains.radiosondes import simulate_observations
 from hdm.pipelines.cli import main
-from hdm.pipelines.config import train_config_from_dict
-from hdm.pipelines.downscale import downscale, load_prior, stations_by_id
-from hdm.pipelines.train import run_training
+from hdm.pipelines.downscale import downscale, stations_by_id
 
 UK_FILE = GRIDDED_DATASETS["uk_t2m"].resolved_path()
 STATIONS = "UKM00003808,UKM00003882,UKM00003354"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A real (barely trained) UK t2m model: the pipeline, not its quality, is tested."""
-    out = tmp_path_factory.mktemp("uk_tiny")
-    cfg = train_config_from_dict(
-        {
-            "name": "uk_tiny",
-            "data": {"dataset": "uk_t2m"},
-            "noise": {"kind": "spectral", "kernel": "matern", "lengthscale": 1.0},
-            "model": {"width": 8, "n_modes": 8, "n_layers": 1, "time_dim": 16},
-            "optim": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
-        }
-    )
-    run_training(cfg, out, progress=False)
-    return load_prior(out / "model.pt")
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +169,7 @@ def test_cli_downscale_and_evaluate_round_trip(tiny_model, tmp_path, capsys):
     assert main(args) == 0
     assert out.exists() and list(tmp_path.glob("uk_*.png"))
     assert main(args) == 2  # exists: refused without --overwrite
-    assert "pass --overwrite" in capsys.readouterr().err
+    assert "--overwrite to replace it" in capsys.readouterr().err
     code = main(
         [
             "evaluate",

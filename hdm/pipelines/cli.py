@@ -3,9 +3,12 @@
     hdm train CONFIG.yaml [--out DIR] [--resume] [--set key=value ...]
     hdm sample CHECKPOINT --n N --sampler {em,heun,dpm2m,pc} --steps K --seed S
                --out FILE.nc [--points P]
-    hdm downscale CHECKPOINT (--coarse FILE | --truth FILE --factor F)
+    hdm downscale [CHECKPOINT] [--config FILE.yaml] [--set key=value ...]
+               (--coarse FILE | --truth FILE --factor F)
                [--stations FILE.csv | --simulate-stations IDS] --members M --out OUT.zarr
                [--times START END] [--scale S] [--guidance mmps|sda|dps|replacement]
+               [--scheduler local|synchronous|slurm|pbs|ADDRESS] [--workers W]
+               [--chunk-size K] [--resume | --overwrite]
     hdm evaluate functional --dataset NAME --samples FILE.nc [--json] [--plot FILE.png]
     hdm evaluate downscale --prediction OUT.zarr --truth FILE [--heldout-stations IDS|FILE]
                [--json]
@@ -15,8 +18,11 @@
     hdm config show CONFIG.yaml [--set key=value ...]
     hdm demo [--out DIR] [--members M] [--functional]
 
-Exit codes: 0 done; 1 a run failed (e.g. training diverged); 2 bad input (a config,
-file, name or grid that cannot be used), with a one-line message naming the problem.
+Exit codes (what a scheduler or cron wrapper tests): 0 done; 1 a run failed (training
+diverged, a batch chunk failed: the chunks done are kept, rerun with --resume); 2 bad
+input (a config, file, name, grid, store or scheduler that cannot be used), with a
+one-line message naming the problem; 3 nothing new to do (every chunk of the output is
+already done); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,12 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOTHING_TO_DO = 0, 1, 2, 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,9 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=1000)
     s.add_argument("--no-progress", action="store_true")
 
-    ds_ = sub.add_parser("downscale", help="coarse fields + stations -> high-res ensembles")
-    ds_.add_argument("checkpoint", help="model.pt of a gridded model (or its folder)")
-    src = ds_.add_mutually_exclusive_group(required=True)
+    ds_ = sub.add_parser(
+        "downscale",
+        help="coarse fields + stations -> high-res ensembles (a batch job over a time range)",
+    )
+    ds_.add_argument("checkpoint", nargs="?", help="model.pt of a gridded model (or its folder)")
+    ds_.add_argument("--config", help="a downscaling config, e.g. configs/downscale/uk_t2m.yaml")
+    ds_.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value"
+    )
+    src = ds_.add_mutually_exclusive_group()
     src.add_argument("--coarse", help="coarse field (netCDF/zarr), an integer coarse-graining")
     src.add_argument("--truth", help="high-res field to coarse-grain by --factor (an OSSE)")
     ds_.add_argument("--factor", type=int, help="coarse-graining factor for --truth")
@@ -78,18 +92,28 @@ def _parser() -> argparse.ArgumentParser:
         metavar="IDS",
         help="comma-separated IGRA2 ids; values sampled from --truth with --station-noise",
     )
-    ds_.add_argument("--members", type=int, default=16)
-    ds_.add_argument("--out", required=True, help="OUT.zarr or OUT.nc")
+    ds_.add_argument("--members", type=int, help="ensemble size (default 16)")
+    ds_.add_argument("--out", help="OUT.zarr or OUT.nc")
     ds_.add_argument("--times", nargs=2, metavar=("START", "END"), help="ISO times, inclusive")
-    ds_.add_argument("--every", type=int, default=1, metavar="HOURS", help="every HOURS hours")
-    ds_.add_argument("--scale", type=int, default=1, help="sample at S x the training resolution")
-    ds_.add_argument("--guidance", default="mmps", help="mmps, sda, dps or replacement")
-    ds_.add_argument("--sampler", default="heun")
-    ds_.add_argument("--steps", type=int, default=25)
-    ds_.add_argument("--seed", type=int, default=0)
-    ds_.add_argument("--station-noise", type=float, default=0.5, help="std, field units")
+    ds_.add_argument("--every", type=int, metavar="HOURS", help="every HOURS hours (default 1)")
+    ds_.add_argument("--scale", type=int, help="sample at S x the training resolution")
+    ds_.add_argument("--guidance", help="mmps (default), sda, dps or replacement")
+    ds_.add_argument("--sampler", help="heun (default), em, dpm2m or pc")
+    ds_.add_argument("--steps", type=int, help="sampler steps (default 25)")
+    ds_.add_argument("--seed", type=int)
+    ds_.add_argument("--station-noise", type=float, help="std, field units (default 0.5)")
     ds_.add_argument("--coarse-noise", type=float, help="std, field units (default 2%% of std)")
-    ds_.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    ds_.add_argument("--chunk-size", type=int, help="times per task (default 4)")
+    ds_.add_argument(
+        "--scheduler",
+        help="local (a LocalCluster, default), synchronous (this process), slurm, pbs, "
+        "or the ADDRESS of a running Dask scheduler (tcp://host:8786)",
+    )
+    ds_.add_argument("--workers", type=int, help="LocalCluster worker processes (default 1)")
+    ds_.add_argument("--torch-threads", type=int, help="torch threads per task (default 2)")
+    mode = ds_.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="complete an interrupted OUT")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     ds_.add_argument("--no-plots", action="store_true")
     ds_.add_argument("--no-progress", action="store_true")
 
@@ -159,6 +183,8 @@ def _train(args) -> int:
     cfg = load_train_config(args.config, args.set)
     out = Path(args.out or Path("runs") / cfg.name)
     summary = run_training(cfg, out, resume=args.resume, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return EXIT_OK
     print(
         f"trained {summary['name']}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s, "
         f"loss {summary['final_loss']:.4f}\n  model:      {summary['model']} "
@@ -284,35 +310,26 @@ def format_report(r: dict) -> str:
 
 
 def _downscale(args) -> int:
-    from hdm.pipelines.downscale import run_downscale
+    from hdm.pipelines.config import read_yaml_config
+    from hdm.pipelines.downscale import OPTION_KEYS, downscale_config, run_downscale_job
 
-    if args.members < 1:
-        raise ValueError(f"--members must be at least 1, got {args.members}")
-    summary = run_downscale(
-        args.checkpoint,
-        args.out,
-        coarse_path=args.coarse,
-        truth_path=args.truth,
-        factor=args.factor,
-        stations_path=args.stations,
-        simulate_ids=args.simulate_stations,
-        members=args.members,
-        times=tuple(args.times) if args.times else None,
-        every_hours=args.every,
-        scale=args.scale,
-        guidance=args.guidance,
-        sampler=args.sampler,
-        steps=args.steps,
-        seed=args.seed,
-        station_noise=args.station_noise,
-        coarse_noise=args.coarse_noise,
-        overwrite=args.overwrite,
-        plots=not args.no_plots,
-        progress=not args.no_progress,
+    base = read_yaml_config(args.config) if args.config else {}
+    options = {name: getattr(args, name, None) for name in OPTION_KEYS}
+    options["times"] = tuple(args.times) if args.times else None
+    options["plots"] = False if args.no_plots else None
+    cfg = downscale_config(base, args.set, **options)
+    if not cfg.checkpoint:
+        raise ValueError("give the CHECKPOINT (or checkpoint: in the --config)")
+    summary = run_downscale_job(
+        cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
     )
+    if summary["status"] == "nothing to do":
+        print(f"{summary['out']}: all {summary['chunks']} chunks are done; nothing to do")
+        return EXIT_NOTHING_TO_DO
     print(
-        f"wrote {summary['members']} members x {summary['times']} times on {summary['grid']} "
-        f"({summary['nfe_per_member']} NFE, {summary['wall_time_s']:.1f} s) to {summary['out']}"
+        f"run {summary['run_id']}: wrote {summary['members']} members x {summary['times']} times "
+        f"({len(summary['chunks_written'])} of {summary['chunks']} chunks) on "
+        f"{summary.get('grid', '')} in {summary['wall_time_s']:.1f} s to {summary['out']}"
     )
     for png in summary["pngs"]:
         print(f"  map: {png}")
@@ -357,9 +374,16 @@ def _benchmark(args) -> int:
 
 
 def _config(args) -> int:
-    from hdm.pipelines.config import load_train_config
+    from hdm.pipelines.config import (
+        DownscaleRunConfig,
+        TrainRunConfig,
+        load_config,
+        read_yaml_config,
+    )
 
-    cfg = load_train_config(args.config, args.set)
+    # a downscaling config names a checkpoint, a training config its data
+    kind = DownscaleRunConfig if "checkpoint" in read_yaml_config(args.config) else TrainRunConfig
+    cfg = load_config(kind, args.config, args.set)
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     return EXIT_OK
 
@@ -390,6 +414,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     from hdm.hilbert.networks import GridError
     from hdm.hilbert.training import CheckpointError, TrainingDiverged
+    from hdm.pipelines.batch import BatchError, SchedulerUnreachable
     from hdm.pipelines.config import ConfigError
 
     args = _parser().parse_args(argv)
@@ -401,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except TrainingDiverged as exc:
         print(f"hdm: training failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except SchedulerUnreachable as exc:
+        print(f"hdm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BatchError as exc:
+        print(f"hdm: run failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except (
         ConfigError,

@@ -122,6 +122,132 @@ class TrainRunConfig:
         return dataclasses.asdict(self)
 
 
+# ------------------------------------------------------------ the downscaling job
+
+
+@dataclass(frozen=True)
+class InputsConfig:
+    """Where the fields come from: a ``coarse`` file, or a high-res ``truth`` file that is
+    coarse-grained by ``factor`` (an observing-system simulation). Paths relative to the
+    working directory; netCDF, a glob of netCDF files, or zarr."""
+
+    coarse: str = ""
+    truth: str = ""
+    factor: int = 0
+
+
+@dataclass(frozen=True)
+class StationsConfig:
+    """Station observations: a ``file`` (CSV table or IGRA2 sounding files, comma-separated)
+    or ``simulate`` (comma-separated IGRA2 ids sampled from the truth with ``noise``).
+    ``noise`` is the observation-error std in the field's units (K for t2m)."""
+
+    file: str = ""
+    simulate: str = ""
+    noise: float = 0.5
+
+
+@dataclass(frozen=True)
+class TimesConfig:
+    """The time range, ISO strings, bounds included (empty: every time of the input), and
+    ``every`` (hours): keep the times whose hour is a multiple of it."""
+
+    start: str = ""
+    end: str = ""
+    every: int = 1
+
+
+@dataclass(frozen=True)
+class EnsembleRunConfig:
+    """How the members are drawn (see :class:`hdm.conditioning.ensembles.EnsembleConfig`).
+    ``scale``: sample at ``scale`` × the training resolution. ``coarse_noise``: std of the
+    coarse observations in field units (0: 2 % of the training std)."""
+
+    members: int = 16
+    guidance: str = "mmps"
+    sampler: str = "heun"
+    steps: int = 25
+    seed: int = 0
+    scale: int = 1
+    coarse_noise: float = 0.0
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class JobqueueConfig:
+    """A dask-jobqueue cluster (``batch.scheduler: slurm`` or ``pbs``): the resources of one
+    batch job (``cores``, ``memory``, ``walltime``, ``queue``, ``account``), how many
+    jobs to start, and extra scheduler directives (``;``-separated, e.g.
+    ``--constraint=cpu;--qos=normal``) and shell lines run before the worker starts."""
+
+    cores: int = 8
+    processes: int = 1
+    memory: str = "16GB"
+    walltime: str = "02:00:00"
+    queue: str = ""
+    account: str = ""
+    jobs: int = 2
+    directives: str = ""
+    prologue: str = ""
+    local_directory: str = ""
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """How the time range is split and run. ``chunk_size``: times per task (each task writes
+    its own zarr region). ``scheduler``: ``local`` (a LocalCluster of ``workers``
+    processes), ``synchronous`` (in this process, no cluster), ``slurm`` / ``pbs`` (a
+    dask-jobqueue cluster, see :class:`JobqueueConfig`) or the address of a running
+    scheduler (``tcp://host:8786``). ``torch_threads``: torch threads per task (a
+    worker runs one task at a time).
+    ``connect_timeout``: seconds to wait for a scheduler before giving up."""
+
+    chunk_size: int = 4
+    scheduler: str = "local"
+    workers: int = 1
+    torch_threads: int = 2
+    connect_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """``out``: OUT.zarr (written region by region, resumable) or OUT.nc (assembled in a
+    work store next to it, then written as CF netCDF). ``plots``: PNG maps next to it."""
+
+    out: str = ""
+    plots: bool = True
+
+
+@dataclass(frozen=True)
+class DownscaleRunConfig:
+    """Everything ``hdm downscale`` needs (a YAML file in ``configs/downscale/`` or flags)."""
+
+    checkpoint: str
+    name: str = "downscale"
+    inputs: InputsConfig = field(default_factory=InputsConfig)
+    stations: StationsConfig = field(default_factory=StationsConfig)
+    times: TimesConfig = field(default_factory=TimesConfig)
+    ensemble: EnsembleRunConfig = field(default_factory=EnsembleRunConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    jobqueue: JobqueueConfig = field(default_factory=JobqueueConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def sampling_dict(self) -> dict:
+        """The keys that decide the output's values: a store written with one set of them
+        is only resumed with the same set (``batch`` and ``output`` may change)."""
+        d = self.to_dict()
+        for key in ("name", "batch", "jobqueue", "output"):
+            d.pop(key)
+        return d
+
+
+def downscale_config_from_dict(raw: dict) -> DownscaleRunConfig:
+    return build_dataclass(DownscaleRunConfig, raw, "")
+
+
 def _suggest(key: str, options) -> str:
     close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -188,8 +314,8 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
     return raw
 
 
-def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainRunConfig:
-    """Read a training config (see module docstring); errors name the file and the key."""
+def read_yaml_config(path: str | Path, overrides: list[str] | None = None) -> dict:
+    """The mapping in a YAML config file with ``--set`` overrides applied."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
@@ -201,18 +327,30 @@ def load_train_config(path: str | Path, overrides: list[str] | None = None) -> T
         raise ConfigError(f"config file {path} must hold a mapping of sections")
     raw = apply_overrides(raw, overrides)
     raw.setdefault("name", path.stem)
+    return raw
+
+
+def load_config(cls, path: str | Path, overrides: list[str] | None = None):
+    """Read a config file into the frozen dataclass ``cls``; errors name the file and key."""
+    raw = read_yaml_config(path, overrides)
     try:
-        return build_dataclass(TrainRunConfig, raw, "")
+        return build_dataclass(cls, raw, "")
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainRunConfig:
+    """Read a training config (see module docstring); errors name the file and the key."""
+    return load_config(TrainRunConfig, path, overrides)
 
 
 def train_config_from_dict(raw: dict) -> TrainRunConfig:
     return build_dataclass(TrainRunConfig, raw, "")
 
 
-def save_config(cfg: TrainRunConfig, path: str | Path) -> Path:
+def save_config(cfg, path: str | Path) -> Path:
+    """Write a config dataclass (resolved: every default filled in) as YAML."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    path.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     return path

@@ -41,12 +41,12 @@ def run_downscale_demo(
     summary = run_downscale(
         PROJECT_ROOT / "data" / "checkpoints" / "uk_t2m" / "model.pt",
         store,
-        truth_path=str(truth),
+        truth=str(truth),
         factor=4,
-        simulate_ids=CONDITIONING_STATIONS,
+        simulate_stations=CONDITIONING_STATIONS,
         members=members,
         times=(f"{day}T00", f"{day}T18"),
-        every_hours=6,
+        every=6,
         steps=steps,
         overwrite=True,
     )

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import dask.array
 import numpy as np
 import pandas as pd
 import torch
@@ -55,6 +56,7 @@ from hdm.data.schema import LAT, LON, MEMBER, TIME
 from hdm.hilbert.grids import Grid, LatLonGrid
 from hdm.hilbert.networks import GridError
 from hdm.hilbert.training import denoiser_from_checkpoint, load_checkpoint
+from hdm.pipelines.config import DownscaleRunConfig
 
 log = logging.getLogger("hdm")
 
@@ -187,6 +189,31 @@ def first_occurrences(ids: np.ndarray) -> np.ndarray:
     return np.sort(first)
 
 
+def ensemble_dataset(
+    values: np.ndarray | dask.array.Array,
+    prior: Prior,
+    grid: LatLonGrid,
+    times: np.ndarray,
+    quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
+) -> xr.Dataset:
+    """The output layout: ``{var}(member, time, lat, lon)`` from ``values`` (physical
+    units) with its ``_mean``, ``_std`` and ``_quantile`` summaries over members. Lazy
+    (dask) values give a lazy dataset: the template of a batch store."""
+    lat, lon = grid.coords()
+    name = prior.variable
+    ensemble = xr.DataArray(
+        values,
+        dims=(MEMBER, TIME, LAT, LON),
+        coords={MEMBER: np.arange(values.shape[0]), TIME: times, LAT: lat, LON: lon},
+        name=name,
+        attrs={"units": prior.units, "long_name": f"{name}, posterior ensemble members"},
+    )
+    ds = xr.merge([ensemble.to_dataset(), summarise(ensemble, quantiles)])
+    ds[LAT].attrs.update(units="degrees_north", standard_name="latitude")
+    ds[LON].attrs.update(units="degrees_east", standard_name="longitude")
+    return ds
+
+
 @dataclass
 class ObservationSetup:
     """The operator on the target grid and the normalised values, (n_time, n_obs)."""
@@ -209,8 +236,15 @@ def observation_setup(
     station_noise: float,
     time_tolerance: str = "30min",
     nan: str = "drop",
+    require_station_overlap: bool = True,
 ) -> ObservationSetup:
-    """Build the composite operator and the normalised observation values per time."""
+    """Build the composite operator and the normalised observation values per time.
+
+    Every station of ``stations`` is a row of the operator, whatever ``times`` are (a
+    station without an observation at a time has NaN there, which guidance zero-weights),
+    so the operator of a time does not depend on which other times are downscaled with
+    it. With ``require_station_overlap``, stations none of whose observations fall within
+    ``times`` are an error (a batch chunk passes False: its range is checked once)."""
     if nan not in ("drop", "error"):
         raise ValueError(f"nan must be 'drop' or 'error', got {nan!r}")
     mean, std = prior.mean_std
@@ -266,7 +300,7 @@ def observation_setup(
             dropped += n_nan
         where = _match_times(stations["time"].values, times, pd.Timedelta(time_tolerance))
         keep = (where >= 0) & np.isfinite(vals)
-        if not keep.any() and np.isfinite(vals).any():
+        if require_station_overlap and not keep.any() and np.isfinite(vals).any():
             raise ObservationError(
                 "no station observation falls within the field times "
                 f"{str(times[0])[:19]}..{str(times[-1])[:19]}"
@@ -301,6 +335,7 @@ def downscale(
     quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
     batch_size: int = 16,
     progress: bool = True,
+    require_station_overlap: bool = True,
 ) -> xr.Dataset:
     """Posterior ensembles of the model's variable given coarse fields and/or stations.
 
@@ -321,6 +356,8 @@ def downscale(
             training std). station_noise: std of the station observations (default 0.5).
         time_tolerance: pandas offset string, the tolerance of the station time matching.
         nan: "drop" (warn and count) or "error" for NaN observations.
+        require_station_overlap: False lets a batch chunk hold times without any
+            station observation (see :func:`observation_setup`).
 
     Returns:
         xr.Dataset: ``{var}(member, time, lat, lon)``, ``{var}_mean``, ``{var}_std``,
@@ -372,6 +409,7 @@ def downscale(
         station_noise=station_noise,
         time_tolerance=time_tolerance,
         nan=nan,
+        require_station_overlap=require_station_overlap,
     )
     out = np.empty((cfg.members, len(field_times), *target.shape), dtype=np.float32)
     t0 = _time.perf_counter()
@@ -381,18 +419,8 @@ def downscale(
         x, nfe = draw_members(prior.denoiser, target, setup.operator, setup.values[i], cfg, key=key)
         out[:, i] = (x[:, 0].double().numpy() * std + mean).astype(np.float32)
     wall = _time.perf_counter() - t0
-    lat, lon = target.coords()
+    ds = ensemble_dataset(out, prior, target, field_times, quantiles)
     name = prior.variable
-    ensemble = xr.DataArray(
-        out,
-        dims=(MEMBER, TIME, LAT, LON),
-        coords={MEMBER: np.arange(cfg.members), TIME: field_times, LAT: lat, LON: lon},
-        name=name,
-        attrs={"units": prior.units, "long_name": f"{name}, posterior ensemble members"},
-    )
-    ds = xr.merge([ensemble.to_dataset(), summarise(ensemble, quantiles)])
-    ds[LAT].attrs.update(units="degrees_north", standard_name="latitude")
-    ds[LON].attrs.update(units="degrees_east", standard_name="longitude")
     ds.attrs.update(
         {
             "title": f"hdm downscaled {name} ensemble",
@@ -544,113 +572,106 @@ def write_output(ds: xr.Dataset, out: str | Path, *, overwrite: bool = False) ->
     return out
 
 
-def _every(field: xr.DataArray, hours: int) -> xr.DataArray:
-    """Every ``hours``-th hour (times whose hour since midnight is a multiple of it)."""
-    if hours < 1:
-        raise ValueError(f"--every must be at least 1 hour, got {hours}")
-    if hours == 1:
-        return field
-    hour = field[TIME].dt.hour.values
-    return field.isel({TIME: np.flatnonzero(hour % hours == 0)})
+OPTION_KEYS = {
+    # ``hdm downscale`` option (argparse dest, run_downscale keyword) -> config key
+    "checkpoint": "checkpoint",
+    "coarse": "inputs.coarse",
+    "truth": "inputs.truth",
+    "factor": "inputs.factor",
+    "stations": "stations.file",
+    "simulate_stations": "stations.simulate",
+    "station_noise": "stations.noise",
+    "every": "times.every",
+    "members": "ensemble.members",
+    "scale": "ensemble.scale",
+    "guidance": "ensemble.guidance",
+    "sampler": "ensemble.sampler",
+    "steps": "ensemble.steps",
+    "seed": "ensemble.seed",
+    "coarse_noise": "ensemble.coarse_noise",
+    "chunk_size": "batch.chunk_size",
+    "scheduler": "batch.scheduler",
+    "workers": "batch.workers",
+    "torch_threads": "batch.torch_threads",
+    "out": "output.out",
+    "plots": "output.plots",
+}
+
+
+def downscale_config(
+    base: dict | None = None, overrides: list[str] | None = None, **options
+) -> DownscaleRunConfig:
+    """A :class:`DownscaleRunConfig` from a config mapping (a YAML file's), options named as
+    in :data:`OPTION_KEYS` (None: not given) and ``--set key=value`` overrides, in that
+    order of precedence from lowest to highest."""
+    import copy
+
+    from hdm.pipelines.config import apply_overrides, downscale_config_from_dict
+
+    raw = copy.deepcopy(base or {})
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "times":
+            start, end = value
+            raw.setdefault("times", {}).update(start=str(start), end=str(end))
+            continue
+        if name not in OPTION_KEYS:
+            raise TypeError(f"unknown downscale option {name!r}; options: {sorted(OPTION_KEYS)}")
+        *sections, key = OPTION_KEYS[name].split(".")
+        node = raw
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[key] = str(value) if isinstance(value, Path) else value
+    return downscale_config_from_dict(apply_overrides(raw, overrides))
 
 
 def run_downscale(
     checkpoint: str | Path,
     out: str | Path,
     *,
-    coarse_path: str | None = None,
-    truth_path: str | None = None,
-    factor: int | None = None,
-    stations_path: str | None = None,
-    simulate_ids: str | None = None,
-    members: int = 16,
-    times: tuple[str, str] | None = None,
-    every_hours: int = 1,
-    scale: int = 1,
-    guidance: str = "mmps",
-    sampler: str = "heun",
-    steps: int = 25,
-    seed: int = 0,
-    station_noise: float = 0.5,
-    coarse_noise: float | None = None,
+    resume: bool = False,
     overwrite: bool = False,
-    plots: bool = True,
     progress: bool = True,
+    **options,
 ) -> dict:
-    """The ``hdm downscale`` job: read inputs, downscale, write the store and PNG maps."""
-    from hdm.data.coarsen import coarse_grain
+    """The ``hdm downscale`` job from keyword options (see :data:`OPTION_KEYS`; ``times``
+    is a (start, end) pair); in this process unless ``scheduler`` says otherwise."""
+    options.setdefault("scheduler", "synchronous")
+    cfg = downscale_config(checkpoint=checkpoint, out=out, **options)
+    return run_downscale_job(cfg, resume=resume, overwrite=overwrite, progress=progress)
+
+
+def run_downscale_job(
+    cfg: DownscaleRunConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True
+) -> dict:
+    """Run the batch job (:func:`hdm.pipelines.batch.run_batch`), then the PNG maps of the
+    first and last time (mean, std, members, stations, the truth when given)."""
     from hdm.data.open import open_fields
-    from hdm.domains.radiosondes import simulate_observations
+    from hdm.data.stores import open_store
+    from hdm.pipelines.batch import run_batch
     from hdm.plotting import plot_downscale_maps
 
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    prior = load_prior(checkpoint)
-    time_sel = slice(*times) if times else None
-    truth = None
-    if coarse_path and truth_path:
-        raise ValueError("give either --coarse or --truth (with --factor), not both")
-    if truth_path:
-        if not factor:
-            raise ValueError("--truth needs --factor (the coarse-graining factor)")
-        truth = open_fields(truth_path, prior.variable, time=time_sel)[prior.variable]
-        truth = _every(truth, every_hours).load()
-        coarse = coarse_grain(truth, int(factor))
-    elif coarse_path:
-        coarse = open_fields(coarse_path, prior.variable, time=time_sel)[prior.variable]
-        coarse = _every(coarse, every_hours).load()
-    else:
-        coarse = None
-    stations = None
-    if stations_path and simulate_ids:
-        raise ValueError("give either --stations or --simulate-stations, not both")
-    if stations_path:
-        stations = read_stations(stations_path)
-    elif simulate_ids:
-        if truth is None:
-            raise ValueError("--simulate-stations samples the --truth field; give --truth")
-        chosen = stations_by_id(parse_ids(simulate_ids))
-        stations = simulate_observations(truth, chosen, station_noise, seed)
-    if coarse is None and times is None:
-        raise ValueError("without a coarse field, give --times START END")
-    ds = downscale(
-        prior,
-        coarse=coarse,
-        stations=stations,
-        members=members,
-        grid=scale if scale != 1 else None,
-        times=None if coarse is not None else pd.date_range(*times, freq=f"{every_hours}h"),
-        guidance=guidance,
-        sampler=sampler,
-        steps=steps,
-        seed=seed,
-        coarse_noise=coarse_noise,
-        station_noise=station_noise,
-        progress=progress,
-    )
-    ds = attach_inputs(ds, prior.variable, coarse, stations)
-    ds.attrs["history"] = "hdm downscale " + str(checkpoint)
-    path = write_output(ds, out, overwrite=overwrite)
-    pngs = []
-    if plots:
-        st = None
-        if stations is not None:
-            st = (stations["lat"].values, stations["lon"].values)
-        for i in sorted({0, ds.sizes[TIME] - 1}):
-            truth_i = None
-            if truth is not None and scale == 1:
-                truth_i = truth.sel(time=ds.time.values[i]).values
-            png = out.with_name(f"{out.stem}_{str(ds.time.values[i])[:13]}.png")
-            pngs.append(
-                str(plot_downscale_maps(png, ds, prior.variable, i, truth=truth_i, stations=st))
-            )
-    return {
-        "out": str(path),
-        "times": int(ds.sizes[TIME]),
-        "members": int(ds.sizes[MEMBER]),
-        "grid": ds.attrs["grid"],
-        "nfe_per_member": ds.attrs["nfe_per_member"],
-        "wall_time_s": ds.attrs["wall_time_s"],
-        "pngs": pngs,
-    }
+    summary = run_batch(cfg, resume=resume, overwrite=overwrite, progress=progress)
+    summary["pngs"] = []
+    out = Path(summary["out"])
+    if not cfg.output.plots or summary["status"] != "done":
+        return summary
+    ds = open_store(out)
+    variable = next(n for n in ds.data_vars if MEMBER in ds[n].dims)
+    summary.update(grid=ds.attrs.get("grid", ""), members=int(ds.sizes[MEMBER]))
+    st = None
+    if "station_obs" in ds:
+        st = (ds["obs_lat"].values, ds["obs_lon"].values)
+    for i in sorted({0, ds.sizes[TIME] - 1}):
+        t = ds[TIME].values[i]
+        truth_i = None
+        if cfg.inputs.truth and cfg.ensemble.scale == 1:
+            path = cfg.inputs.truth
+            truth_i = open_fields(path.split(",") if "," in path else path, variable, time=[t])
+            truth_i = truth_i[variable].isel({TIME: 0}).values
+        png = out.with_name(f"{out.stem}_{str(t)[:13]}.png")
+        summary["pngs"].append(
+            str(plot_downscale_maps(png, ds, variable, i, truth=truth_i, stations=st))
+        )
+    return summary

@@ -3,6 +3,11 @@
 Writes into the output folder: ``checkpoint.pt`` (full training state, resumable),
 ``model.pt`` (EMA weights + descriptions: what ``hdm sample`` reads and what is
 shipped), ``config.yaml`` (the resolved config) and ``train_log.json`` (losses, wall time).
+
+Under ``torchrun --nproc_per_node W`` the W processes train one model data-parallel
+(DistributedDataParallel; NCCL with one GPU per process, gloo on CPU), ``optim.batch_size``
+per process; only process 0 writes these files and logs. The output folder must be on a
+file system every process sees (``--resume`` makes each read the checkpoint).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from hdm.domains.atmosphere import GRIDDED_DATASETS, gridded_spec, open_split
 from hdm.domains.functional import DATASETS as FUNCTIONAL_DATASETS
 from hdm.domains.functional import curves, load_functional, validate_curves
 from hdm.hilbert.denoisers import PreconditionedDenoiser
+from hdm.hilbert.distributed import distributed_session
 from hdm.hilbert.grids import Grid, IntervalGrid
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
@@ -145,50 +151,72 @@ def build_model(
 def run_training(
     cfg: TrainRunConfig, out: str | Path, *, resume: bool = False, progress: bool = True
 ) -> dict:
-    """Train the model described by ``cfg`` (functional or gridded) into folder ``out``."""
+    """Train the model described by ``cfg`` (functional or gridded) into folder ``out``.
+
+    Under torchrun every process runs this; each gets the same summary back, process 0
+    alone writes the files (module docstring).
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.optim.seed)  # network initialisation
-    data = training_data(cfg)
-    denoiser = build_model(cfg, data.grid, channels=int(data.tensor.shape[1]))
-    save_config(cfg, out / "config.yaml")
-    extra = {
-        "config": cfg.to_dict(),
-        "normaliser": data.normaliser.to_dict(),
-        "metadata": {
-            **data.metadata,
-            "torch": str(torch.__version__),
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        },
-    }
-    log.info(
-        "training %s on %d samples on %s, Q = %s",
-        cfg.name,
-        data.tensor.shape[0],
-        data.grid.describe(),
-        denoiser.process.covariance.describe(),
-    )
-    result = train(
-        denoiser,
-        data.tensor,
-        data.grid,
-        cfg.optim,
-        out / "checkpoint.pt",
-        resume=resume,
-        extra=extra,
-        progress=progress,
-    )
-    model_path = export_model(result.checkpoint, out / "model.pt")
-    summary = {
-        "name": cfg.name,
-        "hdm_version": hdm.__version__,
-        "steps": result.steps,
-        "final_loss": result.final_loss,
-        "wall_time_s": result.wall_time_s,
-        "checkpoint": str(result.checkpoint),
-        "model": str(model_path),
-        "model_bytes": model_path.stat().st_size,
-        "n_parameters": sum(p.numel() for p in denoiser.parameters()),
-    }
-    (out / "train_log.json").write_text(json.dumps(summary, indent=2))
+    with distributed_session() as ctx:
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.optim.seed)  # network initialisation, the same on every process
+        data = training_data(cfg)
+        denoiser = build_model(cfg, data.grid, channels=int(data.tensor.shape[1])).to(ctx.device)
+        extra = {
+            "config": cfg.to_dict(),
+            "normaliser": data.normaliser.to_dict(),
+            "metadata": {
+                **data.metadata,
+                "torch": str(torch.__version__),
+                "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+                "processes": ctx.world_size,
+                "device": str(ctx.device),
+            },
+        }
+        if ctx.is_main:
+            save_config(cfg, out / "config.yaml")
+            log.info(
+                "training %s on %d samples on %s, Q = %s",
+                cfg.name,
+                data.tensor.shape[0],
+                data.grid.describe(),
+                denoiser.process.covariance.describe(),
+            )
+            log.info(
+                "%d process(es), backend %s, rank 0 on %s: batch %d per process, %d per step%s",
+                ctx.world_size,
+                ctx.backend or "none",
+                ctx.device,
+                cfg.optim.batch_size,
+                cfg.optim.batch_size * ctx.world_size,
+                ", bfloat16 autocast" if cfg.optim.amp and ctx.device.type == "cuda" else "",
+            )
+        result = train(
+            denoiser,
+            data.tensor,
+            data.grid,
+            cfg.optim,
+            out / "checkpoint.pt",
+            resume=resume,
+            extra=extra,
+            progress=progress,
+        )
+        model_path = out / "model.pt"
+        if ctx.is_main:
+            export_model(result.checkpoint, model_path)
+        ctx.barrier()  # model.pt is complete before any process reads its size
+        summary = {
+            "name": cfg.name,
+            "hdm_version": hdm.__version__,
+            "steps": result.steps,
+            "final_loss": result.final_loss,
+            "wall_time_s": result.wall_time_s,
+            "checkpoint": str(result.checkpoint),
+            "model": str(model_path),
+            "model_bytes": model_path.stat().st_size,
+            "n_parameters": sum(p.numel() for p in denoiser.parameters()),
+        }
+        if ctx.is_main:
+            (out / "train_log.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -1,0 +1,339 @@
+"""Batch downscaling: time chunks as Dask tasks, resumable stores, configs, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from hdm.domains.atmosphere import GRIDDED_DATASETS
+from hdm.pipelines.batch import (
+    SchedulerUnreachable,
+    StoreConflict,
+    jobqueue_cluster,
+    read_manifest,
+    read_markers,
+    run_batch,
+)
+from hdm.pipelines.cli import main
+from hdm.pipelines.config import load_config
+from hdm.pipelines.downscale import downscale_config, run_downscale
+
+UK_FILE = str(GRIDDED_DATASETS["uk_t2m"].resolved_path())
+STATIONS = "UKM00003808,UKM00003882,UKM00003354"
+PROJECT = Path(__file__).resolve().parents[1]
+SMALL = {
+    "truth": UK_FILE,
+    "factor": 4,
+    "simulate_stations": STATIONS,
+    "members": 2,
+    "steps": 6,
+    "torch_threads": 1,
+    "plots": False,
+}
+
+
+def _cli_args(model, out, times=("2019-03-25T00", "2019-03-25T07"), *extra):
+    return [
+        "downscale",
+        model.path,
+        "--truth",
+        UK_FILE,
+        "--factor",
+        "4",
+        "--simulate-stations",
+        STATIONS,
+        "--members",
+        "2",
+        "--steps",
+        "6",
+        "--torch-threads",
+        "1",
+        "--chunk-size",
+        "1",
+        "--times",
+        *times,
+        "--out",
+        str(out),
+        "--no-plots",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def _values(store: Path) -> dict[str, np.ndarray]:
+    with xr.open_zarr(store, consolidated=False) as ds:
+        return {name: ds[name].values for name in ds.data_vars}
+
+
+def _assert_same_store(a: Path, b: Path) -> None:
+    va, vb = _values(a), _values(b)
+    assert sorted(va) == sorted(vb)
+    for name in va:
+        assert np.array_equal(va[name], vb[name], equal_nan=True), name
+        if np.issubdtype(va[name].dtype, np.floating):
+            assert np.isfinite(va[name]).all(), name
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model, tmp_path_factory):
+    """An uninterrupted in-process run: 8 times in 8 chunks."""
+    out = tmp_path_factory.mktemp("batch") / "ref.zarr"
+    summary = run_downscale(
+        tiny_model.path,
+        out,
+        times=("2019-03-25T00", "2019-03-25T07"),
+        chunk_size=1,
+        progress=False,
+        **SMALL,
+    )
+    assert summary["status"] == "done" and summary["chunks"] == 8
+    return out
+
+
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tiny_model, reference, tmp_path):
+    out = tmp_path / "killed.zarr"
+    args = _cli_args(
+        tiny_model, out, ("2019-03-25T00", "2019-03-25T07"), "--scheduler", "synchronous"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hdm.pipelines.cli", *args],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 120
+    while len(read_markers(out)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = read_markers(out)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert 2 <= len(before) < 8
+    assert read_manifest(out)["status"] == "running"
+
+    assert (
+        main(
+            _cli_args(
+                tiny_model,
+                out,
+                ("2019-03-25T00", "2019-03-25T07"),
+                "--resume",
+                "--scheduler",
+                "synchronous",
+            )
+        )
+        == 0
+    )
+    after = read_markers(out)
+    assert sorted(after) == list(range(8))
+    # the chunks finished before the kill were not written again
+    assert all(after[q] == before[q] for q in before)
+    rerun = {after[q]["run_id"] for q in after if q not in before}
+    assert len(rerun) == 1 and rerun != {before[next(iter(before))]["run_id"]}
+    manifest = read_manifest(out)
+    assert manifest["complete"] == list(range(8)) and manifest["status"] == "complete"
+    assert len(manifest["runs"]) == 2
+    _assert_same_store(out, reference)
+    # a third run has nothing to do, and says so with its own exit code
+    assert (
+        main(
+            _cli_args(
+                tiny_model,
+                out,
+                ("2019-03-25T00", "2019-03-25T07"),
+                "--resume",
+                "--scheduler",
+                "synchronous",
+            )
+        )
+        == 3
+    )
+
+
+def test_two_workers_give_the_same_output_as_one(tiny_model, reference, tmp_path):
+    times = ("2019-03-25T00", "2019-03-25T07")
+    one = run_downscale(
+        tiny_model.path,
+        tmp_path / "w1.zarr",
+        times=times,
+        chunk_size=2,
+        scheduler="local",
+        workers=1,
+        progress=False,
+        **SMALL,
+    )
+    two = run_downscale(
+        tiny_model.path,
+        tmp_path / "w2.zarr",
+        times=times,
+        chunk_size=2,
+        scheduler="local",
+        workers=2,
+        progress=False,
+        **SMALL,
+    )
+    assert one["chunks"] == two["chunks"] == 4
+    _assert_same_store(tmp_path / "w1.zarr", tmp_path / "w2.zarr")
+    # and the chunking does not change the values either (per-time seeds)
+    _assert_same_store(tmp_path / "w1.zarr", reference)
+
+
+def test_netcdf_output_is_assembled_and_the_work_store_removed(tiny_model, tmp_path):
+    out = tmp_path / "one.nc"
+    run_downscale(
+        tiny_model.path,
+        out,
+        times=("2019-03-25T00", "2019-03-25T01"),
+        chunk_size=1,
+        progress=False,
+        **SMALL,
+    )
+    ds = xr.open_dataset(out)
+    assert ds["t2m"].shape == (2, 2, 33, 49) and np.isfinite(ds["t2m"].values).all()
+    assert ds.attrs["Conventions"] == "CF-1.8"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert (tmp_path / "one.nc.config.yaml").exists()
+
+
+def test_a_store_with_a_different_config_is_refused(tiny_model, reference, tmp_path, capsys):
+    cfg = downscale_config(
+        checkpoint=tiny_model.path,
+        out=str(reference),
+        times=("2019-03-25T00", "2019-03-25T07"),
+        chunk_size=1,
+        scheduler="synchronous",
+        **{**SMALL, "members": 3},
+    )
+    with pytest.raises(
+        StoreConflict, match=r"different config \(sampling.ensemble.members: 2 -> 3\)"
+    ):
+        run_batch(cfg, resume=True, progress=False)
+    # without --resume an existing store with the same config is refused too, naming both flags
+    code = main(
+        _cli_args(
+            tiny_model, reference, ("2019-03-25T00", "2019-03-25T07"), "--scheduler", "synchronous"
+        )
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "8 of 8 chunks done" in err and "--resume" in err and "--overwrite" in err
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_within_seconds(tiny_model, tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = downscale_config(
+        {"batch": {"connect_timeout": 2}},
+        checkpoint=tiny_model.path,
+        out=str(tmp_path / "x.zarr"),
+        times=("2019-03-25T00", "2019-03-25T01"),
+        scheduler=f"tcp://127.0.0.1:{port}",
+        **SMALL,
+    )
+    t0 = time.monotonic()
+    with pytest.raises(
+        SchedulerUnreachable,
+        match=f"no Dask scheduler answered at tcp://127.0.0.1:{port} within 2 s",
+    ):
+        run_batch(cfg, progress=False)
+    assert time.monotonic() - t0 < 20
+
+
+def test_a_time_range_without_input_data_is_an_error(tiny_model, tmp_path, capsys):
+    code = main(
+        _cli_args(
+            tiny_model,
+            tmp_path / "x.zarr",
+            ("2020-01-01T00", "2020-01-02T00"),
+            "--scheduler",
+            "synchronous",
+        )
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no input data in the time range 2020-01-01T00..2020-01-02T00" in err
+    assert "2019-03-01T00:00:00..2019-03-31T23:00:00" in err
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_an_unwritable_output_directory_fails_before_any_work(tiny_model, tmp_path, capsys):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the output directory should be")
+    out = blocker / "sub" / "x.zarr"
+    code = main(
+        _cli_args(tiny_model, out, ("2019-03-25T00", "2019-03-25T01"), "--scheduler", "synchronous")
+    )
+    assert code == 2
+    assert f"cannot write the output {out}" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-dir"]
+
+
+def test_the_shipped_config_loads_and_overrides_apply():
+    path = PROJECT / "configs" / "downscale" / "uk_t2m.yaml"
+    cfg = load_config(
+        type(downscale_config(checkpoint="x")), path, ["ensemble.members=3", "batch.workers=2"]
+    )
+    assert cfg.ensemble.members == 3 and cfg.batch.workers == 2
+    assert cfg.inputs.factor == 4 and cfg.times.every == 6
+    assert (PROJECT / cfg.checkpoint).exists()
+
+
+def test_a_config_with_an_unknown_key_names_it(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("checkpoint: model.pt\nensemble:\n  member: 4\n")
+    code = main(["downscale", "--config", str(bad), "--out", str(tmp_path / "x.zarr")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'ensemble.member'" in err and "did you mean 'members'" in err
+    code = main(["config", "show", str(bad)])
+    assert code == 2
+
+
+def test_config_show_prints_a_resolved_downscale_config(capsys):
+    assert (
+        main(
+            [
+                "config",
+                "show",
+                str(PROJECT / "configs/downscale/uk_t2m.yaml"),
+                "--set",
+                "ensemble.seed=7",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "seed: 7" in out and "chunk_size:" in out and "torch_threads:" in out
+
+
+def test_a_slurm_cluster_job_script_carries_the_configured_resources():
+    cfg = downscale_config(
+        {
+            "jobqueue": {
+                "cores": 4,
+                "memory": "8GB",
+                "walltime": "00:30:00",
+                "directives": "--qos=debug",
+            }
+        },
+        checkpoint="model.pt",
+        scheduler="slurm",
+    )
+    cluster = jobqueue_cluster(cfg)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#SBATCH" in script and "-t 00:30:00" in script and "--qos=debug" in script
+    assert "--nthreads 1" in script
