@@ -317,23 +317,58 @@ def test_config_show_prints_a_resolved_downscale_config(capsys):
     assert "seed: 7" in out and "chunk_size:" in out and "torch_threads:" in out
 
 
-def test_a_slurm_cluster_job_script_carries_the_configured_resources():
-    cfg = downscale_config(
-        {
-            "jobqueue": {
-                "cores": 4,
-                "memory": "8GB",
-                "walltime": "00:30:00",
-                "directives": "--qos=debug",
-            }
-        },
-        checkpoint="model.pt",
-        scheduler="slurm",
-    )
+def test_the_hpc_example_config_makes_a_slurm_job_script_with_its_resources():
+    from hdm.pipelines.config import DownscaleRunConfig
+
+    cfg = load_config(DownscaleRunConfig, PROJECT / "examples/hpc/downscale_jobqueue.yaml")
+    assert cfg.batch.scheduler == "slurm"
     cluster = jobqueue_cluster(cfg)
     try:
         script = cluster.job_script()
     finally:
         cluster.close()
-    assert "#SBATCH" in script and "-t 00:30:00" in script and "--qos=debug" in script
+    assert "#SBATCH" in script and "-t 01:00:00" in script and "--constraint=cpu" in script
+    assert "-p compute" in script and "source .venv/bin/activate" in script
     assert "--nthreads 1" in script
+
+
+@pytest.mark.parametrize("script", ["train_torchrun.slurm", "daily_downscale.slurm"])
+def test_the_hpc_shell_scripts_parse(script):
+    result = subprocess.run(
+        ["bash", "-n", str(PROJECT / "examples/hpc" / script)], capture_output=True
+    )
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_process_new_downscales_each_new_file_once_with_scheduler_exit_codes(
+    tiny_model, tmp_path, capsys
+):
+    inbox, outdir = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    with xr.open_dataset(UK_FILE) as ds:
+        day = ds.isel(time=slice(0, 2)).load()
+        nxt = ds.isel(time=slice(24, 25)).load()
+    day.to_netcdf(inbox / "t2m_20190301.nc")
+    config = tmp_path / "daily.yaml"
+    config.write_text(
+        f"checkpoint: {tiny_model.path}\n"
+        "inputs: {truth: placeholder.nc, factor: 4}\n"
+        f"stations: {{simulate: '{STATIONS}'}}\n"
+        "ensemble: {members: 2, steps: 4}\n"
+        "batch: {scheduler: synchronous, chunk_size: 1, torch_threads: 1}\n"
+        "output: {plots: false}\n"
+    )
+    args = ["process-new", "--config", str(config), "--inbox", str(inbox), "--out-dir", str(outdir)]
+    assert main(args) == 0
+    first = outdir / "t2m_20190301.zarr"
+    assert read_manifest(first)["status"] == "complete"
+    markers = read_markers(first)
+    assert sorted(markers) == [0, 1]
+    assert main(args) == 3  # nothing new
+    assert "nothing new" in capsys.readouterr().out
+    nxt.to_netcdf(inbox / "t2m_20190302.nc")
+    assert main(args) == 0
+    assert "t2m_20190302.zarr" in capsys.readouterr().out
+    assert read_markers(first) == markers  # the first day was not touched again
+    with xr.open_zarr(outdir / "t2m_20190302.zarr", consolidated=False) as ds:
+        assert ds.sizes["time"] == 1 and np.isfinite(ds["t2m"].values).all()

@@ -57,6 +57,7 @@ import hdm
 from hdm.data.schema import TIME
 from hdm.pipelines.config import DownscaleRunConfig, save_config
 from hdm.pipelines.downscale import Prior, attach_inputs, ensemble_dataset, load_prior, target_grid
+from hdm.pipelines.runlog import new_run_id
 
 log = logging.getLogger("hdm")
 
@@ -425,6 +426,14 @@ def dask_client(cfg: DownscaleRunConfig) -> Iterator[object]:
         return
     from distributed import Client, LocalCluster
 
+    if not log.isEnabledFor(logging.DEBUG):  # distributed's connection chatter: --verbose only
+        for name in (
+            "distributed",
+            "distributed.scheduler",
+            "distributed.nanny",
+            "distributed.core",
+        ):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if b.scheduler == "local":
         cluster = LocalCluster(
             n_workers=b.workers,
@@ -535,7 +544,7 @@ def run_batch(
     _check_inputs(cfg)
     if resume and overwrite:
         raise ValueError("give --resume or --overwrite, not both")
-    run_id = run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    run_id = run_id or new_run_id()
     out = Path(cfg.output.out)
     store = out if out.suffix == ".zarr" else out.with_name(f".{out.name}.work.zarr")
     t0 = _time.perf_counter()
@@ -633,10 +642,26 @@ def run_batch(
     manifest["status"] = "complete"
     manifest["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     _write_manifest(store, manifest)
+    _record_provenance(store, markers, manifest)
     if out.suffix == ".nc":
         _write_netcdf(store, out, prior, cfg, overwrite)
     status = "done" if tasks else "nothing to do"
     return _summary(status, cfg, out, times, chunks, run_id, t0, [t.index for t in tasks])
+
+
+def _record_provenance(store: Path, markers: dict[int, dict], manifest: dict) -> None:
+    """Root attributes of a finished store: the runs that wrote it, NFE, task time."""
+    import zarr
+
+    attrs = zarr.open_group(str(store), mode="r+").attrs
+    attrs.update(
+        {
+            "run_ids": ",".join(manifest["runs"]),
+            "nfe_per_member": int(next(iter(markers.values()))["nfe_per_member"]),
+            "task_time_s": round(sum(m["wall_time_s"] for m in markers.values()), 3),
+            "created": manifest["finished"],
+        }
+    )
 
 
 def _check_station_overlap(stations: xr.Dataset, times: np.ndarray) -> None:

@@ -9,6 +9,7 @@
                [--times START END] [--scale S] [--guidance mmps|sda|dps|replacement]
                [--scheduler local|synchronous|slurm|pbs|ADDRESS] [--workers W]
                [--chunk-size K] [--resume | --overwrite]
+    hdm process-new --config CONFIG --inbox DIR --out-dir DIR [--pattern GLOB]
     hdm evaluate functional --dataset NAME --samples FILE.nc [--json] [--plot FILE.png]
     hdm evaluate downscale --prediction OUT.zarr --truth FILE [--heldout-stations IDS|FILE]
                [--json]
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -116,6 +116,17 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     ds_.add_argument("--no-plots", action="store_true")
     ds_.add_argument("--no-progress", action="store_true")
+
+    pn = sub.add_parser(
+        "process-new",
+        help="downscale the input files that arrived since the last run (cron / SLURM)",
+    )
+    pn.add_argument("--config", required=True, help="downscaling config (configs/downscale/)")
+    pn.add_argument("--inbox", required=True, help="folder where new input files arrive")
+    pn.add_argument("--out-dir", required=True, help="folder of the output stores")
+    pn.add_argument("--pattern", default="*.nc", help="input file glob (default *.nc)")
+    pn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pn.add_argument("--progress", action="store_true")
 
     e = sub.add_parser("evaluate", help="evaluate samples")
     esub = e.add_subparsers(dest="what", required=True)
@@ -321,7 +332,11 @@ def _downscale(args) -> int:
     if not cfg.checkpoint:
         raise ValueError("give the CHECKPOINT (or checkpoint: in the --config)")
     summary = run_downscale_job(
-        cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+        cfg,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        run_id=args.run_id,
     )
     if summary["status"] == "nothing to do":
         print(f"{summary['out']}: all {summary['chunks']} chunks are done; nothing to do")
@@ -334,6 +349,29 @@ def _downscale(args) -> int:
     for png in summary["pngs"]:
         print(f"  map: {png}")
     return EXIT_OK
+
+
+def _process_new(args) -> int:
+    from hdm.pipelines.config import DownscaleRunConfig, load_config
+    from hdm.pipelines.schedule import process_new
+
+    cfg = load_config(DownscaleRunConfig, args.config, args.set)
+    result = process_new(
+        cfg,
+        args.inbox,
+        args.out_dir,
+        pattern=args.pattern,
+        progress=args.progress,
+        run_id=args.run_id,
+    )
+    for out in result["processed"]:
+        print(f"downscaled: {out}")
+    for path in result["failed"]:
+        print(f"failed: {path}", file=sys.stderr)
+    if result["status"] == "nothing to do":
+        print(f"nothing new in {args.inbox}")
+        return EXIT_NOTHING_TO_DO
+    return EXIT_FAILED if result["failed"] else EXIT_OK
 
 
 def _benchmark(args) -> int:
@@ -404,6 +442,7 @@ COMMANDS = {
     "train": _train,
     "sample": _sample,
     "downscale": _downscale,
+    "process-new": _process_new,
     "evaluate": _evaluate,
     "benchmark": _benchmark,
     "config": _config,
@@ -416,12 +455,11 @@ def main(argv: list[str] | None = None) -> int:
     from hdm.hilbert.training import CheckpointError, TrainingDiverged
     from hdm.pipelines.batch import BatchError, SchedulerUnreachable
     from hdm.pipelines.config import ConfigError
+    from hdm.pipelines.runlog import configure_logging, current_run_id
 
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    args.run_id = current_run_id()
+    configure_logging(args.run_id, args.verbose)
     try:
         return COMMANDS[args.command](args)
     except TrainingDiverged as exc:

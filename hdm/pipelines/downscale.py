@@ -643,7 +643,12 @@ def run_downscale(
 
 
 def run_downscale_job(
-    cfg: DownscaleRunConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True
+    cfg: DownscaleRunConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    run_id: str | None = None,
 ) -> dict:
     """Run the batch job (:func:`hdm.pipelines.batch.run_batch`), then the PNG maps of the
     first and last time (mean, std, members, stations, the truth when given)."""
@@ -652,7 +657,7 @@ def run_downscale_job(
     from hdm.pipelines.batch import run_batch
     from hdm.plotting import plot_downscale_maps
 
-    summary = run_batch(cfg, resume=resume, overwrite=overwrite, progress=progress)
+    summary = run_batch(cfg, resume=resume, overwrite=overwrite, progress=progress, run_id=run_id)
     summary["pngs"] = []
     out = Path(summary["out"])
     if not cfg.output.plots or summary["status"] != "done":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +173,7 @@ def run_training(
                 "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
                 "processes": ctx.world_size,
                 "device": str(ctx.device),
+                "run_id": os.environ.get("HDM_RUN_ID", ""),
             },
         }
         if ctx.is_main:
@@ -208,6 +210,7 @@ def run_training(
         ctx.barrier()  # model.pt is complete before any process reads its size
         summary = {
             "name": cfg.name,
+            "run_id": os.environ.get("HDM_RUN_ID", ""),
             "hdm_version": hdm.__version__,
             "steps": result.steps,
             "final_loss": result.final_loss,

@@ -1,0 +1,57 @@
+"""Run ids and the log format: every command's log lines and outputs name their run.
+
+A run id is ``YYYYmmddTHHMMSS-xxxxxx`` (UTC start time and 6 random hex digits), made
+once per ``hdm`` command (or taken from ``HDM_RUN_ID``, so a scheduler's wrapper can set
+it). It prefixes every log line, is exported as ``HDM_RUN_ID`` to child processes
+(Dask workers, torchrun ranks started after it) and is written into the outputs'
+provenance (a batch store's manifest and attributes, a training run's ``train_log.json``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from datetime import UTC, datetime
+
+__all__ = ["configure_logging", "current_run_id", "new_run_id"]
+
+RUN_ID_ENV = "HDM_RUN_ID"
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def current_run_id() -> str:
+    """This process's run id: ``HDM_RUN_ID`` when set, else a new one (then exported)."""
+    run_id = os.environ.get(RUN_ID_ENV) or new_run_id()
+    os.environ[RUN_ID_ENV] = run_id
+    return run_id
+
+
+class _RunIdFilter(logging.Filter):
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.run_id = self.run_id
+        return True
+
+
+def configure_logging(run_id: str, verbose: bool = False) -> None:
+    """Log lines ``time LEVEL [run id] logger: message`` on stderr."""
+    handler = logging.StreamHandler()
+    handler.addFilter(_RunIdFilter(run_id))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s [%(run_id)s] %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not getattr(h, "_hdm", False)]
+    handler._hdm = True
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Dask's scheduler/worker chatter (connections, nannies) only with --verbose
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
