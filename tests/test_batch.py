@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -184,6 +185,12 @@ def test_two_workers_give_the_same_output_as_one(tiny_model, reference, tmp_path
     )
     assert one["chunks"] == two["chunks"] == 4
     _assert_same_store(tmp_path / "w1.zarr", tmp_path / "w2.zarr")
+    # one worker runs one task at a time (no task secedes to start another one)
+    spans = sorted(
+        (m["started"], m["written"]) for m in read_markers(tmp_path / "w1.zarr").values()
+    )
+    assert all(nxt[0] >= prev[1] for prev, nxt in itertools.pairwise(spans)), spans
+    assert len({m["pid"] for m in read_markers(tmp_path / "w2.zarr").values()}) == 2
     # and the chunking does not change the values either (per-time seeds)
     _assert_same_store(tmp_path / "w1.zarr", reference)
 

@@ -272,7 +272,7 @@ def test_downscaling_demo_writes_store_maps_and_metrics(tmp_path, capsys):
     assert "uk_t2m_2019-03-28.zarr" in names
     assert {"uk_t2m_2019-03-28_rank_histogram.png", "uk_t2m_2019-03-28_spectra.png"} <= names
     assert all(p.exists() for p in written)
-    report = json.loads((tmp_path / "uk_t2m_2019-03-28-metrics.json").read_text())
+    report = json.loads((tmp_path / "uk_t2m_2019-03-28_metrics.json").read_text())
     assert report["times"] == 4 and report["members"] == 2
     assert report["rmse"] < report["rmse_bicubic"]  # 19 NFE already beat interpolation
     assert "RMSE kriging" in capsys.readouterr().out

@@ -46,6 +46,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import dask
 import numpy as np
 import pandas as pd
 import torch
@@ -246,8 +247,12 @@ def run_chunk(task: ChunkTask) -> dict:
     from hdm.pipelines.downscale import downscale
 
     t0 = _time.perf_counter()
+    started = datetime.now(UTC).isoformat(timespec="milliseconds")
     cfg, ens = task.cfg, task.cfg.ensemble
-    with _torch_threads(cfg.batch.torch_threads):
+    # The task's own dask reads run in the task: on a distributed worker the default would
+    # be the worker's client, which secedes the task and lets the worker start another one
+    # (several tasks at once in one worker, each with torch_threads threads).
+    with _torch_threads(cfg.batch.torch_threads), dask.config.set(scheduler="synchronous"):
         prior = _prior(cfg.checkpoint)
         field = _input_field(cfg, prior.variable, task.times).load()
         coarse = _coarse(cfg, field)
@@ -267,11 +272,11 @@ def run_chunk(task: ChunkTask) -> dict:
             progress=False,
             require_station_overlap=False,
         )
-    ds = attach_inputs(ds, prior.variable, coarse, None)
-    timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
-    part = ds[timed].drop_vars(list(ds.coords))
-    region = slice(task.start, task.start + len(task.times))
-    part.to_zarr(task.store, region={TIME: region}, mode="r+", consolidated=False)
+        ds = attach_inputs(ds, prior.variable, coarse, None)
+        timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
+        part = ds[timed].drop_vars(list(ds.coords))
+        region = slice(task.start, task.start + len(task.times))
+        part.to_zarr(task.store, region={TIME: region}, mode="r+", consolidated=False)
     wall = _time.perf_counter() - t0
     zarr.open_group(
         f"{task.store}/{MARKERS}/c{task.index:06d}",
@@ -280,7 +285,9 @@ def run_chunk(task: ChunkTask) -> dict:
             "chunk": task.index,
             "times": list(task.times),
             "run_id": task.run_id,
-            "written": datetime.now(UTC).isoformat(timespec="seconds"),
+            "started": started,
+            "written": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "pid": os.getpid(),
             "wall_time_s": round(wall, 3),
             "nfe_per_member": int(ds.attrs["nfe_per_member"]),
         },

@@ -15,6 +15,7 @@
                [--json]
     hdm benchmark functional [--quick]
     hdm benchmark data [--quick]
+    hdm benchmark batch [--quick]
     hdm benchmark downscale [--quick] [--parts grf,uk]
     hdm config show CONFIG.yaml [--set key=value ...]
     hdm demo [--out DIR] [--members M] [--functional]
@@ -166,6 +167,11 @@ def _parser() -> argparse.ArgumentParser:
         default="grf,uk",
         help="comma-separated subset of: grf (exactness + speed), uk (test week + SR)",
     )
+
+    bb = bsub.add_parser("batch", help="batch downscaling: fields per minute, 1 vs 2 workers")
+    bb.add_argument("--quick", action="store_true", help="small settings (a few minutes)")
+    bb.add_argument("--benchmarks-file", default="BENCHMARKS.md")
+    bb.add_argument("--out", default="runs/benchmark-batch", help="work folder")
 
     bd = bsub.add_parser("data", help="the data-layer benchmark (scale, stores, throughput)")
     bd.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run")
@@ -392,6 +398,14 @@ def _benchmark(args) -> int:
 
             run_uk_benchmark(args.quick, Path(args.benchmarks_file), Path(args.out), command)
         print(f"benchmark tables written to {args.benchmarks_file}")
+        return EXIT_OK
+    if args.what == "batch":
+        from hdm.pipelines.benchmark_batch import run_batch_benchmark
+
+        result = run_batch_benchmark(args.quick, Path(args.benchmarks_file), Path(args.out))
+        for label, r in result["results"].items():
+            print(f"{label}: {r['fields_per_min']:.2f} fields/min ({r['wall_s']:.1f} s)")
+        print(f"benchmark table written to {args.benchmarks_file}")
         return EXIT_OK
     if args.what == "data":
         from hdm.data.benchmark import run_data_benchmark

@@ -8,6 +8,8 @@ another grid than the dataset's are linearly interpolated onto the dataset's poi
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -164,7 +166,11 @@ def evaluate_downscale(
     onto it for the model's scores, and the baselines are scored on the truth's grid.
     Kriging uses the coarse field and the conditioning stations stored in the
     prediction, with a Matérn-1.5 kernel fitted on the model's training period.
-    With ``plots_prefix``, writes ``PREFIX_rank_histogram.png`` and ``PREFIX_spectra.png``.
+    With ``plots_prefix``, writes ``PREFIX_rank_histogram.png``, ``PREFIX_spectra.png``
+    and ``PREFIX_spread_skill.png`` (their paths in ``report["plots"]``, the binned
+    spread–skill values in ``report["spread_skill_bins"]``) and, last, the whole report
+    as ``PREFIX_metrics.json`` (its path in ``report["metrics_json"]``), each written
+    atomically.
     """
     from hdm.data.open import open_fields
     from hdm.metrics import baselines as bl
@@ -285,7 +291,13 @@ def evaluate_downscale(
             "variance": float(kernel.variance),
         }
     if plots_prefix is not None:
-        from hdm.plotting import plot_rank_histogram, plot_spectra
+        from hdm.data.schema import lat_weights
+        from hdm.plotting import (
+            plot_rank_histogram,
+            plot_spectra,
+            plot_spread_skill,
+            spread_skill_bins,
+        )
 
         prefix = str(plots_prefix)
         spectra = {"truth": pm.power_spectrum(truth_on_pred), "hdm members": pm.power_spectrum(ens)}
@@ -298,6 +310,33 @@ def evaluate_downscale(
             str(plot_rank_histogram(f"{prefix}_rank_histogram.png", report["rank_histogram"])),
             str(plot_spectra(f"{prefix}_spectra.png", spectra, title=f"{var} power spectra")),
         ]
+        if report["members"] >= 2:
+            # Per-point spread and error of the members' mean, area-weighted like
+            # pm.spread_skill (a NaN member or truth leaves the point out).
+            spread = ens.std("member", ddof=1, skipna=False)
+            error = (ens.mean("member", skipna=False) - truth_on_pred).transpose(*spread.dims)
+            weights = xr.broadcast(lat_weights(truth_on_pred), spread)[0].transpose(*spread.dims)
+            bins = spread_skill_bins(
+                spread.values, error.values, report["members"], weights=weights.values
+            )
+            report["spread_skill_bins"] = {
+                "spread": bins.spread.tolist(),
+                "rmse": bins.rmse.tolist(),
+                "count": bins.count.tolist(),
+            }
+            report["plots"].append(
+                str(
+                    plot_spread_skill(
+                        f"{prefix}_spread_skill.png",
+                        spread.values,
+                        error.values,
+                        members=report["members"],
+                        weights=weights.values,
+                        units=report["units"],
+                        title=f"{var} spread–skill ({len(times)} times)",
+                    )
+                )
+            )
     held = _heldout_stations(heldout)
     if held is not None:
         ids, lat, lon = held
@@ -318,4 +357,23 @@ def evaluate_downscale(
                 pm.station_values(k_std, lat, lon, ids),
                 truth_st,
             )
+    if plots_prefix is not None:
+        metrics = Path(f"{plots_prefix}_metrics.json")
+        report["metrics_json"] = str(metrics)
+        write_json_atomic(report, metrics)
     return report
+
+
+def write_json_atomic(obj: dict, path: str | Path) -> Path:
+    """Write ``obj`` as indented JSON via a temporary file in the same folder and
+    ``os.replace``, so that a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(obj, indent=1))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path

@@ -1,0 +1,172 @@
+"""Plots: every function writes a readable PNG of the expected size, atomically; the
+spread–skill binning puts a calibrated ensemble on the 1:1 line."""
+
+from __future__ import annotations
+
+import matplotlib
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from matplotlib.figure import Figure
+
+from hdm import plotting
+from hdm.data.schema import lat_weights
+from hdm.metrics import probabilistic as pm
+
+DPI = 120  # hdm.plotting._save
+
+
+def _read_png(path, figsize):
+    """The image as an array, after checking it is a non-empty PNG whose pixel size is
+    that of ``figsize`` at the save dpi, give or take the tight bounding box."""
+    assert path.exists() and path.stat().st_size > 1000
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = mpimg.imread(path)
+    height, width = image.shape[:2]
+    assert image.ndim == 3 and image.shape[2] in (3, 4)
+    assert 0.7 * figsize[0] * DPI < width < 1.2 * figsize[0] * DPI, (width, figsize)
+    assert 0.7 * figsize[1] * DPI < height < 1.25 * figsize[1] * DPI, (height, figsize)
+    assert not list(path.parent.glob(".*tmp*")), "a temporary file was left behind"
+    return image
+
+
+def _ensemble_dataset(members=3, times=2, seed=0):
+    """A small dataset in the layout of hdm.downscale's output, with the coarse input."""
+    rng = np.random.default_rng(seed)
+    lat, lon = np.arange(50.0, 54.0, 0.25), np.arange(-4.0, 2.0, 0.25)
+    time = pd.date_range("2019-03-28", periods=times, freq="6h")
+    base = 280 + 3 * np.sin(np.deg2rad(20 * lat))[:, None] + np.cos(np.deg2rad(30 * lon))[None]
+    values = base + rng.normal(0, 0.5, (members, times, lat.size, lon.size))
+    ens = xr.DataArray(
+        values,
+        dims=("member", "time", "lat", "lon"),
+        coords={"member": np.arange(members), "time": time, "lat": lat, "lon": lon},
+        attrs={"units": "K"},
+    )
+    ds = xr.Dataset({"t2m": ens, "t2m_mean": ens.mean("member"), "t2m_std": ens.std("member")})
+    coarse = ens.mean("member").coarsen(lat=4, lon=4).mean()
+    ds["t2m_coarse"] = coarse.rename(lat="coarse_lat", lon="coarse_lon")
+    ds.attrs["guidance"] = "mmps"
+    return ds
+
+
+def test_plot_functions_writes_a_png_with_and_without_real_curves(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.linspace(-1, 1, 40)
+    generated = rng.normal(size=(60, 1)) * x**2 + 0.1 * rng.normal(size=(60, 40))
+    real = rng.normal(size=(50, 1)) * x**2
+    path = plotting.plot_functions(tmp_path / "f.png", x, generated, real, title="t")
+    _read_png(path, (11, 4))
+    alone = plotting.plot_functions(tmp_path / "g.png", x, generated, levels=(0.9, 0.5, 0.2))
+    _read_png(alone, (11, 4))
+
+
+def test_plot_downscale_maps_writes_a_png(tmp_path):
+    ds = _ensemble_dataset()
+    stations = (np.array([51.0, 52.5]), np.array([-1.0, 0.5]))
+    path = plotting.plot_downscale_maps(
+        tmp_path / "maps.png",
+        ds,
+        "t2m",
+        1,
+        truth=ds["t2m_mean"].isel(time=1).values,
+        stations=stations,
+        heldout=stations,
+        n_members=2,
+    )
+    # truth, coarse, mean, std, 2 members: 6 panels on 4 columns, 2 rows.
+    _read_png(path, (3.6 * 4, 3.0 * 2))
+
+
+def test_plot_rank_histogram_and_spectra_write_pngs(tmp_path):
+    ds = _ensemble_dataset()
+    counts = pm.rank_histogram(ds["t2m"], ds["t2m_mean"])
+    _read_png(plotting.plot_rank_histogram(tmp_path / "rank.png", counts), (5, 3.2))
+    spectra = {"members": pm.power_spectrum(ds["t2m"]), "mean": pm.power_spectrum(ds["t2m_mean"])}
+    _read_png(plotting.plot_spectra(tmp_path / "spectra.png", spectra), (5.5, 3.8))
+
+
+def _gaussian_ensemble(n_points, members, dispersion, seed=0):
+    """Truth and members drawn around a common centre with a per-point σ (spread over
+    a factor 20): members have std ``dispersion`` · σ; calibrated when it is 1."""
+    rng = np.random.default_rng(seed)
+    sigma = np.exp(rng.uniform(np.log(0.1), np.log(2.0), n_points))
+    centre = rng.normal(0, 5, n_points)
+    truth = centre + sigma * rng.standard_normal(n_points)
+    ens = centre[:, None] + dispersion * sigma[:, None] * rng.standard_normal((n_points, members))
+    return ens, truth
+
+
+def test_calibrated_ensemble_bins_lie_on_the_one_to_one_line():
+    members = 32
+    ens, truth = _gaussian_ensemble(100_000, members, 1.0)
+    bins = plotting.spread_skill_bins(
+        ens.std(axis=1, ddof=1), ens.mean(axis=1) - truth, members, n_bins=8
+    )
+    assert bins.count.sum() == 100_000 and len(bins.count) == 8
+    assert np.all(np.diff(bins.spread) > 0)  # bins are ordered by spread
+    # E(x̄ − y)² = (M+1)/M σ² and E s² = σ²: spread_b ≈ RMSE_b in every bin.
+    np.testing.assert_allclose(bins.spread / bins.rmse, 1.0, atol=0.08)
+    assert abs(bins.ratio - 1.0) < 0.02
+
+
+def test_underdispersed_ensemble_bins_lie_below_the_line(tmp_path):
+    members = 8
+    ens, truth = _gaussian_ensemble(50_000, members, 0.5, seed=1)
+    spread, error = ens.std(axis=1, ddof=1), ens.mean(axis=1) - truth
+    bins = plotting.spread_skill_bins(spread, error, members)
+    # Members with half the truth's std: spread ≈ ½ σ √((M+1)/M), RMSE ≈ σ √(1 + ¼/M).
+    assert np.all(bins.spread < 0.65 * bins.rmse)
+    assert 0.45 < bins.ratio < 0.6
+    path = plotting.plot_spread_skill(
+        tmp_path / "ssr.png", spread, error, members=members, units="K", title="under"
+    )
+    _read_png(path, (4.6, 4.4))
+
+
+def test_pooled_ratio_is_the_metric_spread_skill_with_area_weights():
+    ds = _ensemble_dataset(members=5, times=3, seed=2)
+    truth = ds["t2m_mean"] + xr.DataArray(
+        np.random.default_rng(3).normal(0, 0.6, ds["t2m_mean"].shape), dims=ds["t2m_mean"].dims
+    )
+    ens = ds["t2m"]
+    spread = ens.std("member", ddof=1)
+    error = ens.mean("member") - truth
+    weights = xr.broadcast(lat_weights(truth), spread)[0].transpose(*spread.dims)
+    bins = plotting.spread_skill_bins(spread.values, error.values, 5, weights=weights.values)
+    assert bins.ratio == pytest.approx(pm.spread_skill(ens, truth), rel=1e-10)
+
+
+def test_spread_skill_rejects_one_member_and_mismatched_shapes():
+    with pytest.raises(ValueError, match="at least 2 members"):
+        plotting.spread_skill_bins(np.ones(4), np.ones(4), 1)
+    with pytest.raises(ValueError, match="one shape"):
+        plotting.spread_skill_bins(np.ones(4), np.ones(5), 4)
+
+
+def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "rank.png"
+    plotting.plot_rank_histogram(path, np.array([3, 4, 5]))
+    before = path.read_bytes()
+
+    def broken(self, fname, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken)
+    with pytest.raises(OSError, match="disk full"):
+        plotting.plot_rank_histogram(path, np.array([1, 1, 9]))
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rank.png"]
+
+
+def test_plotting_leaves_the_matplotlib_backend_alone(tmp_path):
+    import importlib
+
+    backend = matplotlib.rcParams["backend"]
+    importlib.reload(plotting)
+    plotting.plot_rank_histogram(tmp_path / "r.png", np.array([1, 2]))
+    assert matplotlib.rcParams["backend"] == backend
