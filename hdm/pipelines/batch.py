@@ -58,7 +58,7 @@ import hdm
 from hdm.data.schema import TIME
 from hdm.pipelines.config import DownscaleRunConfig, save_config
 from hdm.pipelines.downscale import Prior, attach_inputs, ensemble_dataset, load_prior, target_grid
-from hdm.pipelines.runlog import new_run_id
+from hdm.pipelines.runlog import current_run_id
 
 log = logging.getLogger("hdm")
 
@@ -551,7 +551,7 @@ def run_batch(
     _check_inputs(cfg)
     if resume and overwrite:
         raise ValueError("give --resume or --overwrite, not both")
-    run_id = run_id or new_run_id()
+    run_id = run_id or current_run_id()
     out = Path(cfg.output.out)
     store = out if out.suffix == ".zarr" else out.with_name(f".{out.name}.work.zarr")
     t0 = _time.perf_counter()

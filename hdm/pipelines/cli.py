@@ -199,7 +199,9 @@ def _train(args) -> int:
 
     cfg = load_train_config(args.config, args.set)
     out = Path(args.out or Path("runs") / cfg.name)
-    summary = run_training(cfg, out, resume=args.resume, progress=not args.no_progress)
+    summary = run_training(
+        cfg, out, resume=args.resume, progress=not args.no_progress, run_id=args.run_id
+    )
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
         return EXIT_OK
     print(

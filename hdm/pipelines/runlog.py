@@ -2,9 +2,10 @@
 
 A run id is ``YYYYmmddTHHMMSS-xxxxxx`` (UTC start time and 6 random hex digits), made
 once per ``hdm`` command (or taken from ``HDM_RUN_ID``, so a scheduler's wrapper can set
-it). It prefixes every log line, is exported as ``HDM_RUN_ID`` to child processes
-(Dask workers, torchrun ranks started after it) and is written into the outputs'
-provenance (a batch store's manifest and attributes, a training run's ``train_log.json``).
+it, e.g. to ``slurm-<job id>``: then every torchrun rank logs the same id). It prefixes
+every log line, travels with the batch tasks to the Dask workers, and is written into
+the outputs' provenance (a batch store's manifest, markers and attributes, a training
+run's ``train_log.json`` and ``model.pt`` metadata).
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ def new_run_id() -> str:
 
 
 def current_run_id() -> str:
-    """This process's run id: ``HDM_RUN_ID`` when set, else a new one (then exported)."""
-    run_id = os.environ.get(RUN_ID_ENV) or new_run_id()
-    os.environ[RUN_ID_ENV] = run_id
-    return run_id
+    """The run id of a command: ``HDM_RUN_ID`` when set, else a new one."""
+    return os.environ.get(RUN_ID_ENV) or new_run_id()
 
 
 class _RunIdFilter(logging.Filter):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
 from hdm.hilbert.training import export_model, train
 from hdm.pipelines.config import TrainRunConfig, save_config
+from hdm.pipelines.runlog import current_run_id
 
 log = logging.getLogger("hdm")
 
@@ -150,14 +150,21 @@ def build_model(
 
 
 def run_training(
-    cfg: TrainRunConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+    cfg: TrainRunConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    run_id: str | None = None,
 ) -> dict:
-    """Train the model described by ``cfg`` (functional or gridded) into folder ``out``.
+    """Train the model described by ``cfg`` (functional or gridded) into folder ``out``;
+    ``run_id`` (default: ``HDM_RUN_ID`` or a new one) goes into the outputs.
 
     Under torchrun every process runs this; each gets the same summary back, process 0
     alone writes the files (module docstring).
     """
     out = Path(out)
+    run_id = run_id or current_run_id()
     with distributed_session() as ctx:
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +180,7 @@ def run_training(
                 "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
                 "processes": ctx.world_size,
                 "device": str(ctx.device),
-                "run_id": os.environ.get("HDM_RUN_ID", ""),
+                "run_id": run_id,
             },
         }
         if ctx.is_main:
@@ -210,7 +217,7 @@ def run_training(
         ctx.barrier()  # model.pt is complete before any process reads its size
         summary = {
             "name": cfg.name,
-            "run_id": os.environ.get("HDM_RUN_ID", ""),
+            "run_id": run_id,
             "hdm_version": hdm.__version__,
             "steps": result.steps,
             "final_loss": result.final_loss,
