@@ -122,19 +122,15 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tiny_model, ref
     assert 2 <= len(before) < 8
     assert read_manifest(out)["status"] == "running"
 
-    assert (
-        main(
-            _cli_args(
-                tiny_model,
-                out,
-                ("2019-03-25T00", "2019-03-25T07"),
-                "--resume",
-                "--scheduler",
-                "synchronous",
-            )
-        )
-        == 0
+    resume = _cli_args(
+        tiny_model,
+        out,
+        ("2019-03-25T00", "2019-03-25T07"),
+        "--resume",
+        "--scheduler",
+        "synchronous",
     )
+    assert main(resume) == 0
     after = read_markers(out)
     assert sorted(after) == list(range(8))
     # the chunks finished before the kill were not written again
@@ -146,19 +142,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tiny_model, ref
     assert len(manifest["runs"]) == 2
     _assert_same_store(out, reference)
     # a third run has nothing to do, and says so with its own exit code
-    assert (
-        main(
-            _cli_args(
-                tiny_model,
-                out,
-                ("2019-03-25T00", "2019-03-25T07"),
-                "--resume",
-                "--scheduler",
-                "synchronous",
-            )
-        )
-        == 3
-    )
+    assert main(resume) == 3
 
 
 def test_two_workers_give_the_same_output_as_one(tiny_model, reference, tmp_path):
@@ -336,6 +320,7 @@ def test_the_hpc_example_config_makes_a_slurm_job_script_with_its_resources():
         cluster.close()
     assert "#SBATCH" in script and "-t 01:00:00" in script and "--constraint=cpu" in script
     assert "-p compute" in script and "source .venv/bin/activate" in script
+    assert "export MALLOC_MMAP_THRESHOLD_=268435456" in script
     assert "--nthreads 1" in script
 
 

@@ -442,13 +442,19 @@ def dask_client(cfg: DownscaleRunConfig) -> Iterator[object]:
         ):
             logging.getLogger(name).setLevel(logging.WARNING)
     if b.scheduler == "local":
-        cluster = LocalCluster(
-            n_workers=b.workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
+        # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_ set, which fixes glibc's
+        # mmap threshold at 128 KiB: every torch tensor above it is a fresh mmap, and the
+        # sampler runs 2-3x slower (measured: 30 s vs 13 s). Threads as the tasks use them.
+        threads = str(b.torch_threads)
+        environ = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            cluster = LocalCluster(
+                n_workers=b.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
         with cluster, Client(cluster) as client:
             yield client
         return
@@ -485,7 +491,12 @@ def jobqueue_cluster(cfg: DownscaleRunConfig):
         "memory": q.memory,
         "walltime": q.walltime,
         "job_extra_directives": [d.strip() for d in q.directives.split(";") if d.strip()],
-        "job_script_prologue": [p.strip() for p in q.prologue.split(";") if p.strip()],
+        # the nanny's MALLOC_TRIM_THRESHOLD_ pins glibc's mmap threshold (see dask_client);
+        # a large explicit one keeps torch's tensors off fresh mmaps
+        "job_script_prologue": [
+            *(p.strip() for p in q.prologue.split(";") if p.strip()),
+            "export MALLOC_MMAP_THRESHOLD_=268435456",
+        ],
         "worker_extra_args": ["--nthreads", "1"],
     }
     if q.queue:
