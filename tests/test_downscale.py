@@ -267,7 +267,7 @@ def test_igra2_surface_levels_are_station_observations(tiny_model, truth):
 def test_downscaling_demo_writes_store_maps_and_metrics(tmp_path, capsys):
     from hdm.pipelines.demo import run_downscale_demo
 
-    written = run_downscale_demo(tmp_path, members=2, steps=10)
+    written = run_downscale_demo(tmp_path, members=2, steps=10, sampler="heun")
     names = {p.name for p in written}
     assert "uk_t2m_2019-03-28.zarr" in names
     assert {"uk_t2m_2019-03-28_rank_histogram.png", "uk_t2m_2019-03-28_spectra.png"} <= names

@@ -35,15 +35,15 @@ __all__ = ["EnsembleConfig", "draw_members", "member_seed", "summarise"]
 class EnsembleConfig:
     """How members are drawn.
 
-    members: ensemble size N ≥ 1. sampler/steps: see :func:`make_sampler` (Heun with 25
-    steps = 49 NFE). guidance: "mmps", "sda", "dps" or "replacement"; guidance_options:
+    members: ensemble size N ≥ 1. sampler/steps: see :func:`make_sampler` (Euler–Maruyama
+    with 50 steps = 50 NFE). guidance: "mmps", "sda", "dps" or "replacement"; guidance_options:
     its keyword arguments (e.g. ``{"gamma": 1.0}``, ``{"cg_steps": 5}``). batch_size:
     members per sampler call (memory). seed: the run's seed.
     """
 
     members: int = 16
-    sampler: str = "heun"
-    steps: int = 25
+    sampler: str = "em"
+    steps: int = 50
     guidance: str = "mmps"
     guidance_options: dict = field(default_factory=dict)
     batch_size: int = 16

@@ -165,8 +165,8 @@ class EnsembleRunConfig:
 
     members: int = 16
     guidance: str = "mmps"
-    sampler: str = "heun"
-    steps: int = 25
+    sampler: str = "em"
+    steps: int = 50
     seed: int = 0
     scale: int = 1
     coarse_noise: float = 0.0

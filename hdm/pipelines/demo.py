@@ -25,7 +25,11 @@ from hdm.plotting import plot_functions
 
 
 def run_downscale_demo(
-    out: Path, members: int = 16, day: str = "2019-03-28", steps: int = 25
+    out: Path,
+    members: int = 16,
+    day: str = "2019-03-28",
+    steps: int = 50,
+    sampler: str = "em",
 ) -> list[Path]:
     """The downscaling demo (see the module docstring)."""
     from hdm.domains.atmosphere import GRIDDED_DATASETS
@@ -47,6 +51,7 @@ def run_downscale_demo(
         members=members,
         times=(f"{day}T00", f"{day}T18"),
         every=6,
+        sampler=sampler,
         steps=steps,
         overwrite=True,
     )
