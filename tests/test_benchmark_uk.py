@@ -29,3 +29,16 @@ def test_doubled_amplitude_quadruples_the_power():
     out = spectra_at_shared_wavenumbers(_ensemble(2.0), _ensemble(1.0), "t2m")
     assert out["mean_rel_diff"] == pytest.approx(3.0, rel=1e-9)
     assert out["frac_within_2se"] < 0.1
+
+
+def test_sampler_choice_scores_each_candidate_on_a_training_day(tmp_path):
+    from hdm.pipelines.benchmark_uk import run_sampler_choice
+
+    md = tmp_path / "B.md"
+    rows = run_sampler_choice(True, md, "hdm benchmark downscale --quick --parts sampler")
+    assert [(r["sampler"], r["nfe"]) for r in rows] == [("heun", 5), ("em", 4)]
+    for r in rows:
+        assert all(np.isfinite(r[k]) for k in ("rmse", "crps", "spread_skill", "spectrum_ratio"))
+        assert r["rmse"] > 0 and 0 <= r["coverage90"] <= 1
+    text = md.read_text()
+    assert "<!-- downscale-sampler:start -->" in text and "| em 4 | 4 |" in text

@@ -165,7 +165,8 @@ def _parser() -> argparse.ArgumentParser:
     bdn.add_argument(
         "--parts",
         default="grf,uk",
-        help="comma-separated subset of: grf (exactness + speed), uk (test week + SR)",
+        help="comma-separated subset of: grf (exactness + speed), uk (test week + SR), "
+        "sampler (the sampler choice on a training-period day)",
     )
 
     bb = bsub.add_parser("batch", help="batch downscaling: fields per minute, 1 vs 2 workers")
@@ -385,9 +386,9 @@ def _process_new(args) -> int:
 def _benchmark(args) -> int:
     if args.what == "downscale":
         parts = {p.strip() for p in args.parts.split(",") if p.strip()}
-        unknown = parts - {"grf", "uk"}
+        unknown = parts - {"grf", "uk", "sampler"}
         if unknown:
-            raise ValueError(f"unknown --parts {sorted(unknown)}; choose from grf, uk")
+            raise ValueError(f"unknown --parts {sorted(unknown)}; choose from grf, uk, sampler")
         command = "hdm benchmark downscale" + (" --quick" if args.quick else "")
         if args.parts != "grf,uk":
             command += f" --parts {args.parts}"
@@ -395,6 +396,10 @@ def _benchmark(args) -> int:
             from hdm.pipelines.benchmark_downscale import run_grf_benchmark
 
             run_grf_benchmark(args.quick, Path(args.benchmarks_file), command=command)
+        if "sampler" in parts:
+            from hdm.pipelines.benchmark_uk import run_sampler_choice
+
+            run_sampler_choice(args.quick, Path(args.benchmarks_file), command)
         if "uk" in parts:
             from hdm.pipelines.benchmark_uk import run_uk_benchmark
 
