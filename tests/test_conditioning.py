@@ -210,7 +210,7 @@ def test_unknown_guidance_suggests_a_name():
 
 def test_members_depend_only_on_seed_and_time_key():
     denoiser, op, y, _, _ = _gaussian_setup()
-    cfg = EnsembleConfig(members=4, steps=4, guidance="sda", batch_size=4, seed=3)
+    cfg = EnsembleConfig(members=4, sampler="heun", steps=4, guidance="sda", batch_size=4, seed=3)
     a, nfe = draw_members(denoiser, SMALL, op, y, cfg, key="2019-03-25T00:00:00")
     b, _ = draw_members(denoiser, SMALL, op, y, cfg, key="2019-03-25T00:00:00")
     c, _ = draw_members(denoiser, SMALL, op, y, cfg, key="2019-03-25T06:00:00")
