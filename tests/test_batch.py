@@ -147,25 +147,18 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tiny_model, ref
 
 def test_two_workers_give_the_same_output_as_one(tiny_model, reference, tmp_path):
     times = ("2019-03-25T00", "2019-03-25T07")
-    one = run_downscale(
-        tiny_model.path,
-        tmp_path / "w1.zarr",
-        times=times,
-        chunk_size=2,
-        scheduler="local",
-        workers=1,
-        progress=False,
-        **SMALL,
-    )
-    two = run_downscale(
-        tiny_model.path,
-        tmp_path / "w2.zarr",
-        times=times,
-        chunk_size=2,
-        scheduler="local",
-        workers=2,
-        progress=False,
-        **SMALL,
+    one, two = (
+        run_downscale(
+            tiny_model.path,
+            tmp_path / f"w{workers}.zarr",
+            times=times,
+            chunk_size=2,
+            scheduler="local",
+            workers=workers,
+            progress=False,
+            **SMALL,
+        )
+        for workers in (1, 2)
     )
     assert one["chunks"] == two["chunks"] == 4
     _assert_same_store(tmp_path / "w1.zarr", tmp_path / "w2.zarr")
