@@ -40,6 +40,7 @@ class BatchBenchmarkConfig:
     every: int
     members: int
     steps: int
+    sampler: str = "heun"
 
 
 FULL = BatchBenchmarkConfig("2019-03-25T00", "2019-03-26T18", 6, 16, 25)
@@ -66,6 +67,7 @@ def _run_case(cfg: BatchBenchmarkConfig, out: Path, workers: int, threads: int) 
         factor=4,
         simulate_stations=CONDITIONING_STATIONS,
         members=cfg.members,
+        sampler=cfg.sampler,
         steps=cfg.steps,
         times=(cfg.start, cfg.end),
         every=cfg.every,
@@ -112,7 +114,7 @@ def run_batch_benchmark(quick: bool, benchmarks_file: Path, work: Path) -> dict:
 Command: `{command}` · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {machine}
 
 The shipped UK t2m model, {cfg.start}..{cfg.end} every {cfg.every} h, coarse ×4 + 12
-stations, {cfg.members} members, MMPS, Heun {cfg.steps} steps ({2 * cfg.steps - 1} NFE),
+stations, {cfg.members} members, MMPS, {cfg.sampler} {cfg.steps} steps,
 one time per task, LocalCluster. Wall time is end to end (cluster start, model loading
 in every worker, store creation, all tasks); task time is the sum of the tasks' own times.
 
