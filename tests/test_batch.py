@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from hdm.data.stores import read_manifest
 from hdm.domains.atmosphere import GRIDDED_DATASETS
 from hdm.pipelines.batch import (
     SchedulerUnreachable,
     StoreConflict,
     jobqueue_cluster,
-    read_manifest,
     read_markers,
     run_batch,
 )

@@ -51,6 +51,8 @@ __all__ = [
     "REQUIRED_PROVENANCE",
     "ZarrWriteReport",
     "open_store",
+    "read_manifest",
+    "write_manifest",
     "write_netcdf_cf",
     "write_zarr_ensemble",
 ]
@@ -84,7 +86,7 @@ def _fingerprint(ds: xr.Dataset) -> str:
     return h.hexdigest()[:16]
 
 
-def _read_manifest(store: Path) -> dict[str, Any] | None:
+def read_manifest(store: str | os.PathLike[str]) -> dict[str, Any] | None:
     import zarr
 
     try:
@@ -95,7 +97,7 @@ def _read_manifest(store: Path) -> dict[str, Any] | None:
     return json.loads(raw) if isinstance(raw, str) else None
 
 
-def _write_manifest(store: Path, manifest: Mapping[str, Any]) -> None:
+def write_manifest(store: str | os.PathLike[str], manifest: Mapping[str, Any]) -> None:
     import zarr
 
     group = zarr.open_group(str(store), mode="r+")
@@ -161,7 +163,7 @@ def write_zarr_ensemble(
     timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
     ds = ds.assign({n: ds[n].chunk({d: int(chunks.get(d, -1)) for d in ds[n].dims}) for n in timed})
 
-    manifest = _read_manifest(path) if (mode == "resume" and path.exists()) else None
+    manifest = read_manifest(path) if (mode == "resume" and path.exists()) else None
     if manifest is not None and (
         manifest.get("fingerprint") != fingerprint or manifest.get("layout") != layout
     ):
@@ -178,7 +180,7 @@ def write_zarr_ensemble(
             path, mode="w", compute=False, consolidated=False, encoding=_zarr_encoding(ds, chunks)
         )
         manifest = {"fingerprint": fingerprint, "layout": layout, "complete": []}
-        _write_manifest(path, manifest)
+        write_manifest(path, manifest)
 
     done = set(manifest["complete"])
     written, skipped = [], []
@@ -192,7 +194,7 @@ def write_zarr_ensemble(
         part.to_zarr(path, region={TIME: region}, mode="r+", consolidated=False)
         done.add(q)
         manifest["complete"] = sorted(done)
-        _write_manifest(path, manifest)
+        write_manifest(path, manifest)
         written.append(q)
         log.debug("zarr %s: time chunk %d/%d written", path, q + 1, n_chunks)
     return ZarrWriteReport(str(path), n_chunks, tuple(written), tuple(skipped))

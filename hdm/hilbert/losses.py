@@ -40,6 +40,18 @@ def denoising_loss(
     process = denoiser.process
     t = process.sample_times(x0.shape[0], generator)
     xi = process.noise(x0.shape[0], x0.shape[1], grid, generator, dtype=x0.dtype)
-    xt = process.perturb(x0, t, xi)
+    return loss_given_noise(denoiser, x0, t, xi, grid)
+
+
+def loss_given_noise(
+    denoiser: PreconditionedDenoiser,
+    x0: torch.Tensor,
+    t: torch.Tensor,
+    xi: torch.Tensor,
+    grid: Grid,
+) -> torch.Tensor:
+    """L for drawn times t (batch,) and noise ξ (batch, C, *grid.shape):
+    ``mean_b Σ_i w_i (F_θ(α_t x0 + σ_t ξ, t) − F*(x0, ξ, t))_i² / Σ_i w_i``."""
+    xt = denoiser.process.perturb(x0, t, xi)
     residual = denoiser.network_output(xt, t, grid) - denoiser.training_target(x0, xi, t)
     return weighted_mean_square(residual, grid)

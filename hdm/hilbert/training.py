@@ -59,7 +59,7 @@ import hdm
 from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.distributed import DistributedContext, current_context
 from hdm.hilbert.grids import Grid
-from hdm.hilbert.losses import weighted_mean_square
+from hdm.hilbert.losses import loss_given_noise
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
 
@@ -237,10 +237,7 @@ class DenoisingObjective(nn.Module):
     def forward(
         self, x0: torch.Tensor, t: torch.Tensor, xi: torch.Tensor, grid: Grid
     ) -> torch.Tensor:
-        d = self.denoiser
-        xt = d.process.perturb(x0, t, xi)
-        residual = d.network_output(xt, t, grid) - d.training_target(x0, xi, t)
-        return weighted_mean_square(residual, grid)
+        return loss_given_noise(self.denoiser, x0, t, xi, grid)
 
 
 @contextlib.contextmanager

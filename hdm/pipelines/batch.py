@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 
 import hdm
 from hdm.data.schema import TIME
+from hdm.data.stores import read_manifest, write_manifest
 from hdm.pipelines.config import DownscaleRunConfig, save_config
 from hdm.pipelines.downscale import Prior, attach_inputs, ensemble_dataset, load_prior, target_grid
 from hdm.pipelines.runlog import current_run_id
@@ -72,7 +73,6 @@ __all__ = [
     "run_batch",
 ]
 
-MANIFEST_KEY = "hdm_manifest"
 CONFIG_KEY = "hdm_config"
 MARKERS = "hdm_chunks"
 EXIT_NOTHING_TO_DO = 3
@@ -342,22 +342,6 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def read_manifest(store: str | Path) -> dict | None:
-    import zarr
-
-    try:
-        raw = zarr.open_group(str(store), mode="r").attrs.get(MANIFEST_KEY)
-    except Exception:
-        return None
-    return json.loads(raw) if isinstance(raw, str) else None
-
-
-def _write_manifest(store: str | Path, manifest: dict) -> None:
-    import zarr
-
-    zarr.open_group(str(store), mode="r+").attrs[MANIFEST_KEY] = json.dumps(manifest)
-
-
 def _check_writable(out: Path) -> None:
     """Fail before any work when the output's directory cannot be written."""
     parent = out.parent
@@ -418,7 +402,7 @@ def create_store(
         warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification")
         template.to_zarr(store, mode="w", compute=False, consolidated=False)
     zarr.open_group(str(store), mode="r+").create_group(MARKERS)
-    _write_manifest(store, manifest)
+    write_manifest(store, manifest)
 
 
 # ------------------------------------------------------------------------ schedulers
@@ -514,7 +498,7 @@ def _run_tasks(client, tasks: list[ChunkTask], store: Path, manifest: dict, prog
 
     def done(result: dict) -> None:
         manifest["complete"] = sorted({*manifest["complete"], result["chunk"]})
-        _write_manifest(store, manifest)
+        write_manifest(store, manifest)
         bar.update(1)
 
     try:
@@ -627,7 +611,7 @@ def run_batch(
     manifest["complete"] = sorted(done)
     manifest["runs"].append(run_id)
     manifest["status"] = "running"
-    _write_manifest(store, manifest)
+    write_manifest(store, manifest)
     tasks = [
         ChunkTask(
             cfg=cfg,
@@ -659,7 +643,7 @@ def run_batch(
     manifest["complete"] = sorted(markers)
     manifest["status"] = "complete"
     manifest["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-    _write_manifest(store, manifest)
+    write_manifest(store, manifest)
     _record_provenance(store, markers, manifest)
     if out.suffix == ".nc":
         _write_netcdf(store, out, prior, cfg, overwrite)

@@ -17,7 +17,8 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from hdm.pipelines.batch import BatchError, read_manifest
+from hdm.data.stores import read_manifest
+from hdm.pipelines.batch import BatchError
 from hdm.pipelines.config import DownscaleRunConfig, TimesConfig
 
 log = logging.getLogger("hdm")
