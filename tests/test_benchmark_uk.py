@@ -42,3 +42,21 @@ def test_sampler_choice_scores_each_candidate_on_a_training_day(tmp_path):
         assert r["rmse"] > 0 and 0 <= r["coverage90"] <= 1
     text = md.read_text()
     assert "<!-- downscale-sampler:start -->" in text and "| em 4 | 4 |" in text
+
+
+def test_noise_choice_ranks_the_shipped_q_by_the_data_spectrum(tmp_path):
+    """The shipped Q (Matérn-3/2, ℓ = 1°) follows the t2m spectrum (tilt near 1); the
+    smoother Matérn-5/2 has several times too little power at high wavenumbers."""
+    from hdm.pipelines.benchmark_uk import run_noise_choice
+
+    md = tmp_path / "B.md"
+    result = run_noise_choice(True, md, "hdm benchmark downscale --quick --parts q")
+    tilt = {(r["nu"], r["lengthscale"]): r["tilt"] for r in result["rows"]}
+    assert all(np.isfinite(list(tilt.values())))
+    assert 0.5 < tilt[(1.5, 1.0)] < 2.0
+    assert tilt[(2.5, 1.0)] > 2.5
+    assert min(tilt, key=lambda k: abs(np.log(tilt[k]))) == (1.5, 1.0)
+    assert "← shipped" in md.read_text()
+    (shipped,) = result["priors"]
+    assert shipped["q"] == "Matérn(ν=1.5, ℓ=1)"
+    assert 0.3 < shipped["std_ratio"] < 3 and np.isfinite(shipped["ratios"]).all()

@@ -166,7 +166,8 @@ def _parser() -> argparse.ArgumentParser:
         "--parts",
         default="grf,uk",
         help="comma-separated subset of: grf (exactness + speed), uk (test week + SR), "
-        "sampler (the sampler choice on a training-period day)",
+        "sampler (the sampler choice on a training-period day), "
+        "q (the UK prior's Q against the training data's spectrum)",
     )
 
     bb = bsub.add_parser("batch", help="batch downscaling: fields per minute, 1 vs 2 workers")
@@ -386,9 +387,9 @@ def _process_new(args) -> int:
 def _benchmark(args) -> int:
     if args.what == "downscale":
         parts = {p.strip() for p in args.parts.split(",") if p.strip()}
-        unknown = parts - {"grf", "uk", "sampler"}
+        unknown = parts - {"grf", "uk", "sampler", "q"}
         if unknown:
-            raise ValueError(f"unknown --parts {sorted(unknown)}; choose from grf, uk, sampler")
+            raise ValueError(f"unknown --parts {sorted(unknown)}; choose from grf, uk, sampler, q")
         command = "hdm benchmark downscale" + (" --quick" if args.quick else "")
         if args.parts != "grf,uk":
             command += f" --parts {args.parts}"
@@ -396,6 +397,10 @@ def _benchmark(args) -> int:
             from hdm.pipelines.benchmark_downscale import run_grf_benchmark
 
             run_grf_benchmark(args.quick, Path(args.benchmarks_file), command=command)
+        if "q" in parts:
+            from hdm.pipelines.benchmark_uk import run_noise_choice
+
+            run_noise_choice(args.quick, Path(args.benchmarks_file), command)
         if "sampler" in parts:
             from hdm.pipelines.benchmark_uk import run_sampler_choice
 
