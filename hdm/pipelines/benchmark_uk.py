@@ -620,9 +620,12 @@ def prior_check(
             ).samples[:, 0]
         x = draws.numpy()
         meta = load_checkpoint_metadata(prior.path)
+        shown = Path(path).resolve()
+        if shown.is_relative_to(PROJECT_ROOT.resolve()):
+            shown = shown.relative_to(PROJECT_ROOT.resolve())
         rows.append(
             {
-                "checkpoint": str(path),
+                "checkpoint": str(shown),
                 "q": prior.denoiser.process.covariance.describe(),
                 "train_steps": meta.get("steps"),
                 "std_ratio": float(x.std() / fields.std()),
