@@ -663,10 +663,14 @@ EXACTNESS_HEADER = [
 ]
 
 
-def format_exactness(rows: Sequence[dict], command: str | None = None) -> str:
+def format_exactness(
+    rows: Sequence[dict],
+    command: str | None = None,
+    title: str = "Downscaling: GRF exactness check (SCIENCE.md §4)",
+) -> str:
     """The GRF exactness table (oracle and trained rows) with command, machine, date,
     setup, the DPS scan and the verdicts against :data:`EXACT_TARGETS` (oracle MMPS) and
-    :data:`TRAINED_TARGETS` (best trained method)."""
+    :data:`TRAINED_TARGETS` (best trained method), under the heading ``title``."""
     quick = any(r.get("quick") for r in rows)
     trained = [r for r in rows if r["model"] != "oracle"]
     best = min(trained, key=_badness) if trained else None
@@ -691,7 +695,7 @@ def format_exactness(rows: Sequence[dict], command: str | None = None) -> str:
                 _mark(meets_target(r)),
             ]
         )
-    parts = [_preamble("Downscaling: GRF exactness check (SCIENCE.md §4)", command, quick)]
+    parts = [_preamble(title, command, quick)]
     if rows:
         first = rows[0]
         parts.append(
