@@ -1,0 +1,115 @@
+"""Out-of-sample calibration of UK t2m priors on a validation split of the TRAINING period.
+
+The shipped prior is trained on 2019-03-01..24 and tested on 03-25..31. To choose its
+training length (or regularisation) without looking at the test week, train candidates on
+03-01..20 only and score them on 03-22..24 (00 and 12 UTC, 6 fields; 03-21 is skipped so
+that no validation field is an hour away from a training field):
+
+    for S in 1750 3500; do
+      hdm train configs/atmos/uk_t2m.yaml --out runs/uk_val_$S \\
+        --set data.train_start=2019-03-01T00 --set data.train_end=2019-03-20T23 \\
+        --set optim.steps=$S
+    done
+    python benchmarks/uk_validation_split.py runs/uk_val_1750 runs/uk_val_3500
+
+Each checkpoint downscales the 6 validation fields (coarse ×4 + the 12 benchmark stations,
+simulated obs σ = 0.5 K, MMPS, Euler–Maruyama 50 steps, 16 members) and gets RMSE, fair
+CRPS, spread–skill, 90 % coverage and the high-wavenumber power ratio. The table goes into
+section ``uk-validation`` of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hdm.data.benchmark import machine_description, write_section
+from hdm.data.coarsen import coarse_grain
+from hdm.data.open import open_fields
+from hdm.domains.atmosphere import GRIDDED_DATASETS
+from hdm.domains.radiosondes import simulate_observations
+from hdm.metrics import probabilistic as pm
+from hdm.pipelines.benchmark_uk import CONDITIONING_STATIONS, load_checkpoint_metadata
+from hdm.pipelines.downscale import downscale, load_prior, stations_by_id
+
+VALIDATION_TIMES = [f"2019-03-{d}T{h}" for d in ("22", "23", "24") for h in ("00", "12")]
+
+
+def score(checkpoint: str, members: int = 16, seed: int = 0) -> dict:
+    """Scores of one prior on the validation fields (see the module docstring)."""
+    prior = load_prior(checkpoint)
+    meta = load_checkpoint_metadata(prior.path)
+    path = GRIDDED_DATASETS["uk_t2m"].resolved_path()
+    truth = open_fields(path, "t2m", time=VALIDATION_TIMES)["t2m"].load()
+    stations = simulate_observations(
+        truth, stations_by_id(CONDITIONING_STATIONS.split(",")), 0.5, seed
+    )
+    t0 = time.perf_counter()
+    ds = downscale(
+        prior,
+        coarse=coarse_grain(truth, 4),
+        stations=stations,
+        members=members,
+        sampler="em",
+        steps=50,
+        seed=seed,
+        progress=False,
+    )
+    ens, mean = ds["t2m"], ds["t2m_mean"]
+    truth = truth.assign_coords(lat=ens.lat, lon=ens.lon)
+    return {
+        "checkpoint": checkpoint,
+        "train_steps": meta.get("steps"),
+        "train_period": prior_train_period(prior),
+        "rmse": pm.rmse(mean, truth),
+        "crps": pm.fair_crps(ens, truth),
+        "spread_skill": pm.spread_skill(ens, truth),
+        "coverage90": pm.coverage(ens, truth, 0.9),
+        "power": pm.spectrum_ratio(ens, truth),
+        "wall_s": time.perf_counter() - t0,
+    }
+
+
+def prior_train_period(prior) -> str:
+    """'START..END' of the fields a prior was trained on, from the config.yaml beside it
+    (empty bounds: the dataset's training split, 2019-03-01..24)."""
+    from hdm.pipelines.config import load_train_config
+
+    cfg = load_train_config(Path(prior.path).parent / "config.yaml")
+    return f"{cfg.data.train_start or '2019-03-01'}..{cfg.data.train_end or '2019-03-24'}"
+
+
+def main(checkpoints: list[str]) -> None:
+    rows = [score(c) for c in checkpoints]
+    table = "\n".join(
+        f"| `{r['checkpoint']}` | {r['train_period']} | {r['train_steps']} | {r['rmse']:.3f} | "
+        f"{r['crps']:.3f} | {r['spread_skill']:.3f} | {r['coverage90']:.3f} | "
+        f"{r['power']:.3f} |"
+        for r in rows
+    )
+    body = f"""## UK t2m: validation split inside the training period
+
+Command: `python benchmarks/uk_validation_split.py {" ".join(checkpoints)}` (the priors made
+by the `hdm train` commands in the script's docstring) · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC
+· {machine_description()}
+
+Priors trained on 2019-03-01..20 only, scored on 2019-03-22..24 at 00 and 12 UTC (6 fields
+they never saw; the test week is not used): coarse ×4 + 12 stations, MMPS, EM 50 steps,
+16 members.
+
+| checkpoint | trained on | steps | RMSE K | fair CRPS | spread–skill | cov. 90 % | power ratio |
+|---|---|---|---|---|---|---|---|
+{table}
+"""
+    write_section(Path("BENCHMARKS.md"), "uk-validation", body)
+    for r in rows:
+        print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: python benchmarks/uk_validation_split.py CHECKPOINT_DIR [...]")
+    main(sys.argv[1:])
