@@ -447,48 +447,55 @@ def run_uk_benchmark(
 SAMPLER_CANDIDATES = (("heun", 25), ("em", 50), ("pc", 25), ("dpm2m", 25))
 
 
+def score_on_fields(
+    prior, times: list[str], *, sampler: str, steps: int, members: int, seed: int = 0
+) -> dict:
+    """Downscale the UK t2m fields at ``times`` (coarse ×4 + the 12 conditioning stations,
+    simulated obs σ = 0.5 K, MMPS) with ``prior`` and score the ensemble against them:
+    nfe, s_per_field, rmse, crps (fair), spread_skill, coverage90, spectrum_ratio."""
+    truth = open_fields(GRIDDED_DATASETS["uk_t2m"].resolved_path(), "t2m", time=times)
+    truth = truth["t2m"].load()
+    stations = simulate_observations(
+        truth, stations_by_id(CONDITIONING_STATIONS.split(",")), 0.5, 0
+    )
+    t0 = time.perf_counter()
+    ds = downscale(
+        prior,
+        coarse=coarse_grain(truth, 4),
+        stations=stations,
+        members=members,
+        sampler=sampler,
+        steps=steps,
+        seed=seed,
+        progress=False,
+    )
+    wall = time.perf_counter() - t0
+    ens, mean = ds["t2m"], ds["t2m_mean"]
+    truth = truth.assign_coords(lat=ens.lat, lon=ens.lon)
+    return {
+        "nfe": int(ds.attrs["nfe_per_member"]),
+        "s_per_field": wall / len(times),
+        "rmse": pm.rmse(mean, truth),
+        "crps": pm.fair_crps(ens, truth),
+        "spread_skill": pm.spread_skill(ens, truth),
+        "coverage90": pm.coverage(ens, truth, 0.9),
+        "spectrum_ratio": pm.spectrum_ratio(ens, truth),
+    }
+
+
 def sampler_choice(quick: bool) -> list[dict]:
     """Score the sampler candidates with MMPS on a TRAINING-period day (2019-03-20, 00/06/
     12/18 UTC; the model saw these fields), 16 members, coarse ×4 + the 12 stations: the
     evidence behind the default sampler, never the test week."""
-    from hdm.pipelines.downscale import downscale as run
-
     prior = load_prior(PROJECT_ROOT / "data" / "checkpoints" / "uk_t2m")
-    spec = GRIDDED_DATASETS["uk_t2m"]
     hours = ("00", "06") if quick else ("00", "06", "12", "18")
     times = [f"2019-03-20T{h}" for h in hours]
-    truth = open_fields(spec.resolved_path(), "t2m", time=times)["t2m"].load()
-    stations = simulate_observations(
-        truth, stations_by_id(CONDITIONING_STATIONS.split(",")), 0.5, 0
-    )
     rows = []
     for sampler, steps in SAMPLER_CANDIDATES if not quick else (("heun", 3), ("em", 4)):
-        t0 = time.perf_counter()
-        ds = run(
-            prior,
-            coarse=coarse_grain(truth, 4),
-            stations=stations,
-            members=16 if not quick else 2,
-            sampler=sampler,
-            steps=steps,
-            progress=False,
+        scores = score_on_fields(
+            prior, times, sampler=sampler, steps=steps, members=16 if not quick else 2
         )
-        wall = time.perf_counter() - t0
-        ens, mean = ds["t2m"], ds["t2m_mean"]
-        tr = truth.assign_coords(lat=ens.lat, lon=ens.lon)
-        rows.append(
-            {
-                "sampler": sampler,
-                "steps": steps,
-                "nfe": int(ds.attrs["nfe_per_member"]),
-                "s_per_field": wall / len(times),
-                "rmse": pm.rmse(mean, tr),
-                "crps": pm.fair_crps(ens, tr),
-                "spread_skill": pm.spread_skill(ens, tr),
-                "coverage90": pm.coverage(ens, tr, 0.9),
-                "spectrum_ratio": pm.spectrum_ratio(ens, tr),
-            }
-        )
+        rows.append({"sampler": sampler, "steps": steps, **scores})
     return rows
 
 
