@@ -60,3 +60,17 @@ def test_noise_choice_ranks_the_shipped_q_by_the_data_spectrum(tmp_path):
     (shipped,) = result["priors"]
     assert shipped["q"] == "Matérn(ν=1.5, ℓ=1)"
     assert 0.3 < shipped["std_ratio"] < 3 and np.isfinite(shipped["ratios"]).all()
+
+
+def test_subgrid_difficulty_hours_partition_the_period():
+    """Each period's mean square is the field-weighted mean of its per-hour mean squares,
+    and the test week's fields are those of the benchmark (4 a day)."""
+    from hdm.pipelines.benchmark_uk import FULL, subgrid_difficulty
+
+    rows = subgrid_difficulty(FULL)
+    assert [r["fields"] for r in rows] == [96, 28]
+    for r in rows:
+        assert set(r["by_hour"]) == {0, 6, 12, 18}
+        per_hour = np.array(list(r["by_hour"].values()))
+        assert np.all(np.isfinite(per_hour)) and np.all(per_hour > 0)
+        assert r["rms"] ** 2 == pytest.approx(np.mean(per_hour**2), rel=1e-6)

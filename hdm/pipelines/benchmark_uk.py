@@ -137,6 +137,66 @@ def run_case(
     return report, ds
 
 
+#: The training period of the UK prior (the test week starts the next day).
+TRAINING_PERIOD = ("2019-03-01T00", "2019-03-24T23")
+
+
+def subgrid_difficulty(cfg: UKBenchmarkConfig) -> list[dict]:
+    """How much of each period's t2m the ×``cfg.factor`` coarse field leaves unexplained.
+
+    For the training period and the test times (both every ``cfg.every_hours`` h): the
+    area-weighted RMS (K) of truth − bilinear interpolation of its coarse-graining, over
+    all fields and per UTC hour. This is the sub-coarse-cell variability the prior must
+    supply; a test week with more of it than the training period had is outside what
+    the prior learned, and its ensembles come out too narrow there. A description of the
+    data only: nothing is tuned on it.
+
+    Returns:
+        one dict per period: ``period``, ``fields``, ``rms`` and ``by_hour`` {hour: rms}.
+    """
+    from hdm.metrics.baselines import interpolate_coarse
+
+    path = GRIDDED_DATASETS["uk_t2m"].resolved_path()
+    rows = []
+    for period, (start, end) in (("training", TRAINING_PERIOD), ("test", (cfg.start, cfg.end))):
+        truth = open_fields(path, "t2m", time=slice(start, end))["t2m"].load()
+        truth = truth.isel(time=slice(None, None, cfg.every_hours))
+        smooth = interpolate_coarse(coarse_grain(truth, cfg.factor), truth, "bilinear")
+        smooth = smooth.assign_coords(lat=truth.lat, lon=truth.lon)
+        hours = truth["time"].dt.hour.values
+        by_hour = {
+            int(h): pm.rmse(smooth.isel(time=hours == h), truth.isel(time=hours == h))
+            for h in np.unique(hours)
+        }
+        rows.append(
+            {
+                "period": f"{period} {start[:10]}..{end[:10]}",
+                "fields": int(truth.sizes["time"]),
+                "rms": pm.rmse(smooth, truth),
+                "by_hour": by_hour,
+            }
+        )
+    return rows
+
+
+def _format_difficulty(rows: list[dict]) -> list[str]:
+    hours = sorted({h for r in rows for h in r["by_hour"]})
+    lines = [
+        "",
+        "### How far the test week is from the training period (data only)",
+        "",
+        "RMS (K) of truth − bilinear interpolation of its ×4 coarse field: the variability "
+        "below 1° that the prior has to supply, from the ERA5 fields alone.",
+        "",
+        "| period | fields | all | " + " | ".join(f"{h:02d} UTC" for h in hours) + " |",
+        "|---|---|---|" + "---|" * len(hours),
+    ]
+    for r in rows:
+        cells = " | ".join(f"{r['by_hour'].get(h, float('nan')):.3f}" for h in hours)
+        lines.append(f"| {r['period']} | {r['fields']} | {r['rms']:.3f} | {cells} |")
+    return lines
+
+
 def _reusable(store: Path, settings: dict, truth: xr.DataArray) -> xr.Dataset | None:
     """A finished store of an earlier run with the same settings and times, else None."""
     from hdm.data.stores import open_store
@@ -263,6 +323,7 @@ def format_uk(
     command: str,
     quick: bool,
     speed: list[dict] = (),
+    difficulty: list[dict] = (),
 ):
     label = " (--quick: smoke sizes, not the result)" if quick else ""
     lines = [
@@ -400,6 +461,8 @@ def format_uk(
         f"{spectra['max_rel_diff']:.3f}; {100 * spectra['frac_within_2se']:.0f} % of bins "
         f"within 2 Monte-Carlo standard errors (max z = {spectra['max_z']:.1f}).",
     ]
+    if difficulty:
+        lines += _format_difficulty(list(difficulty))
     if speed:
         lines += [
             "",
@@ -436,9 +499,17 @@ def run_uk_benchmark(
     spectra = spectra_at_shared_wavenumbers(sr_ds, base_ds, "t2m")
     log.info("UK benchmark: speed of one field")
     speed = field_speed(cfg, quick)
-    body = format_uk(main, sr, base4, spectra, cfg, command, quick, speed)
+    difficulty = subgrid_difficulty(cfg)
+    body = format_uk(main, sr, base4, spectra, cfg, command, quick, speed, difficulty)
     write_section(benchmarks_file, "downscale-uk", body)
-    results = {"main": main, "sr": sr, "sr_base": base4, "spectra": spectra, "speed": speed}
+    results = {
+        "main": main,
+        "sr": sr,
+        "sr_base": base4,
+        "spectra": spectra,
+        "speed": speed,
+        "difficulty": difficulty,
+    }
     (work / "uk_results.json").write_text(json.dumps(results, indent=2, default=str))
     return results
 
