@@ -55,6 +55,8 @@ def test_tables_have_their_columns_and_verdicts(exact_rows, speed_rows):
     assert all(name in speed for name in SPEED_HEADER)
     assert "✓" in exact or "✗" in exact
     assert "✓" in speed or "✗" in speed
+    arch = speed_rows[0]["architecture"]  # the shipped UK prior's size, from its config
+    assert f"width {arch['width']}, {arch['n_modes'][0]} × {arch['n_modes'][1]} modes" in speed
     for text in (exact, speed):
         assert "Command: `pytest`" in text and "Machine:" in text and "Date:" in text
         assert "nan" not in text.lower()
@@ -73,3 +75,29 @@ def test_skipped_sizes_and_guided_calls_say_so():
     assert "skipped: predicted 300 s per plain call" in text
     widths = {line.count("|") for line in text.splitlines() if line.startswith("|")}
     assert widths == {len(SPEED_HEADER) + 1}
+
+
+def test_trained_rows_report_the_networks_own_dispersion():
+    from hdm.pipelines.benchmark_downscale import grf_trained
+
+    rows = grf_trained(
+        n=12, members=8, steps=5, methods=("replacement",), quick=True, train_steps=20
+    )
+    (row,) = rows
+    assert row["train_steps"] == 20 and row["model"] == "trained FNO"
+    assert math.isfinite(row["prior_std_ratio"]) and row["prior_std_ratio"] > 0
+    text = format_exactness(rows, command="pytest")
+    assert f"std ratio to the prior {row['prior_std_ratio']:.3f}" in text
+
+
+def test_trained_benchmark_script_rejects_a_single_member(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "grf_trained_64.py"
+    spec = importlib.util.spec_from_file_location("grf_trained_64", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(SystemExit):
+        script.main(["--members", "1"])
+    assert "--members ≥ 2" in capsys.readouterr().err

@@ -392,7 +392,9 @@ def grf_trained(
     chunks of ``member_batch`` (the memory of the network's autograd graph). Cost at
     64 × 64 on that machine: one MMPS NFE (cg_steps = 5) for 16 members ≈ 12 s, so the
     MMPS row with 200 members takes ≈ 2 h; lower ``members`` for a shorter run.
-    Rows as :func:`grf_exactness` plus train_steps, train_wall_s, train_loss, train_samples.
+    Rows as :func:`grf_exactness` plus train_steps, train_wall_s, train_loss, train_samples
+    and prior_std_ratio (std of ``members`` unconditional draws of the trained network
+    over the prior std: the network's own dispersion, before any guidance).
     """
     if quick:
         train_samples, train_steps = min(train_samples, 400), min(train_steps, 100)
@@ -419,6 +421,11 @@ def grf_trained(
         folder = Path(checkpoint_dir) if checkpoint_dir is not None else Path(tmp)
         result = train(denoiser, data, problem.grid, cfg, folder / "grf.pt", progress=False)
     model = result.denoiser
+    with torch.no_grad():
+        draws, _, _ = _draw_members(model, problem.grid, members, steps, member_batch, seed + 3)
+    # Unconditional draws of the trained network vs the prior: an overdispersed prior
+    # makes every guided ensemble overdispersed, whatever the guidance.
+    prior_std_ratio = float(np.sqrt(np.nanmean(draws.var(0, ddof=1))) / problem.prior_std)
     rows = []
     for method in methods:
         opts = (dps_options or DPS_FALLBACK) if method == "dps" else options.get(method, {})
@@ -432,6 +439,7 @@ def grf_trained(
             train_wall_s=result.wall_time_s,
             train_loss=result.final_loss,
             train_samples=train_samples,
+            prior_std_ratio=prior_std_ratio,
         )
         rows.append(row)
     return rows
@@ -442,13 +450,25 @@ def grf_trained(
 SPEED_BASE_SIZE = 64  # the grid whose ×4 coarse cells are observed at every size
 
 
+def _uk_architecture() -> dict:
+    """The network size of the shipped UK t2m prior, from ``configs/atmos/uk_t2m.yaml``."""
+    from hdm.pipelines.benchmark import PROJECT_ROOT
+    from hdm.pipelines.config import load_train_config
+
+    m = load_train_config(PROJECT_ROOT / "configs" / "atmos" / "uk_t2m.yaml").model
+    return {
+        "width": m.width,
+        "n_modes": (m.n_modes, m.n_modes_2 or m.n_modes),
+        "n_layers": m.n_layers,
+        "time_dim": m.time_dim,
+    }
+
+
 def _uk_fno(process: ForwardProcess, seed: int) -> PreconditionedDenoiser:
-    """Untrained denoiser of the UK t2m architecture (width 32, 24 × 24 modes, 4 layers)."""
+    """Untrained denoiser of the UK t2m architecture (:func:`_uk_architecture`)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        backbone = TimeConditionedFNO(
-            dim=2, channels=1, width=32, n_modes=(24, 24), n_layers=4, time_dim=64
-        )
+        backbone = TimeConditionedFNO(dim=2, channels=1, **_uk_architecture())
     return PreconditionedDenoiser(backbone, process, "v").eval()
 
 
@@ -521,7 +541,13 @@ def sampling_speed(
     last_plain: tuple[int, float] | None = None  # (n, seconds per call) last measured
     last_guided: tuple[int, float] | None = None
     for n in sizes:
-        row = {"n": n, "points": n * n, "members": members, "skipped": None}
+        row = {
+            "n": n,
+            "points": n * n,
+            "members": members,
+            "skipped": None,
+            "architecture": _uk_architecture(),
+        }
         row["guided_skipped"] = None
         plain_call = _predicted_call(last_plain, n)
         plain_repeats = _repeats_within(plain_call, budget_s, repeats, warmup)
@@ -727,6 +753,17 @@ def format_exactness(
             f"steps of batch 16 on {best['train_samples']} prior draws, "
             f"{best['train_wall_s'] / 60:.1f} min, final loss {best['train_loss']:.4f}."
         )
+        if best.get("prior_std_ratio") is not None:
+            notes.append(
+                f"Unconditional draws of the trained network ({best['members']}, Heun "
+                f"{best['steps']} steps): std ratio to the prior {best['prior_std_ratio']:.3f} "
+                "(1 for a network that has learned N(0, C))."
+            )
+        if best.get("coverage_truth") is not None and abs(best["coverage_truth"] - 0.9) > 0.05:
+            notes.append(
+                f"The best method covers the truth at {best['coverage_truth']:.2f} of the "
+                "points for a nominal 0.90: its spread is not where the posterior's is."
+            )
     setup = next((r["setup_s"] for r in rows if "setup_s" in r), None)
     if setup is not None:
         notes.append(f"Oracle set-up (dense C, generalised eigendecomposition): {setup:.1f} s.")
@@ -805,11 +842,15 @@ def format_speed(rows: Sequence[dict], command: str | None = None) -> str:
             ]
         )
     reference = next((r.get("reference_n") for r in rows if r.get("reference_n")), None)
+    arch = rows[0].get("architecture") if rows else None
     parts = [
         _preamble("Downscaling: sampling speed", command, quick),
-        "Untrained TimeConditionedFNO of the UK t2m architecture (width 32, 24 × 24 modes, "
-        "4 layers, time embedding 64) in a v-preconditioned denoiser, one batched call per "
-        "NFE at ς = 1, median of the timed calls after a warm-up. Guided: MMPS with 5 CG "
+        "Untrained TimeConditionedFNO of the UK t2m architecture (width {width}, "
+        "{n_modes[0]} × {n_modes[1]} modes, {n_layers} layers, time embedding {time_dim}) "
+        "in a v-preconditioned denoiser, one batched call per ".format(
+            **(arch or _uk_architecture())
+        )
+        + "NFE at ς = 1, median of the timed calls after a warm-up. Guided: MMPS with 5 CG "
         "steps, 20 stations + the 16 × 16 coarse cells of the 64 × 64 grid (the same "
         "physical operator at every size). Ratios are to the "
         f"{reference}×{reference} grid; N log N (N = n²) is the FFT cost model, ✓ where the "
