@@ -147,6 +147,8 @@ def tiny_run(tmp_path_factory):
 def test_cli_train_sample_evaluate_round_trip(tiny_run, tmp_path, capsys):
     out, _ = tiny_run
     assert (out / "model.pt").stat().st_size < (out / "checkpoint.pt").stat().st_size
+    shipped = torch.load(out / "model.pt", weights_only=True)
+    assert "losses" not in shipped and "optimizer" not in shipped  # inference part only
     assert json.loads((out / "train_log.json").read_text())["steps"] == 6
     nc = tmp_path / "s.nc"
     rc = main(
