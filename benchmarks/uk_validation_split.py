@@ -12,6 +12,10 @@ that no validation field is an hour away from a training field):
     done
     python benchmarks/uk_validation_split.py runs/uk_val_1750 runs/uk_val_3500
 
+(The table of 2026-11-24 04:53 UTC in BENCHMARKS.md was made with the then-shipped network
+size, width 32 with 24 × 24 modes: add ``--set model.width=32 --set model.n_modes=24
+--set model.n_modes_2=24`` to reproduce it; the config now says width 22.)
+
 Each checkpoint downscales the 6 validation fields (coarse ×4 + the 12 benchmark stations,
 simulated obs σ = 0.5 K, MMPS, Euler–Maruyama 50 steps, 16 members) and gets RMSE, fair
 CRPS, spread–skill, 90 % coverage and the high-wavenumber power ratio. The table goes into
