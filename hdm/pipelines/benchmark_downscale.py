@@ -540,13 +540,14 @@ def sampling_speed(
     rows: list[dict] = []
     last_plain: tuple[int, float] | None = None  # (n, seconds per call) last measured
     last_guided: tuple[int, float] | None = None
+    architecture = _uk_architecture()
     for n in sizes:
         row = {
             "n": n,
             "points": n * n,
             "members": members,
             "skipped": None,
-            "architecture": _uk_architecture(),
+            "architecture": architecture,
         }
         row["guided_skipped"] = None
         plain_call = _predicted_call(last_plain, n)
@@ -842,15 +843,13 @@ def format_speed(rows: Sequence[dict], command: str | None = None) -> str:
             ]
         )
     reference = next((r.get("reference_n") for r in rows if r.get("reference_n")), None)
-    arch = rows[0].get("architecture") if rows else None
+    a = (rows[0].get("architecture") if rows else None) or _uk_architecture()
     parts = [
         _preamble("Downscaling: sampling speed", command, quick),
-        "Untrained TimeConditionedFNO of the UK t2m architecture (width {width}, "
-        "{n_modes[0]} × {n_modes[1]} modes, {n_layers} layers, time embedding {time_dim}) "
-        "in a v-preconditioned denoiser, one batched call per ".format(
-            **(arch or _uk_architecture())
-        )
-        + "NFE at ς = 1, median of the timed calls after a warm-up. Guided: MMPS with 5 CG "
+        f"Untrained TimeConditionedFNO of the UK t2m architecture (width {a['width']}, "
+        f"{a['n_modes'][0]} × {a['n_modes'][1]} modes, {a['n_layers']} layers, time "
+        f"embedding {a['time_dim']}) in a v-preconditioned denoiser, one batched call per "
+        "NFE at ς = 1, median of the timed calls after a warm-up. Guided: MMPS with 5 CG "
         "steps, 20 stations + the 16 × 16 coarse cells of the 64 × 64 grid (the same "
         "physical operator at every size). Ratios are to the "
         f"{reference}×{reference} grid; N log N (N = n²) is the FFT cost model, ✓ where the "

@@ -137,10 +137,6 @@ def run_case(
     return report, ds
 
 
-#: The training period of the UK prior (the test week starts the next day).
-TRAINING_PERIOD = ("2019-03-01T00", "2019-03-24T23")
-
-
 def subgrid_difficulty(cfg: UKBenchmarkConfig) -> list[dict]:
     """How much of each period's t2m the ×``cfg.factor`` coarse field leaves unexplained.
 
@@ -156,9 +152,10 @@ def subgrid_difficulty(cfg: UKBenchmarkConfig) -> list[dict]:
     """
     from hdm.metrics.baselines import interpolate_coarse
 
-    path = GRIDDED_DATASETS["uk_t2m"].resolved_path()
+    spec = GRIDDED_DATASETS["uk_t2m"]
+    path = spec.resolved_path()
     rows = []
-    for period, (start, end) in (("training", TRAINING_PERIOD), ("test", (cfg.start, cfg.end))):
+    for period, (start, end) in (("training", spec.train), ("test", (cfg.start, cfg.end))):
         truth = open_fields(path, "t2m", time=slice(start, end))["t2m"].load()
         truth = truth.isel(time=slice(None, None, cfg.every_hours))
         smooth = interpolate_coarse(coarse_grain(truth, cfg.factor), truth, "bilinear")
