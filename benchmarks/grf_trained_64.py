@@ -34,11 +34,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--members", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--cg-steps",
+        type=int,
+        default=0,
+        help="MMPS conjugate-gradient steps (0: the preconditioner alone)",
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="keep the trained network here and reuse it when it is already trained",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
-    if args.train_steps < 1 or args.members < 2:
-        parser.error("--train-steps must be ≥ 1 and --members ≥ 2")
+    if args.train_steps < 1 or args.members < 2 or args.cg_steps < 0:
+        parser.error("--train-steps must be ≥ 1, --members ≥ 2 and --cg-steps ≥ 0")
     torch.set_num_threads(args.threads)
     kwargs = {
         "n": 64,
@@ -46,8 +58,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "train_steps": args.train_steps,
         "lr": args.lr,
         "dps_options": {"normalise": True, "scale": 3.0},
-        "options": {"mmps": {"cg_steps": 0}},
+        "options": {"mmps": {"cg_steps": args.cg_steps}},
+        "checkpoint_dir": args.checkpoint_dir,
     }
+    if args.checkpoint_dir is not None:
+        args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     rows = grf_trained(**kwargs)
     command = "python benchmarks/grf_trained_64.py " + " ".join(
         sys.argv[1:] if argv is None else argv

@@ -74,3 +74,4 @@ def test_subgrid_difficulty_hours_partition_the_period():
         per_hour = np.array(list(r["by_hour"].values()))
         assert np.all(np.isfinite(per_hour)) and np.all(per_hour > 0)
         assert r["rms"] ** 2 == pytest.approx(np.mean(per_hour**2), rel=1e-6)
+        assert np.isfinite(r["rms_stations"]) and 0 < r["rms_stations"] < 5

@@ -394,7 +394,9 @@ def grf_trained(
     MMPS row with 200 members takes ≈ 2 h; lower ``members`` for a shorter run.
     Rows as :func:`grf_exactness` plus train_steps, train_wall_s, train_loss, train_samples
     and prior_std_ratio (std of ``members`` unconditional draws of the trained network
-    over the prior std: the network's own dispersion, before any guidance).
+    over the prior std: the network's own dispersion, before any guidance). With
+    ``checkpoint_dir`` the run's checkpoint ``grf.pt`` is kept there, and a later call with
+    the same folder resumes from it (no training at all once it holds ``train_steps``).
     """
     if quick:
         train_samples, train_steps = min(train_samples, 400), min(train_steps, 100)
@@ -419,7 +421,16 @@ def grf_trained(
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(checkpoint_dir) if checkpoint_dir is not None else Path(tmp)
-        result = train(denoiser, data, problem.grid, cfg, folder / "grf.pt", progress=False)
+        # a finished run in checkpoint_dir is reused (resume stops at once at train_steps)
+        result = train(
+            denoiser,
+            data,
+            problem.grid,
+            cfg,
+            folder / "grf.pt",
+            resume=checkpoint_dir is not None,
+            progress=False,
+        )
     model = result.denoiser
     with torch.no_grad():
         draws, _, _ = _draw_members(model, problem.grid, members, steps, member_batch, seed + 3)
