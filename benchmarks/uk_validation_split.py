@@ -12,9 +12,10 @@ that no validation field is an hour away from a training field):
     done
     python benchmarks/uk_validation_split.py runs/uk_val_1750 runs/uk_val_3500
 
-(The table of 2026-11-24 04:53 UTC in BENCHMARKS.md was made with the then-shipped network
-size, width 32 with 24 × 24 modes: add ``--set model.width=32 --set model.n_modes=24
---set model.n_modes_2=24`` to reproduce it; the config now says width 22.)
+The network size is the config's unless overridden; the table says which each row had
+(``runs/uk_val_1750`` and ``runs/uk_val_3500`` were made with ``--set model.width=32
+--set model.n_modes=24 --set model.n_modes_2=24``, the size shipped at the time, and
+``runs/uk_val_w16m32`` with the size shipped now, 7,000 steps).
 
 Each checkpoint downscales the 6 validation fields (coarse ×4 + the 12 benchmark stations,
 simulated obs σ = 0.5 K, MMPS, Euler–Maruyama 50 steps, 16 members) and gets RMSE, fair
@@ -46,6 +47,7 @@ def score(checkpoint: str, members: int = 16, seed: int = 0) -> dict:
         "checkpoint": checkpoint,
         "train_steps": load_checkpoint_metadata(prior.path).get("steps"),
         "train_period": prior_train_period(prior),
+        "network": network_size(prior),
         **scores,
         "power": scores["spectrum_ratio"],
     }
@@ -60,10 +62,24 @@ def prior_train_period(prior) -> str:
     return f"{cfg.data.train_start or '2019-03-01'}..{cfg.data.train_end or '2019-03-24'}"
 
 
+HEADER = (
+    "| checkpoint | network | trained on | steps | RMSE K | fair CRPS | spread–skill "
+    "| cov. 90 % | power ratio |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def network_size(prior) -> str:
+    """'width W, M1 × M2 modes' of a prior's TimeConditionedFNO."""
+    cfg = prior.denoiser.backbone.config
+    m1, m2 = cfg["n_modes"]
+    return f"width {cfg['width']}, {m1} × {m2} modes"
+
+
 def main(checkpoints: list[str]) -> None:
     rows = [score(c) for c in checkpoints]
     table = "\n".join(
-        f"| `{r['checkpoint']}` | {r['train_period']} | {r['train_steps']} | {r['rmse']:.3f} | "
+        f"| `{r['checkpoint']}` | {r['network']} | {r['train_period']} | {r['train_steps']} | "
+        f"{r['rmse']:.3f} | "
         f"{r['crps']:.3f} | {r['spread_skill']:.3f} | {r['coverage90']:.3f} | "
         f"{r['power']:.3f} |"
         for r in rows
@@ -78,8 +94,7 @@ Priors trained on 2019-03-01..20 only, scored on 2019-03-22..24 at 00 and 12 UTC
 they never saw; the test week is not used): coarse ×4 + 12 stations, MMPS, EM 50 steps,
 16 members.
 
-| checkpoint | trained on | steps | RMSE K | fair CRPS | spread–skill | cov. 90 % | power ratio |
-|---|---|---|---|---|---|---|---|
+{HEADER}
 {table}
 """
     write_section(Path("BENCHMARKS.md"), "uk-validation", body)
