@@ -352,7 +352,7 @@ def downscale(
             its keyword arguments.
         sampler, steps: the sampler (default Euler–Maruyama, 50 steps = 50 NFE: chosen on a
             training-period day over Heun 25, DPM-Solver++ 25 and predictor–corrector 25
-            for its RMSE, CRPS, spread–skill and small-scale power; see BENCHMARKS.md).
+            for its RMSE, CRPS and small-scale power; see BENCHMARKS.md).
         seed: the run's seed; members of a time depend only on (seed, time).
         coarse_noise: std of the coarse observations (physical units; default 2 % of the
             training std). station_noise: std of the station observations (default 0.5).
