@@ -61,8 +61,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "options": {"mmps": {"cg_steps": args.cg_steps}},
         "checkpoint_dir": args.checkpoint_dir,
     }
-    if args.checkpoint_dir is not None:
-        args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     rows = grf_trained(**kwargs)
     command = "python benchmarks/grf_trained_64.py " + " ".join(
         sys.argv[1:] if argv is None else argv

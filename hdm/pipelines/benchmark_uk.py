@@ -179,16 +179,9 @@ def subgrid_difficulty(cfg: UKBenchmarkConfig) -> list[dict]:
                 "period": f"{period} {start[:10]}..{end[:10]}",
                 "fields": int(truth.sizes["time"]),
                 "rms": pm.rmse(smooth, truth),
-                "rms_stations": float(
-                    np.sqrt(
-                        np.mean(
-                            (
-                                pm.station_values(truth, st_lat, st_lon).values
-                                - pm.station_values(smooth, st_lat, st_lon).values
-                            )
-                            ** 2
-                        )
-                    )
+                "rms_stations": pm.point_rmse(
+                    pm.station_values(smooth, st_lat, st_lon),
+                    pm.station_values(truth, st_lat, st_lon),
                 ),
                 "by_hour": by_hour,
             }
