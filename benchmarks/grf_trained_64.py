@@ -41,6 +41,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="MMPS conjugate-gradient steps (0: the preconditioner alone)",
     )
     parser.add_argument(
+        "--modes",
+        type=int,
+        default=16,
+        help="FNO Fourier modes per axis (M reaches M/4 cycles per unit)",
+    )
+    parser.add_argument(
+        "--noise",
+        choices=("matern", "se"),
+        default="matern",
+        help="the network's diffusion noise Q (Matérn-5/2 or squared exponential, ℓ = 0.1)",
+    )
+    parser.add_argument(
         "--checkpoint-dir",
         type=Path,
         default=None,
@@ -49,8 +61,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
-    if args.train_steps < 1 or args.members < 2 or args.cg_steps < 0:
-        parser.error("--train-steps must be ≥ 1, --members ≥ 2 and --cg-steps ≥ 0")
+    if args.train_steps < 1 or args.members < 2 or args.cg_steps < 0 or args.modes < 1:
+        parser.error("--train-steps and --modes must be ≥ 1, --members ≥ 2, --cg-steps ≥ 0")
     torch.set_num_threads(args.threads)
     kwargs = {
         "n": 64,
@@ -60,6 +72,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "dps_options": {"normalise": True, "scale": 3.0},
         "options": {"mmps": {"cg_steps": args.cg_steps}},
         "checkpoint_dir": args.checkpoint_dir,
+        "n_modes": args.modes,
+        "noise_kernel": args.noise,
     }
     rows = grf_trained(**kwargs)
     command = "python benchmarks/grf_trained_64.py " + " ".join(

@@ -88,6 +88,36 @@ def test_trained_rows_report_the_networks_own_dispersion():
     assert math.isfinite(row["prior_std_ratio"]) and row["prior_std_ratio"] > 0
     text = format_exactness(rows, command="pytest")
     assert f"std ratio to the prior {row['prior_std_ratio']:.3f}" in text
+    assert set(row["prior_bands"]) == set(row["spread_by_band"]) == {"0-0.5", "0.5-1", "1-2", "2-"}
+    assert "Where the best method's spread is" in text
+
+
+def test_band_power_puts_a_wave_in_its_band_of_the_coarse_nyquist():
+    import numpy as np
+
+    from hdm.hilbert.grids import RectGrid
+    from hdm.pipelines.benchmark_downscale import band_power
+
+    grid = RectGrid((0.0, 1.0), (0.0, 1.0), (64, 64))
+    lat, lon = grid.coords()
+    k_c = 1.0 / (2 * 4 * (lat[1] - lat[0]))  # the ×4 cells' Nyquist, cycles per unit
+    wave = np.sin(2 * np.pi * 0.75 * k_c * lat)[:, None] * np.ones_like(lon)[None, :]
+    bands = band_power(wave.reshape(1, -1), grid)
+    assert all(math.isfinite(v) and v >= 0 for v in bands.values())
+    assert bands["0.5-1"] > 0.95 * sum(bands.values())
+
+
+def test_spread_by_band_is_one_for_exact_draws_and_scales_with_the_variance():
+    from hdm.pipelines.benchmark_downscale import grf_problem, spread_by_band
+
+    problem = grf_problem(16)
+    exact = problem.exact_draws
+    assert spread_by_band(exact, problem) == pytest.approx(
+        dict.fromkeys(["0-0.5", "0.5-1", "1-2", "2-"], 1.0)
+    )
+    doubled = exact.mean(0) + 2.0 * (exact - exact.mean(0))
+    assert all(v == pytest.approx(4.0) for v in spread_by_band(doubled, problem).values())
+    assert spread_by_band(exact[:1], problem) is None
 
 
 def test_trained_benchmark_script_rejects_a_single_member(capsys):

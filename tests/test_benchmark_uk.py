@@ -31,6 +31,39 @@ def test_doubled_amplitude_quadruples_the_power():
     assert out["frac_within_2se"] < 0.1
 
 
+def _refined(base: xr.Dataset, seed: int = 1) -> xr.Dataset:
+    """A 2× ensemble whose every other point is ``base`` and whose new points are noise."""
+    lat = np.linspace(50, 58, 2 * base.sizes["lat"] - 1)
+    lon = np.linspace(-10, 2, 2 * base.sizes["lon"] - 1)
+    values = np.random.default_rng(seed).standard_normal((8, 1, len(lat), len(lon)))
+    values[..., ::2, ::2] = base["t2m"].values
+    da = xr.DataArray(
+        values, dims=("member", "time", "lat", "lon"), coords={"lat": lat, "lon": lon}
+    )
+    return da.to_dataset(name="t2m")
+
+
+def test_restriction_to_shared_points_removes_the_lattice_difference():
+    from hdm.pipelines.benchmark_uk import spectra_at_shared_points
+
+    base = _ensemble(1.0)
+    out = spectra_at_shared_points(_refined(base), base, "t2m")
+    assert out["max_rel_diff"] == 0.0 and out["frac_within_2se"] == 1.0
+    assert np.isfinite(out["lattice_mean_rel_diff"])
+
+
+def test_shared_points_need_a_refined_grid():
+    from hdm.pipelines.benchmark_uk import spectra_at_shared_points
+
+    base = _ensemble(1.0)
+    shifted = _refined(base).assign_coords(lon=np.linspace(-9, 3, 97))
+    with pytest.raises(ValueError, match="lon: the fine points at a stride of 2 are not"):
+        spectra_at_shared_points(shifted, base, "t2m")
+    uneven = _refined(base).isel(lat=slice(0, 40))
+    with pytest.raises(ValueError, match="lat: 40 fine points are not a refinement of 33"):
+        spectra_at_shared_points(uneven, base, "t2m")
+
+
 def test_sampler_choice_scores_each_candidate_on_a_training_day(tmp_path):
     from hdm.pipelines.benchmark_uk import run_sampler_choice
 

@@ -152,6 +152,32 @@ def test_moment_matching_with_the_exact_denoiser_is_the_exact_posterior_mean():
     assert np.sqrt(np.mean((d.reshape(-1).numpy() - mean) ** 2)) < 0.02 * prior_std
 
 
+class _NegativeJacobian:
+    """D(x, t) = −x: its 'Tweedie covariance' (σ²/α) Q Jᵀ = −(σ²/α) Q is negative definite,
+    the worst case of a learned Jacobian."""
+
+    def __init__(self, process):
+        self.process = process
+
+    def __call__(self, x, t, grid):
+        return -x
+
+
+def test_conjugate_gradients_stop_where_the_covariance_has_no_positive_curvature():
+    denoiser, op, y, _, _ = _gaussian_setup()
+    bad = _NegativeJacobian(denoiser.process)
+    # at a small noise level Σ_y dominates pᵀAp, so pᵀAp > 0 would not catch the
+    # negative covariance term; the floor pᵀΣ_y p does
+    t = torch.full((2,), 0.05, dtype=torch.float64)
+    x = denoiser.process.prior_sample(2, 1, SMALL, torch.Generator().manual_seed(0)).double()
+    plain = make_guidance("mmps", bad, op, y, cg_steps=0)(x, t, SMALL)
+    guided = make_guidance("mmps", bad, op, y, cg_steps=5)
+    out = guided(x, t, SMALL)
+    assert torch.isfinite(out).all() and out.shape == x.shape
+    assert guided.last_cg_iterations == 0
+    assert torch.equal(out, plain)
+
+
 def test_guided_sampler_reproduces_the_closed_form_posterior():
     denoiser, op, y, mean, post = _gaussian_setup()
     guided = make_guidance("mmps", denoiser, op, y, cg_steps=20)  # exact denoiser: full CG

@@ -266,8 +266,9 @@ class MomentMatching(Guidance):
             return torch.cholesky_solve(u[..., None], chol)[..., 0]
 
         # Preconditioned conjugate gradients, batched over rows, from v₀ = P⁻¹ r. A row
-        # stops where its residual is small or its curvature pᵀAp is not positive (the
-        # learned Tweedie covariance is only approximately positive definite).
+        # stops where its residual is small or where the covariance term has no positive
+        # curvature along p (the learned Tweedie covariance is only approximately positive
+        # definite; with pᵀ A Cov Aᵀ p ≈ 0 the step rz / pᵀAp would be about rz / pᵀΣ_y p).
         v = solve_p(r)
         iterations = 0
         if self.cg_steps > 0:
@@ -283,7 +284,12 @@ class MomentMatching(Guidance):
                     break
                 ap = matvec(p)
                 curvature = (p * ap).sum(1)
-                active &= torch.isfinite(curvature) & (curvature > 0)
+                # pᵀ(M Σ_y M + I − M)p: what the curvature is without the covariance term,
+                # whose own curvature pᵀ A Cov Aᵀ p must be positive (Cov is PSD)
+                floor = (p * p * (mask * self.noise_var + (1.0 - mask))).sum(1)
+                active &= torch.isfinite(curvature) & (curvature > floor)
+                if not bool(active.any()):
+                    break
                 step = torch.where(active, rz / curvature.clamp_min(1e-300), 0.0)
                 v = v + step[:, None] * p
                 res = res - step[:, None] * ap

@@ -62,6 +62,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import xarray as xr
 
 from hdm.conditioning.ensembles import member_seed
 from hdm.conditioning.guidance import gaussian_posterior, make_guidance
@@ -167,12 +168,15 @@ class GRFProblem:
         self.exact_draws = _gaussian_draws(mean, cov, EXACT_DRAWS, seed + 3)
         self.prior_std = float(np.sqrt(np.mean(np.diag(self.prior_cov))))
 
-    def describe(self) -> str:
+    def describe(self, noise: SpectralCovariance | None = None) -> str:
+        """The set-up in one sentence; ``noise``: a network's own Q in place of the
+        problem's (the closed form does not depend on Q)."""
         coarse, stations = self.operator.parts
+        q = (noise or self.process.covariance).describe()
         return (
             f"{self.n}×{self.n} grid on the unit square; prior N(0, C), "
             f"C = SE(ℓ={self.prior.lengthscale:g}); "
-            f"Q = {self.process.covariance.describe()}; {coarse.n_obs()} coarse cells "
+            f"Q = {q}; {coarse.n_obs()} coarse cells "
             f"(×{COARSE_FACTOR}) + {stations.n_obs()} stations, σ_y = {OBS_NOISE_STD:g}"
         )
 
@@ -262,6 +266,44 @@ def posterior_scores(samples: np.ndarray, problem: GRFProblem) -> dict:
     return scores
 
 
+def band_power(fields: np.ndarray, grid: Grid) -> dict[str, float]:
+    """Power of fields (M, P) on the square ``grid`` in bands of the ×4 coarse cells'
+    Nyquist k_c = 1/(2 · 4 Δ) (Δ the grid spacing, k in cycles per unit length):
+    [0, k_c/2), [k_c/2, k_c), [k_c, 2 k_c) and [2 k_c, 1/(2Δ)]. Each band is the sum of
+    the radially averaged, Hann-windowed power spectral density
+    (:func:`hdm.metrics.probabilistic.power_spectrum`) over its bins, averaged over the
+    M fields; keys ``"0-0.5"``, ``"0.5-1"``, ``"1-2"``, ``"2-"`` (in units of k_c)."""
+    from hdm.data.schema import LAT, LON
+    from hdm.metrics.probabilistic import power_spectrum
+
+    lat, lon = grid.coords()
+    cube = xr.DataArray(
+        fields.reshape(len(fields), len(lat), len(lon)),
+        dims=("field", LAT, LON),
+        coords={LAT: lat, LON: lon},
+    )
+    spectrum = power_spectrum(cube)
+    k = spectrum["wavenumber"].values / (1.0 / (2 * COARSE_FACTOR * (lat[1] - lat[0])))
+    edges = {"0-0.5": (0.0, 0.5), "0.5-1": (0.5, 1.0), "1-2": (1.0, 2.0), "2-": (2.0, np.inf)}
+    return {
+        name: float(spectrum.values[(k >= lo) & (k < hi)].sum()) for name, (lo, hi) in edges.items()
+    }
+
+
+def spread_by_band(samples: np.ndarray, problem: GRFProblem) -> dict[str, float] | None:
+    """Member-deviation power ÷ exact-posterior-deviation power in the bands of
+    :func:`band_power` (1 in every band for an exact sampler, up to Monte-Carlo error):
+    where an ensemble's excess or missing spread lives. None without 2 finite members."""
+    kept = samples[np.isfinite(samples).all(1)]
+    if len(kept) < 2:
+        return None
+    draws = problem.exact_draws
+    members = band_power(kept - kept.mean(0), problem.grid)
+    exact = band_power(draws - draws.mean(0), problem.grid)
+    unbias = (len(kept) / (len(kept) - 1)) / (len(draws) / (len(draws) - 1))
+    return {b: unbias * members[b] / exact[b] if exact[b] > 0 else math.nan for b in members}
+
+
 def _guided_row(
     label: str,
     method: str,
@@ -285,6 +327,7 @@ def _guided_row(
         "nfe": nfe,
         "wall_s": wall,
         **posterior_scores(samples, problem),
+        "spread_by_band": spread_by_band(samples, problem),
     }
 
 
@@ -378,17 +421,26 @@ def grf_trained(
     dps_options: dict | None = None,
     options: dict[str, dict] | None = None,
     checkpoint_dir: Path | None = None,
+    n_modes: int = 16,
+    noise_kernel: str = "matern",
 ) -> list[dict]:
     """The exactness rows with an FNO trained on draws of the prior in place of the oracle.
 
     Training data: ``train_samples`` draws of N(0, C) on the n × n grid (Cholesky, seeded
     by ``seed + 10``, a different stream from the truth). Network:
-    PreconditionedDenoiser(TimeConditionedFNO(dim=2, width=32, n_modes=(16, 16),
-    n_layers=4, time_dim=64), process, "v"), initialised from ``seed``, trained by
+    PreconditionedDenoiser(TimeConditionedFNO(dim=2, width=32, n_modes=(n_modes, n_modes),
+    n_layers=4, time_dim=64), process, "v"), initialised from ``seed`` and trained by
     :func:`train` for ``train_steps`` steps of ``batch_size`` (default 200: about 12 min
     on one CPU thread at 64 × 64, batch 16, measured at 3.5 s per step on a shared
     2-core x86_64 machine), warm-up 10 % of the steps, peak learning rate ``lr``, EMA
-    weights sampled. ``quick``: at most 100 steps on 400 draws. Members are drawn in
+    weights sampled. The FNO mirror-extends the unit square to period 2, so ``n_modes`` =
+    M keeps the Fourier multipliers up to M/4 cycles per unit: the default 16 stops at 4,
+    half the ×4 coarse cells' Nyquist (n/8 = 8 at n = 64), and leaves the band in between
+    to the pointwise paths. ``noise_kernel``: the network's diffusion noise Q, "matern"
+    (the problem's Matérn-5/2, ℓ_Q = 0.1) or "se" (squared exponential, same ℓ_Q: the
+    prior's own spectral shape, with no power above the coarse cells' Nyquist for the
+    network to remove); the closed-form posterior does not depend on it. ``quick``: at
+    most 100 steps on 400 draws. Members are drawn in
     chunks of ``member_batch`` (the memory of the network's autograd graph). Cost at
     64 × 64 on that machine: one MMPS NFE (cg_steps = 5) for 16 members ≈ 12 s, so the
     MMPS row with 200 members takes ≈ 2 h; lower ``members`` for a shorter run.
@@ -408,9 +460,15 @@ def grf_trained(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         backbone = TimeConditionedFNO(
-            dim=2, channels=1, width=32, n_modes=(16, 16), n_layers=4, time_dim=64
+            dim=2, channels=1, width=32, n_modes=(n_modes, n_modes), n_layers=4, time_dim=64
         )
-    denoiser = PreconditionedDenoiser(backbone, problem.process, "v")
+    if noise_kernel not in ("matern", "se"):
+        raise ValueError(f"noise_kernel must be 'matern' or 'se', got {noise_kernel!r}")
+    process = problem.process
+    if noise_kernel != process.covariance.kernel:
+        noise = SpectralCovariance(noise_kernel, process.covariance.lengthscale)
+        process = ForwardProcess(process.schedule, noise)
+    denoiser = PreconditionedDenoiser(backbone, process, "v")
     cfg = OptimConfig(
         steps=train_steps,
         batch_size=batch_size,
@@ -437,6 +495,10 @@ def grf_trained(
     # Unconditional draws of the trained network vs the prior: an overdispersed prior
     # makes every guided ensemble overdispersed, whatever the guidance.
     prior_std_ratio = float(np.sqrt(np.nanmean(draws.var(0, ddof=1))) / problem.prior_std)
+    # ... and by band: the network's power over that of as many training draws
+    net_bands = band_power(draws, problem.grid)
+    data_bands = band_power(data[:members].reshape(members, -1).double().numpy(), problem.grid)
+    prior_bands = {b: net_bands[b] / data_bands[b] for b in net_bands}
     rows = []
     for method in methods:
         opts = (dps_options or DPS_FALLBACK) if method == "dps" else options.get(method, {})
@@ -445,12 +507,15 @@ def grf_trained(
         )
         row.update(
             quick=quick,
-            problem=problem.describe(),
+            problem=problem.describe(process.covariance),
             train_steps=result.steps,
             train_wall_s=result.wall_time_s,
             train_loss=result.final_loss,
             train_samples=train_samples,
             prior_std_ratio=prior_std_ratio,
+            prior_bands=prior_bands,
+            n_modes=n_modes,
+            noise=process.covariance.describe(),
         )
         rows.append(row)
     return rows
@@ -701,6 +766,10 @@ EXACTNESS_HEADER = [
 ]
 
 
+def _bands(ratios: dict[str, float]) -> str:
+    return ", ".join(f"{name} k_c {_num(value)}" for name, value in ratios.items())
+
+
 def format_exactness(
     rows: Sequence[dict],
     command: str | None = None,
@@ -765,11 +834,29 @@ def format_exactness(
             f"steps of batch 16 on {best['train_samples']} prior draws, "
             f"{best['train_wall_s'] / 60:.1f} min, final loss {best['train_loss']:.4f}."
         )
+        if best.get("n_modes") is not None:
+            notes.append(
+                f"Network: TimeConditionedFNO, width 32, {best['n_modes']} × "
+                f"{best['n_modes']} Fourier modes (up to {best['n_modes'] / 4:g} cycles per "
+                f"unit on the mirror-extended square), diffusion noise Q = {best['noise']}."
+            )
         if best.get("prior_std_ratio") is not None:
             notes.append(
                 f"Unconditional draws of the trained network ({best['members']}, Heun "
                 f"{best['steps']} steps): std ratio to the prior {best['prior_std_ratio']:.3f} "
                 "(1 for a network that has learned N(0, C))."
+            )
+        if best.get("prior_bands") is not None:
+            notes.append(
+                f"Power of those draws ÷ power of {best['members']} prior draws, by band of "
+                f"the coarse cells' Nyquist k_c: {_bands(best['prior_bands'])} (the prior has "
+                "almost no power above k_c, so there any power is the network's)."
+            )
+        if best.get("spread_by_band") is not None:
+            notes.append(
+                "Where the best method's spread is: member-deviation power ÷ exact "
+                f"posterior-deviation power by band: {_bands(best['spread_by_band'])} "
+                "(1 in every band for an exact sampler)."
             )
         if best.get("coverage_truth") is not None and abs(best["coverage_truth"] - 0.9) > 0.05:
             notes.append(
