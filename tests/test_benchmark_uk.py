@@ -108,3 +108,17 @@ def test_subgrid_difficulty_hours_partition_the_period():
         assert np.all(np.isfinite(per_hour)) and np.all(per_hour > 0)
         assert r["rms"] ** 2 == pytest.approx(np.mean(per_hour**2), rel=1e-6)
         assert np.isfinite(r["rms_stations"]) and 0 < r["rms_stations"] < 5
+
+
+def test_cg_steps_script_rejects_negative_steps(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "uk_cg_steps.py"
+    spec = importlib.util.spec_from_file_location("uk_cg_steps", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(SystemExit):
+        script.main(["--cg-steps", "0,-1"])
+    assert "--cg-steps wants non-negative integers: '0,-1'" in capsys.readouterr().err
+    assert script.parse_steps("0, 5") == [0, 5]

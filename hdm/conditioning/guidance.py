@@ -216,10 +216,15 @@ class MomentMatching(Guidance):
     needs about as many as there are observations.
 
     ``cg_steps`` (default 0: the preconditioned solve alone) adds CG iterations. With an
-    exact denoiser they converge to the MMPS solution (20 reach it on the GRF test);
-    with a trained network the Jacobian is neither exactly symmetric nor positive
-    definite and extra iterations were measured to hurt (UK t2m: RMSE 0.65 K with 0
-    iterations, 1.3 K with 1, divergence with 5), hence the default.
+    exact denoiser they converge to the MMPS solution (20 reach it on the GRF test).
+    With a trained network the Jacobian is neither exactly symmetric nor positive
+    definite, so a row stops where the covariance term has no positive curvature along
+    the search direction (pᵀAp ≤ pᵀΣ_y p). With that guard 5 iterations are stable on
+    trained networks (GRF 64²: std ratio 1.36 against 1.47 with none; 1.15 with an SE
+    Q and 32 modes, BENCHMARKS.md); stopping only at pᵀAp ≤ 0 diverged there. On the UK
+    t2m prior's training day 5 iterations cost 2.5× the time for slightly worse scores
+    (RMSE 0.230 vs 0.224 K, spread–skill 1.41 vs 1.20; benchmarks/uk_cg_steps.py),
+    hence the default.
     """
 
     name = "mmps"

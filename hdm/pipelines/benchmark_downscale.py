@@ -293,7 +293,8 @@ def band_power(fields: np.ndarray, grid: Grid) -> dict[str, float]:
 def spread_by_band(samples: np.ndarray, problem: GRFProblem) -> dict[str, float] | None:
     """Member-deviation power ÷ exact-posterior-deviation power in the bands of
     :func:`band_power` (1 in every band for an exact sampler, up to Monte-Carlo error):
-    where an ensemble's excess or missing spread lives. None without 2 finite members."""
+    where an ensemble's excess or missing spread lives. None without 2 finite members;
+    a band without exact power (no bins on a small grid) is None."""
     kept = samples[np.isfinite(samples).all(1)]
     if len(kept) < 2:
         return None
@@ -301,7 +302,7 @@ def spread_by_band(samples: np.ndarray, problem: GRFProblem) -> dict[str, float]
     members = band_power(kept - kept.mean(0), problem.grid)
     exact = band_power(draws - draws.mean(0), problem.grid)
     unbias = (len(kept) / (len(kept) - 1)) / (len(draws) / (len(draws) - 1))
-    return {b: unbias * members[b] / exact[b] if exact[b] > 0 else math.nan for b in members}
+    return {b: unbias * members[b] / exact[b] if exact[b] > 0 else None for b in members}
 
 
 def _guided_row(
@@ -498,7 +499,7 @@ def grf_trained(
     # ... and by band: the network's power over that of as many training draws
     net_bands = band_power(draws, problem.grid)
     data_bands = band_power(data[:members].reshape(members, -1).double().numpy(), problem.grid)
-    prior_bands = {b: net_bands[b] / data_bands[b] for b in net_bands}
+    prior_bands = {b: net_bands[b] / v if (v := data_bands[b]) > 0 else None for b in net_bands}
     rows = []
     for method in methods:
         opts = (dps_options or DPS_FALLBACK) if method == "dps" else options.get(method, {})
@@ -766,7 +767,7 @@ EXACTNESS_HEADER = [
 ]
 
 
-def _bands(ratios: dict[str, float]) -> str:
+def _bands(ratios: dict[str, float | None]) -> str:
     return ", ".join(f"{name} k_c {_num(value)}" for name, value in ratios.items())
 
 
