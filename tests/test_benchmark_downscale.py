@@ -120,14 +120,8 @@ def test_spread_by_band_is_one_for_exact_draws_and_scales_with_the_variance():
     assert spread_by_band(exact[:1], problem) is None
 
 
-def test_trained_benchmark_script_rejects_a_single_member(capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "grf_trained_64.py"
-    spec = importlib.util.spec_from_file_location("grf_trained_64", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_trained_benchmark_script_rejects_a_single_member(capsys, benchmark_script):
+    script = benchmark_script("grf_trained_64")
     with pytest.raises(SystemExit):
         script.main(["--members", "1"])
     assert "--members ≥ 2" in capsys.readouterr().err

@@ -110,14 +110,8 @@ def test_subgrid_difficulty_hours_partition_the_period():
         assert np.isfinite(r["rms_stations"]) and 0 < r["rms_stations"] < 5
 
 
-def test_cg_steps_script_rejects_negative_steps(capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "uk_cg_steps.py"
-    spec = importlib.util.spec_from_file_location("uk_cg_steps", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_cg_steps_script_rejects_negative_steps(capsys, benchmark_script):
+    script = benchmark_script("uk_cg_steps")
     with pytest.raises(SystemExit):
         script.main(["--cg-steps", "0,-1"])
     assert "--cg-steps wants non-negative integers: '0,-1'" in capsys.readouterr().err
