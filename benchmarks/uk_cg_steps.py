@@ -10,8 +10,12 @@ never on the test week:
 
     python benchmarks/uk_cg_steps.py [--cg-steps 0,5]
 
-It writes section ``uk-cg-steps`` of BENCHMARKS.md (RMSE, fair CRPS, spread–skill,
-90 % coverage, power ratio and seconds per field for each setting).
+With ``--split validation --checkpoint runs/uk_val_w16m32`` it scores a prior trained on
+2019-03-01..20 on the 6 validation fields of ``uk_validation_split.py`` (03-22..24, 00
+and 12 UTC) instead: out of sample, and still not the test week.
+
+It writes section ``uk-cg-steps`` (``uk-cg-steps-validation``) of BENCHMARKS.md (RMSE,
+fair CRPS, spread–skill, 90 % coverage, power ratio and seconds per field per setting).
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ from hdm.data.benchmark import machine_description, write_section
 from hdm.pipelines.benchmark_uk import load_prior, score_on_fields
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMES = [f"2019-03-20T{h}" for h in ("00", "06", "12", "18")]
+SPLITS = {
+    "training-day": [f"2019-03-20T{h}" for h in ("00", "06", "12", "18")],
+    "validation": [f"2019-03-{d}T{h}" for d in ("22", "23", "24") for h in ("00", "12")],
+}
 
 
 def parse_steps(text: str) -> list[int]:
@@ -44,15 +51,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cg-steps", type=parse_steps, default=[0, 5])
     parser.add_argument("--members", type=int, default=16)
+    parser.add_argument("--split", choices=tuple(SPLITS), default="training-day")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=Path("data/checkpoints/uk_t2m"),
+        help="prior folder, relative to the working directory or the repository",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    prior = load_prior(ROOT / "data" / "checkpoints" / "uk_t2m")
+    prior = load_prior(args.checkpoint if args.checkpoint.exists() else ROOT / args.checkpoint)
     rows = []
     for cg in args.cg_steps:
         scores = score_on_fields(
             prior,
-            TIMES,
+            SPLITS[args.split],
             sampler="em",
             steps=50,
             members=args.members,
@@ -61,15 +75,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append({"cg_steps": cg, **scores})
         print(f"cg_steps={cg}: {scores}", flush=True)
     command = "python benchmarks/uk_cg_steps.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    title = {"training-day": "training-period day", "validation": "validation split"}
     lines = [
-        "## UK t2m: MMPS conjugate-gradient steps (training-period day)",
+        f"## UK t2m: MMPS conjugate-gradient steps ({title[args.split]})",
         "",
         f"Command: `{command.strip()}` · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · "
         f"{machine_description()}",
         "",
-        "2019-03-20 00/06/12/18 UTC (in-sample: these rank settings, they are not the test "
-        f"result), coarse ×4 + 12 stations, MMPS, EM 50 steps, {args.members} members, the "
-        "shipped prior.",
+        f"{', '.join(SPLITS[args.split])} ("
+        + (
+            "in-sample: these rank settings, they are not the test result"
+            if args.split == "training-day"
+            else "never seen by a prior trained on 2019-03-01..20; not the test week"
+        )
+        + f"), coarse ×4 + 12 stations, MMPS, EM 50 steps, {args.members} members, "
+        f"prior `{args.checkpoint}`.",
         "",
         "| cg_steps | RMSE K | fair CRPS | spread–skill | cov. 90 % | power ratio | s / field |",
         "|---|---|---|---|---|---|---|",
@@ -79,7 +99,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"{r['coverage90']:.3f} | {r['spectrum_ratio']:.3f} | {r['s_per_field']:.1f} |"
         for r in rows
     ]
-    write_section(args.out, "uk-cg-steps", "\n".join(lines))
+    section = "uk-cg-steps" + ("" if args.split == "training-day" else "-validation")
+    write_section(args.out, section, "\n".join(lines))
     return rows
 
 

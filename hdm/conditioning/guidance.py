@@ -223,8 +223,9 @@ class MomentMatching(Guidance):
     trained networks (GRF 64²: std ratio 1.36 against 1.47 with none; 1.15 with an SE
     Q and 32 modes, BENCHMARKS.md); stopping only at pᵀAp ≤ 0 diverged there. On the UK
     t2m prior's training day 5 iterations cost 2.5× the time for slightly worse scores
-    (RMSE 0.230 vs 0.224 K, spread–skill 1.41 vs 1.20; benchmarks/uk_cg_steps.py),
-    hence the default.
+    (RMSE 0.230 vs 0.224 K, spread–skill 1.41 vs 1.20), and on the validation split
+    for clearly worse ones (RMSE 0.312 vs 0.273 K, CRPS 0.155 vs 0.136;
+    benchmarks/uk_cg_steps.py), hence the default.
     """
 
     name = "mmps"
