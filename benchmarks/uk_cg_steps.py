@@ -28,13 +28,15 @@ from pathlib import Path
 import torch
 
 from hdm.data.benchmark import machine_description, write_section
-from hdm.pipelines.benchmark_uk import load_prior, score_on_fields
+from hdm.pipelines.benchmark_uk import (
+    TRAINING_DAY_TIMES,
+    VALIDATION_TIMES,
+    load_prior,
+    score_on_fields,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-SPLITS = {
-    "training-day": [f"2019-03-20T{h}" for h in ("00", "06", "12", "18")],
-    "validation": [f"2019-03-{d}T{h}" for d in ("22", "23", "24") for h in ("00", "12")],
-}
+SPLITS = {"training-day": TRAINING_DAY_TIMES, "validation": VALIDATION_TIMES}
 
 
 def parse_steps(text: str) -> list[int]:

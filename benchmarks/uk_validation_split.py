@@ -31,10 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hdm.data.benchmark import machine_description, write_section
-from hdm.pipelines.benchmark_uk import load_checkpoint_metadata, score_on_fields
+from hdm.pipelines.benchmark_uk import VALIDATION_TIMES, load_checkpoint_metadata, score_on_fields
 from hdm.pipelines.downscale import load_prior
-
-VALIDATION_TIMES = [f"2019-03-{d}T{h}" for d in ("22", "23", "24") for h in ("00", "12")]
 
 
 def score(checkpoint: str, members: int = 16, seed: int = 0) -> dict:

@@ -68,6 +68,7 @@ from hdm.conditioning.ensembles import member_seed
 from hdm.conditioning.guidance import gaussian_posterior, make_guidance
 from hdm.conditioning.observations import CoarseGrain, Composite, ObservationOperator, PointSample
 from hdm.data.benchmark import machine_description, write_section
+from hdm.data.schema import LAT, LON
 from hdm.hilbert.covariance import KernelCovariance, SpectralCovariance
 from hdm.hilbert.denoisers import Denoiser, GaussianDenoiser, PreconditionedDenoiser
 from hdm.hilbert.grids import Grid, RectGrid
@@ -76,6 +77,7 @@ from hdm.hilbert.process import ForwardProcess
 from hdm.hilbert.sampling import make_sampler
 from hdm.hilbert.schedules import CosineVP
 from hdm.hilbert.training import OptimConfig, train
+from hdm.metrics.probabilistic import power_spectrum
 
 __all__ = [
     "EXACT_TARGETS",
@@ -273,9 +275,6 @@ def band_power(fields: np.ndarray, grid: Grid) -> dict[str, float]:
     the radially averaged, Hann-windowed power spectral density
     (:func:`hdm.metrics.probabilistic.power_spectrum`) over its bins, averaged over the
     M fields; keys ``"0-0.5"``, ``"0.5-1"``, ``"1-2"``, ``"2-"`` (in units of k_c)."""
-    from hdm.data.schema import LAT, LON
-    from hdm.metrics.probabilistic import power_spectrum
-
     lat, lon = grid.coords()
     cube = xr.DataArray(
         fields.reshape(len(fields), len(lat), len(lon)),
@@ -441,8 +440,8 @@ def grf_trained(
     (the problem's Matérn-5/2, ℓ_Q = 0.1) or "se" (squared exponential, same ℓ_Q: the
     prior's own spectral shape, with no power above the coarse cells' Nyquist for the
     network to remove); the closed-form posterior does not depend on it. ``quick``: at
-    most 100 steps on 400 draws. Members are drawn in
-    chunks of ``member_batch`` (the memory of the network's autograd graph). Cost at
+    most 100 steps on 400 draws. Members are drawn in chunks of ``member_batch`` (the
+    memory of the network's autograd graph). Cost at
     64 × 64 on that machine: one MMPS NFE (cg_steps = 5) for 16 members ≈ 12 s, so the
     MMPS row with 200 members takes ≈ 2 h; lower ``members`` for a shorter run.
     Rows as :func:`grf_exactness` plus train_steps, train_wall_s, train_loss, train_samples
@@ -463,8 +462,6 @@ def grf_trained(
         backbone = TimeConditionedFNO(
             dim=2, channels=1, width=32, n_modes=(n_modes, n_modes), n_layers=4, time_dim=64
         )
-    if noise_kernel not in ("matern", "se"):
-        raise ValueError(f"noise_kernel must be 'matern' or 'se', got {noise_kernel!r}")
     process = problem.process
     if noise_kernel != process.covariance.kernel:
         noise = SpectralCovariance(noise_kernel, process.covariance.lengthscale)

@@ -595,6 +595,12 @@ def run_uk_benchmark(
     return results
 
 
+#: A training-period day (the shipped prior saw these fields): ranks settings in-sample.
+TRAINING_DAY_TIMES = [f"2019-03-20T{h}" for h in ("00", "06", "12", "18")]
+#: The validation split: fields a prior trained on 2019-03-01..20 never saw (03-21 is
+#: skipped, so no validation field is an hour from a training field); not the test week.
+VALIDATION_TIMES = [f"2019-03-{d}T{h}" for d in ("22", "23", "24") for h in ("00", "12")]
+
 #: The sampler candidates compared on the training-period day (at most 50 NFE each).
 SAMPLER_CANDIDATES = (("heun", 25), ("em", 50), ("pc", 25), ("dpm2m", 25))
 
@@ -649,8 +655,7 @@ def sampler_choice(quick: bool) -> list[dict]:
     12/18 UTC; the model saw these fields), 16 members, coarse ×4 + the 12 stations: the
     evidence behind the default sampler, never the test week."""
     prior = load_prior(PROJECT_ROOT / "data" / "checkpoints" / "uk_t2m")
-    hours = ("00", "06") if quick else ("00", "06", "12", "18")
-    times = [f"2019-03-20T{h}" for h in hours]
+    times = TRAINING_DAY_TIMES[:2] if quick else TRAINING_DAY_TIMES
     rows = []
     for sampler, steps in SAMPLER_CANDIDATES if not quick else (("heun", 3), ("em", 4)):
         scores = score_on_fields(
