@@ -125,3 +125,26 @@ def test_trained_benchmark_script_rejects_a_single_member(capsys, benchmark_scri
     with pytest.raises(SystemExit):
         script.main(["--members", "1"])
     assert "--members ≥ 2" in capsys.readouterr().err
+
+
+def test_chunking_script_writes_both_ways_per_size(tmp_path, benchmark_script):
+    script = benchmark_script("fno_chunking")
+    out = tmp_path / "BENCHMARKS.md"
+    argv = ["--sizes", "16,32", "--rounds", "2", "--budget-s", "60", "--benchmarks", str(out)]
+    rows = script.main(argv)
+    assert [r["n"] for r in rows] == [16, 32]
+    for r in rows:
+        assert len(r["whole"]) == len(r["chunked"]) == 2  # two alternating rounds
+        # 16 members of 30² or 62² extended points × width 16 × 4 bytes fit in 4 MiB whole
+        assert {c["chunk"] for c in r["chunked"] + r["whole"]} == {16}
+        assert min(c["plain_ms"] for c in r["whole"] + r["chunked"]) > 0
+    text = out.read_text()
+    assert "<!-- fno-chunking:start -->" in text and "| 32×32 | 16 |" in text
+    assert "python benchmarks/fno_chunking.py --sizes 16,32 --rounds 2" in text
+
+
+def test_chunking_script_rejects_tiny_grids(capsys, benchmark_script):
+    script = benchmark_script("fno_chunking")
+    with pytest.raises(SystemExit):
+        script.main(["--sizes", "4"])
+    assert "--sizes wants grid sizes of at least 8: '4'" in capsys.readouterr().err

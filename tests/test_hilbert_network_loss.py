@@ -93,9 +93,51 @@ def test_fno_grid_errors():
         model(torch.zeros(1, 1, 7), torch.zeros(1), line)
     with pytest.raises(GridError, match=r"at least 4 points per axis, got \(3,\)"):
         model(torch.zeros(1, 1, 3), torch.zeros(1), IntervalGrid(0.0, 1.0, 3))
+    with pytest.raises(GridError, match=r"one noise level per field, shape \(2,\), got \(1,\)"):
+        model(torch.zeros(2, 1, 6), torch.zeros(1), line)
     assert issubclass(GridError, ValueError)
     with pytest.raises(ValueError, match="1 or 2 spatial axes, got 3"):
         TimeConditionedFNO(dim=3)
+
+
+def test_fno_chunk_size_keeps_the_hidden_activation_within_the_budget():
+    model = small_fno(dim=2)  # width 8, float32: 32 bytes per point and sample
+    grid = RectGrid((0.0, 1.0), (0.0, 1.0), (17, 9))  # extended to 32 × 16 = 512 points
+    x = torch.zeros(10, 1, 17, 9)
+    per_sample = 512 * 8 * 4
+    model.cpu_chunk_bytes = 3 * per_sample
+    assert model.chunk_size(x, grid) == 3  # 10 samples in 4 chunks of ≤ 3: 3, 3, 3, 1
+    model.cpu_chunk_bytes = 5 * per_sample + 1
+    assert model.chunk_size(x, grid) == 5
+    model.cpu_chunk_bytes = 4 * per_sample  # 3 chunks of ≤ 4 → balanced chunks of 4, 4, 2
+    assert model.chunk_size(x, grid) == 4
+    model.cpu_chunk_bytes = 1  # below one sample: one at a time
+    assert model.chunk_size(x, grid) == 1
+    model.cpu_chunk_bytes = 0  # off
+    assert model.chunk_size(x, grid) == 10
+    periodic = PeriodicGrid((1.0, 1.0), (16, 32))  # periodic axes are not extended
+    model.cpu_chunk_bytes = 2 * per_sample
+    assert model.chunk_size(x.new_zeros(10, 1, 16, 32), periodic) == 2
+
+
+def test_fno_chunked_batch_gives_the_whole_batch_output_and_gradients():
+    grid = RectGrid((0.0, 1.0), (0.0, 2.0), (12, 10))
+    model = small_fno(dim=2)
+    for layer in model.film:
+        nn.init.normal_(layer.weight, std=0.5)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(7, 1, 12, 10, generator=gen).requires_grad_()
+    tau = torch.randn(7, generator=gen)
+    model.cpu_chunk_bytes = 0
+    whole = model(x, tau, grid)
+    (grad_whole,) = torch.autograd.grad(whole.square().sum(), x)
+    model.cpu_chunk_bytes = 2 * 22 * 18 * 8 * 4  # two samples per chunk: 4 chunks
+    assert model.chunk_size(x, grid) == 2
+    chunked = model(x, tau, grid)
+    (grad_chunked,) = torch.autograd.grad(chunked.square().sum(), x)
+    assert chunked.shape == whole.shape and whole.abs().max() > 1e-3
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad_chunked, grad_whole, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- preconditioning

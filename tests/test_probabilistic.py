@@ -25,6 +25,7 @@ from hdm.metrics.probabilistic import (
     rmse,
     spectrum_ratio,
     spread_skill,
+    spread_skill_interval,
     station_values,
 )
 
@@ -108,6 +109,38 @@ def test_spread_skill_one_when_calibrated_half_when_too_narrow():
     narrow = ensemble_field(0.5 * rng.standard_normal((50, *shape)))
     assert spread_skill(calibrated, truth) == pytest.approx(1.0, abs=0.1)
     assert spread_skill(narrow, truth) == pytest.approx(0.5, abs=0.06)
+
+
+def test_spread_skill_interval_holds_the_ratio_and_separates_narrow_from_calibrated():
+    rng = np.random.default_rng(4)
+    shape = (24, 10, 12)
+    truth = grid_field(rng.standard_normal(shape))
+    calibrated = ensemble_field(rng.standard_normal((16, *shape)))
+    narrow = ensemble_field(0.6 * rng.standard_normal((16, *shape)))
+    value, low, high = spread_skill_interval(calibrated, truth, block=4, n_boot=500)
+    # on all times it is spread_skill itself
+    assert value == pytest.approx(spread_skill(calibrated, truth), rel=1e-12)
+    assert low < 1.0 < high and high - low < 0.2
+    value, low, high = spread_skill_interval(narrow, truth, block=4, n_boot=500)
+    assert value == pytest.approx(spread_skill(narrow, truth), rel=1e-12)
+    assert low <= value <= high < 0.8
+    with pytest.raises(ValueError, match="need the dim 'step'"):
+        spread_skill_interval(narrow, truth, dim="step")
+
+
+def test_block_bootstrap_with_one_block_of_all_times_has_no_spread():
+    from hdm.metrics.probabilistic import block_bootstrap
+
+    x = np.random.default_rng(1).normal(size=12)
+    # one start only: every resample is the series itself
+    value, low, high = block_bootstrap(np.mean, x, block=12, n_boot=50)
+    assert value == low == high == pytest.approx(x.mean())
+    value, low, high = block_bootstrap(np.mean, x, block=3, n_boot=400)
+    assert low < value < high
+    with pytest.raises(ValueError, match="at least 2 times"):
+        block_bootstrap(np.mean, x[:1])
+    with pytest.raises(ValueError, match=r"one shape \(T,\)"):
+        block_bootstrap(lambda a, b: 0.0, x, x[:5])
 
 
 def test_rank_histogram_of_calibrated_ensemble_is_flat():

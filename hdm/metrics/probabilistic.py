@@ -97,7 +97,7 @@ the right energy; interpolation gives ≪ 1).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 import scoringrules as sr
@@ -113,6 +113,7 @@ __all__ = [
     "WAVENUMBER",
     "bias",
     "bilinear_stencil",
+    "block_bootstrap",
     "coarse_consistency",
     "coverage",
     "fair_crps",
@@ -128,6 +129,7 @@ __all__ = [
     "rmse",
     "spectrum_ratio",
     "spread_skill",
+    "spread_skill_interval",
     "station_values",
 ]
 
@@ -708,6 +710,48 @@ def spectrum_ratio(
 # ----------------------------------------------------------------- paired bootstrap
 
 
+def block_bootstrap(
+    statistic: Callable[..., float],
+    *series: np.ndarray,
+    block: int = 4,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """``statistic(*series)`` with a moving-block bootstrap interval over time.
+
+    ``series`` are per-time arrays of one length T ≥ 2 (e.g. per-time scores); each
+    resample draws blocks of ``block`` consecutive times (a day at 6-hourly steps) with
+    replacement (Künsch 1989), the same times for every series, so serial correlation
+    and the pairing are kept. The interval is the percentile interval of ``n_boot``
+    resamples, seeded.
+
+    Returns:
+        (statistic on all times, low, high).
+    """
+    arrays = [np.asarray(x, dtype=float) for x in series]
+    if not arrays or any(x.shape != arrays[0].shape for x in arrays) or arrays[0].ndim != 1:
+        raise ValueError(
+            f"need per-time arrays of one shape (T,), got {[x.shape for x in arrays]}"
+        )
+    size = arrays[0].size
+    if size < 2:
+        raise ValueError(f"need at least 2 times for a bootstrap interval, got {size}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    block = max(1, min(int(block), size))
+    rng = np.random.default_rng(seed)
+    starts = np.arange(size - block + 1)
+    n_blocks = -(-size // block)
+    draws = np.empty(n_boot)
+    for i in range(n_boot):
+        idx = (rng.choice(starts, n_blocks)[:, None] + np.arange(block)[None, :]).ravel()[:size]
+        draws[i] = statistic(*(x[idx] for x in arrays))
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return float(statistic(*arrays)), float(low), float(high)
+
+
 def paired_block_bootstrap(
     score_a: np.ndarray,
     score_b: np.ndarray,
@@ -723,9 +767,7 @@ def paired_block_bootstrap(
     ``score_a``/``score_b`` are per-time scores (shape (T,)) of two methods on the same
     times (e.g. area-weighted squared errors, or CRPS). The statistic is
     mean(a) − mean(b), or sqrt(mean(a)) − sqrt(mean(b)) with ``root=True`` (RMSE from
-    squared errors). Blocks of ``block`` consecutive times (a day at 6-hourly steps) are
-    drawn with replacement (Künsch 1989) so that serial correlation is kept; the interval
-    is the percentile interval of ``n_boot`` resamples, seeded.
+    squared errors); the interval is :func:`block_bootstrap`'s.
 
     Returns:
         (difference, low, high).
@@ -735,21 +777,53 @@ def paired_block_bootstrap(
         raise ValueError(
             f"need two per-time score arrays of one shape (T ≥ 2), got {a.shape}, {b.shape}"
         )
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    block = max(1, min(int(block), a.size))
     stat = (
         (lambda x, y: np.sqrt(x.mean()) - np.sqrt(y.mean()))
         if root
         else (lambda x, y: x.mean() - y.mean())
     )
-    rng = np.random.default_rng(seed)
-    starts = np.arange(a.size - block + 1)
-    n_blocks = -(-a.size // block)
-    draws = np.empty(n_boot)
-    for i in range(n_boot):
-        idx = (rng.choice(starts, n_blocks)[:, None] + np.arange(block)[None, :]).ravel()[: a.size]
-        draws[i] = stat(a[idx], b[idx])
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(draws, [tail, 100 - tail])
-    return float(stat(a, b)), float(low), float(high)
+    return block_bootstrap(stat, a, b, block=block, n_boot=n_boot, level=level, seed=seed)
+
+
+def spread_skill_interval(
+    ensemble: xr.DataArray,
+    truth: xr.DataArray,
+    *,
+    dim: str = "time",
+    block: int = 4,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """:func:`spread_skill` with a moving-block bootstrap interval over ``dim``.
+
+    Per time τ the area-weighted sums S_τ = Σ w s² (member variance) and
+    E_τ = Σ w (ensemble mean − truth)² are kept; a resample R of the times gives
+    √((M+1)/M · Σ_R S_τ / Σ_R E_τ), so on all times it equals :func:`spread_skill` when
+    every time has the same valid points. Blocks of ``block`` consecutive times keep the
+    serial correlation (:func:`block_bootstrap`).
+
+    Returns:
+        (ratio on all times, low, high).
+    """
+    ensemble = _as_dataarray(ensemble, "ensemble")
+    truth = _as_dataarray(truth, "truth")
+    if dim not in truth.dims or dim not in ensemble.dims:
+        raise ValueError(f"spread_skill_interval: ensemble and truth need the dim {dim!r}")
+    f, t, w, valid = _ensemble_pair(
+        ensemble.transpose(dim, ...),
+        truth.transpose(dim, ...),
+        names=("ensemble", "truth"),
+        spatial=True,
+        min_members=2,
+    )
+    m = f.shape[-1]
+    axes = tuple(range(1, t.ndim))
+    spread = np.sum(np.where(valid, w * f.var(axis=-1, ddof=1), 0.0), axis=axes)
+    error = np.sum(np.where(valid, w * (f.mean(axis=-1) - t) ** 2, 0.0), axis=axes)
+
+    def ratio(s: np.ndarray, e: np.ndarray) -> float:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.sqrt((m + 1) / m * s.sum() / e.sum()))
+
+    return block_bootstrap(ratio, spread, error, block=block, n_boot=n_boot, level=level, seed=seed)

@@ -368,11 +368,16 @@ def _paired_line(report: dict) -> str:
                 f"{label} − kriging = {r['diff']:.3f} K, 95 % interval "
                 f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
             )
-    if not parts:
+    if "spread_skill_ci95" in report:
+        low, high = report["spread_skill_ci95"]
+        parts.append(
+            f"spread–skill {report['spread_skill']:.3f}, 95 % interval [{low:.3f}, {high:.3f}]"
+        )
+    if not parts or "rmse_minus_kriging" not in report:
         return ""
     block = report["rmse_minus_kriging"]["block"]
     return (
-        "Paired over the test times (moving-block bootstrap, blocks of "
+        "Over the test times (moving-block bootstrap, blocks of "
         f"{block} fields = 1 day, 2,000 resamples): " + "; ".join(parts) + ".  "
     )
 

@@ -206,6 +206,11 @@ def evaluate_downscale(
         "rank_histogram": pm.rank_histogram(ens, truth_on_pred, seed=seed).tolist(),
         "spectrum_ratio": pm.spectrum_ratio(ens, truth_on_pred),
     }
+    # Moving blocks of one day for the bootstrap intervals over time.
+    block = max(1, round(24 / max(1.0, _hours_between(times)))) if len(times) >= 2 else 1
+    if len(times) >= 2:
+        _, low, high = pm.spread_skill_interval(ens, truth_on_pred, block=block, seed=seed)
+        report["spread_skill_ci95"] = [low, high]
     coarse_name = f"{var}_coarse"
     if coarse_name in pred:
         coarse = pred[coarse_name].rename({"coarse_lat": "lat", "coarse_lon": "lon"})
@@ -275,7 +280,6 @@ def evaluate_downscale(
                     pm.gaussian_crps(k_mean.isel(time=i), k_std.isel(time=i), tr)
                 )
             if same_grid:
-                block = max(1, round(24 / max(1.0, _hours_between(times))))
                 d, lo, hi = pm.paired_block_bootstrap(
                     per_time["mse"], per_time["mse_k"], block=block, root=True, seed=seed
                 )
