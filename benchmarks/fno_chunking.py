@@ -2,18 +2,26 @@
 
 On the CPU, :class:`hdm.hilbert.networks.TimeConditionedFNO` runs a batch in chunks
 whose hidden activation (chunk × width × mirror-extended points × 4 bytes) fits in
-``cpu_chunk_bytes`` (4 MiB by default), so each layer's working set stays in the
-cache. This script times one NFE of 16 members (plain, and guided by MMPS with 5 CG
-steps, the setting of :func:`hdm.pipelines.benchmark_downscale.sampling_speed`) on
-n × n grids with the whole batch at once (budget 0) and with the default budget:
+``cpu_chunk_bytes`` (4 MiB by default), so each layer's working set stays in the cache
+and its blocks stay below glibc's mmap threshold. This script times one NFE of 16
+members, the problem of :func:`hdm.pipelines.benchmark_downscale.sampling_speed`, on the
+UK grid (33 × 49) and on n × n grids:
 
-    python benchmarks/fno_chunking.py [--sizes 64,128,256] [--repeats 1] [--rounds 2]
+- plain (the denoiser under no_grad) for budgets 0 (the whole batch at once), 1, 4 and
+  16 MiB;
+- guided (MMPS, 5 CG steps) for budgets 0 and 4 MiB;
+- and one whole UK field with the shipped prior, as ``hdm downscale`` makes it (16
+  members, coarse ×4 + 12 stations, MMPS, EM 50 steps; the speed case of section
+  downscale-uk), for budgets 0 and 4 MiB (``--field-repeats``, 0 skips it).
 
-The two ways alternate ``--rounds`` times (whole, chunked, whole, chunked, ...): on a
-shared 2-core machine one run of either moves by tens of per cent. It writes section
-``fno-chunking`` of BENCHMARKS.md: per way the median over rounds of ms per NFE (every
-round's value in brackets), the members per chunk, the speed-up, and each way's growth
-against the N log N cost model.
+The budgets take turns call by call (after one warm-up call each), so a slow spell of a
+shared 2-core machine hits every budget alike; the table gives the median and the range
+of the timed calls:
+
+    python benchmarks/fno_chunking.py [--sizes 64,128,256] [--repeats 5] [--guided-repeats 1]
+                                      [--field-repeats 3]
+
+It writes section ``fno-chunking`` of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -23,14 +31,25 @@ import math
 import shlex
 import statistics
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import torch
+
 from hdm.data.benchmark import machine_description, write_section
-from hdm.hilbert.networks import TimeConditionedFNO
-from hdm.pipelines.benchmark_downscale import sampling_speed
+from hdm.hilbert.grids import RectGrid
+from hdm.pipelines.benchmark_downscale import speed_problem
+from hdm.pipelines.benchmark_uk import UKBenchmarkConfig, speed_field
+from hdm.pipelines.downscale import downscale
 
 ROOT = Path(__file__).resolve().parents[1]
+MIB = 2**20
+PLAIN_BUDGETS = (0, 1 * MIB, 4 * MIB, 16 * MIB)
+GUIDED_BUDGETS = (0, 4 * MIB)
+UK_SHAPE = (33, 49)
+MEMBERS = 16
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -43,49 +62,97 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
-def compare(sizes: list[int], repeats: int, budget_s: float, rounds: int) -> list[dict]:
-    """One row per size: per way ("whole", "chunked") every round's sampling_speed row."""
-    runs: dict[str, list[list[dict]]] = {"whole": [], "chunked": []}
-    for _ in range(rounds):
-        runs["whole"].append(
-            sampling_speed(sizes, repeats=repeats, budget_s=budget_s, cpu_chunk_bytes=0)
-        )
-        runs["chunked"].append(sampling_speed(sizes, repeats=repeats, budget_s=budget_s))
-    return [
-        {"n": n, **{way: [rows[i] for rows in runs[way]] for way in runs}}
-        for i, n in enumerate(sizes)
-    ]
+def interleaved(calls: dict[int, Callable[[], object]], repeats: int) -> dict[int, list[float]]:
+    """Seconds of each call: one warm-up each, then ``repeats`` rounds taking turns."""
+    for call in calls.values():
+        call()
+    times: dict[int, list[float]] = {budget: [] for budget in calls}
+    for _ in range(repeats):
+        for budget, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[budget].append(time.perf_counter() - start)
+    return times
 
 
-def _median(rounds: list[dict], key: str) -> float | None:
-    values = [r[key] for r in rounds if key in r]
-    return statistics.median(values) if values else None
+def time_shape(shape: tuple[int, int], repeats: int, guided_repeats: int, seed: int = 0) -> dict:
+    """Plain and guided seconds per NFE by chunk budget on one grid, and members per chunk."""
+    process, denoiser, guided, t = speed_problem(seed)
+    grid = RectGrid((0.0, 1.0), (0.0, 1.0), shape)
+    x = process.prior_sample(MEMBERS, 1, grid, torch.Generator().manual_seed(seed + 2))
+    times = torch.full((MEMBERS,), float(t), dtype=torch.float64)
+    backbone = denoiser.backbone
+
+    def with_budget(budget: int, call):
+        def run():
+            backbone.cpu_chunk_bytes = budget
+            return call(x, times, grid)
+
+        return run
+
+    def plain(*args):
+        with torch.no_grad():
+            return denoiser(*args)
+
+    chunks = {}
+    for budget in PLAIN_BUDGETS:
+        backbone.cpu_chunk_bytes = budget
+        chunks[budget] = backbone.chunk_size(x, grid)
+    row = {"shape": shape, "chunk": chunks}
+    row["plain"] = interleaved({b: with_budget(b, plain) for b in PLAIN_BUDGETS}, repeats)
+    if guided_repeats > 0:
+        calls = {b: with_budget(b, guided) for b in GUIDED_BUDGETS}
+        row["guided"] = interleaved(calls, guided_repeats)
+    return row
 
 
-def _cell(rounds: list[dict], key: str) -> str:
-    values = [r[key] for r in rounds if key in r]
-    if not values:
-        return "–"
-    each = ", ".join(f"{v:.0f}" for v in values)
-    return f"{statistics.median(values):.0f} ({each})"
+def time_uk_field(repeats: int) -> dict[int, list[float]]:
+    """Seconds per UK field (16 members, MMPS, EM 50) for budgets 0 and 4 MiB, in turns."""
+    cfg = UKBenchmarkConfig()
+    prior, coarse, stations = speed_field(cfg)
+    backbone = prior.denoiser.backbone
+
+    def with_budget(budget: int):
+        def run():
+            backbone.cpu_chunk_bytes = budget
+            return downscale(
+                prior,
+                coarse=coarse,
+                stations=stations,
+                members=MEMBERS,
+                guidance="mmps",
+                sampler="em",
+                steps=50,
+                seed=cfg.seed,
+                progress=False,
+            )
+
+        return run
+
+    return interleaved({b: with_budget(b) for b in GUIDED_BUDGETS}, repeats)
 
 
-def _speedup(row: dict, key: str) -> str:
-    whole, chunked = _median(row["whole"], key), _median(row["chunked"], key)
-    return f"{whole / chunked:.2f}×" if whole and chunked else "–"
+def _cell(seconds: list[float]) -> str:
+    ms = [1e3 * s for s in seconds]
+    if len(ms) == 1:
+        return f"{ms[0]:.0f}"
+    return f"{statistics.median(ms):.0f} ({min(ms):.0f}–{max(ms):.0f})"
 
 
-def _growth(row: dict, first: dict, way: str) -> str:
-    now, ref = _median(row[way], "plain_ms"), _median(first[way], "plain_ms")
-    return f"{now / ref:.2f}" if now and ref else "–"
+def _median(seconds: list[float]) -> float:
+    return statistics.median(seconds)
 
 
-def _nlogn(n: int, ref: int) -> float:
-    return (n * n * math.log(n * n)) / (ref * ref * math.log(ref * ref))
+def _nlogn(shape: tuple[int, int]) -> float:
+    n = shape[0] * shape[1]
+    return n * math.log(n)
 
 
-def format_table(rows: list[dict], command: str) -> str:
+def format_table(rows: list[dict], command: str, repeats: int, guided_repeats: int) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    budgets = " | ".join(
+        f"plain ms, {b // MIB} MiB" if b else "plain ms, whole" for b in PLAIN_BUDGETS
+    )
     lines = [
         "## FNO member chunks on the CPU",
         "",
@@ -93,51 +160,88 @@ def format_table(rows: list[dict], command: str) -> str:
         f"Machine: {machine_description()}  ",
         f"Date: {stamp}",
         "",
-        "One NFE of 16 members of the untrained UK-architecture FNO (as in section "
-        "downscale-speed): the whole batch at once (cpu_chunk_bytes = 0) against chunks "
-        f"within the default budget ({TimeConditionedFNO.cpu_chunk_bytes / 2**20:g} MiB "
-        "of hidden activation). Guided: MMPS, 5 CG steps. Per way the median over rounds "
-        "that alternate the two ways, every round in brackets. Growth: median plain time "
-        "÷ the first size's, against N log N (N = n²).",
+        f"One NFE of {MEMBERS} members of the untrained UK-architecture FNO (the problem of "
+        "section downscale-speed) by the network's CPU chunk budget (hidden activation per "
+        "chunk; 0 = the whole batch at once; the default is 4 MiB; 'chunks' gives the "
+        f"members per chunk at each budget). Median (range) of {repeats} plain and "
+        f"{guided_repeats} guided (MMPS, 5 CG steps) calls per budget, the budgets taking "
+        "turns call by call after a warm-up each. Growth: the median plain time at 4 MiB "
+        "÷ the first n × n grid's, against N log N (N = points).",
         "",
-        "| grid | members per chunk | plain ms, whole | plain ms, chunked | speed-up | "
-        "guided ms, whole | guided ms, chunked | speed-up | growth whole | growth chunked "
-        "| N log N |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| grid | chunks (whole / 1 / 4 / 16 MiB) | {budgets} | speed-up at 4 MiB | "
+        "guided ms, whole | guided ms, 4 MiB | speed-up | growth at 4 MiB | N log N |",
     ]
-    first = rows[0]
+    lines.append("|" + "---|" * (lines[-1].count("|") - 1))
+    squares = [r for r in rows if r["shape"] != UK_SHAPE]
+    first = squares[0] if squares else rows[0]
     for r in rows:
-        chunked = [c for c in r["chunked"] if "plain_ms" in c]
-        if not chunked:
-            reason = r["chunked"][0].get("skipped") or r["whole"][0].get("skipped")
-            lines.append(f"| {r['n']}×{r['n']} | – | skipped: {reason} |")
-            continue
+        plain, guided = r["plain"], r.get("guided", {})
+        chunks = " / ".join(str(r["chunk"][b]) for b in PLAIN_BUDGETS)
+        default = 4 * MIB
+        speedup = _median(plain[0]) / _median(plain[default])
+        if guided:
+            guided_cells = (
+                f"{_cell(guided[0])} | {_cell(guided[default])} | "
+                f"{_median(guided[0]) / _median(guided[default]):.2f}×"
+            )
+        else:
+            guided_cells = "– | – | –"
+        square = r["shape"] != UK_SHAPE
+        growth = (
+            f"{_median(plain[default]) / _median(first['plain'][default]):.2f} | "
+            f"{_nlogn(r['shape']) / _nlogn(first['shape']):.2f}"
+            if square
+            else "– | –"
+        )
         lines.append(
-            f"| {r['n']}×{r['n']} | {chunked[0]['chunk']} | {_cell(r['whole'], 'plain_ms')} | "
-            f"{_cell(r['chunked'], 'plain_ms')} | {_speedup(r, 'plain_ms')} | "
-            f"{_cell(r['whole'], 'guided_ms')} | {_cell(r['chunked'], 'guided_ms')} | "
-            f"{_speedup(r, 'guided_ms')} | {_growth(r, first, 'whole')} | "
-            f"{_growth(r, first, 'chunked')} | {_nlogn(r['n'], first['n']):.2f} |"
+            f"| {r['shape'][0]}×{r['shape'][1]} | {chunks} | "
+            + " | ".join(_cell(plain[b]) for b in PLAIN_BUDGETS)
+            + f" | {speedup:.2f}× | {guided_cells} | {growth} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def format_field(field: dict[int, list[float]]) -> str:
+    whole, chunked = field[0], field[4 * MIB]
+    each = "; ".join(
+        f"{name} {', '.join(f'{s:.1f}' for s in v)} s"
+        for name, v in (("whole", whole), ("4 MiB", chunked))
+    )
+    return (
+        "\nOne UK field with the shipped prior (16 members, coarse ×4 + 12 stations, MMPS, "
+        f"EM 50 steps, 8 members per chunk), in turns: whole batch "
+        f"{statistics.median(whole):.1f} s, 4 MiB chunks {statistics.median(chunked):.1f} s "
+        f"per field ({statistics.median(whole) / statistics.median(chunked):.2f}×; {each}).\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=parse_sizes, default=[64, 128, 256])
-    parser.add_argument("--repeats", type=int, default=1, help="timed calls per size and way")
-    parser.add_argument("--rounds", type=int, default=2, help="alternations of the two ways")
-    parser.add_argument("--budget-s", type=float, default=250.0, help="seconds per size")
+    parser.add_argument("--repeats", type=int, default=5, help="timed plain calls per budget")
+    parser.add_argument(
+        "--guided-repeats", type=int, default=1, help="timed guided calls per budget (0: none)"
+    )
+    parser.add_argument(
+        "--field-repeats", type=int, default=3, help="timed UK fields per budget (0: none)"
+    )
     parser.add_argument("--benchmarks", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.rounds < 1:
+    if args.repeats < 1 or min(args.guided_repeats, args.field_repeats) < 0:
         parser.error(
-            f"--repeats and --rounds must be at least 1, got {args.repeats}, {args.rounds}"
+            "--repeats must be ≥ 1 and --guided-repeats, --field-repeats ≥ 0, got "
+            f"{args.repeats}, {args.guided_repeats}, {args.field_repeats}"
         )
-    rows = compare(args.sizes, args.repeats, args.budget_s, args.rounds)
+    shapes = [UK_SHAPE, *[(n, n) for n in args.sizes]]
+    rows = []
+    for shape in shapes:
+        rows.append(time_shape(shape, args.repeats, args.guided_repeats))
+        print(f"{shape}: done", file=sys.stderr, flush=True)
     given = sys.argv[1:] if argv is None else argv
     command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/fno_chunking.py", *given])
-    table = format_table(rows, command)
+    table = format_table(rows, command, args.repeats, args.guided_repeats)
+    if args.field_repeats:
+        table += format_field(time_uk_field(args.field_repeats))
     write_section(args.benchmarks, "fno-chunking", table)
     print(table)
     return rows

@@ -127,20 +127,27 @@ def test_trained_benchmark_script_rejects_a_single_member(capsys, benchmark_scri
     assert "--members ≥ 2" in capsys.readouterr().err
 
 
-def test_chunking_script_writes_both_ways_per_size(tmp_path, benchmark_script):
+def test_chunking_script_times_every_budget_per_grid(tmp_path, benchmark_script):
     script = benchmark_script("fno_chunking")
     out = tmp_path / "BENCHMARKS.md"
-    argv = ["--sizes", "16,32", "--rounds", "2", "--budget-s", "60", "--benchmarks", str(out)]
-    rows = script.main(argv)
-    assert [r["n"] for r in rows] == [16, 32]
-    for r in rows:
-        assert len(r["whole"]) == len(r["chunked"]) == 2  # two alternating rounds
-        # 16 members of 30² or 62² extended points × width 16 × 4 bytes fit in 4 MiB whole
-        assert {c["chunk"] for c in r["chunked"] + r["whole"]} == {16}
-        assert min(c["plain_ms"] for c in r["whole"] + r["chunked"]) > 0
+    argv = ["--sizes", "16", "--repeats", "2", "--guided-repeats", "1", "--field-repeats", "0"]
+    argv += ["--benchmarks", str(out)]
+    uk, square = script.main(argv)
+    mib = 2**20
+    # UK grid: 64 × 96 mirror-extended points × width 16 × 4 bytes = 384 KiB per member
+    assert uk["shape"] == (33, 49)
+    assert uk["chunk"] == {0: 16, mib: 2, 4 * mib: 8, 16 * mib: 16}
+    assert square["chunk"] == {0: 16, mib: 16, 4 * mib: 16, 16 * mib: 16}
+    for row in (uk, square):
+        assert all(len(v) == 2 and min(v) > 0 for v in row["plain"].values())
+        assert set(row["guided"]) == {0, 4 * mib}
     text = out.read_text()
-    assert "<!-- fno-chunking:start -->" in text and "| 32×32 | 16 |" in text
-    assert "python benchmarks/fno_chunking.py --sizes 16,32 --rounds 2" in text
+    assert "<!-- fno-chunking:start -->" in text and "| 33×49 | 16 / 2 / 8 / 16 |" in text
+    assert "python benchmarks/fno_chunking.py --sizes 16 --repeats 2" in text
+    header, rule = text.split("| grid |")[1].splitlines()[:2]
+    assert rule.count("---") == header.count("|") + 1  # one rule cell per column
+    line = script.format_field({0: [2.0, 3.0], 4 * mib: [1.0, 1.5]})
+    assert "whole batch 2.5 s, 4 MiB chunks 1.2 s per field (2.00×;" in line
 
 
 def test_chunking_script_rejects_tiny_grids(capsys, benchmark_script):

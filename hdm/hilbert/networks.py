@@ -23,10 +23,11 @@ Architecture (Li et al. 2021, FNO; with per-sample time conditioning):
   Fourier modes are the same physical wavenumbers at every resolution.
 - On the CPU a batch runs in chunks whose hidden activation, (chunk, width, *extended
   grid), stays within ``cpu_chunk_bytes`` (4 MiB by default): the layers are pointwise
-  or per-sample FFTs, so chunks give the same output, and a working set that fits in
-  the cache is faster (16 members of width 16 on 128 × 128, one NFE: 2.4 s as one
-  batch, 0.95 s one member at a time; ``benchmarks/fno_chunking.py``). On other
-  devices the batch runs whole.
+  or per-sample FFTs, so chunks give the same output, and small blocks that stay in
+  the cache and below glibc's mmap threshold are faster (16 members of width 16 on
+  128 × 128, one NFE: 2.42 s as one batch, 0.95 s one member at a time; 4 MiB was the
+  fastest of 1, 4 and 16 MiB on every grid of ``benchmarks/fno_chunking.py`` on a
+  2-core x86_64 with a 32 MiB L3). On other devices the batch runs whole.
 
 The network accepts any resolution of the grid it was trained on; a grid of another
 dimension, channel count, or too few points raises :class:`GridError`.

@@ -731,9 +731,7 @@ def block_bootstrap(
     """
     arrays = [np.asarray(x, dtype=float) for x in series]
     if not arrays or any(x.shape != arrays[0].shape for x in arrays) or arrays[0].ndim != 1:
-        raise ValueError(
-            f"need per-time arrays of one shape (T,), got {[x.shape for x in arrays]}"
-        )
+        raise ValueError(f"need per-time arrays of one shape (T,), got {[x.shape for x in arrays]}")
     size = arrays[0].size
     if size < 2:
         raise ValueError(f"need at least 2 times for a bootstrap interval, got {size}")

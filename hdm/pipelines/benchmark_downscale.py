@@ -92,6 +92,7 @@ __all__ = [
     "posterior_scores",
     "run_grf_benchmark",
     "sampling_speed",
+    "speed_problem",
 ]
 
 # ----------------------------------------------------------------- the GRF problem
@@ -600,22 +601,9 @@ def sampling_speed(
     if quick:
         sizes, members, repeats = (32, 64), 2, 1
     warmup = not quick
-    process = ForwardProcess(CosineVP(), SpectralCovariance("matern", NOISE_LENGTHSCALE))
-    denoiser = _uk_fno(process, seed)
+    process, denoiser, guided, t = speed_problem(seed)
     if cpu_chunk_bytes is not None:
         denoiser.backbone.cpu_chunk_bytes = cpu_chunk_bytes
-    base = RectGrid((0.0, 1.0), (0.0, 1.0), (SPEED_BASE_SIZE, SPEED_BASE_SIZE))
-    stations = tuple(map(tuple, np.random.default_rng(seed).uniform(0.05, 0.95, (N_STATIONS, 2))))
-    operator = Composite(
-        (
-            CoarseGrain.from_factor(base, COARSE_FACTOR, OBS_NOISE_STD),
-            PointSample(stations, OBS_NOISE_STD),
-        )
-    )
-    truth = process.prior_sample(1, 1, base, torch.Generator().manual_seed(seed))
-    y = operator.simulate(truth, base, torch.Generator().manual_seed(seed + 1))[0]
-    guided = make_guidance("mmps", denoiser, operator, y, cg_steps=5, cg_tol=0.0)
-    t = process.schedule.t_from_varsigma(torch.tensor(1.0, dtype=torch.float64))
     rows: list[dict] = []
     last_plain: tuple[int, float] | None = None  # (n, seconds per call) last measured
     last_guided: tuple[int, float] | None = None
@@ -666,6 +654,28 @@ def sampling_speed(
     for r in rows:
         r["quick"] = quick
     return rows
+
+
+def speed_problem(seed: int = 0):
+    """What :func:`sampling_speed` times: (process, the untrained UK-architecture
+    denoiser, MMPS guidance of it with 5 CG steps and cg_tol 0, the diffusion time t at
+    ς = 1). The observations are the 16 × 16 coarse cells of a 64 × 64 grid on [0, 1]²
+    and 20 stations, defined physically, so the guidance takes fields on any grid."""
+    process = ForwardProcess(CosineVP(), SpectralCovariance("matern", NOISE_LENGTHSCALE))
+    denoiser = _uk_fno(process, seed)
+    base = RectGrid((0.0, 1.0), (0.0, 1.0), (SPEED_BASE_SIZE, SPEED_BASE_SIZE))
+    stations = tuple(map(tuple, np.random.default_rng(seed).uniform(0.05, 0.95, (N_STATIONS, 2))))
+    operator = Composite(
+        (
+            CoarseGrain.from_factor(base, COARSE_FACTOR, OBS_NOISE_STD),
+            PointSample(stations, OBS_NOISE_STD),
+        )
+    )
+    truth = process.prior_sample(1, 1, base, torch.Generator().manual_seed(seed))
+    y = operator.simulate(truth, base, torch.Generator().manual_seed(seed + 1))[0]
+    guided = make_guidance("mmps", denoiser, operator, y, cg_steps=5, cg_tol=0.0)
+    t = process.schedule.t_from_varsigma(torch.tensor(1.0, dtype=torch.float64))
+    return process, denoiser, guided, t
 
 
 def _predicted_call(last: tuple[int, float] | None, n: int) -> float | None:

@@ -40,6 +40,7 @@ from hdm.domains.radiosondes import simulate_observations
 from hdm.metrics import probabilistic as pm
 from hdm.pipelines.benchmark import PROJECT_ROOT
 from hdm.pipelines.downscale import (
+    Prior,
     attach_inputs,
     downscale,
     load_prior,
@@ -316,15 +317,22 @@ def spectra_at_shared_points(fine: xr.Dataset, base: xr.Dataset, variable: str) 
     return out
 
 
-def field_speed(cfg: UKBenchmarkConfig, quick: bool, repeats: int = 3) -> list[dict]:
-    """Wall time of one 33 × 49 field with 16 members (coarse + 12 stations), per method:
-    the median of ``repeats`` runs (1 in quick mode), with every run's time kept."""
+def speed_field(cfg: UKBenchmarkConfig) -> tuple[Prior, xr.DataArray, xr.Dataset]:
+    """The shipped prior and the inputs of the speed case: the first test field's ×4
+    coarse field and its 12 simulated station observations."""
     prior = load_prior(PROJECT_ROOT / "data" / "checkpoints" / "uk_t2m")
     truth = _truth(cfg).isel(time=[0])
     coarse = coarse_grain(truth, cfg.factor)
     stations = simulate_observations(
         truth, stations_by_id(CONDITIONING_STATIONS.split(",")), cfg.station_noise, cfg.seed
     )
+    return prior, coarse, stations
+
+
+def field_speed(cfg: UKBenchmarkConfig, quick: bool, repeats: int = 3) -> list[dict]:
+    """Wall time of one 33 × 49 field with 16 members (coarse + 12 stations), per method:
+    the median of ``repeats`` runs (1 in quick mode), with every run's time kept."""
+    prior, coarse, stations = speed_field(cfg)
     rows = []
     cases = [("sda", "heun", 25), ("mmps", "heun", 25), ("mmps", "em", 50), ("mmps", "heun", 13)]
     if quick:
