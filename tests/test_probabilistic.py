@@ -101,22 +101,22 @@ def test_gaussian_crps_standard_normal_at_zero():
     assert gaussian_crps(0 * one, one, 0 * one) == pytest.approx(0.2336949772551091)
 
 
-def test_spread_skill_one_when_calibrated_half_when_too_narrow():
-    rng = np.random.default_rng(2)
-    shape = (1, 20, 20)
+def calibrated_and_narrow(seed, shape, members, narrow):
+    """Standard-normal truth, a calibrated ensemble and one ``narrow`` times as wide."""
+    rng = np.random.default_rng(seed)
     truth = grid_field(rng.standard_normal(shape))
-    calibrated = ensemble_field(rng.standard_normal((50, *shape)))
-    narrow = ensemble_field(0.5 * rng.standard_normal((50, *shape)))
+    calibrated = ensemble_field(rng.standard_normal((members, *shape)))
+    return truth, calibrated, ensemble_field(narrow * rng.standard_normal((members, *shape)))
+
+
+def test_spread_skill_one_when_calibrated_half_when_too_narrow():
+    truth, calibrated, narrow = calibrated_and_narrow(2, (1, 20, 20), 50, 0.5)
     assert spread_skill(calibrated, truth) == pytest.approx(1.0, abs=0.1)
     assert spread_skill(narrow, truth) == pytest.approx(0.5, abs=0.06)
 
 
 def test_spread_skill_interval_holds_the_ratio_and_separates_narrow_from_calibrated():
-    rng = np.random.default_rng(4)
-    shape = (24, 10, 12)
-    truth = grid_field(rng.standard_normal(shape))
-    calibrated = ensemble_field(rng.standard_normal((16, *shape)))
-    narrow = ensemble_field(0.6 * rng.standard_normal((16, *shape)))
+    truth, calibrated, narrow = calibrated_and_narrow(4, (24, 10, 12), 16, 0.6)
     value, low, high = spread_skill_interval(calibrated, truth, block=4, n_boot=500)
     # on all times it is spread_skill itself
     assert value == pytest.approx(spread_skill(calibrated, truth), rel=1e-12)
