@@ -29,6 +29,9 @@ def test_doubled_amplitude_quadruples_the_power():
     out = spectra_at_shared_wavenumbers(_ensemble(2.0), _ensemble(1.0), "t2m")
     assert out["mean_rel_diff"] == pytest.approx(3.0, rel=1e-9)
     assert out["frac_within_2se"] < 0.1
+    # independent members: no bin is held by the ensemble mean; the deviations carry 4×
+    assert out["mean_field_bins"] == 0 and np.isnan(out["mean_field_rel_diff"])
+    assert out["deviation_rel_diff"] == pytest.approx(3.0, rel=1e-9)
 
 
 def _refined(base: xr.Dataset, seed: int = 1) -> xr.Dataset:
@@ -116,3 +119,15 @@ def test_cg_steps_script_rejects_negative_steps(capsys, benchmark_script):
         script.main(["--cg-steps", "0,-1"])
     assert "--cg-steps wants non-negative integers: '0,-1'" in capsys.readouterr().err
     assert script.parse_steps("0, 5") == [0, 5]
+
+
+def test_bins_held_by_the_ensemble_mean_compare_the_means():
+    base = _ensemble(0.01)
+    common = np.random.default_rng(5).standard_normal((1, 1, 33, 49))
+    base["t2m"] = base["t2m"] + common  # members = one field + small deviations
+    scaled = base.copy(deep=True)
+    scaled["t2m"] = 1.1 * base["t2m"]
+    out = spectra_at_shared_wavenumbers(scaled, base, "t2m")
+    assert out["mean_field_bins"] == out["shared_bins"]
+    assert out["mean_field_rel_diff"] == pytest.approx(0.21, rel=1e-9)
+    assert np.isnan(out["deviation_rel_diff"])
