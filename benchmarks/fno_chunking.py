@@ -29,12 +29,12 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
-import statistics
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 
 import torch
 
@@ -75,6 +75,16 @@ def interleaved(calls: dict[int, Callable[[], object]], repeats: int) -> dict[in
     return times
 
 
+def budgeted(backbone, budget: int, call: Callable[[], object]) -> Callable[[], object]:
+    """``call`` with the network's chunk budget set to ``budget`` first."""
+
+    def run():
+        backbone.cpu_chunk_bytes = budget
+        return call()
+
+    return run
+
+
 def time_shape(shape: tuple[int, int], repeats: int, guided_repeats: int, seed: int = 0) -> dict:
     """Plain and guided seconds per NFE by chunk budget on one grid, and members per chunk."""
     process, denoiser, guided, t = speed_problem(seed)
@@ -83,25 +93,21 @@ def time_shape(shape: tuple[int, int], repeats: int, guided_repeats: int, seed: 
     times = torch.full((MEMBERS,), float(t), dtype=torch.float64)
     backbone = denoiser.backbone
 
-    def with_budget(budget: int, call):
-        def run():
-            backbone.cpu_chunk_bytes = budget
-            return call(x, times, grid)
-
-        return run
-
-    def plain(*args):
+    def plain():
         with torch.no_grad():
-            return denoiser(*args)
+            return denoiser(x, times, grid)
+
+    def guided_call():
+        return guided(x, times, grid)
 
     chunks = {}
     for budget in PLAIN_BUDGETS:
         backbone.cpu_chunk_bytes = budget
         chunks[budget] = backbone.chunk_size(x, grid)
     row = {"shape": shape, "chunk": chunks}
-    row["plain"] = interleaved({b: with_budget(b, plain) for b in PLAIN_BUDGETS}, repeats)
+    row["plain"] = interleaved({b: budgeted(backbone, b, plain) for b in PLAIN_BUDGETS}, repeats)
     if guided_repeats > 0:
-        calls = {b: with_budget(b, guided) for b in GUIDED_BUDGETS}
+        calls = {b: budgeted(backbone, b, guided_call) for b in GUIDED_BUDGETS}
         row["guided"] = interleaved(calls, guided_repeats)
     return row
 
@@ -110,37 +116,29 @@ def time_uk_field(repeats: int) -> dict[int, list[float]]:
     """Seconds per UK field (16 members, MMPS, EM 50) for budgets 0 and 4 MiB, in turns."""
     cfg = UKBenchmarkConfig()
     prior, coarse, stations = speed_field(cfg)
+
+    def field():
+        return downscale(
+            prior,
+            coarse=coarse,
+            stations=stations,
+            members=MEMBERS,
+            guidance="mmps",
+            sampler="em",
+            steps=50,
+            seed=cfg.seed,
+            progress=False,
+        )
+
     backbone = prior.denoiser.backbone
-
-    def with_budget(budget: int):
-        def run():
-            backbone.cpu_chunk_bytes = budget
-            return downscale(
-                prior,
-                coarse=coarse,
-                stations=stations,
-                members=MEMBERS,
-                guidance="mmps",
-                sampler="em",
-                steps=50,
-                seed=cfg.seed,
-                progress=False,
-            )
-
-        return run
-
-    return interleaved({b: with_budget(b) for b in GUIDED_BUDGETS}, repeats)
+    return interleaved({b: budgeted(backbone, b, field) for b in GUIDED_BUDGETS}, repeats)
 
 
 def _cell(seconds: list[float]) -> str:
     ms = [1e3 * s for s in seconds]
     if len(ms) == 1:
         return f"{ms[0]:.0f}"
-    return f"{statistics.median(ms):.0f} ({min(ms):.0f}–{max(ms):.0f})"
-
-
-def _median(seconds: list[float]) -> float:
-    return statistics.median(seconds)
+    return f"{median(ms):.0f} ({min(ms):.0f}–{max(ms):.0f})"
 
 
 def _nlogn(shape: tuple[int, int]) -> float:
@@ -178,17 +176,17 @@ def format_table(rows: list[dict], command: str, repeats: int, guided_repeats: i
         plain, guided = r["plain"], r.get("guided", {})
         chunks = " / ".join(str(r["chunk"][b]) for b in PLAIN_BUDGETS)
         default = 4 * MIB
-        speedup = _median(plain[0]) / _median(plain[default])
+        speedup = median(plain[0]) / median(plain[default])
         if guided:
             guided_cells = (
                 f"{_cell(guided[0])} | {_cell(guided[default])} | "
-                f"{_median(guided[0]) / _median(guided[default]):.2f}×"
+                f"{median(guided[0]) / median(guided[default]):.2f}×"
             )
         else:
             guided_cells = "– | – | –"
         square = r["shape"] != UK_SHAPE
         growth = (
-            f"{_median(plain[default]) / _median(first['plain'][default]):.2f} | "
+            f"{median(plain[default]) / median(first['plain'][default]):.2f} | "
             f"{_nlogn(r['shape']) / _nlogn(first['shape']):.2f}"
             if square
             else "– | –"
@@ -210,8 +208,8 @@ def format_field(field: dict[int, list[float]]) -> str:
     return (
         "\nOne UK field with the shipped prior (16 members, coarse ×4 + 12 stations, MMPS, "
         f"EM 50 steps, 8 members per chunk), in turns: whole batch "
-        f"{statistics.median(whole):.1f} s, 4 MiB chunks {statistics.median(chunked):.1f} s "
-        f"per field ({statistics.median(whole) / statistics.median(chunked):.2f}×; {each}).\n"
+        f"{median(whole):.1f} s, 4 MiB chunks {median(chunked):.1f} s "
+        f"per field ({median(whole) / median(chunked):.2f}×; {each}).\n"
     )
 
 

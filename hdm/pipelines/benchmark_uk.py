@@ -278,19 +278,17 @@ def spectra_at_shared_wavenumbers(fine: xr.Dataset, base: xr.Dataset, variable: 
     sf, sb = shared(member_spectra(fine)), shared(member_spectra(base))
     k = np.intersect1d(sf.wavenumber.values, sb.wavenumber.values)
     sf, sb = sf.sel(wavenumber=k), sb.sel(wavenumber=k)
-    means = {
-        name: shared(pm.power_spectrum(ds[variable].mean("member"), bin_width=bin_width), k)
-        for name, ds in (("fine", fine), ("base", base))
-    }
-    deviations = {
-        name: shared(
-            pm.power_spectrum(ds[variable] - ds[variable].mean("member"), bin_width=bin_width), k
-        )
-        for name, ds in (("fine", fine), ("base", base))
-    }
-    held = (means["base"] / sb.mean("member")).values >= 0.9
-    mean_diff = ((means["fine"] - means["base"]) / means["base"]).values
-    dev_diff = ((deviations["fine"] - deviations["base"]) / deviations["base"]).values
+
+    def mean_and_deviations(ds):
+        """Spectra of the ensemble mean and of the members' deviations from it."""
+        mean = ds[variable].mean("member")
+        fields = (mean, ds[variable] - mean)
+        return tuple(shared(pm.power_spectrum(x, bin_width=bin_width), k) for x in fields)
+
+    (mean_f, dev_f), (mean_b, dev_b) = mean_and_deviations(fine), mean_and_deviations(base)
+    held = (mean_b / sb.mean("member")).values >= 0.9
+    mean_diff = ((mean_f - mean_b) / mean_b).values
+    dev_diff = ((dev_f - dev_b) / dev_b).values
     m = sf.sizes["member"]
     diff = (sf.mean("member") - sb.mean("member")) / sb.mean("member")
     se = np.sqrt(sf.var("member") / m + sb.var("member") / m) / sb.mean("member")

@@ -206,9 +206,9 @@ def evaluate_downscale(
         "rank_histogram": pm.rank_histogram(ens, truth_on_pred, seed=seed).tolist(),
         "spectrum_ratio": pm.spectrum_ratio(ens, truth_on_pred),
     }
-    # Moving blocks of one day for the bootstrap intervals over time.
-    block = max(1, round(24 / max(1.0, _hours_between(times)))) if len(times) >= 2 else 1
     if len(times) >= 2:
+        # Moving blocks of one day for the bootstrap intervals over time.
+        block = max(1, round(24 / max(1.0, _hours_between(times))))
         _, low, high = pm.spread_skill_interval(ens, truth_on_pred, block=block, seed=seed)
         report["spread_skill_ci95"] = [low, high]
     coarse_name = f"{var}_coarse"
