@@ -81,7 +81,11 @@ class TruncatedSpectralConv(SpectralConv):
     """``SpectralConv`` (real data) whose kept modes come from truncated DFT products.
 
     Same parameters, ``state_dict`` and output as neuraloperator's layer (to float
-    rounding); see the module docstring for the sums and the cases that fall back."""
+    rounding); see the module docstring for the sums and the cases that fall back.
+    ``use_products`` (class or instance attribute): False runs neuraloperator's FFT
+    forward everywhere (``benchmarks/spectral_layer.py`` times the two)."""
+
+    use_products: bool = True
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -96,7 +100,8 @@ class TruncatedSpectralConv(SpectralConv):
 
     def _products_apply(self, x: torch.Tensor) -> bool:
         if (
-            self.complex_data
+            not self.use_products
+            or self.complex_data
             or self.fno_block_precision != "full"
             or self.resolution_scaling_factor is not None
             or self.order not in (1, 2)
