@@ -45,6 +45,51 @@ def test_coarse_grain_operator_equals_block_means_of_the_data_layer():
     np.testing.assert_allclose(np.array(rebuilt.edges[0]), np.array(op.edges[0]), atol=1e-9)
 
 
+def test_coarse_cells_on_a_refined_grid_average_the_same_points():
+    """A coarse value made as the block mean of 4 × 4 training-grid points is, on the 2×
+    grid, the mean of the same points (the midpoint rule), not of the points between."""
+    fine = UK.refined(2)
+    x = _field(fine)
+    op = CoarseGrain.from_factor(UK, 4)
+    on_fine = op.apply(x, fine)
+    on_shared = op.apply(x[:, :, ::2, ::2].contiguous(), UK)
+    assert on_fine.shape == (2, 96)
+    torch.testing.assert_close(on_fine, on_shared, rtol=0, atol=1e-12)
+    area = CoarseGrain(op.edges, op.noise, samples_per_cell=None)
+    for midpoint, exact in zip(op.weights(UK), area.weights(UK)):  # the same on its own grid
+        torch.testing.assert_close(midpoint, exact, rtol=0, atol=1e-15)
+
+
+def test_exact_area_mean_of_an_interpolated_field_is_the_six_point_kernel():
+    """The closed form quoted in CoarseGrain's docstring: on a 2× grid, the exact area mean
+    of the linear interpolation of a base field u is (1, 7, 8, 8, 7, 1)/32 over u."""
+    base = RectGrid((0.0, 1.0), (0.0, 15.0), (2, 16))
+    fine = base.refined(2)
+    edges = ((-0.5, 1.5), tuple(-0.5 + 4.0 * np.arange(5)))
+    area = CoarseGrain(edges, 0.1, samples_per_cell=None)
+    u = torch.randn(1, 1, 2, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    lin = torch.nn.functional.interpolate(u, size=(3, 31), mode="bilinear", align_corners=True)
+    y = area.apply(lin, fine).reshape(1, 4)[0]
+    assert fine.shape == (3, 31)
+    kernel = torch.tensor([1.0, 7.0, 8.0, 8.0, 7.0, 1.0], dtype=torch.float64) / 32
+    row = u[0, 0].mean(0)  # both rows fully inside the one cell along the first axis
+    padded = torch.cat([row[:1], row, row[-1:]])  # the outer cells' half points
+    inner = [float((kernel * padded[4 * i : 4 * i + 6]).sum()) for i in (1, 2)]
+    np.testing.assert_allclose(y[1:3].numpy(), inner, atol=1e-12)
+    box = torch.tensor([float(row[4 * i : 4 * i + 4].mean()) for i in (1, 2)])
+    assert not np.allclose(inner, box.numpy())
+
+
+def test_coarse_grain_sample_errors_name_the_problem():
+    with pytest.raises(ObservationError, match="samples_per_cell must be a positive integer"):
+        CoarseGrain(((0.0, 1.0), (0.0, 1.0)), 0.1, samples_per_cell=(2,))
+    with pytest.raises(ObservationError, match="samples_per_cell"):
+        CoarseGrain(((0.0, 1.0),), 0.1, samples_per_cell=0)
+    wide = CoarseGrain(((49.0, 51.0), (-10.0, -9.0)), 0.1, samples_per_cell=2)
+    with pytest.raises(ObservationError, match=r"coarse cell 0 along 'lat'.*sample point at 49\.5"):
+        wide.weights(UK)
+
+
 @pytest.mark.parametrize(
     "op",
     [

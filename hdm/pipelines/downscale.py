@@ -6,7 +6,7 @@ The composition of the main job (ARCHITECTURE.md, "How data flows"):
 2. the target grid is the training grid, a refinement of it (zero-shot super-resolution:
    ``grid=2`` samples at twice the resolution) or any lat-lon grid of the same domain;
 3. observations, in physical units, become one :class:`Composite` operator on that grid:
-   the coarse field's cells (:class:`CoarseGrain`, conservative) and the stations
+   the coarse field's cells (:class:`CoarseGrain`, block means) and the stations
    (:class:`PointSample`, bilinear), each with its own noise std; values are normalised
    with the model's statistics (the operators average, so they commute with the affine
    normalisation);
@@ -253,8 +253,8 @@ def observation_setup(
     dropped = 0
     ids: tuple[str, ...] = ()
     if coarse is not None:
-        # The cells are blocks of the training grid; on a refined grid the same cells
-        # are averaged conservatively.
+        # The cells are blocks of the training grid, each the mean of its f × f points;
+        # on a refined grid the same points are averaged (CoarseGrain.samples_per_cell).
         op = CoarseGrain.from_coarse_coords(
             (coarse[LAT].values, coarse[LON].values), prior.grid, noise=coarse_noise / std
         )
