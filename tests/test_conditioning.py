@@ -322,3 +322,35 @@ def test_every_guidance_works_with_every_sampler(sampler, steps, method):
     if method == "dps" and sampler in ("heun", "dpm2m"):
         return
     assert misfit(post) < 0.5 * misfit(prior)
+
+
+@pytest.mark.parametrize("name, options", [("mmps", {"cg_steps": 3}), ("sda", {}), ("dps", {})])
+def test_guidance_in_the_networks_chunks_equals_the_whole_batch(name, options):
+    """A guided call runs in the chunks of the network's CPU budget (one graph at a
+    time); every row is independent, so the output and MMPS's diagnostics are the same."""
+    from hdm.hilbert.denoisers import PreconditionedDenoiser
+    from hdm.hilbert.networks import TimeConditionedFNO
+
+    grid = RectGrid((0.0, 1.0), (0.0, 1.0), (16, 16))
+    process = ForwardProcess(CosineVP(), SpectralCovariance("matern", 0.2, 1.5))
+    torch.manual_seed(0)
+    backbone = TimeConditionedFNO(dim=2, channels=1, width=8, n_modes=6, n_layers=2)
+    denoiser = PreconditionedDenoiser(backbone, process, "v").eval()
+    op = Composite((CoarseGrain.from_factor(grid, 4, 0.1), PointSample(((0.3, 0.6),), 0.1)))
+    x = process.prior_sample(5, 1, grid, torch.Generator().manual_seed(1))
+    y = op.simulate(x[:1], grid, torch.Generator().manual_seed(2))[0]
+    t = torch.full((5,), 0.5, dtype=torch.float64)
+    guided = make_guidance(name, denoiser, op, y, **options)
+    outputs, kappas, sizes = [], [], []
+    for budget in (0, 2 * 8 * 30 * 30 * 4):  # whole batch; 2 fields per chunk (2, 2, 1)
+        backbone.cpu_chunk_bytes = budget
+        sizes.append(denoiser.chunk_size(x, grid))
+        outputs.append(guided(x, t, grid))
+        kappas.append(getattr(guided, "last_kappa", None))
+    backbone.cpu_chunk_bytes = TimeConditionedFNO.cpu_chunk_bytes
+    assert sizes == [5, 2]
+    assert outputs[1].shape == x.shape and torch.isfinite(outputs[1]).all()
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)
+    if name == "mmps":
+        assert kappas[1].shape == (5,)
+        torch.testing.assert_close(kappas[1], kappas[0], rtol=1e-5, atol=1e-6)

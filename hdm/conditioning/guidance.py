@@ -81,6 +81,7 @@ class Guidance(ABC):
     """A denoiser conditioned on observations ``y`` of ``operator`` (see module doc)."""
 
     name: str = "guidance"
+    _chunk_index: int = 0  # the chunk of the batch being guided (see __call__)
 
     def __init__(self, denoiser: Denoiser, operator: ObservationOperator, y) -> None:
         self.denoiser = denoiser
@@ -118,8 +119,23 @@ class Guidance(ABC):
         return self.process.covariance.apply(field, grid)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """D̃(x, t), in the chunks of fields in which the denoiser runs its network (every
+        row of the guidance is independent of the others): a guided call keeps the
+        network's activations for its vector–Jacobian products, so one chunk's graph
+        lives at a time (16 members at 512 × 512 otherwise need more than 24 GB)."""
         y, mask = _prepare_y(self.y, x.shape[0], self.operator.n_obs())
-        return self.guide(x, t, grid, y, mask)
+        chunk_size = getattr(self.denoiser, "chunk_size", None)
+        size = x.shape[0] if chunk_size is None else chunk_size(x, grid)
+        if size >= x.shape[0]:
+            self._chunk_index = 0
+            return self.guide(x, t, grid, y, mask)
+        t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        parts = zip(x.split(size), t.split(size), y.split(size), mask.split(size))
+        out = []
+        for index, (xc, tc, yc, mc) in enumerate(parts):
+            self._chunk_index = index  # lets a guide reset its diagnostics on the first
+            out.append(self.guide(xc, tc, grid, yc, mc))
+        return torch.cat(out)
 
     @abstractmethod
     def guide(self, x, t, grid, y, mask) -> torch.Tensor:
@@ -264,7 +280,9 @@ class MomentMatching(Guidance):
         kappa = (r * a_r).sum(1) / q_r.clamp_min(1e-300)
         fallback = ((sigma / alpha) ** 2).expand_as(kappa)
         kappa = torch.where(torch.isfinite(kappa) & (kappa > 0) & (q_r > 0), kappa, fallback)
-        self.last_kappa = (kappa / fallback).detach()
+        ratio = (kappa / fallback).detach()
+        first = self._chunk_index == 0
+        self.last_kappa = ratio if first else torch.cat([self.last_kappa, ratio])
         precond = torch.diag(self.noise_var)[None] + kappa[:, None, None] * aqa[None]
         chol = _masked_cholesky(precond, mask)
 
@@ -304,7 +322,7 @@ class MomentMatching(Guidance):
                 p = z + torch.where(active, rz_new / rz.clamp_min(1e-300), 0.0)[:, None] * p
                 rz = rz_new
                 iterations += 1
-        self.last_cg_iterations = iterations
+        self.last_cg_iterations = iterations if first else max(self.last_cg_iterations, iterations)
         update = c * self._q(self._vjp(x, d, mask * v, grid, retain=False), grid)
         return (d.detach().to(torch.float64) + update).to(x.dtype)
 
