@@ -12,7 +12,8 @@ Architecture (Li et al. 2021, FNO; with per-sample time conditioning):
   modes, ``fft_norm="forward"`` so amplitudes do not depend on the number of points),
   evaluated by :class:`hdm.hilbert.spectral.TruncatedSpectralConv`: the same weights
   and output, with the kept modes from truncated DFT products instead of full FFTs
-  (one NFE of 16 members at 128 × 128: 2.5× faster plain, 2.6× guided);
+  (one NFE of 16 members at 128 × 128: 2.2× faster plain, 2.5× guided; section
+  spectral-layer of BENCHMARKS.md);
   W_l: a pointwise linear map.
 - τ = c_noise (batch,): sinusoidal embedding → MLP → per-layer FiLM (a_l, b_l) per
   sample and channel. neuraloperator's own ``FNO.forward`` takes no time input and its
@@ -26,11 +27,13 @@ Architecture (Li et al. 2021, FNO; with per-sample time conditioning):
   Fourier modes are the same physical wavenumbers at every resolution.
 - On the CPU a batch runs in chunks whose hidden activation, (chunk, width, *extended
   grid), stays within ``cpu_chunk_bytes`` (4 MiB by default): the layers are pointwise
-  or per-sample FFTs, so chunks give the same output, and small blocks that stay in
-  the cache and below glibc's mmap threshold are faster (16 members of width 16 on
-  128 × 128, one NFE: 2.42 s as one batch, 0.95 s one member at a time; 4 MiB was the
-  fastest of 1, 4 and 16 MiB on every grid of ``benchmarks/fno_chunking.py`` on a
-  2-core x86_64 with a 32 MiB L3). On other devices the batch runs whole.
+  or per-sample transforms, so chunks give the same output, and small blocks that stay
+  in the cache and below glibc's mmap threshold are faster (16 members of width 16 on
+  128 × 128, one NFE with FFT layers: 2.42 s as one batch, 0.95 s one member at a
+  time; 4 MiB was the fastest of 1, 4 and 16 MiB on every grid of
+  ``benchmarks/fno_chunking.py`` on a 2-core x86_64 with a 32 MiB L3). On other
+  devices the batch runs whole. Guidance runs in the same chunks (one autograd graph
+  at a time).
 
 The network accepts any resolution of the grid it was trained on; a grid of another
 dimension, channel count, or too few points raises :class:`GridError`.
