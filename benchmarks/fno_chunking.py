@@ -112,8 +112,9 @@ def time_shape(shape: tuple[int, int], repeats: int, guided_repeats: int, seed: 
     return row
 
 
-def time_uk_field(repeats: int) -> dict[int, list[float]]:
-    """Seconds per UK field (16 members, MMPS, EM 50) for budgets 0 and 4 MiB, in turns."""
+def uk_field_call() -> tuple:
+    """(the shipped prior, a call that downscales the speed case's UK field as ``hdm
+    downscale`` does: 16 members, coarse ×4 + 12 stations, MMPS, EM 50 steps)."""
     cfg = UKBenchmarkConfig()
     prior, coarse, stations = speed_field(cfg)
 
@@ -130,11 +131,17 @@ def time_uk_field(repeats: int) -> dict[int, list[float]]:
             progress=False,
         )
 
+    return prior, field
+
+
+def time_uk_field(repeats: int) -> dict[int, list[float]]:
+    """Seconds per UK field (16 members, MMPS, EM 50) for budgets 0 and 4 MiB, in turns."""
+    prior, field = uk_field_call()
     backbone = prior.denoiser.backbone
     return interleaved({b: budgeted(backbone, b, field) for b in GUIDED_BUDGETS}, repeats)
 
 
-def _cell(seconds: list[float]) -> str:
+def cell(seconds: list[float]) -> str:
     ms = [1e3 * s for s in seconds]
     if len(ms) == 1:
         return f"{ms[0]:.0f}"
@@ -179,7 +186,7 @@ def format_table(rows: list[dict], command: str, repeats: int, guided_repeats: i
         speedup = median(plain[0]) / median(plain[default])
         if guided:
             guided_cells = (
-                f"{_cell(guided[0])} | {_cell(guided[default])} | "
+                f"{cell(guided[0])} | {cell(guided[default])} | "
                 f"{median(guided[0]) / median(guided[default]):.2f}×"
             )
         else:
@@ -193,7 +200,7 @@ def format_table(rows: list[dict], command: str, repeats: int, guided_repeats: i
         )
         lines.append(
             f"| {r['shape'][0]}×{r['shape'][1]} | {chunks} | "
-            + " | ".join(_cell(plain[b]) for b in PLAIN_BUDGETS)
+            + " | ".join(cell(plain[b]) for b in PLAIN_BUDGETS)
             + f" | {speedup:.2f}× | {guided_cells} | {growth} |"
         )
     return "\n".join(lines) + "\n"
@@ -213,15 +220,15 @@ def format_field(field: dict[int, list[float]]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=parse_sizes, default=[64, 128, 256])
-    parser.add_argument("--repeats", type=int, default=5, help="timed plain calls per budget")
+def parse_timing_arguments(parser: argparse.ArgumentParser, argv, each: str):
+    """Add --repeats, --guided-repeats, --field-repeats (timed calls per ``each``) and
+    --benchmarks to ``parser``, parse ``argv`` and check the counts."""
+    parser.add_argument("--repeats", type=int, default=5, help=f"timed plain calls per {each}")
     parser.add_argument(
-        "--guided-repeats", type=int, default=1, help="timed guided calls per budget (0: none)"
+        "--guided-repeats", type=int, default=1, help=f"timed guided calls per {each} (0: none)"
     )
     parser.add_argument(
-        "--field-repeats", type=int, default=3, help="timed UK fields per budget (0: none)"
+        "--field-repeats", type=int, default=3, help=f"timed UK fields per {each} (0: none)"
     )
     parser.add_argument("--benchmarks", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -230,6 +237,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "--repeats must be ≥ 1 and --guided-repeats, --field-repeats ≥ 0, got "
             f"{args.repeats}, {args.guided_repeats}, {args.field_repeats}"
         )
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=parse_sizes, default=[64, 128, 256])
+    args = parse_timing_arguments(parser, argv, "budget")
     shapes = [UK_SHAPE, *[(n, n) for n in args.sizes]]
     rows = []
     for shape in shapes:

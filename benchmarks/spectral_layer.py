@@ -33,14 +33,20 @@ from pathlib import Path
 from statistics import median
 
 import torch
-from fno_chunking import MEMBERS, UK_SHAPE, interleaved, parse_sizes
+from fno_chunking import (
+    MEMBERS,
+    UK_SHAPE,
+    cell,
+    interleaved,
+    parse_sizes,
+    parse_timing_arguments,
+    uk_field_call,
+)
 
 from hdm.data.benchmark import machine_description, write_section
 from hdm.hilbert.grids import RectGrid
 from hdm.hilbert.spectral import TruncatedSpectralConv
 from hdm.pipelines.benchmark_downscale import speed_problem
-from hdm.pipelines.benchmark_uk import UKBenchmarkConfig, speed_field
-from hdm.pipelines.downscale import downscale
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"fft": False, "products": True}  # name → TruncatedSpectralConv.use_products
@@ -87,30 +93,8 @@ def time_shape(shape, repeats: int, guided_repeats: int, seed: int = 0) -> dict:
 
 def time_uk_field(repeats: int) -> dict[str, list[float]]:
     """Seconds per UK field (16 members, MMPS, EM 50) with each layer, in turns."""
-    cfg = UKBenchmarkConfig()
-    prior, coarse, stations = speed_field(cfg)
-
-    def field():
-        return downscale(
-            prior,
-            coarse=coarse,
-            stations=stations,
-            members=MEMBERS,
-            guidance="mmps",
-            sampler="em",
-            steps=50,
-            seed=cfg.seed,
-            progress=False,
-        )
-
+    _, field = uk_field_call()
     return interleaved({n: with_layer(p, field) for n, p in LAYERS.items()}, repeats)
-
-
-def _cell(seconds: list[float]) -> str:
-    ms = [1e3 * s for s in seconds]
-    if len(ms) == 1:
-        return f"{ms[0]:.0f}"
-    return f"{median(ms):.0f} ({min(ms):.0f}–{max(ms):.0f})"
 
 
 def _nlogn(shape) -> float:
@@ -147,16 +131,16 @@ def format_table(rows: list[dict], command: str, repeats: int, guided_repeats: i
         plain = r["plain"]
         cells = [
             f"{r['shape'][0]}×{r['shape'][1]}",
-            _cell(plain["fft"]),
-            _cell(plain["products"]),
+            cell(plain["fft"]),
+            cell(plain["products"]),
             f"{median(plain['fft']) / median(plain['products']):.2f}×",
             f"{r['plain_difference']:.1e}",
         ]
         guided = r.get("guided")
         if guided:
             cells += [
-                _cell(guided["fft"]),
-                _cell(guided["products"]),
+                cell(guided["fft"]),
+                cell(guided["products"]),
                 f"{median(guided['fft']) / median(guided['products']):.2f}×",
                 f"{r['guided_difference']:.1e}",
             ]
@@ -191,20 +175,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=parse_sizes, default=[64, 128, 256, 512])
     parser.add_argument("--guided-sizes", type=parse_sizes, default=[64, 128, 256])
-    parser.add_argument("--repeats", type=int, default=5, help="timed plain calls per layer")
-    parser.add_argument(
-        "--guided-repeats", type=int, default=1, help="timed guided calls per layer (0: none)"
-    )
-    parser.add_argument(
-        "--field-repeats", type=int, default=3, help="timed UK fields per layer (0: none)"
-    )
-    parser.add_argument("--benchmarks", type=Path, default=ROOT / "BENCHMARKS.md")
-    args = parser.parse_args(argv)
-    if args.repeats < 1 or min(args.guided_repeats, args.field_repeats) < 0:
-        parser.error(
-            "--repeats must be ≥ 1 and --guided-repeats, --field-repeats ≥ 0, got "
-            f"{args.repeats}, {args.guided_repeats}, {args.field_repeats}"
-        )
+    args = parse_timing_arguments(parser, argv, "layer")
     shapes = [UK_SHAPE, *[(n, n) for n in args.sizes]]
     rows = []
     try:
