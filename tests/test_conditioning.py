@@ -326,8 +326,8 @@ def test_every_guidance_works_with_every_sampler(sampler, steps, method):
 
 @pytest.mark.parametrize("name, options", [("mmps", {"cg_steps": 3}), ("sda", {}), ("dps", {})])
 def test_guidance_in_the_networks_chunks_equals_the_whole_batch(name, options):
-    """A guided call runs in the chunks of the network's CPU budget (one graph at a
-    time); every row is independent, so the output and MMPS's diagnostics are the same."""
+    """A guided call runs in chunks of its CPU graph budget (one graph at a time); every
+    row is independent, so the output and MMPS's diagnostics are the same."""
     from hdm.hilbert.denoisers import PreconditionedDenoiser
     from hdm.hilbert.networks import TimeConditionedFNO
 
@@ -343,11 +343,10 @@ def test_guidance_in_the_networks_chunks_equals_the_whole_batch(name, options):
     guided = make_guidance(name, denoiser, op, y, **options)
     outputs, kappas, sizes = [], [], []
     for budget in (0, 2 * 8 * 30 * 30 * 4):  # whole batch; 2 fields per chunk (2, 2, 1)
-        backbone.cpu_chunk_bytes = budget
-        sizes.append(denoiser.chunk_size(x, grid))
+        guided.cpu_graph_chunk_bytes = budget
+        sizes.append(denoiser.chunk_size(x, grid, budget))
         outputs.append(guided(x, t, grid))
         kappas.append(getattr(guided, "last_kappa", None))
-    backbone.cpu_chunk_bytes = TimeConditionedFNO.cpu_chunk_bytes
     assert sizes == [5, 2]
     assert outputs[1].shape == x.shape and torch.isfinite(outputs[1]).all()
     torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)

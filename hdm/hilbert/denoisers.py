@@ -68,11 +68,12 @@ class PreconditionedDenoiser(nn.Module):
         self.process = process
         self.parameterisation = parameterisation
 
-    def chunk_size(self, x: torch.Tensor, grid: Grid) -> int:
-        """Fields per chunk in which the backbone runs a batch (the whole batch when the
-        backbone does not split batches; see ``TimeConditionedFNO.chunk_size``)."""
+    def chunk_size(self, x: torch.Tensor, grid: Grid, budget: int | None = None) -> int:
+        """Fields per chunk in which the backbone splits a batch for a budget in bytes
+        (default: its own; the whole batch when the backbone does not split batches; see
+        ``TimeConditionedFNO.chunk_size``)."""
         size = getattr(self.backbone, "chunk_size", None)
-        return x.shape[0] if size is None else size(x, grid)
+        return x.shape[0] if size is None else size(x, grid, budget)
 
     def c_noise(self, t: torch.Tensor) -> torch.Tensor:
         return 0.25 * torch.log(self.process.schedule.varsigma(t))

@@ -32,8 +32,9 @@ Architecture (Li et al. 2021, FNO; with per-sample time conditioning):
   128 × 128, one NFE with FFT layers: 2.42 s as one batch, 0.95 s one member at a
   time; 4 MiB was the fastest of 1, 4 and 16 MiB on every grid of
   ``benchmarks/fno_chunking.py`` on a 2-core x86_64 with a 32 MiB L3). On other
-  devices the batch runs whole. Guidance runs in the same chunks (one autograd graph
-  at a time).
+  devices the batch runs whole. Guidance splits a batch by the same rule with a larger
+  budget (``Guidance.cpu_graph_chunk_bytes``), so that one chunk's autograd graph lives
+  at a time.
 
 The network accepts any resolution of the grid it was trained on; a grid of another
 dimension, channel count, or too few points raises :class:`GridError`.
@@ -150,16 +151,18 @@ class TimeConditionedFNO(nn.Module):
         if min(grid.shape) < 4:
             raise GridError(f"the grid needs at least 4 points per axis, got {grid.shape}")
 
-    def chunk_size(self, x: torch.Tensor, grid: Grid) -> int:
+    def chunk_size(self, x: torch.Tensor, grid: Grid, budget: int | None = None) -> int:
         """Samples per chunk: the batch split into the fewest equal chunks whose hidden
-        activation (chunk × width × extended points × element size) fits in
-        ``cpu_chunk_bytes``; the whole batch off the CPU or when the budget is 0."""
+        activation (chunk × width × extended points × element size) fits in ``budget``
+        bytes (default ``cpu_chunk_bytes``); the whole batch off the CPU or when the
+        budget is 0."""
         batch = x.shape[0]
-        if x.device.type != "cpu" or self.cpu_chunk_bytes <= 0 or batch <= 1:
+        budget = self.cpu_chunk_bytes if budget is None else budget
+        if x.device.type != "cpu" or budget <= 0 or batch <= 1:
             return max(batch, 1)
         points = math.prod(a.n if a.periodic else 2 * a.n - 2 for a in grid.axes)
         per_sample = points * self.config["width"] * x.element_size()
-        largest = max(1, self.cpu_chunk_bytes // per_sample)
+        largest = max(1, budget // per_sample)
         chunks = -(-batch // largest)
         return -(-batch // chunks)
 
