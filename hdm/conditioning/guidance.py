@@ -132,16 +132,13 @@ class Guidance(ABC):
         y, mask = _prepare_y(self.y, x.shape[0], self.operator.n_obs())
         chunk_size = getattr(self.denoiser, "chunk_size", None)
         size = x.shape[0] if chunk_size is None else chunk_size(x, grid, self.cpu_graph_chunk_bytes)
-        if size >= x.shape[0]:
-            self._chunk_index = 0
-            return self.guide(x, t, grid, y, mask)
-        t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t
         parts = zip(x.split(size), t.split(size), y.split(size), mask.split(size))
         out = []
         for index, (xc, tc, yc, mc) in enumerate(parts):
             self._chunk_index = index  # lets a guide reset its diagnostics on the first
             out.append(self.guide(xc, tc, grid, yc, mc))
-        return torch.cat(out)
+        return out[0] if len(out) == 1 else torch.cat(out)
 
     @abstractmethod
     def guide(self, x, t, grid, y, mask) -> torch.Tensor:

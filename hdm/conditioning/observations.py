@@ -146,25 +146,22 @@ def _overlap_matrix(edges: np.ndarray, axis_coords: np.ndarray, spacing: float) 
     return np.clip(right - left, 0.0, None) / spacing
 
 
-def _interpolation_matrix(points: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """W[p, j]: linear-interpolation weights of ``points`` on the regular increasing
-    ``coords``, (n_points, n_coords); a point within 1e-9 spacings of a node gets that
-    node alone. Points outside [coords[0], coords[-1]] get NaN rows."""
-    n = len(coords)
-    out = np.zeros((len(points), n))
-    if n == 1:
-        out[:, 0] = np.where(np.isclose(points, coords[0]), 1.0, np.nan)
-        return out
-    pos = (points - coords[0]) / (coords[1] - coords[0])
+def _axis_neighbours(x: np.ndarray, axis) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation on a regular axis: (lower node index, weight of the next
+    node) of each coordinate in ``x``, clipped to the axis; a coordinate within 1e-9
+    spacings of a node gets that node alone."""
+    pos = (x - axis.coords[0]) / axis.spacing
     nearest = np.round(pos)
-    pos = np.where(np.abs(pos - nearest) < 1e-9, nearest, pos)
-    left = np.clip(np.floor(pos), 0, n - 2).astype(int)
-    frac = pos - left
-    rows = np.arange(len(points))
-    out[rows, left] = 1.0 - frac
-    out[rows, left + 1] += frac
-    out[(pos < 0) | (pos > n - 1)] = np.nan
-    return out
+    pos = np.clip(np.where(np.abs(pos - nearest) < 1e-9, nearest, pos), 0.0, axis.n - 1)
+    lower = np.minimum(np.floor(pos).astype(np.int64), axis.n - 2)
+    return lower, pos - lower
+
+
+def _outside(x: np.ndarray, axis) -> np.ndarray:
+    """Indices of the coordinates in ``x`` outside the axis (beyond a 1e-9 tolerance)."""
+    lo, hi = axis.coords[0], axis.coords[-1]
+    tol = 1e-9 * max(1.0, abs(lo), abs(hi))
+    return np.flatnonzero((x < lo - tol) | (x > hi + tol))
 
 
 @dataclass(frozen=True)
@@ -341,19 +338,22 @@ class CoarseGrain(ObservationOperator):
         edges = np.asarray(self.edges[k])
         f = self.samples_per_cell[k]
         offsets = (np.arange(f) + 0.5) / f
-        samples = edges[:-1, None] + offsets[None, :] * np.diff(edges)[:, None]  # (cells, f)
-        interp = _interpolation_matrix(samples.ravel(), axis.coords)
-        bad = np.flatnonzero(np.isnan(interp).any(1))
+        samples = (edges[:-1, None] + offsets[None, :] * np.diff(edges)[:, None]).ravel()
+        bad = _outside(samples, axis)
         if bad.size:
             cell = int(bad[0] // f)
             raise ObservationError(
                 f"{self.name}: coarse cell {cell} along {axis.name!r} "
                 f"([{edges[cell]:g}, {edges[cell + 1]:g}]) has a sample point at "
-                f"{samples.ravel()[bad[0]]:g}, outside {grid.describe()}"
+                f"{samples[bad[0]]:g}, outside {grid.describe()}"
             )
-        if lat_weighted:
-            interp = interp * np.cos(np.deg2rad(samples.ravel()))[:, None]
-        return interp.reshape(len(edges) - 1, f, -1).sum(1)
+        lower, frac = _axis_neighbours(samples, axis)
+        weight = np.cos(np.deg2rad(samples)) if lat_weighted else np.ones_like(samples)
+        rows = np.arange(samples.size)
+        interp = np.zeros((samples.size, axis.n))
+        np.add.at(interp, (rows, lower), weight * (1.0 - frac))
+        np.add.at(interp, (rows, lower + 1), weight * frac)
+        return interp.reshape(len(edges) - 1, f, axis.n).sum(1)
 
     def _apply(self, u, grid):
         w = [m.to(u.dtype) for m in self.weights(grid)]
@@ -438,20 +438,18 @@ class PointSample(ObservationOperator):
         lower, frac = [], []
         for k, axis in enumerate(grid.axes):
             x = pts[:, k]
-            lo, hi = axis.coords[0], axis.coords[-1]
-            tol = 1e-9 * max(1.0, abs(lo), abs(hi))
-            outside = np.flatnonzero((x < lo - tol) | (x > hi + tol))
+            outside = _outside(x, axis)
             if outside.size:
                 i = int(outside[0])
+                lo, hi = axis.coords[0], axis.coords[-1]
                 raise ObservationError(
                     f"{self.name}: station {self.ids[i]} at {axis.name}={x[i]:g} lies outside "
                     f"the grid ({axis.name} ∈ [{lo:g}, {hi:g}]); "
                     f"{outside.size} station(s) outside in all"
                 )
-            pos = np.clip((x - lo) / axis.spacing, 0.0, axis.n - 1)
-            i0 = np.minimum(np.floor(pos).astype(np.int64), axis.n - 2)
+            i0, w1 = _axis_neighbours(x, axis)
             lower.append(i0)
-            frac.append(pos - i0)
+            frac.append(w1)
         corners = np.array(np.meshgrid(*[[0, 1]] * grid.ndim, indexing="ij")).reshape(grid.ndim, -1)
         idx = np.zeros((len(pts), corners.shape[1]), dtype=np.int64)
         wts = np.ones((len(pts), corners.shape[1]))
