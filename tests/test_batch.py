@@ -25,7 +25,7 @@ from hdm.pipelines.batch import (
     run_batch,
 )
 from hdm.pipelines.cli import main
-from hdm.pipelines.config import load_config
+from hdm.pipelines.config import DownscaleRunConfig, load_config
 from hdm.pipelines.downscale import downscale_config, run_downscale
 
 UK_FILE = str(GRIDDED_DATASETS["uk_t2m"].resolved_path())
@@ -357,3 +357,24 @@ def test_process_new_downscales_each_new_file_once_with_scheduler_exit_codes(
     assert read_markers(first) == markers  # the first day was not touched again
     with xr.open_zarr(outdir / "t2m_20190302.zarr", consolidated=False) as ds:
         assert ds.sizes["time"] == 1 and np.isfinite(ds["t2m"].values).all()
+
+
+def test_inflation_auto_is_one_factor_per_run_whatever_the_chunks(tiny_model, tmp_path):
+    times = ("2019-03-25T00", "2019-03-25T03")
+    for size in (1, 4):
+        run_downscale(
+            tiny_model.path,
+            tmp_path / f"c{size}.zarr",
+            times=times,
+            chunk_size=size,
+            inflation="auto",
+            progress=False,
+            **{**SMALL, "scheduler": "synchronous"},
+        )
+    _assert_same_store(tmp_path / "c1.zarr", tmp_path / "c4.zarr")
+    with xr.open_zarr(tmp_path / "c1.zarr", consolidated=False) as ds:
+        factor = ds.attrs["inflation"]
+        assert 1.0 <= factor <= 2.0
+        assert ds.attrs["inflation_innovations"] == 4 * 3  # 4 times x 3 stations
+    saved = load_config(DownscaleRunConfig, tmp_path / "c1.zarr.config.yaml")
+    assert float(saved.ensemble.inflation) == pytest.approx(factor, rel=1e-5)

@@ -276,3 +276,26 @@ def test_downscaling_demo_writes_store_maps_and_metrics(tmp_path, capsys):
     assert report["times"] == 4 and report["members"] == 2
     assert report["rmse"] < report["rmse_bicubic"]  # 19 NFE already beat interpolation
     assert "RMSE kriging" in capsys.readouterr().out
+
+
+def test_inflation_widens_only_the_spread_the_observations_do_not_see(tiny_model, truth):
+    from hdm.conditioning.inflation import InflationConfig
+    from hdm.pipelines.downscale import inflate_ensemble
+
+    coarse = coarse_grain(truth, 4)
+    stations = _stations(truth)
+    kw = dict(coarse=coarse, stations=stations, members=3, steps=2, guidance="sda")
+    raw = downscale(tiny_model, progress=False, **kw)
+    wide = downscale(tiny_model, progress=False, inflation=1.5, **kw)
+    assert wide.attrs["inflation"] == 1.5 and raw.attrs["inflation"] == 1.0
+    np.testing.assert_allclose(wide["t2m_mean"], raw["t2m_mean"], atol=1e-3)
+    assert float(wide["t2m_std"].mean()) > 1.3 * float(raw["t2m_std"].mean())
+    # Inflating the stored ensemble afterwards gives the same members.
+    again = inflate_ensemble(raw, tiny_model, coarse, stations, 1.5)
+    np.testing.assert_allclose(again["t2m"], wide["t2m"], atol=1e-3)
+    auto = inflate_ensemble(
+        raw, tiny_model, coarse, stations, "auto", options=InflationConfig(draws=4, steps=2)
+    )
+    assert 1.0 <= auto.attrs["inflation"] <= 2.0
+    assert auto.attrs["inflation_innovations"] == 2 * 3  # 2 times x 3 stations
+    assert np.isfinite(auto["t2m"]).all()

@@ -55,10 +55,18 @@ import yaml
 from tqdm.auto import tqdm
 
 import hdm
+from hdm.conditioning.inflation import InflationConfig, estimate_inflation, parse_inflation
 from hdm.data.schema import TIME
 from hdm.data.stores import read_manifest, write_manifest
 from hdm.pipelines.config import DownscaleRunConfig, save_config
-from hdm.pipelines.downscale import Prior, attach_inputs, ensemble_dataset, load_prior, target_grid
+from hdm.pipelines.downscale import (
+    Prior,
+    attach_inputs,
+    ensemble_dataset,
+    load_prior,
+    observation_setup,
+    target_grid,
+)
 from hdm.pipelines.runlog import current_run_id
 
 log = logging.getLogger("hdm")
@@ -135,6 +143,10 @@ def _check_inputs(cfg: DownscaleRunConfig) -> None:
         raise ValueError(f"batch.chunk_size must be at least 1, got {cfg.batch.chunk_size}")
     if cfg.batch.workers < 1 or cfg.batch.torch_threads < 1:
         raise ValueError("batch.workers and batch.torch_threads must be at least 1")
+    if parse_inflation(cfg.ensemble.inflation) == "auto" and not (st.file or st.simulate):
+        raise ValueError(
+            "--inflation auto estimates λ from the stations: give station observations"
+        )
 
 
 def _input_path(cfg: DownscaleRunConfig) -> str:
@@ -195,6 +207,39 @@ def _stations(cfg: DownscaleRunConfig, field: xr.DataArray) -> xr.Dataset | None
         chosen = stations_by_id(parse_ids(cfg.stations.simulate))
         return simulate_observations(field, chosen, cfg.stations.noise, cfg.ensemble.seed)
     return None
+
+
+def resolve_inflation(
+    cfg: DownscaleRunConfig,
+    prior: Prior,
+    coarse: xr.DataArray,
+    stations: xr.Dataset | None,
+    times: np.ndarray,
+) -> tuple[DownscaleRunConfig, dict]:
+    """``ensemble.inflation: auto`` → the λ estimated once from all the run's times (so
+    it does not depend on the chunks), written into the config as a number, and the
+    estimate's attributes for the store; any other value is returned unchanged."""
+    ens = cfg.ensemble
+    if parse_inflation(ens.inflation) != "auto":
+        return cfg, {}
+    grid = target_grid(prior, ens.scale if ens.scale != 1 else None)
+    std = prior.mean_std[1]
+    setup = observation_setup(
+        prior,
+        grid,
+        coarse.load(),
+        stations,
+        times,
+        coarse_noise=ens.coarse_noise or 0.02 * std,
+        station_noise=cfg.stations.noise,
+        require_station_overlap=False,
+    )
+    options = InflationConfig(sampler=ens.sampler, steps=ens.steps, seed=ens.seed)
+    with torch.no_grad():
+        estimate = estimate_inflation(prior.denoiser, grid, setup.operator, setup.values, options)
+    log.info("inflation λ = %.4f (unclipped %.4f)", estimate.factor, estimate.unclipped)
+    resolved = replace(cfg, ensemble=replace(ens, inflation=f"{estimate.factor:.6g}"))
+    return resolved, estimate.attrs(std)
 
 
 # ------------------------------------------------------------------------ the plan
@@ -271,6 +316,7 @@ def run_chunk(task: ChunkTask) -> dict:
             batch_size=ens.batch_size,
             progress=False,
             require_station_overlap=False,
+            inflation=parse_inflation(ens.inflation),
         )
         ds = attach_inputs(ds, prior.variable, coarse, None)
         timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
@@ -365,6 +411,7 @@ def create_store(
     coarse: xr.DataArray,
     stations: xr.Dataset | None,
     manifest: dict,
+    extra_attrs: dict | None = None,
 ) -> None:
     """Metadata, coordinates, static variables and the manifest; no time is computed."""
     import dask.array as da
@@ -395,6 +442,8 @@ def create_store(
             if stations is not None
             else "",
             "history": f"hdm downscale ({cfg.name})",
+            "inflation": float(parse_inflation(cfg.ensemble.inflation) or 1.0),
+            **(extra_attrs or {}),
             CONFIG_KEY: yaml.safe_dump(cfg.to_dict(), sort_keys=False),
         }
     )
@@ -558,6 +607,7 @@ def run_batch(
     if stations is not None:
         _check_station_overlap(stations, times)
     coarse = _coarse(cfg, field)
+    cfg, inflation_attrs = resolve_inflation(cfg, prior, coarse, stations, times)
     chunks = plan_chunks(len(times), cfg.batch.chunk_size)
     fp = fingerprint(cfg, prior, times)
     log.info("run %s: %d times in %d chunks -> %s", run_id, len(times), len(chunks), out)
@@ -599,7 +649,7 @@ def run_batch(
         tmp = store.with_name(f".{store.name}.creating-{os.getpid()}")
         if tmp.exists():
             shutil.rmtree(tmp)
-        create_store(tmp, cfg, prior, times, coarse, stations, manifest)
+        create_store(tmp, cfg, prior, times, coarse, stations, manifest, inflation_attrs)
         os.replace(tmp, store)  # a store with a manifest is whole, or absent
     save_config(cfg, out.with_name(f"{out.name}.config.yaml"))
     manifest = read_manifest(store)

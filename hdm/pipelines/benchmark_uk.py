@@ -43,6 +43,7 @@ from hdm.pipelines.downscale import (
     Prior,
     attach_inputs,
     downscale,
+    inflate_ensemble,
     load_prior,
     stations_by_id,
     write_output,
@@ -88,10 +89,11 @@ def _truth(cfg: UKBenchmarkConfig) -> xr.DataArray:
     return t2m.isel(time=slice(None, None, cfg.every_hours))
 
 
-def run_case(
-    cfg: UKBenchmarkConfig, work: Path, *, scale: int = 1, n_times: int | None = None
-) -> tuple[dict, xr.Dataset]:
-    """Downscale the test times (``n_times`` first ones) at ``scale`` and score them."""
+def _inputs(
+    cfg: UKBenchmarkConfig, n_times: int | None = None
+) -> tuple[Prior, xr.DataArray, xr.DataArray, xr.Dataset]:
+    """The shipped prior, the truth of the test times (``n_times`` first ones), its coarse
+    field and the simulated observations at the conditioning stations."""
     prior = load_prior(PROJECT_ROOT / "data" / "checkpoints" / "uk_t2m")
     truth = _truth(cfg)
     if n_times is not None:
@@ -100,6 +102,14 @@ def run_case(
     stations = simulate_observations(
         truth, stations_by_id(CONDITIONING_STATIONS.split(",")), cfg.station_noise, cfg.seed
     )
+    return prior, truth, coarse, stations
+
+
+def run_case(
+    cfg: UKBenchmarkConfig, work: Path, *, scale: int = 1, n_times: int | None = None
+) -> tuple[dict, xr.Dataset]:
+    """Downscale the test times (``n_times`` first ones) at ``scale`` and score them."""
+    prior, truth, coarse, stations = _inputs(cfg, n_times)
     out = work / f"uk_x{scale}_{len(truth.time)}.zarr"
     settings = {
         "members": cfg.members,
@@ -136,6 +146,23 @@ def run_case(
     report["wall_s"] = wall
     report["s_per_field"] = wall / len(truth.time)
     report["nfe"] = int(ds.attrs["nfe_per_member"])
+    return report, ds
+
+
+def inflated_case(cfg: UKBenchmarkConfig, work: Path, raw: xr.Dataset) -> tuple[dict, xr.Dataset]:
+    """The main case's ensemble with ``inflation="auto"`` (λ from the stations' residuals
+    about the coarse field, :mod:`hdm.conditioning.inflation`), scored like it. Made from
+    the stored members by :func:`inflate_ensemble`, which gives the members
+    ``downscale(..., inflation="auto")`` would draw; ``inflation_s`` is its extra time."""
+    prior, _, coarse, stations = _inputs(cfg, raw.sizes["time"])
+    t0 = time.perf_counter()
+    ds = inflate_ensemble(raw, prior, coarse, stations, "auto", station_noise=cfg.station_noise)
+    extra = time.perf_counter() - t0
+    out = write_output(ds, work / f"uk_x1_{raw.sizes['time']}_inflated.zarr", overwrite=True)
+    truth_path = GRIDDED_DATASETS["uk_t2m"].resolved_path()
+    report = evaluate_downscale(out, truth_path, heldout=HELDOUT_STATIONS, checkpoint=prior.path)
+    report["inflation_s"] = extra
+    report.update({k: v for k, v in ds.attrs.items() if k.startswith("inflation")})
     return report, ds
 
 
@@ -418,37 +445,9 @@ def _mark(ok: bool) -> str:
     return "✓" if ok else "✗"
 
 
-def format_uk(
-    main: dict,
-    sr: dict,
-    base4: dict,
-    spectra: dict,
-    cfg,
-    command: str,
-    quick: bool,
-    speed: list[dict] = (),
-    difficulty: list[dict] = (),
-):
-    label = " (--quick: smoke sizes, not the result)" if quick else ""
-    lines = [
-        f"## Downscaling UK t2m, test week{label}",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {machine_description()}  ",
-        f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        "",
-        f"{main['times']} fields ({cfg.start}..{cfg.end} every {cfg.every_hours} h), coarse ×"
-        f"{cfg.factor} (1°) + 12 IGRA2 station coordinates (simulated obs, σ = "
-        f"{cfg.station_noise} K), {main['members']} members, {cfg.guidance} guidance, "
-        f"{cfg.sampler} {cfg.steps} steps ({main['nfe']} NFE per member). "
-        f"Held out: {HELDOUT_STATIONS}. "
-        f"Kriging kernel (fitted on 03-01..24): {main.get('kriging_kernel')}.",
-        "",
-        "| metric | hdm ensemble | bilinear | bicubic | kriging | target | |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    r = main
-    rows = [
+def _scored_rows(r: dict) -> list[tuple]:
+    """(metric, value, bilinear, bicubic, kriging, target, met) of one scored ensemble."""
+    return [
         (
             "RMSE of the mean (K)",
             r["rmse"],
@@ -531,12 +530,69 @@ def format_uk(
             None,
         ),
     ]
+
+
+def _inflation_note(r: dict) -> str:
+    """What the inflated column is, with its λ and what λ was made of."""
+    return (
+        "hdm, inflation auto: the same members with the part of their spread that the "
+        f"observations do not see multiplied by λ = {r['inflation']:.3f} "
+        "(`hdm downscale --inflation auto`, `hdm.conditioning.inflation`), estimated from "
+        f"the inputs alone: the {r['inflation_innovations']} station residuals about the "
+        "bilinearly interpolated coarse field have variance "
+        f"{r['inflation_residual_var']:.3f} K², of which {r['inflation_noise_var']:.3f} K² is "
+        "station noise; the prior's own residuals at the same stations, over "
+        f"{r['inflation_prior_draws']} unconditional draws, {r['inflation_prior_residual_var']:.3f}"
+        f" K² (λ before the bounds [1, 2]: {r['inflation_unclipped']:.3f}). The estimate "
+        f"took {r['inflation_s']:.0f} s for the run; the ensemble mean, and with it the RMSE, "
+        "is unchanged. "
+        + _paired_line(r).replace("Over the test times", "Inflated, over the test times")
+        + f"Inflated rank histogram: {r['rank_histogram']}."
+    )
+
+
+def format_uk(
+    main: dict,
+    sr: dict,
+    base4: dict,
+    spectra: dict,
+    cfg,
+    command: str,
+    quick: bool,
+    speed: list[dict] = (),
+    difficulty: list[dict] = (),
+    inflated: dict | None = None,
+):
+    label = " (--quick: smoke sizes, not the result)" if quick else ""
+    lines = [
+        f"## Downscaling UK t2m, test week{label}",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine_description()}  ",
+        f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        "",
+        f"{main['times']} fields ({cfg.start}..{cfg.end} every {cfg.every_hours} h), coarse ×"
+        f"{cfg.factor} (1°) + 12 IGRA2 station coordinates (simulated obs, σ = "
+        f"{cfg.station_noise} K), {main['members']} members, {cfg.guidance} guidance, "
+        f"{cfg.sampler} {cfg.steps} steps ({main['nfe']} NFE per member). "
+        f"Held out: {HELDOUT_STATIONS}. "
+        f"Kriging kernel (fitted on 03-01..24): {main.get('kriging_kernel')}.",
+        "",
+        "| metric | hdm ensemble | bilinear | bicubic | kriging | target | |"
+        + (" hdm, inflation auto | |" if inflated else ""),
+        "|---|---|---|---|---|---|---|" + ("---|---|" if inflated else ""),
+    ]
     fmt = lambda v: "" if v is None else f"{v:.3g}"  # noqa: E731
-    for name, ours, bil, bic, kri, target, ok in rows:
-        lines.append(
-            f"| {name} | {fmt(ours)} | {fmt(bil)} | {fmt(bic)} | {fmt(kri)} | {target} | "
-            f"{'' if ok is None else _mark(ok)} |"
-        )
+    mark = lambda ok: "" if ok is None else _mark(ok)  # noqa: E731
+    theirs = _scored_rows(inflated) if inflated else None
+    for k, (name, value, bil, bic, kri, target, ok) in enumerate(_scored_rows(main)):
+        line = f"| {name} | {fmt(value)} | {fmt(bil)} | {fmt(bic)} | {fmt(kri)} | {target} | "
+        line += f"{mark(ok)} |"
+        if theirs:
+            line += f" {fmt(theirs[k][1])} | {mark(theirs[k][6])} |"
+        lines.append(line)
+    if inflated:
+        lines += ["", _inflation_note(inflated)]
     lines += [
         "",
         _paired_line(main),
@@ -614,7 +670,9 @@ def run_uk_benchmark(
     cfg = QUICK if quick else FULL
     work.mkdir(parents=True, exist_ok=True)
     log.info("UK benchmark: main case")
-    main, _ = run_case(cfg, work)
+    main, main_ds = run_case(cfg, work)
+    log.info("UK benchmark: the same ensemble with inflation auto")
+    inflated, _ = inflated_case(cfg, work, main_ds)
     log.info("UK benchmark: zero-shot 2x on %d fields", cfg.sr_times)
     base4, base_ds = run_case(cfg, work, n_times=cfg.sr_times)
     sr, sr_ds = run_case(cfg, work, scale=2, n_times=cfg.sr_times)
@@ -623,10 +681,11 @@ def run_uk_benchmark(
     log.info("UK benchmark: speed of one field")
     speed = field_speed(cfg, quick)
     difficulty = subgrid_difficulty(cfg)
-    body = format_uk(main, sr, base4, spectra, cfg, command, quick, speed, difficulty)
+    body = format_uk(main, sr, base4, spectra, cfg, command, quick, speed, difficulty, inflated)
     write_section(benchmarks_file, "downscale-uk", body)
     results = {
         "main": main,
+        "inflated": inflated,
         "sr": sr,
         "sr_base": base4,
         "spectra": spectra,
@@ -656,11 +715,13 @@ def score_on_fields(
     members: int,
     seed: int = 0,
     guidance_options: dict | None = None,
+    inflation: str | float | None = None,
 ) -> dict:
     """Downscale the UK t2m fields at ``times`` (coarse ×4 + the 12 conditioning stations,
-    simulated obs σ = 0.5 K, MMPS with ``guidance_options``) with ``prior`` and score the
-    ensemble against them: nfe, s_per_field, rmse, crps (fair), spread_skill, coverage90,
-    spectrum_ratio."""
+    simulated obs σ = 0.5 K, MMPS with ``guidance_options``, ``inflation`` as in
+    :func:`downscale`) with ``prior`` and score the ensemble against them: nfe,
+    s_per_field, rmse, crps (fair), spread_skill, coverage90, spectrum_ratio, and the
+    inflation factor used."""
     truth = open_fields(GRIDDED_DATASETS["uk_t2m"].resolved_path(), "t2m", time=times)
     truth = truth["t2m"].load()
     stations = simulate_observations(
@@ -677,6 +738,7 @@ def score_on_fields(
         seed=seed,
         guidance_options=guidance_options,
         progress=False,
+        inflation=inflation,
     )
     wall = time.perf_counter() - t0
     ens, mean = ds["t2m"], ds["t2m_mean"]
@@ -689,6 +751,7 @@ def score_on_fields(
         "spread_skill": pm.spread_skill(ens, truth),
         "coverage90": pm.coverage(ens, truth, 0.9),
         "spectrum_ratio": pm.spectrum_ratio(ens, truth),
+        "inflation": float(ds.attrs["inflation"]),
     }
 
 

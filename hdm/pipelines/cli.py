@@ -104,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     ds_.add_argument("--seed", type=int)
     ds_.add_argument("--station-noise", type=float, help="std, field units (default 0.5)")
     ds_.add_argument("--coarse-noise", type=float, help="std, field units (default 2%% of std)")
+    ds_.add_argument(
+        "--inflation",
+        help="none (default), auto (estimated from the stations' residuals about the coarse "
+        "field) or a factor >= 1 for the spread the observations do not see",
+    )
     ds_.add_argument("--chunk-size", type=int, help="times per task (default 4)")
     ds_.add_argument(
         "--scheduler",

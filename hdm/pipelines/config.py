@@ -161,7 +161,9 @@ class TimesConfig:
 class EnsembleRunConfig:
     """How the members are drawn (see :class:`hdm.conditioning.ensembles.EnsembleConfig`).
     ``scale``: sample at ``scale`` × the training resolution. ``coarse_noise``: std of the
-    coarse observations in field units (0: 2 % of the training std)."""
+    coarse observations in field units (0: 2 % of the training std). ``inflation``:
+    "none", "auto" (λ estimated once per run from the stations' residuals about the
+    coarse field, :mod:`hdm.conditioning.inflation`) or a number λ ≥ 1."""
 
     members: int = 16
     guidance: str = "mmps"
@@ -171,6 +173,7 @@ class EnsembleRunConfig:
     scale: int = 1
     coarse_noise: float = 0.0
     batch_size: int = 16
+    inflation: str = "none"
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,8 @@ def _coerce(value, typ, where: str):
         return value
     if typ is str and isinstance(value, str):
         return value
+    if typ is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # e.g. ``inflation: 1.2``, a number or a word
     if typ is bool and isinstance(value, bool):
         return value
     raise ConfigError(f"{where} must be of type {typ.__name__}, got {value!r}")

@@ -43,6 +43,12 @@ from tqdm.auto import tqdm
 
 import hdm
 from hdm.conditioning.ensembles import EnsembleConfig, draw_members, summarise
+from hdm.conditioning.inflation import (
+    InflationConfig,
+    estimate_inflation,
+    inflate_members,
+    parse_inflation,
+)
 from hdm.conditioning.observations import (
     CoarseGrain,
     Composite,
@@ -60,7 +66,14 @@ from hdm.pipelines.config import DownscaleRunConfig
 
 log = logging.getLogger("hdm")
 
-__all__ = ["Prior", "downscale", "load_prior", "observation_setup", "target_grid"]
+__all__ = [
+    "Prior",
+    "downscale",
+    "inflate_ensemble",
+    "load_prior",
+    "observation_setup",
+    "target_grid",
+]
 
 
 @dataclass
@@ -336,6 +349,8 @@ def downscale(
     batch_size: int = 16,
     progress: bool = True,
     require_station_overlap: bool = True,
+    inflation: float | str | None = None,
+    inflation_options: InflationConfig | None = None,
 ) -> xr.Dataset:
     """Posterior ensembles of the model's variable given coarse fields and/or stations.
 
@@ -360,6 +375,11 @@ def downscale(
         nan: "drop" (warn and count) or "error" for NaN observations.
         require_station_overlap: False lets a batch chunk hold times without any
             station observation (see :func:`observation_setup`).
+        inflation: None (default) leaves the members as drawn; a number λ ≥ 1 multiplies
+            the part of every member's deviation from the ensemble mean that the
+            observations do not see; "auto" estimates λ from the stations' residuals
+            about the interpolated coarse field against the prior's own
+            (:mod:`hdm.conditioning.inflation`, configured by ``inflation_options``).
 
     Returns:
         xr.Dataset: ``{var}(member, time, lat, lon)``, ``{var}_mean``, ``{var}_std``,
@@ -413,12 +433,20 @@ def downscale(
         nan=nan,
         require_station_overlap=require_station_overlap,
     )
-    out = np.empty((cfg.members, len(field_times), *target.shape), dtype=np.float32)
     t0 = _time.perf_counter()
+    mode = parse_inflation(inflation)
+    estimate = None
+    if mode == "auto":
+        options = inflation_options or InflationConfig(sampler=sampler, steps=steps, seed=seed)
+        estimate = estimate_inflation(prior.denoiser, target, setup.operator, setup.values, options)
+        log.info("inflation λ = %.3f (unclipped %.3f)", estimate.factor, estimate.unclipped)
+    factor = estimate.factor if estimate is not None else (mode or 1.0)
+    out = np.empty((cfg.members, len(field_times), *target.shape), dtype=np.float32)
     nfe = 0
     for i in tqdm(range(len(field_times)), desc="downscale", disable=not progress, unit="time"):
         key = str(np.datetime_as_string(field_times[i], unit="s"))
         x, nfe = draw_members(prior.denoiser, target, setup.operator, setup.values[i], cfg, key=key)
+        x = inflate_members(x, setup.operator, setup.values[i], target, factor)
         out[:, i] = (x[:, 0].double().numpy() * std + mean).astype(np.float32)
     wall = _time.perf_counter() - t0
     ds = ensemble_dataset(out, prior, target, field_times, quantiles)
@@ -445,9 +473,85 @@ def downscale(
             "dropped_nan_observations": setup.dropped_nan,
             "wall_time_s": round(wall, 3),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "inflation": float(factor),
         }
     )
+    if estimate is not None:
+        ds.attrs.update(estimate.attrs(std))
     return ds
+
+
+def inflate_ensemble(
+    ds: xr.Dataset,
+    model: str | Path | Prior,
+    coarse: xr.DataArray | None,
+    stations: xr.Dataset | None,
+    inflation: float | str = "auto",
+    *,
+    station_noise: float = 0.5,
+    coarse_noise: float | None = None,
+    options: InflationConfig | None = None,
+    quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
+) -> xr.Dataset:
+    """An ensemble of :func:`downscale` with the spread its observations do not see
+    inflated (:mod:`hdm.conditioning.inflation`), without drawing it again: the same as
+    ``downscale(..., inflation=inflation)`` with the same inputs and seeds.
+
+    Args:
+        ds: the ensemble (``{var}(member, time, lat, lon)``), e.g. a stored ``OUT.zarr``.
+        coarse, stations: the inputs it was conditioned on, as for :func:`downscale`.
+        inflation: "auto" or a number ≥ 1. station_noise, coarse_noise: as the run's.
+        options: how λ is estimated (default: the run's sampler, steps and seed).
+
+    Returns:
+        a new dataset: inflated members, their summaries, the input's attributes plus
+        ``inflation`` (and the estimate's ``inflation_*`` attributes for "auto").
+    """
+    prior = model if isinstance(model, Prior) else load_prior(model)
+    mode = parse_inflation(inflation)
+    if mode is None:
+        return ds
+    name = prior.variable
+    grid = target_grid(prior, ds)
+    mean, std = prior.mean_std
+    times = ds[TIME].values
+    if coarse is not None:
+        coarse = _field(coarse, name, "coarse field").sel({TIME: times})
+    setup = observation_setup(
+        prior,
+        grid,
+        coarse,
+        stations,
+        times,
+        coarse_noise=0.02 * std if coarse_noise is None else float(coarse_noise),
+        station_noise=station_noise,
+    )
+    estimate = None
+    if mode == "auto":
+        options = options or InflationConfig(
+            sampler=str(ds.attrs.get("sampler", "em")),
+            steps=int(ds.attrs.get("steps", 50)),
+            seed=int(ds.attrs.get("seed", 0)),
+        )
+        with torch.no_grad():
+            estimate = estimate_inflation(
+                prior.denoiser, grid, setup.operator, setup.values, options
+            )
+    factor = estimate.factor if estimate is not None else float(mode)
+    members = ds[name].transpose(MEMBER, TIME, LAT, LON).values.astype(np.float64)
+    out = np.empty(members.shape, dtype=np.float32)
+    for i in range(len(times)):
+        x = torch.as_tensor((members[:, i] - mean) / std)[:, None]
+        x = inflate_members(x, setup.operator, setup.values[i], grid, factor)
+        out[:, i] = (x[:, 0].numpy() * std + mean).astype(np.float32)
+    inflated = ensemble_dataset(out, prior, grid, times, quantiles)
+    for var in ds.data_vars:
+        if MEMBER not in ds[var].dims and var not in inflated:
+            inflated[var] = ds[var]
+    inflated.attrs = {**ds.attrs, "inflation": factor}
+    if estimate is not None:
+        inflated.attrs.update(estimate.attrs(std))
+    return inflated
 
 
 # ------------------------------------------------------------------ command line job
@@ -591,6 +695,7 @@ OPTION_KEYS = {
     "steps": "ensemble.steps",
     "seed": "ensemble.seed",
     "coarse_noise": "ensemble.coarse_noise",
+    "inflation": "ensemble.inflation",
     "chunk_size": "batch.chunk_size",
     "scheduler": "batch.scheduler",
     "workers": "batch.workers",
