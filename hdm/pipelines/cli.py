@@ -269,6 +269,7 @@ def print_downscale_report(report: dict) -> None:
         ("CRPS (fair)", "crps"),
         ("CRPS kriging (Gaussian)", "crps_kriging"),
         ("spread-skill", "spread_skill"),
+        ("inflation λ", "inflation"),
         ("coverage 90%", "coverage90"),
         ("coverage 90% kriging", "coverage90_kriging"),
         ("held-out RMSE", "heldout_rmse"),

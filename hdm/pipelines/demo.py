@@ -2,9 +2,11 @@
 
 ``hdm demo`` (the downscaling demo): one day of the UK t2m test week (2019-03-28, every
 6 hours), the ERA5 field coarse-grained ×4 plus simulated observations at 12 IGRA2 station
-coordinates, 16 members from the shipped prior; writes ``uk_t2m_2019-03-28.zarr``, maps
-(PNG) and ``uk_t2m_2019-03-28_metrics.json``, and prints the scores beside bilinear,
-bicubic and kriging, with 4 stations held out.
+coordinates, 16 members from the shipped prior, the spread the observations do not see
+inflated by the λ the stations give (``inflation="auto"``,
+:mod:`hdm.conditioning.inflation`); writes ``uk_t2m_2019-03-28.zarr``, maps (PNG) and
+``uk_t2m_2019-03-28_metrics.json``, and prints the scores beside bilinear, bicubic and
+kriging, with 4 stations held out.
 
 ``hdm demo --functional``: for each functional dataset, sample curves from the shipped
 model, evaluate them against the real held-out curves, and write ``NAME-samples.nc``,
@@ -30,6 +32,7 @@ def run_downscale_demo(
     day: str = "2019-03-28",
     steps: int = 50,
     sampler: str = "em",
+    inflation: str = "auto",
 ) -> list[Path]:
     """The downscaling demo (see the module docstring)."""
     from hdm.domains.atmosphere import GRIDDED_DATASETS
@@ -53,6 +56,7 @@ def run_downscale_demo(
         every=6,
         sampler=sampler,
         steps=steps,
+        inflation=inflation,
         overwrite=True,
     )
     report = evaluate_downscale(

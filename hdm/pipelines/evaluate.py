@@ -196,6 +196,7 @@ def evaluate_downscale(
         "grid": f"{pred.sizes['lat']} x {pred.sizes['lon']}",
         "truth_grid": f"{truth_da.sizes['lat']} x {truth_da.sizes['lon']}",
         "guidance": pred.attrs.get("guidance"),
+        "inflation": float(pred.attrs.get("inflation", 1.0)),
         "rmse": pm.rmse(mean, truth_on_pred),
         "mae": pm.mae(mean, truth_on_pred),
         "bias": pm.bias(mean, truth_on_pred),
