@@ -378,3 +378,15 @@ def test_inflation_auto_is_one_factor_per_run_whatever_the_chunks(tiny_model, tm
         assert ds.attrs["inflation_innovations"] == 4 * 3  # 4 times x 3 stations
     saved = load_config(DownscaleRunConfig, tmp_path / "c1.zarr.config.yaml")
     assert float(saved.ensemble.inflation) == pytest.approx(factor, rel=1e-5)
+    # A resume takes the recorded λ: the same config, nothing left to do.
+    again = run_downscale(
+        tiny_model.path,
+        tmp_path / "c1.zarr",
+        times=times,
+        chunk_size=1,
+        inflation="auto",
+        resume=True,
+        progress=False,
+        **{**SMALL, "scheduler": "synchronous"},
+    )
+    assert again["status"] == "nothing to do"

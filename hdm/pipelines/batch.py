@@ -215,13 +215,21 @@ def resolve_inflation(
     coarse: xr.DataArray,
     stations: xr.Dataset | None,
     times: np.ndarray,
+    manifest: dict | None = None,
 ) -> tuple[DownscaleRunConfig, dict]:
     """``ensemble.inflation: auto`` → the λ estimated once from all the run's times (so
     it does not depend on the chunks), written into the config as a number, and the
-    estimate's attributes for the store; any other value is returned unchanged."""
+    estimate's attributes for the store; any other value is returned unchanged. With
+    the ``manifest`` of an existing store (a resume), its recorded λ is taken as it is:
+    an estimate made again on other hardware could differ in the last digits."""
     ens = cfg.ensemble
     if parse_inflation(ens.inflation) != "auto":
         return cfg, {}
+    recorded = ((manifest or {}).get("fingerprint", {}).get("sampling", {}) or {}).get(
+        "ensemble", {}
+    )
+    if parse_inflation(recorded.get("inflation")) not in (None, "auto"):
+        return replace(cfg, ensemble=replace(ens, inflation=str(recorded["inflation"]))), {}
     grid = target_grid(prior, ens.scale if ens.scale != 1 else None)
     std = prior.mean_std[1]
     setup = observation_setup(
@@ -607,7 +615,8 @@ def run_batch(
     if stations is not None:
         _check_station_overlap(stations, times)
     coarse = _coarse(cfg, field)
-    cfg, inflation_attrs = resolve_inflation(cfg, prior, coarse, stations, times)
+    earlier = None if overwrite or not store.exists() else read_manifest(store)
+    cfg, inflation_attrs = resolve_inflation(cfg, prior, coarse, stations, times, earlier)
     chunks = plan_chunks(len(times), cfg.batch.chunk_size)
     fp = fingerprint(cfg, prior, times)
     log.info("run %s: %d times in %d chunks -> %s", run_id, len(times), len(chunks), out)
