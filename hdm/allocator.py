@@ -16,6 +16,20 @@ where the default allocator peaks at 16.0 GB. So it is opt-in, not called by the
 commands: call it once in a process that samples or trains on grids of about 128² whose
 peak memory is well below the machine's. Elsewhere than glibc (macOS, musl) it does
 nothing.
+
+Transparent huge pages (:func:`use_huge_pages`) are the other way round the page
+faults: with ``THP_MEM_ALLOC_ENABLE=1`` in the environment before torch loads, torch
+maps its CPU tensors of 2 MB and more on 2 MiB pages (madvise), 512× fewer faults, and
+returns them on free, so the peak heap is not kept. Measured on the benchmark machine
+(BENCHMARKS.md, downscale-speed, the same command with and without): a guided NFE of 16
+members (MMPS, 5 CG steps) takes 2.30 s instead of 2.51 s at 128², 7.6 s instead of
+11.1 s at 256² and 60 s instead of 95 s at 512² (measured alone: 58 vs 104 s, 2.2 against
+68.6 million page faults per call), and a whole UK field 0–8 % less
+(``benchmarks/allocator_speed.py``); but a plain NFE (no autograd) takes longer from 128² on:
+224 vs 187 ms, 0.87 vs 0.70 s and 7.8 vs 3.4 s at 512². So ``hdm downscale``, ``hdm
+process-new`` and ``hdm demo``, whose NFEs are guided, turn it on (unless the variable
+is set), and nothing else does. When it is on, torch maps large tensors itself and
+:func:`keep_freed_memory` no longer reaches them.
 """
 
 from __future__ import annotations
@@ -23,10 +37,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
+import sys
 
 log = logging.getLogger("hdm")
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["keep_freed_memory", "use_huge_pages"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -51,3 +67,18 @@ def keep_freed_memory() -> bool:
     if ok:
         log.debug("glibc %s: freed memory kept for reuse", gnu_get_libc_version().decode())
     return ok
+
+
+def use_huge_pages() -> bool:
+    """Ask torch for transparent huge pages under its CPU tensors of 2 MB and more
+    (``THP_MEM_ALLOC_ENABLE=1``, see the module doc), unless the variable is already set.
+
+    Only effective before torch is imported (it reads the variable at its first
+    allocation); child processes (Dask workers) inherit it. Returns True when huge pages
+    will be used by torch in this process."""
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    wanted = os.environ["THP_MEM_ALLOC_ENABLE"] not in ("0", "")
+    if wanted and "torch" in sys.modules:
+        log.debug("torch is already imported: THP_MEM_ALLOC_ENABLE applies to new processes")
+        return False
+    return wanted
