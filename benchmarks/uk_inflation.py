@@ -40,11 +40,11 @@ from hdm.data.open import open_fields
 from hdm.domains.atmosphere import GRIDDED_DATASETS
 from hdm.domains.radiosondes import simulate_observations
 from hdm.metrics import probabilistic as pm
-from hdm.metrics.baselines import interpolate_coarse
 from hdm.pipelines.benchmark_uk import (
     CONDITIONING_STATIONS,
     TRAINING_DAY_TIMES,
     VALIDATION_TIMES,
+    coarse_interpolated,
 )
 from hdm.pipelines.downscale import load_prior, observation_setup, stations_by_id
 
@@ -66,8 +66,7 @@ def periods() -> list[tuple[str, object]]:
 
 def subcoarse_rms(fields: xr.DataArray) -> float:
     """Area-weighted RMS of fields − bilinear interpolation of their ×4 coarse field."""
-    smooth = interpolate_coarse(coarse_grain(fields, FACTOR), fields, "bilinear")
-    return pm.rmse(smooth.assign_coords(lat=fields.lat, lon=fields.lon), fields)
+    return pm.rmse(coarse_interpolated(fields, FACTOR), fields)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             coarse_noise=0.02 * std,
             station_noise=STATION_NOISE,
         )
-        with torch.no_grad():
-            est = estimate_inflation(prior.denoiser, prior.grid, setup.operator, setup.values, cfg)
+        est = estimate_inflation(prior.denoiser, prior.grid, setup.operator, setup.values, cfg)
         truth_rms = subcoarse_rms(truth)
         rows.append(
             {

@@ -55,7 +55,7 @@ import yaml
 from tqdm.auto import tqdm
 
 import hdm
-from hdm.conditioning.inflation import InflationConfig, estimate_inflation, parse_inflation
+from hdm.conditioning.inflation import InflationConfig, parse_inflation
 from hdm.data.schema import TIME
 from hdm.data.stores import read_manifest, write_manifest
 from hdm.pipelines.config import DownscaleRunConfig, save_config
@@ -63,6 +63,7 @@ from hdm.pipelines.downscale import (
     Prior,
     attach_inputs,
     ensemble_dataset,
+    inflation_factor,
     load_prior,
     observation_setup,
     target_grid,
@@ -243,11 +244,8 @@ def resolve_inflation(
         require_station_overlap=False,
     )
     options = InflationConfig(sampler=ens.sampler, steps=ens.steps, seed=ens.seed)
-    with torch.no_grad():
-        estimate = estimate_inflation(prior.denoiser, grid, setup.operator, setup.values, options)
-    log.info("inflation λ = %.4f (unclipped %.4f)", estimate.factor, estimate.unclipped)
-    resolved = replace(cfg, ensemble=replace(ens, inflation=f"{estimate.factor:.6g}"))
-    return resolved, estimate.attrs(std)
+    factor, attrs = inflation_factor(prior, grid, setup, "auto", options)
+    return replace(cfg, ensemble=replace(ens, inflation=f"{factor:.6g}")), attrs
 
 
 # ------------------------------------------------------------------------ the plan

@@ -168,6 +168,15 @@ def inflated_case(cfg: UKBenchmarkConfig, work: Path, raw: xr.Dataset) -> tuple[
     return report, ds
 
 
+def coarse_interpolated(fields: xr.DataArray, factor: int) -> xr.DataArray:
+    """Bilinear interpolation of the ×``factor`` coarse-graining of (…, lat, lon) fields
+    back onto their own grid (same coordinates): what a coarse field alone says."""
+    from hdm.metrics.baselines import interpolate_coarse
+
+    smooth = interpolate_coarse(coarse_grain(fields, factor), fields, "bilinear")
+    return smooth.assign_coords(lat=fields.lat, lon=fields.lon)
+
+
 def subgrid_difficulty(cfg: UKBenchmarkConfig) -> list[dict]:
     """How much of each period's t2m the ×``cfg.factor`` coarse field leaves unexplained.
 
@@ -187,8 +196,6 @@ def subgrid_difficulty(cfg: UKBenchmarkConfig) -> list[dict]:
         one dict per period: ``period``, ``fields``, ``rms``, ``rms_stations`` and
         ``by_hour`` {hour: rms}.
     """
-    from hdm.metrics.baselines import interpolate_coarse
-
     spec = GRIDDED_DATASETS["uk_t2m"]
     path = spec.resolved_path()
     stations = stations_by_id(CONDITIONING_STATIONS.split(","))
@@ -197,8 +204,7 @@ def subgrid_difficulty(cfg: UKBenchmarkConfig) -> list[dict]:
     for period, (start, end) in (("training", spec.train), ("test", (cfg.start, cfg.end))):
         truth = open_fields(path, "t2m", time=slice(start, end))["t2m"].load()
         truth = truth.isel(time=slice(None, None, cfg.every_hours))
-        smooth = interpolate_coarse(coarse_grain(truth, cfg.factor), truth, "bilinear")
-        smooth = smooth.assign_coords(lat=truth.lat, lon=truth.lon)
+        smooth = coarse_interpolated(truth, cfg.factor)
         hours = truth["time"].dt.hour.values
         by_hour = {
             int(h): pm.rmse(smooth.isel(time=hours == h), truth.isel(time=hours == h))

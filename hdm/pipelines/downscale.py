@@ -70,6 +70,7 @@ __all__ = [
     "Prior",
     "downscale",
     "inflate_ensemble",
+    "inflation_factor",
     "load_prior",
     "observation_setup",
     "target_grid",
@@ -328,6 +329,26 @@ def observation_setup(
     return ObservationSetup(operator, np.concatenate(blocks, axis=1), times, ids, dropped)
 
 
+def inflation_factor(
+    prior: Prior,
+    grid: LatLonGrid,
+    setup: ObservationSetup,
+    inflation: float | str | None,
+    options: InflationConfig,
+) -> tuple[float, dict]:
+    """λ for a run: 1 for None, the number given, or for "auto" the estimate from the
+    run's observations (:func:`~hdm.conditioning.inflation.estimate_inflation`, made with
+    ``options``); and the dataset attributes that record it (``inflation`` and, for
+    "auto", the estimate's ``inflation_*`` in physical units)."""
+    mode = parse_inflation(inflation)
+    if mode != "auto":
+        factor = float(mode or 1.0)
+        return factor, {"inflation": factor}
+    estimate = estimate_inflation(prior.denoiser, grid, setup.operator, setup.values, options)
+    log.info("inflation λ = %.4f (unclipped %.4f)", estimate.factor, estimate.unclipped)
+    return estimate.factor, {"inflation": estimate.factor, **estimate.attrs(prior.mean_std[1])}
+
+
 def downscale(
     model: str | Path | Prior,
     coarse: xr.DataArray | xr.Dataset | None = None,
@@ -434,13 +455,8 @@ def downscale(
         require_station_overlap=require_station_overlap,
     )
     t0 = _time.perf_counter()
-    mode = parse_inflation(inflation)
-    estimate = None
-    if mode == "auto":
-        options = inflation_options or InflationConfig(sampler=sampler, steps=steps, seed=seed)
-        estimate = estimate_inflation(prior.denoiser, target, setup.operator, setup.values, options)
-        log.info("inflation λ = %.3f (unclipped %.3f)", estimate.factor, estimate.unclipped)
-    factor = estimate.factor if estimate is not None else (mode or 1.0)
+    options = inflation_options or InflationConfig(sampler=sampler, steps=steps, seed=seed)
+    factor, inflation_attrs = inflation_factor(prior, target, setup, inflation, options)
     out = np.empty((cfg.members, len(field_times), *target.shape), dtype=np.float32)
     nfe = 0
     for i in tqdm(range(len(field_times)), desc="downscale", disable=not progress, unit="time"):
@@ -473,11 +489,9 @@ def downscale(
             "dropped_nan_observations": setup.dropped_nan,
             "wall_time_s": round(wall, 3),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "inflation": float(factor),
+            **inflation_attrs,
         }
     )
-    if estimate is not None:
-        ds.attrs.update(estimate.attrs(std))
     return ds
 
 
@@ -526,18 +540,12 @@ def inflate_ensemble(
         coarse_noise=0.02 * std if coarse_noise is None else float(coarse_noise),
         station_noise=station_noise,
     )
-    estimate = None
-    if mode == "auto":
-        options = options or InflationConfig(
-            sampler=str(ds.attrs.get("sampler", "em")),
-            steps=int(ds.attrs.get("steps", 50)),
-            seed=int(ds.attrs.get("seed", 0)),
-        )
-        with torch.no_grad():
-            estimate = estimate_inflation(
-                prior.denoiser, grid, setup.operator, setup.values, options
-            )
-    factor = estimate.factor if estimate is not None else float(mode)
+    options = options or InflationConfig(
+        sampler=str(ds.attrs.get("sampler", "em")),
+        steps=int(ds.attrs.get("steps", 50)),
+        seed=int(ds.attrs.get("seed", 0)),
+    )
+    factor, inflation_attrs = inflation_factor(prior, grid, setup, mode, options)
     members = ds[name].transpose(MEMBER, TIME, LAT, LON).values.astype(np.float64)
     out = np.empty(members.shape, dtype=np.float32)
     for i in range(len(times)):
@@ -548,9 +556,7 @@ def inflate_ensemble(
     for var in ds.data_vars:
         if MEMBER not in ds[var].dims and var not in inflated:
             inflated[var] = ds[var]
-    inflated.attrs = {**ds.attrs, "inflation": factor}
-    if estimate is not None:
-        inflated.attrs.update(estimate.attrs(std))
+    inflated.attrs = {**ds.attrs, **inflation_attrs}
     return inflated
 
 
