@@ -52,7 +52,7 @@ def uk_field(repeats: int) -> None:
     import torch
 
     from hdm.pipelines.benchmark_uk import FULL, speed_field
-    from hdm.pipelines.downscale import downscale
+    from hdm.downscaling.core import downscale
 
     torch.set_num_threads(2)
     prior, coarse, stations = speed_field(FULL)

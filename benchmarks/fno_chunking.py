@@ -42,7 +42,7 @@ from hdm.data.benchmark import machine_description, write_section
 from hdm.hilbert.grids import RectGrid
 from hdm.pipelines.benchmark_downscale import speed_problem
 from hdm.pipelines.benchmark_uk import UKBenchmarkConfig, speed_field
-from hdm.pipelines.downscale import downscale
+from hdm.downscaling.core import downscale
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 2**20

@@ -38,7 +38,7 @@ from hdm.data.benchmark import machine_description, write_section
 from hdm.data.coarsen import coarse_grain
 from hdm.data.open import open_fields
 from hdm.domains.atmosphere import GRIDDED_DATASETS
-from hdm.domains.radiosondes import simulate_observations
+from hdm.domains.stations import simulate_observations, stations_by_id
 from hdm.metrics import probabilistic as pm
 from hdm.pipelines.benchmark_uk import (
     CONDITIONING_STATIONS,
@@ -46,7 +46,8 @@ from hdm.pipelines.benchmark_uk import (
     VALIDATION_TIMES,
     coarse_interpolated,
 )
-from hdm.pipelines.downscale import load_prior, observation_setup, stations_by_id
+from hdm.downscaling.inputs import observation_setup
+from hdm.downscaling.prior import load_prior
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "data" / "checkpoints" / "uk_t2m"

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from hdm.data.benchmark import machine_description, write_section
 from hdm.pipelines.benchmark_uk import VALIDATION_TIMES, load_checkpoint_metadata, score_on_fields
-from hdm.pipelines.downscale import load_prior
+from hdm.downscaling.prior import load_prior
 
 
 def score(checkpoint: str, members: int = 16, seed: int = 0, inflation: str | None = None) -> dict:

@@ -48,7 +48,7 @@ from hdm.data.benchmark import machine_description, write_section
 from hdm.hilbert.sampling import make_sampler
 from hdm.metrics import probabilistic as pm
 from hdm.pipelines.benchmark_uk import Q_BANDS
-from hdm.pipelines.downscale import load_prior
+from hdm.downscaling.prior import load_prior
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "data" / "checkpoints" / "uk_t2m"

@@ -1,25 +1,48 @@
 """hdm: generative downscaling with score-based diffusion models in function space.
 
-Sub-packages (dependencies point one way, ``pipelines -> conditioning, metrics, data,
-domains -> hilbert``):
+The public API (imported lazily: ``import hdm`` loads neither torch nor xarray):
 
-- :mod:`hdm.hilbert`: grids, trace-class covariance operators Q, noise schedules, the
-  forward Q-Wiener process, denoisers, the time-conditioned FNO, losses, samplers, training.
-- :mod:`hdm.domains`: what is specific to a kind of data (functional curves, atmosphere).
-- :mod:`hdm.data`: xarray/dask loading, normalisation and stores.
-- :mod:`hdm.metrics`: two-sample tests, probabilistic scores, baselines.
-- :mod:`hdm.pipelines`: configs, the ``hdm`` command line, benchmarks.
+- :func:`open_fields`: gridded netCDF/zarr/GRIB files as a lazy, normalised ``xr.Dataset``.
+- :func:`load_prior`: a trained gridded model (``model.pt``) as a :class:`~hdm.downscaling.prior.Prior`.
+- :func:`downscale`: coarse fields + station observations → posterior ensembles.
+- :func:`inflate_ensemble`: widen a stored ensemble's unobserved spread without redrawing.
+- :func:`train`: train a model from a YAML config (what ``hdm train`` runs).
+- :func:`sample`: draw functions from a trained model on any grid (``hdm sample``).
+- :func:`evaluate_downscale`: score an ensemble against the truth and the baselines.
+- :func:`read_stations`: station observations from CSV tables or IGRA2 files.
+
+Sub-packages, dependencies pointing one way (``pipelines -> downscaling -> conditioning,
+metrics, domains, data -> hilbert``): :mod:`hdm.hilbert` (function-space maths, torch
+only), :mod:`hdm.data` (xarray/dask in and out), :mod:`hdm.domains` (kinds of data),
+:mod:`hdm.metrics` (scores over xarray), :mod:`hdm.conditioning` (posterior sampling on
+tensors), :mod:`hdm.downscaling` (the product's core), :mod:`hdm.pipelines` (configs,
+batch jobs, the ``hdm`` command line).
 """
 
-__version__ = "0.1.0"
+from hdm._version import __version__
 
-__all__ = ["__version__", "downscale"]
+#: public name -> the module that defines it
+_PUBLIC = {
+    "open_fields": "hdm.data.open",
+    "load_prior": "hdm.downscaling.prior",
+    "downscale": "hdm.downscaling.core",
+    "inflate_ensemble": "hdm.downscaling.core",
+    "train": "hdm.pipelines.train",
+    "sample": "hdm.pipelines.sample",
+    "evaluate_downscale": "hdm.pipelines.evaluate",
+    "read_stations": "hdm.domains.stations",
+}
+
+__all__ = ["__version__", *_PUBLIC]
 
 
 def __getattr__(name: str):
-    # ``hdm.downscale`` without importing torch at ``import hdm``.
-    if name == "downscale":
-        from hdm.pipelines.downscale import downscale
+    if name in _PUBLIC:
+        import importlib
 
-        return downscale
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'hdm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -33,8 +33,8 @@ def seeded() -> Callable[[int], torch.Generator]:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A real (barely trained) UK t2m model: the pipelines, not its quality, are tested."""
+    from hdm.downscaling.prior import load_prior
     from hdm.pipelines.config import train_config_from_dict
-    from hdm.pipelines.downscale import load_prior
     from hdm.pipelines.train import run_training
 
     out = tmp_path_factory.mktemp("uk_tiny")

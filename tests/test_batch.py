@@ -17,16 +17,12 @@ import xarray as xr
 
 from hdm.data.stores import read_manifest
 from hdm.domains.atmosphere import GRIDDED_DATASETS
-from hdm.pipelines.batch import (
-    SchedulerUnreachable,
-    StoreConflict,
-    jobqueue_cluster,
-    read_markers,
-    run_batch,
-)
+from hdm.pipelines.batch import run_batch
+from hdm.pipelines.batch_store import StoreConflict, read_markers
 from hdm.pipelines.cli import main
+from hdm.pipelines.cluster import SchedulerUnreachable, jobqueue_cluster
 from hdm.pipelines.config import DownscaleRunConfig, load_config
-from hdm.pipelines.downscale import downscale_config, run_downscale
+from hdm.pipelines.job import downscale_config, run_downscale
 
 UK_FILE = str(GRIDDED_DATASETS["uk_t2m"].resolved_path())
 STATIONS = "UKM00003808,UKM00003882,UKM00003354"

@@ -7,7 +7,7 @@ import pytest
 import torch
 import xarray as xr
 
-from hdm.conditioning.ensembles import EnsembleConfig, draw_members, member_seed, summarise
+from hdm.conditioning.ensembles import draw_members, member_seed
 from hdm.conditioning.guidance import gaussian_posterior, make_guidance
 from hdm.conditioning.observations import (
     CoarseGrain,
@@ -17,6 +17,8 @@ from hdm.conditioning.observations import (
     subgrid,
 )
 from hdm.data.coarsen import coarse_grain
+from hdm.downscaling.config import EnsembleConfig
+from hdm.downscaling.output import summarise
 from hdm.hilbert.covariance import KernelCovariance, SpectralCovariance
 from hdm.hilbert.denoisers import GaussianDenoiser
 from hdm.hilbert.grids import LatLonGrid, RectGrid
@@ -216,10 +218,11 @@ def test_conjugate_gradients_stop_where_the_covariance_has_no_positive_curvature
     t = torch.full((2,), 0.05, dtype=torch.float64)
     x = denoiser.process.prior_sample(2, 1, SMALL, torch.Generator().manual_seed(0)).double()
     plain = make_guidance("mmps", bad, op, y, cg_steps=0)(x, t, SMALL)
-    guided = make_guidance("mmps", bad, op, y, cg_steps=5)
+    reports = []
+    guided = make_guidance("mmps", bad, op, y, cg_steps=5, callback=reports.append)
     out = guided(x, t, SMALL)
     assert torch.isfinite(out).all() and out.shape == x.shape
-    assert guided.last_cg_iterations == 0
+    assert [r["cg_iterations"] for r in reports] == [0]
     assert torch.equal(out, plain)
 
 
@@ -281,15 +284,22 @@ def test_unknown_guidance_suggests_a_name():
 
 def test_members_depend_only_on_seed_and_time_key():
     denoiser, op, y, _, _ = _gaussian_setup()
-    cfg = EnsembleConfig(members=4, sampler="heun", steps=4, guidance="sda", batch_size=4, seed=3)
-    a, nfe = draw_members(denoiser, SMALL, op, y, cfg, key="2019-03-25T00:00:00")
-    b, _ = draw_members(denoiser, SMALL, op, y, cfg, key="2019-03-25T00:00:00")
-    c, _ = draw_members(denoiser, SMALL, op, y, cfg, key="2019-03-25T06:00:00")
+    guided = make_guidance("sda", denoiser, op, y)
+    sampler = make_sampler("heun", 4)
+
+    def draw(key):
+        return draw_members(guided, sampler, SMALL, 4, seed=3, key=key, batch_size=4)
+
+    a, nfe = draw("2019-03-25T00:00:00")
+    b, _ = draw("2019-03-25T00:00:00")
+    c, _ = draw("2019-03-25T06:00:00")
     assert a.shape == (4, 1, 12, 12) and nfe == 7
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, c)
     assert member_seed(3, "k") == member_seed(3, "k") != member_seed(4, "k")
     with pytest.raises(ValueError, match="members must be at least 1"):
+        draw_members(guided, sampler, SMALL, 0, seed=3)
+    with pytest.raises(ValueError, match="members must be an integer of at least 1"):
         EnsembleConfig(members=0)
 
 
@@ -340,13 +350,16 @@ def test_guidance_in_the_networks_chunks_equals_the_whole_batch(name, options):
     x = process.prior_sample(5, 1, grid, torch.Generator().manual_seed(1))
     y = op.simulate(x[:1], grid, torch.Generator().manual_seed(2))[0]
     t = torch.full((5,), 0.5, dtype=torch.float64)
-    guided = make_guidance(name, denoiser, op, y, **options)
+    reports = []
+    guided = make_guidance(name, denoiser, op, y, **options, callback=reports.append)
     outputs, kappas, sizes = [], [], []
     for budget in (0, 2 * 8 * 30 * 30 * 4):  # whole batch; 2 fields per chunk (2, 2, 1)
         guided.cpu_graph_chunk_bytes = budget
         sizes.append(denoiser.chunk_size(x, grid, budget))
+        reports.clear()
         outputs.append(guided(x, t, grid))
-        kappas.append(getattr(guided, "last_kappa", None))
+        kappas.append(torch.cat([r["kappa"] for r in reports]) if reports else None)
+    assert len(reports) == (3 if name == "mmps" else 0)  # one report per chunk
     assert sizes == [5, 2]
     assert outputs[1].shape == x.shape and torch.isfinite(outputs[1]).all()
     torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)

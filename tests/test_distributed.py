@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from hdm.hilbert.checkpoints import load_checkpoint
 from hdm.hilbert.covariance import SpectralCovariance
 from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.distributed import (
@@ -29,7 +30,6 @@ from hdm.hilbert.training import (
     DenoisingObjective,
     OptimConfig,
     draw_time_and_noise,
-    load_checkpoint,
     spectral_layers_in_float32,
     train,
 )

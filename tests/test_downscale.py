@@ -12,9 +12,9 @@ from hdm.conditioning.observations import ObservationError
 from hdm.data.coarsen import coarse_grain
 from hdm.data.open import open_fields
 from hdm.domains.atmosphere import GRIDDED_DATASETS
-from hdm.domains.radiosondes import simulate_observations
+from hdm.domains.stations import simulate_observations, stations_by_id
+from hdm.downscaling.core import downscale
 from hdm.pipelines.cli import main
-from hdm.pipelines.downscale import downscale, stations_by_id
 
 UK_FILE = GRIDDED_DATASETS["uk_t2m"].resolved_path()
 STATIONS = "UKM00003808,UKM00003882,UKM00003354"
@@ -248,7 +248,7 @@ def test_time_selection_without_data_is_an_error(tiny_model, truth):
 
 def test_igra2_surface_levels_are_station_observations(tiny_model, truth):
     from hdm.domains.radiosondes import atmos_data_dir
-    from hdm.pipelines.downscale import read_stations
+    from hdm.domains.stations import read_stations
 
     path = atmos_data_dir() / "igra2" / "USM00070026-data_2010-06-01_subset.txt"
     with pytest.warns(UserWarning):  # the shipped sample ends with a truncated sounding
@@ -280,7 +280,7 @@ def test_downscaling_demo_writes_store_maps_and_metrics(tmp_path, capsys):
 
 def test_inflation_widens_only_the_spread_the_observations_do_not_see(tiny_model, truth):
     from hdm.conditioning.inflation import InflationConfig
-    from hdm.pipelines.downscale import inflate_ensemble
+    from hdm.downscaling.core import inflate_ensemble
 
     coarse = coarse_grain(truth, 4)
     stations = _stations(truth)

@@ -11,13 +11,9 @@ import pytest
 import torch
 import xarray as xr
 
+from hdm.hilbert.checkpoints import CheckpointError, load_checkpoint
 from hdm.hilbert.grids import IntervalGrid
-from hdm.hilbert.training import (
-    CheckpointError,
-    TrainingDiverged,
-    load_checkpoint,
-    train,
-)
+from hdm.hilbert.training import TrainingDiverged, train
 from hdm.pipelines.cli import main
 from hdm.pipelines.config import ConfigError, load_train_config
 from hdm.pipelines.train import build_model, grid_from_coordinate, run_training
@@ -243,12 +239,12 @@ def test_cli_bad_input_messages(tiny_run, tmp_path, capsys):
 def test_shipped_quadratic_model_is_discretisation_invariant():
     """Samples on the 4× refined grid agree with training-grid samples at shared points."""
     from hdm.pipelines.benchmark import invariance_statistics
-    from hdm.pipelines.sample import sample_checkpoint
+    from hdm.pipelines.sample import sample
 
     model = ROOT / "data/checkpoints/quadratic/model.pt"
     n = 600
-    coarse = sample_checkpoint(model, n=n, sampler="dpm2m", steps=12, seed=0, progress=False)
-    fine = sample_checkpoint(
+    coarse = sample(model, n=n, sampler="dpm2m", steps=12, seed=0, progress=False)
+    fine = sample(
         model, n=n, sampler="dpm2m", steps=12, seed=1, points=397, progress=False
     )
     assert fine["y"].shape == (n, 397)

@@ -3,7 +3,6 @@ simulated observations, and every bad-input message."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 import xarray as xr
 
 from hdm.domains import radiosondes as rs
+from hdm.domains import stations as stn
 
 DATA = rs.atmos_data_dir()
 SOUNDINGS = DATA / rs.IGRA2_SAMPLE_SOUNDINGS
@@ -160,7 +160,7 @@ def test_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nope\.txt"):
         rs.read_igra2_station_list(tmp_path / "nope.txt")
     with pytest.raises(FileNotFoundError, match=r"nope\.csv"):
-        rs.read_station_table(tmp_path / "nope.csv")
+        stn.read_station_table(tmp_path / "nope.csv")
 
 
 # ----------------------------------------------------------------- station list, domain
@@ -186,19 +186,19 @@ def test_rhine_stations_active_in_2020(station_list):
         lat = (float(ds.latitude.min()), float(ds.latitude.max()))
         lon = (float(ds.longitude.min()), float(ds.longitude.max()))
     assert (lat, lon) == ((45.0, 55.0), (0.0, 10.0))
-    inside = rs.stations_in_domain(station_list, lat, lon, active_in=2020)
+    inside = stn.stations_in_domain(station_list, lat, lon, active_in=2020)
     assert sorted(inside.id.values.tolist()) == RHINE_STATIONS
     assert ((inside.first_year <= 2020) & (inside.last_year >= 2020)).all()
-    assert rs.stations_in_domain(station_list, lat, lon).sizes["station"] > 14
-    rs.check_stations_in_domain(inside, lat, lon)
+    assert stn.stations_in_domain(station_list, lat, lon).sizes["station"] > 14
+    stn.check_stations_in_domain(inside, lat, lon)
 
 
 def test_stations_in_domain_wraps_longitude():
     st = xr.Dataset(coords={"id": ("station", ["a", "b", "c", "d"]),
                             "lat": ("station", [0.0, 1.0, 2.0, np.nan]),
                             "lon": ("station", [175.0, -175.0, 0.0, 175.0])})  # fmt: skip
-    assert rs.stations_in_domain(st, (-5, 5), (170, 190)).id.values.tolist() == ["a", "b"]
-    assert rs.stations_in_domain(st, (-5, 5), (-10, 10)).id.values.tolist() == ["c"]
+    assert stn.stations_in_domain(st, (-5, 5), (170, 190)).id.values.tolist() == ["a", "b"]
+    assert stn.stations_in_domain(st, (-5, 5), (-10, 10)).id.values.tolist() == ["c"]
 
 
 def test_station_list_malformed_line(tmp_path):
@@ -216,140 +216,7 @@ def test_check_stations_in_domain_names_each_station():
                              "lat": ("obs", [50.0, 60.5, 60.5, np.nan]),
                              "lon": ("obs", [5.0, 5.0, 5.0, 5.0])})  # fmt: skip
     with pytest.raises(ValueError) as err:
-        rs.check_stations_in_domain(obs, (45, 55), (0, 10))
+        stn.check_stations_in_domain(obs, (45, 55), (0, 10))
     message = str(err.value)
     assert "1 station(s) outside the domain" in message and "'NORTH' (lat 60.5" in message
     assert "NaN coordinates: 'LOST'" in message and "'IN'" not in message
-
-
-# ------------------------------------------------------------------------ station table
-
-
-def test_station_table(tmp_path):
-    path = _write(tmp_path, "t.csv", [
-        "id,lat,lon,time,value,quality,note",
-        "A,50.0,5.0,2020-01-01T06:00,271.5,1,ok",
-        "B,51.5,-3.0,2020-01-01T07:00+01:00,,2,",
-    ])  # fmt: skip
-    ds = rs.read_station_table(path, units={"value": "K"})
-    assert ds.sizes == {"obs": 2} and ds.value.attrs["units"] == "K"
-    assert ds.id.values.tolist() == ["A", "B"]
-    np.testing.assert_array_equal(ds.time.values, np.array(["2020-01-01T06:00"] * 2, "M8[ns]"))
-    assert ds.value.values[0] == 271.5 and np.isnan(ds.value.values[1])
-    assert ds.quality.dtype == float and ds.note.values.tolist() == ["ok", ""]
-
-
-@pytest.mark.parametrize(
-    ("lines", "match"),
-    [
-        (["id,lon,value", "A,5,1"], r"missing column\(s\) 'lat', 'time'"),
-        (["id,lat,lon,time,value", "A,50,5,2020-01-01,1", "B,nan,5,2020-01-01,1"],
-         r"NaN or missing coordinates for station 'B' \(line 3\)"),
-        (["id,lat,lon,time,value", "C,50,,2020-01-01,1"],
-         r"NaN or missing coordinates for station 'C' \(line 2\)"),
-        (["id,lat,lon,time,value", "A,50,5,2020-01-01,1", "A,50,5,yesterday,1"],
-         r"unparseable time .* line 3 \('yesterday'\)"),
-        (["id,lat,lon,time,value", "D,95,5,2020-01-01,1"], r"out of range .*'D' \(line 2"),
-        (["id,lat,lon,time,value", "A,50,5,2020-01-01,warm"], r"value is not a number on line 2"),
-    ],
-)  # fmt: skip
-def test_station_table_bad_input(tmp_path, lines, match):
-    path = _write(tmp_path, "bad.csv", lines)
-    with pytest.raises(ValueError, match=match):
-        rs.read_station_table(path)
-
-
-# ------------------------------------------------------------------ simulated stations
-
-
-def _field(values=None) -> xr.DataArray:
-    """A small (time 3, latitude 5 descending, longitude 6) field, ERA5-style names."""
-    lat = np.array([54.0, 53.0, 52.0, 51.0, 50.0])
-    lon = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
-    time = pd.date_range("2020-01-01", periods=3, freq="h").values
-    if values is None:
-        values = np.random.default_rng(0).normal(280.0, 5.0, (3, 5, 6))
-    return xr.DataArray(
-        values,
-        dims=("time", "latitude", "longitude"),
-        coords={"time": time, "latitude": lat, "longitude": lon},
-        name="t2m",
-        attrs={"units": "K"},
-    )
-
-
-def _stations(lat, lon) -> xr.Dataset:
-    ids = [f"S{k}" for k in range(len(lat))]
-    return xr.Dataset(coords={"id": ("station", ids), "lat": ("station", lat),
-                              "lon": ("station", lon)})  # fmt: skip
-
-
-def test_simulate_exact_on_grid_points():
-    field = _field()
-    st = _stations([54.0, 50.0, 52.0, 51.0], [0.0, 2.5, 1.0, 2.0])  # corners included
-    obs = rs.simulate_observations(field, st, noise_std=0.0, seed=0)
-    assert obs.sizes == {"obs": 4 * 3} and obs.value.attrs["units"] == "K"
-    for k in range(4):  # station-major: station k owns rows 3k .. 3k+2
-        rows = obs.isel(obs=slice(3 * k, 3 * k + 3))
-        expected = field.sel(latitude=st.lat.values[k], longitude=st.lon.values[k]).values
-        np.testing.assert_array_equal(rows.value.values, expected)
-        np.testing.assert_array_equal(rows.time.values, field.time.values)
-        assert (rows.id == f"S{k}").all()
-    np.testing.assert_array_equal(obs.value, obs.truth)
-
-
-def test_simulate_bilinear_exact_for_linear_fields():
-    tt, la, lo = np.meshgrid(np.arange(3.0), _field().latitude, _field().longitude, indexing="ij")
-    field = _field(2.0 * tt + 0.7 * la - 1.3 * lo + 5.0)
-    lat = np.array([50.2, 53.77, 51.5, 54.0])
-    lon = np.array([0.1, 2.49, 1.25, 0.33])
-    obs = rs.simulate_observations(field, _stations(lat, lon), noise_std=0.0, seed=0)
-    t = np.tile(np.arange(3.0), 4)
-    expected = 2.0 * t + 0.7 * np.repeat(lat, 3) - 1.3 * np.repeat(lon, 3) + 5.0
-    np.testing.assert_allclose(obs.value.values, expected, rtol=0, atol=1e-12)
-
-
-def test_simulate_wraps_a_global_longitude_grid():
-    lon = np.arange(0.0, 360.0, 90.0)
-    values = np.broadcast_to(np.array([1.0, 2.0, 3.0, 4.0]), (1, 2, 4)).copy()
-    field = xr.DataArray(values, dims=("time", "lat", "lon"),
-                         coords={"time": [np.datetime64("2020-01-01", "ns")],
-                                 "lat": [-10.0, 10.0], "lon": lon})  # fmt: skip
-    obs = rs.simulate_observations(field, _stations([0.0, 0.0], [315.0, -45.0]), 0.0, 0)
-    np.testing.assert_allclose(obs.value.values, [2.5, 2.5])  # halfway between 4 and 1
-
-
-def test_simulate_rhine_stations_seeded_noise(station_list):
-    stations = rs.stations_in_domain(station_list, (45, 55), (0, 10), active_in=2020)
-    with xr.open_dataset(RHINE_U10) as ds:
-        u10 = ds["u10"].load()
-    a = rs.simulate_observations(u10, stations, noise_std=0.5, seed=7)
-    b = rs.simulate_observations(u10, stations, noise_std=0.5, seed=7)
-    c = rs.simulate_observations(u10, stations, noise_std=0.5, seed=8)
-    assert a.sizes == {"obs": 14 * 24} and a.attrs["noise_std"] == 0.5
-    np.testing.assert_array_equal(a.value, b.value)
-    assert not np.array_equal(a.value, c.value)
-    np.testing.assert_array_equal(a.truth, c.truth)
-    assert np.isfinite(a.value).all() and a.value.attrs["units"] == "m s**-1"
-    assert float(a.truth.min()) >= float(u10.min()) and float(a.truth.max()) <= float(u10.max())
-    assert 0.4 < float((a.value - a.truth).std()) < 0.6
-    np.testing.assert_array_equal(a.elevation.values[:24], stations.elevation.values[0])
-
-
-def test_simulate_bad_input():
-    field = _field()
-    inside = _stations([51.0], [1.0])
-    with pytest.raises(ValueError, match=r"noise_std must be finite and >= 0.*-0.1"):
-        rs.simulate_observations(field, inside, noise_std=-0.1, seed=0)
-    with pytest.raises(ValueError, match="noise_std"):
-        rs.simulate_observations(field, inside, noise_std=float("nan"), seed=0)
-    st = _stations([51.0, 49.0, np.nan], [1.0, 1.0, 1.0])
-    with pytest.raises(ValueError) as err:
-        rs.simulate_observations(field, st, noise_std=1.0, seed=0)
-    assert "outside the domain" in str(err.value) and "'S1' (lat 49" in str(err.value)
-    assert "NaN coordinates: 'S2'" in str(err.value) and "'S0'" not in str(err.value)
-    with pytest.raises(ValueError, match=r"dims \(time, lat, lon\)"):
-        rs.simulate_observations(field.isel(time=0), inside, noise_std=1.0, seed=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a clean call warns about nothing
-        rs.simulate_observations(field, inside, noise_std=1.0, seed=0)

@@ -37,12 +37,21 @@ Observations y have shape (n_obs,) (the same for the whole batch) or (B, n_obs) 
 per batch element, e.g. members × times); NaN entries are missing observations: they get
 zero weight (their rows of the linear systems are decoupled), which lets a batch mix
 times with different stations reporting.
+
+Diagnostics are reported by ``callback`` (k-diffusion's convention): a guidance made with
+``callback=f`` calls ``f(info)`` after each guided chunk of fields, with ``info`` a dict
+holding ``guidance`` (the name), ``t`` (B,) and what the method measured: MMPS gives
+``kappa`` (B,), the preconditioner's scale over the heuristic's (σ/α)², and
+``cg_iterations``, the conjugate-gradient iterations of the chunk.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,8 +68,13 @@ __all__ = [
     "Guidance",
     "MomentMatching",
     "Replacement",
+    "check_guidance_options",
+    "guidance_options",
     "make_guidance",
 ]
+
+#: the signature of a guidance callback: called with a dict of diagnostics
+GuidanceCallback = Callable[[dict[str, Any]], None]
 
 
 def _prepare_y(y, batch: int, n_obs: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,10 +99,16 @@ class Guidance(ABC):
     #: element size) of one guided chunk; its autograd graph holds a few dozen tensors of
     #: that size. 0: the whole batch at once. See __call__.
     cpu_graph_chunk_bytes: int = 64 * 2**20
-    _chunk_index: int = 0  # the chunk of the batch being guided (see __call__)
 
-    def __init__(self, denoiser: Denoiser, operator: ObservationOperator, y) -> None:
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        operator: ObservationOperator,
+        y,
+        callback: GuidanceCallback | None = None,
+    ) -> None:
         self.denoiser = denoiser
+        self.callback = callback
         self.process = denoiser.process
         self.operator = operator
         self.y = torch.as_tensor(y, dtype=torch.float64)
@@ -134,11 +154,13 @@ class Guidance(ABC):
         size = x.shape[0] if chunk_size is None else chunk_size(x, grid, self.cpu_graph_chunk_bytes)
         t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t
         parts = zip(x.split(size), t.split(size), y.split(size), mask.split(size))
-        out = []
-        for index, (xc, tc, yc, mc) in enumerate(parts):
-            self._chunk_index = index  # lets a guide reset its diagnostics on the first
-            out.append(self.guide(xc, tc, grid, yc, mc))
+        out = [self.guide(xc, tc, grid, yc, mc) for xc, tc, yc, mc in parts]
         return out[0] if len(out) == 1 else torch.cat(out)
+
+    def _report(self, t: torch.Tensor, **info) -> None:
+        """Hand a chunk's diagnostics to the callback (see the module doc)."""
+        if self.callback is not None:
+            self.callback({"guidance": self.name, "t": t.detach(), **info})
 
     @abstractmethod
     def guide(self, x, t, grid, y, mask) -> torch.Tensor:
@@ -150,8 +172,10 @@ class DPS(Guidance):
 
     name = "dps"
 
-    def __init__(self, denoiser, operator, y, scale: float = 1.0, normalise: bool = False):
-        super().__init__(denoiser, operator, y)
+    def __init__(
+        self, denoiser, operator, y, scale: float = 1.0, normalise: bool = False, callback=None
+    ):
+        super().__init__(denoiser, operator, y, callback)
         if not scale > 0:
             raise ValueError(f"DPS scale must be positive, got {scale}")
         self.scale, self.normalise = float(scale), bool(normalise)
@@ -205,8 +229,10 @@ class CovarianceAware(Guidance):
 
     name = "sda"
 
-    def __init__(self, denoiser, operator, y, gamma: float = 1.0, scale: float = 1.0):
-        super().__init__(denoiser, operator, y)
+    def __init__(
+        self, denoiser, operator, y, gamma: float = 1.0, scale: float = 1.0, callback=None
+    ):
+        super().__init__(denoiser, operator, y, callback)
         if not gamma >= 0 or not scale > 0:
             raise ValueError(f"need gamma >= 0 and scale > 0, got {gamma}, {scale}")
         self.gamma, self.scale = float(gamma), float(scale)
@@ -249,12 +275,13 @@ class MomentMatching(Guidance):
 
     name = "mmps"
 
-    def __init__(self, denoiser, operator, y, cg_steps: int = 0, cg_tol: float = 1e-4):
-        super().__init__(denoiser, operator, y)
+    def __init__(
+        self, denoiser, operator, y, cg_steps: int = 0, cg_tol: float = 1e-4, callback=None
+    ):
+        super().__init__(denoiser, operator, y, callback)
         if cg_steps < 0:
             raise ValueError(f"cg_steps must be non-negative, got {cg_steps}")
         self.cg_steps, self.cg_tol = int(cg_steps), float(cg_tol)
-        self.last_cg_iterations = 0
         self._aqa = _DenseObservationCovariance()
 
     def guide(self, x, t, grid, y, mask):
@@ -284,8 +311,6 @@ class MomentMatching(Guidance):
         fallback = ((sigma / alpha) ** 2).expand_as(kappa)
         kappa = torch.where(torch.isfinite(kappa) & (kappa > 0) & (q_r > 0), kappa, fallback)
         ratio = (kappa / fallback).detach()
-        first = self._chunk_index == 0
-        self.last_kappa = ratio if first else torch.cat([self.last_kappa, ratio])
         precond = torch.diag(self.noise_var)[None] + kappa[:, None, None] * aqa[None]
         chol = _masked_cholesky(precond, mask)
 
@@ -325,7 +350,7 @@ class MomentMatching(Guidance):
                 p = z + torch.where(active, rz_new / rz.clamp_min(1e-300), 0.0)[:, None] * p
                 rz = rz_new
                 iterations += 1
-        self.last_cg_iterations = iterations if first else max(self.last_cg_iterations, iterations)
+        self._report(t, kappa=ratio, cg_iterations=iterations)
         update = c * self._q(self._vjp(x, d, mask * v, grid, retain=False), grid)
         return (d.detach().to(torch.float64) + update).to(x.dtype)
 
@@ -335,8 +360,8 @@ class Replacement(Guidance):
 
     name = "replacement"
 
-    def __init__(self, denoiser, operator, y):
-        super().__init__(denoiser, operator, y)
+    def __init__(self, denoiser, operator, y, callback=None):
+        super().__init__(denoiser, operator, y, callback)
         self._aqa = _DenseObservationCovariance()
 
     def guide(self, x, t, grid, y, mask):
@@ -365,16 +390,66 @@ GUIDANCE_DESCRIPTIONS = {
 }
 
 
-def make_guidance(
-    name: str, denoiser: Denoiser, operator: ObservationOperator, y, **options
-) -> Guidance:
-    """A guided denoiser by name ("dps", "sda", "mmps", "replacement")."""
+def _guidance_class(name: str) -> type[Guidance]:
     if name not in GUIDANCE:
-        close = difflib.get_close_matches(name, GUIDANCE, n=1)
+        close = difflib.get_close_matches(str(name), GUIDANCE, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else "."
         known = ", ".join(f"{k} ({v})" for k, v in GUIDANCE_DESCRIPTIONS.items())
         raise ValueError(f"unknown guidance {name!r}{hint} Known: {known}")
-    return GUIDANCE[name](denoiser, operator, y, **options)
+    return GUIDANCE[name]
+
+
+def guidance_options(name: str) -> dict[str, Any]:
+    """The options guidance ``name`` takes (its keyword arguments) with their defaults."""
+    params = list(inspect.signature(_guidance_class(name).__init__).parameters.values())
+    return {p.name: p.default for p in params[4:] if p.name != "callback"}
+
+
+def check_guidance_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` checked against what guidance ``name`` takes, each value converted to
+    the type of its default (so ``"5"`` from a command line becomes 5).
+
+    Raises:
+        ValueError: an option the guidance does not take (naming the closest and every
+            option it takes) or a value of the wrong type.
+    """
+    known = guidance_options(name)
+    checked = {}
+    for key, value in dict(options or {}).items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            takes = ", ".join(f"{k} (default {v!r})" for k, v in known.items()) or "none"
+            raise ValueError(
+                f"guidance {name!r} takes no option {key!r}{hint}; its options: {takes}"
+            )
+        kind = type(known[key])
+        try:
+            if kind is bool and not isinstance(value, bool):
+                raise TypeError
+            if kind is int and (isinstance(value, bool) or float(value) != int(float(value))):
+                raise TypeError
+            checked[key] = kind(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"guidance option {key!r} of {name!r} must be a {kind.__name__}, got {value!r}"
+            ) from None
+    return checked
+
+
+def make_guidance(
+    name: str,
+    denoiser: Denoiser,
+    operator: ObservationOperator,
+    y,
+    *,
+    callback: GuidanceCallback | None = None,
+    **options,
+) -> Guidance:
+    """A guided denoiser by name ("dps", "sda", "mmps", "replacement") with its
+    ``options`` (see :func:`guidance_options`) and an optional diagnostics ``callback``."""
+    cls = _guidance_class(name)
+    return cls(denoiser, operator, y, **check_guidance_options(name, options), callback=callback)
 
 
 def gaussian_posterior(

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-import hdm
+from hdm._version import __version__
 from hdm.data.open import detect_format
 from hdm.data.schema import COORD_ATTRS, KNOWN_VARIABLES, MEMBER, TIME
 
@@ -269,12 +269,12 @@ def write_netcdf_cf(
     ds = cf_attributes(ds.drop_encoding())
     ds.attrs.pop(MANIFEST_KEY, None)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    line = f"{now}: {history or f'written by hdm {hdm.__version__} (write_netcdf_cf)'}"
+    line = f"{now}: {history or f'written by hdm {__version__} (write_netcdf_cf)'}"
     previous = ds.attrs.get("history")
     ds.attrs["history"] = f"{previous}\n{line}" if previous else line
     ds.attrs["Conventions"] = "CF-1.8"
-    ds.attrs.setdefault("source", f"hdm {hdm.__version__}")
-    ds.attrs["hdm_version"] = hdm.__version__
+    ds.attrs.setdefault("source", f"hdm {__version__}")
+    ds.attrs["hdm_version"] = __version__
     for key, value in provenance.items():
         ds.attrs[f"hdm_{key}"] = _attr_value(value)
     for obj in (ds, *ds.variables.values()):

@@ -27,25 +27,32 @@ import xarray as xr
 
 from hdm.data.open import open_fields
 from hdm.data.schema import TIME
+from hdm.domains.shipped import shipped_path
 
-__all__ = ["GRIDDED_DATASETS", "GriddedSpec", "gridded_spec", "open_split"]
-
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
-
+__all__ = ["GRIDDED_DATASETS", "GriddedSpec", "gridded_spec", "open_split", "training_spec"]
 
 @dataclass(frozen=True)
 class GriddedSpec:
-    """Where a gridded dataset lives and how it is split (ISO times, bounds included)."""
+    """Where a gridded dataset lives and how it is split (ISO times, bounds included).
+
+    ``path`` is a file, glob or zarr store; with ``shipped`` it is relative to the shipped
+    data folder (:mod:`hdm.domains.shipped`), else to the working directory."""
 
     name: str
     path: str
     variables: tuple[str, ...]
     train: tuple[str, str]
     test: tuple[str, str] | None = None
+    shipped: bool = False
+    #: IGRA2 stations of the domain's observing-system experiments: conditioned on, and
+    #: held out for scoring (never conditioned on)
+    conditioning_stations: tuple[str, ...] = ()
+    heldout_stations: tuple[str, ...] = ()
 
     def resolved_path(self) -> Path:
-        path = Path(self.path)
-        return path if path.is_absolute() else DATA_DIR.parent / path
+        if self.shipped:
+            return shipped_path(self.path, f"the {self.name} dataset")
+        return Path(self.path)
 
     def period(self, split: str) -> tuple[str, str] | None:
         if split == "train":
@@ -60,10 +67,18 @@ class GriddedSpec:
 GRIDDED_DATASETS: dict[str, GriddedSpec] = {
     "uk_t2m": GriddedSpec(
         name="uk_t2m",
-        path="data/atmos/era5_t2m_uk_2019-03/era5_t2m_2019-03_uk.nc",
+        path="atmos/era5_t2m_uk_2019-03/era5_t2m_2019-03_uk.nc",
         variables=("t2m",),
         train=("2019-03-01T00", "2019-03-24T23"),
         test=("2019-03-25T00", "2019-03-31T23"),
+        shipped=True,
+        # 10 IGRA2 stations active in 2019 inside the grid, plus Kinloss and Waddington
+        conditioning_stations=tuple(
+            "UKM00003023 UKM00003238 UKM00003354 UKM00003502 UKM00003559 UKM00003693 "
+            "UKM00003743 UKM00003808 UKM00003882 UKM00003918 UKM00003066 UKM00003377".split()
+        ),
+        # Leuchars, Leeming, Brize Norton, Wattisham: real IGRA2 sites
+        heldout_stations=("UKM00003171", "UKM00003257", "UKM00003649", "UKM00003590"),
     ),
 }
 
@@ -84,6 +99,9 @@ def gridded_spec(
             variables=tuple(variables) or base.variables,
             train=train or base.train,
             test=test or base.test,
+            shipped=base.shipped and not path,
+            conditioning_stations=base.conditioning_stations,
+            heldout_stations=base.heldout_stations,
         )
     if not path:
         raise ValueError(
@@ -93,6 +111,21 @@ def gridded_spec(
     if train is None:
         raise ValueError(f"gridded dataset {name!r} from {path}: give data.train (start, end)")
     return GriddedSpec(name, path, tuple(variables), train, test)
+
+
+def training_spec(metadata: dict) -> GriddedSpec:
+    """The dataset and training period a gridded model was trained on, from the
+    ``metadata`` of its checkpoint (for baselines fitted on the same period)."""
+    name, path = str(metadata.get("dataset", "")), str(metadata.get("path", ""))
+    named = GRIDDED_DATASETS.get(name)
+    # a shipped dataset is found in the shipped data folder, wherever hdm runs (models
+    # trained before hdm 0.2 recorded its path relative to the repository as data/...)
+    if named is not None and metadata.get("shipped", path in ("", f"data/{named.path}")):
+        path = ""
+    period = metadata.get("train_period")
+    return gridded_spec(
+        name, path, list(metadata.get("variables", ())), tuple(period) if period else None
+    )
 
 
 def open_split(spec: GriddedSpec, split: str = "train", **kwargs) -> xr.Dataset:

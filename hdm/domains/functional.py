@@ -52,10 +52,9 @@ members (HDM split with scikit-learn and ``random_state=42``). Coordinate
 ``source_row`` is the 0-based position of each curve among the data rows of the file
 (for ItalyPowerDemand: TRAIN rows first, then TEST rows), so splits can be traced back.
 
-Data files are read from ``data_dir`` if given, else from ``$HDM_DATA_DIR/functional``
-if the environment variable ``HDM_DATA_DIR`` is set, else from the project's
-``data/functional`` folder; ``data/functional/PROVENANCE.md`` says where each file
-comes from.
+Data files are read from ``data_dir`` if given, else from ``functional/`` of the shipped
+data folder (:mod:`hdm.domains.shipped`: ``$HDM_DATA_DIR`` or the repository's
+``data/``); ``data/functional/PROVENANCE.md`` says where each file comes from.
 
 References:
     - S. Lim et al. Score-based generative modeling through stochastic evolution
@@ -71,13 +70,14 @@ References:
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+from hdm.domains.shipped import DATA_DIR_ENV, shipped_path
 
 __all__ = [
     "DATASETS",
@@ -91,7 +91,6 @@ __all__ = [
 DATASETS: tuple[str, ...] = ("quadratic", "melbourne", "italy_power", "grf")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
-DATA_DIR_ENV = "HDM_DATA_DIR"
 _PROVENANCE = "data/functional/PROVENANCE.md"
 
 # Sizes of the synthetic datasets (train, valid, test).
@@ -345,13 +344,10 @@ _BUILDERS: dict[str, Callable[[Path, int], xr.Dataset]] = {
 
 
 def _resolve_data_dir(data_dir: str | Path | None) -> Path:
-    """``data_dir``, else ``$HDM_DATA_DIR/functional``, else the project's data folder."""
+    """``data_dir``, else ``functional/`` of the shipped data (:mod:`hdm.domains.shipped`)."""
     if data_dir is not None:
         return Path(data_dir)
-    env = os.environ.get(DATA_DIR_ENV)
-    if env:
-        return Path(env) / "functional"
-    return Path(__file__).resolve().parents[2] / "data" / "functional"
+    return shipped_path("functional", "the functional datasets")
 
 
 def _require_file(path: Path, origin: str) -> Path:

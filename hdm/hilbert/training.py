@@ -1,20 +1,10 @@
 """Training a denoiser: AdamW, gradient clipping, EMA, a warm-up + cosine learning-rate
 schedule, atomic checkpoints and bit-exact resume.
 
-Checkpoints are plain ``torch.save`` dictionaries of tensors and JSON-like values, read
-back with ``torch.load(weights_only=True)``: never pickled code. They hold
-
-    format, format_version, hdm_version, step, wall_time_s, losses,
-    model (state dict), ema (state dict), optimizer, scheduler,
-    rng (the data-order and noise generator states), world_size (processes that wrote it),
-    network (the backbone's constructor arguments), process (schedule + Q),
-    grid (the training grid), parameterisation, normaliser, config, metadata.
-
-A checkpoint is written to a temporary file in the same folder, flushed to disk and
-renamed over the target (``os.replace`` is atomic on POSIX), so an interrupted run
-never leaves a half-written checkpoint. Resuming restores the model, EMA, optimiser,
-scheduler and both generators, so a run resumed at step k ends bit-identical to one
-that was never interrupted (same machine, same thread count).
+Checkpoints (:mod:`hdm.hilbert.checkpoints`) are written atomically every
+``checkpoint_every`` steps. Resuming restores the model, EMA, optimiser, scheduler and
+both generators, so a run resumed at step k ends bit-identical to one that was never
+interrupted (same machine, same thread count).
 
 If a loss or gradient becomes non-finite, training stops with
 :class:`TrainingDiverged`; nothing is written for that step, so the last checkpoint on
@@ -44,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -55,20 +44,18 @@ from neuralop.layers.spectral_convolution import SpectralConv
 from torch import nn
 from tqdm.auto import tqdm
 
-import hdm
+from hdm._version import __version__
+from hdm.hilbert.checkpoints import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_FORMAT_VERSION,
+    load_checkpoint,
+    save_checkpoint,
+)
 from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.distributed import DistributedContext, current_context
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.losses import loss_given_noise
-from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
-
-CHECKPOINT_FORMAT = "hdm-checkpoint"
-CHECKPOINT_FORMAT_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read: missing, truncated, foreign or incompatible."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -127,83 +114,6 @@ class EMA:
             pe.lerp_(p, 1 - d)
         for be, b in zip(self.model.buffers(), model.buffers()):
             be.copy_(b)
-
-
-def build_denoiser(network: dict, process: dict, parameterisation: str) -> PreconditionedDenoiser:
-    """A denoiser from the plain descriptions stored in a checkpoint."""
-    backbone = TimeConditionedFNO(**network)
-    return PreconditionedDenoiser(backbone, ForwardProcess.from_dict(process), parameterisation)
-
-
-def save_checkpoint(path: str | Path, payload: dict) -> Path:
-    """Atomically write ``payload`` (tensors and JSON-like values) to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Read and validate a checkpoint; :class:`CheckpointError` explains any problem."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for damaged files
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or not an hdm checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})"
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not an hdm checkpoint (no '{CHECKPOINT_FORMAT}' tag)")
-    version = payload.get("format_version")
-    if version != CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {path} has format version {version} (written by hdm "
-            f"{payload.get('hdm_version', '?')}); this hdm {hdm.__version__} reads format "
-            f"version {CHECKPOINT_FORMAT_VERSION}: retrain or use a matching hdm version"
-        )
-    missing = [k for k in ("ema", "network", "process", "grid") if k not in payload]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} lacks {missing}: it is incomplete")
-    return payload
-
-
-#: Left out of the exported model: what only resuming needs, and the per-step loss
-#: history (7,000 pickled floats are 63 kB of a shipped file; the checkpoint keeps it).
-_TRAINING_STATE = ("model", "optimizer", "scheduler", "rng", "losses")
-
-
-def export_model(checkpoint_path: str | Path, model_path: str | Path) -> Path:
-    """Write the inference-only part of a checkpoint (EMA weights and every description,
-    without the optimiser, raw weights, generator states and loss history): what is
-    shipped and sampled."""
-    payload = load_checkpoint(checkpoint_path)
-    slim = {k: v for k, v in payload.items() if k not in _TRAINING_STATE}
-    slim["exported_from_step"] = payload["step"]
-    return save_checkpoint(model_path, slim)
-
-
-def denoiser_from_checkpoint(payload: dict, use_ema: bool = True) -> PreconditionedDenoiser:
-    """The trained denoiser (EMA weights by default), in eval mode."""
-    denoiser = build_denoiser(payload["network"], payload["process"], payload["parameterisation"])
-    try:
-        denoiser.load_state_dict(payload["ema" if use_ema else "model"])
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"checkpoint weights do not match its network description: {exc}"
-        ) from exc
-    return denoiser.eval()
 
 
 def draw_time_and_noise(
@@ -347,7 +257,7 @@ def train(
         return {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_FORMAT_VERSION,
-            "hdm_version": hdm.__version__,
+            "hdm_version": __version__,
             "step": step,
             "wall_time_s": wall,
             "losses": losses,

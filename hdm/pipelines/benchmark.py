@@ -38,7 +38,7 @@ import numpy as np
 from hdm.data.benchmark import write_section
 from hdm.pipelines.config import load_train_config
 from hdm.pipelines.evaluate import evaluate_functional
-from hdm.pipelines.sample import sample_checkpoint, write_netcdf
+from hdm.pipelines.sample import sample, write_netcdf
 from hdm.pipelines.train import run_training
 
 log = logging.getLogger("hdm")
@@ -124,7 +124,7 @@ def run_functional_benchmark(
                 cfg = replace(cfg, name=f"{name}-{noise}")
                 summary = _train_or_reuse(cfg, out, quick)
             samples = work / f"{name}-{noise}-samples.nc"
-            ds = sample_checkpoint(
+            ds = sample(
                 out / "model.pt",
                 n=n,
                 sampler=cfg.sample.sampler,
@@ -175,7 +175,7 @@ def run_functional_benchmark(
     srows = []
     for sampler, steps in sampler_specs:
         t0 = time.perf_counter()
-        ds = sample_checkpoint(
+        ds = sample(
             qmodel / "model.pt", n=n_sampler, sampler=sampler, steps=steps, seed=2, progress=False
         )
         wall = time.perf_counter() - t0
@@ -211,7 +211,7 @@ def run_functional_benchmark(
     white = work / "quadratic-white"
     inv_rows = []
     for label_model, folder in (("Q = " + qdesc, qmodel), ("Q = I (white)", white)):
-        coarse_ds = sample_checkpoint(
+        coarse_ds = sample(
             folder / "model.pt", n=n_inv, sampler="heun", steps=25, seed=3, progress=False
         )
         x_train = coarse_ds["x"].values
@@ -219,7 +219,7 @@ def run_functional_benchmark(
         if folder == white:
             cases = cases[:1]
         for points, how in cases:
-            fine_ds = sample_checkpoint(
+            fine_ds = sample(
                 folder / "model.pt",
                 n=n_inv,
                 sampler="heun",

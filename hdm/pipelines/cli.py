@@ -1,5 +1,6 @@
 """The ``hdm`` command line.
 
+    hdm --version
     hdm train CONFIG.yaml [--out DIR] [--resume] [--set key=value ...]
     hdm sample CHECKPOINT --n N --sampler {em,heun,dpm2m,pc} --steps K --seed S
                --out FILE.nc [--points P]
@@ -13,12 +14,11 @@
     hdm evaluate functional --dataset NAME --samples FILE.nc [--json] [--plot FILE.png]
     hdm evaluate downscale --prediction OUT.zarr --truth FILE [--heldout-stations IDS|FILE]
                [--json]
-    hdm benchmark functional [--quick]
-    hdm benchmark data [--quick]
-    hdm benchmark batch [--quick]
-    hdm benchmark downscale [--quick] [--parts grf,uk]
     hdm config show CONFIG.yaml [--set key=value ...]
     hdm demo [--out DIR] [--members M] [--functional]
+
+Benchmarks are scripts outside the package: ``python -m benchmarks NAME`` (see
+``benchmarks/README.md``).
 
 Exit codes (what a scheduler or cron wrapper tests): 0 done; 1 a run failed (training
 diverged, a batch chunk failed: the chunks done are kept, rerun with --resume); 2 bad
@@ -37,27 +37,31 @@ from pathlib import Path
 
 import yaml
 
+from hdm._version import __version__
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOTHING_TO_DO = 0, 1, 2, 3
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hdm", description="Hilbert-space diffusion models.")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="train a model from a YAML config")
-    t.add_argument("config", help="YAML config, e.g. configs/functional/quadratic.yaml")
-    t.add_argument("--out", help="output folder (default runs/<name>)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    t.add_argument(
+def _set_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set optim.steps=100",
+        help="override a config value, e.g. --set optim.steps=100 (the value is YAML)",
     )
+
+
+def _train_parser(sub) -> None:
+    t = sub.add_parser("train", help="train a model from a YAML config")
+    t.add_argument("config", help="YAML config, e.g. configs/functional/quadratic.yaml")
+    t.add_argument("--out", help="output folder (default runs/<name>)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    _set_option(t)
     t.add_argument("--no-progress", action="store_true")
 
+
+def _sample_parser(sub) -> None:
     s = sub.add_parser("sample", help="draw functions from a trained model")
     s.add_argument("checkpoint", help="model.pt or checkpoint.pt written by hdm train")
     s.add_argument("--n", type=int, default=1000, help="number of functions")
@@ -69,59 +73,25 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=1000)
     s.add_argument("--no-progress", action="store_true")
 
-    ds_ = sub.add_parser(
+
+def _downscale_parser(sub) -> None:
+    from hdm.pipelines.job import DOWNSCALE_FLAGS
+
+    d = sub.add_parser(
         "downscale",
         help="coarse fields + stations -> high-res ensembles (a batch job over a time range)",
     )
-    ds_.add_argument("checkpoint", nargs="?", help="model.pt of a gridded model (or its folder)")
-    ds_.add_argument("--config", help="a downscaling config, e.g. configs/downscale/uk_t2m.yaml")
-    ds_.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value"
-    )
-    src = ds_.add_mutually_exclusive_group()
-    src.add_argument("--coarse", help="coarse field (netCDF/zarr), an integer coarse-graining")
-    src.add_argument("--truth", help="high-res field to coarse-grain by --factor (an OSSE)")
-    ds_.add_argument("--factor", type=int, help="coarse-graining factor for --truth")
-    obs = ds_.add_mutually_exclusive_group()
-    obs.add_argument(
-        "--stations",
-        help="CSV station table (id, lat, lon, time, value) or IGRA2 sounding files "
-        "(surface temperature), several separated by commas",
-    )
-    obs.add_argument(
-        "--simulate-stations",
-        metavar="IDS",
-        help="comma-separated IGRA2 ids; values sampled from --truth with --station-noise",
-    )
-    ds_.add_argument("--members", type=int, help="ensemble size (default 16)")
-    ds_.add_argument("--out", help="OUT.zarr or OUT.nc")
-    ds_.add_argument("--times", nargs=2, metavar=("START", "END"), help="ISO times, inclusive")
-    ds_.add_argument("--every", type=int, metavar="HOURS", help="every HOURS hours (default 1)")
-    ds_.add_argument("--scale", type=int, help="sample at S x the training resolution")
-    ds_.add_argument("--guidance", help="mmps (default), sda, dps or replacement")
-    ds_.add_argument("--sampler", help="em (default), heun, dpm2m or pc")
-    ds_.add_argument("--steps", type=int, help="sampler steps (default 50)")
-    ds_.add_argument("--seed", type=int)
-    ds_.add_argument("--station-noise", type=float, help="std, field units (default 0.5)")
-    ds_.add_argument("--coarse-noise", type=float, help="std, field units (default 2%% of std)")
-    ds_.add_argument(
-        "--inflation",
-        help="none (default), auto (estimated from the stations' residuals about the coarse "
-        "field) or a factor >= 1 for the spread the observations do not see",
-    )
-    ds_.add_argument("--chunk-size", type=int, help="times per task (default 4)")
-    ds_.add_argument(
-        "--scheduler",
-        help="local (a LocalCluster, default), synchronous (this process), slurm, pbs, "
-        "or the ADDRESS of a running Dask scheduler (tcp://host:8786)",
-    )
-    ds_.add_argument("--workers", type=int, help="LocalCluster worker processes (default 1)")
-    ds_.add_argument("--torch-threads", type=int, help="torch threads per task (default 2)")
-    mode = ds_.add_mutually_exclusive_group()
+    d.add_argument("checkpoint", nargs="?", help="model.pt of a gridded model (or its folder)")
+    d.add_argument("--config", help="a downscaling config, e.g. configs/downscale/uk_t2m.yaml")
+    _set_option(d)
+    for flag in DOWNSCALE_FLAGS:
+        d.add_argument(f"--{flag.name.replace('_', '-')}", type=flag.type, help=flag.help)
+    d.add_argument("--times", nargs=2, metavar=("START", "END"), help="ISO times, inclusive")
+    mode = d.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="complete an interrupted OUT")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    ds_.add_argument("--no-plots", action="store_true")
-    ds_.add_argument("--no-progress", action="store_true")
+    d.add_argument("--no-plots", action="store_true")
+    d.add_argument("--no-progress", action="store_true")
 
     pn = sub.add_parser(
         "process-new",
@@ -131,9 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     pn.add_argument("--inbox", required=True, help="folder where new input files arrive")
     pn.add_argument("--out-dir", required=True, help="folder of the output stores")
     pn.add_argument("--pattern", default="*.nc", help="input file glob (default *.nc)")
-    pn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    _set_option(pn)
     pn.add_argument("--progress", action="store_true")
 
+
+def _evaluate_parser(sub) -> None:
     e = sub.add_parser("evaluate", help="evaluate samples")
     esub = e.add_subparsers(dest="what", required=True)
     ef = esub.add_parser("functional", help="two-sample power and moment errors")
@@ -151,44 +123,22 @@ def _parser() -> argparse.ArgumentParser:
     ed.add_argument("--json", action="store_true", help="print one JSON object")
     ed.add_argument("--plots", metavar="PREFIX", help="write PREFIX_rank_histogram.png, ...")
 
-    b = sub.add_parser("benchmark", help="run a benchmark and write BENCHMARKS.md")
-    bsub = b.add_subparsers(dest="what", required=True)
-    bf = bsub.add_parser("functional", help="the functional (1-D) benchmark")
-    bf.add_argument("--quick", action="store_true", help="a few minutes, small settings")
-    bf.add_argument("--out", default="runs/benchmark-functional", help="work folder")
-    bf.add_argument("--benchmarks-file", default="BENCHMARKS.md")
-    bf.add_argument(
-        "--retrain",
-        action="store_true",
-        help="retrain the shipped models too, not only the ablations",
-    )
 
-    bdn = bsub.add_parser("downscale", help="GRF exactness, UK t2m test week, zero-shot SR, speed")
-    bdn.add_argument("--quick", action="store_true", help="smoke sizes (minutes)")
-    bdn.add_argument("--benchmarks-file", default="BENCHMARKS.md")
-    bdn.add_argument("--out", default="runs/benchmark-downscale", help="work folder")
-    bdn.add_argument(
-        "--parts",
-        default="grf,uk",
-        help="comma-separated subset of: grf (exactness + speed), uk (test week + SR), "
-        "sampler (the sampler choice on a training-period day), "
-        "q (the UK prior's Q against the training data's spectrum)",
-    )
-
-    bb = bsub.add_parser("batch", help="batch downscaling: fields per minute, 1 vs 2 workers")
-    bb.add_argument("--quick", action="store_true", help="small settings (a few minutes)")
-    bb.add_argument("--benchmarks-file", default="BENCHMARKS.md")
-    bb.add_argument("--out", default="runs/benchmark-batch", help="work folder")
-
-    bd = bsub.add_parser("data", help="the data-layer benchmark (scale, stores, throughput)")
-    bd.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run")
-    bd.add_argument("--benchmarks-file", default="BENCHMARKS.md")
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hdm", description="Hilbert-space diffusion models.")
+    p.add_argument("--version", action="version", version=f"hdm {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _sample_parser(sub)
+    _downscale_parser(sub)
+    _evaluate_parser(sub)
 
     c = sub.add_parser("config", help="inspect configs")
     csub = c.add_subparsers(dest="what", required=True)
     cs = csub.add_parser("show", help="print the resolved config")
     cs.add_argument("config")
-    cs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    _set_option(cs)
 
     d = sub.add_parser("demo", help="the README's demo on the shipped data")
     d.add_argument("--out", default="outputs/demo")
@@ -220,9 +170,9 @@ def _train(args) -> int:
 
 
 def _sample(args) -> int:
-    from hdm.pipelines.sample import sample_checkpoint, write_netcdf
+    from hdm.pipelines.sample import sample, write_netcdf
 
-    ds = sample_checkpoint(
+    ds = sample(
         args.checkpoint,
         n=args.n,
         sampler=args.sampler,
@@ -240,113 +190,40 @@ def _sample(args) -> int:
     return EXIT_OK
 
 
-def _evaluate_downscale(args) -> int:
-    from hdm.pipelines.evaluate import evaluate_downscale
-
-    report = evaluate_downscale(
-        args.prediction,
-        args.truth,
-        heldout=args.heldout_stations,
-        checkpoint=args.checkpoint,
-        plots_prefix=args.plots,
-    )
-    if args.json:
-        print(json.dumps(report))
-        return EXIT_OK
-    print_downscale_report(report)
-    return EXIT_OK
-
-
-def print_downscale_report(report: dict) -> None:
-    """The scores of ``evaluate_downscale`` as a short table."""
-    units = report["units"]
-    print(f"{report['variable']} ({units}), {report['times']} times x {report['members']} members")
-    rows = [
-        ("RMSE ensemble mean", "rmse"),
-        ("RMSE bilinear", "rmse_bilinear"),
-        ("RMSE bicubic", "rmse_bicubic"),
-        ("RMSE kriging", "rmse_kriging"),
-        ("CRPS (fair)", "crps"),
-        ("CRPS kriging (Gaussian)", "crps_kriging"),
-        ("spread-skill", "spread_skill"),
-        ("inflation λ", "inflation"),
-        ("coverage 90%", "coverage90"),
-        ("coverage 90% kriging", "coverage90_kriging"),
-        ("held-out RMSE", "heldout_rmse"),
-        ("held-out RMSE kriging", "heldout_rmse_kriging"),
-        ("spectrum ratio (high k)", "spectrum_ratio"),
-        ("spectrum ratio bicubic", "spectrum_ratio_bicubic"),
-        ("spectrum ratio kriging", "spectrum_ratio_kriging"),
-    ]
-    for label, key in rows:
-        if key in report:
-            print(f"  {label:<26} {report[key]:.4g}")
-
-
 def _evaluate(args) -> int:
+    from hdm.pipelines.report import format_downscale_report, format_functional_report
+
     if args.what == "downscale":
-        return _evaluate_downscale(args)
-    from hdm.pipelines.evaluate import evaluate_functional
+        from hdm.pipelines.evaluate import evaluate_downscale
+
+        report = evaluate_downscale(
+            args.prediction,
+            args.truth,
+            heldout=args.heldout_stations,
+            checkpoint=args.checkpoint,
+            plots_prefix=args.plots,
+        )
+        print(json.dumps(report) if args.json else format_downscale_report(report))
+        return EXIT_OK
+    from hdm.pipelines.evaluate import evaluate_functional, plot_functional
 
     report = evaluate_functional(args.dataset, args.samples, quick=args.quick)
     if args.plot:
-        from hdm.domains.functional import curves, load_functional
-        from hdm.pipelines.evaluate import on_dataset_grid, open_samples
-        from hdm.plotting import plot_functions
-
-        ds = load_functional(
-            args.dataset, seed=int(open_samples(args.samples).attrs.get("data_seed", 0))
-        )
-        gen, _ = on_dataset_grid(open_samples(args.samples)["y"], ds["x"].values)
-        report["plot"] = str(
-            plot_functions(
-                args.plot,
-                ds["x"].values,
-                gen,
-                curves(ds, "test").values,
-                title=f"{args.dataset}: generated vs real",
-                x_label=ds.attrs.get("x_units", "x"),
-            )
-        )
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(format_report(report))
+        report["plot"] = str(plot_functional(args.dataset, args.samples, args.plot))
+    print(json.dumps(report) if args.json else format_functional_report(report))
     return EXIT_OK
-
-
-def format_report(r: dict) -> str:
-    def ci(key):
-        lo, hi = r[key]
-        return f"[{lo:.1f}, {hi:.1f}]"
-
-    lines = [
-        f"dataset {r['dataset']}: {r['n_generated']} generated vs {r['n_test']} test curves "
-        f"({r['grid']}; {r.get('sampler', '')}, {r.get('nfe', 0)} NFE)",
-        f"  power, rigorous (n={r['n_per_side']}/side): {r['power_rigorous']:.1f}% "
-        f"{ci('power_rigorous_ci')}   null calibration (real held-out): "
-        f"{r['power_null']:.1f}% {ci('power_null_ci')}",
-        f"  power, HDM-compatible (10 vs 10): {r['power_hdm']:.1f} ± {r['power_hdm_pm']:.1f}",
-        f"  MMD²: {r['mmd2']:.2e}   floor (real vs real): {r['mmd2_floor']:.2e}",
-        f"  mean error (rel. L²): {r['mean_rel_l2']:.3f}   floor: {r['mean_rel_l2_floor']:.3f}",
-        f"  covariance error (rel. HS): {r['cov_rel_hs']:.3f}   floor: {r['cov_rel_hs_floor']:.3f}",
-    ]
-    if "plot" in r:
-        lines.append(f"  plot: {r['plot']}")
-    return "\n".join(lines)
 
 
 def _downscale(args) -> int:
     from hdm.pipelines.config import read_yaml_config
-    from hdm.pipelines.downscale import OPTION_KEYS, downscale_config, run_downscale_job
+    from hdm.pipelines.job import DOWNSCALE_FLAGS, downscale_config, run_downscale_job
 
     base = read_yaml_config(args.config) if args.config else {}
-    options = {name: getattr(args, name, None) for name in OPTION_KEYS}
+    options = {flag.name: getattr(args, flag.name) for flag in DOWNSCALE_FLAGS}
+    options["checkpoint"] = args.checkpoint
     options["times"] = tuple(args.times) if args.times else None
     options["plots"] = False if args.no_plots else None
     cfg = downscale_config(base, args.set, **options)
-    if not cfg.checkpoint:
-        raise ValueError("give the CHECKPOINT (or checkpoint: in the --config)")
     summary = run_downscale_job(
         cfg,
         resume=args.resume,
@@ -390,63 +267,11 @@ def _process_new(args) -> int:
     return EXIT_FAILED if result["failed"] else EXIT_OK
 
 
-def _benchmark(args) -> int:
-    if args.what == "downscale":
-        parts = {p.strip() for p in args.parts.split(",") if p.strip()}
-        unknown = parts - {"grf", "uk", "sampler", "q"}
-        if unknown:
-            raise ValueError(f"unknown --parts {sorted(unknown)}; choose from grf, uk, sampler, q")
-        command = "hdm benchmark downscale" + (" --quick" if args.quick else "")
-        if args.parts != "grf,uk":
-            command += f" --parts {args.parts}"
-        if "grf" in parts:
-            from hdm.pipelines.benchmark_downscale import run_grf_benchmark
-
-            run_grf_benchmark(args.quick, Path(args.benchmarks_file), command=command)
-        if "q" in parts:
-            from hdm.pipelines.benchmark_uk import run_noise_choice
-
-            run_noise_choice(args.quick, Path(args.benchmarks_file), command)
-        if "sampler" in parts:
-            from hdm.pipelines.benchmark_uk import run_sampler_choice
-
-            run_sampler_choice(args.quick, Path(args.benchmarks_file), command)
-        if "uk" in parts:
-            from hdm.pipelines.benchmark_uk import run_uk_benchmark
-
-            run_uk_benchmark(args.quick, Path(args.benchmarks_file), Path(args.out), command)
-        print(f"benchmark tables written to {args.benchmarks_file}")
-        return EXIT_OK
-    if args.what == "batch":
-        from hdm.pipelines.benchmark_batch import run_batch_benchmark
-
-        result = run_batch_benchmark(args.quick, Path(args.benchmarks_file), Path(args.out))
-        for label, r in result["results"].items():
-            print(f"{label}: {r['fields_per_min']:.2f} fields/min ({r['wall_s']:.1f} s)")
-        print(f"benchmark table written to {args.benchmarks_file}")
-        return EXIT_OK
-    if args.what == "data":
-        from hdm.data.benchmark import run_data_benchmark
-
-        path = run_data_benchmark(quick=args.quick, benchmarks_file=Path(args.benchmarks_file))
-        print(f"benchmark table written to {path}")
-        return EXIT_OK
-    from hdm.pipelines.benchmark import run_functional_benchmark
-
-    path = run_functional_benchmark(
-        quick=args.quick,
-        work=Path(args.out),
-        benchmarks_file=Path(args.benchmarks_file),
-        retrain=args.retrain,
-    )
-    print(f"benchmark table written to {path}")
-    return EXIT_OK
-
-
 def _config(args) -> int:
     from hdm.pipelines.config import (
         DownscaleRunConfig,
         TrainRunConfig,
+        config_dict,
         load_config,
         read_yaml_config,
     )
@@ -454,19 +279,17 @@ def _config(args) -> int:
     # a downscaling config names a checkpoint, a training config its data
     kind = DownscaleRunConfig if "checkpoint" in read_yaml_config(args.config) else TrainRunConfig
     cfg = load_config(kind, args.config, args.set)
-    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    print(yaml.safe_dump(config_dict(cfg), sort_keys=False), end="")
     return EXIT_OK
 
 
 def _demo(args) -> int:
+    from hdm.pipelines.demo import run_demo, run_downscale_demo
+
     if args.functional:
-        from hdm.pipelines.demo import run_demo
-
         run_demo(Path(args.out), n=args.n)
-        return EXIT_OK
-    from hdm.pipelines.demo import run_downscale_demo
-
-    run_downscale_demo(Path(args.out), members=args.members)
+    else:
+        run_downscale_demo(Path(args.out), members=args.members)
     return EXIT_OK
 
 
@@ -476,7 +299,6 @@ COMMANDS = {
     "downscale": _downscale,
     "process-new": _process_new,
     "evaluate": _evaluate,
-    "benchmark": _benchmark,
     "config": _config,
     "demo": _demo,
 }
@@ -486,6 +308,24 @@ COMMANDS = {
 HUGE_PAGE_COMMANDS = ("downscale", "process-new", "demo")
 
 
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean bad input (exit code 2, one line)."""
+    from hdm.hilbert.checkpoints import CheckpointError
+    from hdm.hilbert.networks import GridError
+    from hdm.pipelines.config import ConfigError
+
+    return (
+        ConfigError,
+        CheckpointError,
+        GridError,
+        FileNotFoundError,
+        FileExistsError,
+        PermissionError,
+        KeyError,
+        ValueError,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in HUGE_PAGE_COMMANDS:
@@ -493,10 +333,8 @@ def main(argv: list[str] | None = None) -> int:
 
         use_huge_pages()  # before torch loads (hdm.allocator)
 
-    from hdm.hilbert.networks import GridError
-    from hdm.hilbert.training import CheckpointError, TrainingDiverged
-    from hdm.pipelines.batch import BatchError, SchedulerUnreachable
-    from hdm.pipelines.config import ConfigError
+    from hdm.hilbert.training import TrainingDiverged
+    from hdm.pipelines.cluster import BatchError, SchedulerUnreachable
     from hdm.pipelines.runlog import configure_logging, current_run_id
 
     args.run_id = current_run_id()
@@ -512,16 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     except BatchError as exc:
         print(f"hdm: run failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except (
-        ConfigError,
-        CheckpointError,
-        GridError,
-        FileNotFoundError,
-        FileExistsError,
-        PermissionError,
-        KeyError,
-        ValueError,
-    ) as exc:
+    except _bad_input_errors() as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"hdm: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,9 +1,18 @@
 """Typed, frozen run configurations loaded from YAML.
 
 A training config file has the sections below; every key is optional except
-``data.dataset``. Unknown or misspelled keys are errors that name the key and suggest
-the closest valid one; the resolved config (defaults filled in) is saved next to every
-output, and ``--set section.key=value`` overrides a value from the command line.
+``data.dataset``. A downscaling config (``configs/downscale/``) has ``checkpoint``,
+``inputs``, ``stations``, ``times``, ``ensemble`` (the
+:class:`~hdm.downscaling.config.EnsembleConfig` of :func:`hdm.downscale`), ``batch``,
+``jobqueue`` and ``output``.
+
+Types are checked when a file is read: lists are YAML lists (``variables: [u10, v10]``;
+one bare word is taken as a one-item list), an unset optional value is ``null``,
+choices (a sampler, a guidance method, a schedule) are checked against the allowed
+values, and unknown or misspelled keys are errors that name the key and suggest the
+closest valid one. The resolved config (defaults filled in) is saved next to every
+output, and ``--set section.key=value`` overrides a value from the command line (the
+value is read as YAML: ``--set data.variables=[u10,v10]``).
 
 .. code-block:: yaml
 
@@ -19,13 +28,17 @@ output, and ``--set section.key=value`` overrides a value from the command line.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import difflib
+import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, Literal, Union
 
 import yaml
 
+from hdm.downscaling.config import EnsembleConfig, SamplerName
 from hdm.hilbert.covariance import CovarianceOperator, SpectralCovariance, WhiteNoise
 from hdm.hilbert.schedules import CosineVP, LinearVP, NoiseSchedule
 from hdm.hilbert.training import OptimConfig
@@ -35,23 +48,26 @@ class ConfigError(ValueError):
     """A configuration file or override that cannot be used."""
 
 
+# ------------------------------------------------------------------------ training
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset, and the seed of its train/valid/test split.
 
     ``dataset`` is a functional dataset (quadratic, melbourne, italy_power, grf), a named
     gridded dataset (uk_t2m, see :mod:`hdm.domains.atmosphere`) or any name together with
-    ``path`` (netCDF/zarr file or glob), ``variables`` (comma-separated) and the training
-    period ``train_start``/``train_end`` (ISO times, bounds included). For named gridded
+    ``path`` (netCDF/zarr file or glob), ``variables`` (a list) and the training period
+    ``train_start``/``train_end`` (ISO times, bounds included). For named gridded
     datasets these override the shipped defaults.
     """
 
     dataset: str
     seed: int = 0
-    path: str = ""
-    variables: str = ""
-    train_start: str = ""
-    train_end: str = ""
+    path: str | None = None
+    variables: list[str] = field(default_factory=list)
+    train_start: str | None = None
+    train_end: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,48 +75,43 @@ class NoiseConfig:
     """The covariance Q of the forward noise: ``spectral`` (SE/Matérn) or ``white`` (Q = I).
     ``lengthscale`` in the units of the dataset's coordinate."""
 
-    kind: str = "spectral"
-    kernel: str = "se"
+    kind: Literal["spectral", "white"] = "spectral"
+    kernel: Literal["se", "matern"] = "se"
     lengthscale: float = 0.1
     nu: float = 2.5
 
     def build(self) -> CovarianceOperator:
         if self.kind == "white":
             return WhiteNoise()
-        if self.kind == "spectral":
-            return SpectralCovariance(self.kernel, self.lengthscale, self.nu)
-        raise ConfigError(f"noise.kind must be 'spectral' or 'white', got {self.kind!r}")
+        return SpectralCovariance(self.kernel, self.lengthscale, self.nu)
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    kind: str = "cosine"
+    kind: Literal["cosine", "linear"] = "cosine"
 
     def build(self) -> NoiseSchedule:
-        if self.kind == "cosine":
-            return CosineVP()
-        if self.kind == "linear":
-            return LinearVP()
-        raise ConfigError(f"schedule.kind must be 'cosine' or 'linear', got {self.kind!r}")
+        return CosineVP() if self.kind == "cosine" else LinearVP()
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """TimeConditionedFNO size and the denoiser parameterisation ("v" or "eps")."""
+    """TimeConditionedFNO size and the denoiser parameterisation ("v" or "eps").
+    ``n_modes_2``: modes on the second axis of 2-D grids (null: ``n_modes``)."""
 
     width: int = 48
     n_modes: int = 64
-    n_modes_2: int = 0  # modes on the second axis of 2-D grids (0: same as n_modes)
+    n_modes_2: int | None = None
     n_layers: int = 4
     time_dim: int = 128
-    parameterisation: str = "v"
+    parameterisation: Literal["v", "eps"] = "v"
 
 
 @dataclass(frozen=True)
 class SampleConfig:
     """Defaults of ``hdm sample`` and of the benchmark for this model."""
 
-    sampler: str = "heun"
+    sampler: SamplerName = "heun"
     steps: int = 50
     n: int = 1000
     seed: int = 0
@@ -119,7 +130,7 @@ class TrainRunConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return config_dict(self)
 
 
 # ------------------------------------------------------------ the downscaling job
@@ -128,71 +139,52 @@ class TrainRunConfig:
 @dataclass(frozen=True)
 class InputsConfig:
     """Where the fields come from: a ``coarse`` file, or a high-res ``truth`` file that is
-    coarse-grained by ``factor`` (an observing-system simulation). Paths relative to the
-    working directory; netCDF, a glob of netCDF files, or zarr."""
+    coarse-grained by ``factor`` (an observing-system simulation). A path, a glob, or a
+    list of netCDF files, or a zarr store; relative to the working directory."""
 
-    coarse: str = ""
-    truth: str = ""
-    factor: int = 0
+    coarse: str | list[str] | None = None
+    truth: str | list[str] | None = None
+    factor: int | None = None
 
 
 @dataclass(frozen=True)
 class StationsConfig:
-    """Station observations: a ``file`` (CSV table or IGRA2 sounding files, comma-separated)
-    or ``simulate`` (comma-separated IGRA2 ids sampled from the truth with ``noise``).
-    ``noise`` is the observation-error std in the field's units (K for t2m)."""
+    """Station observations: ``file`` (CSV tables or IGRA2 sounding files) or ``simulate``
+    (IGRA2 ids whose values are sampled from the truth with noise of std ``noise``, in
+    the field's units; null: ``ensemble.station_noise``, the error the guidance assumes)."""
 
-    file: str = ""
-    simulate: str = ""
-    noise: float = 0.5
+    file: list[str] = field(default_factory=list)
+    simulate: list[str] = field(default_factory=list)
+    noise: float | None = None
 
 
 @dataclass(frozen=True)
 class TimesConfig:
-    """The time range, ISO strings, bounds included (empty: every time of the input), and
+    """The time range, ISO strings, bounds included (null: every time of the input), and
     ``every`` (hours): keep the times whose hour is a multiple of it."""
 
-    start: str = ""
-    end: str = ""
+    start: str | None = None
+    end: str | None = None
     every: int = 1
-
-
-@dataclass(frozen=True)
-class EnsembleRunConfig:
-    """How the members are drawn (see :class:`hdm.conditioning.ensembles.EnsembleConfig`).
-    ``scale``: sample at ``scale`` × the training resolution. ``coarse_noise``: std of the
-    coarse observations in field units (0: 2 % of the training std). ``inflation``:
-    "none", "auto" (λ estimated once per run from the stations' residuals about the
-    coarse field, :mod:`hdm.conditioning.inflation`) or a number λ ≥ 1."""
-
-    members: int = 16
-    guidance: str = "mmps"
-    sampler: str = "em"
-    steps: int = 50
-    seed: int = 0
-    scale: int = 1
-    coarse_noise: float = 0.0
-    batch_size: int = 16
-    inflation: str = "none"
 
 
 @dataclass(frozen=True)
 class JobqueueConfig:
     """A dask-jobqueue cluster (``batch.scheduler: slurm`` or ``pbs``): the resources of one
     batch job (``cores``, ``memory``, ``walltime``, ``queue``, ``account``), how many
-    jobs to start, and extra scheduler directives (``;``-separated, e.g.
-    ``--constraint=cpu;--qos=normal``) and shell lines run before the worker starts."""
+    jobs to start, extra scheduler ``directives`` (e.g. ``[--constraint=cpu]``) and
+    ``prologue`` shell lines run before the worker starts."""
 
     cores: int = 8
     processes: int = 1
     memory: str = "16GB"
     walltime: str = "02:00:00"
-    queue: str = ""
-    account: str = ""
+    queue: str | None = None
+    account: str | None = None
     jobs: int = 2
-    directives: str = ""
-    prologue: str = ""
-    local_directory: str = ""
+    directives: list[str] = field(default_factory=list)
+    prologue: list[str] = field(default_factory=list)
+    local_directory: str | None = None
 
 
 @dataclass(frozen=True)
@@ -217,7 +209,7 @@ class OutputConfig:
     """``out``: OUT.zarr (written region by region, resumable) or OUT.nc (assembled in a
     work store next to it, then written as CF netCDF). ``plots``: PNG maps next to it."""
 
-    out: str = ""
+    out: str | None = None
     plots: bool = True
 
 
@@ -225,18 +217,18 @@ class OutputConfig:
 class DownscaleRunConfig:
     """Everything ``hdm downscale`` needs (a YAML file in ``configs/downscale/`` or flags)."""
 
-    checkpoint: str
+    checkpoint: str | None = None
     name: str = "downscale"
     inputs: InputsConfig = field(default_factory=InputsConfig)
     stations: StationsConfig = field(default_factory=StationsConfig)
     times: TimesConfig = field(default_factory=TimesConfig)
-    ensemble: EnsembleRunConfig = field(default_factory=EnsembleRunConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     jobqueue: JobqueueConfig = field(default_factory=JobqueueConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return config_dict(self)
 
     def sampling_dict(self) -> dict:
         """The keys that decide the output's values: a store written with one set of them
@@ -246,9 +238,27 @@ class DownscaleRunConfig:
             d.pop(key)
         return d
 
+    def station_simulation_noise(self) -> float:
+        """The std of the noise added to simulated stations (``stations.noise``, else the
+        error the guidance assumes)."""
+        noise = self.stations.noise
+        return self.ensemble.station_noise if noise is None else noise
 
-def downscale_config_from_dict(raw: dict) -> DownscaleRunConfig:
-    return build_dataclass(DownscaleRunConfig, raw, "")
+
+# ------------------------------------------------------------------ reading configs
+
+
+def config_dict(cfg) -> dict:
+    """A config dataclass as plain YAML/JSON values (tuples as lists)."""
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(cfg))
 
 
 def _suggest(key: str, options) -> str:
@@ -256,27 +266,89 @@ def _suggest(key: str, options) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _coerce(value, typ, where: str):
-    if typ is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if typ is float and isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if typ is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if typ is str and isinstance(value, str):
-        return value
-    if typ is str and isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)  # e.g. ``inflation: 1.2``, a number or a word
+def _describe(typ) -> str:
+    """A type as a reader of the config would name it."""
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin in (Union, types.UnionType):
+        parts = [_describe(a) for a in args if a is not type(None)]
+        return " or ".join(parts) + (" or null" if type(None) in args else "")
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin in (list, tuple):
+        return f"a list of {_describe(args[0])}"
+    if origin is dict:
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        typ, getattr(typ, "__name__", str(typ))
+    )
+
+
+def _scalar(value, typ):
+    """``value`` as the scalar type ``typ``, or a TypeError."""
     if typ is bool and isinstance(value, bool):
         return value
-    raise ConfigError(f"{where} must be of type {typ.__name__}, got {value!r}")
+    if isinstance(value, bool):
+        raise TypeError
+    if typ is int and isinstance(value, int):
+        return value
+    if typ is float and isinstance(value, int | float):
+        return float(value)
+    if typ is float and isinstance(value, str):
+        return float(value)  # "1e-3", which YAML reads as a string
+    if typ is str and isinstance(value, str | int | float):
+        return str(value)
+    if typ is str and isinstance(value, dt.date):
+        return value.isoformat()  # an unquoted YAML date
+    raise TypeError
+
+
+def coerce(value, typ, where: str):
+    """``value`` read from YAML as the annotated type ``typ`` (see the module doc)."""
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    wrong = f"{where} must be {_describe(typ)}, got {value!r}"
+    if typ is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{where} must be set, not null")
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(wrong)
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(wrong + _suggest(str(value), [str(a) for a in args]))
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            if "," in value:
+                raise ConfigError(f"{wrong}; write a YAML list: [{value}]")
+            value = [value]  # one bare word: a list of one
+        if not isinstance(value, list | tuple):
+            raise ConfigError(wrong)
+        items = [coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or typ is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(wrong)
+        return dict(value)
+    if dataclasses.is_dataclass(typ):
+        return build_dataclass(typ, value, where)
+    try:
+        return _scalar(value, typ)
+    except (TypeError, ValueError):
+        raise ConfigError(wrong) from None
 
 
 def build_dataclass(cls, raw, where: str):
-    """Build the frozen dataclass ``cls`` from a mapping, strictly."""
+    """Build the frozen dataclass ``cls`` from a mapping, strictly (module doc). A value
+    the dataclass itself refuses (its ``__post_init__`` check) is named with its key."""
+    if isinstance(raw, cls):
+        return raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{where or 'the config'} must be a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
@@ -295,16 +367,23 @@ def build_dataclass(cls, raw, where: str):
             if required:
                 raise ConfigError(f"missing required key {path!r}")
             continue
-        typ = hints[name]
-        if dataclasses.is_dataclass(typ):
-            kwargs[name] = build_dataclass(typ, raw[name], path)
-        else:
-            kwargs[name] = _coerce(raw[name], typ, path)
-    return cls(**kwargs)
+        kwargs[name] = coerce(raw[name], hints[name], path)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where or 'the config'}: {exc}") from None
+
+
+def downscale_config_from_dict(raw: dict) -> DownscaleRunConfig:
+    return build_dataclass(DownscaleRunConfig, raw, "")
+
+
+def train_config_from_dict(raw: dict) -> TrainRunConfig:
+    return build_dataclass(TrainRunConfig, raw, "")
 
 
 def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
-    """Apply ``section.key=value`` strings (values parsed as YAML scalars)."""
+    """Apply ``section.key=value`` strings (values parsed as YAML)."""
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.key=value")
@@ -315,7 +394,10 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(value)
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({exc})") from None
     return raw
 
 
@@ -349,13 +431,9 @@ def load_train_config(path: str | Path, overrides: list[str] | None = None) -> T
     return load_config(TrainRunConfig, path, overrides)
 
 
-def train_config_from_dict(raw: dict) -> TrainRunConfig:
-    return build_dataclass(TrainRunConfig, raw, "")
-
-
 def save_config(cfg, path: str | Path) -> Path:
     """Write a config dataclass (resolved: every default filled in) as YAML."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    path.write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
     return path

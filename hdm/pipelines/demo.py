@@ -19,10 +19,13 @@ import json
 import time
 from pathlib import Path
 
-from hdm.domains.functional import curves, load_functional
-from hdm.pipelines.benchmark import DATASETS, PROJECT_ROOT
-from hdm.pipelines.evaluate import evaluate_functional, on_dataset_grid
-from hdm.pipelines.sample import sample_checkpoint, write_netcdf
+from hdm.domains.atmosphere import GRIDDED_DATASETS
+from hdm.domains.functional import DATASETS, curves, load_functional
+from hdm.domains.shipped import shipped_checkpoint
+from hdm.pipelines.evaluate import evaluate_downscale, evaluate_functional, on_dataset_grid
+from hdm.pipelines.job import run_downscale
+from hdm.pipelines.report import format_downscale_report, format_functional_report
+from hdm.pipelines.sample import sample, write_netcdf
 from hdm.plotting import plot_functions
 
 
@@ -35,22 +38,18 @@ def run_downscale_demo(
     inflation: str = "auto",
 ) -> list[Path]:
     """The downscaling demo (see the module docstring)."""
-    from hdm.domains.atmosphere import GRIDDED_DATASETS
-    from hdm.pipelines.benchmark_uk import CONDITIONING_STATIONS, HELDOUT_STATIONS
-    from hdm.pipelines.cli import print_downscale_report
-    from hdm.pipelines.downscale import run_downscale
-    from hdm.pipelines.evaluate import evaluate_downscale
-
+    uk = GRIDDED_DATASETS["uk_t2m"]
+    model = shipped_checkpoint("uk_t2m")
     out.mkdir(parents=True, exist_ok=True)
-    truth = GRIDDED_DATASETS["uk_t2m"].resolved_path()
+    truth = uk.resolved_path()
     store = out / f"uk_t2m_{day}.zarr"
     t0 = time.perf_counter()
     summary = run_downscale(
-        PROJECT_ROOT / "data" / "checkpoints" / "uk_t2m" / "model.pt",
+        model,
         store,
         truth=str(truth),
         factor=4,
-        simulate_stations=CONDITIONING_STATIONS,
+        simulate_stations=list(uk.conditioning_stations),
         members=members,
         times=(f"{day}T00", f"{day}T18"),
         every=6,
@@ -60,10 +59,10 @@ def run_downscale_demo(
         overwrite=True,
     )
     report = evaluate_downscale(
-        store, truth, heldout=HELDOUT_STATIONS, plots_prefix=out / f"uk_t2m_{day}"
+        store, truth, heldout=",".join(uk.heldout_stations), plots_prefix=out / f"uk_t2m_{day}"
     )
     metrics = Path(report["metrics_json"])  # written by evaluate_downscale with the plots
-    print_downscale_report(report)
+    print(format_downscale_report(report))
     print(f"  ({time.perf_counter() - t0:.0f} s)\n")
     written = [store, metrics, *map(Path, summary["pngs"]), *map(Path, report["plots"])]
     print(f"demo outputs in {out.resolve()}:")
@@ -74,14 +73,12 @@ def run_downscale_demo(
 
 def run_demo(out: Path, n: int = 500) -> list[Path]:
     """The functional demo (``hdm demo --functional``)."""
-    from hdm.pipelines.cli import format_report
-
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name in DATASETS:
-        model = PROJECT_ROOT / "data" / "checkpoints" / name / "model.pt"
+        model = shipped_checkpoint(name)
         t0 = time.perf_counter()
-        ds = sample_checkpoint(model, n=n, sampler="heun", steps=25, seed=0)
+        ds = sample(model, n=n, sampler="heun", steps=25, seed=0)
         samples = write_netcdf(ds, out / f"{name}-samples.nc")
         report = evaluate_functional(name, samples)
         data = load_functional(name, seed=int(ds.attrs["data_seed"]))
@@ -98,7 +95,7 @@ def run_demo(out: Path, n: int = 500) -> list[Path]:
         report["plot"] = str(plot)
         metrics = out / f"{name}-metrics.json"
         metrics.write_text(json.dumps(report, indent=1))
-        print(format_report(report))
+        print(format_functional_report(report))
         print(f"  ({time.perf_counter() - t0:.0f} s)\n")
         written += [samples, metrics, plot]
     print(f"demo outputs in {out.resolve()}:")

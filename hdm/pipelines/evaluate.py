@@ -83,6 +83,23 @@ def evaluate_functional(
     return report
 
 
+def plot_functional(dataset: str, samples_path: str | Path, png: str | Path) -> Path:
+    """Generated curves (a samples file) against the dataset's real test curves, as PNG."""
+    from hdm.plotting import plot_functions
+
+    samples = open_samples(samples_path)
+    ds = load_functional(dataset, seed=int(samples.attrs.get("data_seed", 0)))
+    generated, _ = on_dataset_grid(samples["y"], ds["x"].values)
+    return plot_functions(
+        png,
+        ds["x"].values,
+        generated,
+        curves(ds, "test").values,
+        title=f"{dataset}: generated vs real",
+        x_label=ds.attrs.get("x_units", "x"),
+    )
+
+
 # ------------------------------------------------------------------ downscaling
 
 
@@ -108,7 +125,7 @@ def _heldout_stations(spec: str | None):
     """Held-out station coordinates: IGRA2 ids (comma-separated) or a CSV table."""
     if not spec:
         return None
-    from hdm.pipelines.downscale import first_occurrences, parse_ids, read_stations, stations_by_id
+    from hdm.domains.stations import first_occurrences, parse_ids, read_stations, stations_by_id
 
     if Path(spec).suffix.lower() == ".csv" or Path(spec).exists():
         obs = read_stations(spec)
@@ -128,8 +145,8 @@ def _heldout_stations(spec: str | None):
 
 def _training_fields(prediction: xr.Dataset, variable: str, checkpoint: str | None):
     """The model's training period (for the kriging kernel), from its checkpoint."""
-    from hdm.domains.atmosphere import gridded_spec, open_split
-    from hdm.hilbert.training import load_checkpoint
+    from hdm.domains.atmosphere import open_split, training_spec
+    from hdm.hilbert.checkpoints import load_checkpoint
 
     path = Path(checkpoint or prediction.attrs.get("checkpoint", ""))
     if not path.is_file():
@@ -137,9 +154,7 @@ def _training_fields(prediction: xr.Dataset, variable: str, checkpoint: str | No
             f"the model checkpoint {str(path)!r} (needed to fit the kriging kernel on its "
             "training period) was not found; pass --checkpoint"
         )
-    meta = load_checkpoint(path).get("metadata", {})
-    period = meta.get("train_period")
-    spec = gridded_spec(meta.get("dataset", ""), meta.get("path", ""), [variable], tuple(period))
+    spec = training_spec(load_checkpoint(path).get("metadata", {}))
     return open_split(spec, "train")[variable].load()
 
 
@@ -234,7 +249,7 @@ def evaluate_downscale(
         station_noise = None
         if "station_obs" in pred:
             obs = pred["station_obs"]
-            from hdm.pipelines.downscale import first_occurrences
+            from hdm.domains.stations import first_occurrences
 
             ids = obs["obs_id"].values.astype(str)
             order = first_occurrences(ids)

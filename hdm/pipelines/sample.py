@@ -7,7 +7,6 @@ It is written to a temporary file and renamed, so a failed run leaves nothing be
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from datetime import UTC, datetime
@@ -18,20 +17,12 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-import hdm
+from hdm._version import __version__
 from hdm.data.normalization import ScalarNormaliser
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.networks import GridError
 from hdm.hilbert.sampling import make_sampler
-from hdm.hilbert.training import denoiser_from_checkpoint, load_checkpoint
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from hdm.hilbert.checkpoints import denoiser_from_checkpoint, file_sha256, load_checkpoint
 
 
 def sampling_grid(trained: Grid, points: int | None) -> Grid:
@@ -45,7 +36,7 @@ def sampling_grid(trained: Grid, points: int | None) -> Grid:
     return trained.with_resolution(points)
 
 
-def sample_checkpoint(
+def sample(
     checkpoint: str | Path,
     *,
     n: int,
@@ -93,7 +84,7 @@ def sample_checkpoint(
             "seed": seed,
             "points": grid.size,
             "sampling_wall_time_s": wall,
-            "hdm_version": hdm.__version__,
+            "hdm_version": __version__,
             "history": f"{datetime.now(UTC).isoformat(timespec='seconds')} hdm sample",
         },
     )

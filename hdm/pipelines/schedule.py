@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hdm.data.stores import read_manifest
-from hdm.pipelines.batch import BatchError
+from hdm.pipelines.cluster import BatchError
 from hdm.pipelines.config import DownscaleRunConfig, TimesConfig
 
 log = logging.getLogger("hdm")
@@ -49,7 +49,7 @@ def process_new(
     run_id: str | None = None,
 ) -> dict:
     """Downscale every new input file; returns ``processed``, ``failed`` and ``status``."""
-    from hdm.pipelines.downscale import run_downscale_job
+    from hdm.pipelines.job import run_downscale_job
 
     inbox, out_dir = Path(inbox), Path(out_dir)
     todo = new_inputs(inbox, out_dir, pattern)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-import hdm
+from hdm._version import __version__
 from hdm.data.accessor import grid_of, to_tensor
 from hdm.data.normalization import FieldNormaliser, ScalarNormaliser
 from hdm.domains.atmosphere import GRIDDED_DATASETS, gridded_spec, open_split
@@ -33,7 +33,8 @@ from hdm.hilbert.distributed import distributed_session
 from hdm.hilbert.grids import Grid, IntervalGrid
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
-from hdm.hilbert.training import export_model, train
+from hdm.hilbert.checkpoints import export_model
+from hdm.hilbert.training import train
 from hdm.pipelines.config import TrainRunConfig, save_config
 from hdm.pipelines.runlog import current_run_id
 
@@ -96,6 +97,7 @@ def gridded_training_data(cfg: TrainRunConfig) -> TrainingData:
         "kind": "gridded",
         "dataset": spec.name,
         "path": str(spec.path),
+        "shipped": spec.shipped,
         "variables": names,
         "units": {n: str(ds[n].attrs.get("units", "")) for n in names},
         "train_period": [str(times[0])[:19], str(times[-1])[:19]],
@@ -218,7 +220,7 @@ def run_training(
         summary = {
             "name": cfg.name,
             "run_id": run_id,
-            "hdm_version": hdm.__version__,
+            "hdm_version": __version__,
             "steps": result.steps,
             "final_loss": result.final_loss,
             "wall_time_s": result.wall_time_s,

@@ -1,0 +1,116 @@
+"""How a downscaled ensemble is drawn: one config for the Python API, YAML and the CLI.
+
+:class:`EnsembleConfig` is the ``ensemble:`` section of a downscaling YAML file, the
+keyword arguments of :func:`hdm.downscale` and the ``hdm downscale`` flags (``--members``,
+``--guidance``, ...; ``--set ensemble.KEY=VALUE`` for the rest). It is checked when it
+is made, so every entry point gives the same messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+
+from hdm.conditioning.guidance import GUIDANCE, check_guidance_options
+from hdm.conditioning.inflation import parse_inflation
+from hdm.hilbert.sampling import SAMPLERS, make_sampler
+
+__all__ = ["COARSE_NOISE_FRACTION", "EnsembleConfig", "GuidanceName", "SamplerName"]
+
+#: the guidance methods and samplers by name (the choices a config may hold)
+GuidanceName = Literal[tuple(GUIDANCE)]  # type: ignore[valid-type]
+SamplerName = Literal[tuple(SAMPLERS)]  # type: ignore[valid-type]
+
+#: the default std of coarse observations, as a fraction of the model's training std
+COARSE_NOISE_FRACTION = 0.02
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """How the members are drawn.
+
+    Attributes:
+        members: ensemble size N ≥ 1.
+        guidance: the likelihood approximation, "mmps" (default), "sda", "dps" or
+            "replacement" (SCIENCE.md §4); ``guidance_options`` its options (e.g.
+            ``{"cg_steps": 5}``; :func:`hdm.conditioning.guidance.guidance_options` lists
+            them).
+        sampler, steps: the sampler (:func:`hdm.hilbert.sampling.make_sampler`; default
+            Euler–Maruyama with 50 steps, 50 NFE).
+        seed: the run's seed; the members of a time depend only on (seed, time).
+        scale: sample on ``scale`` × the training grid's resolution (zero-shot).
+        coarse_noise: std of the coarse observations in the field's units; None: 2 % of
+            the model's training std (:data:`COARSE_NOISE_FRACTION`).
+        station_noise: std of the station observations in the field's units.
+        inflation: None (off), "auto" (λ from the stations' residuals,
+            :mod:`hdm.conditioning.inflation`) or a factor λ ≥ 1.
+        batch_size: members per sampler call (memory).
+        time_tolerance: pandas offset; a station observation belongs to the nearest
+            field time within it.
+        quantiles: the quantiles written next to mean and std.
+    """
+
+    members: int = 16
+    guidance: GuidanceName = "mmps"
+    guidance_options: dict[str, Any] = field(default_factory=dict)
+    sampler: SamplerName = "em"
+    steps: int = 50
+    seed: int = 0
+    scale: int = 1
+    coarse_noise: float | None = None
+    station_noise: float = 0.5
+    inflation: float | Literal["auto", "none"] | None = None
+    batch_size: int = 16
+    time_tolerance: str = "30min"
+    quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+    def __post_init__(self) -> None:
+        for name in ("members", "steps", "scale", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+        # checks the guidance name too (the message names every method)
+        options = check_guidance_options(self.guidance, self.guidance_options)
+        object.__setattr__(self, "guidance_options", options)
+        make_sampler(self.sampler, self.steps)  # validates the name
+        for name in ("coarse_noise", "station_noise"):
+            value = getattr(self, name)
+            if value is None and name == "coarse_noise":
+                continue
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        object.__setattr__(self, "inflation", parse_inflation(self.inflation))
+        try:
+            pd.Timedelta(self.time_tolerance)
+        except ValueError:
+            raise ValueError(
+                f"time_tolerance must be a pandas offset such as '30min', got "
+                f"{self.time_tolerance!r}"
+            ) from None
+        quantiles = tuple(float(q) for q in self.quantiles)
+        if not all(0 < q < 1 for q in quantiles):
+            raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
+        object.__setattr__(self, "quantiles", quantiles)
+
+    def replace(self, **changes) -> EnsembleConfig:
+        """A copy with ``changes`` (field names; an unknown one names the valid ones)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            import difflib
+
+            names = [f.name for f in dataclasses.fields(self)]
+            close = difflib.get_close_matches(unknown[0], names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"unknown ensemble option {unknown[0]!r}{hint}; options: {names}")
+        return dataclasses.replace(self, **changes)
+
+    def coarse_noise_for(self, training_std: float) -> float:
+        """The coarse observations' std: ``coarse_noise``, else 2 % of the training std."""
+        if self.coarse_noise is not None:
+            return self.coarse_noise
+        return COARSE_NOISE_FRACTION * float(training_std)

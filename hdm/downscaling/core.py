@@ -1,0 +1,258 @@
+"""``hdm.downscale``: coarse fields + station observations → high-resolution ensembles.
+
+The composition of the main job (ARCHITECTURE.md, "How data flows"):
+
+1. the trained prior (``model.pt``: denoiser, grid, normaliser) is loaded
+   (:mod:`hdm.downscaling.prior`);
+2. the target grid is the training grid, a refinement of it (zero-shot super-resolution:
+   ``scale=2`` samples at twice the resolution) or any lat-lon grid of the same domain;
+3. the observations become one operator on that grid with normalised values
+   (:mod:`hdm.downscaling.inputs`);
+4. for every time, ``members`` posterior samples are drawn with the guided sampler,
+   seeded per time (:func:`hdm.conditioning.ensembles.member_seed`), then optionally
+   inflated (:mod:`hdm.conditioning.inflation`);
+5. the result is an ``xr.Dataset`` in physical units with its summaries and provenance
+   (:mod:`hdm.downscaling.output`).
+
+How the members are drawn is one :class:`~hdm.downscaling.config.EnsembleConfig`: pass it
+as ``config=`` or its fields as keyword arguments (``members=16, guidance="mmps"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time as _time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+from hdm.conditioning.ensembles import draw_members
+from hdm.conditioning.guidance import make_guidance
+from hdm.conditioning.inflation import (
+    InflationConfig,
+    estimate_inflation,
+    inflate_members,
+    parse_inflation,
+)
+from hdm.data.schema import LAT, LON, MEMBER, TIME
+from hdm.downscaling.config import EnsembleConfig
+from hdm.downscaling.inputs import ObservationSetup, field_of, observation_setup, select_times
+from hdm.downscaling.output import ensemble_dataset, provenance_attrs
+from hdm.downscaling.prior import Prior, load_prior, target_grid
+from hdm.hilbert.grids import Grid, LatLonGrid
+from hdm.hilbert.sampling import make_sampler
+
+log = logging.getLogger("hdm")
+
+__all__ = ["downscale", "inflate_ensemble", "inflation_factor"]
+
+
+def inflation_factor(
+    prior: Prior,
+    grid: LatLonGrid,
+    setup: ObservationSetup,
+    inflation: float | str | None,
+    options: InflationConfig,
+) -> tuple[float, dict]:
+    """λ for a run: 1 for None, the number given, or for "auto" the estimate from the
+    run's observations (:func:`~hdm.conditioning.inflation.estimate_inflation`, made with
+    ``options``); and the dataset attributes that record it (``inflation`` and, for
+    "auto", the estimate's ``inflation_*`` in physical units)."""
+    mode = parse_inflation(inflation)
+    if mode != "auto":
+        factor = float(mode or 1.0)
+        return factor, {"inflation": factor}
+    estimate = estimate_inflation(prior.denoiser, grid, setup.operator, setup.values, options)
+    log.info("inflation λ = %.4f (unclipped %.4f)", estimate.factor, estimate.unclipped)
+    return estimate.factor, {"inflation": estimate.factor, **estimate.attrs(prior.mean_std[1])}
+
+
+def _config(config: EnsembleConfig | None, options: dict) -> EnsembleConfig:
+    """``config`` (default: the defaults) with the fields in ``options`` replaced."""
+    return (config or EnsembleConfig()).replace(**options)
+
+
+def downscale(
+    model: str | Path | Prior,
+    coarse: xr.DataArray | xr.Dataset | None = None,
+    stations: xr.Dataset | None = None,
+    *,
+    config: EnsembleConfig | None = None,
+    grid: int | Grid | xr.Dataset | xr.DataArray | None = None,
+    times: Sequence | slice | None = None,
+    nan: str = "drop",
+    require_station_overlap: bool = True,
+    inflation_options: InflationConfig | None = None,
+    progress: bool = True,
+    callback: Callable[[dict], None] | None = None,
+    **options,
+) -> xr.Dataset:
+    """Posterior ensembles of the model's variable given coarse fields and/or stations.
+
+    Args:
+        model: a ``model.pt`` path (or its folder), or a :class:`Prior`.
+        coarse: the coarse field (time, lat, lon) in physical units, an integer
+            coarse-graining of the model's grid (e.g. by :func:`hdm.data.coarsen.coarse_grain`).
+        stations: obs dataset (dim ``obs``: id, lat, lon, time, value) in physical units.
+        config: how the members are drawn (:class:`~hdm.downscaling.config.EnsembleConfig`);
+            ``**options`` override its fields (``members=16``, ``guidance="mmps"``,
+            ``sampler="em"``, ``steps=50``, ``seed=0``, ``coarse_noise``,
+            ``station_noise=0.5``, ``inflation``, ...).
+        grid: where to sample, overriding ``config.scale``: an int refinement factor, a
+            LatLonGrid or a dataset on a grid of the model's domain.
+        times: the times to downscale (default: all times of ``coarse``; needed when there
+            is no coarse field), a list or a slice.
+        nan: "drop" (warn and count) or "error" for NaN observations.
+        require_station_overlap: False lets a batch chunk hold times without any
+            station observation (see :func:`~hdm.downscaling.inputs.observation_setup`).
+        inflation_options: how λ is estimated for ``inflation="auto"``.
+        progress: a progress bar over the times.
+        callback: called with a dict of guidance diagnostics after each guided chunk
+            (:mod:`hdm.conditioning.guidance`), with the field's ``time`` added.
+
+    Returns:
+        xr.Dataset: ``{var}(member, time, lat, lon)``, ``{var}_mean``, ``{var}_std``,
+        ``{var}_quantile``, in the model's units, with provenance attributes.
+    """
+    cfg = _config(config, options)
+    prior = model if isinstance(model, Prior) else load_prior(model)
+    target = target_grid(
+        prior, grid if grid is not None else (cfg.scale if cfg.scale != 1 else None)
+    )
+    mean, std = prior.mean_std
+    coarse_noise = cfg.coarse_noise_for(std)
+    if coarse is not None:
+        coarse = field_of(coarse, prior.variable, "coarse field")
+    field_times = select_times(coarse, times)
+    setup = observation_setup(
+        prior,
+        target,
+        coarse,
+        stations,
+        field_times,
+        coarse_noise=coarse_noise,
+        station_noise=cfg.station_noise,
+        time_tolerance=cfg.time_tolerance,
+        nan=nan,
+        require_station_overlap=require_station_overlap,
+    )
+    t0 = _time.perf_counter()
+    options_ = inflation_options or InflationConfig(
+        sampler=cfg.sampler, steps=cfg.steps, seed=cfg.seed
+    )
+    factor, inflation_attrs = inflation_factor(prior, target, setup, cfg.inflation, options_)
+    sampler = make_sampler(cfg.sampler, cfg.steps)
+    out = np.empty((cfg.members, len(field_times), *target.shape), dtype=np.float32)
+    nfe = 0
+    for i in tqdm(range(len(field_times)), desc="downscale", disable=not progress, unit="time"):
+        key = str(np.datetime_as_string(field_times[i], unit="s"))
+        report = None if callback is None else (lambda info, k=key: callback({**info, "time": k}))
+        guided = make_guidance(
+            cfg.guidance,
+            prior.denoiser,
+            setup.operator,
+            setup.values[i],
+            callback=report,
+            **cfg.guidance_options,
+        )
+        x, nfe = draw_members(
+            guided, sampler, target, cfg.members, seed=cfg.seed, key=key, batch_size=cfg.batch_size
+        )
+        x = inflate_members(x, setup.operator, setup.values[i], target, factor)
+        out[:, i] = (x[:, 0].double().numpy() * std + mean).astype(np.float32)
+    wall = _time.perf_counter() - t0
+    ds = ensemble_dataset(out, prior, target, field_times, cfg.quantiles)
+    ds.attrs.update(
+        provenance_attrs(
+            prior,
+            target,
+            cfg,
+            coarse_noise=coarse_noise if coarse is not None else None,
+            station_ids=setup.station_ids,
+        )
+    )
+    ds.attrs.update(
+        {
+            "nfe_per_member": nfe,
+            "n_observations": int(np.isfinite(setup.values).sum()),
+            "dropped_nan_observations": setup.dropped_nan,
+            "wall_time_s": round(wall, 3),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            **inflation_attrs,
+        }
+    )
+    return ds
+
+
+def inflate_ensemble(
+    ds: xr.Dataset,
+    model: str | Path | Prior,
+    coarse: xr.DataArray | None,
+    stations: xr.Dataset | None,
+    inflation: float | str = "auto",
+    *,
+    config: EnsembleConfig | None = None,
+    options: InflationConfig | None = None,
+    **ensemble_options,
+) -> xr.Dataset:
+    """An ensemble of :func:`downscale` with the spread its observations do not see
+    inflated (:mod:`hdm.conditioning.inflation`), without drawing it again: the same as
+    ``downscale(..., inflation=inflation)`` with the same inputs and seeds.
+
+    Args:
+        ds: the ensemble (``{var}(member, time, lat, lon)``), e.g. a stored ``OUT.zarr``.
+        coarse, stations: the inputs it was conditioned on, as for :func:`downscale`.
+        inflation: "auto" or a number ≥ 1.
+        config, ensemble_options: the run's ensemble config (its noise stds and quantiles
+            are used; the default estimates λ with the sampler, steps and seed recorded
+            in ``ds``).
+        options: how λ is estimated (default: the run's sampler, steps and seed).
+
+    Returns:
+        a new dataset: inflated members, their summaries, the input's attributes plus
+        ``inflation`` (and the estimate's ``inflation_*`` attributes for "auto").
+    """
+    cfg = _config(config, ensemble_options)
+    prior = model if isinstance(model, Prior) else load_prior(model)
+    mode = parse_inflation(inflation)
+    if mode is None:
+        return ds
+    name = prior.variable
+    grid = target_grid(prior, ds)
+    mean, std = prior.mean_std
+    times = ds[TIME].values
+    if coarse is not None:
+        coarse = field_of(coarse, name, "coarse field").sel({TIME: times})
+    setup = observation_setup(
+        prior,
+        grid,
+        coarse,
+        stations,
+        times,
+        coarse_noise=cfg.coarse_noise_for(std),
+        station_noise=cfg.station_noise,
+        time_tolerance=cfg.time_tolerance,
+    )
+    options = options or InflationConfig(
+        sampler=str(ds.attrs.get("sampler", "em")),
+        steps=int(ds.attrs.get("steps", 50)),
+        seed=int(ds.attrs.get("seed", 0)),
+    )
+    factor, inflation_attrs = inflation_factor(prior, grid, setup, mode, options)
+    members = ds[name].transpose(MEMBER, TIME, LAT, LON).values.astype(np.float64)
+    out = np.empty(members.shape, dtype=np.float32)
+    for i in range(len(times)):
+        x = torch.as_tensor((members[:, i] - mean) / std)[:, None]
+        x = inflate_members(x, setup.operator, setup.values[i], grid, factor)
+        out[:, i] = (x[:, 0].numpy() * std + mean).astype(np.float32)
+    inflated = ensemble_dataset(out, prior, grid, times, cfg.quantiles)
+    for var in ds.data_vars:
+        if MEMBER not in ds[var].dims and var not in inflated:
+            inflated[var] = ds[var]
+    inflated.attrs = {**ds.attrs, **inflation_attrs}
+    return inflated

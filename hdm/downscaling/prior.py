@@ -1,0 +1,101 @@
+"""The prior: a trained gridded model, and the grids it can be sampled on.
+
+:func:`load_prior` reads a ``model.pt`` (or ``checkpoint.pt``, or a folder holding one)
+into a :class:`Prior`: the denoiser, its training grid, its normaliser and what it was
+trained on. :func:`target_grid` resolves where to sample: the training grid, a
+refinement of it (zero-shot super-resolution, ``grid=2``), or any lat-lon grid of the
+same domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import xarray as xr
+
+from hdm.data.accessor import grid_of
+from hdm.data.normalization import FieldNormaliser, normaliser_from_dict
+from hdm.hilbert.checkpoints import denoiser_from_checkpoint, file_sha256, load_checkpoint
+from hdm.hilbert.grids import Grid, LatLonGrid
+from hdm.hilbert.networks import GridError
+
+__all__ = ["Prior", "load_prior", "target_grid"]
+
+
+@dataclass
+class Prior:
+    """A trained gridded prior: denoiser, its training grid and normalisation."""
+
+    denoiser: torch.nn.Module
+    grid: LatLonGrid
+    normaliser: FieldNormaliser
+    variable: str
+    units: str
+    path: str
+    sha256: str
+    metadata: dict
+
+    @property
+    def mean_std(self) -> tuple[float, float]:
+        mean, std = self.normaliser.channel_stats([(self.variable, None)])
+        return float(mean[0]), float(std[0])
+
+
+def load_prior(path: str | Path) -> Prior:
+    """Load ``model.pt`` (or ``checkpoint.pt``; a folder holding one) of a gridded model."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("model.pt", "checkpoint.pt"):
+            if (path / name).exists():
+                path = path / name
+                break
+        else:
+            raise FileNotFoundError(f"no model.pt or checkpoint.pt in {path}")
+    payload = load_checkpoint(path)
+    grid = Grid.from_dict(payload["grid"])
+    if not isinstance(grid, LatLonGrid):
+        raise GridError(
+            f"{path} is a model of {grid.describe()}, not of a lat-lon field; "
+            "downscaling needs a gridded model (e.g. hdm train configs/atmos/uk_t2m.yaml)"
+        )
+    normaliser = normaliser_from_dict(payload["normaliser"])
+    meta = payload.get("metadata", {})
+    variables = meta.get("variables") or [c[0] for c in normaliser.channels]
+    if len(variables) != 1:
+        raise NotImplementedError(f"downscaling handles one variable, the model has {variables}")
+    variable = variables[0]
+    return Prior(
+        denoiser=denoiser_from_checkpoint(payload),
+        grid=grid,
+        normaliser=normaliser,
+        variable=variable,
+        units=str(meta.get("units", {}).get(variable, "")),
+        path=str(path),
+        sha256=file_sha256(path),
+        metadata=meta,
+    )
+
+
+def target_grid(prior: Prior, grid: int | Grid | xr.Dataset | xr.DataArray | None) -> LatLonGrid:
+    """The grid to sample on: the training grid (None), a refinement (an int factor), a
+    LatLonGrid or the lat/lon of an xarray object; it must cover the training domain."""
+    if grid is None:
+        return prior.grid
+    if isinstance(grid, bool):
+        raise GridError(f"grid must be None, an int factor, a grid or a dataset, got {grid!r}")
+    if isinstance(grid, int):
+        if grid < 1:
+            raise GridError(f"the refinement factor must be at least 1, got {grid}")
+        return prior.grid.refined(grid)
+    if isinstance(grid, xr.Dataset | xr.DataArray):
+        grid = grid_of(grid)
+    if not isinstance(grid, LatLonGrid):
+        raise GridError(f"expected a LatLonGrid, got {type(grid).__name__}")
+    if not grid.same_domain(prior.grid):
+        raise GridError(
+            f"the target grid {grid.describe()} does not span the model's domain "
+            f"{prior.grid.describe()}; the model samples on resolutions of its own domain"
+        )
+    return grid

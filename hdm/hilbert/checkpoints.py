@@ -1,0 +1,135 @@
+"""Checkpoints: the on-disk format of a trained model, written atomically, read safely.
+
+A checkpoint is a plain ``torch.save`` dictionary of tensors and JSON-like values, read
+back with ``torch.load(weights_only=True)``: never pickled code. It holds
+
+    format, format_version, hdm_version, step, wall_time_s, losses,
+    model (state dict), ema (state dict), optimizer, scheduler,
+    rng (the data-order and noise generator states), world_size (processes that wrote it),
+    network (the backbone's constructor arguments), process (schedule + Q),
+    grid (the training grid), parameterisation, normaliser, config, metadata.
+
+:func:`save_checkpoint` writes to a temporary file in the same folder, flushes it to disk
+and renames it over the target (``os.replace`` is atomic on POSIX), so an interrupted
+write never leaves a half-written file. :func:`export_model` keeps the inference part
+(EMA weights and the descriptions): the shipped ``model.pt``. :func:`file_sha256` is the
+hash recorded in every output made from a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from hdm._version import __version__
+from hdm.hilbert.denoisers import PreconditionedDenoiser
+from hdm.hilbert.networks import TimeConditionedFNO
+from hdm.hilbert.process import ForwardProcess
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_FORMAT_VERSION",
+    "CheckpointError",
+    "build_denoiser",
+    "denoiser_from_checkpoint",
+    "export_model",
+    "file_sha256",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "hdm-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read: missing, truncated, foreign or incompatible."""
+
+
+def build_denoiser(network: dict, process: dict, parameterisation: str) -> PreconditionedDenoiser:
+    """A denoiser from the plain descriptions stored in a checkpoint."""
+    backbone = TimeConditionedFNO(**network)
+    return PreconditionedDenoiser(backbone, ForwardProcess.from_dict(process), parameterisation)
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> Path:
+    """Atomically write ``payload`` (tensors and JSON-like values) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read and validate a checkpoint; :class:`CheckpointError` explains any problem."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged files
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or not an hdm checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not an hdm checkpoint (no '{CHECKPOINT_FORMAT}' tag)")
+    version = payload.get("format_version")
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {version} (written by hdm "
+            f"{payload.get('hdm_version', '?')}); this hdm {__version__} reads format "
+            f"version {CHECKPOINT_FORMAT_VERSION}: retrain or use a matching hdm version"
+        )
+    missing = [k for k in ("ema", "network", "process", "grid") if k not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {missing}: it is incomplete")
+    return payload
+
+
+#: Left out of the exported model: what only resuming needs, and the per-step loss
+#: history (7,000 pickled floats are 63 kB of a shipped file; the checkpoint keeps it).
+_TRAINING_STATE = ("model", "optimizer", "scheduler", "rng", "losses")
+
+
+def export_model(checkpoint_path: str | Path, model_path: str | Path) -> Path:
+    """Write the inference-only part of a checkpoint (EMA weights and every description,
+    without the optimiser, raw weights, generator states and loss history): what is
+    shipped and sampled."""
+    payload = load_checkpoint(checkpoint_path)
+    slim = {k: v for k, v in payload.items() if k not in _TRAINING_STATE}
+    slim["exported_from_step"] = payload["step"]
+    return save_checkpoint(model_path, slim)
+
+
+def denoiser_from_checkpoint(payload: dict, use_ema: bool = True) -> PreconditionedDenoiser:
+    """The trained denoiser (EMA weights by default), in eval mode."""
+    denoiser = build_denoiser(payload["network"], payload["process"], payload["parameterisation"])
+    try:
+        denoiser.load_state_dict(payload["ema" if use_ema else "model"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint weights do not match its network description: {exc}"
+        ) from exc
+    return denoiser.eval()
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,238 @@
+"""The store of a batch run: created once, written region by region, resumable.
+
+A batch store is a zarr group holding every output variable (created empty with its
+coordinates and metadata before any chunk runs), the resolved config (root attribute
+``hdm_config``), a manifest (``hdm_manifest``: the fingerprint of what decides the
+values, the chunk layout, the run ids and the chunks completed; written by the driver
+only) and one completion marker per finished chunk: a small group
+``hdm_chunks/cNNNNNN`` whose attributes name the chunk, its times and the run id. A
+marker is written only after its region, and no two tasks write the same file, so a
+store killed at any point is resumed by running the chunks without a marker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import yaml
+import zarr
+
+from hdm.data.schema import TIME
+from hdm.data.stores import open_store, read_manifest, write_manifest, write_netcdf_cf
+from hdm.downscaling.output import attach_inputs, ensemble_dataset, provenance_attrs
+from hdm.downscaling.prior import Prior, target_grid
+from hdm.pipelines.config import DownscaleRunConfig, config_dict
+
+log = logging.getLogger("hdm")
+
+__all__ = [
+    "CONFIG_KEY",
+    "MARKERS",
+    "StoreConflict",
+    "check_writable",
+    "create_store",
+    "fingerprint",
+    "finish_store",
+    "open_for_run",
+    "read_markers",
+    "write_marker",
+]
+
+CONFIG_KEY = "hdm_config"
+MARKERS = "hdm_chunks"
+
+
+class StoreConflict(FileExistsError):
+    """The output store exists and may not be touched without ``--resume``/``--overwrite``."""
+
+
+def fingerprint(cfg: DownscaleRunConfig, prior: Prior, times: np.ndarray) -> dict:
+    """What decides the store's values and layout: compared before a store is resumed."""
+    sampling = cfg.sampling_dict()
+    sampling["checkpoint"] = prior.sha256
+    return {
+        "sampling": sampling,
+        "chunk_size": cfg.batch.chunk_size,
+        "times": [str(t)[:19] for t in np.asarray(times, dtype="datetime64[s]")],
+    }
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        where = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, where + ".")
+        elif a != b:
+            if key == "times":
+                a, b = f"{len(a or [])} times", f"{len(b or [])} times"
+            out.append(f"{where}: {a!r} -> {b!r}")
+    return out
+
+
+def check_writable(out: Path) -> None:
+    """Fail before any work when the output's directory cannot be written."""
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = parent / f".hdm-write-probe-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(
+            f"cannot write the output {out}: its directory {parent} is not writable "
+            f"({exc.strerror or exc})"
+        ) from None
+
+
+def read_markers(store: str | Path) -> dict[int, dict]:
+    """Completion markers of a batch store: chunk index → its attributes. An unreadable
+    marker (a task killed while writing it) counts as not done."""
+    root = Path(store) / MARKERS
+    done = {}
+    if not root.is_dir():
+        return done
+    for child in sorted(root.iterdir()):
+        meta = child / "zarr.json"
+        if not (child.name.startswith("c") and meta.is_file()):
+            continue
+        try:
+            attrs = json.loads(meta.read_text())["attributes"]
+            done[int(attrs["chunk"])] = attrs
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring the unreadable chunk marker %s", child)
+    return done
+
+
+def write_marker(store: str | Path, index: int, attributes: dict) -> None:
+    """The completion marker of chunk ``index`` (written after the chunk's region)."""
+    zarr.open_group(f"{store}/{MARKERS}/c{index:06d}", mode="w", attributes=attributes)
+
+
+def create_store(
+    store: Path,
+    cfg: DownscaleRunConfig,
+    prior: Prior,
+    times: np.ndarray,
+    coarse: xr.DataArray,
+    stations: xr.Dataset | None,
+    manifest: dict,
+    extra_attrs: dict | None = None,
+) -> None:
+    """Metadata, coordinates, static variables and the manifest; no time is computed."""
+    ens = cfg.ensemble
+    grid = target_grid(prior, ens.scale if ens.scale != 1 else None)
+    shape = (ens.members, len(times), *grid.shape)
+    empty = da.zeros(shape, dtype=np.float32, chunks=(shape[0], 1, *grid.shape))
+    template = ensemble_dataset(empty, prior, grid, times, ens.quantiles)
+    template = attach_inputs(
+        template, prior.variable, coarse.chunk({TIME: 1}), stations, ens.time_tolerance
+    )
+    ids = sorted(set(stations["id"].values.astype(str))) if stations is not None else []
+    template.attrs.update(
+        provenance_attrs(
+            prior, grid, ens, coarse_noise=ens.coarse_noise_for(prior.mean_std[1]), station_ids=ids
+        )
+    )
+    template.attrs.update(
+        {
+            "history": f"hdm downscale ({cfg.name})",
+            **(extra_attrs or {}),
+            CONFIG_KEY: yaml.safe_dump(config_dict(cfg), sort_keys=False),
+        }
+    )
+    with warnings.catch_warnings():  # the station ids: fixed-length strings, fine in zarr-python
+        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification")
+        template.to_zarr(store, mode="w", compute=False, consolidated=False)
+    zarr.open_group(str(store), mode="r+").create_group(MARKERS)
+    write_manifest(store, manifest)
+
+
+def open_for_run(
+    store: Path, fp: dict, n_chunks: int, *, resume: bool, overwrite: bool
+) -> dict | None:
+    """Check an existing store against this run; returns its manifest (None: no store,
+    or one removed by ``overwrite``).
+
+    Raises:
+        StoreConflict: a store that is not hdm's, was written with another config (the
+            keys that differ are named), or exists without ``resume``.
+    """
+    if not store.exists():
+        return None
+    manifest = read_manifest(store)
+    if overwrite:
+        shutil.rmtree(store)
+        return None
+    if manifest is None:
+        raise StoreConflict(
+            f"{store} exists but is not an hdm batch store (no manifest); pass --overwrite "
+            "to replace it"
+        )
+    if manifest["fingerprint"] != fp:
+        diff = "; ".join(_differences(manifest["fingerprint"], fp)[:6])
+        raise StoreConflict(
+            f"{store} was written with a different config ({diff}); pass --overwrite to "
+            "replace it, or write to another --out"
+        )
+    if not resume:
+        n_done = len(read_markers(store))
+        raise StoreConflict(
+            f"{store} exists ({n_done} of {n_chunks} chunks done, same config); pass "
+            "--resume to complete it or --overwrite to replace it"
+        )
+    return manifest
+
+
+def create_atomically(store: Path, *args, **kwargs) -> None:
+    """:func:`create_store` into a temporary folder renamed into place: a store with a
+    manifest is whole, or absent."""
+    tmp = store.with_name(f".{store.name}.creating-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    create_store(tmp, *args, **kwargs)
+    os.replace(tmp, store)
+
+
+def finish_store(store: Path, markers: dict[int, dict], manifest: dict) -> None:
+    """Mark the manifest complete and record the runs that wrote the store, their NFE and
+    task time in its root attributes."""
+    manifest["complete"] = sorted(markers)
+    manifest["status"] = "complete"
+    manifest["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    write_manifest(store, manifest)
+    attrs = zarr.open_group(str(store), mode="r+").attrs
+    attrs.update(
+        {
+            "run_ids": ",".join(manifest["runs"]),
+            "nfe_per_member": int(next(iter(markers.values()))["nfe_per_member"]),
+            "task_time_s": round(sum(m["wall_time_s"] for m in markers.values()), 3),
+            "created": manifest["finished"],
+        }
+    )
+
+
+def write_netcdf_output(store: Path, out: Path, prior: Prior, cfg: DownscaleRunConfig) -> None:
+    """The finished work store as CF netCDF ``out`` (atomically), then the store removed."""
+    ds = open_store(store)
+    ds.attrs.pop(CONFIG_KEY, None)
+    if out.exists():
+        out.unlink()
+    provenance = {
+        "checkpoint_hash": prior.sha256,
+        "config": config_dict(cfg),
+        "seed": cfg.ensemble.seed,
+    }
+    write_netcdf_cf(ds, out, provenance)
+    shutil.rmtree(store)

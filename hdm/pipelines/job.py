@@ -1,0 +1,170 @@
+"""The ``hdm downscale`` job: flags and YAML → one config → the batch run → maps.
+
+Every ``hdm downscale`` flag sets one key of the
+:class:`~hdm.pipelines.config.DownscaleRunConfig` (:data:`DOWNSCALE_FLAGS`, which also
+builds the command line's arguments); the precedence, lowest first, is the YAML file,
+the flags, then ``--set key=value``. :func:`run_downscale` is the same job from Python
+keyword arguments named like the flags.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+from hdm.data.open import open_fields
+from hdm.data.schema import MEMBER, TIME
+from hdm.data.stores import open_store
+from hdm.pipelines.batch import run_batch
+from hdm.pipelines.config import DownscaleRunConfig, apply_overrides, downscale_config_from_dict
+from hdm.plotting import plot_downscale_maps
+
+__all__ = ["DOWNSCALE_FLAGS", "Flag", "downscale_config", "run_downscale", "run_downscale_job"]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """An ``hdm downscale`` option: its name (``--NAME`` with ``_`` as ``-``; the keyword
+    of :func:`run_downscale`), the config key it sets, its type and help. ``listed``:
+    comma-separated on the command line, a list in the config."""
+
+    name: str
+    key: str
+    type: type = str
+    help: str = ""
+    listed: bool = False
+
+
+DOWNSCALE_FLAGS: tuple[Flag, ...] = (
+    Flag("coarse", "inputs.coarse", help="coarse field (netCDF/zarr), an integer coarse-graining"),
+    Flag("truth", "inputs.truth", help="high-res field to coarse-grain by --factor (an OSSE)"),
+    Flag("factor", "inputs.factor", int, "coarse-graining factor for --truth"),
+    Flag(
+        "stations",
+        "stations.file",
+        help="CSV station tables (id, lat, lon, time, value) or IGRA2 sounding files "
+        "(surface temperature), comma-separated",
+        listed=True,
+    ),
+    Flag(
+        "simulate_stations",
+        "stations.simulate",
+        help="comma-separated IGRA2 ids; values sampled from --truth with --station-noise",
+        listed=True,
+    ),
+    Flag("station_noise", "ensemble.station_noise", float, "station error std, field units"),
+    Flag("coarse_noise", "ensemble.coarse_noise", float, "coarse std (default 2%% of std)"),
+    Flag("every", "times.every", int, "every HOURS hours (default 1)"),
+    Flag("members", "ensemble.members", int, "ensemble size (default 16)"),
+    Flag("scale", "ensemble.scale", int, "sample at S x the training resolution"),
+    Flag("guidance", "ensemble.guidance", help="mmps (default), sda, dps or replacement"),
+    Flag("sampler", "ensemble.sampler", help="em (default), heun, dpm2m or pc"),
+    Flag("steps", "ensemble.steps", int, "sampler steps (default 50)"),
+    Flag("seed", "ensemble.seed", int, "the run's seed (default 0)"),
+    Flag(
+        "inflation",
+        "ensemble.inflation",
+        help="none (default), auto (estimated from the stations' residuals about the coarse "
+        "field) or a factor >= 1 for the spread the observations do not see",
+    ),
+    Flag("chunk_size", "batch.chunk_size", int, "times per task (default 4)"),
+    Flag(
+        "scheduler",
+        "batch.scheduler",
+        help="local (a LocalCluster, default), synchronous (this process), slurm, pbs, "
+        "or the ADDRESS of a running Dask scheduler (tcp://host:8786)",
+    ),
+    Flag("workers", "batch.workers", int, "LocalCluster worker processes (default 1)"),
+    Flag("torch_threads", "batch.torch_threads", int, "torch threads per task (default 2)"),
+    Flag("out", "output.out", help="OUT.zarr or OUT.nc"),
+)
+
+_FLAGS = {f.name: f for f in DOWNSCALE_FLAGS}
+#: keywords of run_downscale that are not flags of their own
+_OTHER_KEYS = {"checkpoint": "checkpoint", "plots": "output.plots"}
+
+
+def _set(raw: dict, key: str, value) -> None:
+    *sections, last = key.split(".")
+    node = raw
+    for section in sections:
+        node = node.setdefault(section, {})
+    node[last] = value
+
+
+def downscale_config(
+    base: dict | None = None, overrides: list[str] | None = None, **options
+) -> DownscaleRunConfig:
+    """A :class:`DownscaleRunConfig` from a config mapping (a YAML file's), options named as
+    in :data:`DOWNSCALE_FLAGS` (None: not given; ``times`` a (start, end) pair) and
+    ``--set key=value`` overrides, in that order of precedence from lowest to highest."""
+    raw = copy.deepcopy(base or {})
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "times":
+            start, end = value
+            raw.setdefault("times", {}).update(start=str(start), end=str(end))
+            continue
+        if name in _OTHER_KEYS:
+            _set(raw, _OTHER_KEYS[name], str(value) if isinstance(value, Path) else value)
+            continue
+        if name not in _FLAGS:
+            known = sorted([*_FLAGS, *_OTHER_KEYS, "times"])
+            raise TypeError(f"unknown downscale option {name!r}; options: {known}")
+        flag = _FLAGS[name]
+        if isinstance(value, Path):
+            value = str(value)
+        if flag.listed and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        _set(raw, flag.key, value)
+    return downscale_config_from_dict(apply_overrides(raw, overrides))
+
+
+def run_downscale(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    **options,
+) -> dict:
+    """The ``hdm downscale`` job from keyword options (see :data:`DOWNSCALE_FLAGS`;
+    ``times`` is a (start, end) pair); in this process unless ``scheduler`` says otherwise."""
+    options.setdefault("scheduler", "synchronous")
+    cfg = downscale_config(checkpoint=checkpoint, out=out, **options)
+    return run_downscale_job(cfg, resume=resume, overwrite=overwrite, progress=progress)
+
+
+def run_downscale_job(
+    cfg: DownscaleRunConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    run_id: str | None = None,
+) -> dict:
+    """Run the batch job (:func:`hdm.pipelines.batch.run_batch`), then the PNG maps of the
+    first and last time (mean, std, members, stations, the truth when given)."""
+    summary = run_batch(cfg, resume=resume, overwrite=overwrite, progress=progress, run_id=run_id)
+    summary["pngs"] = []
+    if not cfg.output.plots or summary["status"] != "done":
+        return summary
+    out = Path(summary["out"])
+    ds = open_store(out)
+    variable = next(n for n in ds.data_vars if MEMBER in ds[n].dims)
+    summary.update(grid=ds.attrs.get("grid", ""), members=int(ds.sizes[MEMBER]))
+    stations = (ds["obs_lat"].values, ds["obs_lon"].values) if "station_obs" in ds else None
+    for i in sorted({0, ds.sizes[TIME] - 1}):
+        t = ds[TIME].values[i]
+        truth = None
+        if cfg.inputs.truth and cfg.ensemble.scale == 1:
+            truth = open_fields(cfg.inputs.truth, variable, time=[t])[variable]
+            truth = truth.isel({TIME: 0}).values
+        png = out.with_name(f"{out.stem}_{str(t)[:13]}.png")
+        summary["pngs"].append(
+            str(plot_downscale_maps(png, ds, variable, i, truth=truth, stations=stations))
+        )
+    return summary
