@@ -3,7 +3,7 @@
 The public API (imported lazily: ``import hdm`` loads neither torch nor xarray):
 
 - :func:`open_fields`: gridded netCDF/zarr/GRIB files as a lazy, normalised ``xr.Dataset``.
-- :func:`load_prior`: a trained gridded model (``model.pt``) as a :class:`~hdm.downscaling.prior.Prior`.
+- :func:`load_prior`: a trained gridded model (``model.pt``) as a ``Prior``.
 - :func:`downscale`: coarse fields + station observations → posterior ensembles.
 - :func:`inflate_ensemble`: widen a stored ensemble's unobserved spread without redrawing.
 - :func:`train`: train a model from a YAML config (what ``hdm train`` runs).

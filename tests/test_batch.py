@@ -334,7 +334,7 @@ def test_process_new_downscales_each_new_file_once_with_scheduler_exit_codes(
     config.write_text(
         f"checkpoint: {tiny_model.path}\n"
         "inputs: {truth: placeholder.nc, factor: 4}\n"
-        f"stations: {{simulate: '{STATIONS}'}}\n"
+        f"stations: {{simulate: [{STATIONS}]}}\n"
         "ensemble: {members: 2, steps: 4}\n"
         "batch: {scheduler: synchronous, chunk_size: 1, torch_threads: 1}\n"
         "output: {plots: false}\n"

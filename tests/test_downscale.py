@@ -129,7 +129,7 @@ def test_bad_inputs_are_named(tiny_model, truth):
             members=1,
             progress=False,
         )
-    with pytest.raises(ObservationError, match="noise std must be positive"):
+    with pytest.raises(ValueError, match="station_noise: the observation noise std must be"):
         downscale(
             tiny_model,
             coarse=coarse,

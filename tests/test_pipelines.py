@@ -60,7 +60,7 @@ def test_config_override_and_types():
     cfg = load_train_config(QUADRATIC, ["optim.steps=7", "noise.kind=white"])
     assert cfg.optim.steps == 7 and cfg.noise.kind == "white"
     assert cfg.noise.build().describe() == "white"
-    with pytest.raises(ConfigError, match=r"optim\.steps must be of type int"):
+    with pytest.raises(ConfigError, match=r"optim\.steps must be an integer, got 'many'"):
         load_train_config(QUADRATIC, ["optim.steps=many"])
 
 

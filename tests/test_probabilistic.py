@@ -17,16 +17,12 @@ from hdm.metrics.probabilistic import (
     gaussian_coverage,
     gaussian_crps,
     mae,
-    point_fair_crps,
-    point_gaussian_crps,
-    point_rmse,
     power_spectrum,
     rank_histogram,
     rmse,
     spectrum_ratio,
     spread_skill,
     spread_skill_interval,
-    station_values,
 )
 
 
@@ -48,9 +44,9 @@ def ensemble_field(values, lat=None, lon=None):
 def test_rmse_of_constant_offset_is_its_size_and_bias_its_sign():
     rng = np.random.default_rng(0)
     truth = grid_field(rng.standard_normal((3, 5, 6)))
-    assert rmse(truth - 0.7, truth) == pytest.approx(0.7)
-    assert mae(truth - 0.7, truth) == pytest.approx(0.7)
-    assert bias(truth - 0.7, truth) == pytest.approx(-0.7)
+    assert float(rmse(truth - 0.7, truth)) == pytest.approx(0.7)
+    assert float(mae(truth - 0.7, truth)) == pytest.approx(0.7)
+    assert float(bias(truth - 0.7, truth)) == pytest.approx(-0.7)
 
 
 def test_high_latitude_error_counts_less_than_unweighted():
@@ -59,8 +55,8 @@ def test_high_latitude_error_counts_less_than_unweighted():
     pred = truth.copy()
     pred[0, 3, :] = 1.0  # error only at 80°N
     w = np.cos(np.deg2rad(lat))
-    assert rmse(pred, truth) == pytest.approx(math.sqrt(w[3] / w.sum()))
-    assert rmse(pred, truth) < 0.6 * math.sqrt(3 / 12)  # unweighted: 0.5
+    assert float(rmse(pred, truth)) == pytest.approx(math.sqrt(w[3] / w.sum()))
+    assert float(rmse(pred, truth)) < 0.6 * math.sqrt(3 / 12)  # unweighted: 0.5
 
 
 def test_mismatched_coordinates_and_missing_member_are_named():
@@ -78,13 +74,13 @@ def test_nan_points_are_left_out():
     truth = grid_field(np.zeros((1, 3, 3)))
     pred = truth + 2.0
     pred[0, 0, 0] = np.nan
-    assert rmse(pred, truth) == pytest.approx(2.0)
+    assert float(rmse(pred, truth)) == pytest.approx(2.0)
 
 
 def test_fair_crps_zero_when_all_members_equal_truth():
     truth = grid_field(np.random.default_rng(1).standard_normal((2, 3, 4)))
     ens = xr.concat([truth] * 5, dim="member").transpose("member", ...)
-    assert fair_crps(ens, truth) == pytest.approx(0.0, abs=1e-12)
+    assert float(fair_crps(ens, truth)) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_fair_crps_hand_example():
@@ -92,13 +88,13 @@ def test_fair_crps_hand_example():
     members = np.array([0.0, 1.0, 2.0]).reshape(3, 1, 1, 1)
     ens, truth = ensemble_field(members), grid_field(np.full((1, 1, 1), 0.5))
     expected = float(sr.crps_ensemble(0.5, np.array([0.0, 1.0, 2.0]), estimator="fair"))
-    assert fair_crps(ens, truth) == pytest.approx(1.0 / 6.0)
-    assert fair_crps(ens, truth) == pytest.approx(expected)
+    assert float(fair_crps(ens, truth)) == pytest.approx(1.0 / 6.0)
+    assert float(fair_crps(ens, truth)) == pytest.approx(expected)
 
 
 def test_gaussian_crps_standard_normal_at_zero():
     one = grid_field(np.ones((1, 1, 1)))
-    assert gaussian_crps(0 * one, one, 0 * one) == pytest.approx(0.2336949772551091)
+    assert float(gaussian_crps(0 * one, one, 0 * one)) == pytest.approx(0.2336949772551091)
 
 
 def calibrated_and_narrow(seed, shape, members, narrow):
@@ -111,31 +107,32 @@ def calibrated_and_narrow(seed, shape, members, narrow):
 
 def test_spread_skill_one_when_calibrated_half_when_too_narrow():
     truth, calibrated, narrow = calibrated_and_narrow(2, (1, 20, 20), 50, 0.5)
-    assert spread_skill(calibrated, truth) == pytest.approx(1.0, abs=0.1)
-    assert spread_skill(narrow, truth) == pytest.approx(0.5, abs=0.06)
+    assert float(spread_skill(calibrated, truth)) == pytest.approx(1.0, abs=0.1)
+    assert float(spread_skill(narrow, truth)) == pytest.approx(0.5, abs=0.06)
 
 
 def test_spread_skill_interval_holds_the_ratio_and_separates_narrow_from_calibrated():
     truth, calibrated, narrow = calibrated_and_narrow(4, (24, 10, 12), 16, 0.6)
     value, low, high = spread_skill_interval(calibrated, truth, block=4, n_boot=500)
     # on all times it is spread_skill itself
-    assert value == pytest.approx(spread_skill(calibrated, truth), rel=1e-12)
+    assert value == pytest.approx(float(spread_skill(calibrated, truth)), rel=1e-12)
     assert low < 1.0 < high and high - low < 0.2
     value, low, high = spread_skill_interval(narrow, truth, block=4, n_boot=500)
-    assert value == pytest.approx(spread_skill(narrow, truth), rel=1e-12)
+    assert value == pytest.approx(float(spread_skill(narrow, truth)), rel=1e-12)
     assert low <= value <= high < 0.8
     with pytest.raises(ValueError, match="need the dim 'step'"):
         spread_skill_interval(narrow, truth, dim="step")
 
 
-def test_block_bootstrap_with_one_block_of_all_times_has_no_spread():
+def test_block_bootstrap_gives_no_interval_with_fewer_than_four_blocks():
     from hdm.metrics.probabilistic import block_bootstrap
 
     x = np.random.default_rng(1).normal(size=12)
-    # one start only: every resample is the series itself
+    # one block of all times (or three): no interval, never a point
     value, low, high = block_bootstrap(np.mean, x, block=12, n_boot=50)
-    assert value == low == high == pytest.approx(x.mean())
-    value, low, high = block_bootstrap(np.mean, x, block=3, n_boot=400)
+    assert value == pytest.approx(x.mean()) and low is None and high is None
+    assert block_bootstrap(np.mean, x, block=4, n_boot=50)[1:] == (None, None)
+    value, low, high = block_bootstrap(np.mean, x, block=3, n_boot=400)  # 4 blocks
     assert low < value < high
     with pytest.raises(ValueError, match="at least 2 times"):
         block_bootstrap(np.mean, x[:1])
@@ -149,17 +146,17 @@ def test_rank_histogram_of_calibrated_ensemble_is_flat():
     truth = grid_field(rng.standard_normal(shape))
     ens = ensemble_field(rng.standard_normal((9, *shape)))
     counts = rank_histogram(ens, truth, seed=0)
-    assert counts.shape == (10,)
-    assert counts.sum() == truth.size
-    assert stats.chisquare(counts).pvalue > 0.01
+    assert counts.dims == ("rank",) and counts.shape == (10,)
+    assert int(counts.sum()) == truth.size
+    assert stats.chisquare(counts.values).pvalue > 0.01
 
 
 def test_rank_histogram_breaks_ties_at_random_and_reproducibly():
     truth = grid_field(np.zeros((1, 20, 20)))
     ens = xr.concat([truth] * 3, dim="member").transpose("member", ...)
     counts = rank_histogram(ens, truth, seed=5)
-    assert np.array_equal(counts, rank_histogram(ens, truth, seed=5))
-    assert counts.min() > 60  # 400 ties spread over 4 bins
+    assert np.array_equal(counts.values, rank_histogram(ens, truth, seed=5).values)
+    assert int(counts.min()) > 60  # 400 ties spread over 4 bins
 
 
 def test_coverage_of_calibrated_ensemble_matches_level():
@@ -167,45 +164,57 @@ def test_coverage_of_calibrated_ensemble_matches_level():
     shape = (2, 20, 25)
     truth = grid_field(rng.standard_normal(shape))
     ens = ensemble_field(rng.standard_normal((19, *shape)))
-    assert coverage(ens, truth, 0.9) == pytest.approx(0.9, abs=0.03)
+    assert float(coverage(ens, truth, 0.9)) == pytest.approx(0.9, abs=0.03)
 
 
 def test_gaussian_coverage_of_calibrated_forecast_matches_level():
     rng = np.random.default_rng(5)
     truth = grid_field(rng.standard_normal((4, 20, 25)))
     zero, one = 0 * truth, 0 * truth + 1
-    assert gaussian_coverage(zero, one, truth, 0.5) == pytest.approx(0.5, abs=0.03)
+    assert float(gaussian_coverage(zero, one, truth, 0.5)) == pytest.approx(0.5, abs=0.03)
 
 
-def test_station_values_at_node_and_midpoint():
-    values = np.arange(12.0).reshape(1, 3, 4)
-    field = grid_field(values, lat=np.array([0.0, 1.0, 2.0]), lon=np.array([0.0, 1, 2, 3]))
-    out = station_values(field, [1.0, 0.5], [2.0, 0.5])
-    assert out.dims == ("time", "station")
-    assert out.values[0, 0] == values[0, 1, 2]
-    assert out.values[0, 1] == pytest.approx(values[0, :2, :2].mean())
-
-
-def test_station_outside_grid_is_named():
-    field = grid_field(np.zeros((1, 3, 4)), lat=np.array([0.0, 1, 2]), lon=np.arange(4.0))
-    with pytest.raises(ValueError, match="station 1 at"):
-        station_values(field, [1.0, 2.5], [1.0, 1.0])
-
-
-def test_point_scores_on_stations():
+def test_scores_on_stations_are_unweighted_means():
     truth = xr.DataArray([1.0, 2.0, 3.0], dims="station")
-    assert point_rmse(truth + 0.5, truth) == pytest.approx(0.5)
+    assert float(rmse(truth + 0.5, truth)) == pytest.approx(0.5)
     ens = xr.concat([truth, truth], dim="member")
-    assert point_fair_crps(ens, truth) == pytest.approx(0.0)
-    assert point_gaussian_crps(truth, 0 * truth, truth + 1) == pytest.approx(1.0)
+    assert float(fair_crps(ens, truth)) == pytest.approx(0.0)
+    assert float(gaussian_crps(truth, 0 * truth, truth + 1)) == pytest.approx(1.0)
+
+
+def test_dim_keeps_the_other_dims_and_equals_the_scores_one_time_at_a_time():
+    rng = np.random.default_rng(8)
+    truth = grid_field(rng.standard_normal((3, 6, 7)))
+    ens = ensemble_field(rng.standard_normal((5, 3, 6, 7)))
+    mean = ens.mean("member")
+    per_time = rmse(mean, truth, dim=["lat", "lon"])
+    assert per_time.dims == ("time",) and np.isfinite(per_time).all()
+    for i in range(3):
+        assert float(per_time[i]) == pytest.approx(float(rmse(mean[i], truth[i])))
+    crps = fair_crps(ens, truth, dim=["lat", "lon"])
+    assert float(crps[1]) == pytest.approx(float(fair_crps(ens[:, 1], truth[1])))
+    counts = rank_histogram(ens, truth, dim=["lat", "lon"])
+    assert counts.dims == ("time", "rank") and (counts.sum("rank") == 6 * 7).all()
+    with pytest.raises(ValueError, match=r"cannot reduce over \['level'\]"):
+        rmse(mean, truth, dim="level")
+
+
+def test_explicit_weights_replace_the_area_weights():
+    truth = grid_field(np.zeros((1, 2, 3)), lat=np.array([0.0, 60.0]))
+    pred = truth.copy()
+    pred[0, 1, :] = 1.0  # error only at 60°N
+    equal = xr.ones_like(truth.lat)
+    assert float(rmse(pred, truth, weights=equal)) == pytest.approx(math.sqrt(0.5))
+    area = math.sqrt(0.5 / 1.5)  # cos 60° = 0.5
+    assert float(rmse(pred, truth)) == pytest.approx(area)
 
 
 def test_coarse_consistency_of_a_field_with_its_own_coarse_graining():
     rng = np.random.default_rng(6)
     fine = grid_field(rng.standard_normal((2, 8, 12)), lat=np.linspace(40, 47, 8))
     coarse = coarse_grain(fine, 4)
-    assert coarse_consistency(fine, coarse, 4, noise_std=0.1) == pytest.approx(0.0, abs=1e-9)
-    assert coarse_consistency(fine, coarse + 0.2, 4, noise_std=0.1) == pytest.approx(2.0)
+    assert float(coarse_consistency(fine, coarse, 4, noise_std=0.1)) == pytest.approx(0.0, abs=1e-9)
+    assert float(coarse_consistency(fine, coarse + 0.2, 4, noise_std=0.1)) == pytest.approx(2.0)
     with pytest.raises(ValueError, match="does not match the coarse-grained"):
         coarse_consistency(fine, coarse, 2, noise_std=0.1)
 
@@ -235,7 +244,7 @@ def test_power_spectrum_bins_shared_at_twice_the_resolution():
 
 def test_spectrum_ratio_of_field_with_itself_is_one():
     field = grid_field(np.random.default_rng(7).standard_normal((2, 16, 20)))
-    assert spectrum_ratio(field, field) == pytest.approx(1.0)
+    assert float(spectrum_ratio(field, field)) == pytest.approx(1.0)
 
 
 def test_paired_block_bootstrap_of_a_constant_shift_is_exact():

@@ -174,7 +174,7 @@ def station_residuals(
     Returns:
         (n, n_stations) residuals (NaN where the station value is).
     """
-    from hdm.metrics.baselines import interpolate_coarse
+    from hdm.data.regrid import interpolate_coarse
 
     coarse_values = np.asarray(coarse_values, dtype=np.float64)
     n = coarse_values.shape[0]

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from hdm.hilbert.grids import Grid, LatLonGrid
+from hdm.hilbert.grids import Grid, LatLonGrid, OutsideGridError, multilinear_stencil
 
 __all__ = [
     "CoarseGrain",
@@ -144,24 +144,6 @@ def _overlap_matrix(edges: np.ndarray, axis_coords: np.ndarray, spacing: float) 
     left = np.maximum(edges[:-1, None], lo[None, :])
     right = np.minimum(edges[1:, None], hi[None, :])
     return np.clip(right - left, 0.0, None) / spacing
-
-
-def _axis_neighbours(x: np.ndarray, axis) -> tuple[np.ndarray, np.ndarray]:
-    """Linear interpolation on a regular axis: (lower node index, weight of the next
-    node) of each coordinate in ``x``, clipped to the axis; a coordinate within 1e-9
-    spacings of a node gets that node alone."""
-    pos = (x - axis.coords[0]) / axis.spacing
-    nearest = np.round(pos)
-    pos = np.clip(np.where(np.abs(pos - nearest) < 1e-9, nearest, pos), 0.0, axis.n - 1)
-    lower = np.minimum(np.floor(pos).astype(np.int64), axis.n - 2)
-    return lower, pos - lower
-
-
-def _outside(x: np.ndarray, axis) -> np.ndarray:
-    """Indices of the coordinates in ``x`` outside the axis (beyond a 1e-9 tolerance)."""
-    lo, hi = axis.coords[0], axis.coords[-1]
-    tol = 1e-9 * max(1.0, abs(lo), abs(hi))
-    return np.flatnonzero((x < lo - tol) | (x > hi + tol))
 
 
 @dataclass(frozen=True)
@@ -339,20 +321,21 @@ class CoarseGrain(ObservationOperator):
         f = self.samples_per_cell[k]
         offsets = (np.arange(f) + 0.5) / f
         samples = (edges[:-1, None] + offsets[None, :] * np.diff(edges)[:, None]).ravel()
-        bad = _outside(samples, axis)
-        if bad.size:
-            cell = int(bad[0] // f)
+        try:
+            index, linear = multilinear_stencil((axis,), samples[:, None])
+        except OutsideGridError as exc:
+            first = exc.point
+            cell = first // f
             raise ObservationError(
                 f"{self.name}: coarse cell {cell} along {axis.name!r} "
                 f"([{edges[cell]:g}, {edges[cell + 1]:g}]) has a sample point at "
-                f"{samples[bad[0]]:g}, outside {grid.describe()}"
-            )
-        lower, frac = _axis_neighbours(samples, axis)
+                f"{samples[first]:g}, outside {grid.describe()}"
+            ) from None
         weight = np.cos(np.deg2rad(samples)) if lat_weighted else np.ones_like(samples)
         rows = np.arange(samples.size)
         interp = np.zeros((samples.size, axis.n))
-        np.add.at(interp, (rows, lower), weight * (1.0 - frac))
-        np.add.at(interp, (rows, lower + 1), weight * frac)
+        np.add.at(interp, (rows, index[:, 0]), weight * linear[:, 0])
+        np.add.at(interp, (rows, index[:, 1]), weight * linear[:, 1])
         return interp.reshape(len(edges) - 1, f, axis.n).sum(1)
 
     def _apply(self, u, grid):
@@ -435,29 +418,10 @@ class PointSample(ObservationOperator):
                 f"{self.name}: points have {pts.shape[1]} coordinates, "
                 f"the grid has {grid.ndim} axes"
             )
-        lower, frac = [], []
-        for k, axis in enumerate(grid.axes):
-            x = pts[:, k]
-            outside = _outside(x, axis)
-            if outside.size:
-                i = int(outside[0])
-                lo, hi = axis.coords[0], axis.coords[-1]
-                raise ObservationError(
-                    f"{self.name}: station {self.ids[i]} at {axis.name}={x[i]:g} lies outside "
-                    f"the grid ({axis.name} ∈ [{lo:g}, {hi:g}]); "
-                    f"{outside.size} station(s) outside in all"
-                )
-            i0, w1 = _axis_neighbours(x, axis)
-            lower.append(i0)
-            frac.append(w1)
-        corners = np.array(np.meshgrid(*[[0, 1]] * grid.ndim, indexing="ij")).reshape(grid.ndim, -1)
-        idx = np.zeros((len(pts), corners.shape[1]), dtype=np.int64)
-        wts = np.ones((len(pts), corners.shape[1]))
-        strides = np.cumprod((1, *grid.shape[::-1]))[::-1][1:]
-        for k in range(grid.ndim):
-            c = corners[k][None, :]
-            idx += (lower[k][:, None] + c) * strides[k]
-            wts *= np.where(c == 1, frac[k][:, None], 1.0 - frac[k][:, None])
+        try:
+            idx, wts = multilinear_stencil(grid.axes, pts, ids=self.ids)
+        except OutsideGridError as exc:
+            raise ObservationError(f"{self.name}: {exc}") from None
         self._cache[key] = (torch.as_tensor(idx), torch.as_tensor(wts))
         return self._cache[key]
 

@@ -77,7 +77,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from hdm.domains.shipped import DATA_DIR_ENV, shipped_path
+from hdm.domains.shipped import DATA_DIR_ENV
+from hdm.domains.shipped import data_dir as shipped_data_dir
 
 __all__ = [
     "DATASETS",
@@ -347,7 +348,7 @@ def _resolve_data_dir(data_dir: str | Path | None) -> Path:
     """``data_dir``, else ``functional/`` of the shipped data (:mod:`hdm.domains.shipped`)."""
     if data_dir is not None:
         return Path(data_dir)
-    return shipped_path("functional", "the functional datasets")
+    return shipped_data_dir() / "functional"  # a missing file is named by _require_file
 
 
 def _require_file(path: Path, origin: str) -> Path:

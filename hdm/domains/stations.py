@@ -11,7 +11,7 @@ naive times are taken as UTC) and ``value``; any further column becomes a data v
 
 Simulated observations (observing-system simulation experiments, OSSE) sample a
 gridded field at station coordinates by bilinear interpolation in (lat, lon) degrees
-(:func:`hdm.hilbert.grids.bilinear_stencil`), then add independent Gaussian noise
+(:func:`hdm.data.regrid.values_at_points`), then add independent Gaussian noise
 N(0, noise_std²) from a seeded :func:`numpy.random.default_rng`. On a grid point the
 interpolant is the grid value, and it reproduces any field linear in (lat, lon) exactly.
 
@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from hdm.data.regrid import longitude_period, values_at_points
 from hdm.domains.radiosondes import (
     IGRA2_STATION_LIST,
     OBS_DIM,
@@ -308,13 +309,6 @@ def _as_time_lat_lon(field: xr.DataArray) -> xr.DataArray:
     return field
 
 
-def _axis_weights(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lower cell index i (grid[i] <= x <= grid[i+1]) and fraction t in [0, 1]."""
-    i = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, grid.size - 2)
-    t = (x - grid[i]) / (grid[i + 1] - grid[i])
-    return i, t
-
-
 def simulate_observations(
     field: xr.DataArray, stations: xr.Dataset, noise_std: float, seed: int
 ) -> xr.Dataset:
@@ -360,35 +354,13 @@ def simulate_observations(
     dim = _station_dim(stations)
     grid_lat = field["lat"].values.astype(float)
     grid_lon = field["lon"].values.astype(float)
-    step = grid_lon[-1] - grid_lon[-2]
-    periodic = abs(grid_lon[-1] + step - grid_lon[0] - 360.0) < 1e-6 * max(step, 1.0)
-    lon_hi = grid_lon[0] + 360.0 if periodic else grid_lon[-1]
+    period = longitude_period(grid_lon)
+    lon_hi = grid_lon[0] + 360.0 if period else grid_lon[-1]
     check_stations_in_domain(stations, (grid_lat[0], grid_lat[-1]), (grid_lon[0], lon_hi))
-
     st_lat = stations["lat"].values.astype(float)
     st_lon = stations["lon"].values.astype(float)
-    # Wrap only longitudes outside [lon_0, lon_0 + 360), so that on-grid ones stay exact.
-    outside_range = (st_lon < grid_lon[0]) | (st_lon >= grid_lon[0] + 360.0)
-    st_lon = np.where(outside_range, np.mod(st_lon - grid_lon[0], 360.0) + grid_lon[0], st_lon)
-    lon_axis = np.append(grid_lon, grid_lon[0] + 360.0) if periodic else grid_lon
-    i, t = _axis_weights(grid_lat, st_lat)
-    j, s = _axis_weights(lon_axis, st_lon)
-    n_lon = grid_lon.size
-    corners = [  # (lat index, lon index, weight)
-        (i, j, (1 - t) * (1 - s)),
-        (i, (j + 1) % n_lon, (1 - t) * s),
-        (i + 1, j, t * (1 - s)),
-        (i + 1, (j + 1) % n_lon, t * s),
-    ]
-    pts = "_point"
-    lat_idx = xr.DataArray(np.concatenate([c[0] for c in corners]), dims=pts)
-    lon_idx = xr.DataArray(np.concatenate([c[1] for c in corners]), dims=pts)
     n_st = st_lat.size
-    gathered = np.asarray(field.isel(lat=lat_idx, lon=lon_idx).values, dtype=float)
-    gathered = gathered.reshape(field.sizes["time"], 4, n_st)
-    truth = np.zeros((field.sizes["time"], n_st))
-    for k, (_, _, w) in enumerate(corners):
-        truth += np.where(w > 0, w * gathered[:, k, :], 0.0)
+    truth = values_at_points(field, st_lat, st_lon).transpose("time", "station").values
 
     n_time = field.sizes["time"]
     truth = truth.T.reshape(-1)  # station-major

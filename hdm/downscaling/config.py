@@ -72,7 +72,7 @@ class EnsembleConfig:
         for name in ("members", "steps", "scale", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+                raise ValueError(f"{name} must be at least 1 (an integer), got {value!r}")
         # checks the guidance name too (the message names every method)
         options = check_guidance_options(self.guidance, self.guidance_options)
         object.__setattr__(self, "guidance_options", options)
@@ -82,9 +82,17 @@ class EnsembleConfig:
             if value is None and name == "coarse_noise":
                 continue
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+                raise ValueError(
+                    f"{name}: the observation noise std must be positive and finite, got "
+                    f"{value!r}"
+                )
             object.__setattr__(self, name, float(value))
-        object.__setattr__(self, "inflation", parse_inflation(self.inflation))
+        # None / "none": off; "auto"; a number >= 1 (kept as given, 1.0 included, so a
+        # resolved λ is recorded as the number it was)
+        inflation = parse_inflation(self.inflation)
+        if isinstance(self.inflation, int | float) and inflation is None:
+            inflation = float(self.inflation)  # exactly 1
+        object.__setattr__(self, "inflation", inflation)
         try:
             pd.Timedelta(self.time_tolerance)
         except ValueError:

@@ -25,6 +25,7 @@ a 2-D field (..., n_y, n_x) (for lat-lon: (..., n_lat, n_lon)).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -251,6 +252,114 @@ class LatLonGrid(Grid):
     def weights(self) -> np.ndarray:
         w = super().weights()
         return w * np.cos(np.deg2rad(self.axes[0].coords))[:, None]
+
+
+class OutsideGridError(ValueError):
+    """A point (a station) outside the grid it is interpolated on; ``point`` is the index
+    of the first such point."""
+
+    def __init__(self, message: str, point: int) -> None:
+        super().__init__(message)
+        self.point = point
+
+
+#: a point within this fraction of the axis' extent outside it still counts as on it
+_EDGE_RTOL = 1e-9
+
+
+def _axis_neighbours(
+    axis: Axis | np.ndarray, x: np.ndarray, period: float | None, name: str, ids: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lower node, upper node, weight of the upper node) of every coordinate in ``x``.
+
+    A regular :class:`Axis` locates points by their position (x − start)/h, snapped to a
+    node within 1e-9 spacings; a coordinate array by the interval that holds them,
+    (x − c_i)/(c_{i+1} − c_i). A periodic axis (``period``, or a periodic Axis) wraps the
+    points outside [c_0, c_0 + period) and joins its last node to its first."""
+    coords = axis.coords if isinstance(axis, Axis) else np.asarray(axis, dtype=np.float64)
+    if coords.ndim != 1 or coords.size < 2 or np.any(np.diff(coords) <= 0):
+        raise ValueError(f"axis {name} must be 1-D, strictly ascending, with ≥ 2 values")
+    if isinstance(axis, Axis) and axis.periodic:
+        period = axis.length
+    n, lo = coords.size, coords[0]
+    if period is not None:
+        outside = (x < lo) | (x >= lo + period)  # only these move: on-grid points stay exact
+        x = np.where(outside, lo + np.mod(x - lo, period), x)
+        ext = np.append(coords, lo + period)
+    else:
+        hi = coords[-1]
+        tol = _EDGE_RTOL * max(1.0, abs(lo), abs(hi))
+        bad = np.flatnonzero(~np.isfinite(x) | (x < lo - tol) | (x > hi + tol))
+        if bad.size:
+            k = int(bad[0])
+            raise OutsideGridError(
+                f"station {ids[k]} at {name}={x[k]:g} lies outside the grid "
+                f"({name} ∈ [{lo:g}, {hi:g}]); {bad.size} station(s) outside in all",
+                k,
+            )
+        ext = coords
+    if isinstance(axis, Axis):
+        pos = (x - lo) / axis.spacing
+        nearest = np.round(pos)
+        pos = np.clip(np.where(np.abs(pos - nearest) < 1e-9, nearest, pos), 0.0, ext.size - 1)
+        lower = np.minimum(np.floor(pos).astype(np.int64), ext.size - 2)
+        frac = pos - lower
+    else:
+        lower = np.clip(np.searchsorted(ext, x, side="right") - 1, 0, ext.size - 2)
+        frac = np.clip((x - ext[lower]) / (ext[lower + 1] - ext[lower]), 0.0, 1.0)
+    return lower, (lower + 1) % n, frac
+
+
+def multilinear_stencil(
+    axes: Sequence[Axis | np.ndarray],
+    points: np.ndarray,
+    *,
+    periods: Sequence[float | None] | None = None,
+    names: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Multilinear (bilinear in 2-D) interpolation weights of points on a tensor grid:
+    the one stencil of station operators, station scores and simulated stations.
+
+    In 2-D, for a point in the cell [φ_i, φ_{i+1}] × [λ_j, λ_{j+1}] with fractions s, t
+    along the two axes, the value is (1−s)(1−t) u_{i,j} + (1−s) t u_{i,j+1}
+    + s (1−t) u_{i+1,j} + s t u_{i+1,j+1}; it is exact for fields linear in each axis and
+    gives the node's value on a node.
+
+    Args:
+        axes: per axis, a regular :class:`Axis` or ascending 1-D coordinates.
+        points: (n, d) coordinates in the axes' units (e.g. (lat, lon) degrees).
+        periods: per axis, a period (360 for a longitude circle) or None; a periodic
+            Axis is periodic whatever is given.
+        names: the axes' names for messages (default: the Axis names, or x0, x1, ...).
+        ids: the points' names for messages (default: #0, #1, ...).
+
+    Returns:
+        ``(index, weight)``, both (n, 2^d): flat C-order indices into the grid and their
+        weights (summing to 1 per point), corners in the order (0,…,0), (0,…,1), ….
+
+    Raises:
+        OutsideGridError: a point outside a non-periodic axis (or with a non-finite
+            coordinate), naming the first such point, the axis and the count.
+    """
+    pts = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    d = len(axes)
+    if pts.shape[1] != d:
+        raise ValueError(f"points have {pts.shape[1]} coordinates, the grid has {d} axes")
+    ids = list(ids) if ids is not None else [f"#{i}" for i in range(len(pts))]
+    names = list(names or [a.name if isinstance(a, Axis) else f"x{k}" for k, a in enumerate(axes)])
+    periods = list(periods or [None] * d)
+    parts = [_axis_neighbours(axes[k], pts[:, k], periods[k], names[k], ids) for k in range(d)]
+    sizes = [a.n if isinstance(a, Axis) else len(a) for a in axes]
+    strides = np.cumprod((1, *sizes[::-1]))[::-1][1:]
+    corners = np.array(np.meshgrid(*[[0, 1]] * d, indexing="ij")).reshape(d, -1)
+    index = np.zeros((len(pts), corners.shape[1]), dtype=np.int64)
+    weight = np.ones((len(pts), corners.shape[1]))
+    for k, (lower, upper, frac) in enumerate(parts):
+        c = corners[k][None, :]
+        index += np.where(c == 1, upper[:, None], lower[:, None]) * strides[k]
+        weight *= np.where(c == 1, frac[:, None], 1.0 - frac[:, None])
+    return index, weight
 
 
 @dataclass(frozen=True)

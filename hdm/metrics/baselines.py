@@ -1,19 +1,5 @@
-r"""Baselines for downscaling: interpolation of the coarse field, and kriging (GP regression).
-
-Interpolation (:func:`interpolate_coarse`)
-------------------------------------------
-Tensor-product spline interpolation of a coarse (..., lat, lon) field at the target
-grid's coordinates: ``"bilinear"`` (degree 1) or ``"bicubic"`` (degree 3, not-a-knot
-end conditions: the interpolating cubic spline), applied as one 1-D interpolating spline
-along ``lat`` and then one along ``lon`` (``scipy.interpolate.make_interp_spline``),
-which on a rectilinear grid is the same as the 2-D tensor-product interpolant.
-
-*Edges.* The coarse cell centres do not reach the fine grid's edge rows and columns
-(half a coarse cell minus half a fine cell outside them). There the end polynomial
-piece of the spline is continued (linear extrapolation for bilinear, the end cubic for
-bicubic), so the result is never NaN and linear functions a + bφ + cλ are reproduced
-exactly everywhere. (``RectBivariateSpline`` would instead hold the edge value constant
-outside its box.) Longitude is not treated as periodic.
+r"""Baselines for downscaling: kriging (GP regression) on coarse fields and stations
+(interpolation of the coarse field is :func:`hdm.data.regrid.interpolate_coarse`).
 
 Kriging / Gaussian-process regression
 -------------------------------------
@@ -67,37 +53,34 @@ computed once).
 block mean of :func:`hdm.data.coarsen.coarse_grain` (boundary="trim"): block (I, J)
 averages the f_φ × f_λ fine cells from the start of the target grid with weights cos φ_i,
 trailing rows/columns that do not fill a block are not observed; stations are sampled
-bilinearly (:func:`hdm.metrics.probabilistic.bilinear_stencil`).
+bilinearly (:func:`hdm.hilbert.grids.multilinear_stencil`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 from scipy import linalg, optimize
-from scipy.interpolate import make_interp_spline
 from scipy.special import gamma, kv
 
 from hdm.data.coarsen import coarse_grain
+from hdm.data.regrid import STATION, check_ascending, longitude_period, spline_resample
 from hdm.data.schema import LAT, LAT_WEIGHT, LON
-from hdm.metrics.probabilistic import STATION, bilinear_stencil
+from hdm.hilbert.grids import multilinear_stencil
 
 __all__ = [
     "FittedKernel",
     "fit_kernel",
     "gp_posterior",
     "grid_points",
-    "interpolate_coarse",
     "kriging_downscale",
 ]
 
-#: spline degree of each interpolation method
-_DEGREE = {"bilinear": 1, "bicubic": 3}
 #: kernel kinds
 _KINDS = ("matern", "se")
 #: most kernel entries per row chunk of K_f Aᵀ (16 MB each, a few temporaries)
@@ -109,96 +92,6 @@ _COORD_ATOL = 1e-6
 
 
 # --------------------------------------------------------------------------- interpolation
-
-
-def _ascending(values: np.ndarray | Sequence[float], name: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim != 1 or arr.size < 1 or np.any(np.diff(arr) <= 0) or not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be a finite, strictly ascending 1-D array")
-    return arr
-
-
-def _target_coords(
-    target: xr.DataArray | xr.Dataset | tuple[np.ndarray, np.ndarray],
-) -> tuple[np.ndarray, np.ndarray]:
-    if isinstance(target, xr.DataArray | xr.Dataset):
-        missing = [c for c in (LAT, LON) if c not in target.coords]
-        if missing:
-            raise ValueError(f"the target has no {missing} coordinate(s)")
-        return _ascending(target[LAT].values, "target lat"), _ascending(
-            target[LON].values, "target lon"
-        )
-    lat, lon = target
-    return _ascending(lat, "target lat"), _ascending(lon, "target lon")
-
-
-def _spline_resample(
-    values: np.ndarray,
-    src_lat: np.ndarray,
-    src_lon: np.ndarray,
-    dst_lat: np.ndarray,
-    dst_lon: np.ndarray,
-    degree: int,
-) -> np.ndarray:
-    """Interpolating splines of ``degree`` along the last two axes (lat, lon), extrapolating."""
-    for name, src in ((LAT, src_lat), (LON, src_lon)):
-        if src.size < degree + 1:
-            raise ValueError(
-                f"degree-{degree} interpolation needs at least {degree + 1} coarse {name} "
-                f"values, got {src.size}"
-            )
-    along_lat = make_interp_spline(src_lat, values, k=degree, axis=-2)(dst_lat, extrapolate=True)
-    return make_interp_spline(src_lon, along_lat, k=degree, axis=-1)(dst_lon, extrapolate=True)
-
-
-def interpolate_coarse(
-    coarse: xr.DataArray,
-    target: xr.DataArray | xr.Dataset | tuple[np.ndarray, np.ndarray],
-    method: str = "bilinear",
-) -> xr.DataArray:
-    """Interpolate a coarse (..., lat, lon) field onto the target grid (module doc).
-
-    Args:
-        coarse: a DataArray with ``lat``/``lon`` dims and ascending coordinates, no NaN.
-        target: an object with ``lat``/``lon`` coordinates, or a pair (lat, lon) of
-            ascending 1-D arrays (degrees).
-        method: ``"bilinear"`` or ``"bicubic"`` (≥ 4 coarse points per axis).
-
-    Returns:
-        (..., lat, lon) on the target coordinates; leading dims, their coordinates, the
-        name and attributes of ``coarse`` are kept (``interpolation`` attr added).
-    """
-    if method not in _DEGREE:
-        raise ValueError(f"method must be one of {list(_DEGREE)}, got {method!r}")
-    if not isinstance(coarse, xr.DataArray):
-        raise TypeError(f"coarse must be an xarray.DataArray, got {type(coarse).__name__}")
-    missing = [d for d in (LAT, LON) if d not in coarse.dims]
-    if missing:
-        raise ValueError(f"coarse needs dims {LAT!r} and {LON!r}; missing {missing}")
-    dst_lat, dst_lon = _target_coords(target)
-    src_lat = _ascending(coarse[LAT].values, "coarse lat")
-    src_lon = _ascending(coarse[LON].values, "coarse lon")
-    lead = [d for d in coarse.dims if d not in (LAT, LON)]
-    values = coarse.transpose(*lead, LAT, LON).values.astype(np.float64)
-    n_bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
-    if n_bad:
-        raise ValueError(f"coarse contains {n_bad} non-finite value(s); interpolation needs none")
-    out = _spline_resample(values, src_lat, src_lon, dst_lat, dst_lon, _DEGREE[method])
-    coords: dict[Hashable, object] = {
-        name: c
-        for name, c in coarse.coords.items()
-        if name not in (LAT, LON, LAT_WEIGHT) and not ({LAT, LON} & set(c.dims))
-    }
-    coords[LAT] = (LAT, dst_lat, dict(coarse[LAT].attrs))
-    coords[LON] = (LON, dst_lon, dict(coarse[LON].attrs))
-    dtype = coarse.dtype if coarse.dtype.kind == "f" else np.float64
-    return xr.DataArray(
-        out.astype(dtype),
-        dims=(*lead, LAT, LON),
-        coords=coords,
-        name=coarse.name,
-        attrs={**coarse.attrs, "interpolation": f"{method} spline, end pieces extrapolated"},
-    )
 
 
 # --------------------------------------------------------------------------- kernels
@@ -299,8 +192,8 @@ def _fields_array(train_fields: xr.DataArray) -> tuple[np.ndarray, np.ndarray, n
     missing = [d for d in (LAT, LON) if d not in train_fields.dims]
     if missing:
         raise ValueError(f"train_fields needs dims {LAT!r} and {LON!r}; missing {missing}")
-    lat = _ascending(train_fields[LAT].values, "train_fields lat")
-    lon = _ascending(train_fields[LON].values, "train_fields lon")
+    lat = check_ascending(train_fields[LAT].values, "train_fields lat")
+    lon = check_ascending(train_fields[LON].values, "train_fields lon")
     lead = [d for d in train_fields.dims if d not in (LAT, LON)]
     x = train_fields.transpose(*lead, LAT, LON).values.astype(np.float64)
     return x.reshape(-1, lat.size, lon.size), lat, lon
@@ -443,7 +336,7 @@ def _prior_mean(
         return np.asarray(kernel.mean_field, dtype=np.float64)
     if kernel.grid_lat.size < 2 or kernel.grid_lon.size < 2:
         raise ValueError("the kernel's mean field is too small to interpolate; pass prior_mean")
-    return _spline_resample(
+    return spline_resample(
         kernel.mean_field, kernel.grid_lat, kernel.grid_lon, grid_lat, grid_lon, degree=1
     )
 
@@ -544,8 +437,8 @@ def gp_posterior(
     Returns:
         ``(mean, variance)``, each (..., n_lat, n_lon) like ``y``'s leading shape.
     """
-    grid_lat = _ascending(grid_lat, "grid_lat")
-    grid_lon = _ascending(grid_lon, "grid_lon")
+    grid_lat = check_ascending(grid_lat, "grid_lat")
+    grid_lon = check_ascending(grid_lon, "grid_lon")
     n = grid_lat.size * grid_lon.size
     op = _as_operator(A, n)
     y = np.asarray(y, dtype=np.float64)
@@ -589,7 +482,12 @@ def _block_mean_operator(
 def _station_operator(
     grid_lat: np.ndarray, grid_lon: np.ndarray, lat: np.ndarray, lon: np.ndarray
 ) -> sp.csr_array:
-    index, weight = bilinear_stencil(grid_lat, grid_lon, lat, lon)
+    index, weight = multilinear_stencil(
+        (grid_lat, grid_lon),
+        np.stack([lat, lon], axis=1),
+        periods=(None, longitude_period(grid_lon)),
+        names=("lat", "lon"),
+    )
     rows = np.repeat(np.arange(index.shape[0]), 4)
     return sp.csr_array(
         (weight.ravel(), (rows, index.ravel())),
@@ -661,8 +559,8 @@ def kriging_downscale(
     missing = [d for d in (LAT, LON) if d not in coarse.dims]
     if missing:
         raise ValueError(f"coarse needs dims {LAT!r} and {LON!r}; missing {missing}")
-    target_lat = _ascending(target_lat, "target_lat")
-    target_lon = _ascending(target_lon, "target_lon")
+    target_lat = check_ascending(target_lat, "target_lat")
+    target_lon = check_ascending(target_lon, "target_lon")
     given = [v is not None for v in (station_lat, station_lon, station_values)]
     if any(given) and not all(given):
         raise ValueError("give station_lat, station_lon and station_values together, or none")

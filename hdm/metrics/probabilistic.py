@@ -1,24 +1,28 @@
 r"""Deterministic and probabilistic scores of gridded fields, ensembles and station values.
 
-Everything here takes ``xr.DataArray`` objects and addresses dimensions by name
-(:mod:`hdm.data.schema`): ``member`` holds ensemble members, ``lat``/``lon`` the grid,
-``station`` the points of station scores; every other dimension (``time``, ``level``,
-...) is averaged over, with equal weight per point. A prediction and its truth must have
-the same dimensions (apart from ``member``) with the same sizes and, where both carry
-coordinates, the same coordinate values (floats to within 1e-6): nothing is silently
-aligned, broadcast or dropped.
+Every score takes ``xr.DataArray`` objects plus ``dim=`` (the dimensions to reduce;
+default: every dimension of the truth) and ``weights=`` (a DataArray broadcast against
+the truth; default: area weights when ``lat`` is reduced, else equal weights) and
+returns a DataArray: the scores per time, per station or per variable are one call
+(``rmse(mean, truth, dim=["lat", "lon"])`` is one RMSE per time), the scalar is
+``float(rmse(mean, truth))``. This is the convention of weatherbench2 and xskillscore.
+
+A prediction and its truth must have the same dimensions (apart from ``member``) with
+the same sizes and, where both carry coordinates, the same coordinate values (floats to
+within 1e-6): nothing is silently aligned, broadcast or dropped. Ensembles hold members
+along ``member``.
 
 Averages
 --------
-Gridded scores are area-weighted means over every point (and time, level, ...),
+A score s is averaged over the reduced dims with the weights w,
 
-.. math:: \langle s \rangle = \frac{\sum_{t,i,j} w_i\, s_{tij}}{\sum_{t,i,j} w_i},
-   \qquad w_i = \texttt{lat\_weights(truth)}_i
+.. math:: \langle s \rangle = \frac{\sum w\, s}{\sum w},
+   \qquad w_i = \texttt{lat\_weights(truth)}_i \ \text{(default, when lat is reduced)}
 
-(cos φ on a regular grid, the stored block weights on a coarse-grained one). Station
-scores (``point_*``) are plain means over ``station`` and the rest. Points where the
-score is not finite (NaN in the truth, the prediction, or any member) are left out of
-both sums; a score with no finite point at all is NaN.
+(cos φ on a regular grid, the stored block weights on a coarse-grained one;
+:func:`hdm.data.schema.lat_weights`). Points where the score is not finite (NaN in the
+truth, the prediction, or any member) are left out of both sums (xarray's weighted
+mean); a score with no finite point is NaN.
 
 Scores
 ------
@@ -47,29 +51,25 @@ Scores
   for any M (Fortin et al. 2014, "Why should ensemble spread match the RMSE of the
   ensemble mean?"; GenCast, Price et al. 2024, use the same factor). SSR < 1:
   under-dispersive.
-- :func:`rank_histogram`: the rank of the truth among the M members (0..M, M + 1 bins),
-  ties (members equal to the truth) broken uniformly at random with a seeded generator;
-  plain counts, not area weighted. Flat for a calibrated ensemble.
-- :func:`coverage`: the (area-weighted) fraction of points where the truth lies in the
+- :func:`rank_histogram`: the rank of the truth among the M members (0..M, M + 1 bins
+  on dim ``rank``), ties (members equal to the truth) broken uniformly at random with a
+  seeded generator; plain counts, not weighted. Flat for a calibrated ensemble.
+- :func:`coverage`: the (weighted) fraction of points where the truth lies in the
   central ``level`` interval [q_{(1−level)/2}, q_{(1+level)/2}] of the members.
-  Quantiles use the Weibull plotting positions (``np.quantile(method="weibull")``,
-  the k-th of M sorted members at probability k/(M + 1)), for which the truth falls
-  below the k-th member with probability exactly k/(M + 1) when members and truth are
-  exchangeable, so a calibrated ensemble covers ``level`` on average even for small M
-  (the default linear positions (k − 1)/(M − 1) under-cover by ≈ 2/(M + 1)).
+  Quantiles use the Weibull plotting positions (``method="weibull"``, the k-th of M
+  sorted members at probability k/(M + 1)), for which the truth falls below the k-th
+  member with probability exactly k/(M + 1) when members and truth are exchangeable, so
+  a calibrated ensemble covers ``level`` on average even for small M (the default linear
+  positions (k − 1)/(M − 1) under-cover by ≈ 2/(M + 1)).
   :func:`gaussian_coverage` uses μ ± z σ with z = Φ⁻¹((1 + level)/2).
 - :func:`coarse_consistency`: :math:`\sqrt{\langle (A\hat x - y)^2 \rangle} / \sigma_y`
   with A = :func:`hdm.data.coarsen.coarse_grain` (area-weighted block means, trailing
   incomplete blocks trimmed), averaged with the coarse cells' weights and over members;
   ≈ 1 or below when the prediction agrees with the coarse input to its noise level.
 
-Stations
---------
-:func:`station_values` samples a gridded field at station coordinates by bilinear
-interpolation in (lat, lon) degrees (:func:`bilinear_stencil` gives the weights; a
-station outside the grid's coordinate range is an error naming it; longitudes are not
-wrapped, so stations must use the grid's longitude convention). :func:`point_rmse`,
-:func:`point_fair_crps` and :func:`point_gaussian_crps` score values on dim ``station``.
+Station values (a ``station`` dimension, e.g. from
+:func:`hdm.data.regrid.values_at_points`) have no ``lat`` dimension, so they are averaged
+with equal weights.
 
 Spectra
 -------
@@ -90,9 +90,16 @@ width Δk = 1 / max(n_φ Δφ, n_λ Δλ) (the fundamental of the longer side of
 so grids of the same domain at 2× resolution share their bins), bin b centred at b Δk,
 for b = 1 .. ⌊k_N / Δk⌋ with k_N = min(1/(2Δφ), 1/(2Δλ)) the smaller Nyquist
 wavenumber (the largest full circle); P is averaged over the modes in each bin and over
-all fields (every leading dim). Empty bins are left out. :func:`spectrum_ratio` is the
+the fields of the ``dim`` dimensions (default: every leading dim). Fields with a
+non-finite value are left out; empty bins are left out. :func:`spectrum_ratio` is the
 mean over the high-wavenumber bins of P_pred / P_truth (≈ 1 when the small scales carry
 the right energy; interpolation gives ≪ 1).
+
+Intervals
+---------
+:func:`block_bootstrap` gives moving-block bootstrap intervals over time; with fewer
+than :data:`MIN_BLOCKS` blocks there is no interval (it would be a point or close to
+one) and both ends are None.
 """
 
 from __future__ import annotations
@@ -109,10 +116,9 @@ from hdm.data.coarsen import coarse_grain
 from hdm.data.schema import LAT, LON, MEMBER, lat_weights
 
 __all__ = [
-    "STATION",
+    "MIN_BLOCKS",
     "WAVENUMBER",
     "bias",
-    "bilinear_stencil",
     "block_bootstrap",
     "coarse_consistency",
     "coverage",
@@ -121,27 +127,23 @@ __all__ = [
     "gaussian_crps",
     "mae",
     "paired_block_bootstrap",
-    "point_fair_crps",
-    "point_gaussian_crps",
-    "point_rmse",
     "power_spectrum",
     "rank_histogram",
     "rmse",
     "spectrum_ratio",
     "spread_skill",
     "spread_skill_interval",
-    "station_values",
 ]
 
-#: dimension of station values
-STATION = "station"
 #: dimension of power spectra (cycles per degree)
 WAVENUMBER = "wavenumber"
+#: the fewest moving blocks a bootstrap interval is given for
+MIN_BLOCKS = 4
 
 #: absolute tolerance on matching float coordinates (degrees for lat/lon)
 _COORD_ATOL = 1e-6
-#: tolerance, in degrees, on a station lying on the edge of the grid
-_EDGE_ATOL = 1e-9
+
+Dims = Hashable | Sequence[Hashable] | None
 
 
 # --------------------------------------------------------------------------- inputs
@@ -162,10 +164,19 @@ def _same_coord(a: xr.DataArray, b: xr.DataArray) -> bool:
     return bool(np.array_equal(av, bv))
 
 
-def _check_matching(
+def _matched(
     x: xr.DataArray, truth: xr.DataArray, x_name: str, truth_name: str, *, member: bool
-) -> None:
-    """Same dims (``member`` aside when ``member``), sizes and coordinate values."""
+) -> xr.DataArray:
+    """``x`` checked against the truth (same dims, ``member`` aside when ``member``, sizes
+    and coordinate values) and given the truth's coordinates, so arithmetic aligns
+    exactly."""
+    x = _as_dataarray(x, x_name)
+    truth = _as_dataarray(truth, truth_name)
+    if not member and MEMBER in x.dims:
+        raise ValueError(
+            f"{x_name} has a {MEMBER!r} dimension; score the ensemble mean "
+            f"(.mean({MEMBER!r})) or use an ensemble score"
+        )
     x_dims = set(x.dims) - ({MEMBER} if member else set())
     t_dims = set(truth.dims)
     if x_dims != t_dims:
@@ -185,15 +196,11 @@ def _check_matching(
                 f"coordinate {d!r} differs between {x_name} and {truth_name} "
                 f"(beyond {_COORD_ATOL:g})"
             )
+    shared = {d: truth[d] for d in truth.dims if d in truth.coords and d in x.coords}
+    return x.assign_coords(shared)
 
 
-def _require_dims(x: xr.DataArray, dims: Sequence[Hashable], name: str) -> None:
-    missing = [d for d in dims if d not in x.dims]
-    if missing:
-        raise ValueError(f"{name} needs dims {list(dims)}; missing {missing} (has {x.dims})")
-
-
-def _require_members(ensemble: xr.DataArray, name: str, minimum: int) -> int:
+def _members(ensemble: xr.DataArray, name: str, minimum: int) -> int:
     if MEMBER not in ensemble.dims:
         raise ValueError(f"{name} needs a {MEMBER!r} dimension (has {ensemble.dims})")
     m = ensemble.sizes[MEMBER]
@@ -202,186 +209,172 @@ def _require_members(ensemble: xr.DataArray, name: str, minimum: int) -> int:
     return m
 
 
-def _layout(truth: xr.DataArray, spatial: bool) -> tuple[Hashable, ...]:
-    """Dims of truth with the grid (lat, lon) or ``station`` last."""
-    last: tuple[Hashable, ...] = (LAT, LON) if spatial else (STATION,)
-    _require_dims(truth, last, "the truth")
-    return (*[d for d in truth.dims if d not in last], *last)
+def _reduced_dims(truth: xr.DataArray, dim: Dims) -> list[Hashable]:
+    """The dims to reduce: every dim of the truth (None), or the ones named."""
+    if dim is None:
+        return list(truth.dims)
+    dims = [dim] if isinstance(dim, str) or not isinstance(dim, Sequence) else list(dim)
+    missing = [d for d in dims if d not in truth.dims]
+    if missing:
+        raise ValueError(f"cannot reduce over {missing}: the truth has dims {truth.dims}")
+    return dims
 
 
-def _weights(truth: xr.DataArray, spatial: bool, shape: tuple[int, ...]) -> np.ndarray:
-    """Area weights (cos lat or stored block weights) broadcast to (..., lat, lon)."""
-    if not spatial:
-        return np.ones(shape)
-    try:
-        w = lat_weights(truth).values
-    except KeyError as err:
-        raise ValueError(f"the truth needs a {LAT!r} coordinate for area weights") from err
-    return np.broadcast_to(w[:, None], shape)
+def _mean(
+    score: xr.DataArray, truth: xr.DataArray, dim: Dims, weights: xr.DataArray | None
+) -> xr.DataArray:
+    """The weighted mean of ``score`` over ``dim`` (module doc), non-finite points left out."""
+    dims = _reduced_dims(truth, dim)
+    score = score.where(np.isfinite(score))
+    if weights is None and LAT in dims:
+        try:
+            weights = lat_weights(truth)
+        except KeyError as err:
+            raise ValueError(f"the truth needs a {LAT!r} coordinate for area weights") from err
+    if weights is None:
+        return score.mean(dims, skipna=True)
+    weights = _as_dataarray(weights, "weights").fillna(0.0)
+    return score.weighted(weights).mean(dims, skipna=True)
 
 
-def _weighted_mean(score: np.ndarray, weights: np.ndarray) -> float:
-    """Σ w s / Σ w over the points where s is finite (NaN when there are none)."""
-    ok = np.isfinite(score)
-    den = float(np.sum(weights, where=ok))
-    if den <= 0.0:
-        return float("nan")
-    return float(np.sum(weights * np.where(ok, score, 0.0)) / den)
-
-
-def _pair(
-    prediction: xr.DataArray,
-    truth: xr.DataArray,
-    *,
-    names: tuple[str, str],
-    spatial: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(prediction, truth, weights) as float64 arrays laid out as (..., lat, lon)."""
-    prediction = _as_dataarray(prediction, names[0])
-    truth = _as_dataarray(truth, names[1])
-    if MEMBER in prediction.dims:
-        raise ValueError(
-            f"{names[0]} has a {MEMBER!r} dimension; score the ensemble mean "
-            f"(.mean({MEMBER!r})) or use an ensemble score"
-        )
-    order = _layout(truth, spatial)
-    _check_matching(prediction, truth, *names, member=False)
-    t = truth.transpose(*order).values.astype(np.float64)
-    p = prediction.transpose(*order).values.astype(np.float64)
-    return p, t, _weights(truth, spatial, t.shape)
-
-
-def _ensemble_pair(
-    ensemble: xr.DataArray,
-    truth: xr.DataArray,
-    *,
-    names: tuple[str, str],
-    spatial: bool,
-    min_members: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(members (..., M), truth, weights, valid) with invalid points set to 0 in both."""
-    ensemble = _as_dataarray(ensemble, names[0])
-    truth = _as_dataarray(truth, names[1])
-    _require_members(ensemble, names[0], min_members)
-    order = _layout(truth, spatial)
-    _check_matching(ensemble, truth, *names, member=True)
-    t = truth.transpose(*order).values.astype(np.float64)
-    f = ensemble.transpose(*order, MEMBER).values.astype(np.float64)
-    valid = np.isfinite(t) & np.isfinite(f).all(axis=-1)
-    t = np.where(valid, t, 0.0)
-    f = np.where(valid[..., None], f, 0.0)
-    return f, t, _weights(truth, spatial, t.shape), valid
-
-
-def _gaussian_triple(
-    mean: xr.DataArray,
-    std: xr.DataArray,
-    truth: xr.DataArray,
-    *,
-    spatial: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    mu, y, w = _pair(mean, truth, names=("mean", "truth"), spatial=spatial)
-    sigma, _, _ = _pair(std, truth, names=("std", "truth"), spatial=spatial)
-    if np.any(sigma < 0):
-        raise ValueError(f"std must be non-negative; min is {np.nanmin(sigma):g}")
-    return mu, sigma, y, w
+def _invalid(ensemble: xr.DataArray, truth: xr.DataArray) -> xr.DataArray:
+    """True where the truth or any member is not finite."""
+    return ~(np.isfinite(truth) & np.isfinite(ensemble).all(MEMBER))
 
 
 # --------------------------------------------------------------------------- deterministic
 
 
-def rmse(prediction: xr.DataArray, truth: xr.DataArray) -> float:
-    """Area-weighted root mean squared error √⟨(prediction − truth)²⟩ (see module doc)."""
-    p, t, w = _pair(prediction, truth, names=("prediction", "truth"), spatial=True)
-    return float(np.sqrt(_weighted_mean((p - t) ** 2, w)))
+def rmse(
+    prediction: xr.DataArray,
+    truth: xr.DataArray,
+    dim: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
+    """Root mean squared error √⟨(prediction − truth)²⟩ over ``dim`` (module doc)."""
+    p = _matched(prediction, truth, "prediction", "truth", member=False)
+    return np.sqrt(_mean((p - truth) ** 2, truth, dim, weights)).rename("rmse")
 
 
-def mae(prediction: xr.DataArray, truth: xr.DataArray) -> float:
-    """Area-weighted mean absolute error ⟨|prediction − truth|⟩."""
-    p, t, w = _pair(prediction, truth, names=("prediction", "truth"), spatial=True)
-    return _weighted_mean(np.abs(p - t), w)
+def mae(
+    prediction: xr.DataArray,
+    truth: xr.DataArray,
+    dim: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
+    """Mean absolute error ⟨|prediction − truth|⟩ over ``dim``."""
+    p = _matched(prediction, truth, "prediction", "truth", member=False)
+    return _mean(np.abs(p - truth), truth, dim, weights).rename("mae")
 
 
-def bias(prediction: xr.DataArray, truth: xr.DataArray) -> float:
-    """Area-weighted mean error ⟨prediction − truth⟩ (positive: prediction too high)."""
-    p, t, w = _pair(prediction, truth, names=("prediction", "truth"), spatial=True)
-    return _weighted_mean(p - t, w)
+def bias(
+    prediction: xr.DataArray,
+    truth: xr.DataArray,
+    dim: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
+    """Mean error ⟨prediction − truth⟩ over ``dim`` (positive: prediction too high)."""
+    p = _matched(prediction, truth, "prediction", "truth", member=False)
+    return _mean(p - truth, truth, dim, weights).rename("bias")
 
 
 # --------------------------------------------------------------------------- probabilistic
 
 
-def _fair_crps_values(f: np.ndarray, t: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    crps = np.asarray(sr.crps_ensemble(t, f, m_axis=-1, estimator="fair", backend="numpy"))
-    return np.where(valid, crps, np.nan)
-
-
-def _gaussian_crps_values(mu: np.ndarray, sigma: np.ndarray, y: np.ndarray) -> np.ndarray:
-    positive = sigma > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        crps = np.asarray(sr.crps_normal(y, mu, np.where(positive, sigma, 1.0), backend="numpy"))
-    crps = np.where(positive, crps, np.abs(y - mu))
-    return np.where(np.isnan(sigma), np.nan, crps)
-
-
-def fair_crps(ensemble: xr.DataArray, truth: xr.DataArray) -> float:
-    """Area-weighted mean fair ensemble CRPS (module doc), in the field's units.
+def fair_crps(
+    ensemble: xr.DataArray,
+    truth: xr.DataArray,
+    dim: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
+    """Mean fair ensemble CRPS (module doc) over ``dim``, in the field's units.
 
     Args:
-        ensemble: (member, ..., lat, lon) with M ≥ 2 members.
-        truth: (..., lat, lon), the same dims as ``ensemble`` without ``member``.
+        ensemble: (member, ...) with M ≥ 2 members.
+        truth: the same dims as ``ensemble`` without ``member``.
     """
-    f, t, w, valid = _ensemble_pair(
-        ensemble, truth, names=("ensemble", "truth"), spatial=True, min_members=2
-    )
-    return _weighted_mean(_fair_crps_values(f, t, valid), w)
+    ens = _matched(ensemble, truth, "ensemble", "truth", member=True)
+    _members(ens, "ensemble", 2)
+    f = ens.transpose(*truth.dims, MEMBER).values.astype(np.float64)
+    y = truth.values.astype(np.float64)
+    crps = np.asarray(sr.crps_ensemble(y, f, m_axis=-1, estimator="fair", backend="numpy"))
+    score = truth.copy(data=crps).where(~_invalid(ens, truth))
+    return _mean(score, truth, dim, weights).rename("crps")
 
 
-def gaussian_crps(mean: xr.DataArray, std: xr.DataArray, truth: xr.DataArray) -> float:
-    """Area-weighted mean closed-form CRPS of N(mean, std²) forecasts (module doc)."""
-    mu, sigma, y, w = _gaussian_triple(mean, std, truth, spatial=True)
-    return _weighted_mean(_gaussian_crps_values(mu, sigma, y), w)
+def gaussian_crps(
+    mean: xr.DataArray,
+    std: xr.DataArray,
+    truth: xr.DataArray,
+    dim: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
+    """Mean closed-form CRPS of N(mean, std²) forecasts (module doc) over ``dim``."""
+    mu = _matched(mean, truth, "mean", "truth", member=False)
+    sigma = _matched(std, truth, "std", "truth", member=False)
+    if bool((sigma < 0).any()):
+        raise ValueError(f"std must be non-negative; min is {float(sigma.min()):g}")
+    positive = sigma > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        crps = sr.crps_normal(
+            truth.values, mu.values, np.where(positive, sigma.values, 1.0), backend="numpy"
+        )
+    score = truth.copy(data=np.asarray(crps, dtype=np.float64))
+    score = score.where(positive, np.abs(truth - mu)).where(~np.isnan(sigma))
+    return _mean(score, truth, dim, weights).rename("crps")
 
 
-def spread_skill(ensemble: xr.DataArray, truth: xr.DataArray) -> float:
-    """Spread–skill ratio √((M+1)/M) · √⟨s²⟩ / RMSE(ensemble mean) (module doc).
+def spread_skill(
+    ensemble: xr.DataArray,
+    truth: xr.DataArray,
+    dim: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
+    """Spread–skill ratio √((M+1)/M) · √⟨s²⟩ / RMSE(ensemble mean) over ``dim``.
 
     Spread and skill are averaged over the same points (those where the truth and all
     members are finite). ≈ 1 for a calibrated ensemble, < 1 under-dispersive.
     """
-    f, t, w, valid = _ensemble_pair(
-        ensemble, truth, names=("ensemble", "truth"), spatial=True, min_members=2
-    )
-    m = f.shape[-1]
-    var = np.where(valid, f.var(axis=-1, ddof=1), np.nan)
-    sq_err = np.where(valid, (f.mean(axis=-1) - t) ** 2, np.nan)
-    spread = np.sqrt(_weighted_mean(var, w) * (m + 1) / m)
-    skill = np.sqrt(_weighted_mean(sq_err, w))
+    ens = _matched(ensemble, truth, "ensemble", "truth", member=True)
+    m = _members(ens, "ensemble", 2)
+    invalid = _invalid(ens, truth)
+    var = ens.var(MEMBER, ddof=1, skipna=False).where(~invalid)
+    sq_err = ((ens.mean(MEMBER, skipna=False) - truth) ** 2).where(~invalid)
+    spread = np.sqrt(_mean(var, truth, dim, weights) * (m + 1) / m)
+    skill = np.sqrt(_mean(sq_err, truth, dim, weights))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return float(spread / skill)
+        return (spread / skill).rename("spread_skill")
 
 
 def rank_histogram(
     ensemble: xr.DataArray,
     truth: xr.DataArray,
+    dim: Dims = None,
     seed: int | np.random.Generator = 0,
-) -> np.ndarray:
-    """Counts of the truth's rank among the M members: an int array of M + 1 bins.
+) -> xr.DataArray:
+    """Counts of the truth's rank among the M members, on dim ``rank`` (0..M), over ``dim``.
 
     Bin r counts the points where r members lie below the truth; members equal to the
     truth are split at random (the truth's rank among the tied ones is uniform), drawn
-    from ``numpy.random.default_rng(seed)``. Points with any NaN are left out, so the
-    counts sum to the number of valid points. Not area weighted.
+    from ``numpy.random.default_rng(seed)`` over the points in the truth's order. Points
+    with any NaN are left out, so the counts sum to the number of valid points. Not
+    weighted.
     """
-    f, t, _, valid = _ensemble_pair(
-        ensemble, truth, names=("ensemble", "truth"), spatial=True, min_members=1
-    )
+    ens = _matched(ensemble, truth, "ensemble", "truth", member=True)
+    m = _members(ens, "ensemble", 1)
+    f = ens.transpose(*truth.dims, MEMBER).values.astype(np.float64)
+    t = truth.values.astype(np.float64)
+    valid = ~_invalid(ens, truth).values
     rng = np.random.default_rng(seed)
-    f, t = f[valid], t[valid]
-    below = np.sum(f < t[:, None], axis=-1)
-    ties = np.sum(f == t[:, None], axis=-1)
-    rank = below + rng.integers(0, ties + 1)
-    return np.bincount(rank, minlength=f.shape[-1] + 1)
+    below = np.sum(f < t[..., None], axis=-1)
+    ties = np.sum(f == t[..., None], axis=-1)
+    rank = np.full(t.shape, -1, dtype=np.int64)
+    rank[valid] = below[valid] + rng.integers(0, ties[valid] + 1)
+    ranks = truth.copy(data=rank)
+    dims = _reduced_dims(truth, dim)
+    counts = xr.concat([(ranks == r).sum(dims) for r in range(m + 1)], dim="rank")
+    counts = counts.transpose(..., "rank").assign_coords(rank=np.arange(m + 1))
+    return counts.rename("rank_histogram")
 
 
 def _check_level(level: float) -> None:
@@ -389,148 +382,42 @@ def _check_level(level: float) -> None:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
 
 
-def coverage(ensemble: xr.DataArray, truth: xr.DataArray, level: float = 0.9) -> float:
-    """Area-weighted fraction of points whose truth lies in the central ``level`` interval
-    of the members (Weibull plotting positions, see the module doc)."""
+def coverage(
+    ensemble: xr.DataArray,
+    truth: xr.DataArray,
+    level: float = 0.9,
+    dim: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
+    """Fraction of points whose truth lies in the central ``level`` interval of the
+    members (Weibull plotting positions, see the module doc), over ``dim``."""
     _check_level(level)
-    f, t, w, valid = _ensemble_pair(
-        ensemble, truth, names=("ensemble", "truth"), spatial=True, min_members=2
-    )
+    ens = _matched(ensemble, truth, "ensemble", "truth", member=True)
+    _members(ens, "ensemble", 2)
+    f = ens.transpose(*truth.dims, MEMBER).values.astype(np.float64)
     probs = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
     lo, hi = np.quantile(f, probs, axis=-1, method="weibull")
-    inside = ((t >= lo) & (t <= hi)).astype(np.float64)
-    return _weighted_mean(np.where(valid, inside, np.nan), w)
+    inside = ((truth.values >= lo) & (truth.values <= hi)).astype(np.float64)
+    score = truth.copy(data=inside).where(~_invalid(ens, truth))
+    return _mean(score, truth, dim, weights).rename("coverage")
 
 
 def gaussian_coverage(
-    mean: xr.DataArray, std: xr.DataArray, truth: xr.DataArray, level: float = 0.9
-) -> float:
-    """Area-weighted fraction of points with |truth − mean| ≤ Φ⁻¹((1 + level)/2) · std."""
-    _check_level(level)
-    mu, sigma, y, w = _gaussian_triple(mean, std, truth, spatial=True)
-    z = ndtri((1.0 + level) / 2.0)
-    ok = np.isfinite(mu) & np.isfinite(sigma) & np.isfinite(y)
-    inside = (np.abs(y - mu) <= z * sigma).astype(np.float64)
-    return _weighted_mean(np.where(ok, inside, np.nan), w)
-
-
-# --------------------------------------------------------------------------- stations
-
-
-def bilinear_stencil(
-    grid_lat: np.ndarray,
-    grid_lon: np.ndarray,
-    lat: np.ndarray,
-    lon: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear interpolation weights of points on a rectilinear (lat, lon) grid.
-
-    For a point in the cell [φ_i, φ_{i+1}] × [λ_j, λ_{j+1}] with fractions
-    s = (φ − φ_i)/(φ_{i+1} − φ_i) and t = (λ − λ_j)/(λ_{j+1} − λ_j), the value is
-    (1−s)(1−t) u_{i,j} + (1−s) t u_{i,j+1} + s (1−t) u_{i+1,j} + s t u_{i+1,j+1}.
-
-    Args:
-        grid_lat, grid_lon: strictly ascending 1-D coordinates (degrees), ≥ 2 each.
-        lat, lon: 1-D point coordinates (degrees), the same length n.
-
-    Returns:
-        ``(index, weight)``, both (n, 4): flat indices ``i * n_lon + j`` into the
-        row-major (lat, lon) grid and their weights (summing to 1 per point).
-
-    Raises:
-        ValueError: a point outside the grid's range, naming its index and coordinates.
-    """
-    glat = np.asarray(grid_lat, dtype=np.float64)
-    glon = np.asarray(grid_lon, dtype=np.float64)
-    lat = np.atleast_1d(np.asarray(lat, dtype=np.float64))
-    lon = np.atleast_1d(np.asarray(lon, dtype=np.float64))
-    for name, g in ((LAT, glat), (LON, glon)):
-        if g.ndim != 1 or g.size < 2 or np.any(np.diff(g) <= 0):
-            raise ValueError(f"grid {name} must be 1-D, strictly ascending, with ≥ 2 values")
-    if lat.shape != lon.shape or lat.ndim != 1:
-        raise ValueError(
-            f"station lat and lon must be 1-D of one length, got {lat.shape}, {lon.shape}"
-        )
-    outside = (
-        ~np.isfinite(lat)
-        | ~np.isfinite(lon)
-        | (lat < glat[0] - _EDGE_ATOL)
-        | (lat > glat[-1] + _EDGE_ATOL)
-        | (lon < glon[0] - _EDGE_ATOL)
-        | (lon > glon[-1] + _EDGE_ATOL)
-    )
-    if outside.any():
-        bad = np.flatnonzero(outside)
-        listed = ", ".join(f"station {k} at ({lat[k]:g}, {lon[k]:g})" for k in bad[:5])
-        more = f" and {bad.size - 5} more" if bad.size > 5 else ""
-        raise ValueError(
-            f"{listed}{more} outside the grid (lat {glat[0]:g}..{glat[-1]:g}, "
-            f"lon {glon[0]:g}..{glon[-1]:g})"
-        )
-    i = np.clip(np.searchsorted(glat, lat, side="right") - 1, 0, glat.size - 2)
-    j = np.clip(np.searchsorted(glon, lon, side="right") - 1, 0, glon.size - 2)
-    s = np.clip((lat - glat[i]) / (glat[i + 1] - glat[i]), 0.0, 1.0)
-    t = np.clip((lon - glon[j]) / (glon[j + 1] - glon[j]), 0.0, 1.0)
-    n_lon = glon.size
-    index = np.stack(
-        [i * n_lon + j, i * n_lon + j + 1, (i + 1) * n_lon + j, (i + 1) * n_lon + j + 1], axis=1
-    )
-    weight = np.stack([(1 - s) * (1 - t), (1 - s) * t, s * (1 - t), s * t], axis=1)
-    return index, weight
-
-
-def station_values(
-    field: xr.DataArray,
-    lat: Sequence[float] | np.ndarray,
-    lon: Sequence[float] | np.ndarray,
-    station: Sequence[Hashable] | np.ndarray | None = None,
+    mean: xr.DataArray,
+    std: xr.DataArray,
+    truth: xr.DataArray,
+    level: float = 0.9,
+    dim: Dims = None,
+    weights: xr.DataArray | None = None,
 ) -> xr.DataArray:
-    """Bilinear samples of a (..., lat, lon) field at stations: (..., station).
-
-    Corners with zero weight do not contribute (a NaN there does not spread to a station
-    on a node or an edge). The result carries ``station_lat``/``station_lon`` coordinates
-    and, when ``station`` (names or ids) is given, a ``station`` coordinate.
-
-    Raises:
-        ValueError: a station outside the grid (named by index, see
-            :func:`bilinear_stencil`) or a field without ``lat``/``lon``.
-    """
-    field = _as_dataarray(field, "field")
-    _require_dims(field, (LAT, LON), "field")
-    index, weight = bilinear_stencil(field[LAT].values, field[LON].values, lat, lon)
-    lead = [d for d in field.dims if d not in (LAT, LON)]
-    values = field.transpose(*lead, LAT, LON).values
-    flat = values.reshape(*values.shape[:-2], -1)
-    corners = flat[..., index]  # (..., station, 4)
-    sampled = np.sum(np.where(weight > 0, corners * weight, 0.0), axis=-1)
-    coords = {d: field[d] for d in lead if d in field.coords}
-    coords["station_lat"] = (STATION, np.asarray(lat, dtype=np.float64).ravel())
-    coords["station_lon"] = (STATION, np.asarray(lon, dtype=np.float64).ravel())
-    if station is not None:
-        coords[STATION] = (STATION, np.asarray(station))
-    return xr.DataArray(
-        sampled, dims=(*lead, STATION), coords=coords, name=field.name, attrs=dict(field.attrs)
-    )
-
-
-def point_rmse(prediction: xr.DataArray, truth: xr.DataArray) -> float:
-    """RMSE over dim ``station`` (and the rest), unweighted: √mean((prediction − truth)²)."""
-    p, t, w = _pair(prediction, truth, names=("prediction", "truth"), spatial=False)
-    return float(np.sqrt(_weighted_mean((p - t) ** 2, w)))
-
-
-def point_fair_crps(ensemble: xr.DataArray, truth: xr.DataArray) -> float:
-    """Mean fair ensemble CRPS over dim ``station`` (and the rest), unweighted."""
-    f, t, w, valid = _ensemble_pair(
-        ensemble, truth, names=("ensemble", "truth"), spatial=False, min_members=2
-    )
-    return _weighted_mean(_fair_crps_values(f, t, valid), w)
-
-
-def point_gaussian_crps(mean: xr.DataArray, std: xr.DataArray, truth: xr.DataArray) -> float:
-    """Mean Gaussian CRPS over dim ``station`` (and the rest), unweighted."""
-    mu, sigma, y, w = _gaussian_triple(mean, std, truth, spatial=False)
-    return _weighted_mean(_gaussian_crps_values(mu, sigma, y), w)
+    """Fraction of points with |truth − mean| ≤ Φ⁻¹((1 + level)/2) · std, over ``dim``."""
+    _check_level(level)
+    mu = _matched(mean, truth, "mean", "truth", member=False)
+    sigma = _matched(std, truth, "std", "truth", member=False)
+    z = ndtri((1.0 + level) / 2.0)
+    inside = (np.abs(truth - mu) <= z * sigma).astype(np.float64)
+    ok = np.isfinite(mu) & np.isfinite(sigma) & np.isfinite(truth)
+    return _mean(inside.where(ok), truth, dim, weights).rename("coverage")
 
 
 # --------------------------------------------------------------------------- coarse input
@@ -541,16 +428,18 @@ def coarse_consistency(
     coarse: xr.DataArray,
     factor: int | tuple[int, int],
     noise_std: float,
-) -> float:
+    dim: Dims = None,
+) -> xr.DataArray:
     """RMS of coarse_grain(prediction, factor) − coarse, divided by ``noise_std``.
 
     Args:
         prediction: ([member,] ..., lat, lon) on the fine grid; members are averaged
-            over like any other dim (each member is checked, not the mean).
+            over like any reduced dim (each member is checked, not the mean).
         coarse: (..., lat, lon) on the grid ``coarse_grain(prediction, factor)`` gives
             (trailing incomplete blocks trimmed); coordinates must match to 1e-6°.
         factor: the coarse-graining factor (int or (f_lat, f_lon)).
         noise_std: the standard deviation of the noise on ``coarse`` (> 0, its units).
+        dim: the coarse field's dims to reduce (default all; members always).
 
     Returns:
         √⟨(A x̂ − y)²⟩ / noise_std, weighted by the coarse cells' areas.
@@ -559,7 +448,8 @@ def coarse_consistency(
         raise ValueError(f"noise_std must be positive, got {noise_std!r}")
     prediction = _as_dataarray(prediction, "prediction")
     coarse = _as_dataarray(coarse, "coarse")
-    _require_dims(prediction, (LAT, LON), "prediction")
+    if LAT not in prediction.dims or LON not in prediction.dims:
+        raise ValueError(f"prediction needs dims {LAT!r} and {LON!r} (has {prediction.dims})")
     projected = coarse_grain(prediction, factor)
     for d in (LAT, LON):
         if coarse.sizes.get(d) != projected.sizes[d] or not _same_coord(projected[d], coarse[d]):
@@ -568,17 +458,13 @@ def coarse_consistency(
                 f"(factor {factor}): {coarse.sizes.get(d)} vs {projected.sizes[d]} values, "
                 f"{projected[d].values[:3]}... expected"
             )
-    order = _layout(coarse, spatial=True)
-    _check_matching(projected, coarse, "prediction", "coarse", member=True)
-    y = coarse.transpose(*order).values.astype(np.float64)
-    weights = np.broadcast_to(lat_weights(projected).values[:, None], y.shape)
-    if MEMBER in projected.dims:
-        x = projected.transpose(*order, MEMBER).values.astype(np.float64)
-        sq = (x - y[..., None]) ** 2
-        weights = np.broadcast_to(weights[..., None], sq.shape)
-    else:
-        sq = (projected.transpose(*order).values.astype(np.float64) - y) ** 2
-    return float(np.sqrt(_weighted_mean(sq, weights)) / noise_std)
+    projected = _matched(projected, coarse, "prediction", "coarse", member=True)
+    sq = (projected - coarse) ** 2
+    weights = lat_weights(projected) if LAT in _reduced_dims(coarse, dim) else None
+    dims = _reduced_dims(coarse, dim) + ([MEMBER] if MEMBER in sq.dims else [])
+    sq = sq.where(np.isfinite(sq))
+    mean = sq.weighted(weights).mean(dims) if weights is not None else sq.mean(dims)
+    return (np.sqrt(mean) / noise_std).rename("coarse_consistency")
 
 
 # --------------------------------------------------------------------------- spectra
@@ -604,9 +490,22 @@ def _window(n: int, window: str | None, tukey_alpha: float) -> np.ndarray:
     raise ValueError(f"window must be 'hann', 'tukey' or None, got {window!r}")
 
 
+def _radial_bins(
+    n_lat: int, n_lon: int, dlat: float, dlon: float, bin_width: float | None
+) -> tuple[np.ndarray, int, float]:
+    """The bin of every FFT mode (row-major), the number of bins and their width."""
+    dk = bin_width if bin_width is not None else 1.0 / max(n_lat * dlat, n_lon * dlon)
+    if not dk > 0:
+        raise ValueError(f"bin_width must be positive, got {bin_width!r}")
+    k = np.hypot(np.fft.fftfreq(n_lat, d=dlat)[:, None], np.fft.fftfreq(n_lon, d=dlon)[None, :])
+    n_bins = int(np.floor(min(0.5 / dlat, 0.5 / dlon) / dk + 1e-9))
+    return np.rint(k / dk).astype(np.int64).ravel(), n_bins, dk
+
+
 def power_spectrum(
     field: xr.DataArray,
     *,
+    dim: Dims = None,
     window: str | None = "hann",
     tukey_alpha: float = 0.5,
     bin_width: float | None = None,
@@ -614,85 +513,92 @@ def power_spectrum(
     """Radially averaged 2-D power spectral density on wavenumber |k| (module doc).
 
     Args:
-        field: (..., lat, lon) on a regular grid (≥ 4 points per axis); every leading
-            dim is averaged over; 2-D fields with any non-finite value are skipped.
+        field: (..., lat, lon) on a regular grid (≥ 4 points per axis); 2-D fields with
+            any non-finite value are left out.
+        dim: the leading dims averaged over (default: all of them); the others are kept.
         window: ``"hann"`` (default), ``"tukey"`` (with ``tukey_alpha``) or ``None``.
         bin_width: Δk in cycles/degree; default 1 / max(n_lat Δlat, n_lon Δlon).
 
     Returns:
-        DataArray ``power`` on dim ``wavenumber`` (cycles/degree) with coordinate
-        ``wavelength`` (degrees), in (field units)² deg²; attrs record the bin width and
-        the number of fields averaged.
+        DataArray ``power`` on (kept dims..., ``wavenumber``) (cycles/degree) with
+        coordinate ``wavelength`` (degrees), in (field units)² deg²; attrs record the
+        bin width and the number of fields averaged.
     """
     field = _as_dataarray(field, "field")
-    _require_dims(field, (LAT, LON), "field")
+    if LAT not in field.dims or LON not in field.dims:
+        raise ValueError(f"field needs dims {LAT!r} and {LON!r} (has {field.dims})")
     dlat = _regular_spacing(field[LAT].values, LAT)
     dlon = _regular_spacing(field[LON].values, LON)
     n_lat, n_lon = field.sizes[LAT], field.sizes[LON]
     lead = [d for d in field.dims if d not in (LAT, LON)]
-    x = field.transpose(*lead, LAT, LON).values.astype(np.float64).reshape(-1, n_lat, n_lon)
-    x = x[np.isfinite(x).all(axis=(1, 2))]
-    if x.shape[0] == 0:
+    averaged = lead if dim is None else [d for d in _reduced_dims(field, dim) if d in lead]
+    kept = [d for d in lead if d not in averaged]
+    x = field.transpose(*kept, *averaged, LAT, LON).values.astype(np.float64)
+    kept_shape = x.shape[: len(kept)]
+    x = x.reshape(int(np.prod(kept_shape)), -1, n_lat, n_lon)
+    finite = np.isfinite(x).all(axis=(2, 3))
+    if not finite.any():
         raise ValueError("power_spectrum: every field contains non-finite values")
-    x = x - x.mean(axis=(1, 2), keepdims=True)
+    x = np.where(finite[..., None, None], x, 0.0)
+    x = x - x.mean(axis=(2, 3), keepdims=True)
     w = np.outer(_window(n_lat, window, tukey_alpha), _window(n_lon, window, tukey_alpha))
     psd = np.abs(np.fft.fft2(x * w)) ** 2 * (dlat * dlon / np.sum(w**2))
-    psd = psd.mean(axis=0)
-
-    dk = bin_width if bin_width is not None else 1.0 / max(n_lat * dlat, n_lon * dlon)
-    if not dk > 0:
-        raise ValueError(f"bin_width must be positive, got {bin_width!r}")
-    k_lat = np.fft.fftfreq(n_lat, d=dlat)
-    k_lon = np.fft.fftfreq(n_lon, d=dlon)
-    k = np.hypot(k_lat[:, None], k_lon[None, :])
-    n_bins = int(np.floor(min(0.5 / dlat, 0.5 / dlon) / dk + 1e-9))
-    b = np.rint(k / dk).astype(np.int64).ravel()
+    with np.errstate(invalid="ignore"):
+        psd = np.sum(psd * finite[..., None, None], axis=1) / finite.sum(axis=1)[:, None, None]
+    b, n_bins, dk = _radial_bins(n_lat, n_lon, dlat, dlon, bin_width)
     keep = (b >= 1) & (b <= n_bins)
     counts = np.bincount(b[keep], minlength=n_bins + 1)
-    sums = np.bincount(b[keep], weights=psd.ravel()[keep], minlength=n_bins + 1)
+    flat = psd.reshape(psd.shape[0], -1)[:, keep]
+    sums = np.stack([np.bincount(b[keep], weights=row, minlength=n_bins + 1) for row in flat])
     filled = np.flatnonzero(counts > 0)
     filled = filled[filled >= 1]
     wavenumber = filled * dk
     units = field.attrs.get("units")
+    values = (sums[:, filled] / counts[filled]).reshape(*kept_shape, filled.size)
+    coords = {d: field[d] for d in kept if d in field.coords}
+    coords[WAVENUMBER] = (WAVENUMBER, wavenumber, {"units": "cycles/degree"})
+    coords["wavelength"] = (WAVENUMBER, 1.0 / wavenumber, {"units": "degrees"})
     return xr.DataArray(
-        sums[filled] / counts[filled],
-        dims=(WAVENUMBER,),
-        coords={
-            WAVENUMBER: (WAVENUMBER, wavenumber, {"units": "cycles/degree"}),
-            "wavelength": (WAVENUMBER, 1.0 / wavenumber, {"units": "degrees"}),
-        },
+        values,
+        dims=(*kept, WAVENUMBER),
+        coords=coords,
         name="power",
         attrs={
             "long_name": "radially averaged power spectral density",
             "units": f"({units})**2 deg**2" if units else "deg**2 (field units squared)",
             "bin_width": dk,
-            "n_fields": int(x.shape[0]),
+            "n_fields": int(finite.sum()),
             "window": str(window),
         },
     )
 
 
-def _as_spectrum(x: xr.DataArray, name: str) -> xr.DataArray:
+def _as_spectrum(x: xr.DataArray, name: str, dim: Dims) -> xr.DataArray:
     x = _as_dataarray(x, name)
-    return x if WAVENUMBER in x.dims else power_spectrum(x)
+    return x if WAVENUMBER in x.dims else power_spectrum(x, dim=dim)
 
 
 def spectrum_ratio(
-    prediction: xr.DataArray, truth: xr.DataArray, kmin: float | None = None
-) -> float:
+    prediction: xr.DataArray,
+    truth: xr.DataArray,
+    kmin: float | None = None,
+    dim: Dims = None,
+) -> xr.DataArray:
     """Mean over shared wavenumber bins above ``kmin`` of P_prediction / P_truth.
 
     Args:
         prediction, truth: fields (..., lat, lon) (their spectra are computed with
-            :func:`power_spectrum` defaults) or spectra on ``wavenumber``.
+            :func:`power_spectrum` over ``dim``; members are averaged like any leading
+            dim) or spectra on ``wavenumber``.
         kmin: cycles/degree; default half the largest wavenumber the two share (the top
             half of the shared range). Bins strictly above ``kmin`` are used.
+        dim: the leading dims the spectra average over (default all).
 
     Raises:
         ValueError: no shared bin above ``kmin`` with positive truth power.
     """
-    p = _as_spectrum(prediction, "prediction")
-    t = _as_spectrum(truth, "truth")
+    p = _as_spectrum(prediction, "prediction", dim)
+    t = _as_spectrum(truth, "truth", dim)
     kp, kt = p[WAVENUMBER].values, t[WAVENUMBER].values
     match = np.isclose(kp[:, None], kt[None, :], rtol=1e-6, atol=0.0)
     ip, it = np.nonzero(match)
@@ -700,14 +606,16 @@ def spectrum_ratio(
         raise ValueError("the two spectra share no wavenumber bin (different bin widths?)")
     k = kt[it]
     threshold = 0.5 * k.max() if kmin is None else float(kmin)
-    pv, tv = p.values[ip], t.values[it]
-    use = (k > threshold) & (tv > 0) & np.isfinite(pv) & np.isfinite(tv)
-    if not use.any():
+    pv = p.isel({WAVENUMBER: ip}).drop_vars(["wavelength", WAVENUMBER])
+    tv = t.isel({WAVENUMBER: it}).drop_vars(["wavelength", WAVENUMBER])
+    use = xr.DataArray(k > threshold, dims=WAVENUMBER)
+    ratio = (pv / tv).where(use & (tv > 0) & np.isfinite(pv) & np.isfinite(tv))
+    if not bool(ratio.notnull().any()):
         raise ValueError(f"no shared wavenumber bin above kmin = {threshold:g} cycles/degree")
-    return float(np.mean(pv[use] / tv[use]))
+    return ratio.mean(WAVENUMBER).rename("spectrum_ratio")
 
 
-# ----------------------------------------------------------------- paired bootstrap
+# ----------------------------------------------------------------- block bootstrap
 
 
 def block_bootstrap(
@@ -717,14 +625,15 @@ def block_bootstrap(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
-) -> tuple[float, float, float]:
+) -> tuple[float, float | None, float | None]:
     """``statistic(*series)`` with a moving-block bootstrap interval over time.
 
     ``series`` are per-time arrays of one length T ≥ 2 (e.g. per-time scores); each
     resample draws blocks of ``block`` consecutive times (a day at 6-hourly steps) with
     replacement (Künsch 1989), the same times for every series, so serial correlation
     and the pairing are kept. The interval is the percentile interval of ``n_boot``
-    resamples, seeded.
+    resamples, seeded. With fewer than :data:`MIN_BLOCKS` blocks (⌈T / block⌉) the
+    resamples are too few to say anything: the interval is unavailable (None, None).
 
     Returns:
         (statistic on all times, low, high).
@@ -738,16 +647,19 @@ def block_bootstrap(
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     block = max(1, min(int(block), size))
+    value = float(statistic(*arrays))
+    n_blocks = -(-size // block)
+    if n_blocks < MIN_BLOCKS:
+        return value, None, None
     rng = np.random.default_rng(seed)
     starts = np.arange(size - block + 1)
-    n_blocks = -(-size // block)
     draws = np.empty(n_boot)
     for i in range(n_boot):
         idx = (rng.choice(starts, n_blocks)[:, None] + np.arange(block)[None, :]).ravel()[:size]
         draws[i] = statistic(*(x[idx] for x in arrays))
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(draws, [tail, 100 - tail])
-    return float(statistic(*arrays)), float(low), float(high)
+    return value, float(low), float(high)
 
 
 def paired_block_bootstrap(
@@ -759,13 +671,14 @@ def paired_block_bootstrap(
     level: float = 0.95,
     root: bool = False,
     seed: int = 0,
-) -> tuple[float, float, float]:
+) -> tuple[float, float | None, float | None]:
     """Difference of mean scores, A − B, with a moving-block bootstrap interval over time.
 
     ``score_a``/``score_b`` are per-time scores (shape (T,)) of two methods on the same
     times (e.g. area-weighted squared errors, or CRPS). The statistic is
     mean(a) − mean(b), or sqrt(mean(a)) − sqrt(mean(b)) with ``root=True`` (RMSE from
-    squared errors); the interval is :func:`block_bootstrap`'s.
+    squared errors); the interval is :func:`block_bootstrap`'s (None without enough
+    blocks).
 
     Returns:
         (difference, low, high).
@@ -792,14 +705,16 @@ def spread_skill_interval(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
-) -> tuple[float, float, float]:
+    weights: xr.DataArray | None = None,
+) -> tuple[float, float | None, float | None]:
     """:func:`spread_skill` with a moving-block bootstrap interval over ``dim``.
 
-    Per time τ the area-weighted sums S_τ = Σ w s² (member variance) and
+    Per time τ the weighted sums S_τ = Σ w s² (member variance) and
     E_τ = Σ w (ensemble mean − truth)² are kept; a resample R of the times gives
     √((M+1)/M · Σ_R S_τ / Σ_R E_τ), so on all times it equals :func:`spread_skill` when
     every time has the same valid points. Blocks of ``block`` consecutive times keep the
-    serial correlation (:func:`block_bootstrap`).
+    serial correlation (:func:`block_bootstrap`; no interval with fewer than
+    :data:`MIN_BLOCKS` blocks).
 
     Returns:
         (ratio on all times, low, high).
@@ -808,17 +723,17 @@ def spread_skill_interval(
     truth = _as_dataarray(truth, "truth")
     if dim not in truth.dims or dim not in ensemble.dims:
         raise ValueError(f"spread_skill_interval: ensemble and truth need the dim {dim!r}")
-    f, t, w, valid = _ensemble_pair(
-        ensemble.transpose(dim, ...),
-        truth.transpose(dim, ...),
-        names=("ensemble", "truth"),
-        spatial=True,
-        min_members=2,
-    )
-    m = f.shape[-1]
-    axes = tuple(range(1, t.ndim))
-    spread = np.sum(np.where(valid, w * f.var(axis=-1, ddof=1), 0.0), axis=axes)
-    error = np.sum(np.where(valid, w * (f.mean(axis=-1) - t) ** 2, 0.0), axis=axes)
+    ens = _matched(ensemble, truth, "ensemble", "truth", member=True)
+    m = _members(ens, "ensemble", 2)
+    invalid = _invalid(ens, truth)
+    var = ens.var(MEMBER, ddof=1, skipna=False).where(~invalid)
+    sq_err = ((ens.mean(MEMBER, skipna=False) - truth) ** 2).where(~invalid)
+    others = [d for d in truth.dims if d != dim]
+    if weights is None and LAT in others:
+        weights = lat_weights(truth)
+    w = (xr.ones_like(truth) if weights is None else weights.broadcast_like(truth)).where(~invalid)
+    spread = (w * var).sum(others).transpose(dim).values
+    error = (w * sq_err).sum(others).transpose(dim).values
 
     def ratio(s: np.ndarray, e: np.ndarray) -> float:
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -275,7 +275,8 @@ def _describe(typ) -> str:
     if origin is Literal:
         return "one of " + ", ".join(map(repr, args))
     if origin in (list, tuple):
-        return f"a list of {_describe(args[0])}"
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+        return f"a list of {plural.get(args[0], _describe(args[0]))}"
     if origin is dict:
         return "a mapping"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(

@@ -1,22 +1,45 @@
-"""``hdm evaluate functional``: generated curves against the real held-out curves.
+"""``hdm evaluate``: samples and ensembles against the truth, read → score → plot.
 
+``hdm evaluate functional``: generated curves against the real held-out curves.
 Generated curves are compared with the dataset's *test* split; the dataset's *valid*
 split (real curves never trained on) gives the real-vs-real floors and the null
 calibration of the power test (see :mod:`hdm.metrics.two_sample`). Curves sampled on
 another grid than the dataset's are linearly interpolated onto the dataset's points.
+
+``hdm evaluate downscale``: :func:`read_downscale` reads a prediction store (its members
+and the inputs stored with them) and the truth; :func:`kriging_baseline` and
+:func:`score_downscale` compute every score of :mod:`hdm.metrics.probabilistic` for the
+ensemble, interpolation and kriging; :func:`plot_downscale_scores` draws them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from hdm.data.open import open_fields
+from hdm.data.regrid import interpolate_coarse, values_at_points
+from hdm.data.schema import lat_weights
+from hdm.data.stores import open_store
+from hdm.domains.atmosphere import open_split, training_spec
 from hdm.domains.functional import curves, load_functional
+from hdm.domains.stations import first_occurrences, parse_ids, read_stations, stations_by_id
+from hdm.hilbert.checkpoints import load_checkpoint
+from hdm.metrics import baselines as bl
+from hdm.metrics import probabilistic as pm
 from hdm.metrics.two_sample import functional_report
+from hdm.plotting import (
+    plot_functions,
+    plot_rank_histogram,
+    plot_spectra,
+    plot_spread_skill,
+    spread_skill_bins,
+)
 
 
 def open_samples(path: str | Path) -> xr.Dataset:
@@ -85,8 +108,6 @@ def evaluate_functional(
 
 def plot_functional(dataset: str, samples_path: str | Path, png: str | Path) -> Path:
     """Generated curves (a samples file) against the dataset's real test curves, as PNG."""
-    from hdm.plotting import plot_functions
-
     samples = open_samples(samples_path)
     ds = load_functional(dataset, seed=int(samples.attrs.get("data_seed", 0)))
     generated, _ = on_dataset_grid(samples["y"], ds["x"].values)
@@ -105,8 +126,6 @@ def plot_functional(dataset: str, samples_path: str | Path, png: str | Path) -> 
 
 def open_prediction(path: str | Path) -> xr.Dataset:
     """A store written by ``hdm downscale`` (zarr or netCDF), with its variable named."""
-    from hdm.data.stores import open_store
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"prediction store {path} does not exist")
@@ -125,8 +144,6 @@ def _heldout_stations(spec: str | None):
     """Held-out station coordinates: IGRA2 ids (comma-separated) or a CSV table."""
     if not spec:
         return None
-    from hdm.domains.stations import first_occurrences, parse_ids, read_stations, stations_by_id
-
     if Path(spec).suffix.lower() == ".csv" or Path(spec).exists():
         obs = read_stations(spec)
         first = first_occurrences(obs["id"].values)
@@ -145,9 +162,6 @@ def _heldout_stations(spec: str | None):
 
 def _training_fields(prediction: xr.Dataset, variable: str, checkpoint: str | None):
     """The model's training period (for the kriging kernel), from its checkpoint."""
-    from hdm.domains.atmosphere import open_split, training_spec
-    from hdm.hilbert.checkpoints import load_checkpoint
-
     path = Path(checkpoint or prediction.attrs.get("checkpoint", ""))
     if not path.is_file():
         raise FileNotFoundError(
@@ -165,6 +179,271 @@ def _hours_between(times: np.ndarray) -> float:
     return float(np.median(np.diff(times.astype("datetime64[s]").astype(np.int64))) / 3600)
 
 
+@dataclass
+class DownscaleEvaluation:
+    """What the scores of a downscaled ensemble are computed from (:func:`read_downscale`).
+
+    ``truth`` is on its own grid, ``truth_on_pred`` on the prediction's (interpolated
+    when the prediction is finer: zero-shot super-resolution). ``coarse`` is the stored
+    conditioning field on (time, lat, lon) of the coarse grid; ``stations`` the stored
+    conditioning stations as (ids, lat, lon, values (time, station)) or None.
+    """
+
+    prediction: xr.Dataset
+    variable: str
+    truth: xr.DataArray
+    truth_on_pred: xr.DataArray
+    coarse: xr.DataArray | None
+    factor: int | None
+    stations: tuple | None
+
+    @property
+    def ensemble(self) -> xr.DataArray:
+        return self.prediction[self.variable]
+
+    @property
+    def mean(self) -> xr.DataArray:
+        return self.prediction[f"{self.variable}_mean"]
+
+    @property
+    def same_grid(self) -> bool:
+        return all(self.truth.sizes[d] == self.prediction.sizes[d] for d in ("lat", "lon"))
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.prediction["time"].values
+
+
+def _stored_stations(pred: xr.Dataset, times: np.ndarray) -> tuple | None:
+    """The conditioning stations stored with a prediction, as (ids, lat, lon, values)."""
+    if "station_obs" not in pred:
+        return None
+    obs = pred["station_obs"]
+    ids = obs["obs_id"].values.astype(str)
+    order = first_occurrences(ids)
+    unique = ids[order]
+    table = np.full((len(times), len(unique)), np.nan)
+    column = {s: k for k, s in enumerate(unique)}
+    row = {t: i for i, t in enumerate(times.astype("datetime64[ns]"))}
+    for k in range(obs.sizes["obs"]):
+        i = row.get(obs["obs_time"].values[k].astype("datetime64[ns]"))
+        if i is not None:
+            table[i, column[ids[k]]] = float(obs.values[k])
+    values = xr.DataArray(table, dims=("time", "station"), coords={"time": times})
+    return unique, obs["obs_lat"].values[order], obs["obs_lon"].values[order], values
+
+
+def read_downscale(prediction: str | Path, truth: str | Path) -> DownscaleEvaluation:
+    """Read a prediction store, its stored inputs and the truth at its times."""
+    pred = open_prediction(prediction)
+    var = pred.attrs["hdm_variable"]
+    times = pred["time"].values
+    truth_da = open_fields(truth, var)[var].sel(time=times).load()
+    if truth_da.sizes["time"] != len(times):
+        raise ValueError(f"the truth {truth} lacks some of the prediction's times")
+    same = all(truth_da.sizes[d] == pred.sizes[d] for d in ("lat", "lon"))
+    on_pred = truth_da if same else truth_da.interp(lat=pred.lat, lon=pred.lon)
+    on_pred = on_pred.assign_coords(lat=pred.lat, lon=pred.lon)
+    coarse = factor = None
+    if f"{var}_coarse" in pred:
+        coarse = pred[f"{var}_coarse"].rename({"coarse_lat": "lat", "coarse_lon": "lon"})
+        if "coarse_lat_weight" in coarse.coords:
+            coarse = coarse.rename({"coarse_lat_weight": "lat_weight"})
+        step = np.diff(coarse.lat.values).mean() / np.diff(truth_da.lat.values).mean()
+        factor = round(float(step))
+    stations = _stored_stations(pred, times)
+    return DownscaleEvaluation(pred, var, truth_da, on_pred, coarse, factor, stations)
+
+
+def kriging_baseline(ev: DownscaleEvaluation, checkpoint: str | None, seed: int = 0) -> dict:
+    """Kriging of the stored inputs on the truth's grid, with a Matérn-1.5 kernel fitted
+    on the model's training period: ``{"mean", "std", "kernel"}``."""
+    kernel = bl.fit_kernel(_training_fields(ev.prediction, ev.variable, checkpoint), seed=seed)
+    st_lat = st_lon = st_vals = None
+    station_noise = None
+    if ev.stations is not None:
+        _, st_lat, st_lon, st_vals = ev.stations
+        station_noise = float(ev.prediction.attrs.get("station_noise_std", 0.5))
+    krig = bl.kriging_downscale(
+        kernel,
+        ev.coarse,
+        ev.truth.lat.values,
+        ev.truth.lon.values,
+        ev.factor,
+        st_lat,
+        st_lon,
+        st_vals,
+        noise_std_coarse=float(ev.prediction.attrs.get("coarse_noise_std", 0.1)),
+        noise_std_station=station_noise,
+    )
+    return {"mean": krig["mean"], "std": krig["std"], "kernel": kernel}
+
+
+def _ensemble_scores(ev: DownscaleEvaluation, seed: int) -> dict:
+    """The ensemble's own scores, with a bootstrap interval of the spread–skill ratio."""
+    ens, mean, truth = ev.ensemble, ev.mean, ev.truth_on_pred
+    report = {
+        "rmse": float(pm.rmse(mean, truth)),
+        "mae": float(pm.mae(mean, truth)),
+        "bias": float(pm.bias(mean, truth)),
+        "crps": float(pm.fair_crps(ens, truth)),
+        "spread_skill": float(pm.spread_skill(ens, truth)),
+        "coverage50": float(pm.coverage(ens, truth, 0.5)),
+        "coverage90": float(pm.coverage(ens, truth, 0.9)),
+        "rank_histogram": pm.rank_histogram(ens, truth, seed=seed).values.tolist(),
+        "spectrum_ratio": float(pm.spectrum_ratio(ens, truth)),
+    }
+    if len(ev.times) >= 2:
+        # moving blocks of one day for the bootstrap intervals over time
+        block = max(1, round(24 / max(1.0, _hours_between(ev.times))))
+        _, low, high = pm.spread_skill_interval(ens, truth, block=block, seed=seed)
+        report["spread_skill_ci95"] = None if low is None else [low, high]
+    return report
+
+
+def _baseline_scores(ev: DownscaleEvaluation, krig: dict, seed: int) -> dict:
+    """Interpolation and kriging scores on the truth's grid, and the paired differences
+    of the ensemble against kriging (moving-block intervals of one day)."""
+    truth = ev.truth
+    report = {}
+    for method in ("bilinear", "bicubic"):
+        interp = interpolate_coarse(ev.coarse, truth, method=method)
+        report[f"rmse_{method}"] = float(pm.rmse(interp, truth))
+    bicubic = interpolate_coarse(ev.coarse, truth, method="bicubic")
+    report["spectrum_ratio_bicubic"] = float(pm.spectrum_ratio(bicubic, truth))
+    k_mean, k_std = krig["mean"], krig["std"]
+    report["rmse_kriging"] = float(pm.rmse(k_mean, truth))
+    report["crps_kriging"] = float(pm.gaussian_crps(k_mean, k_std, truth))
+    report["coverage90_kriging"] = float(pm.gaussian_coverage(k_mean, k_std, truth, 0.9))
+    report["spectrum_ratio_kriging"] = float(pm.spectrum_ratio(k_mean, truth))
+    kernel = krig["kernel"]
+    report["kriging_kernel"] = {
+        "kind": kernel.kind,
+        "nu": kernel.nu,
+        "lengthscale_deg": float(kernel.lengthscale),
+        "variance": float(kernel.variance),
+    }
+    if ev.same_grid:
+        report["coarse_consistency"] = float(
+            pm.coarse_consistency(
+                ev.mean, ev.coarse, ev.factor, float(ev.prediction.attrs.get("coarse_noise_std"))
+            )
+        )
+    if ev.same_grid and len(ev.times) >= 2:
+        space = ["lat", "lon"]
+        block = max(1, round(24 / max(1.0, _hours_between(ev.times))))
+        pairs = {
+            "rmse_minus_kriging": (
+                pm.rmse(ev.mean, truth, dim=space) ** 2,
+                pm.rmse(k_mean, truth, dim=space) ** 2,
+                True,
+            ),
+            "crps_minus_kriging": (
+                pm.fair_crps(ev.ensemble, truth, dim=space),
+                pm.gaussian_crps(k_mean, k_std, truth, dim=space),
+                False,
+            ),
+        }
+        for key, (a, b, root) in pairs.items():
+            d, lo, hi = pm.paired_block_bootstrap(
+                a.values, b.values, block=block, root=root, seed=seed
+            )
+            report[key] = {"diff": d, "ci95": None if lo is None else [lo, hi], "block": block}
+    return report
+
+
+def _heldout_scores(ev: DownscaleEvaluation, krig: dict | None, heldout: str | None) -> dict:
+    """RMSE and CRPS at stations never conditioned on (of the ensemble and kriging)."""
+    held = _heldout_stations(heldout)
+    if held is None:
+        return {}
+    ids, lat, lon = held
+    used = set(str(ev.prediction.attrs.get("stations", "")).split(","))
+    overlap = sorted(set(ids) & used)
+    if overlap:
+        raise ValueError(f"held-out station(s) {overlap} were used for conditioning")
+
+    def at(field):
+        return values_at_points(field, lat, lon, ids)
+
+    truth = at(ev.truth)
+    report = {
+        "heldout_stations": list(ids),
+        "heldout_rmse": float(pm.rmse(at(ev.mean), truth)),
+        "heldout_crps": float(pm.fair_crps(at(ev.ensemble), truth)),
+    }
+    if krig is not None:
+        report["heldout_rmse_kriging"] = float(pm.rmse(at(krig["mean"]), truth))
+        report["heldout_crps_kriging"] = float(
+            pm.gaussian_crps(at(krig["mean"]), at(krig["std"]), truth)
+        )
+    return report
+
+
+def score_downscale(
+    ev: DownscaleEvaluation, krig: dict | None, heldout: str | None = None, seed: int = 0
+) -> dict:
+    """Every score of an ensemble and its baselines (SCIENCE.md §5) as a JSON-able dict."""
+    report: dict = {
+        "variable": ev.variable,
+        "units": str(ev.ensemble.attrs.get("units", "")),
+        "times": len(ev.times),
+        "members": int(ev.ensemble.sizes["member"]),
+        "grid": f"{ev.prediction.sizes['lat']} x {ev.prediction.sizes['lon']}",
+        "truth_grid": f"{ev.truth.sizes['lat']} x {ev.truth.sizes['lon']}",
+        "guidance": ev.prediction.attrs.get("guidance"),
+        "inflation": float(ev.prediction.attrs.get("inflation", 1.0)),
+        **_ensemble_scores(ev, seed),
+    }
+    if krig is not None:
+        report.update(_baseline_scores(ev, krig, seed))
+    report.update(_heldout_scores(ev, krig, heldout))
+    return report
+
+
+def plot_downscale_scores(
+    ev: DownscaleEvaluation, krig: dict | None, report: dict, prefix: str | Path
+) -> list[str]:
+    """``PREFIX_rank_histogram.png``, ``PREFIX_spectra.png`` and (two members or more)
+    ``PREFIX_spread_skill.png``; adds the binned spread–skill values to ``report``."""
+    prefix = str(prefix)
+    truth, ens = ev.truth_on_pred, ev.ensemble
+    spectra = {"truth": pm.power_spectrum(truth), "hdm members": pm.power_spectrum(ens)}
+    if krig is not None:
+        bicubic = interpolate_coarse(ev.coarse, ev.truth, method="bicubic")
+        spectra["bicubic"] = pm.power_spectrum(bicubic)
+        spectra["kriging mean"] = pm.power_spectrum(krig["mean"])
+    plots = [
+        plot_rank_histogram(f"{prefix}_rank_histogram.png", report["rank_histogram"]),
+        plot_spectra(f"{prefix}_spectra.png", spectra, title=f"{ev.variable} power spectra"),
+    ]
+    if report["members"] >= 2:
+        # per-point spread and error of the members' mean, area-weighted like
+        # pm.spread_skill (a NaN member or truth leaves the point out)
+        spread = ens.std("member", ddof=1, skipna=False)
+        error = (ens.mean("member", skipna=False) - truth).transpose(*spread.dims)
+        weights = xr.broadcast(lat_weights(truth), spread)[0].transpose(*spread.dims)
+        kw = {"members": report["members"], "weights": weights.values}
+        bins = spread_skill_bins(spread.values, error.values, **kw)
+        report["spread_skill_bins"] = {
+            "spread": bins.spread.tolist(),
+            "rmse": bins.rmse.tolist(),
+            "count": bins.count.tolist(),
+        }
+        title = f"{ev.variable} spread–skill ({len(ev.times)} times)"
+        plots.append(
+            plot_spread_skill(
+                f"{prefix}_spread_skill.png",
+                spread.values,
+                error.values,
+                units=report["units"],
+                title=title,
+                **kw,
+            )
+        )
+    return [str(p) for p in plots]
+
+
 def evaluate_downscale(
     prediction: str | Path,
     truth: str | Path,
@@ -174,210 +453,22 @@ def evaluate_downscale(
     seed: int = 0,
     plots_prefix: str | Path | None = None,
 ) -> dict:
-    """Scores of a downscaled ensemble against the truth and the baselines (SCIENCE.md §5).
+    """Scores of a downscaled ensemble against the truth and the baselines (SCIENCE.md §5):
+    :func:`read_downscale`, :func:`kriging_baseline`, :func:`score_downscale`, and with
+    ``plots_prefix`` :func:`plot_downscale_scores` and, last, the whole report as
+    ``PREFIX_metrics.json`` (its path in ``report["metrics_json"]``), written atomically.
 
     The truth is read for the prediction's times; when the prediction is on a finer grid
     than the truth (zero-shot super-resolution), the truth is interpolated (bilinear)
     onto it for the model's scores, and the baselines are scored on the truth's grid.
     Kriging uses the coarse field and the conditioning stations stored in the
     prediction, with a Matérn-1.5 kernel fitted on the model's training period.
-    With ``plots_prefix``, writes ``PREFIX_rank_histogram.png``, ``PREFIX_spectra.png``
-    and ``PREFIX_spread_skill.png`` (their paths in ``report["plots"]``, the binned
-    spread–skill values in ``report["spread_skill_bins"]``) and, last, the whole report
-    as ``PREFIX_metrics.json`` (its path in ``report["metrics_json"]``), each written
-    atomically.
     """
-    from hdm.data.open import open_fields
-    from hdm.metrics import baselines as bl
-    from hdm.metrics import probabilistic as pm
-
-    pred = open_prediction(prediction)
-    var = pred.attrs["hdm_variable"]
-    ens, mean = pred[var], pred[f"{var}_mean"]
-    times = pred["time"].values
-    truth_da = open_fields(truth, var)[var].sel(time=times).load()
-    if truth_da.sizes["time"] != len(times):
-        raise ValueError(f"the truth {truth} lacks some of the prediction's times")
-    same_grid = (
-        truth_da.sizes["lat"] == pred.sizes["lat"] and truth_da.sizes["lon"] == pred.sizes["lon"]
-    )
-    truth_on_pred = truth_da if same_grid else truth_da.interp(lat=pred.lat, lon=pred.lon)
-    truth_on_pred = truth_on_pred.assign_coords(lat=pred.lat, lon=pred.lon)
-    report: dict = {
-        "variable": var,
-        "units": str(ens.attrs.get("units", "")),
-        "times": len(times),
-        "members": int(ens.sizes["member"]),
-        "grid": f"{pred.sizes['lat']} x {pred.sizes['lon']}",
-        "truth_grid": f"{truth_da.sizes['lat']} x {truth_da.sizes['lon']}",
-        "guidance": pred.attrs.get("guidance"),
-        "inflation": float(pred.attrs.get("inflation", 1.0)),
-        "rmse": pm.rmse(mean, truth_on_pred),
-        "mae": pm.mae(mean, truth_on_pred),
-        "bias": pm.bias(mean, truth_on_pred),
-        "crps": pm.fair_crps(ens, truth_on_pred),
-        "spread_skill": pm.spread_skill(ens, truth_on_pred),
-        "coverage50": pm.coverage(ens, truth_on_pred, 0.5),
-        "coverage90": pm.coverage(ens, truth_on_pred, 0.9),
-        "rank_histogram": pm.rank_histogram(ens, truth_on_pred, seed=seed).tolist(),
-        "spectrum_ratio": pm.spectrum_ratio(ens, truth_on_pred),
-    }
-    if len(times) >= 2:
-        # Moving blocks of one day for the bootstrap intervals over time.
-        block = max(1, round(24 / max(1.0, _hours_between(times))))
-        _, low, high = pm.spread_skill_interval(ens, truth_on_pred, block=block, seed=seed)
-        report["spread_skill_ci95"] = [low, high]
-    coarse_name = f"{var}_coarse"
-    if coarse_name in pred:
-        coarse = pred[coarse_name].rename({"coarse_lat": "lat", "coarse_lon": "lon"})
-        if "coarse_lat_weight" in coarse.coords:
-            coarse = coarse.rename({"coarse_lat_weight": "lat_weight"})
-        factor = round(
-            float(np.diff(coarse.lat.values).mean() / np.diff(truth_da.lat.values).mean())
-        )
-        coarse_noise = float(pred.attrs.get("coarse_noise_std", 0.1))
-        if same_grid:
-            report["coarse_consistency"] = pm.coarse_consistency(mean, coarse, factor, coarse_noise)
-        for method in ("bilinear", "bicubic"):
-            interp = bl.interpolate_coarse(coarse, truth_da, method=method)
-            report[f"rmse_{method}"] = pm.rmse(interp, truth_da)
-        report["spectrum_ratio_bicubic"] = pm.spectrum_ratio(
-            bl.interpolate_coarse(coarse, truth_da, method="bicubic"), truth_da
-        )
-        kernel = bl.fit_kernel(_training_fields(pred, var, checkpoint), seed=seed)
-        st_lat = st_lon = st_vals = None
-        station_noise = None
-        if "station_obs" in pred:
-            obs = pred["station_obs"]
-            from hdm.domains.stations import first_occurrences
-
-            ids = obs["obs_id"].values.astype(str)
-            order = first_occurrences(ids)
-            uniq = ids[order]
-            st_lat = obs["obs_lat"].values[order]
-            st_lon = obs["obs_lon"].values[order]
-            table = np.full((len(times), len(uniq)), np.nan)
-            col = {s: k for k, s in enumerate(uniq)}
-            tindex = {t: i for i, t in enumerate(times.astype("datetime64[ns]"))}
-            for k in range(obs.sizes["obs"]):
-                i = tindex.get(obs["obs_time"].values[k].astype("datetime64[ns]"))
-                if i is not None:
-                    table[i, col[ids[k]]] = float(obs.values[k])
-            st_vals = xr.DataArray(table, dims=("time", "station"), coords={"time": times})
-            station_noise = float(pred.attrs.get("station_noise_std", 0.5))
-        krig = bl.kriging_downscale(
-            kernel,
-            coarse,
-            truth_da.lat.values,
-            truth_da.lon.values,
-            factor,
-            st_lat,
-            st_lon,
-            st_vals,
-            noise_std_coarse=coarse_noise,
-            noise_std_station=station_noise,
-        )
-        k_mean, k_std = krig["mean"], krig["std"]
-        report["rmse_kriging"] = pm.rmse(k_mean, truth_da)
-        report["crps_kriging"] = pm.gaussian_crps(k_mean, k_std, truth_da)
-        report["coverage90_kriging"] = pm.gaussian_coverage(k_mean, k_std, truth_da, 0.9)
-        report["spectrum_ratio_kriging"] = pm.spectrum_ratio(k_mean, truth_da)
-        # Paired differences against kriging with moving-block (one day) bootstrap intervals.
-        if len(times) >= 2:
-            per_time = {"mse": [], "mse_k": [], "crps": [], "crps_k": []}
-            for i in range(len(times)):
-                tr = truth_da.isel(time=i)
-                tr_pred = truth_on_pred.isel(time=i)
-                if same_grid:
-                    per_time["mse"].append(pm.rmse(mean.isel(time=i), tr_pred) ** 2)
-                    per_time["crps"].append(pm.fair_crps(ens.isel(time=i), tr_pred))
-                per_time["mse_k"].append(pm.rmse(k_mean.isel(time=i), tr) ** 2)
-                per_time["crps_k"].append(
-                    pm.gaussian_crps(k_mean.isel(time=i), k_std.isel(time=i), tr)
-                )
-            if same_grid:
-                d, lo, hi = pm.paired_block_bootstrap(
-                    per_time["mse"], per_time["mse_k"], block=block, root=True, seed=seed
-                )
-                report["rmse_minus_kriging"] = {"diff": d, "ci95": [lo, hi], "block": block}
-                d, lo, hi = pm.paired_block_bootstrap(
-                    per_time["crps"], per_time["crps_k"], block=block, seed=seed
-                )
-                report["crps_minus_kriging"] = {"diff": d, "ci95": [lo, hi], "block": block}
-        report["kriging_kernel"] = {
-            "kind": kernel.kind,
-            "nu": kernel.nu,
-            "lengthscale_deg": float(kernel.lengthscale),
-            "variance": float(kernel.variance),
-        }
+    ev = read_downscale(prediction, truth)
+    krig = kriging_baseline(ev, checkpoint, seed) if ev.coarse is not None else None
+    report = score_downscale(ev, krig, heldout, seed)
     if plots_prefix is not None:
-        from hdm.data.schema import lat_weights
-        from hdm.plotting import (
-            plot_rank_histogram,
-            plot_spectra,
-            plot_spread_skill,
-            spread_skill_bins,
-        )
-
-        prefix = str(plots_prefix)
-        spectra = {"truth": pm.power_spectrum(truth_on_pred), "hdm members": pm.power_spectrum(ens)}
-        if coarse_name in pred:
-            spectra["bicubic"] = pm.power_spectrum(
-                bl.interpolate_coarse(coarse, truth_da, method="bicubic")
-            )
-            spectra["kriging mean"] = pm.power_spectrum(k_mean)
-        report["plots"] = [
-            str(plot_rank_histogram(f"{prefix}_rank_histogram.png", report["rank_histogram"])),
-            str(plot_spectra(f"{prefix}_spectra.png", spectra, title=f"{var} power spectra")),
-        ]
-        if report["members"] >= 2:
-            # Per-point spread and error of the members' mean, area-weighted like
-            # pm.spread_skill (a NaN member or truth leaves the point out).
-            spread = ens.std("member", ddof=1, skipna=False)
-            error = (ens.mean("member", skipna=False) - truth_on_pred).transpose(*spread.dims)
-            weights = xr.broadcast(lat_weights(truth_on_pred), spread)[0].transpose(*spread.dims)
-            bins = spread_skill_bins(
-                spread.values, error.values, report["members"], weights=weights.values
-            )
-            report["spread_skill_bins"] = {
-                "spread": bins.spread.tolist(),
-                "rmse": bins.rmse.tolist(),
-                "count": bins.count.tolist(),
-            }
-            report["plots"].append(
-                str(
-                    plot_spread_skill(
-                        f"{prefix}_spread_skill.png",
-                        spread.values,
-                        error.values,
-                        members=report["members"],
-                        weights=weights.values,
-                        units=report["units"],
-                        title=f"{var} spread–skill ({len(times)} times)",
-                    )
-                )
-            )
-    held = _heldout_stations(heldout)
-    if held is not None:
-        ids, lat, lon = held
-        used = set(str(pred.attrs.get("stations", "")).split(","))
-        overlap = sorted(set(ids) & used)
-        if overlap:
-            raise ValueError(f"held-out station(s) {overlap} were used for conditioning")
-        truth_st = pm.station_values(truth_da, lat, lon, ids)
-        report["heldout_stations"] = list(ids)
-        report["heldout_rmse"] = pm.point_rmse(pm.station_values(mean, lat, lon, ids), truth_st)
-        report["heldout_crps"] = pm.point_fair_crps(pm.station_values(ens, lat, lon, ids), truth_st)
-        if "rmse_kriging" in report:
-            report["heldout_rmse_kriging"] = pm.point_rmse(
-                pm.station_values(k_mean, lat, lon, ids), truth_st
-            )
-            report["heldout_crps_kriging"] = pm.point_gaussian_crps(
-                pm.station_values(k_mean, lat, lon, ids),
-                pm.station_values(k_std, lat, lon, ids),
-                truth_st,
-            )
-    if plots_prefix is not None:
+        report["plots"] = plot_downscale_scores(ev, krig, report, plots_prefix)
         metrics = Path(f"{plots_prefix}_metrics.json")
         report["metrics_json"] = str(metrics)
         write_json_atomic(report, metrics)

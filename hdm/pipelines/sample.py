@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 
 from hdm._version import __version__
 from hdm.data.normalization import ScalarNormaliser
+from hdm.hilbert.checkpoints import denoiser_from_checkpoint, file_sha256, load_checkpoint
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.networks import GridError
 from hdm.hilbert.sampling import make_sampler
-from hdm.hilbert.checkpoints import denoiser_from_checkpoint, file_sha256, load_checkpoint
 
 
 def sampling_grid(trained: Grid, points: int | None) -> Grid:

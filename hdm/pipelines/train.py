@@ -28,14 +28,19 @@ from hdm.data.normalization import FieldNormaliser, ScalarNormaliser
 from hdm.domains.atmosphere import GRIDDED_DATASETS, gridded_spec, open_split
 from hdm.domains.functional import DATASETS as FUNCTIONAL_DATASETS
 from hdm.domains.functional import curves, load_functional, validate_curves
+from hdm.hilbert import training
+from hdm.hilbert.checkpoints import export_model
 from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.distributed import distributed_session
 from hdm.hilbert.grids import Grid, IntervalGrid
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
-from hdm.hilbert.checkpoints import export_model
-from hdm.hilbert.training import train
-from hdm.pipelines.config import TrainRunConfig, save_config
+from hdm.pipelines.config import (
+    TrainRunConfig,
+    load_train_config,
+    save_config,
+    train_config_from_dict,
+)
 from hdm.pipelines.runlog import current_run_id
 
 log = logging.getLogger("hdm")
@@ -79,8 +84,7 @@ def gridded_training_data(cfg: TrainRunConfig) -> TrainingData:
     """The training period of a gridded dataset, normalised with statistics fitted on it."""
     d = cfg.data
     train = (d.train_start, d.train_end) if d.train_start and d.train_end else None
-    variables = [v.strip() for v in d.variables.split(",") if v.strip()]
-    spec = gridded_spec(d.dataset, d.path, variables, train)
+    spec = gridded_spec(d.dataset, d.path or "", d.variables, train)
     ds = open_split(spec, "train")
     names = list(spec.variables) or [str(v) for v in ds.data_vars]
     normaliser = FieldNormaliser.fit(ds, names)
@@ -151,6 +155,46 @@ def build_model(
     return PreconditionedDenoiser(backbone, process, cfg.model.parameterisation)
 
 
+def _log_start(cfg: TrainRunConfig, data: TrainingData, denoiser, ctx) -> None:
+    log.info(
+        "training %s on %d samples on %s, Q = %s",
+        cfg.name,
+        data.tensor.shape[0],
+        data.grid.describe(),
+        denoiser.process.covariance.describe(),
+    )
+    log.info(
+        "%d process(es), backend %s, rank 0 on %s: batch %d per process, %d per step%s",
+        ctx.world_size,
+        ctx.backend or "none",
+        ctx.device,
+        cfg.optim.batch_size,
+        cfg.optim.batch_size * ctx.world_size,
+        ", bfloat16 autocast" if cfg.optim.amp and ctx.device.type == "cuda" else "",
+    )
+
+
+def train(
+    config: str | Path | dict | TrainRunConfig,
+    out: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Train a model (``hdm.train``): ``config`` is a YAML file, a mapping of its sections or
+    a :class:`TrainRunConfig`; ``overrides`` are ``section.key=value`` strings (a file
+    only). Writes ``model.pt``, ``checkpoint.pt``, ``config.yaml`` and ``train_log.json``
+    into ``out`` and returns the summary of ``train_log.json``."""
+    if isinstance(config, str | Path):
+        cfg = load_train_config(config, overrides)
+    elif isinstance(config, dict):
+        cfg = train_config_from_dict(config)
+    else:
+        cfg = config
+    return run_training(cfg, out, resume=resume, progress=progress)
+
+
 def run_training(
     cfg: TrainRunConfig,
     out: str | Path,
@@ -187,23 +231,8 @@ def run_training(
         }
         if ctx.is_main:
             save_config(cfg, out / "config.yaml")
-            log.info(
-                "training %s on %d samples on %s, Q = %s",
-                cfg.name,
-                data.tensor.shape[0],
-                data.grid.describe(),
-                denoiser.process.covariance.describe(),
-            )
-            log.info(
-                "%d process(es), backend %s, rank 0 on %s: batch %d per process, %d per step%s",
-                ctx.world_size,
-                ctx.backend or "none",
-                ctx.device,
-                cfg.optim.batch_size,
-                cfg.optim.batch_size * ctx.world_size,
-                ", bfloat16 autocast" if cfg.optim.amp and ctx.device.type == "cuda" else "",
-            )
-        result = train(
+            _log_start(cfg, data, denoiser, ctx)
+        result = training.train(
             denoiser,
             data.tensor,
             data.grid,
