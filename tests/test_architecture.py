@@ -77,7 +77,7 @@ def test_no_import_cycles():
             if dep not in MODULES or dep == module:
                 continue
             if state.get(dep) == 1:
-                cycle = path[path.index(dep) :] + [dep] if dep in path else [module, dep]
+                cycle = [*path[path.index(dep) :], dep] if dep in path else [module, dep]
                 pytest.fail(f"import cycle: {' -> '.join(cycle)}")
             if dep not in state:
                 visit(dep, [*path, dep])

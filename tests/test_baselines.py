@@ -5,12 +5,12 @@ import pytest
 import xarray as xr
 
 from hdm.data.coarsen import coarse_grain
+from hdm.data.regrid import interpolate_coarse
 from hdm.metrics.baselines import (
     FittedKernel,
     fit_kernel,
     gp_posterior,
     grid_points,
-    interpolate_coarse,
     kriging_downscale,
 )
 

@@ -299,7 +299,7 @@ def test_members_depend_only_on_seed_and_time_key():
     assert member_seed(3, "k") == member_seed(3, "k") != member_seed(4, "k")
     with pytest.raises(ValueError, match="members must be at least 1"):
         draw_members(guided, sampler, SMALL, 0, seed=3)
-    with pytest.raises(ValueError, match="members must be an integer of at least 1"):
+    with pytest.raises(ValueError, match=r"members must be at least 1 \(an integer\)"):
         EnsembleConfig(members=0)
 
 

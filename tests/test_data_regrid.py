@@ -27,7 +27,7 @@ def test_values_at_points_at_node_and_midpoint():
 
 def test_station_outside_grid_is_named():
     field = grid_field(np.zeros((1, 3, 4)), lat=np.array([0.0, 1, 2]), lon=np.arange(4.0))
-    with pytest.raises(ValueError, match="station B at lat=2.5 lies outside"):
+    with pytest.raises(ValueError, match=r"station B at lat=2\.5 lies outside"):
         values_at_points(field, [1.0, 2.5], [1.0, 1.0], station=["A", "B"])
 
 

@@ -136,7 +136,7 @@ def test_pooled_ratio_is_the_metric_spread_skill_with_area_weights():
     error = ens.mean("member") - truth
     weights = xr.broadcast(lat_weights(truth), spread)[0].transpose(*spread.dims)
     bins = plotting.spread_skill_bins(spread.values, error.values, 5, weights=weights.values)
-    assert bins.ratio == pytest.approx(pm.spread_skill(ens, truth), rel=1e-10)
+    assert bins.ratio == pytest.approx(float(pm.spread_skill(ens, truth)), rel=1e-10)
 
 
 def test_spread_skill_rejects_one_member_and_mismatched_shapes():
