@@ -64,6 +64,53 @@ def test_config_override_and_types():
         load_train_config(QUADRATIC, ["optim.steps=many"])
 
 
+def test_config_types_lists_and_nulls():
+    """Lists are YAML lists, unset values null, choices checked (with the closest)."""
+    cfg = load_train_config(QUADRATIC, ["data.variables=[u10, v10]", "model.n_modes_2=null"])
+    assert cfg.data.variables == ["u10", "v10"] and cfg.model.n_modes_2 is None
+    assert load_train_config(QUADRATIC, ["data.variables=t2m"]).data.variables == ["t2m"]
+    with pytest.raises(ConfigError, match=r"data\.variables must be a list of strings, got 5"):
+        load_train_config(QUADRATIC, ["data.variables=5"])
+    with pytest.raises(ConfigError, match=r"write a YAML list: \[t2m,u10\]"):
+        load_train_config(QUADRATIC, ["data.variables=t2m,u10"])
+    with pytest.raises(ConfigError, match=r"optim\.steps must be an integer, got \[1, 2\]"):
+        load_train_config(QUADRATIC, ["optim.steps=[1, 2]"])
+    with pytest.raises(ConfigError, match=r"sample\.sampler must be one of .*did you mean 'heun'"):
+        load_train_config(QUADRATIC, ["sample.sampler=huen"])
+
+
+def test_downscale_config_checks_guidance_options_by_name():
+    from hdm.pipelines.job import downscale_config
+
+    cfg = downscale_config({}, ["ensemble.guidance_options.cg_steps=5"], checkpoint="m.pt")
+    assert cfg.ensemble.guidance_options == {"cg_steps": 5}
+    with pytest.raises(
+        ConfigError,
+        match=r"guidance 'mmps' takes no option 'cg_step' .*"
+        r"did you mean 'cg_steps'.*its options: cg_steps \(default 0\), cg_tol",
+    ):
+        downscale_config({}, ["ensemble.guidance_options.cg_step=5"], checkpoint="m.pt")
+    with pytest.raises(ConfigError, match=r"guidance 'dps' takes no option 'cg_steps'.*scale"):
+        downscale_config({}, ["ensemble.guidance=dps", "ensemble.guidance_options={cg_steps: 5}"])
+
+
+def test_cli_unknown_guidance_option_is_bad_input(tmp_path, capsys):
+    args = [
+        "downscale",
+        "m.pt",
+        "--truth",
+        "x.nc",
+        "--factor",
+        "4",
+        "--out",
+        str(tmp_path / "o.zarr"),
+    ]
+    assert main([*args, "--set", "ensemble.guidance_options.gamma=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "guidance 'mmps' takes no option 'gamma'" in err
+    assert "cg_steps" in err and "Traceback" not in err
+
+
 def test_resume_is_bit_exact(tmp_path):
     cfg, model, grid, data = tiny_setup(tmp_path)
     straight = train(model, data, grid, cfg.optim, tmp_path / "a.pt", progress=False)
@@ -244,9 +291,7 @@ def test_shipped_quadratic_model_is_discretisation_invariant():
     model = ROOT / "data/checkpoints/quadratic/model.pt"
     n = 600
     coarse = sample(model, n=n, sampler="dpm2m", steps=12, seed=0, progress=False)
-    fine = sample(
-        model, n=n, sampler="dpm2m", steps=12, seed=1, points=397, progress=False
-    )
+    fine = sample(model, n=n, sampler="dpm2m", steps=12, seed=1, points=397, progress=False)
     assert fine["y"].shape == (n, 397)
     np.testing.assert_allclose(fine["x"].values[::4], coarse["x"].values)
     stats = invariance_statistics(coarse["y"].values, fine["y"].values[:, ::4])
