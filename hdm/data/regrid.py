@@ -40,6 +40,7 @@ from hdm.hilbert.grids import multilinear_stencil
 __all__ = [
     "STATION",
     "check_ascending",
+    "fine_coords",
     "interpolate_coarse",
     "longitude_period",
     "spline_resample",
@@ -126,13 +127,7 @@ def interpolate_coarse(
     if n_bad:
         raise ValueError(f"coarse contains {n_bad} non-finite value(s); interpolation needs none")
     out = spline_resample(values, src_lat, src_lon, dst_lat, dst_lon, _DEGREE[method])
-    coords: dict[Hashable, object] = {
-        name: c
-        for name, c in coarse.coords.items()
-        if name not in (LAT, LON, LAT_WEIGHT) and not ({LAT, LON} & set(c.dims))
-    }
-    coords[LAT] = (LAT, dst_lat, dict(coarse[LAT].attrs))
-    coords[LON] = (LON, dst_lon, dict(coarse[LON].attrs))
+    coords = fine_coords(coarse, dst_lat, dst_lon)
     dtype = coarse.dtype if coarse.dtype.kind == "f" else np.float64
     return xr.DataArray(
         out.astype(dtype),
@@ -141,6 +136,19 @@ def interpolate_coarse(
         name=coarse.name,
         attrs={**coarse.attrs, "interpolation": f"{method} spline, end pieces extrapolated"},
     )
+
+
+def fine_coords(coarse: xr.DataArray, lat: np.ndarray, lon: np.ndarray) -> dict:
+    """The coordinates of a field made from ``coarse`` on the grid (lat, lon): the coarse
+    field's leading coordinates (none that lies along lat or lon) and the new axes."""
+    coords: dict[Hashable, object] = {
+        name: c
+        for name, c in coarse.coords.items()
+        if name not in (LAT, LON, LAT_WEIGHT) and not ({LAT, LON} & set(c.dims))
+    }
+    coords[LAT] = (LAT, lat, dict(coarse[LAT].attrs))
+    coords[LON] = (LON, lon, dict(coarse[LON].attrs))
+    return coords
 
 
 def longitude_period(lon: np.ndarray) -> float | None:

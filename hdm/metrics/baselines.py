@@ -59,7 +59,6 @@ bilinearly (:func:`hdm.hilbert.grids.multilinear_stencil`).
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,8 +68,14 @@ from scipy import linalg, optimize
 from scipy.special import gamma, kv
 
 from hdm.data.coarsen import coarse_grain
-from hdm.data.regrid import STATION, check_ascending, longitude_period, spline_resample
-from hdm.data.schema import LAT, LAT_WEIGHT, LON
+from hdm.data.regrid import (
+    STATION,
+    check_ascending,
+    fine_coords,
+    longitude_period,
+    spline_resample,
+)
+from hdm.data.schema import LAT, LON
 from hdm.hilbert.grids import multilinear_stencil
 
 __all__ = [
@@ -604,13 +609,7 @@ def kriging_downscale(
     )
     lead_shape = tuple(coarse.sizes[d] for d in lead)
     shape = (*lead_shape, target_lat.size, target_lon.size)
-    coords: dict[Hashable, object] = {
-        name: c
-        for name, c in coarse.coords.items()
-        if name not in (LAT, LON, LAT_WEIGHT) and not ({LAT, LON} & set(c.dims))
-    }
-    coords[LAT] = (LAT, target_lat, dict(coarse[LAT].attrs))
-    coords[LON] = (LON, target_lon, dict(coarse[LON].attrs))
+    coords = fine_coords(coarse, target_lat, target_lon)
     dims = (*lead, LAT, LON)
     units = coarse.attrs.get("units")
     unit_attrs = {"units": units} if units else {}
