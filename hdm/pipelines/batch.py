@@ -380,6 +380,10 @@ def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
     return _Plan(cfg, prior, times, coarse, stations, chunks, inflation_attrs)
 
 
+def _iso(times: np.ndarray) -> tuple[str, ...]:
+    return tuple(str(t)[:19] for t in times)
+
+
 def run_batch(
     cfg: DownscaleRunConfig,
     *,
@@ -419,20 +423,11 @@ def run_batch(
             return summary("nothing to do", [])
         raise StoreConflict(f"{out} exists; pass --overwrite to replace it")
     check_writable(out)
-    manifest = open_for_run(store, fp, len(chunks), resume=resume, overwrite=overwrite)
-    if manifest is None:
+    if open_for_run(store, fp, len(chunks), resume=resume, overwrite=overwrite) is None:
         manifest = {"fingerprint": fp, "n_chunks": len(chunks), "complete": [], "runs": []}
         manifest["status"] = "running"
-        create_atomically(
-            store,
-            cfg,
-            plan.prior,
-            times,
-            plan.coarse,
-            plan.stations,
-            manifest,
-            plan.inflation_attrs,
-        )
+        args = (cfg, plan.prior, times, plan.coarse, plan.stations, manifest)
+        create_atomically(store, *args, plan.inflation_attrs)
     save_config(cfg, out.with_name(f"{out.name}.config.yaml"))
     manifest = read_manifest(store)
     done = read_markers(store)
@@ -445,13 +440,7 @@ def run_batch(
     write_manifest(store, manifest)
     tasks = [
         ChunkTask(
-            cfg=cfg,
-            store=str(store),
-            run_id=run_id,
-            index=q,
-            start=chunks[q].start,
-            times=tuple(str(t)[:19] for t in times[chunks[q]]),
-            stations=plan.stations,
+            cfg, str(store), run_id, q, chunks[q].start, _iso(times[chunks[q]]), plan.stations
         )
         for q in pending
     ]
