@@ -8,10 +8,10 @@ scores the shipped prior with each setting on the training-period day 2019-03-20
 (00/06/12/18 UTC, coarse ×4 + the 12 conditioning stations, EM 50 steps, 16 members),
 never on the test week:
 
-    python benchmarks/uk_cg_steps.py [--cg-steps 0,5]
+    python -m benchmarks uk_cg_steps [--cg-steps 0,5]
 
 With ``--split validation --checkpoint runs/uk_val_w16m32`` it scores a prior trained on
-2019-03-01..20 on the 6 validation fields of ``uk_validation_split.py`` (03-22..24, 00
+2019-03-01..20 on the 6 validation fields of ``uk_validation_split`` (03-22..24, 00
 and 12 UTC) instead: out of sample, and still not the test week.
 
 It writes section ``uk-cg-steps`` (``uk-cg-steps-validation``) of BENCHMARKS.md (RMSE,
@@ -21,21 +21,22 @@ fair CRPS, spread–skill, 90 % coverage, power ratio and seconds per field per 
 from __future__ import annotations
 
 import argparse
-import sys
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from hdm.data.benchmark import machine_description, write_section
-from hdm.pipelines.benchmark_uk import (
-    TRAINING_DAY_TIMES,
-    VALIDATION_TIMES,
-    load_prior,
-    score_on_fields,
+from benchmarks.report import (
+    PROJECT_ROOT,
+    command_line,
+    machine_description,
+    parser,
+    write_section,
 )
+from benchmarks.uk import TRAINING_DAY_TIMES, VALIDATION_TIMES, score_on_fields
+from hdm.domains.shipped import shipped_checkpoint
+from hdm.downscaling.prior import load_prior
 
-ROOT = Path(__file__).resolve().parents[1]
 SPLITS = {"training-day": TRAINING_DAY_TIMES, "validation": VALIDATION_TIMES}
 
 
@@ -49,21 +50,58 @@ def parse_steps(text: str) -> list[int]:
     return steps
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cg-steps", type=parse_steps, default=[0, 5])
-    parser.add_argument("--members", type=int, default=16)
-    parser.add_argument("--split", choices=tuple(SPLITS), default="training-day")
-    parser.add_argument(
+def _arguments(argv: Sequence[str]) -> argparse.Namespace:
+    p = parser("uk_cg_steps", __doc__)
+    p.add_argument("--cg-steps", type=parse_steps, default=[0, 5])
+    p.add_argument("--members", type=int, default=16)
+    p.add_argument("--split", choices=tuple(SPLITS), default="training-day")
+    p.add_argument(
         "--checkpoint",
         type=Path,
-        default=Path("data/checkpoints/uk_t2m"),
-        help="prior folder, relative to the working directory or the repository",
+        default=None,
+        help="prior folder or model.pt, relative to the working directory or the repository "
+        "(default: the shipped uk_t2m prior)",
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
-    args = parser.parse_args(argv)
+    return p.parse_args(list(argv))
+
+
+def format_section(rows: list[dict], split: str, members: int, prior: str) -> str:
+    """Section ``uk-cg-steps`` (``uk-cg-steps-validation``); the command, machine and date
+    are added by :func:`benchmarks.report.write_section`."""
+    title = {"training-day": "training-period day", "validation": "validation split"}
+    about = (
+        "in-sample: these rank settings, they are not the test result"
+        if split == "training-day"
+        else "never seen by a prior trained on 2019-03-01..20; not the test week"
+    )
+    lines = [
+        f"## UK t2m: MMPS conjugate-gradient steps ({title[split]})",
+        "",
+        f"{', '.join(SPLITS[split])} ({about}), coarse ×4 + 12 stations, MMPS, EM 50 steps, "
+        f"{members} members, prior `{prior}`.",
+        "",
+        "| cg_steps | RMSE K | fair CRPS | spread–skill | cov. 90 % | power ratio | s / field |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['cg_steps']} | {r['rmse']:.3f} | {r['crps']:.3f} | {r['spread_skill']:.3f} | "
+        f"{r['coverage90']:.3f} | {r['spectrum_ratio']:.3f} | {r['s_per_field']:.1f} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] = ()) -> list[dict]:
+    """``python -m benchmarks uk_cg_steps [--cg-steps 0,5] [--split ...] [--checkpoint DIR]``."""
+    args = _arguments(argv)
     torch.set_num_threads(2)
-    prior = load_prior(args.checkpoint if args.checkpoint.exists() else ROOT / args.checkpoint)
+    machine = machine_description()
+    if args.checkpoint is None:
+        path, shown = shipped_checkpoint("uk_t2m"), "data/checkpoints/uk_t2m"
+    else:
+        given = args.checkpoint
+        path, shown = (given if given.exists() else PROJECT_ROOT / given), str(given)
+    prior = load_prior(path)
     rows = []
     for cg in args.cg_steps:
         scores = score_on_fields(
@@ -76,35 +114,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
         rows.append({"cg_steps": cg, **scores})
         print(f"cg_steps={cg}: {scores}", flush=True)
-    command = "python benchmarks/uk_cg_steps.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    title = {"training-day": "training-period day", "validation": "validation split"}
-    lines = [
-        f"## UK t2m: MMPS conjugate-gradient steps ({title[args.split]})",
-        "",
-        f"Command: `{command.strip()}` · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · "
-        f"{machine_description()}",
-        "",
-        f"{', '.join(SPLITS[args.split])} ("
-        + (
-            "in-sample: these rank settings, they are not the test result"
-            if args.split == "training-day"
-            else "never seen by a prior trained on 2019-03-01..20; not the test week"
-        )
-        + f"), coarse ×4 + 12 stations, MMPS, EM 50 steps, {args.members} members, "
-        f"prior `{args.checkpoint}`.",
-        "",
-        "| cg_steps | RMSE K | fair CRPS | spread–skill | cov. 90 % | power ratio | s / field |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['cg_steps']} | {r['rmse']:.3f} | {r['crps']:.3f} | {r['spread_skill']:.3f} | "
-        f"{r['coverage90']:.3f} | {r['spectrum_ratio']:.3f} | {r['s_per_field']:.1f} |"
-        for r in rows
-    ]
     section = "uk-cg-steps" + ("" if args.split == "training-day" else "-validation")
-    write_section(args.out, section, "\n".join(lines))
+    write_section(
+        args.benchmarks_file,
+        section,
+        format_section(rows, args.split, args.members, shown),
+        command=command_line("uk_cg_steps", argv),
+        machine=machine,
+    )
     return rows
-
-
-if __name__ == "__main__":
-    main()

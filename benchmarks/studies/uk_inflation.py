@@ -15,42 +15,37 @@ the RMS of truth − bilinear interpolation of its coarse field over the whole g
 RMS of the prior's draws. Their ratio is the λ an estimator with a station at every grid
 point would find.
 
-    python benchmarks/uk_inflation.py [--draws 64]
+    python -m benchmarks uk_inflation [--draws 64]
 
 It writes section ``uk-inflation`` of BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
-import argparse
-import shlex
-import sys
 import time
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import xarray as xr
 
-from hdm.conditioning.inflation import InflationConfig, estimate_inflation, prior_draws
-from hdm.data.benchmark import machine_description, write_section
-from hdm.data.coarsen import coarse_grain
-from hdm.data.open import open_fields
-from hdm.domains.atmosphere import GRIDDED_DATASETS
-from hdm.domains.stations import simulate_observations, stations_by_id
-from hdm.metrics import probabilistic as pm
-from hdm.pipelines.benchmark_uk import (
-    CONDITIONING_STATIONS,
+from benchmarks.report import command_line, machine_description, parser, write_section
+from benchmarks.uk import (
     TRAINING_DAY_TIMES,
+    UK,
     VALIDATION_TIMES,
     coarse_interpolated,
+    conditioning_stations,
+    shipped_prior,
 )
+from hdm.conditioning.inflation import InflationConfig, estimate_inflation, prior_draws
+from hdm.data.coarsen import coarse_grain
+from hdm.data.open import open_fields
+from hdm.domains.stations import simulate_observations
 from hdm.downscaling.inputs import observation_setup
-from hdm.downscaling.prior import load_prior
+from hdm.downscaling.prior import Prior
+from hdm.metrics import probabilistic as pm
 
-ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINT = ROOT / "data" / "checkpoints" / "uk_t2m"
 STATION_NOISE = 0.5
 FACTOR = 4
 
@@ -70,66 +65,48 @@ def subcoarse_rms(fields: xr.DataArray) -> float:
     return pm.rmse(coarse_interpolated(fields, FACTOR), fields)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draws", type=int, default=64)
-    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
-    args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    t_start = time.perf_counter()
-    prior = load_prior(CHECKPOINT)
-    mean, std = prior.mean_std
-    path = GRIDDED_DATASETS["uk_t2m"].resolved_path()
-    stations = stations_by_id(CONDITIONING_STATIONS.split(","))
-    cfg = InflationConfig(draws=args.draws)
-    lat, lon = prior.grid.coords()
-    with torch.no_grad():
-        draws = prior_draws(prior.denoiser, prior.grid, cfg)[:, 0].numpy() * std + mean
-    draws = xr.DataArray(draws, dims=("time", "lat", "lon"), coords={"lat": lat, "lon": lon})
-    prior_rms = subcoarse_rms(draws)
-    rows = []
-    for label, when in periods():
-        t0 = time.perf_counter()
-        truth = open_fields(path, "t2m", time=when)["t2m"].load()
-        if isinstance(when, slice):
-            truth = truth.isel(time=slice(None, None, 6))
-        obs = simulate_observations(truth, stations, STATION_NOISE, 0)
-        setup = observation_setup(
-            prior,
-            prior.grid,
-            coarse_grain(truth, FACTOR),
-            obs,
-            truth.time.values,
-            coarse_noise=0.02 * std,
-            station_noise=STATION_NOISE,
-        )
-        est = estimate_inflation(prior.denoiser, prior.grid, setup.operator, setup.values, cfg)
-        truth_rms = subcoarse_rms(truth)
-        rows.append(
-            {
-                "period": label,
-                "fields": int(truth.sizes["time"]),
-                "lambda": est.factor,
-                "unclipped": est.unclipped,
-                "obs_rms": float(np.sqrt(max(est.innovation_var - est.noise_var, 0.0))) * std,
-                "prior_station_rms": float(np.sqrt(est.prior_var)) * std,
-                "truth_rms": truth_rms,
-                "prior_rms": prior_rms,
-                "seconds": time.perf_counter() - t0,
-            }
-        )
-        print(rows[-1], flush=True)
+def period_row(prior: Prior, label: str, when, cfg: InflationConfig, prior_rms: float) -> dict:
+    """λ and what it was made of for one period (``when``: a slice, every 6th hour kept,
+    or a list of times), with the grid-wide RMS of the truth and of the prior's draws."""
+    t0 = time.perf_counter()
+    _, std = prior.mean_std
+    truth = open_fields(UK.resolved_path(), "t2m", time=when)["t2m"].load()
+    if isinstance(when, slice):
+        truth = truth.isel(time=slice(None, None, 6))
+    obs = simulate_observations(truth, conditioning_stations(), STATION_NOISE, 0)
+    setup = observation_setup(
+        prior,
+        prior.grid,
+        coarse_grain(truth, FACTOR),
+        obs,
+        truth.time.values,
+        coarse_noise=0.02 * std,
+        station_noise=STATION_NOISE,
+    )
+    est = estimate_inflation(prior.denoiser, prior.grid, setup.operator, setup.values, cfg)
+    return {
+        "period": label,
+        "fields": int(truth.sizes["time"]),
+        "lambda": est.factor,
+        "unclipped": est.unclipped,
+        "obs_rms": float(np.sqrt(max(est.innovation_var - est.noise_var, 0.0))) * std,
+        "prior_station_rms": float(np.sqrt(est.prior_var)) * std,
+        "truth_rms": subcoarse_rms(truth),
+        "prior_rms": prior_rms,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def format_section(rows: list[dict], draws: int, wall_s: float) -> str:
+    """Section ``uk-inflation`` (the command, machine and date are added by
+    :func:`benchmarks.report.write_section`)."""
     lines = [
         "## UK t2m: what the adaptive inflation estimates, by period",
-        "",
-        f"Command: `{shlex.join(['python', 'benchmarks/uk_inflation.py', *sys.argv[1:]])}`  ",
-        f"Machine: {machine_description()}  ",
-        f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
         "λ of `hdm downscale --inflation auto` (module `hdm.conditioning.inflation`) with the "
         f"shipped prior: station residuals about the bilinearly interpolated ×{FACTOR} coarse "
         f"field at the 12 conditioning stations (simulated obs, σ = {STATION_NOISE} K; RMS less "
-        f"the noise) against the prior's own at the same stations ({args.draws} unconditional "
+        f"the noise) against the prior's own at the same stations ({draws} unconditional "
         "draws, Euler–Maruyama 50 steps, the same draws for every period). Grid-wide: the "
         "area-weighted RMS of field − interpolated coarse field over the whole grid, truth "
         "against the prior's draws: the ratio a station at every grid point would give (a "
@@ -145,11 +122,32 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['obs_rms']:.3f} | {r['prior_station_rms']:.3f} | {r['truth_rms']:.3f} | "
             f"{r['prior_rms']:.3f} | {r['truth_rms'] / r['prior_rms']:.3f} |"
         )
-    lines += ["", f"Wall time: {time.perf_counter() - t_start:.0f} s."]
-    write_section(Path(args.out), "uk-inflation", "\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+    lines += ["", f"Wall time: {wall_s:.0f} s."]
+    return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def main(argv: Sequence[str] = ()) -> list[dict]:
+    """``python -m benchmarks uk_inflation [--draws 64]``."""
+    p = parser("uk_inflation", __doc__)
+    p.add_argument("--draws", type=int, default=64, help="unconditional prior draws")
+    args = p.parse_args(list(argv))
+    torch.set_num_threads(2)
+    machine = machine_description()
+    t_start = time.perf_counter()
+    prior = shipped_prior()
+    mean, std = prior.mean_std
+    cfg = InflationConfig(draws=args.draws)
+    lat, lon = prior.grid.coords()
+    with torch.no_grad():
+        draws = prior_draws(prior.denoiser, prior.grid, cfg)[:, 0].numpy() * std + mean
+    draws = xr.DataArray(draws, dims=("time", "lat", "lon"), coords={"lat": lat, "lon": lon})
+    prior_rms = subcoarse_rms(draws)
+    rows = []
+    for label, when in periods():
+        rows.append(period_row(prior, label, when, cfg, prior_rms))
+        print(rows[-1], flush=True)
+    text = format_section(rows, args.draws, time.perf_counter() - t_start)
+    command = command_line("uk_inflation", argv)
+    write_section(args.benchmarks_file, "uk-inflation", text, command=command, machine=machine)
+    print(text)
+    return rows
