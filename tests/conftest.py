@@ -9,22 +9,6 @@ import torch
 
 
 @pytest.fixture
-def benchmark_script():
-    """``benchmark_script("name")``: the module ``benchmarks/name.py``, loaded by path."""
-    import importlib.util
-    from pathlib import Path
-
-    def load(name: str):
-        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    return load
-
-
-@pytest.fixture
 def seeded() -> Callable[[int], torch.Generator]:
     """A factory of fresh CPU generators: ``seeded(0)`` twice gives two identical streams."""
     return lambda seed: torch.Generator().manual_seed(seed)

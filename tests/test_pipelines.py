@@ -285,7 +285,7 @@ def test_cli_bad_input_messages(tiny_run, tmp_path, capsys):
 )
 def test_shipped_quadratic_model_is_discretisation_invariant():
     """Samples on the 4× refined grid agree with training-grid samples at shared points."""
-    from hdm.pipelines.benchmark import invariance_statistics
+    from benchmarks.functional import invariance_statistics
     from hdm.pipelines.sample import sample
 
     model = ROOT / "data/checkpoints/quadratic/model.pt"

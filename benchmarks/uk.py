@@ -1,10 +1,13 @@
-"""The UK t2m downscaling benchmark (``hdm benchmark downscale``, sections ``downscale-uk``).
+"""The UK t2m downscaling benchmark (``python -m benchmarks downscale --parts uk``, section
+``downscale-uk``; parts ``sampler`` and ``q``: sections ``downscale-sampler`` and
+``downscale-q``).
 
 Setting (issue 4, SCIENCE.md §5): ERA5 2 m temperature over the British Isles, the shipped
 prior ``data/checkpoints/uk_t2m`` (trained on 2019-03-01..24), the test week
 2019-03-25..31 every 6 hours (28 fields), the truth coarse-grained ×4 (to 1°) plus
 simulated observations (σ = 0.5 K) at 12 real IGRA2 station coordinates in the domain
-(:data:`CONDITIONING_STATIONS`), scored at 4 more held out (:data:`HELDOUT_STATIONS`);
+(``GRIDDED_DATASETS["uk_t2m"].conditioning_stations``), scored at 4 more held out
+(``.heldout_stations``);
 16 members, Euler–Maruyama 50 steps (50 NFE). Baselines: bilinear and bicubic interpolation of the
 coarse field, and kriging (Matérn-1.5 fitted on the training period) from the coarse
 field and the same stations. The same members are also scored with ``inflation="auto"``
@@ -19,7 +22,7 @@ Euler–Maruyama with 50 steps beat Heun with 25 (49 NFE) on RMSE (0.224 vs 0.26
 (0.110 vs 0.125) and high-wavenumber power (0.82 vs 0.58 of the truth's), with
 spread–skill 1.20 vs 1.03 (``--parts sampler``). The prior itself (its Q, size and
 training length) was chosen on training data only (``--parts q``, the training day and
-``benchmarks/uk_validation_split.py``).
+``python -m benchmarks uk_validation_split``).
 """
 
 from __future__ import annotations
@@ -28,39 +31,41 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from hdm.data.benchmark import machine_description, write_section
+from benchmarks.report import PROJECT_ROOT, machine_description, write_section
 from hdm.data.coarsen import coarse_grain
 from hdm.data.open import open_fields
 from hdm.domains.atmosphere import GRIDDED_DATASETS
-from hdm.domains.radiosondes import simulate_observations
+from hdm.domains.shipped import shipped_checkpoint
+from hdm.domains.stations import simulate_observations, stations_by_id
+from hdm.downscaling.config import EnsembleConfig
+from hdm.downscaling.core import downscale, inflate_ensemble
+from hdm.downscaling.output import attach_inputs, write_output
+from hdm.downscaling.prior import Prior, load_prior
 from hdm.metrics import probabilistic as pm
-from hdm.pipelines.benchmark import PROJECT_ROOT
-from hdm.pipelines.downscale import (
-    Prior,
-    attach_inputs,
-    downscale,
-    inflate_ensemble,
-    load_prior,
-    stations_by_id,
-    write_output,
-)
 from hdm.pipelines.evaluate import evaluate_downscale
 
 log = logging.getLogger("hdm")
 
-#: 10 IGRA2 stations active in 2019 inside the grid, plus Kinloss and Waddington.
-CONDITIONING_STATIONS = (
-    "UKM00003023,UKM00003238,UKM00003354,UKM00003502,UKM00003559,UKM00003693,"
-    "UKM00003743,UKM00003808,UKM00003882,UKM00003918,UKM00003066,UKM00003377"
-)
-#: Leuchars, Leeming, Brize Norton, Wattisham: real IGRA2 sites, never conditioned on.
-HELDOUT_STATIONS = "UKM00003171,UKM00003257,UKM00003649,UKM00003590"
+#: the dataset: ERA5 t2m over the British Isles, its split and its station sets
+UK = GRIDDED_DATASETS["uk_t2m"]
+#: the held-out stations as ``hdm evaluate downscale`` takes them (comma-separated ids)
+HELDOUT = ",".join(UK.heldout_stations)
+
+
+def shipped_prior() -> Prior:
+    """The shipped UK t2m prior (:func:`hdm.domains.shipped.shipped_checkpoint`)."""
+    return load_prior(shipped_checkpoint("uk_t2m"))
+
+
+def conditioning_stations() -> xr.Dataset:
+    """The 12 conditioning stations (IGRA2 list rows): 10 stations active in 2019 inside
+    the grid, plus Kinloss and Waddington."""
+    return stations_by_id(list(UK.conditioning_stations))
 
 
 @dataclass(frozen=True)
@@ -84,9 +89,20 @@ FULL = UKBenchmarkConfig()
 QUICK = UKBenchmarkConfig(end="2019-03-25T06", members=4, steps=6, sr_times=1)
 
 
+def ensemble_config(cfg: UKBenchmarkConfig, **changes) -> EnsembleConfig:
+    """How the benchmark's members are drawn (``changes``: fields of EnsembleConfig)."""
+    return EnsembleConfig(
+        members=cfg.members,
+        guidance=cfg.guidance,
+        sampler=cfg.sampler,
+        steps=cfg.steps,
+        seed=cfg.seed,
+        station_noise=cfg.station_noise,
+    ).replace(**changes)
+
+
 def _truth(cfg: UKBenchmarkConfig) -> xr.DataArray:
-    spec = GRIDDED_DATASETS["uk_t2m"]
-    ds = open_fields(spec.resolved_path(), "t2m", time=slice(cfg.start, cfg.end))
+    ds = open_fields(UK.resolved_path(), "t2m", time=slice(cfg.start, cfg.end))
     t2m = ds["t2m"].load()
     return t2m.isel(time=slice(None, None, cfg.every_hours))
 
@@ -96,14 +112,12 @@ def _inputs(
 ) -> tuple[Prior, xr.DataArray, xr.DataArray, xr.Dataset]:
     """The shipped prior, the truth of the test times (``n_times`` first ones), its coarse
     field and the simulated observations at the conditioning stations."""
-    prior = load_prior(PROJECT_ROOT / "data" / "checkpoints" / "uk_t2m")
+    prior = shipped_prior()
     truth = _truth(cfg)
     if n_times is not None:
         truth = truth.isel(time=slice(0, n_times))
     coarse = coarse_grain(truth, cfg.factor)
-    stations = simulate_observations(
-        truth, stations_by_id(CONDITIONING_STATIONS.split(",")), cfg.station_noise, cfg.seed
-    )
+    stations = simulate_observations(truth, conditioning_stations(), cfg.station_noise, cfg.seed)
     return prior, truth, coarse, stations
 
 
@@ -128,13 +142,7 @@ def run_case(
             prior,
             coarse=coarse,
             stations=stations,
-            members=cfg.members,
-            grid=scale if scale > 1 else None,
-            guidance=cfg.guidance,
-            sampler=cfg.sampler,
-            steps=cfg.steps,
-            seed=cfg.seed,
-            station_noise=cfg.station_noise,
+            config=ensemble_config(cfg, scale=scale),
             progress=False,
         )
         ds.attrs["wall_time_s"] = time.perf_counter() - t0
@@ -143,8 +151,7 @@ def run_case(
     else:
         log.info("reusing %s (same settings and times)", out)
     wall = float(ds.attrs["wall_time_s"])
-    truth_path = GRIDDED_DATASETS["uk_t2m"].resolved_path()
-    report = evaluate_downscale(out, truth_path, heldout=HELDOUT_STATIONS, checkpoint=prior.path)
+    report = evaluate_downscale(out, UK.resolved_path(), heldout=HELDOUT, checkpoint=prior.path)
     report["wall_s"] = wall
     report["s_per_field"] = wall / len(truth.time)
     report["nfe"] = int(ds.attrs["nfe_per_member"])
@@ -161,8 +168,7 @@ def inflated_case(cfg: UKBenchmarkConfig, work: Path, raw: xr.Dataset) -> tuple[
     ds = inflate_ensemble(raw, prior, coarse, stations, "auto", station_noise=cfg.station_noise)
     extra = time.perf_counter() - t0
     out = write_output(ds, work / f"uk_x1_{raw.sizes['time']}_inflated.zarr", overwrite=True)
-    truth_path = GRIDDED_DATASETS["uk_t2m"].resolved_path()
-    report = evaluate_downscale(out, truth_path, heldout=HELDOUT_STATIONS, checkpoint=prior.path)
+    report = evaluate_downscale(out, UK.resolved_path(), heldout=HELDOUT, checkpoint=prior.path)
     report["inflation_s"] = extra
     report.update({k: v for k, v in ds.attrs.items() if k.startswith("inflation")})
     return report, ds
@@ -196,12 +202,11 @@ def subgrid_difficulty(cfg: UKBenchmarkConfig) -> list[dict]:
         one dict per period: ``period``, ``fields``, ``rms``, ``rms_stations`` and
         ``by_hour`` {hour: rms}.
     """
-    spec = GRIDDED_DATASETS["uk_t2m"]
-    path = spec.resolved_path()
-    stations = stations_by_id(CONDITIONING_STATIONS.split(","))
+    path = UK.resolved_path()
+    stations = conditioning_stations()
     st_lat, st_lon = stations["lat"].values, stations["lon"].values
     rows = []
-    for period, (start, end) in (("training", spec.train), ("test", (cfg.start, cfg.end))):
+    for period, (start, end) in (("training", UK.train), ("test", (cfg.start, cfg.end))):
         truth = open_fields(path, "t2m", time=slice(start, end))["t2m"].load()
         truth = truth.isel(time=slice(None, None, cfg.every_hours))
         smooth = coarse_interpolated(truth, cfg.factor)
@@ -380,12 +385,10 @@ def spectra_at_shared_points(fine: xr.Dataset, base: xr.Dataset, variable: str) 
 def speed_field(cfg: UKBenchmarkConfig) -> tuple[Prior, xr.DataArray, xr.Dataset]:
     """The shipped prior and the inputs of the speed case: the first test field's ×4
     coarse field and its 12 simulated station observations."""
-    prior = load_prior(PROJECT_ROOT / "data" / "checkpoints" / "uk_t2m")
+    prior = shipped_prior()
     truth = _truth(cfg).isel(time=[0])
     coarse = coarse_grain(truth, cfg.factor)
-    stations = simulate_observations(
-        truth, stations_by_id(CONDITIONING_STATIONS.split(",")), cfg.station_noise, cfg.seed
-    )
+    stations = simulate_observations(truth, conditioning_stations(), cfg.station_noise, cfg.seed)
     return prior, coarse, stations
 
 
@@ -401,17 +404,14 @@ def field_speed(cfg: UKBenchmarkConfig, quick: bool, repeats: int = 3) -> list[d
         times = []
         for _ in range(1 if quick else repeats):
             t0 = time.perf_counter()
-            ds = downscale(
-                prior,
-                coarse=coarse,
-                stations=stations,
+            config = EnsembleConfig(
                 members=16 if not quick else 2,
                 guidance=guidance,
                 sampler=sampler,
                 steps=steps,
                 seed=cfg.seed,
-                progress=False,
             )
+            ds = downscale(prior, coarse=coarse, stations=stations, config=config, progress=False)
             times.append(time.perf_counter() - t0)
         rows.append(
             {
@@ -456,6 +456,7 @@ def _mark(ok: bool) -> str:
 
 def _scored_rows(r: dict) -> list[tuple]:
     """(metric, value, bilinear, bicubic, kriging, target, met) of one scored ensemble."""
+    # Over 80 lines only because it is a literal table: one 7-tuple per metric row.
     return [
         (
             "RMSE of the mean (K)",
@@ -560,31 +561,15 @@ def _inflation_note(r: dict) -> str:
     )
 
 
-def format_uk(
-    main: dict,
-    sr: dict,
-    base4: dict,
-    spectra: dict,
-    cfg,
-    command: str,
-    quick: bool,
-    speed: list[dict] = (),
-    difficulty: list[dict] = (),
-    inflated: dict | None = None,
-):
-    label = " (--quick: smoke sizes, not the result)" if quick else ""
+def _main_table(main: dict, cfg: UKBenchmarkConfig, inflated: dict | None) -> list[str]:
+    """The test-week paragraph and table: the ensemble (and, with ``inflated``, the same
+    members with inflation auto) against the baselines and the targets."""
     lines = [
-        f"## Downscaling UK t2m, test week{label}",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {machine_description()}  ",
-        f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        "",
         f"{main['times']} fields ({cfg.start}..{cfg.end} every {cfg.every_hours} h), coarse ×"
         f"{cfg.factor} (1°) + 12 IGRA2 station coordinates (simulated obs, σ = "
         f"{cfg.station_noise} K), {main['members']} members, {cfg.guidance} guidance, "
         f"{cfg.sampler} {cfg.steps} steps ({main['nfe']} NFE per member). "
-        f"Held out: {HELDOUT_STATIONS}. "
+        f"Held out: {HELDOUT}. "
         f"Kriging kernel (fitted on 03-01..24): {main.get('kriging_kernel')}.",
         "",
         "| metric | hdm ensemble | bilinear | bicubic | kriging | target | |"
@@ -602,12 +587,39 @@ def format_uk(
         lines.append(line)
     if inflated:
         lines += ["", _inflation_note(inflated)]
-    lines += [
+    return [
+        *lines,
         "",
         _paired_line(main),
         f"Rank histogram (counts, {main['members'] + 1} bins): {main['rank_histogram']}  ",
         f"Wall time: {main['wall_s']:.0f} s for {main['times']} fields "
         f"({main['s_per_field']:.1f} s per field of {main['members']} members).",
+    ]
+
+
+def _shared_points_note(points: dict) -> str:
+    """The zero-shot spectra compared at the training grid's points (same lattice)."""
+    return (
+        " Those radial bins average different wavevectors on the two lattices: the 2× "
+        "members against their own restriction to the training grid's points (the same "
+        f"fields) already differ by {points['lattice_mean_rel_diff']:.3f} on average "
+        f"(max {points['lattice_max_rel_diff']:.3f}). Restricted to the training grid's "
+        "points (same points, lattice and aliasing), the 2× members against the "
+        f"training-grid members: mean |relative difference| {points['mean_rel_diff']:.3f}, "
+        f"max {points['max_rel_diff']:.3f}; {100 * points['frac_within_2se']:.0f} % of "
+        f"{points['shared_bins']} bins within 2 Monte-Carlo standard errors "
+        f"(max z = {points['max_z']:.1f}). In the {points['mean_field_bins']} bins where "
+        "the ensemble mean holds ≥ 90 % of the members' power (the scales the "
+        "observations fix), the 2× ensemble mean carries "
+        f"{100 * points['mean_field_rel_diff']:+.1f} % power against the training grid's; "
+        "in the other bins the member deviations from the mean differ by "
+        f"{100 * points['deviation_rel_diff']:+.1f} % on average."
+    )
+
+
+def _zero_shot_table(sr: dict, base4: dict, spectra: dict) -> list[str]:
+    """Zero-shot super-resolution: both grids' scores and their spectra compared."""
+    lines = [
         "",
         f"### Zero-shot super-resolution (2× the training grid, first {sr['times']} fields)",
         "",
@@ -621,51 +633,60 @@ def format_uk(
             f"{rr['coverage90']:.3f} | {rr['heldout_rmse']:.3f} | {rr['spectrum_ratio']:.3f} | "
             f"{rr['s_per_field']:.1f} |"
         )
-    lines += [
-        "",
+    note = (
         f"Truth for the 2× grid: ERA5 interpolated bilinearly (so its own high wavenumbers "
         f"are missing; the power ratio there is against a smoothed truth). Member power "
         f"spectra of the two grids at their {spectra['shared_bins']} shared wavenumber bins: "
         f"mean |relative difference| {spectra['mean_rel_diff']:.3f}, max "
         f"{spectra['max_rel_diff']:.3f}; {100 * spectra['frac_within_2se']:.0f} % of bins "
-        f"within 2 Monte-Carlo standard errors (max z = {spectra['max_z']:.1f}).",
+        f"within 2 Monte-Carlo standard errors (max z = {spectra['max_z']:.1f})."
+    )
+    if spectra.get("shared_points") is not None:
+        note += _shared_points_note(spectra["shared_points"])
+    return [*lines, "", note]
+
+
+def _speed_table(speed: list[dict]) -> list[str]:
+    lines = [
+        "",
+        "### Speed: one 33 × 49 field, coarse + 12 stations, torch threads = 2",
+        "",
+        "| guidance | sampler | members | NFE | wall s (median) | runs (s) "
+        "| target ≤ 30 s at ≤ 50 NFE |",
+        "|---|---|---|---|---|---|---|",
     ]
-    points = spectra.get("shared_points")
-    if points is not None:
-        lines[-1] += (
-            " Those radial bins average different wavevectors on the two lattices: the 2× "
-            "members against their own restriction to the training grid's points (the same "
-            f"fields) already differ by {points['lattice_mean_rel_diff']:.3f} on average "
-            f"(max {points['lattice_max_rel_diff']:.3f}). Restricted to the training grid's "
-            "points (same points, lattice and aliasing), the 2× members against the "
-            f"training-grid members: mean |relative difference| {points['mean_rel_diff']:.3f}, "
-            f"max {points['max_rel_diff']:.3f}; {100 * points['frac_within_2se']:.0f} % of "
-            f"{points['shared_bins']} bins within 2 Monte-Carlo standard errors "
-            f"(max z = {points['max_z']:.1f}). In the {points['mean_field_bins']} bins where "
-            "the ensemble mean holds ≥ 90 % of the members' power (the scales the "
-            "observations fix), the 2× ensemble mean carries "
-            f"{100 * points['mean_field_rel_diff']:+.1f} % power against the training grid's; "
-            "in the other bins the member deviations from the mean differ by "
-            f"{100 * points['deviation_rel_diff']:+.1f} % on average."
+    for r in speed:
+        ok = r["seconds"] <= 30 and r["nfe"] <= 50
+        runs = ", ".join(f"{t:.1f}" for t in r.get("runs_s", [r["seconds"]]))
+        lines.append(
+            f"| {r['guidance']} | {r.get('sampler', 'heun')} | {r['members']} | {r['nfe']} | "
+            f"{r['seconds']:.1f} | {runs} | {_mark(ok)} |"
         )
+    return lines
+
+
+def format_uk(
+    main: dict,
+    sr: dict,
+    base4: dict,
+    spectra: dict,
+    cfg: UKBenchmarkConfig,
+    quick: bool,
+    speed: list[dict] = (),
+    difficulty: list[dict] = (),
+    inflated: dict | None = None,
+) -> str:
+    """Section ``downscale-uk``: the test week, zero-shot 2×, the data's difficulty and
+    the speed of one field (the command, machine and date are added by
+    :func:`benchmarks.report.write_section`)."""
+    label = " (--quick: smoke sizes, not the result)" if quick else ""
+    lines = [f"## Downscaling UK t2m, test week{label}", ""]
+    lines += _main_table(main, cfg, inflated)
+    lines += _zero_shot_table(sr, base4, spectra)
     if difficulty:
         lines += _format_difficulty(list(difficulty))
     if speed:
-        lines += [
-            "",
-            "### Speed: one 33 × 49 field, coarse + 12 stations, torch threads = 2",
-            "",
-            "| guidance | sampler | members | NFE | wall s (median) | runs (s) "
-            "| target ≤ 30 s at ≤ 50 NFE |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in speed:
-            ok = r["seconds"] <= 30 and r["nfe"] <= 50
-            runs = ", ".join(f"{t:.1f}" for t in r.get("runs_s", [r["seconds"]]))
-            lines.append(
-                f"| {r['guidance']} | {r.get('sampler', 'heun')} | {r['members']} | {r['nfe']} | "
-                f"{r['seconds']:.1f} | {runs} | {_mark(ok)} |"
-            )
+        lines += _speed_table(list(speed))
     return "\n".join(lines)
 
 
@@ -673,10 +694,12 @@ def run_uk_benchmark(
     quick: bool,
     benchmarks_file: Path,
     work: Path,
-    command: str = "hdm benchmark downscale",
+    command: str | None = None,
 ) -> dict:
-    """Run the UK cases and write section ``downscale-uk`` of ``benchmarks_file``."""
+    """Run the UK cases and write section ``downscale-uk`` of ``benchmarks_file``;
+    ``command``: the command line to record (default: this process's)."""
     cfg = QUICK if quick else FULL
+    machine = machine_description()
     work.mkdir(parents=True, exist_ok=True)
     log.info("UK benchmark: main case")
     main, main_ds = run_case(cfg, work)
@@ -690,8 +713,8 @@ def run_uk_benchmark(
     log.info("UK benchmark: speed of one field")
     speed = field_speed(cfg, quick)
     difficulty = subgrid_difficulty(cfg)
-    body = format_uk(main, sr, base4, spectra, cfg, command, quick, speed, difficulty, inflated)
-    write_section(benchmarks_file, "downscale-uk", body)
+    body = format_uk(main, sr, base4, spectra, cfg, quick, speed, difficulty, inflated)
+    write_section(benchmarks_file, "downscale-uk", body, command=command, machine=machine)
     results = {
         "main": main,
         "inflated": inflated,
@@ -728,26 +751,22 @@ def score_on_fields(
 ) -> dict:
     """Downscale the UK t2m fields at ``times`` (coarse ×4 + the 12 conditioning stations,
     simulated obs σ = 0.5 K, MMPS with ``guidance_options``, ``inflation`` as in
-    :func:`downscale`) with ``prior`` and score the ensemble against them: nfe,
-    s_per_field, rmse, crps (fair), spread_skill, coverage90, spectrum_ratio, and the
-    inflation factor used."""
-    truth = open_fields(GRIDDED_DATASETS["uk_t2m"].resolved_path(), "t2m", time=times)
-    truth = truth["t2m"].load()
-    stations = simulate_observations(
-        truth, stations_by_id(CONDITIONING_STATIONS.split(",")), 0.5, 0
-    )
-    t0 = time.perf_counter()
-    ds = downscale(
-        prior,
-        coarse=coarse_grain(truth, 4),
-        stations=stations,
+    :class:`~hdm.downscaling.config.EnsembleConfig`) with ``prior`` and score the
+    ensemble against them: nfe, s_per_field, rmse, crps (fair), spread_skill, coverage90,
+    spectrum_ratio, and the inflation factor used."""
+    truth = open_fields(UK.resolved_path(), "t2m", time=times)["t2m"].load()
+    stations = simulate_observations(truth, conditioning_stations(), 0.5, 0)
+    config = EnsembleConfig(
         members=members,
         sampler=sampler,
         steps=steps,
         seed=seed,
-        guidance_options=guidance_options,
-        progress=False,
+        guidance_options=guidance_options or {},
         inflation=inflation,
+    )
+    t0 = time.perf_counter()
+    ds = downscale(
+        prior, coarse=coarse_grain(truth, 4), stations=stations, config=config, progress=False
     )
     wall = time.perf_counter() - t0
     ens, mean = ds["t2m"], ds["t2m_mean"]
@@ -768,7 +787,7 @@ def sampler_choice(quick: bool) -> list[dict]:
     """Score the sampler candidates with MMPS on a TRAINING-period day (2019-03-20, 00/06/
     12/18 UTC; the model saw these fields), 16 members, coarse ×4 + the 12 stations: the
     evidence behind the default sampler, never the test week."""
-    prior = load_prior(PROJECT_ROOT / "data" / "checkpoints" / "uk_t2m")
+    prior = shipped_prior()
     times = TRAINING_DAY_TIMES[:2] if quick else TRAINING_DAY_TIMES
     rows = []
     for sampler, steps in SAMPLER_CANDIDATES if not quick else (("heun", 3), ("em", 4)):
@@ -779,8 +798,12 @@ def sampler_choice(quick: bool) -> list[dict]:
     return rows
 
 
-def run_sampler_choice(quick: bool, benchmarks_file: Path, command: str) -> list[dict]:
-    """Run :func:`sampler_choice` and write section ``downscale-sampler``."""
+def run_sampler_choice(
+    quick: bool, benchmarks_file: Path, command: str | None = None
+) -> list[dict]:
+    """Run :func:`sampler_choice` and write section ``downscale-sampler``; ``command``:
+    the command line to record (default: this process's)."""
+    machine = machine_description()
     rows = sampler_choice(quick)
     table = "\n".join(
         f"| {r['sampler']} {r['steps']} | {r['nfe']} | {r['rmse']:.3f} | {r['crps']:.3f} | "
@@ -789,8 +812,6 @@ def run_sampler_choice(quick: bool, benchmarks_file: Path, command: str) -> list
         for r in rows
     )
     body = f"""## Choosing the sampler (training-period day, not the test week)
-
-Command: `{command}` · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {machine_description()}
 
 UK t2m, 2019-03-20 00/06/12/18 UTC (inside the training period: the scores are in-sample
 and flatter the model; they rank the samplers, they are not the test result), coarse ×4 +
@@ -801,7 +822,7 @@ and flatter the model; they rank the samplers, they are not the test result), co
 |---|---|---|---|---|---|---|---|
 {table}
 """
-    write_section(benchmarks_file, "downscale-sampler", body)
+    write_section(benchmarks_file, "downscale-sampler", body, command=command, machine=machine)
     return rows
 
 
@@ -824,6 +845,17 @@ def _band_ratios(p: xr.DataArray, q: xr.DataArray) -> np.ndarray:
     return np.exp([log_ratio[(k > lo) & (k <= hi)].mean() for lo, hi in Q_BANDS])
 
 
+def training_fields(quick: bool):
+    """The shipped prior's training data (:func:`hdm.pipelines.train.training_data` of
+    ``configs/atmos/uk_t2m.yaml``) and its normalised fields every 4 h (every 24 h when
+    ``quick``), (n, lat, lon) as numpy."""
+    from hdm.pipelines.config import load_train_config
+    from hdm.pipelines.train import training_data
+
+    data = training_data(load_train_config(PROJECT_ROOT / "configs" / "atmos" / "uk_t2m.yaml"))
+    return data, data.tensor[:: 24 if quick else 4, 0].numpy()
+
+
 def noise_choice(quick: bool, draws: int = 64, seed: int = 0) -> dict:
     """How closely the radial spectrum of Q draws follows that of the training data.
 
@@ -841,17 +873,10 @@ def noise_choice(quick: bool, draws: int = 64, seed: int = 0) -> dict:
     import torch
 
     from hdm.hilbert.covariance import SpectralCovariance
-    from hdm.pipelines.config import load_train_config
-    from hdm.pipelines.train import training_data
 
-    cfg = load_train_config(PROJECT_ROOT / "configs" / "atmos" / "uk_t2m.yaml")
-    data = training_data(cfg)
-    lat = data.dataset["lat"].values
-    lon = data.dataset["lon"].values
-    stride = 24 if quick else 4
-    fields = data.tensor[::stride, 0].numpy()
+    data, fields = training_fields(quick)
+    lat, lon = data.dataset["lat"].values, data.dataset["lon"].values
     n_draws = 8 if quick else draws
-
     data_spectrum = _spectrum(fields, lat, lon)
     rows = []
     for nu, ell in Q_CANDIDATES:
@@ -885,13 +910,9 @@ def prior_check(
     import torch
 
     from hdm.hilbert.sampling import make_sampler
-    from hdm.pipelines.config import load_train_config
-    from hdm.pipelines.train import training_data
 
-    cfg = load_train_config(PROJECT_ROOT / "configs" / "atmos" / "uk_t2m.yaml")
-    data = training_data(cfg)
+    data, fields = training_fields(quick)
     lat, lon = data.dataset["lat"].values, data.dataset["lon"].values
-    fields = data.tensor[:: 24 if quick else 4, 0].numpy()
     data_spectrum = _spectrum(fields, lat, lon)
     rows = []
     for path in checkpoints:
@@ -929,32 +950,19 @@ def load_checkpoint_metadata(model_path: str) -> dict:
     return json.loads(log_file.read_text()) if log_file.exists() else {}
 
 
-def run_noise_choice(
-    quick: bool,
-    benchmarks_file: Path,
-    command: str,
-    priors: list[Path | str] | None = None,
-) -> dict:
-    """Run :func:`noise_choice` and :func:`prior_check` (the shipped prior, then
-    ``priors``) and write section ``downscale-q``."""
-    result = noise_choice(quick)
-    shipped_path = PROJECT_ROOT / "data" / "checkpoints" / "uk_t2m"
-    checks = prior_check([shipped_path, *(priors or [])], quick)
-    result["priors"] = checks
-    shipped = load_prior(PROJECT_ROOT / "data" / "checkpoints" / "uk_t2m")
-    q = shipped.denoiser.process.covariance
+def _q_section(result: dict, shipped_q) -> str:
+    """The heading, the Q candidates' spectra against the data's, and the closest one."""
     best = min(result["rows"], key=lambda r: abs(np.log(r["tilt"])))
     bands = " | ".join(f"data / Q, {lo:g}–{hi:g}" for lo, hi in Q_BANDS)
+    shipped = (shipped_q.nu, shipped_q.lengthscale)
     table = "\n".join(
         f"| Matérn ν = {r['nu']:g}, ℓ = {r['lengthscale']:g}° | "
         + " | ".join(f"{v:.3g}" for v in r["ratios"])
         + f" | {r['tilt']:.3g} |"
-        + (" ← shipped |" if (r["nu"], r["lengthscale"]) == (q.nu, q.lengthscale) else " |")
+        + (" ← shipped |" if (r["nu"], r["lengthscale"]) == shipped else " |")
         for r in result["rows"]
     )
-    body = f"""## Choosing Q for the UK t2m prior (training data only)
-
-Command: `{command}` · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {machine_description()}
+    return f"""## Choosing Q for the UK t2m prior (training data only)
 
 Radially averaged power spectra (Hann window) of {result["n_fields"]} normalised training
 fields (2019-03-01..24, every 4 h, as the network sees them) and of {result["draws"]} draws
@@ -967,6 +975,10 @@ Matérn ν = {best["nu"]:g}, ℓ = {best["lengthscale"]:g}°.
 |---|---|---|---|---|---|
 {table}
 """
+
+
+def _prior_section(checks: list[dict], quick: bool) -> str:
+    """The trained priors' unconditional draws against the training fields."""
     prior_bands = " | ".join(f"draws / data, {lo:g}–{hi:g}" for lo, hi in Q_BANDS)
     prior_table = "\n".join(
         f"| `{c['checkpoint']}` | {c['q']} | {c['train_steps']} | {c['std_ratio']:.3f} | "
@@ -975,7 +987,7 @@ Matérn ν = {best["nu"]:g}, ℓ = {best["lengthscale"]:g}°.
         for c in checks
     )
     n_draws = 4 if quick else 32
-    body += f"""
+    return f"""
 Unconditional draws of trained priors ({n_draws} members, Euler–Maruyama 50 steps, no
 guidance) against the same training fields: standard deviation ratio over all points and
 draws, and power ratios by band (1 = the prior reproduces the data). The first row is
@@ -985,5 +997,23 @@ the shipped model.
 |---|---|---|---|---|---|---|
 {prior_table}
 """
-    write_section(benchmarks_file, "downscale-q", body)
+
+
+def run_noise_choice(
+    quick: bool,
+    benchmarks_file: Path,
+    command: str | None = None,
+    priors: list[Path | str] | None = None,
+) -> dict:
+    """Run :func:`noise_choice` and :func:`prior_check` (the shipped prior, then
+    ``priors``) and write section ``downscale-q``; ``command``: the command line to
+    record (default: this process's)."""
+    machine = machine_description()
+    result = noise_choice(quick)
+    shipped = shipped_checkpoint("uk_t2m")
+    checks = prior_check([shipped.parent, *(priors or [])], quick)
+    result["priors"] = checks
+    shipped_q = load_prior(shipped).denoiser.process.covariance
+    body = _q_section(result, shipped_q) + _prior_section(checks, quick)
+    write_section(benchmarks_file, "downscale-q", body, command=command, machine=machine)
     return result

@@ -4,7 +4,7 @@ On the CPU, :class:`hdm.hilbert.networks.TimeConditionedFNO` runs a batch in chu
 whose hidden activation (chunk × width × mirror-extended points × 4 bytes) fits in
 ``cpu_chunk_bytes`` (4 MiB by default), so each layer's working set stays in the cache
 and its blocks stay below glibc's mmap threshold. This script times one NFE of 16
-members, the problem of :func:`hdm.pipelines.benchmark_downscale.sampling_speed`, on the
+members, the problem of :func:`benchmarks.downscale.sampling_speed`, on the
 UK grid (33 × 49) and on n × n grids:
 
 - plain (the denoiser under no_grad) for budgets 0 (the whole batch at once), 1, 4 and
@@ -18,7 +18,7 @@ The budgets take turns call by call (after one warm-up call each), so a slow spe
 shared 2-core machine hits every budget alike; the table gives the median and the range
 of the timed calls:
 
-    python benchmarks/fno_chunking.py [--sizes 64,128,256] [--repeats 5] [--guided-repeats 1]
+    python -m benchmarks fno_chunking [--sizes 64,128,256] [--repeats 5] [--guided-repeats 1]
                                       [--field-repeats 3]
 
 It writes section ``fno-chunking`` of BENCHMARKS.md.
@@ -28,23 +28,20 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
 import sys
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from statistics import median
 
 import torch
 
-from hdm.data.benchmark import machine_description, write_section
-from hdm.hilbert.grids import RectGrid
-from hdm.pipelines.benchmark_downscale import speed_problem
-from hdm.pipelines.benchmark_uk import UKBenchmarkConfig, speed_field
+from benchmarks.downscale import speed_problem
+from benchmarks.report import command_line, machine_description, parser, write_section
+from benchmarks.uk import UKBenchmarkConfig, speed_field
+from hdm.downscaling.config import EnsembleConfig
 from hdm.downscaling.core import downscale
+from hdm.hilbert.grids import RectGrid
 
-ROOT = Path(__file__).resolve().parents[1]
 MIB = 2**20
 PLAIN_BUDGETS = (0, 1 * MIB, 4 * MIB, 16 * MIB)
 GUIDED_BUDGETS = (0, 4 * MIB)
@@ -117,19 +114,10 @@ def uk_field_call() -> tuple:
     downscale`` does: 16 members, coarse ×4 + 12 stations, MMPS, EM 50 steps)."""
     cfg = UKBenchmarkConfig()
     prior, coarse, stations = speed_field(cfg)
+    config = EnsembleConfig(members=MEMBERS, guidance="mmps", sampler="em", steps=50, seed=cfg.seed)
 
     def field():
-        return downscale(
-            prior,
-            coarse=coarse,
-            stations=stations,
-            members=MEMBERS,
-            guidance="mmps",
-            sampler="em",
-            steps=50,
-            seed=cfg.seed,
-            progress=False,
-        )
+        return downscale(prior, coarse=coarse, stations=stations, config=config, progress=False)
 
     return prior, field
 
@@ -153,17 +141,14 @@ def _nlogn(shape: tuple[int, int]) -> float:
     return n * math.log(n)
 
 
-def format_table(rows: list[dict], command: str, repeats: int, guided_repeats: int) -> str:
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def format_table(rows: list[dict], repeats: int, guided_repeats: int) -> str:
+    """Section ``fno-chunking`` (the command, machine and date are added by
+    :func:`benchmarks.report.write_section`)."""
     budgets = " | ".join(
         f"plain ms, {b // MIB} MiB" if b else "plain ms, whole" for b in PLAIN_BUDGETS
     )
     lines = [
         "## FNO member chunks on the CPU",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {machine_description()}  ",
-        f"Date: {stamp}",
         "",
         f"One NFE of {MEMBERS} members of the untrained UK-architecture FNO (the problem of "
         "section downscale-speed) by the network's CPU chunk budget (hidden activation per "
@@ -220,44 +205,40 @@ def format_field(field: dict[int, list[float]]) -> str:
     )
 
 
-def parse_timing_arguments(parser: argparse.ArgumentParser, argv, each: str):
-    """Add --repeats, --guided-repeats, --field-repeats (timed calls per ``each``) and
-    --benchmarks to ``parser``, parse ``argv`` and check the counts."""
-    parser.add_argument("--repeats", type=int, default=5, help=f"timed plain calls per {each}")
-    parser.add_argument(
+def parse_timing_arguments(p: argparse.ArgumentParser, argv: Sequence[str], each: str):
+    """Add --repeats, --guided-repeats, --field-repeats (timed calls per ``each``) to the
+    parser ``p``, parse ``argv`` and check the counts."""
+    p.add_argument("--repeats", type=int, default=5, help=f"timed plain calls per {each}")
+    p.add_argument(
         "--guided-repeats", type=int, default=1, help=f"timed guided calls per {each} (0: none)"
     )
-    parser.add_argument(
+    p.add_argument(
         "--field-repeats", type=int, default=3, help=f"timed UK fields per {each} (0: none)"
     )
-    parser.add_argument("--benchmarks", type=Path, default=ROOT / "BENCHMARKS.md")
-    args = parser.parse_args(argv)
+    args = p.parse_args(list(argv))
     if args.repeats < 1 or min(args.guided_repeats, args.field_repeats) < 0:
-        parser.error(
+        p.error(
             "--repeats must be ≥ 1 and --guided-repeats, --field-repeats ≥ 0, got "
             f"{args.repeats}, {args.guided_repeats}, {args.field_repeats}"
         )
     return args
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=parse_sizes, default=[64, 128, 256])
-    args = parse_timing_arguments(parser, argv, "budget")
+def main(argv: Sequence[str] = ()) -> list[dict]:
+    """``python -m benchmarks fno_chunking [--sizes ...] [--repeats R] [...]``."""
+    p = parser("fno_chunking", __doc__)
+    p.add_argument("--sizes", type=parse_sizes, default=[64, 128, 256])
+    args = parse_timing_arguments(p, argv, "budget")
+    machine = machine_description()
     shapes = [UK_SHAPE, *[(n, n) for n in args.sizes]]
     rows = []
     for shape in shapes:
         rows.append(time_shape(shape, args.repeats, args.guided_repeats))
         print(f"{shape}: done", file=sys.stderr, flush=True)
-    given = sys.argv[1:] if argv is None else argv
-    command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/fno_chunking.py", *given])
-    table = format_table(rows, command, args.repeats, args.guided_repeats)
+    table = format_table(rows, args.repeats, args.guided_repeats)
     if args.field_repeats:
         table += format_field(time_uk_field(args.field_repeats))
-    write_section(args.benchmarks, "fno-chunking", table)
+    command = command_line("fno_chunking", argv)
+    write_section(args.benchmarks_file, "fno-chunking", table, command=command, machine=machine)
     print(table)
     return rows
-
-
-if __name__ == "__main__":
-    main()

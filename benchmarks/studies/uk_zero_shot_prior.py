@@ -25,33 +25,26 @@ It also reports how much of Q's variance each grid represents (``truncated_varia
 the 2× grid's noise carries the modes beyond the training grid's band, which the
 network never saw in training.
 
-    python benchmarks/uk_zero_shot_prior.py [--batches 16] [--members 16] [--steps 25]
+    python -m benchmarks uk_zero_shot_prior [--batches 16] [--members 16] [--steps 25]
 
 It writes section ``uk-zero-shot-prior`` of BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
-import argparse
-import shlex
-import sys
 import time
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import xarray as xr
 from tqdm import tqdm
 
-from hdm.data.benchmark import machine_description, write_section
+from benchmarks.report import command_line, machine_description, parser, write_section
+from benchmarks.uk import Q_BANDS, shipped_prior
 from hdm.hilbert.sampling import make_sampler
 from hdm.metrics import probabilistic as pm
-from hdm.pipelines.benchmark_uk import Q_BANDS
-from hdm.downscaling.prior import load_prior
 
-ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINT = ROOT / "data" / "checkpoints" / "uk_t2m"
 RESAMPLES = 2000
 
 
@@ -113,14 +106,13 @@ def _interval(value: tuple[float, float, float], digits: int = 3) -> str:
     return f"{e:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def format_section(result: dict, command: str) -> str:
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def format_section(result: dict) -> str:
+    """Section ``uk-zero-shot-prior`` (the command, machine and date are added by
+    :func:`benchmarks.report.write_section`)."""
     r = result["ratios"]
     amplitude = tuple(float(np.sqrt(v)) for v in r["variance_ratio"])
     lines = [
         "## UK t2m: the prior alone at 2× its training grid (paired unconditional draws)",
-        "",
-        f"Command: `{command}` · {stamp} · {machine_description()}",
         "",
         f"{result['pairs']} pairs of unconditional draws of the shipped prior (Heun, "
         f"{result['steps']} steps, no observations) on the training grid "
@@ -148,23 +140,24 @@ def format_section(result: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=16)
-    parser.add_argument("--members", type=int, default=16, help="draws per batch")
-    parser.add_argument("--steps", type=int, default=25, help="Heun steps")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--benchmarks", type=Path, default=ROOT / "BENCHMARKS.md")
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] = ()) -> dict:
+    """``python -m benchmarks uk_zero_shot_prior [--batches B] [--members M] [--steps S]``."""
+    p = parser("uk_zero_shot_prior", __doc__)
+    p.add_argument("--batches", type=int, default=16)
+    p.add_argument("--members", type=int, default=16, help="draws per batch")
+    p.add_argument("--steps", type=int, default=25, help="Heun steps")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(list(argv))
     if min(args.batches, args.members, args.steps) < 1:
-        parser.error(
+        p.error(
             f"--batches, --members and --steps must be ≥ 1, got "
             f"{args.batches}, {args.members}, {args.steps}"
         )
     if args.batches * args.members < 2:
-        parser.error("need at least 2 draw pairs for a variance")
+        p.error("need at least 2 draw pairs for a variance")
     torch.set_num_threads(2)
-    prior = load_prior(CHECKPOINT)
+    machine = machine_description()
+    prior = shipped_prior()
     start = time.perf_counter()
     base, fine = paired_draws(prior, 2, args.batches, args.members, args.steps, args.seed)
     lat, lon = prior.grid.coords()
@@ -179,15 +172,10 @@ def main(argv: list[str] | None = None) -> dict:
         "q_variance_fine": covariance.truncated_variance(prior.grid.refined(2)),
         "wall_s": time.perf_counter() - start,
     }
-    given = sys.argv[1:] if argv is None else argv
-    command = " ".join(
-        shlex.quote(a) for a in ["python", "benchmarks/uk_zero_shot_prior.py", *given]
+    text = format_section(result)
+    command = command_line("uk_zero_shot_prior", argv)
+    write_section(
+        args.benchmarks_file, "uk-zero-shot-prior", text, command=command, machine=machine
     )
-    text = format_section(result, command)
-    write_section(args.benchmarks, "uk-zero-shot-prior", text)
     print(text)
     return result
-
-
-if __name__ == "__main__":
-    main()

@@ -1,33 +1,38 @@
 """NFE and field times under different memory settings (glibc allocator, huge pages).
 
-    python benchmarks/allocator_speed.py                       # per-NFE time at 64², 128²
+    python -m benchmarks allocator_speed                       # per-NFE time at 64², 128²
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184 \\
-        python benchmarks/allocator_speed.py                   # freed memory kept
-    /usr/bin/time -f "%e s wall %S s system %M KB" python benchmarks/allocator_speed.py
+        python -m benchmarks allocator_speed                   # freed memory kept
+    /usr/bin/time -f "%e s wall %S s system %M KB" python -m benchmarks allocator_speed
 
-    THP_MEM_ALLOC_ENABLE=1 python benchmarks/allocator_speed.py --guided-calls 512 2
-    THP_MEM_ALLOC_ENABLE=0 python benchmarks/allocator_speed.py --guided-calls 512 2
+    THP_MEM_ALLOC_ENABLE=1 python -m benchmarks allocator_speed --guided-calls 512 2
+    THP_MEM_ALLOC_ENABLE=0 python -m benchmarks allocator_speed --guided-calls 512 2
         # one guided NFE (MMPS, 5 CG steps, 16 members) on n × n, CALLS times: wall, user
         # and system seconds and minor page faults of each call (resource.getrusage)
-    THP_MEM_ALLOC_ENABLE=1 python benchmarks/allocator_speed.py --uk-field 4
+    THP_MEM_ALLOC_ENABLE=1 python -m benchmarks allocator_speed --uk-field 4
         # the first UK test field (MMPS, EM 50, 16 members) downscaled REPEATS times
 
-The numbers are quoted in BENCHMARKS.md (section downscale-speed) and hdm/allocator.py.
-Run the settings in separate processes, taking turns: huge pages and glibc's settings
-are read when the process starts.
+It prints its measurements and writes no section: the numbers are quoted in
+BENCHMARKS.md (section downscale-speed) and hdm/allocator.py. Run the settings in
+separate processes, taking turns: huge pages and glibc's settings are read when the
+process starts.
 """
 
-import argparse
+from __future__ import annotations
+
 import os
 import resource
 import time
+from collections.abc import Sequence
+
+from benchmarks.report import parser
 
 
 def guided_calls(n: int, calls: int) -> None:
     import torch
 
+    from benchmarks.downscale import speed_problem
     from hdm.hilbert.grids import RectGrid
-    from hdm.pipelines.benchmark_downscale import speed_problem
 
     torch.set_num_threads(2)
     process, _, guided, t = speed_problem(0)
@@ -51,7 +56,7 @@ def uk_field(repeats: int) -> None:
     import numpy as np
     import torch
 
-    from hdm.pipelines.benchmark_uk import FULL, speed_field
+    from benchmarks.uk import FULL, speed_field
     from hdm.downscaling.core import downscale
 
     torch.set_num_threads(2)
@@ -71,7 +76,7 @@ def uk_field(repeats: int) -> None:
 
 
 def nfe_times() -> None:
-    from hdm.pipelines.benchmark_downscale import sampling_speed
+    from benchmarks.downscale import sampling_speed
 
     for row in sampling_speed(sizes=(64, 128), repeats=1, budget_s=40):
         guided = row.get("guided_ms")
@@ -81,14 +86,16 @@ def nfe_times() -> None:
         )
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--guided-calls", nargs=2, type=int, metavar=("N", "CALLS"))
-    parser.add_argument("--uk-field", type=int, metavar="REPEATS")
-    args = parser.parse_args()
+def main(argv: Sequence[str] = ()) -> int:
+    """``python -m benchmarks allocator_speed [--guided-calls N CALLS | --uk-field R]``."""
+    p = parser("allocator_speed", __doc__, writes=False)
+    p.add_argument("--guided-calls", nargs=2, type=int, metavar=("N", "CALLS"))
+    p.add_argument("--uk-field", type=int, metavar="REPEATS")
+    args = p.parse_args(list(argv))
     if args.guided_calls:
         guided_calls(*args.guided_calls)
     elif args.uk_field:
         uk_field(args.uk_field)
     else:
         nfe_times()
+    return 0

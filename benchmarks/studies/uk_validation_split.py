@@ -10,8 +10,8 @@ that no validation field is an hour away from a training field):
         --set data.train_start=2019-03-01T00 --set data.train_end=2019-03-20T23 \\
         --set optim.steps=$S
     done
-    python benchmarks/uk_validation_split.py runs/uk_val_1750 runs/uk_val_3500
-    python benchmarks/uk_validation_split.py --inflation runs/uk_val_w16m32
+    python -m benchmarks uk_validation_split runs/uk_val_1750 runs/uk_val_3500
+    python -m benchmarks uk_validation_split --inflation runs/uk_val_w16m32
 
 The network size is the config's unless overridden; the table says which each row had
 (``runs/uk_val_1750`` and ``runs/uk_val_3500`` were made with ``--set model.width=32
@@ -21,19 +21,20 @@ The network size is the config's unless overridden; the table says which each ro
 Each checkpoint downscales the 6 validation fields (coarse ×4 + the 12 benchmark stations,
 simulated obs σ = 0.5 K, MMPS, Euler–Maruyama 50 steps, 16 members) and gets RMSE, fair
 CRPS, spread–skill, 90 % coverage and the high-wavenumber power ratio. The table goes into
-section ``uk-validation`` of BENCHMARKS.md.
+section ``uk-validation`` of BENCHMARKS.md; with ``--inflation`` each prior is scored
+without and with ``inflation="auto"``, into section ``uk-validation-inflation``.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 
-from hdm.data.benchmark import machine_description, write_section
-from hdm.pipelines.benchmark_uk import VALIDATION_TIMES, load_checkpoint_metadata, score_on_fields
+from benchmarks.report import command_line, machine_description, parser, write_section
+from benchmarks.uk import UK, VALIDATION_TIMES, load_checkpoint_metadata, score_on_fields
 from hdm.downscaling.prior import load_prior
+from hdm.pipelines.config import load_train_config
 
 
 def score(checkpoint: str, members: int = 16, seed: int = 0, inflation: str | None = None) -> dict:
@@ -60,11 +61,11 @@ def score(checkpoint: str, members: int = 16, seed: int = 0, inflation: str | No
 
 def prior_train_period(prior) -> str:
     """'START..END' of the fields a prior was trained on, from the config.yaml beside it
-    (empty bounds: the dataset's training split, 2019-03-01..24)."""
-    from hdm.pipelines.config import load_train_config
-
+    (unset bounds: the dataset's training split, 2019-03-01..24)."""
     cfg = load_train_config(Path(prior.path).parent / "config.yaml")
-    return f"{cfg.data.train_start or '2019-03-01'}..{cfg.data.train_end or '2019-03-24'}"
+    start = cfg.data.train_start or UK.train[0][:10]
+    end = cfg.data.train_end or UK.train[1][:10]
+    return f"{start}..{end}"
 
 
 HEADER = (
@@ -80,21 +81,16 @@ def network_size(prior) -> str:
     return f"width {cfg['width']}, {m1} × {m2} modes"
 
 
-def main_inflation(checkpoints: list[str]) -> None:
-    """Each prior with and without ``inflation="auto"`` on the validation fields: does the
-    inflation over-inflate where the prior is not out of its depth? Section
-    ``uk-validation-inflation``."""
-    rows = [score(c, inflation=i) for c in checkpoints for i in (None, "auto")]
+def inflation_section(rows: list[dict]) -> str:
+    """Section ``uk-validation-inflation`` (the command, machine and date are added by
+    :func:`benchmarks.report.write_section`)."""
     table = "\n".join(
         f"| `{r['checkpoint']}` | {'auto' if r['inflation'] != 1 else 'none'} | "
         f"{r['inflation']:.3f} | {r['rmse']:.3f} | {r['crps']:.3f} | {r['spread_skill']:.3f} | "
         f"{r['coverage90']:.3f} | {r['power']:.3f} |"
         for r in rows
     )
-    body = f"""## UK t2m: the adaptive inflation on the validation split
-
-Command: `python benchmarks/uk_validation_split.py --inflation {" ".join(checkpoints)}` ·
-{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {machine_description()}
+    return f"""## UK t2m: the adaptive inflation on the validation split
 
 The validation fields of section uk-validation (2019-03-22..24 at 00 and 12 UTC, never seen
 by priors trained on 03-01..20; not the test week), coarse ×4 + 12 stations, MMPS, EM 50
@@ -105,44 +101,48 @@ residuals about the coarse field against the prior's own, 64 draws; bounds [1, 2
 |---|---|---|---|---|---|---|---|
 {table}
 """
-    write_section(Path("BENCHMARKS.md"), "uk-validation-inflation", body)
-    for r in rows:
-        print(json.dumps(r))
 
 
-def main(checkpoints: list[str]) -> None:
-    rows = [score(c) for c in checkpoints]
+def validation_section(rows: list[dict]) -> str:
+    """Section ``uk-validation`` (the command, machine and date are added by
+    :func:`benchmarks.report.write_section`)."""
     table = "\n".join(
         f"| `{r['checkpoint']}` | {r['network']} | {r['train_period']} | {r['train_steps']} | "
-        f"{r['rmse']:.3f} | "
-        f"{r['crps']:.3f} | {r['spread_skill']:.3f} | {r['coverage90']:.3f} | "
+        f"{r['rmse']:.3f} | {r['crps']:.3f} | {r['spread_skill']:.3f} | {r['coverage90']:.3f} | "
         f"{r['power']:.3f} |"
         for r in rows
     )
-    body = f"""## UK t2m: validation split inside the training period
+    return f"""## UK t2m: validation split inside the training period
 
-Command: `python benchmarks/uk_validation_split.py {" ".join(checkpoints)}` (the priors made
-by the `hdm train` commands in the script's docstring) · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC
-· {machine_description()}
-
-Priors trained on 2019-03-01..20 only, scored on 2019-03-22..24 at 00 and 12 UTC (6 fields
-they never saw; the test week is not used): coarse ×4 + 12 stations, MMPS, EM 50 steps,
-16 members.
+Priors trained on 2019-03-01..20 only (by the `hdm train` commands in the docstring of
+`benchmarks/studies/uk_validation_split.py`), scored on 2019-03-22..24 at 00 and 12 UTC
+(6 fields they never saw; the test week is not used): coarse ×4 + 12 stations, MMPS, EM
+50 steps, 16 members.
 
 {HEADER}
 {table}
 """
-    write_section(Path("BENCHMARKS.md"), "uk-validation", body)
+
+
+def main(argv: Sequence[str] = ()) -> list[dict]:
+    """``python -m benchmarks uk_validation_split [--inflation] CHECKPOINT_DIR [...]``."""
+    p = parser("uk_validation_split", __doc__)
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT_DIR", help="trained priors")
+    p.add_argument(
+        "--inflation",
+        action="store_true",
+        help="score each prior without and with inflation auto (section uk-validation-inflation)",
+    )
+    args = p.parse_args(list(argv))
+    machine = machine_description()
+    if args.inflation:
+        rows = [score(c, inflation=i) for c in args.checkpoints for i in (None, "auto")]
+        section, body = "uk-validation-inflation", inflation_section(rows)
+    else:
+        rows = [score(c) for c in args.checkpoints]
+        section, body = "uk-validation", validation_section(rows)
+    command = command_line("uk_validation_split", argv)
+    write_section(args.benchmarks_file, section, body, command=command, machine=machine)
     for r in rows:
         print(json.dumps(r))
-
-
-if __name__ == "__main__":
-    args = sys.argv[1:]
-    with_inflation = "--inflation" in args
-    args = [a for a in args if a != "--inflation"]
-    if not args:
-        sys.exit(
-            "usage: python benchmarks/uk_validation_split.py [--inflation] CHECKPOINT_DIR [...]"
-        )
-    (main_inflation if with_inflation else main)(args)
+    return rows

@@ -8,14 +8,14 @@ rounding (the script checks it on every grid). This script times, taking turns c
 call after one warm-up each (so a slow spell of a shared machine hits both alike):
 
 - one plain NFE (the denoiser under no_grad) of 16 members, the problem of
-  :func:`hdm.pipelines.benchmark_downscale.sampling_speed`, on the UK grid (33 × 49) and
+  :func:`benchmarks.downscale.sampling_speed`, on the UK grid (33 × 49) and
   on n × n grids;
 - one guided NFE (MMPS, 5 CG steps) on the UK grid and on the n × n grids of
   ``--guided-sizes``;
 - one whole UK field with the shipped prior, as ``hdm downscale`` makes it (16 members,
   coarse ×4 + 12 stations, MMPS, EM 50 steps; ``--field-repeats``, 0 skips it).
 
-    python benchmarks/spectral_layer.py [--sizes 64,128,256,512] [--guided-sizes 64,128,256]
+    python -m benchmarks spectral_layer [--sizes 64,128,256,512] [--guided-sizes 64,128,256]
                                         [--repeats 5] [--guided-repeats 1] [--field-repeats 3]
 
 It writes section ``spectral-layer`` of BENCHMARKS.md.
@@ -23,17 +23,16 @@ It writes section ``spectral-layer`` of BENCHMARKS.md.
 
 from __future__ import annotations
 
-import argparse
 import math
-import shlex
 import sys
-from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from statistics import median
 
 import torch
-from fno_chunking import (
+
+from benchmarks.downscale import speed_problem
+from benchmarks.report import command_line, machine_description, parser, write_section
+from benchmarks.studies.fno_chunking import (
     MEMBERS,
     UK_SHAPE,
     cell,
@@ -42,13 +41,9 @@ from fno_chunking import (
     parse_timing_arguments,
     uk_field_call,
 )
-
-from hdm.data.benchmark import machine_description, write_section
 from hdm.hilbert.grids import RectGrid
 from hdm.hilbert.spectral import TruncatedSpectralConv
-from hdm.pipelines.benchmark_downscale import speed_problem
 
-ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"fft": False, "products": True}  # name → TruncatedSpectralConv.use_products
 
 
@@ -102,14 +97,11 @@ def _nlogn(shape) -> float:
     return n * math.log(n)
 
 
-def format_table(rows: list[dict], command: str, repeats: int, guided_repeats: int) -> str:
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def format_table(rows: list[dict], repeats: int, guided_repeats: int) -> str:
+    """Section ``spectral-layer`` (the command, machine and date are added by
+    :func:`benchmarks.report.write_section`)."""
     lines = [
         "## FNO spectral layers: truncated DFT products against full FFTs",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {machine_description()}  ",
-        f"Date: {stamp}",
         "",
         f"One NFE of {MEMBERS} members of the untrained UK-architecture FNO (width 16, "
         "32 × 32 modes, 4 layers; the problem of section downscale-speed; CPU chunks of "
@@ -171,11 +163,13 @@ def format_field(field: dict[str, list[float]]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=parse_sizes, default=[64, 128, 256, 512])
-    parser.add_argument("--guided-sizes", type=parse_sizes, default=[64, 128, 256])
-    args = parse_timing_arguments(parser, argv, "layer")
+def main(argv: Sequence[str] = ()) -> list[dict]:
+    """``python -m benchmarks spectral_layer [--sizes ...] [--guided-sizes ...] [...]``."""
+    p = parser("spectral_layer", __doc__)
+    p.add_argument("--sizes", type=parse_sizes, default=[64, 128, 256, 512])
+    p.add_argument("--guided-sizes", type=parse_sizes, default=[64, 128, 256])
+    args = parse_timing_arguments(p, argv, "layer")
+    machine = machine_description()
     shapes = [UK_SHAPE, *[(n, n) for n in args.sizes]]
     rows = []
     try:
@@ -187,15 +181,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         field = time_uk_field(args.field_repeats) if args.field_repeats else None
     finally:
         TruncatedSpectralConv.use_products = True
-    given = sys.argv[1:] if argv is None else argv
-    command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/spectral_layer.py", *given])
-    table = format_table(rows, command, args.repeats, args.guided_repeats)
+    table = format_table(rows, args.repeats, args.guided_repeats)
     if field is not None:
         table += format_field(field)
-    write_section(args.benchmarks, "spectral-layer", table)
+    command = command_line("spectral_layer", argv)
+    write_section(args.benchmarks_file, "spectral-layer", table, command=command, machine=machine)
     print(table)
     return rows
-
-
-if __name__ == "__main__":
-    main()

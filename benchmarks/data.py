@@ -1,4 +1,4 @@
-"""``hdm benchmark data``: scale and throughput of the data layer, as a BENCHMARKS.md table.
+"""``python -m benchmarks data``: scale and throughput of the data layer (section ``data``).
 
 Three measurements, each with its peak resident memory (RSS):
 
@@ -23,19 +23,20 @@ Peak RSS: the kernel's high-water mark (``VmHWM``) reset before each measurement
 through ``/proc/self/clear_refs`` where Linux allows it, together with a 5 ms sampler of
 the RSS of the process plus its children (workers' shared pages are counted in each, so
 this over-estimates). ``--quick`` runs tiny sizes as a smoke test and labels the table so.
+
+    python -m benchmarks data [--quick] [--work-dir DIR] [--uk-path FILE]
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import platform
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +44,22 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from benchmarks.report import command_line, machine_description, parser, write_section
 from hdm.data.normalization import FieldNormaliser
 from hdm.data.open import normalise_conventions, open_fields
 from hdm.data.schema import COORD_ATTRS, KNOWN_VARIABLES, LAT, LON, MEMBER, TIME
 from hdm.data.stores import write_zarr_ensemble
 from hdm.data.torch_dataset import FieldDataset
+from hdm.domains.atmosphere import GRIDDED_DATASETS
+from hdm.domains.shipped import ShippedDataError
 
-__all__ = ["DataBenchmarkConfig", "PeakRSS", "run_data_benchmark", "uk_t2m_path"]
+__all__ = ["DataBenchmarkConfig", "PeakRSS", "main", "run_data_benchmark", "uk_t2m_path"]
 
 log = logging.getLogger("hdm")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-UK_T2M = Path("atmos") / "era5_t2m_uk_2019-03" / "era5_t2m_2019-03_uk.nc"
 SECTION = "data"
+#: the packages the data layer is built on, named with the machine
+PACKAGES = ("dask", "xarray", "zarr")
 
 
 @dataclass(frozen=True)
@@ -245,12 +249,15 @@ def synthetic_ensemble(cfg: DataBenchmarkConfig, seed: int = 100) -> xr.Dataset:
 
 
 def uk_t2m_path(path: Path | None = None) -> Path | None:
-    """The UK t2m file: ``path``, else ``$HDM_DATA_DIR/atmos/...``, else ``data/atmos/...``."""
-    candidates = [path] if path is not None else []
-    if os.environ.get("HDM_DATA_DIR"):
-        candidates.append(Path(os.environ["HDM_DATA_DIR"]) / UK_T2M)
-    candidates.append(PROJECT_ROOT / "data" / UK_T2M)
-    return next((c for c in candidates if c is not None and c.exists()), None)
+    """The UK t2m file: ``path`` when given, else the shipped ``uk_t2m`` dataset
+    (:mod:`hdm.domains.shipped`: ``$HDM_DATA_DIR`` or the repository's ``data/``); None
+    when it is not there."""
+    if path is not None:
+        return Path(path) if Path(path).exists() else None
+    try:
+        return GRIDDED_DATASETS["uk_t2m"].resolved_path()
+    except ShippedDataError:
+        return None
 
 
 # ------------------------------------------------------------------ measure
@@ -365,42 +372,6 @@ def bench_uk(cfg: DataBenchmarkConfig, path: Path) -> dict[str, Any]:
 # -------------------------------------------------------------------- report
 
 
-def machine_description() -> str:
-    import dask
-    import torch
-    import zarr
-
-    try:
-        ram = f", {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB RAM"
-    except (ValueError, OSError):
-        ram = ""
-    load = ""
-    if hasattr(os, "getloadavg"):
-        load = f", load average {os.getloadavg()[0]:.1f} at start"
-    return (
-        f"{platform.machine()}, {os.cpu_count()} cores{ram}, {platform.system()}{load}; "
-        f"Python {platform.python_version()}, dask {dask.__version__}, xarray {xr.__version__}, "
-        f"zarr {zarr.__version__}, torch {torch.__version__}"
-    )
-
-
-def write_section(path: Path, name: str, body: str) -> Path:
-    """Replace (or append) the text between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
-
-
 def _gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
@@ -409,64 +380,69 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
-def format_table(
-    results: dict[str, Any], cfg: DataBenchmarkConfig, quick: bool, command: str
-) -> str:
-    s, z, u = results["stream"], results["store"], results.get("uk")
-    label = " (--quick: tiny sizes, a smoke run, not the scale result)" if quick else ""
-    limit = 2 * 10**9
-    ok = lambda peak: "" if quick else (" ✓ ≤ 2 GB" if peak <= limit else " ✗ > 2 GB")  # noqa: E731
+def _stream_row(s: dict[str, Any], cfg: DataBenchmarkConfig, ok) -> str:
     workers = (
         f"; {_gib(s['peak_total'])} Σ PSS with {cfg.num_workers} workers "
         f"(Σ RSS {_gib(s['peak_rss_sum'])})"
         if cfg.num_workers
         else ""
     )
+    return (
+        f"| stream synthetic fields through `FieldDataset` | "
+        f"{' × '.join(map(str, s['shape']))} float32 = {_gb(s['nbytes'])}, lazy dask "
+        f"(never materialised) | normaliser fitted on {cfg.fit_steps} steps "
+        f"({s['fit_s']:.1f} s); {s['batches']} shuffled batches of {cfg.batch_size}, "
+        f"{cfg.num_workers} workers | {s['stream_s']:.1f} s | "
+        f"{s['batches_per_s']:.2f} batches/s ({s['mb_per_s']:.3g} MB/s) | "
+        f"{_gib(s['peak_rss'])} main{workers}{ok(max(s['peak_rss'], s['peak_total']))} |"
+    )
+
+
+def _store_row(z: dict[str, Any], cfg: DataBenchmarkConfig, ok) -> str:
+    return (
+        f"| write ensemble store (`write_zarr_ensemble`) | "
+        f"{' × '.join(map(str, z['shape']))} float32 = {_gb(z['nbytes'])} "
+        f"({_gb(z['on_disk'])} on disk) | {z['chunks']} time-chunk regions, "
+        f"{cfg.ens_members} members per chunk | {z['seconds']:.1f} s | "
+        f"{z['mb_per_s']:.3g} MB/s | {_gib(z['peak_rss'])}{ok(z['peak_rss'])} |"
+    )
+
+
+def _uk_rows(u: dict[str, Any] | None, cfg: DataBenchmarkConfig) -> list[str]:
+    if u is None:
+        return ["| ERA5 UK t2m | not found (set HDM_DATA_DIR or pass a path) | | | | |"]
+    shape = " × ".join(map(str, u["shape"]))
+    return [
+        (
+            f"| ERA5 UK t2m, loader path | {shape} float32 (real) | `open_fields` → "
+            f"`FieldNormaliser` (fit {u['fit_s']:.2f} s, once) → `FieldDataset` → "
+            f"`DataLoader(batch_size={cfg.uk_batch_size})`, all {u['steps']} steps | "
+            f"{u['loader_s']:.3f} s | {u['steps'] / u['loader_s']:.0f} steps/s | "
+            f"{_gib(u['peak_rss'])} |"
+        ),
+        (
+            f"| ERA5 UK t2m, plain `xr.open_dataset(path).t2m.values` | {shape} | one "
+            f"read | {u['plain_s']:.3f} s | {u['steps'] / u['plain_s']:.0f} steps/s | |"
+        ),
+        f"| ratio loader / plain | | | **{u['ratio']:.1f} ×** | | |",
+    ]
+
+
+def format_table(results: dict[str, Any], cfg: DataBenchmarkConfig, quick: bool) -> str:
+    """The ``data`` section's heading, table and notes (the command, machine and date are
+    added by :func:`benchmarks.report.write_section`)."""
+    s = results["stream"]
+    label = " (--quick: tiny sizes, a smoke run, not the scale result)" if quick else ""
+    limit = 2 * 10**9
+    ok = lambda peak: "" if quick else (" ✓ ≤ 2 GB" if peak <= limit else " ✗ > 2 GB")  # noqa: E731
     lines = [
         f"## Data layer{label}",
         "",
-        f"Command: `{command}`  ",
-        f"Machine: {results['machine']}  ",
-        f"Date: {results['date']}",
-        "",
         "| case | data | work | time | throughput | peak RSS |",
         "|---|---|---|---|---|---|",
-        (
-            f"| stream synthetic fields through `FieldDataset` | "
-            f"{' × '.join(map(str, s['shape']))} float32 = {_gb(s['nbytes'])}, lazy dask "
-            f"(never materialised) | normaliser fitted on {cfg.fit_steps} steps "
-            f"({s['fit_s']:.1f} s); {s['batches']} shuffled batches of {cfg.batch_size}, "
-            f"{cfg.num_workers} workers | {s['stream_s']:.1f} s | "
-            f"{s['batches_per_s']:.2f} batches/s ({s['mb_per_s']:.3g} MB/s) | "
-            f"{_gib(s['peak_rss'])} main{workers}{ok(max(s['peak_rss'], s['peak_total']))} |"
-        ),
-        (
-            f"| write ensemble store (`write_zarr_ensemble`) | "
-            f"{' × '.join(map(str, z['shape']))} float32 = {_gb(z['nbytes'])} "
-            f"({_gb(z['on_disk'])} on disk) | {z['chunks']} time-chunk regions, "
-            f"{cfg.ens_members} members per chunk | {z['seconds']:.1f} s | "
-            f"{z['mb_per_s']:.3g} MB/s | {_gib(z['peak_rss'])}{ok(z['peak_rss'])} |"
-        ),
-    ]
-    if u is not None:
-        shape = " × ".join(map(str, u["shape"]))
-        lines += [
-            (
-                f"| ERA5 UK t2m, loader path | {shape} float32 (real) | `open_fields` → "
-                f"`FieldNormaliser` (fit {u['fit_s']:.2f} s, once) → `FieldDataset` → "
-                f"`DataLoader(batch_size={cfg.uk_batch_size})`, all {u['steps']} steps | "
-                f"{u['loader_s']:.3f} s | {u['steps'] / u['loader_s']:.0f} steps/s | "
-                f"{_gib(u['peak_rss'])} |"
-            ),
-            (
-                f"| ERA5 UK t2m, plain `xr.open_dataset(path).t2m.values` | {shape} | one "
-                f"read | {u['plain_s']:.3f} s | {u['steps'] / u['plain_s']:.0f} steps/s | |"
-            ),
-            f"| ratio loader / plain | | | **{u['ratio']:.1f} ×** | | |",
-        ]
-    else:
-        lines.append("| ERA5 UK t2m | not found (set HDM_DATA_DIR or pass a path) | | | | |")
-    lines += [
+        _stream_row(s, cfg, ok),
+        _store_row(results["store"], cfg, ok),
+        *_uk_rows(results.get("uk"), cfg),
         "",
         f"Peak RSS of the main process: {s['rss_method']} (kernel high-water mark, reset "
         "per row) or sampled; with workers, the sampled peak of Σ PSS (shared pages "
@@ -491,17 +467,13 @@ def run_data_benchmark(
         benchmarks_file: the BENCHMARKS.md to update (only the ``data`` section).
         work_dir: where the zarr store is written (and removed); default a temp dir.
         uk_path: the ERA5 UK t2m netCDF (default: see :func:`uk_t2m_path`).
-        command: the command line to record (default ``hdm benchmark data [--quick]``).
+        command: the command line to record (default: this process's).
 
     Returns:
         the measurements, as a dict (also logged).
     """
     cfg = QUICK if quick else FULL
-    command = command or ("hdm benchmark data" + (" --quick" if quick else ""))
-    results: dict[str, Any] = {
-        "machine": machine_description(),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+    results: dict[str, Any] = {"machine": machine_description(*PACKAGES)}
     log.info("data benchmark: streaming %s", "(quick)" if quick else "")
     results["stream"] = bench_stream(cfg)
     log.info("data benchmark: zarr ensemble store")
@@ -519,6 +491,30 @@ def run_data_benchmark(
         results["uk"] = bench_uk(cfg, path)
     else:
         log.warning("data benchmark: UK t2m file not found; row skipped")
-    write_section(Path(benchmarks_file), SECTION, format_table(results, cfg, quick, command))
+    write_section(
+        benchmarks_file,
+        SECTION,
+        format_table(results, cfg, quick),
+        command=command,
+        machine=results["machine"],
+    )
     log.info("data benchmark: %s", results)
+    return results
+
+
+def main(argv: Sequence[str] = ()) -> dict[str, Any]:
+    """``python -m benchmarks data [--quick] [--work-dir DIR] [--uk-path FILE]``."""
+    p = parser("data", __doc__, quick="tiny sizes, a smoke run (seconds)")
+    p.add_argument("--work-dir", type=Path, default=None, help="for the zarr store")
+    p.add_argument("--uk-path", type=Path, default=None, help="the ERA5 UK t2m netCDF")
+    args = p.parse_args(list(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    results = run_data_benchmark(
+        args.quick,
+        args.benchmarks_file,
+        work_dir=args.work_dir,
+        uk_path=args.uk_path,
+        command=command_line("data", argv),
+    )
+    print(f"benchmark table written to {args.benchmarks_file}")
     return results

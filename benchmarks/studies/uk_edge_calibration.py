@@ -2,17 +2,17 @@
 
 The ensemble-std maps of the demo and the test week are larger in the outermost rows and
 columns than inside. This script reads a downscaled store (default: the test-week run of
-``hdm benchmark downscale``, ``runs/benchmark-downscale/uk_x1_28.zarr``) and the ERA5 truth,
-and compares, for the border (the outermost ``--border`` grid rows and columns) and the
-interior, the RMSE of the ensemble mean with the RMS ensemble spread (ddof = 1), both
-averaged over all times:
+``python -m benchmarks downscale --parts uk``, ``runs/benchmark-downscale/uk_x1_28.zarr``)
+and the ERA5 truth, and compares, for the border (the outermost ``--border`` grid rows
+and columns) and the interior, the RMSE of the ensemble mean with the RMS ensemble
+spread (ddof = 1), both averaged over all times:
 
     rmse = sqrt(mean_{t, cells} (mean_t − truth_t)²),  spread = sqrt(mean_{t, cells} std_t²),
 
 plus one row per edge (its outermost line of cells). Equal spread ÷ RMSE on the border and
 inside means the wider border spread matches a larger border error. Run
 
-    python benchmarks/uk_edge_calibration.py [STORE] [--border 2]
+    python -m benchmarks uk_edge_calibration [STORE] [--border 2]
 
 It writes section ``uk-edges`` of BENCHMARKS.md. Unweighted cell means (the cells of one
 row share their area).
@@ -20,18 +20,25 @@ row share their area).
 
 from __future__ import annotations
 
-import argparse
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from hdm.data.benchmark import machine_description, write_section
+from benchmarks.report import (
+    BENCHMARKS_FILE,
+    PROJECT_ROOT,
+    command_line,
+    machine_description,
+    parser,
+    write_section,
+)
 from hdm.data.open import open_fields
 from hdm.data.stores import open_store
 from hdm.domains.atmosphere import GRIDDED_DATASETS
 
-ROOT = Path(__file__).resolve().parents[1]
+#: the test-week store of ``python -m benchmarks downscale --parts uk``
+DEFAULT_STORE = PROJECT_ROOT / "runs" / "benchmark-downscale" / "uk_x1_28.zarr"
 
 
 def edge_rows(store: Path, border: int) -> list[dict]:
@@ -67,31 +74,16 @@ def edge_rows(store: Path, border: int) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "store",
-        nargs="?",
-        type=Path,
-        default=ROOT / "runs" / "benchmark-downscale" / "uk_x1_28.zarr",
-    )
-    parser.add_argument("--border", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
-    args = parser.parse_args(argv)
-    if not args.store.exists():
-        parser.error(f"{args.store} does not exist: run `hdm benchmark downscale` first")
-    rows = edge_rows(args.store, args.border)
-    shown = args.store.relative_to(ROOT) if args.store.is_relative_to(ROOT) else args.store
+def format_section(rows: list[dict], border: int) -> str:
+    """Section ``uk-edges`` (the command, machine and date are added by
+    :func:`benchmarks.report.write_section`)."""
     table = "\n".join(
         f"| {r['where']} | {r['rmse']:.3f} | {r['spread']:.3f} | {r['ratio']:.3f} |" for r in rows
     )
-    body = f"""## UK t2m: spread and error along the domain edges
-
-Command: `python benchmarks/uk_edge_calibration.py {shown} --border {args.border}` ·
-{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {machine_description()}
+    return f"""## UK t2m: spread and error along the domain edges
 
 RMSE of the ensemble mean and RMS ensemble spread over all times of the store, on the
-outermost {args.border} rows and columns, inside them, and on each edge line (K).
+outermost {border} rows and columns, inside them, and on each edge line (K).
 
 | cells | RMSE of the mean | spread | spread ÷ RMSE |
 |---|---|---|---|
@@ -101,11 +93,32 @@ Border ÷ interior: RMSE {rows[0]["rmse"] / rows[1]["rmse"]:.2f}×, spread
 {rows[0]["spread"] / rows[1]["spread"]:.2f}×, spread ÷ RMSE {rows[0]["ratio"]:.3f} vs
 {rows[1]["ratio"]:.3f}.
 """
-    write_section(args.out, "uk-edges", body)
+
+
+def main(argv: Sequence[str] = ()) -> list[dict]:
+    """``python -m benchmarks uk_edge_calibration [STORE] [--border 2]``."""
+    p = parser("uk_edge_calibration", __doc__)
+    p.add_argument("store", nargs="?", type=Path, default=DEFAULT_STORE)
+    p.add_argument("--border", type=int, default=2)
+    args = p.parse_args(list(argv))
+    if not args.store.exists():
+        p.error(f"{args.store} does not exist: run `python -m benchmarks downscale --parts uk`")
+    machine = machine_description()
+    rows = edge_rows(args.store, args.border)
+    store = args.store.resolve()
+    shown = store.relative_to(PROJECT_ROOT) if store.is_relative_to(PROJECT_ROOT) else store
+    # the command names the store and the border even when they were the defaults
+    given = [str(shown), "--border", str(args.border)]
+    if args.benchmarks_file != BENCHMARKS_FILE:
+        given += ["--benchmarks-file", str(args.benchmarks_file)]
+    command = command_line("uk_edge_calibration", given)
+    write_section(
+        args.benchmarks_file,
+        "uk-edges",
+        format_section(rows, args.border),
+        command=command,
+        machine=machine,
+    )
     for r in rows:
         print(f"{r['where']}: rmse {r['rmse']:.3f} spread {r['spread']:.3f} ratio {r['ratio']:.3f}")
     return rows
-
-
-if __name__ == "__main__":
-    main()

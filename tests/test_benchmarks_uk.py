@@ -1,4 +1,5 @@
-"""The UK benchmark's spectrum comparison across resolutions."""
+"""The UK benchmark (benchmarks/uk.py): the spectrum comparison across resolutions, the
+sampler and Q choices, the data's difficulty, and the studies that build on it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from hdm.pipelines.benchmark_uk import spectra_at_shared_wavenumbers
+from benchmarks.studies import uk_cg_steps
+from benchmarks.uk import spectra_at_shared_wavenumbers
 
 
 def _ensemble(scale: float, seed: int = 0) -> xr.Dataset:
@@ -47,7 +49,7 @@ def _refined(base: xr.Dataset, seed: int = 1) -> xr.Dataset:
 
 
 def test_restriction_to_shared_points_removes_the_lattice_difference():
-    from hdm.pipelines.benchmark_uk import spectra_at_shared_points
+    from benchmarks.uk import spectra_at_shared_points
 
     base = _ensemble(1.0)
     out = spectra_at_shared_points(_refined(base), base, "t2m")
@@ -56,7 +58,7 @@ def test_restriction_to_shared_points_removes_the_lattice_difference():
 
 
 def test_shared_points_need_a_refined_grid():
-    from hdm.pipelines.benchmark_uk import spectra_at_shared_points
+    from benchmarks.uk import spectra_at_shared_points
 
     base = _ensemble(1.0)
     shifted = _refined(base).assign_coords(lon=np.linspace(-9, 3, 97))
@@ -68,10 +70,10 @@ def test_shared_points_need_a_refined_grid():
 
 
 def test_sampler_choice_scores_each_candidate_on_a_training_day(tmp_path):
-    from hdm.pipelines.benchmark_uk import run_sampler_choice
+    from benchmarks.uk import run_sampler_choice
 
     md = tmp_path / "B.md"
-    rows = run_sampler_choice(True, md, "hdm benchmark downscale --quick --parts sampler")
+    rows = run_sampler_choice(True, md, "python -m benchmarks downscale --quick --parts sampler")
     assert [(r["sampler"], r["nfe"]) for r in rows] == [("heun", 5), ("em", 4)]
     for r in rows:
         assert all(np.isfinite(r[k]) for k in ("rmse", "crps", "spread_skill", "spectrum_ratio"))
@@ -83,10 +85,10 @@ def test_sampler_choice_scores_each_candidate_on_a_training_day(tmp_path):
 def test_noise_choice_ranks_the_shipped_q_by_the_data_spectrum(tmp_path):
     """The shipped Q (Matérn-3/2, ℓ = 1°) follows the t2m spectrum (tilt near 1); the
     smoother Matérn-5/2 has several times too little power at high wavenumbers."""
-    from hdm.pipelines.benchmark_uk import run_noise_choice
+    from benchmarks.uk import run_noise_choice
 
     md = tmp_path / "B.md"
-    result = run_noise_choice(True, md, "hdm benchmark downscale --quick --parts q")
+    result = run_noise_choice(True, md, "python -m benchmarks downscale --quick --parts q")
     tilt = {(r["nu"], r["lengthscale"]): r["tilt"] for r in result["rows"]}
     assert all(np.isfinite(list(tilt.values())))
     assert 0.5 < tilt[(1.5, 1.0)] < 2.0
@@ -101,7 +103,7 @@ def test_noise_choice_ranks_the_shipped_q_by_the_data_spectrum(tmp_path):
 def test_subgrid_difficulty_hours_partition_the_period():
     """Each period's mean square is the field-weighted mean of its per-hour mean squares,
     and the test week's fields are those of the benchmark (4 a day)."""
-    from hdm.pipelines.benchmark_uk import FULL, subgrid_difficulty
+    from benchmarks.uk import FULL, subgrid_difficulty
 
     rows = subgrid_difficulty(FULL)
     assert [r["fields"] for r in rows] == [96, 28]
@@ -113,12 +115,11 @@ def test_subgrid_difficulty_hours_partition_the_period():
         assert np.isfinite(r["rms_stations"]) and 0 < r["rms_stations"] < 5
 
 
-def test_cg_steps_script_rejects_negative_steps(capsys, benchmark_script):
-    script = benchmark_script("uk_cg_steps")
+def test_cg_steps_script_rejects_negative_steps(capsys):
     with pytest.raises(SystemExit):
-        script.main(["--cg-steps", "0,-1"])
+        uk_cg_steps.main(["--cg-steps", "0,-1"])
     assert "--cg-steps wants non-negative integers: '0,-1'" in capsys.readouterr().err
-    assert script.parse_steps("0, 5") == [0, 5]
+    assert uk_cg_steps.parse_steps("0, 5") == [0, 5]
 
 
 def test_bins_held_by_the_ensemble_mean_compare_the_means():

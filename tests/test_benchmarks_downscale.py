@@ -1,4 +1,5 @@
-"""The downscaling benchmark: the GRF exactness rows, the speed rows and their tables."""
+"""The downscaling benchmark (benchmarks/downscale.py): the GRF exactness rows, the speed
+rows and their tables; the studies that build on them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 
 import pytest
 
-from hdm.pipelines.benchmark_downscale import (
+from benchmarks.downscale import (
     EXACTNESS_HEADER,
     SPEED_HEADER,
     format_exactness,
@@ -14,6 +15,8 @@ from hdm.pipelines.benchmark_downscale import (
     grf_exactness,
     sampling_speed,
 )
+from benchmarks.report import write_section
+from benchmarks.studies import fno_chunking, grf_trained_64
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +51,11 @@ def test_sampling_speed_times_are_positive(speed_rows):
     assert next(r for r in speed_rows if r["n"] == 64)["nlogn_ratio"] == 1.0
 
 
-def test_tables_have_their_columns_and_verdicts(exact_rows, speed_rows):
-    exact = format_exactness(exact_rows, command="pytest")
-    speed = format_speed(speed_rows, command="pytest")
+def test_tables_have_their_columns_and_verdicts(exact_rows, speed_rows, tmp_path):
+    md = tmp_path / "BENCHMARKS.md"
+    write_section(md, "downscale-grf-quick", format_exactness(exact_rows), command="pytest")
+    write_section(md, "downscale-speed-quick", format_speed(speed_rows), command="pytest")
+    exact, speed = md.read_text().split("<!-- downscale-speed-quick:start -->")
     assert all(name in exact for name in EXACTNESS_HEADER)
     assert all(name in speed for name in SPEED_HEADER)
     assert "✓" in exact or "✗" in exact
@@ -70,7 +75,7 @@ def test_skipped_sizes_and_guided_calls_say_so():
         {**measured, "n": 128, "guided_skipped": "predicted 90 s per guided call"},
         {"n": 512, "members": 2, "skipped": "predicted 300 s per plain call, budget 60 s"},
     ]
-    text = format_speed(rows, command="x")
+    text = format_speed(rows)
     assert "guided skipped: predicted 90 s" in text
     assert "skipped: predicted 300 s per plain call" in text
     widths = {line.count("|") for line in text.splitlines() if line.startswith("|")}
@@ -78,7 +83,7 @@ def test_skipped_sizes_and_guided_calls_say_so():
 
 
 def test_trained_rows_report_the_networks_own_dispersion():
-    from hdm.pipelines.benchmark_downscale import grf_trained
+    from benchmarks.downscale import grf_trained
 
     rows = grf_trained(
         n=12, members=8, steps=5, methods=("replacement",), quick=True, train_steps=20
@@ -86,7 +91,7 @@ def test_trained_rows_report_the_networks_own_dispersion():
     (row,) = rows
     assert row["train_steps"] == 20 and row["model"] == "trained FNO"
     assert math.isfinite(row["prior_std_ratio"]) and row["prior_std_ratio"] > 0
-    text = format_exactness(rows, command="pytest")
+    text = format_exactness(rows)
     assert f"std ratio to the prior {row['prior_std_ratio']:.3f}" in text
     assert set(row["prior_bands"]) == set(row["spread_by_band"]) == {"0-0.5", "0.5-1", "1-2", "2-"}
     assert "Where the best method's spread is" in text
@@ -95,8 +100,8 @@ def test_trained_rows_report_the_networks_own_dispersion():
 def test_band_power_puts_a_wave_in_its_band_of_the_coarse_nyquist():
     import numpy as np
 
+    from benchmarks.downscale import band_power
     from hdm.hilbert.grids import RectGrid
-    from hdm.pipelines.benchmark_downscale import band_power
 
     grid = RectGrid((0.0, 1.0), (0.0, 1.0), (64, 64))
     lat, lon = grid.coords()
@@ -108,7 +113,7 @@ def test_band_power_puts_a_wave_in_its_band_of_the_coarse_nyquist():
 
 
 def test_spread_by_band_is_one_for_exact_draws_and_scales_with_the_variance():
-    from hdm.pipelines.benchmark_downscale import grf_problem, spread_by_band
+    from benchmarks.downscale import grf_problem, spread_by_band
 
     problem = grf_problem(32)
     exact = problem.exact_draws
@@ -120,19 +125,17 @@ def test_spread_by_band_is_one_for_exact_draws_and_scales_with_the_variance():
     assert spread_by_band(exact[:1], problem) is None
 
 
-def test_trained_benchmark_script_rejects_a_single_member(capsys, benchmark_script):
-    script = benchmark_script("grf_trained_64")
+def test_trained_benchmark_script_rejects_a_single_member(capsys):
     with pytest.raises(SystemExit):
-        script.main(["--members", "1"])
+        grf_trained_64.main(["--members", "1"])
     assert "--members ≥ 2" in capsys.readouterr().err
 
 
-def test_chunking_script_times_every_budget_per_grid(tmp_path, benchmark_script):
-    script = benchmark_script("fno_chunking")
+def test_chunking_script_times_every_budget_per_grid(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     argv = ["--sizes", "16", "--repeats", "2", "--guided-repeats", "1", "--field-repeats", "0"]
-    argv += ["--benchmarks", str(out)]
-    uk, square = script.main(argv)
+    argv += ["--benchmarks-file", str(out)]
+    uk, square = fno_chunking.main(argv)
     mib = 2**20
     # UK grid: 64 × 96 mirror-extended points × width 16 × 4 bytes = 384 KiB per member
     assert uk["shape"] == (33, 49)
@@ -143,15 +146,14 @@ def test_chunking_script_times_every_budget_per_grid(tmp_path, benchmark_script)
         assert set(row["guided"]) == {0, 4 * mib}
     text = out.read_text()
     assert "<!-- fno-chunking:start -->" in text and "| 33×49 | 16 / 2 / 8 / 16 |" in text
-    assert "python benchmarks/fno_chunking.py --sizes 16 --repeats 2" in text
+    assert "python -m benchmarks fno_chunking --sizes 16 --repeats 2" in text
     header, rule = text.split("| grid |")[1].splitlines()[:2]
     assert rule.count("---") == header.count("|") + 1  # one rule cell per column
-    line = script.format_field({0: [2.0, 3.0], 4 * mib: [1.0, 1.5]})
+    line = fno_chunking.format_field({0: [2.0, 3.0], 4 * mib: [1.0, 1.5]})
     assert "whole batch 2.5 s, 4 MiB chunks 1.2 s per field (2.00×;" in line
 
 
-def test_chunking_script_rejects_tiny_grids(capsys, benchmark_script):
-    script = benchmark_script("fno_chunking")
+def test_chunking_script_rejects_tiny_grids(capsys):
     with pytest.raises(SystemExit):
-        script.main(["--sizes", "4"])
+        fno_chunking.main(["--sizes", "4"])
     assert "--sizes wants grid sizes of at least 8: '4'" in capsys.readouterr().err

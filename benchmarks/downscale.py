@@ -1,5 +1,27 @@
-"""The downscaling benchmark tables in BENCHMARKS.md: conditioning checked where the
-answer is known (a Gaussian random field), and the cost of sampling on larger grids.
+"""``python -m benchmarks downscale``: the downscaling benchmark tables in BENCHMARKS.md:
+conditioning checked where the answer is known (a Gaussian random field), the cost of
+sampling on larger grids, and (from :mod:`benchmarks.uk`) the UK t2m test week.
+
+    python -m benchmarks downscale [--quick] [--parts grf,speed,uk] [--work DIR]
+        [--exactness-options JSON] [--trained-options JSON] [--speed-options JSON]
+        [--priors DIR,...]
+
+``--parts`` (comma-separated; default ``grf,speed,uk``) chooses the sections:
+
+=========  ========================  ==================================================
+part       section                   what
+=========  ========================  ==================================================
+grf        ``downscale-grf``         GRF exactness: oracle and trained FNO rows
+grf64      ``downscale-grf64``       the oracle rows alone at 64 × 64
+speed      ``downscale-speed``       one NFE of the UK-architecture FNO on n × n grids
+uk         ``downscale-uk``          UK t2m test week, zero-shot 2×, speed of one field
+sampler    ``downscale-sampler``     the sampler choice on a training-period day
+q          ``downscale-q``           the UK prior's Q against the training spectrum
+=========  ========================  ==================================================
+
+The ``--*-options`` are JSON objects of keyword arguments of :func:`grf_exactness`,
+:func:`grf_trained` and :func:`sampling_speed` (e.g. ``--speed-options '{"sizes": [64,
+128]}'``); ``--quick`` runs smoke sizes (``-quick`` sections for grf, grf64 and speed).
 
 GRF exactness (SCIENCE.md §4, "Exactness check")
 ------------------------------------------------
@@ -51,23 +73,30 @@ observations.
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
 import math
-import shlex
-import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import xarray as xr
 
-from hdm.conditioning.ensembles import member_seed
+from benchmarks.report import (
+    PROJECT_ROOT,
+    command_line,
+    machine_description,
+    markdown_table,
+    parser,
+    write_section,
+)
+from hdm.conditioning.ensembles import draw_members
 from hdm.conditioning.guidance import gaussian_posterior, make_guidance
 from hdm.conditioning.observations import CoarseGrain, Composite, ObservationOperator, PointSample
-from hdm.data.benchmark import machine_description, write_section
 from hdm.data.schema import LAT, LON
 from hdm.hilbert.covariance import KernelCovariance, SpectralCovariance
 from hdm.hilbert.denoisers import Denoiser, GaussianDenoiser, PreconditionedDenoiser
@@ -78,9 +107,11 @@ from hdm.hilbert.sampling import make_sampler
 from hdm.hilbert.schedules import CosineVP
 from hdm.hilbert.training import OptimConfig, train
 from hdm.metrics.probabilistic import power_spectrum
+from hdm.pipelines.config import load_train_config
 
 __all__ = [
     "EXACT_TARGETS",
+    "PARTS",
     "TRAINED_TARGETS",
     "GRFProblem",
     "choose_dps_options",
@@ -89,11 +120,16 @@ __all__ = [
     "grf_exactness",
     "grf_problem",
     "grf_trained",
+    "main",
     "posterior_scores",
-    "run_grf_benchmark",
+    "run_grf",
+    "run_grf64",
+    "run_speed",
     "sampling_speed",
     "speed_problem",
 ]
+
+log = logging.getLogger("hdm")
 
 # ----------------------------------------------------------------- the GRF problem
 
@@ -211,22 +247,24 @@ def _gaussian_draws(mean: np.ndarray, cov: np.ndarray, count: int, seed: int) ->
 
 
 def _draw_members(
-    guided: Denoiser, grid: Grid, members: int, steps: int, batch: int, seed: int
+    denoiser: Denoiser, grid: Grid, members: int, steps: int, batch: int, seed: int
 ) -> tuple[np.ndarray, int, float]:
-    """Members (M, P) float64 with Heun, in chunks of ``batch``; chunk k is seeded with
-    ``member_seed(seed, k)``. A chunk that fails (a linear solve on non-finite values)
-    is returned as NaN, so divergence is counted rather than raised. Returns the
-    members, the NFE per member and the wall seconds."""
+    """Members (M, P) float64 drawn with Heun by
+    :func:`hdm.conditioning.ensembles.draw_members`, one call per chunk of ``batch``
+    (chunk k under key k, so its seed is ``member_seed(seed, "k/0")``). A chunk that
+    fails (non-finite values, or a linear solve on values that blew up) is returned as
+    NaN, so divergence is counted by :func:`posterior_scores` rather than raised. Returns
+    the members, the NFE per member and the wall seconds."""
     sampler = make_sampler("heun", steps)
     out, nfe, start = [], 2 * steps - 1, time.perf_counter()
     for k, first in enumerate(range(0, members, batch)):
         count = min(batch, members - first)
-        gen = torch.Generator().manual_seed(member_seed(seed, k))
         try:
-            result = sampler(guided, count, grid, generator=gen)
-            out.append(result.samples.detach().reshape(count, -1).to(torch.float64).numpy())
-            nfe = result.nfe
-        except torch.linalg.LinAlgError:  # a solve on values that blew up
+            x, nfe = draw_members(
+                denoiser, sampler, grid, count, seed=seed, key=k, batch_size=count
+            )
+            out.append(x.reshape(count, -1).to(torch.float64).numpy())
+        except (FloatingPointError, torch.linalg.LinAlgError):  # values that blew up
             out.append(np.full((count, grid.size), np.nan))
     return np.concatenate(out), nfe, time.perf_counter() - start
 
@@ -406,6 +444,69 @@ def grf_exactness(
     return rows
 
 
+def _network_process(problem: GRFProblem, noise_kernel: str) -> ForwardProcess:
+    """The problem's forward process with the network's diffusion noise ``noise_kernel``
+    (same lengthscale) in place of the problem's Matérn-5/2 when they differ."""
+    process = problem.process
+    if noise_kernel == process.covariance.kernel:
+        return process
+    noise = SpectralCovariance(noise_kernel, process.covariance.lengthscale)
+    return ForwardProcess(process.schedule, noise)
+
+
+def _train_grf_network(
+    problem: GRFProblem,
+    data: torch.Tensor,
+    process: ForwardProcess,
+    optim: OptimConfig,
+    n_modes: int,
+    checkpoint_dir: Path | None,
+):
+    """Train the FNO of :func:`grf_trained` on ``data`` (its checkpoint in
+    ``checkpoint_dir``, resumed from there; else a temporary folder); returns the result
+    of :func:`hdm.hilbert.training.train`."""
+    with torch.random.fork_rng():
+        torch.manual_seed(optim.seed)
+        backbone = TimeConditionedFNO(
+            dim=2, channels=1, width=32, n_modes=(n_modes, n_modes), n_layers=4, time_dim=64
+        )
+    denoiser = PreconditionedDenoiser(backbone, process, "v")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(checkpoint_dir) if checkpoint_dir is not None else Path(tmp)
+        # a finished run in checkpoint_dir is reused (resume stops at once at train_steps)
+        return train(
+            denoiser,
+            data,
+            problem.grid,
+            optim,
+            folder / "grf.pt",
+            resume=checkpoint_dir is not None,
+            progress=False,
+        )
+
+
+def _network_dispersion(
+    model: Denoiser,
+    problem: GRFProblem,
+    data: torch.Tensor,
+    members: int,
+    steps: int,
+    member_batch: int,
+    seed: int,
+) -> tuple[float, dict[str, float | None]]:
+    """Unconditional draws of the trained network against the prior: the std ratio (an
+    overdispersed prior makes every guided ensemble overdispersed, whatever the guidance)
+    and, by band of :func:`band_power`, the network's power over that of as many training
+    draws."""
+    with torch.no_grad():
+        draws, _, _ = _draw_members(model, problem.grid, members, steps, member_batch, seed + 3)
+    std_ratio = float(np.sqrt(np.nanmean(draws.var(0, ddof=1))) / problem.prior_std)
+    net_bands = band_power(draws, problem.grid)
+    data_bands = band_power(data[:members].reshape(members, -1).double().numpy(), problem.grid)
+    bands = {b: net_bands[b] / v if (v := data_bands[b]) > 0 else None for b in net_bands}
+    return std_ratio, bands
+
+
 def grf_trained(
     n: int = 64,
     members: int = 200,
@@ -432,25 +533,19 @@ def grf_trained(
     PreconditionedDenoiser(TimeConditionedFNO(dim=2, width=32, n_modes=(n_modes, n_modes),
     n_layers=4, time_dim=64), process, "v"), initialised from ``seed`` and trained by
     :func:`train` for ``train_steps`` steps of ``batch_size`` (default 200: about 12 min
-    on one CPU thread at 64 × 64, batch 16, measured at 3.5 s per step on a shared
-    2-core x86_64 machine), warm-up 10 % of the steps, peak learning rate ``lr``, EMA
-    weights sampled. The FNO mirror-extends the unit square to period 2, so ``n_modes`` =
-    M keeps the Fourier multipliers up to M/4 cycles per unit: the default 16 stops at 4,
-    half the ×4 coarse cells' Nyquist (n/8 = 8 at n = 64), and leaves the band in between
-    to the pointwise paths. ``noise_kernel``: the network's diffusion noise Q, "matern"
-    (the problem's Matérn-5/2, ℓ_Q = 0.1) or "se" (squared exponential, same ℓ_Q: the
-    prior's own spectral shape, with no power above the coarse cells' Nyquist for the
-    network to remove); the closed-form posterior does not depend on it. ``quick``: at
-    most 100 steps on 400 draws. Members are drawn in chunks of ``member_batch`` (the
-    memory of the network's autograd graph). Cost at
-    64 × 64 on that machine: one MMPS NFE (cg_steps = 5) for 16 members ≈ 12 s, so the
-    MMPS row with 200 members takes ≈ 2 h; lower ``members`` for a shorter run.
-    Rows as :func:`grf_exactness` plus train_steps, train_wall_s, train_loss, train_samples
-    and prior_std_ratio (std of ``members`` unconditional draws of the trained network
-    over the prior std: the network's own dispersion, before any guidance). With
-    ``checkpoint_dir`` the run's checkpoint ``grf.pt`` is kept there, and a later call with
-    the same folder resumes from it (no training at all once it holds ``train_steps``).
-    """
+    on one CPU thread at 64 × 64, 3.5 s per step on a shared 2-core x86_64), warm-up 10 %
+    of the steps, peak learning rate ``lr``, EMA weights sampled. The FNO mirror-extends
+    the unit square to period 2, so ``n_modes`` = M keeps the Fourier multipliers up to
+    M/4 cycles per unit: the default 16 stops at 4, half the ×4 coarse cells' Nyquist (8 at
+    n = 64). ``noise_kernel``: the network's diffusion noise Q, "matern" (the problem's
+    Matérn-5/2, ℓ_Q = 0.1) or "se" (same ℓ_Q, the prior's own spectral shape); the
+    closed-form posterior does not depend on it. ``quick``: at most 100 steps on 400
+    draws. Members are drawn in chunks of ``member_batch`` (the memory of the autograd
+    graph); one MMPS NFE (cg_steps = 5) of 16 members at 64 × 64 takes ≈ 12 s there, so
+    200 members take ≈ 2 h. Rows as :func:`grf_exactness` plus train_steps, train_wall_s,
+    train_loss, train_samples, prior_std_ratio and prior_bands (the network's own
+    unconditional dispersion, :func:`_network_dispersion`). With ``checkpoint_dir`` the
+    checkpoint ``grf.pt`` is kept there; a later call resumes from it (or reuses it)."""
     if quick:
         train_samples, train_steps = min(train_samples, 400), min(train_steps, 100)
     options = {**TRAINED_OPTIONS, **(options or {})}
@@ -458,17 +553,8 @@ def grf_trained(
     data = problem.prior.sample(
         train_samples, problem.grid, torch.Generator().manual_seed(seed + 10), torch.float32
     )[:, None]
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        backbone = TimeConditionedFNO(
-            dim=2, channels=1, width=32, n_modes=(n_modes, n_modes), n_layers=4, time_dim=64
-        )
-    process = problem.process
-    if noise_kernel != process.covariance.kernel:
-        noise = SpectralCovariance(noise_kernel, process.covariance.lengthscale)
-        process = ForwardProcess(process.schedule, noise)
-    denoiser = PreconditionedDenoiser(backbone, process, "v")
-    cfg = OptimConfig(
+    process = _network_process(problem, noise_kernel)
+    optim = OptimConfig(
         steps=train_steps,
         batch_size=batch_size,
         lr=lr,
@@ -476,34 +562,16 @@ def grf_trained(
         checkpoint_every=train_steps,
         seed=seed,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(checkpoint_dir) if checkpoint_dir is not None else Path(tmp)
-        # a finished run in checkpoint_dir is reused (resume stops at once at train_steps)
-        result = train(
-            denoiser,
-            data,
-            problem.grid,
-            cfg,
-            folder / "grf.pt",
-            resume=checkpoint_dir is not None,
-            progress=False,
-        )
+    result = _train_grf_network(problem, data, process, optim, n_modes, checkpoint_dir)
     model = result.denoiser
-    with torch.no_grad():
-        draws, _, _ = _draw_members(model, problem.grid, members, steps, member_batch, seed + 3)
-    # Unconditional draws of the trained network vs the prior: an overdispersed prior
-    # makes every guided ensemble overdispersed, whatever the guidance.
-    prior_std_ratio = float(np.sqrt(np.nanmean(draws.var(0, ddof=1))) / problem.prior_std)
-    # ... and by band: the network's power over that of as many training draws
-    net_bands = band_power(draws, problem.grid)
-    data_bands = band_power(data[:members].reshape(members, -1).double().numpy(), problem.grid)
-    prior_bands = {b: net_bands[b] / v if (v := data_bands[b]) > 0 else None for b in net_bands}
+    prior_std_ratio, prior_bands = _network_dispersion(
+        model, problem, data, members, steps, member_batch, seed
+    )
     rows = []
     for method in methods:
         opts = (dps_options or DPS_FALLBACK) if method == "dps" else options.get(method, {})
-        row = _guided_row(
-            "trained FNO", method, opts, model, problem, members, steps, member_batch, seed + 2
-        )
+        args = (model, problem, members, steps, member_batch, seed + 2)
+        row = _guided_row("trained FNO", method, opts, *args)
         row.update(
             quick=quick,
             problem=problem.describe(process.covariance),
@@ -527,9 +595,6 @@ SPEED_BASE_SIZE = 64  # the grid whose ×4 coarse cells are observed at every si
 
 def _uk_architecture() -> dict:
     """The network size of the shipped UK t2m prior, from ``configs/atmos/uk_t2m.yaml``."""
-    from hdm.pipelines.benchmark import PROJECT_ROOT
-    from hdm.pipelines.config import load_train_config
-
     m = load_train_config(PROJECT_ROOT / "configs" / "atmos" / "uk_t2m.yaml").model
     return {
         "width": m.width,
@@ -570,6 +635,52 @@ def _no_grad(denoiser: Denoiser):
     return call
 
 
+def _measure_size(
+    n: int,
+    problem: tuple,
+    reports: list[dict],
+    last: dict[str, tuple[int, float] | None],
+    *,
+    members: int,
+    repeats: int,
+    budget_s: float,
+    warmup: bool,
+    seed: int,
+) -> dict:
+    """One row of :func:`sampling_speed`: the plain and guided calls on n × n within the
+    budget; ``last`` (the (n, seconds) last measured, "plain" and "guided") is updated;
+    ``reports`` is where the guidance's callback puts its diagnostics."""
+    process, denoiser, guided, t = problem
+    row: dict = {"n": n, "points": n * n, "members": members, "skipped": None}
+    row["guided_skipped"] = None
+    plain_call = _predicted_call(last["plain"], n)
+    plain_repeats = _repeats_within(plain_call, budget_s, repeats, warmup)
+    if plain_repeats == 0:
+        row["skipped"] = f"predicted {plain_call:.0f} s per plain call, budget {budget_s:.0f} s"
+        return row
+    grid = RectGrid((0.0, 1.0), (0.0, 1.0), (n, n))
+    x = process.prior_sample(members, 1, grid, torch.Generator().manual_seed(seed + 2))
+    times = torch.full((members,), float(t), dtype=torch.float64)
+    args = (x, times, grid)
+    row["chunk"] = denoiser.backbone.chunk_size(x, grid)
+    start = time.perf_counter()
+    row["plain_ms"] = 1e3 * _timed(_no_grad(denoiser), args, plain_repeats, warmup)
+    last["plain"] = (n, row["plain_ms"] / 1e3)
+    guided_call = _predicted_call(last["guided"], n)
+    left = budget_s - (time.perf_counter() - start)
+    guided_repeats = _repeats_within(guided_call, left, repeats, warmup)
+    if guided_repeats == 0:
+        row["guided_skipped"] = f"predicted {guided_call:.0f} s per guided call"
+    else:
+        reports.clear()
+        row["guided_ms"] = 1e3 * _timed(guided, args, guided_repeats, warmup)
+        row["cg_iterations"] = max((r["cg_iterations"] for r in reports), default=0)
+        last["guided"] = (n, row["guided_ms"] / 1e3)
+    row["repeats"] = (plain_repeats, guided_repeats)
+    row["total_s"] = time.perf_counter() - start
+    return row
+
+
 def sampling_speed(
     sizes: Sequence[int] = (64, 128, 256, 512),
     members: int = 16,
@@ -584,8 +695,8 @@ def sampling_speed(
 
     Per size: ms per plain NFE (the denoiser under no_grad) and per guided NFE (MMPS,
     cg_steps = 5, cg_tol = 0 so every call runs the same number of CG iterations unless
-    the curvature test stops it; the iterations run are reported), each the median of
-    up to ``repeats`` calls after a warm-up, at ς = σ/α = 1.
+    the curvature test stops it; the iterations run, reported by the guidance's callback,
+    are given), each the median of up to ``repeats`` calls after a warm-up, at ς = σ/α = 1.
 
     Budget: a call's time is predicted from the last size measured × the N log N ratio
     (N = n²). A size whose plain calls would not fit in ``budget_s`` is skipped; its
@@ -600,51 +711,26 @@ def sampling_speed(
     """
     if quick:
         sizes, members, repeats = (32, 64), 2, 1
-    warmup = not quick
-    process, denoiser, guided, t = speed_problem(seed)
+    reports: list[dict] = []
+    problem = speed_problem(seed, callback=reports.append)
     if cpu_chunk_bytes is not None:
-        denoiser.backbone.cpu_chunk_bytes = cpu_chunk_bytes
-    rows: list[dict] = []
-    last_plain: tuple[int, float] | None = None  # (n, seconds per call) last measured
-    last_guided: tuple[int, float] | None = None
+        problem[1].backbone.cpu_chunk_bytes = cpu_chunk_bytes
+    last: dict[str, tuple[int, float] | None] = {"plain": None, "guided": None}
     architecture = _uk_architecture()
+    rows = []
     for n in sizes:
-        row = {
-            "n": n,
-            "points": n * n,
-            "members": members,
-            "skipped": None,
-            "architecture": architecture,
-        }
-        row["guided_skipped"] = None
-        plain_call = _predicted_call(last_plain, n)
-        plain_repeats = _repeats_within(plain_call, budget_s, repeats, warmup)
-        if plain_repeats == 0:
-            row["skipped"] = f"predicted {plain_call:.0f} s per plain call, budget {budget_s:.0f} s"
-            rows.append(row)
-            continue
-        grid = RectGrid((0.0, 1.0), (0.0, 1.0), (n, n))
-        x = process.prior_sample(members, 1, grid, torch.Generator().manual_seed(seed + 2))
-        times = torch.full((members,), float(t), dtype=torch.float64)
-        args = (x, times, grid)
-        row["chunk"] = denoiser.backbone.chunk_size(x, grid)
-        start = time.perf_counter()
-        row["plain_ms"] = 1e3 * _timed(_no_grad(denoiser), args, plain_repeats, warmup)
-        last_plain = (n, row["plain_ms"] / 1e3)
-        guided_call = _predicted_call(last_guided, n)
-        left = budget_s - (time.perf_counter() - start)
-        guided_repeats = _repeats_within(guided_call, left, repeats, warmup)
-        if guided_repeats == 0:
-            row["guided_skipped"] = f"predicted {guided_call:.0f} s per guided call"
-        else:
-            reports: list[dict] = []
-            guided.callback = reports.append
-            row["guided_ms"] = 1e3 * _timed(guided, args, guided_repeats, warmup)
-            row["cg_iterations"] = max((r["cg_iterations"] for r in reports), default=0)
-            last_guided = (n, row["guided_ms"] / 1e3)
-        row["repeats"] = (plain_repeats, guided_repeats)
-        row["total_s"] = time.perf_counter() - start
-        rows.append(row)
+        row = _measure_size(
+            n,
+            problem,
+            reports,
+            last,
+            members=members,
+            repeats=repeats,
+            budget_s=budget_s,
+            warmup=not quick,
+            seed=seed,
+        )
+        rows.append({**row, "architecture": architecture, "quick": quick})
     measured = [r for r in rows if r["skipped"] is None]
     reference = next((r for r in measured if r["n"] == SPEED_BASE_SIZE), measured[0])
     for r in measured:
@@ -653,16 +739,16 @@ def sampling_speed(
         r["nlogn_ratio"] = _nlogn(r["n"]) / _nlogn(reference["n"])
         if "guided_ms" in r and "guided_ms" in reference:
             r["guided_ratio"] = r["guided_ms"] / reference["guided_ms"]
-    for r in rows:
-        r["quick"] = quick
     return rows
 
 
-def speed_problem(seed: int = 0):
+def speed_problem(seed: int = 0, callback: Callable[[dict], None] | None = None):
     """What :func:`sampling_speed` times: (process, the untrained UK-architecture
     denoiser, MMPS guidance of it with 5 CG steps and cg_tol 0, the diffusion time t at
     ς = 1). The observations are the 16 × 16 coarse cells of a 64 × 64 grid on [0, 1]²
-    and 20 stations, defined physically, so the guidance takes fields on any grid."""
+    and 20 stations, defined physically, so the guidance takes fields on any grid.
+    ``callback`` receives the guidance's diagnostics (a dict per guided chunk, with
+    ``cg_iterations``; :mod:`hdm.conditioning.guidance`)."""
     process = ForwardProcess(CosineVP(), SpectralCovariance("matern", NOISE_LENGTHSCALE))
     denoiser = _uk_fno(process, seed)
     base = RectGrid((0.0, 1.0), (0.0, 1.0), (SPEED_BASE_SIZE, SPEED_BASE_SIZE))
@@ -675,7 +761,7 @@ def speed_problem(seed: int = 0):
     )
     truth = process.prior_sample(1, 1, base, torch.Generator().manual_seed(seed))
     y = operator.simulate(truth, base, torch.Generator().manual_seed(seed + 1))[0]
-    guided = make_guidance("mmps", denoiser, operator, y, cg_steps=5, cg_tol=0.0)
+    guided = make_guidance("mmps", denoiser, operator, y, callback=callback, cg_steps=5, cg_tol=0.0)
     t = process.schedule.t_from_varsigma(torch.tensor(1.0, dtype=torch.float64))
     return process, denoiser, guided, t
 
@@ -740,30 +826,9 @@ def _mark(ok: bool) -> str:
     return "✓" if ok else "✗"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _preamble(title: str, command: str | None, quick: bool) -> str:
+def _heading(title: str, quick: bool) -> str:
     label = " (QUICK smoke run: small sizes, not results)" if quick else ""
-    command = command or _default_command(quick)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (
-        f"## {title}{label}\n\nCommand: `{command}`  \nMachine: {machine_description()}  \n"
-        f"Date: {stamp}\n"
-    )
-
-
-def _default_command(quick: bool) -> str:
-    if sys.argv and sys.argv[0] not in ("", "-c"):
-        program = Path(sys.argv[0]).name
-        return " ".join(shlex.quote(a) for a in (program, *sys.argv[1:]))
-    return (
-        'python -c "from hdm.pipelines.benchmark_downscale import run_grf_benchmark; '
-        f'run_grf_benchmark(quick={quick})"'
-    )
+    return f"## {title}{label}\n"
 
 
 EXACTNESS_HEADER = [
@@ -780,127 +845,152 @@ EXACTNESS_HEADER = [
     "status",
     "target",
 ]
+EXACTNESS_TITLE = "Downscaling: GRF exactness check (SCIENCE.md §4)"
 
 
 def _bands(ratios: dict[str, float | None]) -> str:
     return ", ".join(f"{name} k_c {_num(value)}" for name, value in ratios.items())
 
 
-def format_exactness(
-    rows: Sequence[dict],
-    command: str | None = None,
-    title: str = "Downscaling: GRF exactness check (SCIENCE.md §4)",
-) -> str:
-    """The GRF exactness table (oracle and trained rows) with command, machine, date,
-    setup, the DPS scan and the verdicts against :data:`EXACT_TARGETS` (oracle MMPS) and
-    :data:`TRAINED_TARGETS` (best trained method), under the heading ``title``."""
-    quick = any(r.get("quick") for r in rows)
+def best_trained(rows: Sequence[dict]) -> dict | None:
+    """The trained row with the smallest mean error + |log std ratio|; None when there
+    is no trained row or none produced a stable ensemble."""
     trained = [r for r in rows if r["model"] != "oracle"]
     best = min(trained, key=_badness) if trained else None
-    if best is not None and not math.isfinite(_badness(best)):
-        best = None  # no trained method produced a stable ensemble
-    cells = []
-    for r in rows:
-        method = r["method"] + (" (best)" if r is best else "")
-        cells.append(
-            [
-                r["model"],
-                method,
-                _options(r["options"]),
-                str(r["members"]),
-                str(r["nfe"]),
-                f"{r['wall_s']:.1f}",
-                f"{_num(r['mean_error'])} ({_num(r['mc_floor'])})",
-                _num(r["std_ratio"]),
-                _num(r["coverage_exact"]),
-                _num(r["coverage_truth"]),
-                r["status"],
-                _mark(meets_target(r)),
-            ]
+    return best if best is not None and math.isfinite(_badness(best)) else None
+
+
+def _exactness_cells(rows: Sequence[dict], best: dict | None) -> list[list[str]]:
+    return [
+        [
+            r["model"],
+            r["method"] + (" (best)" if r is best else ""),
+            _options(r["options"]),
+            str(r["members"]),
+            str(r["nfe"]),
+            f"{r['wall_s']:.1f}",
+            f"{_num(r['mean_error'])} ({_num(r['mc_floor'])})",
+            _num(r["std_ratio"]),
+            _num(r["coverage_exact"]),
+            _num(r["coverage_truth"]),
+            r["status"],
+            _mark(meets_target(r)),
+        ]
+        for r in rows
+    ]
+
+
+def _exactness_setup(first: dict) -> str:
+    """The paragraph that says what the exactness rows measure and their targets."""
+    return (
+        f"{first['problem']}. Heun with {first['steps']} steps; one truth, its "
+        f"observations and the closed-form posterior shared by every row. Mean error: "
+        f"RMS over the grid of (member mean − posterior mean) in prior stds σ_C, with "
+        f"the error of an exact sampler with as many members (MC floor); std ratio: "
+        f"sqrt(mean member variance / mean posterior variance); coverage: fraction of "
+        f"grid points inside the members' 5–95 % interval, for {EXACT_DRAWS} exact "
+        f"posterior draws (0.90 when calibrated) and for the truth. Targets: oracle "
+        f"mean ≤ {EXACT_TARGETS['mean_error']}, std ratio in {EXACT_TARGETS['std_ratio']}, "
+        f"coverage in {EXACT_TARGETS['coverage']} (only MMPS is expected to meet them); "
+        f"trained mean ≤ {TRAINED_TARGETS['mean_error']}, std ratio in "
+        f"{TRAINED_TARGETS['std_ratio']}.\n"
+    )
+
+
+def _best_notes(best: dict) -> list[str]:
+    """What the best trained method, its network and its spread say."""
+    notes = [
+        f"Trained, best method ({best['method']}, by mean error + |log std ratio|) meets "
+        f"the trained targets: {_mark(meets_target(best))}. Training: {best['train_steps']} "
+        f"steps of batch 16 on {best['train_samples']} prior draws, "
+        f"{best['train_wall_s'] / 60:.1f} min, final loss {best['train_loss']:.4f}."
+    ]
+    if best.get("n_modes") is not None:
+        notes.append(
+            f"Network: TimeConditionedFNO, width 32, {best['n_modes']} × "
+            f"{best['n_modes']} Fourier modes (up to {best['n_modes'] / 4:g} cycles per "
+            f"unit on the mirror-extended square), diffusion noise Q = {best['noise']}."
         )
-    parts = [_preamble(title, command, quick)]
-    if rows:
-        first = rows[0]
-        parts.append(
-            f"{first['problem']}. Heun with {first['steps']} steps; one truth, its "
-            f"observations and the closed-form posterior shared by every row. Mean error: "
-            f"RMS over the grid of (member mean − posterior mean) in prior stds σ_C, with "
-            f"the error of an exact sampler with as many members (MC floor); std ratio: "
-            f"sqrt(mean member variance / mean posterior variance); coverage: fraction of "
-            f"grid points inside the members' 5–95 % interval, for {EXACT_DRAWS} exact "
-            f"posterior draws (0.90 when calibrated) and for the truth. Targets: oracle "
-            f"mean ≤ {EXACT_TARGETS['mean_error']}, std ratio in {EXACT_TARGETS['std_ratio']}, "
-            f"coverage in {EXACT_TARGETS['coverage']} (only MMPS is expected to meet them); "
-            f"trained mean ≤ {TRAINED_TARGETS['mean_error']}, std ratio in "
-            f"{TRAINED_TARGETS['std_ratio']}.\n"
+    if best.get("prior_std_ratio") is not None:
+        notes.append(
+            f"Unconditional draws of the trained network ({best['members']}, Heun "
+            f"{best['steps']} steps): std ratio to the prior {best['prior_std_ratio']:.3f} "
+            "(1 for a network that has learned N(0, C))."
         )
-    parts.append(_table(EXACTNESS_HEADER, cells))
+    if best.get("prior_bands") is not None:
+        notes.append(
+            f"Power of those draws ÷ power of {best['members']} prior draws, by band of "
+            f"the coarse cells' Nyquist k_c: {_bands(best['prior_bands'])} (the prior has "
+            "almost no power above k_c, so there any power is the network's)."
+        )
+    if best.get("spread_by_band") is not None:
+        notes.append(
+            "Where the best method's spread is: member-deviation power ÷ exact "
+            f"posterior-deviation power by band: {_bands(best['spread_by_band'])} "
+            "(1 in every band for an exact sampler)."
+        )
+    if best.get("coverage_truth") is not None and abs(best["coverage_truth"] - 0.9) > 0.05:
+        notes.append(
+            f"The best method covers the truth at {best['coverage_truth']:.2f} of the "
+            "points for a nominal 0.90: its spread is not where the posterior's is."
+        )
+    return notes
+
+
+def _exactness_notes(rows: Sequence[dict], best: dict | None) -> str:
     notes = []
     oracle_mmps = [r for r in rows if r["model"] == "oracle" and r["method"] == "mmps"]
     if oracle_mmps:
         notes.append(
             f"Oracle MMPS meets the exactness targets: {_mark(meets_target(oracle_mmps[0]))}."
         )
-    if trained and best is None:
+    if best is None and any(r["model"] != "oracle" for r in rows):
         notes.append("Trained: no method produced a stable ensemble (targets ✗).")
     if best is not None:
-        notes.append(
-            f"Trained, best method ({best['method']}, by mean error + |log std ratio|) meets "
-            f"the trained targets: {_mark(meets_target(best))}. Training: {best['train_steps']} "
-            f"steps of batch 16 on {best['train_samples']} prior draws, "
-            f"{best['train_wall_s'] / 60:.1f} min, final loss {best['train_loss']:.4f}."
-        )
-        if best.get("n_modes") is not None:
-            notes.append(
-                f"Network: TimeConditionedFNO, width 32, {best['n_modes']} × "
-                f"{best['n_modes']} Fourier modes (up to {best['n_modes'] / 4:g} cycles per "
-                f"unit on the mirror-extended square), diffusion noise Q = {best['noise']}."
-            )
-        if best.get("prior_std_ratio") is not None:
-            notes.append(
-                f"Unconditional draws of the trained network ({best['members']}, Heun "
-                f"{best['steps']} steps): std ratio to the prior {best['prior_std_ratio']:.3f} "
-                "(1 for a network that has learned N(0, C))."
-            )
-        if best.get("prior_bands") is not None:
-            notes.append(
-                f"Power of those draws ÷ power of {best['members']} prior draws, by band of "
-                f"the coarse cells' Nyquist k_c: {_bands(best['prior_bands'])} (the prior has "
-                "almost no power above k_c, so there any power is the network's)."
-            )
-        if best.get("spread_by_band") is not None:
-            notes.append(
-                "Where the best method's spread is: member-deviation power ÷ exact "
-                f"posterior-deviation power by band: {_bands(best['spread_by_band'])} "
-                "(1 in every band for an exact sampler)."
-            )
-        if best.get("coverage_truth") is not None and abs(best["coverage_truth"] - 0.9) > 0.05:
-            notes.append(
-                f"The best method covers the truth at {best['coverage_truth']:.2f} of the "
-                "points for a nominal 0.90: its spread is not where the posterior's is."
-            )
+        notes += _best_notes(best)
     setup = next((r["setup_s"] for r in rows if "setup_s" in r), None)
     if setup is not None:
         notes.append(f"Oracle set-up (dense C, generalised eigendecomposition): {setup:.1f} s.")
-    parts.append("\n" + "\n".join(notes))
+    return "\n" + "\n".join(notes)
+
+
+def _dps_scan(rows: Sequence[dict]) -> str | None:
+    """The DPS settings tried, as a table under its sentence; None without a scan."""
     scan = next((r["dps_scan"] for r in rows if r.get("dps_scan")), None)
-    if scan:
-        chosen = next(r["options"] for r in rows if r["method"] == "dps")
-        scan_cells = [
-            [
-                _options(s["options"]) + (" (chosen)" if s["options"] == chosen else ""),
-                _num(s["mean_error"]),
-                _num(s["std_ratio"]),
-                s["status"],
-            ]
-            for s in scan
+    if not scan:
+        return None
+    chosen = next(r["options"] for r in rows if r["method"] == "dps")
+    cells = [
+        [
+            _options(s["options"]) + (" (chosen)" if s["options"] == chosen else ""),
+            _num(s["mean_error"]),
+            _num(s["std_ratio"]),
+            s["status"],
         ]
-        parts.append(
-            f"\nDPS settings tried (oracle, {scan[0]['n']}×{scan[0]['n']}, "
-            f"{scan[0]['members']} members; chosen by mean error + |log std ratio| among the "
-            f"stable ones):\n\n"
-            + _table(["DPS options", "mean err / σ_C", "std ratio", "status"], scan_cells)
-        )
+        for s in scan
+    ]
+    return (
+        f"\nDPS settings tried (oracle, {scan[0]['n']}×{scan[0]['n']}, "
+        f"{scan[0]['members']} members; chosen by mean error + |log std ratio| among the "
+        f"stable ones):\n\n"
+        + markdown_table(["DPS options", "mean err / σ_C", "std ratio", "status"], cells)
+    )
+
+
+def format_exactness(rows: Sequence[dict], title: str = EXACTNESS_TITLE) -> str:
+    """The GRF exactness section under the heading ``title``: the setup, the table
+    (oracle and trained rows), the verdicts against :data:`EXACT_TARGETS` (oracle MMPS)
+    and :data:`TRAINED_TARGETS` (best trained method) and the DPS scan. The command,
+    machine and date are added by :func:`benchmarks.report.write_section`."""
+    best = best_trained(rows)
+    parts = [_heading(title, any(r.get("quick") for r in rows))]
+    if rows:
+        parts.append(_exactness_setup(rows[0]))
+    parts.append(markdown_table(EXACTNESS_HEADER, _exactness_cells(rows, best)))
+    parts.append(_exactness_notes(rows, best))
+    scan = _dps_scan(rows)
+    if scan:
+        parts.append(scan)
     return "\n".join(parts) + "\n"
 
 
@@ -928,40 +1018,43 @@ def _scales_within(row: dict) -> bool:
     return growth <= NLOGN_SLACK * model
 
 
-def format_speed(rows: Sequence[dict], command: str | None = None) -> str:
-    """The sampling-speed table with command, machine and date (see :func:`sampling_speed`)."""
+def _speed_cells(r: dict) -> list[str]:
+    grid = f"{r['n']}×{r['n']}"
+    if r["skipped"]:
+        return [
+            grid,
+            str(r["members"]),
+            *["–"] * (len(SPEED_HEADER) - 3),
+            f"skipped: {r['skipped']}",
+        ]
+    guided = "guided_ms" in r
+    if guided:
+        note = f"{r['cg_iterations']} CG iterations; "
+    else:
+        note = f"guided skipped: {r['guided_skipped']}; "
+    note += f"{r['total_s']:.1f} s in all, {r['repeats'][0]}/{r['repeats'][1]} timed calls"
+    return [
+        grid,
+        str(r["members"]),
+        str(r.get("chunk", r["members"])),
+        f"{r['plain_ms']:.1f}",
+        f"{r['guided_ms']:.1f}" if guided else "–",
+        f"{r['guided_ms'] / r['plain_ms']:.1f}" if guided else "–",
+        f"{r['plain_ratio']:.2f}",
+        f"{r['nlogn_ratio']:.2f}",
+        "ref" if r["n"] == r["reference_n"] else _mark(_scales_within(r)),
+        note,
+    ]
+
+
+def format_speed(rows: Sequence[dict]) -> str:
+    """The sampling-speed section (see :func:`sampling_speed`); the command, machine and
+    date are added by :func:`benchmarks.report.write_section`."""
     quick = any(r.get("quick") for r in rows)
-    cells = []
-    for r in rows:
-        grid = f"{r['n']}×{r['n']}"
-        if r["skipped"]:
-            note = f"skipped: {r['skipped']}"
-            cells.append([grid, str(r["members"]), *["–"] * (len(SPEED_HEADER) - 3), note])
-            continue
-        guided = "guided_ms" in r
-        if guided:
-            note = f"{r['cg_iterations']} CG iterations; "
-        else:
-            note = f"guided skipped: {r['guided_skipped']}; "
-        note += f"{r['total_s']:.1f} s in all, {r['repeats'][0]}/{r['repeats'][1]} timed calls"
-        cells.append(
-            [
-                grid,
-                str(r["members"]),
-                str(r.get("chunk", r["members"])),
-                f"{r['plain_ms']:.1f}",
-                f"{r['guided_ms']:.1f}" if guided else "–",
-                f"{r['guided_ms'] / r['plain_ms']:.1f}" if guided else "–",
-                f"{r['plain_ratio']:.2f}",
-                f"{r['nlogn_ratio']:.2f}",
-                "ref" if r["n"] == r["reference_n"] else _mark(_scales_within(r)),
-                note,
-            ]
-        )
     reference = next((r.get("reference_n") for r in rows if r.get("reference_n")), None)
     a = (rows[0].get("architecture") if rows else None) or _uk_architecture()
     parts = [
-        _preamble("Downscaling: sampling speed", command, quick),
+        _heading("Downscaling: sampling speed", quick),
         f"Untrained TimeConditionedFNO of the UK t2m architecture (width {a['width']}, "
         f"{a['n_modes'][0]} × {a['n_modes'][1]} modes, {a['n_layers']} layers, time "
         f"embedding {a['time_dim']}) in a v-preconditioned denoiser, one batched call per "
@@ -974,45 +1067,193 @@ def format_speed(rows: Sequence[dict], command: str | None = None) -> str:
         f"({NLOGN_SLACK:g} × slack). A size, or its "
         "guided calls, is skipped when its predicted time (N log N from the last size) "
         "exceeds the budget per size.\n",
-        _table(SPEED_HEADER, cells),
+        markdown_table(SPEED_HEADER, [_speed_cells(r) for r in rows]),
     ]
     return "\n".join(parts) + "\n"
 
 
-# ----------------------------------------------------------------- the whole GRF benchmark
+# ----------------------------------------------------------------- the downscale benchmark
+
+#: the oracle rows of section downscale-grf64: 64 × 64, 200 members, DPS as the 32 × 32
+#: scan chose, MMPS with 10 CG steps
+GRF64_OPTIONS = {
+    "n": 64,
+    "members": 200,
+    "dps_options": {"normalise": True, "scale": 3.0},
+    "options": {"mmps": {"cg_steps": 10}},
+}
+GRF64_TITLE = "Downscaling: GRF exactness check at 64 × 64 (oracle) (SCIENCE.md §4)"
 
 
-def run_grf_benchmark(
-    quick: bool = False,
-    benchmarks_file: Path | str = Path("BENCHMARKS.md"),
+def _section(name: str, quick: bool) -> str:
+    """A section id; ``-quick`` appended in quick mode, so a smoke run never replaces
+    results."""
+    return name + ("-quick" if quick else "")
+
+
+def run_grf(
+    quick: bool,
+    benchmarks_file: Path | str,
     *,
     exactness_options: dict | None = None,
     trained_options: dict | None = None,
-    speed_options: dict | None = None,
     command: str | None = None,
-) -> dict[str, list[dict]]:
-    """Run the exactness, trained and speed experiments and write the sections
-    ``downscale-grf`` and ``downscale-speed`` of ``benchmarks_file`` (``-quick`` appended
-    to both names in quick mode, so a smoke run never replaces results). ``command`` is
-    the command line printed with the tables (default: this process's).
+) -> list[dict]:
+    """The oracle and trained exactness rows, written as section ``downscale-grf``
+    (``downscale-grf-quick``) of ``benchmarks_file``.
 
-    Full: :func:`grf_exactness`, :func:`grf_trained` and :func:`sampling_speed` with
-    their defaults, updated by the keyword dictionaries ``*_options`` (e.g.
-    ``trained_options={"members": 64}`` to shorten the run). Quick: the oracle on
-    16 × 16 (200 members), the trained FNO on 16 × 16 (100 training steps on 400 draws,
-    32 members), speed at 32 and 64; Heun with 25 steps throughout (with 10 steps the
-    oracle MMPS spread is 1.23 × the exact one: the sampler's discretisation error, not
-    the guidance's; 15 steps: 1.09, 25: 1.03, 50: 1.01 on 12 × 12). Returns the rows.
-    """
-    benchmarks_file = Path(benchmarks_file)
+    Full: :func:`grf_exactness` and :func:`grf_trained` with their defaults, updated by
+    ``exactness_options`` and ``trained_options`` (e.g. ``{"members": 64}`` to shorten the
+    run); the trained rows use the DPS setting the oracle scan chose. Quick: the oracle on
+    16 × 16 (200 members), the trained FNO on 16 × 16 (100 training steps on 400 draws, 32
+    members). Heun with 25 steps throughout (with 10 steps the oracle MMPS spread is 1.23
+    × the exact one: the sampler's discretisation error, not the guidance's; 15 steps:
+    1.09, 25: 1.03, 50: 1.01 on 12 × 12). ``command``: the command line to record
+    (default: this process's). Returns the rows."""
+    machine = machine_description()
     exact_kw = {"n": 16, "members": 200, "quick": True} if quick else {}
     trained_kw = {"n": 16, "members": 32, "quick": True} if quick else {}
     exact = grf_exactness(**{**exact_kw, **(exactness_options or {})})
     dps = next((r["options"] for r in exact if r["method"] == "dps"), None)
     trained = grf_trained(**{"dps_options": dps, **trained_kw, **(trained_options or {})})
-    speed = sampling_speed(**{"quick": quick, **(speed_options or {})})
-    suffix = "-quick" if quick else ""
-    grf_body = format_exactness(exact + trained, command)
-    write_section(benchmarks_file, "downscale-grf" + suffix, grf_body)
-    write_section(benchmarks_file, "downscale-speed" + suffix, format_speed(speed, command))
-    return {"exactness": exact, "trained": trained, "speed": speed}
+    body = format_exactness(exact + trained)
+    section = _section("downscale-grf", quick)
+    write_section(benchmarks_file, section, body, command=command, machine=machine)
+    return exact + trained
+
+
+def run_grf64(
+    quick: bool,
+    benchmarks_file: Path | str,
+    *,
+    exactness_options: dict | None = None,
+    command: str | None = None,
+) -> list[dict]:
+    """The oracle rows alone with :data:`GRF64_OPTIONS` (updated by ``exactness_options``;
+    quick: 16 × 16, 50 members), written as section ``downscale-grf64``
+    (``downscale-grf64-quick``). Returns the rows."""
+    machine = machine_description()
+    quick_kw = {"n": 16, "members": 50, "quick": True} if quick else {}
+    rows = grf_exactness(**{**GRF64_OPTIONS, **quick_kw, **(exactness_options or {})})
+    title = GRF64_TITLE if not quick else EXACTNESS_TITLE
+    body = format_exactness(rows, title=title)
+    section = _section("downscale-grf64", quick)
+    write_section(benchmarks_file, section, body, command=command, machine=machine)
+    return rows
+
+
+def run_speed(
+    quick: bool,
+    benchmarks_file: Path | str,
+    *,
+    speed_options: dict | None = None,
+    command: str | None = None,
+) -> list[dict]:
+    """:func:`sampling_speed` (its defaults updated by ``speed_options``), written as
+    section ``downscale-speed`` (``downscale-speed-quick``). Returns the rows."""
+    machine = machine_description()
+    rows = sampling_speed(**{"quick": quick, **(speed_options or {})})
+    section = _section("downscale-speed", quick)
+    write_section(benchmarks_file, section, format_speed(rows), command=command, machine=machine)
+    return rows
+
+
+#: the parts of ``python -m benchmarks downscale`` in the order they run
+PARTS = ("grf", "grf64", "speed", "q", "sampler", "uk")
+DEFAULT_PARTS = "grf,speed,uk"
+
+
+def parse_parts(text: str) -> list[str]:
+    """The parts named in ``text`` (comma-separated), in the order of :data:`PARTS`."""
+    given = {p.strip() for p in text.split(",") if p.strip()}
+    unknown = sorted(given - set(PARTS))
+    if unknown or not given:
+        raise argparse.ArgumentTypeError(
+            f"unknown --parts {unknown or text!r}; choose from {', '.join(PARTS)}"
+        )
+    return [p for p in PARTS if p in given]
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {text!r} ({err})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"want a JSON object of keyword arguments: {text!r}")
+    return value
+
+
+def _arguments(argv: Sequence[str]) -> argparse.Namespace:
+    p = parser("downscale", __doc__, quick="smoke sizes (minutes), '-quick' sections for GRF")
+    p.add_argument(
+        "--parts",
+        type=parse_parts,
+        default=parse_parts(DEFAULT_PARTS),
+        help=f"comma-separated subset of {', '.join(PARTS)} (default {DEFAULT_PARTS})",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=PROJECT_ROOT / "runs" / "benchmark-downscale",
+        help="work folder of the UK stores (default runs/benchmark-downscale)",
+    )
+    for name, what in (
+        ("exactness", "grf_exactness (parts grf, grf64)"),
+        ("trained", "grf_trained (part grf)"),
+        ("speed", "sampling_speed (part speed)"),
+    ):
+        p.add_argument(
+            f"--{name}-options",
+            type=_json_object,
+            default=None,
+            metavar="JSON",
+            help=f"keyword arguments of {what}, a JSON object",
+        )
+    p.add_argument(
+        "--priors",
+        default="",
+        metavar="DIR,...",
+        help="part q: more trained UK priors checked after the shipped one",
+    )
+    return p.parse_args(list(argv))
+
+
+def main(argv: Sequence[str] = ()) -> dict:
+    """``python -m benchmarks downscale [--quick] [--parts ...] [...]`` (module doc)."""
+    args = _arguments(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    command = command_line("downscale", argv)
+    out, file, quick = {}, args.benchmarks_file, args.quick
+    for part in args.parts:
+        log.info("downscale benchmark: part %s", part)
+        if part == "grf":
+            out[part] = run_grf(
+                quick,
+                file,
+                exactness_options=args.exactness_options,
+                trained_options=args.trained_options,
+                command=command,
+            )
+        elif part == "grf64":
+            out[part] = run_grf64(
+                quick, file, exactness_options=args.exactness_options, command=command
+            )
+        elif part == "speed":
+            out[part] = run_speed(quick, file, speed_options=args.speed_options, command=command)
+        else:
+            out[part] = _run_uk_part(part, args, command)
+    print(f"benchmark tables written to {file}")
+    return out
+
+
+def _run_uk_part(part: str, args: argparse.Namespace, command: str):
+    """Parts q, sampler and uk, from :mod:`benchmarks.uk`."""
+    from benchmarks import uk
+
+    if part == "q":
+        priors = [p.strip() for p in args.priors.split(",") if p.strip()]
+        return uk.run_noise_choice(args.quick, args.benchmarks_file, command, priors)
+    if part == "sampler":
+        return uk.run_sampler_choice(args.quick, args.benchmarks_file, command)
+    return uk.run_uk_benchmark(args.quick, args.benchmarks_file, args.work, command)
