@@ -39,6 +39,7 @@ import xarray as xr
 from benchmarks.report import PROJECT_ROOT, machine_description, write_section
 from hdm.data.coarsen import coarse_grain
 from hdm.data.open import open_fields
+from hdm.data.regrid import values_at_points
 from hdm.domains.atmosphere import GRIDDED_DATASETS
 from hdm.domains.shipped import shipped_checkpoint
 from hdm.domains.stations import simulate_observations, stations_by_id
@@ -177,7 +178,7 @@ def inflated_case(cfg: UKBenchmarkConfig, work: Path, raw: xr.Dataset) -> tuple[
 def coarse_interpolated(fields: xr.DataArray, factor: int) -> xr.DataArray:
     """Bilinear interpolation of the ×``factor`` coarse-graining of (…, lat, lon) fields
     back onto their own grid (same coordinates): what a coarse field alone says."""
-    from hdm.metrics.baselines import interpolate_coarse
+    from hdm.data.regrid import interpolate_coarse
 
     smooth = interpolate_coarse(coarse_grain(fields, factor), fields, "bilinear")
     return smooth.assign_coords(lat=fields.lat, lon=fields.lon)
@@ -212,17 +213,19 @@ def subgrid_difficulty(cfg: UKBenchmarkConfig) -> list[dict]:
         smooth = coarse_interpolated(truth, cfg.factor)
         hours = truth["time"].dt.hour.values
         by_hour = {
-            int(h): pm.rmse(smooth.isel(time=hours == h), truth.isel(time=hours == h))
+            int(h): float(pm.rmse(smooth.isel(time=hours == h), truth.isel(time=hours == h)))
             for h in np.unique(hours)
         }
         rows.append(
             {
                 "period": f"{period} {start[:10]}..{end[:10]}",
                 "fields": int(truth.sizes["time"]),
-                "rms": pm.rmse(smooth, truth),
-                "rms_stations": pm.point_rmse(
-                    pm.station_values(smooth, st_lat, st_lon),
-                    pm.station_values(truth, st_lat, st_lon),
+                "rms": float(pm.rmse(smooth, truth)),
+                "rms_stations": float(
+                    pm.rmse(
+                        values_at_points(smooth, st_lat, st_lon),
+                        values_at_points(truth, st_lat, st_lon),
+                    )
                 ),
                 "by_hour": by_hour,
             }
@@ -428,19 +431,22 @@ def field_speed(cfg: UKBenchmarkConfig, quick: bool, repeats: int = 3) -> list[d
 
 def _paired_line(report: dict) -> str:
     """The paired differences against kriging with their block-bootstrap intervals."""
+
+    def interval(ci: list | None) -> str:
+        return (
+            "no interval (fewer than 4 blocks)"
+            if ci is None
+            else (f"95 % interval [{ci[0]:.3f}, {ci[1]:.3f}]")
+        )
+
     parts = []
     for key, label in (("rmse_minus_kriging", "RMSE"), ("crps_minus_kriging", "CRPS")):
         if key in report:
             r = report[key]
-            parts.append(
-                f"{label} − kriging = {r['diff']:.3f} K, 95 % interval "
-                f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
-            )
+            parts.append(f"{label} − kriging = {r['diff']:.3f} K, {interval(r['ci95'])}")
     if "spread_skill_ci95" in report:
-        low, high = report["spread_skill_ci95"]
-        parts.append(
-            f"spread–skill {report['spread_skill']:.3f}, 95 % interval [{low:.3f}, {high:.3f}]"
-        )
+        ci = report["spread_skill_ci95"]
+        parts.append(f"spread–skill {report['spread_skill']:.3f}, {interval(ci)}")
     if not parts or "rmse_minus_kriging" not in report:
         return ""
     block = report["rmse_minus_kriging"]["block"]
@@ -774,11 +780,11 @@ def score_on_fields(
     return {
         "nfe": int(ds.attrs["nfe_per_member"]),
         "s_per_field": wall / len(times),
-        "rmse": pm.rmse(mean, truth),
-        "crps": pm.fair_crps(ens, truth),
-        "spread_skill": pm.spread_skill(ens, truth),
-        "coverage90": pm.coverage(ens, truth, 0.9),
-        "spectrum_ratio": pm.spectrum_ratio(ens, truth),
+        "rmse": float(pm.rmse(mean, truth)),
+        "crps": float(pm.fair_crps(ens, truth)),
+        "spread_skill": float(pm.spread_skill(ens, truth)),
+        "coverage90": float(pm.coverage(ens, truth, 0.9)),
+        "spectrum_ratio": float(pm.spectrum_ratio(ens, truth)),
         "inflation": float(ds.attrs["inflation"]),
     }
 

@@ -62,7 +62,7 @@ def periods() -> list[tuple[str, object]]:
 
 def subcoarse_rms(fields: xr.DataArray) -> float:
     """Area-weighted RMS of fields − bilinear interpolation of their ×4 coarse field."""
-    return pm.rmse(coarse_interpolated(fields, FACTOR), fields)
+    return float(pm.rmse(coarse_interpolated(fields, FACTOR), fields))
 
 
 def period_row(prior: Prior, label: str, when, cfg: InflationConfig, prior_rms: float) -> dict:
