@@ -25,7 +25,7 @@ returns them on free, so the peak heap is not kept. Measured on the benchmark ma
 members (MMPS, 5 CG steps) takes 2.30 s instead of 2.51 s at 128², 7.6 s instead of
 11.1 s at 256² and 60 s instead of 95 s at 512² (measured alone: 58 vs 104 s, 2.2 against
 68.6 million page faults per call), and a whole UK field 0–8 % less
-(``benchmarks/allocator_speed.py``); but a plain NFE (no autograd) takes longer from 128² on:
+(``python -m benchmarks allocator_speed``); but a plain NFE (no autograd) takes longer from 128² on:
 224 vs 187 ms, 0.87 vs 0.70 s and 7.8 vs 3.4 s at 512². So ``hdm downscale``, ``hdm
 process-new`` and ``hdm demo``, whose NFEs are guided, turn it on (unless the variable
 is set), and nothing else does. When it is on, torch maps large tensors itself and

@@ -130,3 +130,44 @@ def test_import_hdm_loads_neither_torch_nor_xarray():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     version, torch_loaded, xarray_loaded = out.stdout.split()
     assert version and torch_loaded == "False" and xarray_loaded == "False"
+
+
+def _layout_entries() -> list[tuple[str, list[str]]]:
+    """(module, the backticked names on its lines) from the layout block of
+    docs/ARCHITECTURE.md; continuation lines belong to the module above them."""
+    import re
+
+    text = (PACKAGE.parent / "docs" / "ARCHITECTURE.md").read_text()
+    block = text.split("```", 2)[1]
+    entries: list[tuple[str, list[str]]] = []
+    package = ""
+    for line in block.splitlines():
+        names = re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", line)
+        head = line.strip().split()
+        if not head:
+            continue
+        if line.startswith("  ") and head[0].endswith("/") and len(line) - len(line.lstrip()) == 2:
+            package = head[0].rstrip("/")
+            continue
+        files = [w for w in head if w.endswith(".py")] if not line.startswith(" " * 26) else []
+        if files:
+            indent = len(line) - len(line.lstrip())
+            prefix = "hdm." + package + "." if indent == 4 else "hdm."
+            for f in files:
+                stem = f[: -len(".py")]
+                entries.append(("hdm" if stem == "__init__" else prefix + stem, []))
+        if entries and names:
+            entries[-1][1].extend(names)
+    return entries
+
+
+def test_architecture_doc_lists_modules_and_names_that_exist():
+    import importlib
+
+    entries = _layout_entries()
+    assert len(entries) > 40
+    for module, names in entries:
+        assert module in MODULES, f"docs/ARCHITECTURE.md lists {module}, which does not exist"
+        mod = importlib.import_module(module)
+        for name in names:
+            assert hasattr(mod, name), f"docs/ARCHITECTURE.md: {module} has no {name!r}"

@@ -270,7 +270,7 @@ class MomentMatching(Guidance):
     t2m prior's training day 5 iterations cost 2.5× the time for slightly worse scores
     (RMSE 0.230 vs 0.224 K, spread–skill 1.41 vs 1.20), and on the validation split
     for clearly worse ones (RMSE 0.312 vs 0.273 K, CRPS 0.155 vs 0.136;
-    benchmarks/uk_cg_steps.py), hence the default.
+    ``python -m benchmarks uk_cg_steps``), hence the default.
     """
 
     name = "mmps"

@@ -31,7 +31,7 @@ Architecture (Li et al. 2021, FNO; with per-sample time conditioning):
   in the cache and below glibc's mmap threshold are faster (16 members of width 16 on
   128 × 128, one NFE with FFT layers: 2.42 s as one batch, 0.95 s one member at a
   time; 4 MiB was the fastest of 1, 4 and 16 MiB on every grid of
-  ``benchmarks/fno_chunking.py`` on a 2-core x86_64 with a 32 MiB L3). On other
+  ``python -m benchmarks fno_chunking`` on a 2-core x86_64 with a 32 MiB L3). On other
   devices the batch runs whole. Guidance splits a batch by the same rule with a larger
   budget (``Guidance.cpu_graph_chunk_bytes``), so that one chunk's autograd graph lives
   at a time.

@@ -83,7 +83,7 @@ class TruncatedSpectralConv(SpectralConv):
     Same parameters, ``state_dict`` and output as neuraloperator's layer (to float
     rounding); see the module docstring for the sums and the cases that fall back.
     ``use_products`` (class or instance attribute): False runs neuraloperator's FFT
-    forward everywhere (``benchmarks/spectral_layer.py`` times the two)."""
+    forward everywhere (``python -m benchmarks spectral_layer`` times the two)."""
 
     use_products: bool = True
 

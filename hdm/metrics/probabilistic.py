@@ -231,6 +231,7 @@ def _mean(
             weights = lat_weights(truth)
         except KeyError as err:
             raise ValueError(f"the truth needs a {LAT!r} coordinate for area weights") from err
+    score = score.drop_attrs()  # a score is not the field: none of its attributes hold
     if weights is None:
         return score.mean(dims, skipna=True)
     weights = _as_dataarray(weights, "weights").fillna(0.0)
