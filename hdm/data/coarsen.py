@@ -53,6 +53,77 @@ def _factors(factor: int | tuple[int, int]) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
+def _check_blocks(ds: xr.Dataset, factors: dict[str, int], boundary: str) -> dict[str, int]:
+    """The rows/columns left over by whole blocks, {lat: n_lat mod f_lat, lon: n_lon mod
+    f_lon}, after checking that ``ds`` has both dims, that no factor exceeds its dim and,
+    with ``boundary="error"``, that nothing is left over."""
+    missing = [d for d in (LAT, LON) if d not in ds.dims]
+    if missing:
+        raise ValueError(f"coarse_grain needs dims {LAT!r} and {LON!r}; missing {missing}")
+    sizes = {LAT: ds.sizes[LAT], LON: ds.sizes[LON]}
+    too_big = [d for d in (LAT, LON) if factors[d] > sizes[d]]
+    if too_big:
+        detail = ", ".join(f"{d}: size {sizes[d]} < factor {factors[d]}" for d in too_big)
+        raise ValueError(f"the coarse-graining factor is larger than the grid ({detail})")
+    rest = {d: sizes[d] % factors[d] for d in (LAT, LON)}
+    if boundary == "error" and any(rest.values()):
+        detail = ", ".join(
+            f"{d}: size {sizes[d]} is not a multiple of {factors[d]} ({rest[d]} left over)"
+            for d in (LAT, LON)
+            if rest[d]
+        )
+        raise ValueError(f"incomplete coarse-graining blocks with boundary='error' ({detail})")
+    return rest
+
+
+def _trim_incomplete_blocks(ds: xr.Dataset, rest: dict[str, int]) -> tuple[xr.Dataset, list[str]]:
+    """``ds`` without the ``rest[d]`` trailing values of lat and lon, and a note per dim
+    trimmed naming the values dropped."""
+    notes = []
+    for d in (LAT, LON):
+        if rest[d]:
+            dropped = ds[d].values[ds.sizes[d] - rest[d] :]
+            notes.append(
+                f"trimmed {rest[d]} trailing {d} value(s) {dropped[0]:g} to {dropped[-1]:g}"
+            )
+    keep = {d: slice(0, ds.sizes[d] - rest[d]) for d in (LAT, LON)}
+    return ds.isel(keep), notes
+
+
+def _block_mean(var: xr.DataArray, w: xr.DataArray, window: dict[str, int]) -> xr.DataArray:
+    """U = Σ w_i u_ij / Σ w_i over each block of ``window`` cells, NaNs left out of both
+    sums (NaN for a block without a finite value), in float64, then cast back to the
+    variable's floating dtype (float64 if it is not floating); ``w`` (lat,), cos φ."""
+    x = var.reset_coords(drop=True).astype(np.float64)
+    wf = xr.where(np.isfinite(x), w, 0.0)
+    num = (wf * x.fillna(0.0)).coarsen(window).sum()
+    den = wf.coarsen(window).sum()
+    mean = (num / den.where(den > 0)).transpose(*var.dims)
+    dtype = var.dtype if var.dtype.kind == "f" else np.float64
+    return mean.astype(dtype).assign_attrs(var.attrs)
+
+
+def _coarse_coords(
+    ds: xr.Dataset, lat_c: xr.DataArray, lon_c: xr.DataArray, lat_weight: xr.DataArray
+) -> dict:
+    """Coordinates of the coarse dataset: those of ``ds`` that depend on neither lat nor
+    lon, the block centres ``lat_c`` and ``lon_c`` (degrees, in the input's dtype and
+    attributes) and the coarse cells' area weights ``lat_weight`` W_I (module doc)."""
+    drop = [c for c in ds.coords if c not in ds.dims and ({LAT, LON} & set(ds[c].dims))]
+    coords = {
+        c: ds[c] for c in ds.coords if c not in drop and c not in (LAT, LON) and c != LAT_WEIGHT
+    }
+    lat_attrs, lon_attrs = dict(ds[LAT].attrs), dict(ds[LON].attrs)
+    coords[LAT] = (LAT, lat_c.values.astype(ds[LAT].dtype), lat_attrs)
+    coords[LON] = (LON, lon_c.values.astype(ds[LON].dtype), lon_attrs)
+    coords[LAT_WEIGHT] = (
+        LAT,
+        lat_weight.values,
+        {"long_name": "area weight of coarse cells (mean cos latitude)", "units": "1"},
+    )
+    return coords
+
+
 def coarse_grain(
     ds: xr.Dataset | xr.DataArray,
     factor: int | tuple[int, int],
@@ -81,33 +152,10 @@ def coarse_grain(
     if boundary not in ("trim", "error"):
         raise ValueError(f"boundary must be 'trim' or 'error', got {boundary!r}")
     f_lat, f_lon = _factors(factor)
-    missing = [d for d in (LAT, LON) if d not in ds.dims]
-    if missing:
-        raise ValueError(f"coarse_grain needs dims {LAT!r} and {LON!r}; missing {missing}")
-    sizes = {LAT: ds.sizes[LAT], LON: ds.sizes[LON]}
-    factors = {LAT: f_lat, LON: f_lon}
-    too_big = [d for d in (LAT, LON) if factors[d] > sizes[d]]
-    if too_big:
-        detail = ", ".join(f"{d}: size {sizes[d]} < factor {factors[d]}" for d in too_big)
-        raise ValueError(f"the coarse-graining factor is larger than the grid ({detail})")
-    rest = {d: sizes[d] % factors[d] for d in (LAT, LON)}
-    if boundary == "error" and any(rest.values()):
-        detail = ", ".join(
-            f"{d}: size {sizes[d]} is not a multiple of {factors[d]} ({rest[d]} left over)"
-            for d in (LAT, LON)
-            if rest[d]
-        )
-        raise ValueError(f"incomplete coarse-graining blocks with boundary='error' ({detail})")
-
+    rest = _check_blocks(ds, {LAT: f_lat, LON: f_lon}, boundary)
     notes = [f"factor (lat, lon) = ({f_lat}, {f_lon}), area-weighted (cos lat) block mean"]
-    for d in (LAT, LON):
-        if rest[d]:
-            dropped = ds[d].values[sizes[d] - rest[d] :]
-            notes.append(
-                f"trimmed {rest[d]} trailing {d} value(s) {dropped[0]:g} to {dropped[-1]:g}"
-            )
-    keep = {d: slice(0, sizes[d] - rest[d]) for d in (LAT, LON)}
-    ds = ds.isel(keep)
+    ds, trimmed = _trim_incomplete_blocks(ds, rest)
+    notes.extend(trimmed)
 
     w = lat_weights(ds)  # (lat,), float64; block sums of fine weights if already coarse
     window = {LAT: f_lat, LON: f_lon}
@@ -124,29 +172,11 @@ def coarse_grain(
             raise ValueError(
                 f"variable {name!r} has only one of {LAT!r}, {LON!r} (dims {var.dims})"
             )
-        x = var.reset_coords(drop=True).astype(np.float64)
-        wf = xr.where(np.isfinite(x), w, 0.0)
-        num = (wf * x.fillna(0.0)).coarsen(window).sum()
-        den = wf.coarsen(window).sum()
-        mean = (num / den.where(den > 0)).transpose(*var.dims)
-        dtype = var.dtype if var.dtype.kind == "f" else np.float64
-        out_vars[name] = mean.astype(dtype).assign_attrs(var.attrs)
+        out_vars[name] = _block_mean(var, w, window)
 
-    drop = [c for c in ds.coords if c not in ds.dims and ({LAT, LON} & set(ds[c].dims))]
-    coords = {
-        c: ds[c] for c in ds.coords if c not in drop and c not in (LAT, LON) and c != LAT_WEIGHT
-    }
-    lat_attrs, lon_attrs = dict(ds[LAT].attrs), dict(ds[LON].attrs)
-    coords[LAT] = (LAT, lat_c.values.astype(ds[LAT].dtype), lat_attrs)
-    coords[LON] = (LON, lon_c.values.astype(ds[LON].dtype), lon_attrs)
-    coords[LAT_WEIGHT] = (
-        LAT,
-        (w_sum_lat / f_lat).values,
-        {"long_name": "area weight of coarse cells (mean cos latitude)", "units": "1"},
-    )
     result = xr.Dataset(
         {k: v.drop_vars([LAT, LON, LAT_WEIGHT], errors="ignore") for k, v in out_vars.items()},
-        coords=coords,
+        coords=_coarse_coords(ds, lat_c, lon_c, w_sum_lat / f_lat),
         attrs=dict(ds.attrs),
     )
     previous = ds.attrs.get("coarse_grain")

@@ -298,6 +298,101 @@ def _rename_map(ds: xr.Dataset) -> dict[str, str]:
     return rename
 
 
+# Each of the three helpers below reads one 1-D coordinate of the dataset and adds to
+# ``indexers`` (positional, for Dataset.isel), ``new_coords`` (for assign_coords) and
+# ``notes`` (for the ``hdm_conventions`` attribute) what normalise_conventions must do.
+
+
+def _level_conventions(
+    lev: xr.DataArray,
+    source: str,
+    indexers: dict[str, Any],
+    new_coords: dict[str, Any],
+    notes: list[str],
+) -> None:
+    """``level`` ascending (a descending one is reversed) and in hPa (Pa divided by 100)."""
+    values = lev.values
+    if check_coordinate(values, LEVEL, source) < 0:
+        indexers[LEVEL] = slice(None, None, -1)
+        values = values[::-1]
+        notes.append("level reversed to ascending")
+    if canonical_units(lev.attrs.get("units")) == "Pa":
+        attrs = {**lev.attrs, "units": "hPa"}
+        new_coords[LEVEL] = (LEVEL, values / 100.0, attrs)  # after the reversal
+        notes.append("level Pa->hPa")
+
+
+def _lat_conventions(
+    lat_coord: xr.DataArray,
+    source: str,
+    region: Region | None,
+    indexers: dict[str, Any],
+    notes: list[str],
+) -> None:
+    """``lat`` checked in [-90, 90], made ascending, then cut to ``region.lat`` (inclusive)."""
+    lat = lat_coord.values
+    lat_index = np.arange(lat.size)
+    _check_latitude(lat, source)
+    if check_coordinate(lat, LAT, source) < 0:
+        lat_index = lat_index[::-1]
+        notes.append("lat reversed to ascending")
+    if region is not None:
+        lat_sorted = lat[lat_index]
+        keep = (lat_sorted >= region.lat[0]) & (lat_sorted <= region.lat[1])
+        if not keep.any():
+            raise ValueError(
+                f"region lat {region.lat} selects no latitude of {source} "
+                f"(latitudes {lat.min():g} to {lat.max():g})"
+            )
+        lat_index = lat_index[keep]
+    if not np.array_equal(lat_index, np.arange(lat.size)):
+        indexers[LAT] = _as_indexer(lat_index)
+
+
+def _lon_conventions(
+    lon_coord: xr.DataArray,
+    source: str,
+    region: Region | None,
+    indexers: dict[str, Any],
+    new_coords: dict[str, Any],
+    notes: list[str],
+) -> None:
+    """``lon`` in [-180, 180), strictly ascending, cut to ``region.lon`` (inclusive).
+
+    A descending coordinate is reversed, a repeated cyclic column (λ₀ + 360 last) dropped,
+    then λ ↦ ((λ + 180) mod 360) − 180 and the columns reordered by the wrapped values.
+    """
+    lon_raw = lon_coord.values
+    if check_coordinate(lon_raw, LON, source) < 0:
+        order = np.arange(lon_raw.size)[::-1]
+        notes.append("lon reversed")
+    else:
+        order = np.arange(lon_raw.size)
+    lon_asc = lon_raw[order].astype(np.float64)
+    if lon_asc.size > 1 and np.isclose(lon_asc[-1] - lon_asc[0], 360.0):
+        order, lon_asc = order[:-1], lon_asc[:-1]  # drop the repeated cyclic column
+        notes.append("cyclic lon column dropped")
+    wrapped = np.mod(lon_asc + 180.0, 360.0) - 180.0
+    perm = np.argsort(wrapped, kind="stable")
+    check_coordinate(wrapped[perm], LON, f"{source} (after wrapping to [-180, 180))")
+    if not np.array_equal(wrapped, lon_asc):
+        notes.append("lon wrapped to [-180, 180)")
+    order, wrapped = order[perm], wrapped[perm]
+    if region is not None:
+        keep = (wrapped >= region.lon[0]) & (wrapped <= region.lon[1])
+        if not keep.any():
+            raise ValueError(
+                f"region lon {region.lon} selects no longitude of {source} "
+                f"(longitudes {wrapped.min():g} to {wrapped.max():g} after wrapping)"
+            )
+        order, wrapped = order[keep], wrapped[keep]
+    if not np.array_equal(order, np.arange(lon_raw.size)):
+        indexers[LON] = _as_indexer(order)
+    if not np.array_equal(wrapped, lon_raw[order]):
+        lon_attrs = dict(lon_coord.attrs)
+        new_coords[LON] = (LON, wrapped.astype(lon_coord.dtype), lon_attrs)
+
+
 def normalise_conventions(
     ds: xr.Dataset, source: str = "<dataset>", *, region: Region | None = None
 ) -> xr.Dataset:
@@ -321,68 +416,12 @@ def normalise_conventions(
 
     if TIME in ds.dims and TIME in ds.coords:
         check_coordinate(ds[TIME].values, TIME, source, increasing=True)
-
     if LEVEL in ds.dims and LEVEL in ds.coords:
-        lev = ds[LEVEL]
-        values = lev.values
-        if check_coordinate(values, LEVEL, source) < 0:
-            indexers[LEVEL] = slice(None, None, -1)
-            values = values[::-1]
-            notes.append("level reversed to ascending")
-        if canonical_units(lev.attrs.get("units")) == "Pa":
-            attrs = {**lev.attrs, "units": "hPa"}
-            new_coords[LEVEL] = (LEVEL, values / 100.0, attrs)  # after the reversal
-            notes.append("level Pa->hPa")
-
-    lat_index = np.arange(ds.sizes.get(LAT, 0))
+        _level_conventions(ds[LEVEL], source, indexers, new_coords, notes)
     if LAT in ds.dims and LAT in ds.coords:
-        lat = ds[LAT].values
-        _check_latitude(lat, source)
-        if check_coordinate(lat, LAT, source) < 0:
-            lat_index = lat_index[::-1]
-            notes.append("lat reversed to ascending")
-        if region is not None:
-            lat_sorted = lat[lat_index]
-            keep = (lat_sorted >= region.lat[0]) & (lat_sorted <= region.lat[1])
-            if not keep.any():
-                raise ValueError(
-                    f"region lat {region.lat} selects no latitude of {source} "
-                    f"(latitudes {lat.min():g} to {lat.max():g})"
-                )
-            lat_index = lat_index[keep]
-        if not np.array_equal(lat_index, np.arange(ds.sizes[LAT])):
-            indexers[LAT] = _as_indexer(lat_index)
-
+        _lat_conventions(ds[LAT], source, region, indexers, notes)
     if LON in ds.dims and LON in ds.coords:
-        lon_raw = ds[LON].values
-        if check_coordinate(lon_raw, LON, source) < 0:
-            order = np.arange(lon_raw.size)[::-1]
-            notes.append("lon reversed")
-        else:
-            order = np.arange(lon_raw.size)
-        lon_asc = lon_raw[order].astype(np.float64)
-        if lon_asc.size > 1 and np.isclose(lon_asc[-1] - lon_asc[0], 360.0):
-            order, lon_asc = order[:-1], lon_asc[:-1]  # drop the repeated cyclic column
-            notes.append("cyclic lon column dropped")
-        wrapped = np.mod(lon_asc + 180.0, 360.0) - 180.0
-        perm = np.argsort(wrapped, kind="stable")
-        check_coordinate(wrapped[perm], LON, f"{source} (after wrapping to [-180, 180))")
-        if not np.array_equal(wrapped, lon_asc):
-            notes.append("lon wrapped to [-180, 180)")
-        order, wrapped = order[perm], wrapped[perm]
-        if region is not None:
-            keep = (wrapped >= region.lon[0]) & (wrapped <= region.lon[1])
-            if not keep.any():
-                raise ValueError(
-                    f"region lon {region.lon} selects no longitude of {source} "
-                    f"(longitudes {wrapped.min():g} to {wrapped.max():g} after wrapping)"
-                )
-            order, wrapped = order[keep], wrapped[keep]
-        if not np.array_equal(order, np.arange(lon_raw.size)):
-            indexers[LON] = _as_indexer(order)
-        if not np.array_equal(wrapped, lon_raw[order]):
-            lon_attrs = dict(ds[LON].attrs)
-            new_coords[LON] = (LON, wrapped.astype(ds[LON].dtype), lon_attrs)
+        _lon_conventions(ds[LON], source, region, indexers, new_coords, notes)
 
     if indexers:
         ds = ds.isel(indexers)

@@ -111,6 +111,73 @@ def _zarr_encoding(ds: xr.Dataset, chunks: Mapping[str, int]) -> dict[str, dict[
     return enc
 
 
+def _ensemble_chunks(ds: xr.Dataset, chunks: Mapping[str, int] | None, mode: str) -> dict[str, int]:
+    """The zarr chunk sizes of :func:`write_zarr_ensemble`: ``chunks`` with ``time`` 1
+    and ``member`` whole by default, after checking ``mode``, the ``time`` dim and that
+    every size is ≥ 1 along a dim of ``ds``."""
+    if mode not in ("resume", "w"):
+        raise ValueError(f"mode must be 'resume' or 'w', got {mode!r}")
+    if TIME not in ds.dims:
+        raise ValueError(f"write_zarr_ensemble needs a {TIME!r} dimension; dims: {dict(ds.sizes)}")
+    chunks = dict(chunks or {})
+    chunks.setdefault(TIME, 1)
+    if MEMBER in ds.dims:
+        chunks.setdefault(MEMBER, ds.sizes[MEMBER])
+    for dim, size in chunks.items():
+        if dim not in ds.dims or int(size) < 1:
+            raise ValueError(f"chunk {dim}={size}: dims are {dict(ds.sizes)}, sizes must be >= 1")
+    return chunks
+
+
+def _chunked_for_regions(ds: xr.Dataset, chunks: Mapping[str, int]) -> tuple[xr.Dataset, list[str]]:
+    """``ds`` ready to be written region by region, and the names of its timed variables.
+
+    Coordinates and data variables without time are small and written with the
+    metadata (loaded here); data variables with time are dask, chunked so that each
+    dask chunk maps onto whole zarr chunks, and written region by region.
+    """
+    ds = ds.drop_encoding()
+    static = [n for n, v in ds.data_vars.items() if TIME not in v.dims]
+    ds = ds.assign({n: ds[n].load() for n in static})
+    ds = ds.assign_coords({n: ds[n].variable.load() for n in ds.coords})
+    timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
+    ds = ds.assign({n: ds[n].chunk({d: int(chunks.get(d, -1)) for d in ds[n].dims}) for n in timed})
+    return ds, timed
+
+
+def _start_or_resume(
+    ds: xr.Dataset,
+    path: Path,
+    chunks: Mapping[str, int],
+    mode: str,
+    fingerprint: str,
+    layout: dict[str, Any],
+) -> dict[str, Any]:
+    """The store's manifest: read back when resuming a store of the same dataset and
+    layout, else (new store, or ``mode="w"``) the metadata, coordinates and empty arrays
+    are written and a manifest with no complete chunk. A store of another dataset or
+    layout, or one without a manifest, is refused when resuming."""
+    manifest = read_manifest(path) if (mode == "resume" and path.exists()) else None
+    if manifest is not None and (
+        manifest.get("fingerprint") != fingerprint or manifest.get("layout") != layout
+    ):
+        raise ValueError(
+            f"the zarr store {path} was written for a different dataset or layout "
+            f"(manifest {manifest.get('fingerprint')}, {manifest.get('layout')}; this dataset "
+            f"{fingerprint}, {layout}); use mode='w' to overwrite it"
+        )
+    if manifest is None:
+        if path.exists() and mode == "resume":
+            raise ValueError(f"{path} exists but has no hdm manifest; use mode='w' to overwrite it")
+        # Metadata, coordinates and empty arrays; no data variable is computed here.
+        ds.to_zarr(
+            path, mode="w", compute=False, consolidated=False, encoding=_zarr_encoding(ds, chunks)
+        )
+        manifest = {"fingerprint": fingerprint, "layout": layout, "complete": []}
+        write_manifest(path, manifest)
+    return manifest
+
+
 def write_zarr_ensemble(
     ds: xr.Dataset,
     store: str | os.PathLike[str],
@@ -135,52 +202,15 @@ def write_zarr_ensemble(
         ValueError: no ``time`` dim, a bad mode or chunk size, or a store that holds a
             different dataset (with ``mode="resume"``).
     """
-    if mode not in ("resume", "w"):
-        raise ValueError(f"mode must be 'resume' or 'w', got {mode!r}")
-    if TIME not in ds.dims:
-        raise ValueError(f"write_zarr_ensemble needs a {TIME!r} dimension; dims: {dict(ds.sizes)}")
-    chunks = dict(chunks or {})
-    chunks.setdefault(TIME, 1)
-    if MEMBER in ds.dims:
-        chunks.setdefault(MEMBER, ds.sizes[MEMBER])
-    for dim, size in chunks.items():
-        if dim not in ds.dims or int(size) < 1:
-            raise ValueError(f"chunk {dim}={size}: dims are {dict(ds.sizes)}, sizes must be >= 1")
+    chunks = _ensemble_chunks(ds, chunks, mode)
     path = Path(store)
     k = int(chunks[TIME])
     n_time = ds.sizes[TIME]
     n_chunks = -(-n_time // k)
     layout = {"chunks": {d: int(s) for d, s in chunks.items()}, "n_chunks": n_chunks}
     fingerprint = _fingerprint(ds)
-
-    ds = ds.drop_encoding()
-    # Coordinates and data variables without time are small and written with the
-    # metadata (loaded here); data variables with time are dask, chunked so that each
-    # dask chunk maps onto whole zarr chunks, and written region by region.
-    static = [n for n, v in ds.data_vars.items() if TIME not in v.dims]
-    ds = ds.assign({n: ds[n].load() for n in static})
-    ds = ds.assign_coords({n: ds[n].variable.load() for n in ds.coords})
-    timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
-    ds = ds.assign({n: ds[n].chunk({d: int(chunks.get(d, -1)) for d in ds[n].dims}) for n in timed})
-
-    manifest = read_manifest(path) if (mode == "resume" and path.exists()) else None
-    if manifest is not None and (
-        manifest.get("fingerprint") != fingerprint or manifest.get("layout") != layout
-    ):
-        raise ValueError(
-            f"the zarr store {path} was written for a different dataset or layout "
-            f"(manifest {manifest.get('fingerprint')}, {manifest.get('layout')}; this dataset "
-            f"{fingerprint}, {layout}); use mode='w' to overwrite it"
-        )
-    if manifest is None:
-        if path.exists() and mode == "resume":
-            raise ValueError(f"{path} exists but has no hdm manifest; use mode='w' to overwrite it")
-        # Metadata, coordinates and empty arrays; no data variable is computed here.
-        ds.to_zarr(
-            path, mode="w", compute=False, consolidated=False, encoding=_zarr_encoding(ds, chunks)
-        )
-        manifest = {"fingerprint": fingerprint, "layout": layout, "complete": []}
-        write_manifest(path, manifest)
+    ds, timed = _chunked_for_regions(ds, chunks)
+    manifest = _start_or_resume(ds, path, chunks, mode, fingerprint, layout)
 
     done = set(manifest["complete"])
     written, skipped = [], []

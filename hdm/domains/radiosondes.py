@@ -425,6 +425,187 @@ def _datetimes(values: list) -> np.ndarray:
     )
 
 
+class _Soundings:
+    """The soundings kept while a file is read, their levels flattened in file order.
+
+    ``headers``: one dict per kept sounding (:func:`_parse_header`'s keys, plus ``line``,
+    its header's line number, and ``levels``, its parsed level lines); ``levels``: the
+    level tuples of :func:`_parse_level`, all soundings one after the other;
+    ``sounding_of_level``: for each level, the index of its sounding in ``headers``;
+    ``truncated``: a description of each sounding with fewer levels than its NUMLEV.
+    """
+
+    def __init__(self, path: Path, keep_truncated: bool):
+        self.path, self.keep_truncated = path, keep_truncated
+        self.headers: list[dict] = []
+        self.levels: list[tuple] = []
+        self.sounding_of_level: list[int] = []
+        self.truncated: list[str] = []
+
+    def close(self, block: dict | None) -> None:
+        """Keep a finished sounding (``None``: nothing yet), warning if it is truncated.
+
+        Called by :func:`_collect_soundings` only, so that ``stacklevel=4`` names the
+        caller of :func:`read_igra2_soundings`.
+        """
+        if block is None:
+            return
+        found = len(block["levels"])
+        if found < block["numlev"]:
+            what = (
+                f"sounding {block['id']} {block['time'] or 'time missing'} (header on line "
+                f"{block['line']}): NUMLEV says {block['numlev']} levels, found {found}"
+            )
+            self.truncated.append(what)
+            action = "keeping the levels found" if self.keep_truncated else "dropped"
+            warnings.warn(
+                f"{self.path.name}: truncated {what}; {action}",
+                TruncatedSoundingWarning,
+                stacklevel=4,
+            )
+            if not self.keep_truncated:
+                return
+        self.sounding_of_level.extend([len(self.headers)] * found)
+        self.levels.extend(block["levels"])
+        self.headers.append(block)
+
+
+def _add_level(current: dict | None, line: str) -> None:
+    """Parse a level line into the open sounding ``current``, which must still lack some."""
+    if current is None:
+        _derived_hint(line)
+        raise _LineError("a level line before the first header line ('#...')")
+    if len(current["levels"]) >= current["numlev"]:
+        _derived_hint(line)
+        raise _LineError(
+            f"a level line beyond NUMLEV = {current['numlev']} of the sounding "
+            f"whose header is on line {current['line']}"
+        )
+    current["levels"].append(_parse_level(line))
+
+
+def _collect_soundings(path: Path, lines: list[str], keep_truncated: bool) -> _Soundings:
+    """Parse the lines of a sounding file (blank lines skipped) into :class:`_Soundings`.
+
+    A malformed line raises ValueError naming the file and the line number; so does a
+    file without any header line.
+    """
+    soundings = _Soundings(path, keep_truncated)
+    current: dict | None = None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            if line.startswith("#"):
+                soundings.close(current)
+                current = {**_parse_header(line), "line": number, "levels": []}
+            else:
+                _add_level(current, line)
+        except _LineError as err:
+            raise ValueError(
+                f"{path}, line {number}: malformed IGRA2 sounding line: {err}"
+            ) from None
+    if current is None:
+        raise ValueError(f"{path}: no IGRA2 header line ('#...') in the file")
+    soundings.close(current)
+    return soundings
+
+
+def _level_variables(levels: list[tuple]) -> dict[str, tuple]:
+    """The variables of the level lines along ``obs``, in SI-like units (module docstring):
+    pressure (Pa), gph (m), temperature (K), relative humidity (%), dewpoint depression
+    (K), wind direction (degree), wind speed (m s-1), elapsed time (s), then the level
+    types (int8) and the quality flags (str) as in the file. Missing values are NaN."""
+    cols = list(zip(*levels)) if levels else [[] for _ in range(13)]
+    (lt1, lt2, etime, press, gph, temp, rh, dpdp, wdir, wspd, pflag, zflag, tflag) = cols
+    d = OBS_DIM
+    return {
+        "pressure": (d, _scaled(press, 1.0), {"units": "Pa", "long_name": "pressure"}),
+        "gph": (d, _scaled(gph, 1.0), {"units": "m", "long_name": "geopotential height"}),
+        "temperature": (
+            d,
+            _scaled(temp, 0.1, _ZERO_CELSIUS),
+            {"units": "K", "long_name": "air temperature"},
+        ),
+        "relative_humidity": (
+            d,
+            _scaled(rh, 0.1),
+            {"units": "%", "long_name": "relative humidity"},
+        ),
+        "dewpoint_depression": (
+            d,
+            _scaled(dpdp, 0.1),
+            {"units": "K", "long_name": "dewpoint depression"},
+        ),
+        "wind_direction": (
+            d,
+            _scaled(wdir, 1.0),
+            {"units": "degree", "long_name": "wind direction (from, clockwise from north)"},
+        ),
+        "wind_speed": (d, _scaled(wspd, 0.1), {"units": "m s-1", "long_name": "wind speed"}),
+        "elapsed_time": (
+            d,
+            _elapsed_seconds(etime),
+            {"units": "s", "long_name": "time elapsed since launch"},
+        ),
+        "level_type1": (
+            d,
+            np.asarray(lt1, dtype=np.int8),
+            {"meaning": "1 standard pressure level, 2 other pressure level, 3 non-pressure"},
+        ),
+        "level_type2": (
+            d,
+            np.asarray(lt2, dtype=np.int8),
+            {"meaning": "1 surface, 2 tropopause, 0 other"},
+        ),
+        "pressure_flag": (d, np.asarray(pflag, dtype="<U1")),
+        "gph_flag": (d, np.asarray(zflag, dtype="<U1")),
+        "temperature_flag": (d, np.asarray(tflag, dtype="<U1")),
+    }
+
+
+def _soundings_dataset(path: Path, soundings: _Soundings) -> xr.Dataset:
+    """The obs dataset of :func:`read_igra2_soundings`: one row per kept level, with the
+    level variables and, repeated on each level, its sounding's header values."""
+    headers = soundings.headers
+    per = np.asarray(soundings.sounding_of_level, dtype=np.int64)
+
+    def header_col(key: str) -> list:
+        return [headers[k][key] for k in per]
+
+    level_in_sounding = np.concatenate(
+        [np.arange(len(h["levels"]), dtype=np.int64) for h in headers] or [np.zeros(0, int)]
+    )
+    d = OBS_DIM
+    ds = xr.Dataset(
+        {
+            **_level_variables(soundings.levels),
+            "pressure_source": (d, np.asarray(header_col("p_src"), dtype=str)),
+            "nonpressure_source": (d, np.asarray(header_col("np_src"), dtype=str)),
+        },
+        coords={
+            "id": (d, np.asarray(header_col("id"), dtype=str)),
+            "lat": (d, np.asarray(header_col("lat"), dtype=float), {"units": "degrees_north"}),
+            "lon": (d, np.asarray(header_col("lon"), dtype=float), {"units": "degrees_east"}),
+            "time": (d, _datetimes(header_col("time"))),
+            "release_time": (d, _datetimes(header_col("release_time"))),
+            "sounding": (d, per),
+            "level": (d, level_in_sounding),
+        },
+        attrs={
+            "source": path.name,
+            "format": "IGRA2 sounding data (v2)",
+            "n_soundings": len(headers),
+            "truncated": "; ".join(soundings.truncated),
+            "flags": '"" not checked, "A" passed tier-1 check, "B" passed tiers 1 and 2',
+            "missing": "-9999 (missing) and -8888 (removed by QA) read as NaN",
+        },
+    )
+    for name in ("pressure_flag", "gph_flag", "temperature_flag"):
+        ds[name].attrs["meaning"] = ds.attrs["flags"]
+    return ds
+
+
 def read_igra2_soundings(path: str | Path, *, keep_truncated: bool = False) -> xr.Dataset:
     """Read an IGRA2 sounding data file (format in the module docstring) into obs.
 
@@ -458,138 +639,8 @@ def read_igra2_soundings(path: str | Path, *, keep_truncated: bool = False) -> x
             the message names the file and the line number.
     """
     path, lines = _read_lines(path, "IGRA2 sounding file")
-    headers: list[dict] = []  # kept soundings
-    levels: list[tuple] = []
-    sounding_of_level: list[int] = []
-    truncated: list[str] = []
-    current: dict | None = None
-
-    def close(block: dict | None) -> None:
-        if block is None:
-            return
-        found = len(block["levels"])
-        if found < block["numlev"]:
-            what = (
-                f"sounding {block['id']} {block['time'] or 'time missing'} (header on line "
-                f"{block['line']}): NUMLEV says {block['numlev']} levels, found {found}"
-            )
-            truncated.append(what)
-            action = "keeping the levels found" if keep_truncated else "dropped"
-            warnings.warn(
-                f"{path.name}: truncated {what}; {action}",
-                TruncatedSoundingWarning,
-                stacklevel=3,
-            )
-            if not keep_truncated:
-                return
-        sounding_of_level.extend([len(headers)] * found)
-        levels.extend(block["levels"])
-        headers.append(block)
-
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            if line.startswith("#"):
-                close(current)
-                current = {**_parse_header(line), "line": number, "levels": []}
-            elif current is None:
-                _derived_hint(line)
-                raise _LineError("a level line before the first header line ('#...')")
-            elif len(current["levels"]) >= current["numlev"]:
-                _derived_hint(line)
-                raise _LineError(
-                    f"a level line beyond NUMLEV = {current['numlev']} of the sounding "
-                    f"whose header is on line {current['line']}"
-                )
-            else:
-                current["levels"].append(_parse_level(line))
-        except _LineError as err:
-            raise ValueError(
-                f"{path}, line {number}: malformed IGRA2 sounding line: {err}"
-            ) from None
-    if current is None:
-        raise ValueError(f"{path}: no IGRA2 header line ('#...') in the file")
-    close(current)
-
-    cols = list(zip(*levels)) if levels else [[] for _ in range(13)]
-    (lt1, lt2, etime, press, gph, temp, rh, dpdp, wdir, wspd, pflag, zflag, tflag) = cols
-    per = np.asarray(sounding_of_level, dtype=np.int64)
-
-    def header_col(key: str) -> list:
-        return [headers[k][key] for k in per]
-
-    level_in_sounding = np.concatenate(
-        [np.arange(len(h["levels"]), dtype=np.int64) for h in headers] or [np.zeros(0, int)]
-    )
-    d = OBS_DIM
-    ds = xr.Dataset(
-        {
-            "pressure": (d, _scaled(press, 1.0), {"units": "Pa", "long_name": "pressure"}),
-            "gph": (d, _scaled(gph, 1.0), {"units": "m", "long_name": "geopotential height"}),
-            "temperature": (
-                d,
-                _scaled(temp, 0.1, _ZERO_CELSIUS),
-                {"units": "K", "long_name": "air temperature"},
-            ),
-            "relative_humidity": (
-                d,
-                _scaled(rh, 0.1),
-                {"units": "%", "long_name": "relative humidity"},
-            ),
-            "dewpoint_depression": (
-                d,
-                _scaled(dpdp, 0.1),
-                {"units": "K", "long_name": "dewpoint depression"},
-            ),
-            "wind_direction": (
-                d,
-                _scaled(wdir, 1.0),
-                {"units": "degree", "long_name": "wind direction (from, clockwise from north)"},
-            ),
-            "wind_speed": (d, _scaled(wspd, 0.1), {"units": "m s-1", "long_name": "wind speed"}),
-            "elapsed_time": (
-                d,
-                _elapsed_seconds(etime),
-                {"units": "s", "long_name": "time elapsed since launch"},
-            ),
-            "level_type1": (
-                d,
-                np.asarray(lt1, dtype=np.int8),
-                {"meaning": "1 standard pressure level, 2 other pressure level, 3 non-pressure"},
-            ),
-            "level_type2": (
-                d,
-                np.asarray(lt2, dtype=np.int8),
-                {"meaning": "1 surface, 2 tropopause, 0 other"},
-            ),
-            "pressure_flag": (d, np.asarray(pflag, dtype="<U1")),
-            "gph_flag": (d, np.asarray(zflag, dtype="<U1")),
-            "temperature_flag": (d, np.asarray(tflag, dtype="<U1")),
-            "pressure_source": (d, np.asarray(header_col("p_src"), dtype=str)),
-            "nonpressure_source": (d, np.asarray(header_col("np_src"), dtype=str)),
-        },
-        coords={
-            "id": (d, np.asarray(header_col("id"), dtype=str)),
-            "lat": (d, np.asarray(header_col("lat"), dtype=float), {"units": "degrees_north"}),
-            "lon": (d, np.asarray(header_col("lon"), dtype=float), {"units": "degrees_east"}),
-            "time": (d, _datetimes(header_col("time"))),
-            "release_time": (d, _datetimes(header_col("release_time"))),
-            "sounding": (d, per),
-            "level": (d, level_in_sounding),
-        },
-        attrs={
-            "source": path.name,
-            "format": "IGRA2 sounding data (v2)",
-            "n_soundings": len(headers),
-            "truncated": "; ".join(truncated),
-            "flags": '"" not checked, "A" passed tier-1 check, "B" passed tiers 1 and 2',
-            "missing": "-9999 (missing) and -8888 (removed by QA) read as NaN",
-        },
-    )
-    for name in ("pressure_flag", "gph_flag", "temperature_flag"):
-        ds[name].attrs["meaning"] = ds.attrs["flags"]
-    return ds
+    soundings = _collect_soundings(path, lines, keep_truncated)
+    return _soundings_dataset(path, soundings)
 
 
 _MAX_LISTED = 10

@@ -60,6 +60,104 @@ __all__ = [
 _TABLE_REQUIRED = ("id", "lat", "lon", "time", "value")
 
 
+def _read_table(path: Path) -> pd.DataFrame:
+    """The CSV as text cells (column names stripped), with the required columns and a row."""
+    if not path.is_file():
+        raise FileNotFoundError(f"station table not found: {path}")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty station table (no header row)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV station table: {err}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in _TABLE_REQUIRED if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{path}: station table is missing column(s) {', '.join(map(repr, missing))}; "
+            f"found {', '.join(map(repr, df.columns))}"
+        )
+    if len(df) == 0:
+        raise ValueError(f"{path}: station table has a header but no rows")
+    return df
+
+
+def _numeric(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
+    """Column ``col`` as float64 (NaN where empty or a NaN word such as "NA") and the mask
+    of the cells that are neither a number nor such a word."""
+    text = df[col].str.strip()
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+    nan_words = text.str.lower().isin(["", "nan", "na", "n/a", "null", "none"])
+    bad = np.isnan(values) & ~nan_words.to_numpy()
+    return values, bad
+
+
+def _table_positions(
+    path: Path, df: pd.DataFrame, line: np.ndarray, ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lat, lon) of each row in degrees, checked: numbers, not NaN, lat in [-90, 90] and
+    lon in [-180, 360]; the errors name the rows by station and file ``line``."""
+    coords = {}
+    for col in ("lat", "lon"):
+        values, bad = _numeric(df, col)
+        if bad.any():
+            rows = [f"line {n} ({df[col].iloc[n - 2]!r})" for n in line[bad]]
+            raise ValueError(f"{path}: {col} is not a number on {listing(rows)}")
+        coords[col] = values
+    lat, lon = coords["lat"], coords["lon"]
+    nan = np.isnan(lat) | np.isnan(lon)
+    if nan.any():
+        rows = [f"station {s!r} (line {n})" for s, n in zip(ids[nan], line[nan])]
+        raise ValueError(f"{path}: NaN or missing coordinates for {listing(rows)}")
+    out = (np.abs(lat) > 90) | (lon < -180) | (lon > 360)
+    if out.any():
+        rows = [
+            f"station {s!r} (line {n}: lat {a}, lon {b})"
+            for s, n, a, b in zip(ids[out], line[out], lat[out], lon[out])
+        ]
+        raise ValueError(
+            f"{path}: coordinates out of range (lat in [-90, 90], lon in [-180, 360]) "
+            f"for {listing(rows)}"
+        )
+    return lat, lon
+
+
+def _table_times(path: Path, df: pd.DataFrame, line: np.ndarray) -> np.ndarray:
+    """The ``time`` column as datetime64[ns] UTC, timezone-naive (ISO 8601; a timezone
+    suffix is converted to UTC, naive times are taken as UTC)."""
+    time = pd.to_datetime(df["time"].str.strip(), format="ISO8601", errors="coerce", utc=True)
+    bad_time = time.isna().to_numpy()
+    if bad_time.any():
+        rows = [f"line {n} ({df['time'].iloc[n - 2]!r})" for n in line[bad_time]]
+        raise ValueError(f"{path}: unparseable time (ISO 8601 expected) on {listing(rows)}")
+    return time.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
+def _table_variables(
+    path: Path, df: pd.DataFrame, line: np.ndarray, units: Mapping[str, str] | None
+) -> dict[str, tuple]:
+    """The data variables along ``obs``: ``value`` (float64, must be numeric or empty),
+    then each extra column (float64 if all numeric or empty, else the stripped text),
+    with ``units`` attributes from ``units``."""
+    value, bad = _numeric(df, "value")
+    if bad.any():
+        rows = [f"line {n} ({df['value'].iloc[n - 2]!r})" for n in line[bad]]
+        raise ValueError(f"{path}: value is not a number on {listing(rows)}")
+    units = dict(units or {})
+    d = OBS_DIM
+    data = {"value": (d, value, {"units": units["value"]} if "value" in units else {})}
+    for col in df.columns:
+        if col in _TABLE_REQUIRED:
+            continue
+        values, bad = _numeric(df, col)
+        attrs = {"units": units[col]} if col in units else {}
+        if bad.any():  # not numeric: keep the text
+            data[col] = (d, df[col].str.strip().to_numpy(dtype=str), attrs)
+        else:
+            data[col] = (d, values, attrs)
+    return data
+
+
 def read_station_table(path: str | Path, *, units: Mapping[str, str] | None = None) -> xr.Dataset:
     """Read a plain CSV station table into the obs schema (dim ``obs``, one row per row).
 
@@ -84,84 +182,18 @@ def read_station_table(path: str | Path, *, units: Mapping[str, str] | None = No
             header as line 1.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"station table not found: {path}")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: empty station table (no header row)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a readable CSV station table: {err}") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    missing = [c for c in _TABLE_REQUIRED if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{path}: station table is missing column(s) {', '.join(map(repr, missing))}; "
-            f"found {', '.join(map(repr, df.columns))}"
-        )
-    if len(df) == 0:
-        raise ValueError(f"{path}: station table has a header but no rows")
+    df = _read_table(path)
     line = np.arange(len(df)) + 2  # file line of each row (header is line 1)
     ids = np.array([str(v).strip() for v in df["id"]], dtype=object)
     if (ids == "").any():
         raise ValueError(
             f"{path}: empty station id on line(s) {listing(list(map(str, line[ids == ''])))}"
         )
-
-    def numeric(col: str) -> tuple[np.ndarray, np.ndarray]:
-        text = df[col].str.strip()
-        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
-        nan_words = text.str.lower().isin(["", "nan", "na", "n/a", "null", "none"])
-        bad = np.isnan(values) & ~nan_words.to_numpy()
-        return values, bad
-
-    coords = {}
-    for col in ("lat", "lon"):
-        values, bad = numeric(col)
-        if bad.any():
-            rows = [f"line {n} ({df[col].iloc[n - 2]!r})" for n in line[bad]]
-            raise ValueError(f"{path}: {col} is not a number on {listing(rows)}")
-        coords[col] = values
-    lat, lon = coords["lat"], coords["lon"]
-    nan = np.isnan(lat) | np.isnan(lon)
-    if nan.any():
-        rows = [f"station {s!r} (line {n})" for s, n in zip(ids[nan], line[nan])]
-        raise ValueError(f"{path}: NaN or missing coordinates for {listing(rows)}")
-    out = (np.abs(lat) > 90) | (lon < -180) | (lon > 360)
-    if out.any():
-        rows = [
-            f"station {s!r} (line {n}: lat {a}, lon {b})"
-            for s, n, a, b in zip(ids[out], line[out], lat[out], lon[out])
-        ]
-        raise ValueError(
-            f"{path}: coordinates out of range (lat in [-90, 90], lon in [-180, 360]) "
-            f"for {listing(rows)}"
-        )
-    time = pd.to_datetime(df["time"].str.strip(), format="ISO8601", errors="coerce", utc=True)
-    bad_time = time.isna().to_numpy()
-    if bad_time.any():
-        rows = [f"line {n} ({df['time'].iloc[n - 2]!r})" for n in line[bad_time]]
-        raise ValueError(f"{path}: unparseable time (ISO 8601 expected) on {listing(rows)}")
-    times = time.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
-
-    value, bad = numeric("value")
-    if bad.any():
-        rows = [f"line {n} ({df['value'].iloc[n - 2]!r})" for n in line[bad]]
-        raise ValueError(f"{path}: value is not a number on {listing(rows)}")
-    units = dict(units or {})
+    lat, lon = _table_positions(path, df, line, ids)
+    times = _table_times(path, df, line)
     d = OBS_DIM
-    data = {"value": (d, value, {"units": units["value"]} if "value" in units else {})}
-    for col in df.columns:
-        if col in _TABLE_REQUIRED:
-            continue
-        values, bad = numeric(col)
-        attrs = {"units": units[col]} if col in units else {}
-        if bad.any():  # not numeric: keep the text
-            data[col] = (d, df[col].str.strip().to_numpy(dtype=str), attrs)
-        else:
-            data[col] = (d, values, attrs)
     return xr.Dataset(
-        data,
+        _table_variables(path, df, line, units),
         coords={
             "id": (d, ids.astype(str)),
             "lat": (d, lat, {"units": "degrees_north"}),
@@ -309,6 +341,45 @@ def _as_time_lat_lon(field: xr.DataArray) -> xr.DataArray:
     return field
 
 
+def _check_noise_and_seed(noise_std: float, seed: int) -> float:
+    """``noise_std`` as a float, checked finite and ≥ 0; ``seed`` a non-negative integer."""
+    noise_std = float(noise_std)
+    if not (math.isfinite(noise_std) and noise_std >= 0.0):
+        raise ValueError(f"noise_std must be finite and >= 0 (0: no noise), got {noise_std}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return noise_std
+
+
+def _station_major_coords(stations: xr.Dataset, dim: str, times: np.ndarray) -> dict:
+    """Coordinates along ``obs`` = station × time, station-major: each station's ``id``,
+    ``lat``, ``lon`` (and ``elevation``, if it lies along ``dim``) repeated for every time,
+    and ``times`` tiled once per station."""
+    n_time, n_st = times.size, stations.sizes[dim]
+    d = OBS_DIM
+    coords = {
+        "id": (d, np.repeat(stations["id"].values.astype(str), n_time)),
+        "lat": (
+            d,
+            np.repeat(stations["lat"].values.astype(float), n_time),
+            {"units": "degrees_north"},
+        ),
+        "lon": (
+            d,
+            np.repeat(stations["lon"].values.astype(float), n_time),
+            {"units": "degrees_east"},
+        ),
+        "time": (d, np.tile(times, n_st)),
+    }
+    if "elevation" in stations.variables and stations["elevation"].dims == (dim,):
+        coords["elevation"] = (
+            d,
+            np.repeat(stations["elevation"].values, n_time),
+            stations["elevation"].attrs,
+        )
+    return coords
+
+
 def simulate_observations(
     field: xr.DataArray, stations: xr.Dataset, noise_std: float, seed: int
 ) -> xr.Dataset:
@@ -345,11 +416,7 @@ def simulate_observations(
         ValueError: negative or non-finite ``noise_std``, a field not on (time, lat, lon),
             stations outside the field's grid or with NaN coordinates (all named).
     """
-    noise_std = float(noise_std)
-    if not (math.isfinite(noise_std) and noise_std >= 0.0):
-        raise ValueError(f"noise_std must be finite and >= 0 (0: no noise), got {noise_std}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    noise_std = _check_noise_and_seed(noise_std, seed)
     field = _as_time_lat_lon(field)
     dim = _station_dim(stations)
     grid_lat = field["lat"].values.astype(float)
@@ -359,39 +426,17 @@ def simulate_observations(
     check_stations_in_domain(stations, (grid_lat[0], grid_lat[-1]), (grid_lon[0], lon_hi))
     st_lat = stations["lat"].values.astype(float)
     st_lon = stations["lon"].values.astype(float)
-    n_st = st_lat.size
     truth = values_at_points(field, st_lat, st_lon).transpose("time", "station").values
 
-    n_time = field.sizes["time"]
     truth = truth.T.reshape(-1)  # station-major
     rng = np.random.default_rng(seed)
     value = truth + noise_std * rng.standard_normal(truth.size)
     attrs = {k: field.attrs[k] for k in ("units", "long_name") if k in field.attrs}
     d = OBS_DIM
-    coords = {
-        "id": (d, np.repeat(stations["id"].values.astype(str), n_time)),
-        "lat": (
-            d,
-            np.repeat(stations["lat"].values.astype(float), n_time),
-            {"units": "degrees_north"},
-        ),
-        "lon": (
-            d,
-            np.repeat(stations["lon"].values.astype(float), n_time),
-            {"units": "degrees_east"},
-        ),
-        "time": (d, np.tile(field["time"].values, n_st)),
-    }
-    if "elevation" in stations.variables and stations["elevation"].dims == (dim,):
-        coords["elevation"] = (
-            d,
-            np.repeat(stations["elevation"].values, n_time),
-            stations["elevation"].attrs,
-        )
     name = field.name if field.name is not None else "field"
     return xr.Dataset(
         {"value": (d, value, attrs), "truth": (d, truth, attrs)},
-        coords=coords,
+        coords=_station_major_coords(stations, dim, field["time"].values),
         attrs={
             "noise_std": noise_std,
             "seed": int(seed),
@@ -466,5 +511,3 @@ def read_stations(paths: str | Path | Sequence[str | Path]) -> xr.Dataset:
     if not parts:
         raise ValueError("no station file given")
     return parts[0] if len(parts) == 1 else xr.concat(parts, dim="obs")
-
-

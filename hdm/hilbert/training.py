@@ -188,6 +188,219 @@ class TrainResult:
     denoiser: PreconditionedDenoiser
 
 
+def _check_training_data(data: torch.Tensor, grid: Grid) -> None:
+    """Raise unless ``data`` is (N, C, *grid.shape) and finite (naming the first bad sample)."""
+    if data.ndim != 2 + grid.ndim or tuple(data.shape[2:]) != grid.shape:
+        raise ValueError(f"data of shape {tuple(data.shape)} do not match grid {grid.shape}")
+    if not torch.isfinite(data).all():
+        bad = int((~torch.isfinite(data)).flatten(1).any(1).nonzero()[0, 0])
+        raise ValueError(f"training data contain non-finite values in sample {bad}")
+
+
+class _TrainingRun:
+    """One training run: everything a checkpoint restores, and the steps that advance it.
+
+    The state is the model, its EMA, the optimiser and scheduler, the two generators
+    (``data_gen``: the data order; ``noise_gen``: times and noise), the current data order
+    and the cursor into it, the step, the losses (one per step, of the global batch) and
+    the wall time spent in steps (s). With W processes, process r keeps the slice
+    ``local`` = r·B … (r+1)·B − 1 of each global batch of G = B·W samples (module docstring).
+    """
+
+    def __init__(
+        self,
+        denoiser: PreconditionedDenoiser,
+        data: torch.Tensor,
+        grid: Grid,
+        cfg: OptimConfig,
+        checkpoint_path: Path,
+        extra: dict | None,
+    ):
+        self.model, self.data, self.grid, self.cfg = denoiser, data, grid, cfg
+        self.checkpoint_path, self.extra = checkpoint_path, extra
+        self.ctx: DistributedContext = current_context(device=next(denoiser.parameters()).device)
+        self.device = self.ctx.device
+        self.global_batch = cfg.batch_size * self.ctx.world_size
+        if self.ctx.is_distributed and self.global_batch > len(data):
+            raise ValueError(
+                f"the global batch ({cfg.batch_size} × {self.ctx.world_size} processes = "
+                f"{self.global_batch}) is larger than the {len(data)} training samples"
+            )
+        rank = self.ctx.rank
+        self.local = slice(rank * cfg.batch_size, (rank + 1) * cfg.batch_size)
+        self.optimizer = torch.optim.AdamW(
+            denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda k: lr_factor(k, cfg)
+        )
+        self.ema = EMA(denoiser, cfg.ema_decay)
+        self.data_gen = torch.Generator().manual_seed(cfg.seed)
+        self.noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.step, self.losses, self.wall = 0, [], 0.0
+        self.order, self.cursor = torch.randperm(len(data), generator=self.data_gen), 0
+        self.last_saved: int | None = None  # the step of the last checkpoint of this run
+        self.amp = cfg.amp and self.device.type == "cuda"
+
+    def restore(self, state: dict) -> None:
+        """Continue from a checkpoint's ``state`` (every process reads the same one)."""
+        self.model.load_state_dict(state["model"])
+        self.ema.model.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.data_gen.set_state(state["rng"]["data"])
+        self.noise_gen.set_state(state["rng"]["noise"])
+        self.order, self.cursor = state["rng"]["order"], int(state["rng"]["cursor"])
+        self.step, self.losses = int(state["step"]), list(state["losses"])
+        self.wall = float(state["wall_time_s"])
+
+    def payload(self) -> dict:
+        """The checkpoint: the state above, the model's description and ``extra``."""
+        model = self.model
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "hdm_version": __version__,
+            "step": self.step,
+            "wall_time_s": self.wall,
+            "losses": self.losses,
+            "model": model.state_dict(),  # the bare module: no DDP "module." prefix
+            "ema": self.ema.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {
+                "data": self.data_gen.get_state(),
+                "noise": self.noise_gen.get_state(),
+                "order": self.order,
+                "cursor": self.cursor,
+            },
+            "world_size": self.ctx.world_size,
+            "network": dict(model.backbone.config),
+            "process": model.process.to_dict(),
+            "grid": self.grid.to_dict(),
+            "parameterisation": model.parameterisation,
+            "optim": asdict(self.cfg),
+            **(self.extra or {}),
+        }
+
+    def save(self) -> None:
+        """Process 0 writes the checkpoint; every process waits until it is complete."""
+        if self.ctx.is_main:
+            save_checkpoint(self.checkpoint_path, self.payload())
+        self.ctx.barrier()  # nobody goes on (and may read it) before it is complete
+        self.last_saved = self.step
+
+    def objective(self) -> nn.Module:
+        """The loss module; under DDP its ``backward`` averages the gradients over processes.
+
+        Wrapped after :meth:`restore`: DistributedDataParallel broadcasts process 0's
+        parameters when it is built.
+        """
+        objective: nn.Module = DenoisingObjective(self.model)
+        if self.ctx.is_distributed:  # averages the gradients over the processes in backward
+            device = self.device
+            objective = torch.nn.parallel.DistributedDataParallel(
+                objective, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        return objective
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This process's slice of the next global batch: x0 (B, C, *grid.shape), t (B,)
+        and ξ (B, C, *grid.shape), on the model's device.
+
+        The G indices come from the data order (a fresh permutation from ``data_gen``
+        when fewer than G are left); every process draws the G times and noise fields
+        from ``noise_gen`` and keeps its slice, so all processes stay in step.
+        """
+        g = self.global_batch
+        if self.cursor + g > len(self.order):
+            self.order, self.cursor = torch.randperm(len(self.data), generator=self.data_gen), 0
+        batch = self.order[self.cursor : self.cursor + g]
+        self.cursor += g
+        # every process draws the whole global batch's times and noise, keeps its slice
+        t, xi = draw_time_and_noise(
+            self.model.process,
+            len(batch),
+            self.data.shape[1],
+            self.grid,
+            self.noise_gen,
+            dtype=self.data.dtype,
+        )
+        x0 = self.data[batch[self.local]].to(self.device, non_blocking=True)
+        t, xi = t[self.local].to(self.device), xi[self.local].to(self.device)
+        return x0, t, xi
+
+    def diverged(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> TrainingDiverged:
+        """The error for a non-finite loss or gradient at the coming step."""
+        path = self.checkpoint_path
+        kept = (
+            f"the last good checkpoint {path} (step {self.last_saved}) is kept"
+            if self.last_saved is not None or path.exists()
+            else "no checkpoint had been written yet"
+        )
+        return TrainingDiverged(
+            f"training diverged at step {self.step + 1}: loss={loss.item():.4g}, "
+            f"gradient norm={float(grad_norm):.4g}; {kept}. Lower the learning rate "
+            f"(optim.lr={self.cfg.lr}) or check the data normalisation."
+        )
+
+    def advance(self, objective: nn.Module, bar: tqdm) -> None:
+        """One optimiser step: loss, backward, clipping to ``grad_clip``, AdamW, scheduler
+        and EMA; records the global batch's loss and the step's wall time.
+
+        Raises :class:`TrainingDiverged` (after closing ``bar``) before the optimiser
+        step if the loss or the gradient norm is not finite.
+        """
+        t0 = time.perf_counter()
+        x0, t, xi = self.next_batch()
+        with torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext():
+            loss = objective(x0, t, xi, self.grid)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        loss = self.ctx.all_mean(loss)  # the global batch's loss, the same on every process
+        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+            bar.close()
+            raise self.diverged(loss, grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.ema.update(self.model, self.step)
+        self.step += 1
+        self.losses.append(loss.item())
+        self.wall += time.perf_counter() - t0
+
+    def run(self, progress: bool, on_step: Callable[[int, float], None] | None) -> None:
+        """Steps up to ``cfg.steps``, a checkpoint every ``checkpoint_every`` and at the end."""
+        cfg = self.cfg
+        objective = self.objective()
+        self.model.train()
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            desc="train",
+            disable=not (progress and self.ctx.is_main),
+            unit="step",
+        )
+        with contextlib.ExitStack() as stack:
+            if self.amp:
+                stack.enter_context(spectral_layers_in_float32(self.model))
+            while self.step < cfg.steps:
+                self.advance(objective, bar)
+                bar.update(1)
+                if self.step % 10 == 0:
+                    recent = self.losses[-50:]
+                    bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save()
+                if on_step is not None:  # after the checkpoint, so it sees the committed state
+                    on_step(self.step, self.losses[-1])
+        bar.close()
+        if self.last_saved is None:  # resumed at the end already, or zero steps
+            self.save()
+        self.model.eval()
+        self.ema.model.eval()
+
+
 def train(
     denoiser: PreconditionedDenoiser,
     data: torch.Tensor,
@@ -211,145 +424,17 @@ def train(
     data-parallel with global batch ``cfg.batch_size`` × W (module docstring); process 0
     writes the checkpoints. The losses recorded are those of the global batch.
     """
-    if data.ndim != 2 + grid.ndim or tuple(data.shape[2:]) != grid.shape:
-        raise ValueError(f"data of shape {tuple(data.shape)} do not match grid {grid.shape}")
-    if not torch.isfinite(data).all():
-        bad = int((~torch.isfinite(data)).flatten(1).any(1).nonzero()[0, 0])
-        raise ValueError(f"training data contain non-finite values in sample {bad}")
+    _check_training_data(data, grid)
     checkpoint_path = Path(checkpoint_path)
-    model = denoiser
-    ctx: DistributedContext = current_context(device=next(model.parameters()).device)
-    device = ctx.device
-    global_batch = cfg.batch_size * ctx.world_size
-    if ctx.is_distributed and global_batch > len(data):
-        raise ValueError(
-            f"the global batch ({cfg.batch_size} × {ctx.world_size} processes = "
-            f"{global_batch}) is larger than the {len(data)} training samples"
-        )
-    local = slice(ctx.rank * cfg.batch_size, (ctx.rank + 1) * cfg.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: lr_factor(k, cfg))
-    ema = EMA(model, cfg.ema_decay)
-    data_gen = torch.Generator().manual_seed(cfg.seed)
-    noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    step, losses, wall = 0, [], 0.0
-    order, cursor = torch.randperm(len(data), generator=data_gen), 0
-
+    run = _TrainingRun(denoiser, data, grid, cfg, checkpoint_path, extra)
     if resume and checkpoint_path.exists():  # every process reads the same checkpoint
-        state = load_checkpoint(checkpoint_path)
-        model.load_state_dict(state["model"])
-        ema.model.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        data_gen.set_state(state["rng"]["data"])
-        noise_gen.set_state(state["rng"]["noise"])
-        order, cursor = state["rng"]["order"], int(state["rng"]["cursor"])
-        step, losses, wall = int(state["step"]), list(state["losses"]), float(state["wall_time_s"])
-
-    objective: nn.Module = DenoisingObjective(model)
-    if ctx.is_distributed:  # averages the gradients over the processes in backward
-        objective = torch.nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    amp = cfg.amp and device.type == "cuda"
-
-    def payload() -> dict:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "format_version": CHECKPOINT_FORMAT_VERSION,
-            "hdm_version": __version__,
-            "step": step,
-            "wall_time_s": wall,
-            "losses": losses,
-            "model": model.state_dict(),  # the bare module: no DDP "module." prefix
-            "ema": ema.model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": {
-                "data": data_gen.get_state(),
-                "noise": noise_gen.get_state(),
-                "order": order,
-                "cursor": cursor,
-            },
-            "world_size": ctx.world_size,
-            "network": dict(model.backbone.config),
-            "process": model.process.to_dict(),
-            "grid": grid.to_dict(),
-            "parameterisation": model.parameterisation,
-            "optim": asdict(cfg),
-            **(extra or {}),
-        }
-
-    def checkpoint() -> None:
-        if ctx.is_main:
-            save_checkpoint(checkpoint_path, payload())
-        ctx.barrier()  # nobody goes on (and may read it) before it is complete
-
-    model.train()
-    bar = tqdm(
-        total=cfg.steps,
-        initial=step,
-        desc="train",
-        disable=not (progress and ctx.is_main),
-        unit="step",
-    )
-    last_saved = None
-    with contextlib.ExitStack() as stack:
-        if amp:
-            stack.enter_context(spectral_layers_in_float32(model))
-        while step < cfg.steps:
-            t0 = time.perf_counter()
-            if cursor + global_batch > len(order):
-                order, cursor = torch.randperm(len(data), generator=data_gen), 0
-            batch = order[cursor : cursor + global_batch]
-            cursor += global_batch
-            # every process draws the whole global batch's times and noise, keeps its slice
-            t, xi = draw_time_and_noise(
-                model.process, len(batch), data.shape[1], grid, noise_gen, dtype=data.dtype
-            )
-            x0 = data[batch[local]].to(device, non_blocking=True)
-            t, xi = t[local].to(device), xi[local].to(device)
-            with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
-                loss = objective(x0, t, xi, grid)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            loss = ctx.all_mean(loss)  # the global batch's loss, the same on every process
-            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-                bar.close()
-                kept = (
-                    f"the last good checkpoint {checkpoint_path} (step {last_saved}) is kept"
-                    if last_saved is not None or checkpoint_path.exists()
-                    else "no checkpoint had been written yet"
-                )
-                raise TrainingDiverged(
-                    f"training diverged at step {step + 1}: loss={loss.item():.4g}, "
-                    f"gradient norm={float(grad_norm):.4g}; {kept}. Lower the learning rate "
-                    f"(optim.lr={cfg.lr}) or check the data normalisation."
-                )
-            optimizer.step()
-            scheduler.step()
-            ema.update(model, step)
-            step += 1
-            losses.append(loss.item())
-            wall += time.perf_counter() - t0
-            bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                checkpoint()
-                last_saved = step
-            if on_step is not None:  # after the checkpoint, so it sees the committed state
-                on_step(step, losses[-1])
-    bar.close()
-    if last_saved is None:  # resumed at the end already, or zero steps
-        checkpoint()
-    model.eval()
-    ema.model.eval()
+        run.restore(load_checkpoint(checkpoint_path))
+    run.run(progress, on_step)
+    recent = run.losses[-50:]
     return TrainResult(
         checkpoint=checkpoint_path,
-        steps=step,
-        final_loss=sum(losses[-50:]) / max(1, len(losses[-50:])),
-        wall_time_s=wall,
-        denoiser=ema.model,
+        steps=run.step,
+        final_loss=sum(recent) / max(1, len(recent)),
+        wall_time_s=run.wall,
+        denoiser=run.ema.model,
     )

@@ -59,6 +59,7 @@ bilinearly (:func:`hdm.hilbert.grids.multilinear_stencil`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,6 +205,89 @@ def _fields_array(train_fields: xr.DataArray) -> tuple[np.ndarray, np.ndarray, n
     return x.reshape(-1, lat.size, lon.size), lat, lon
 
 
+def _likelihood_sample(
+    x: np.ndarray,
+    mean_field: np.ndarray,
+    max_fields: int,
+    max_points: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels and anomalies that enter the likelihood of :func:`fit_kernel`.
+
+    ``x`` (F_all, n_lat, n_lon) fields, ``mean_field`` (n_lat, n_lon). Up to
+    ``max_points`` random pixels (sorted flat indices, row-major; all if there are no
+    more), then, of the fields free of NaN there, up to ``max_fields`` at random.
+    Returns (pixel indices (p,), anomalies y = x − mean (p, F)).
+    """
+    n_pix = mean_field.size
+    pix = np.arange(n_pix)
+    if n_pix > max_points:
+        pix = np.sort(rng.choice(n_pix, size=max_points, replace=False))
+    anomalies = (x - mean_field).reshape(x.shape[0], n_pix)[:, pix]
+    usable = np.flatnonzero(np.isfinite(anomalies).all(axis=1))
+    if usable.size == 0:
+        raise ValueError("no training field is free of NaN at the sampled pixels")
+    if usable.size > max_fields:
+        usable = np.sort(rng.choice(usable, size=max_fields, replace=False))
+    return pix, anomalies[usable].T
+
+
+def _profile_objective(
+    kind: str, nu: float | None, dist: np.ndarray, y: np.ndarray
+) -> Callable[[np.ndarray], float]:
+    """The profiled negative log-likelihood (module doc) of (log ℓ, log t), t = τ²/σ².
+
+    ``dist`` (p, p) distances in degrees between the sampled pixels, ``y`` (p, F) the
+    anomalies. With R = ρ(dist/ℓ) + t I = L Lᵀ and σ̂² = ‖L⁻¹ y‖²_F / (F p), the value is
+    p log σ̂² + log det R (1e300 where R is not positive definite or σ̂² is not > 0).
+    """
+    p, n_fields = y.shape
+
+    def objective(log_params: np.ndarray) -> float:
+        ell, ratio = np.exp(log_params)
+        c = _correlation(kind, nu, dist / ell)
+        c[np.diag_indices_from(c)] += ratio
+        try:
+            chol = linalg.cholesky(c, lower=True, check_finite=False)
+        except linalg.LinAlgError:
+            return 1e300
+        z = linalg.solve_triangular(chol, y, lower=True, check_finite=False)
+        sigma2 = float(np.sum(z * z)) / (n_fields * p)
+        if not sigma2 > 0:
+            return 1e300
+        return p * math.log(sigma2) + 2.0 * float(np.sum(np.log(np.diag(chol))))
+
+    return objective
+
+
+def _minimise_over_lengthscale_and_ratio(
+    objective: Callable[[np.ndarray], float],
+    lat: np.ndarray,
+    lon: np.ndarray,
+    lon_factor: float,
+) -> tuple[float, float]:
+    """(ℓ, t) minimising ``objective`` of (log ℓ, log t): the best of 10 lengthscales
+    spaced geometrically from half the grid spacing to the domain's extent (degrees, at
+    t = 0.01), then L-BFGS-B within ℓ ∈ [0.1 spacing, 10 extent], t ∈ [1e-8, 10]."""
+    spacing = min(
+        np.min(np.diff(lat)) if lat.size > 1 else np.inf,
+        lon_factor * np.min(np.diff(lon)) if lon.size > 1 else np.inf,
+    )
+    extent = math.hypot(lat[-1] - lat[0], lon_factor * (lon[-1] - lon[0]))
+    lo_ell, hi_ell = 0.1 * spacing, 10.0 * max(extent, spacing)
+    lo_t, hi_t = 1e-8, 10.0
+    candidates = np.geomspace(0.5 * spacing, max(extent, spacing), 10)
+    start_ell = min(candidates, key=lambda e: objective(np.log([e, 1e-2])))
+    result = optimize.minimize(
+        objective,
+        np.log([start_ell, 1e-2]),
+        method="L-BFGS-B",
+        bounds=[(math.log(lo_ell), math.log(hi_ell)), (math.log(lo_t), math.log(hi_t))],
+    )
+    ell, ratio = np.exp(result.x)
+    return ell, ratio
+
+
 def fit_kernel(
     train_fields: xr.DataArray,
     kernel: str = "matern",
@@ -243,20 +327,7 @@ def fit_kernel(
     mean_field = np.nansum(x, axis=0) / counts
     lon_factor = float(np.cos(np.deg2rad(lat.mean()))) if scale_lon else 1.0
     rng = np.random.default_rng(seed)
-
-    n_pix = lat.size * lon.size
-    pix = np.arange(n_pix)
-    if n_pix > max_points:
-        pix = np.sort(rng.choice(n_pix, size=max_points, replace=False))
-    anomalies = (x - mean_field).reshape(x.shape[0], n_pix)[:, pix]
-    usable = np.flatnonzero(np.isfinite(anomalies).all(axis=1))
-    if usable.size == 0:
-        raise ValueError("no training field is free of NaN at the sampled pixels")
-    if usable.size > max_fields:
-        usable = np.sort(rng.choice(usable, size=max_fields, replace=False))
-    y = anomalies[usable].T  # (p, F)
-    p, n_fields = y.shape
-
+    pix, y = _likelihood_sample(x, mean_field, max_fields, max_points, rng)
     template = FittedKernel(
         kind=kernel,
         variance=1.0,
@@ -270,40 +341,12 @@ def fit_kernel(
     )
     points = grid_points(lat, lon)[pix]
     dist = template.distance(points, points)
-
-    def objective(log_params: np.ndarray) -> float:
-        ell, ratio = np.exp(log_params)
-        c = _correlation(template.kind, template.nu, dist / ell)
-        c[np.diag_indices_from(c)] += ratio
-        try:
-            chol = linalg.cholesky(c, lower=True, check_finite=False)
-        except linalg.LinAlgError:
-            return 1e300
-        z = linalg.solve_triangular(chol, y, lower=True, check_finite=False)
-        sigma2 = float(np.sum(z * z)) / (n_fields * p)
-        if not sigma2 > 0:
-            return 1e300
-        return p * math.log(sigma2) + 2.0 * float(np.sum(np.log(np.diag(chol))))
-
-    spacing = min(
-        np.min(np.diff(lat)) if lat.size > 1 else np.inf,
-        lon_factor * np.min(np.diff(lon)) if lon.size > 1 else np.inf,
-    )
-    extent = math.hypot(lat[-1] - lat[0], lon_factor * (lon[-1] - lon[0]))
-    lo_ell, hi_ell = 0.1 * spacing, 10.0 * max(extent, spacing)
-    lo_t, hi_t = 1e-8, 10.0
-    candidates = np.geomspace(0.5 * spacing, max(extent, spacing), 10)
-    start_ell = min(candidates, key=lambda e: objective(np.log([e, 1e-2])))
-    result = optimize.minimize(
-        objective,
-        np.log([start_ell, 1e-2]),
-        method="L-BFGS-B",
-        bounds=[(math.log(lo_ell), math.log(hi_ell)), (math.log(lo_t), math.log(hi_t))],
-    )
-    ell, ratio = np.exp(result.x)
+    objective = _profile_objective(template.kind, template.nu, dist, y)
+    ell, ratio = _minimise_over_lengthscale_and_ratio(objective, lat, lon, lon_factor)
     c = _correlation(template.kind, template.nu, dist / ell)
     c[np.diag_indices_from(c)] += ratio
     z = linalg.solve_triangular(linalg.cholesky(c, lower=True), y, lower=True)
+    p, n_fields = y.shape
     sigma2 = float(np.sum(z * z)) / (n_fields * p)
     return FittedKernel(
         kind=kernel,
@@ -525,6 +568,97 @@ def _station_array(
     return arr.reshape(-1, n_station)
 
 
+def _check_kriging_inputs(
+    coarse: xr.DataArray,
+    target_lat: np.ndarray,
+    target_lon: np.ndarray,
+    stations: tuple,
+    noise_std_coarse: float,
+    noise_std_station: float | None,
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Check the arguments of :func:`kriging_downscale`; ``stations`` is (station_lat,
+    station_lon, station_values). Returns the target coordinates as ascending float
+    arrays and whether stations are given (all three, or none: anything else raises)."""
+    if not isinstance(coarse, xr.DataArray):
+        raise TypeError(f"coarse must be an xarray.DataArray, got {type(coarse).__name__}")
+    missing = [d for d in (LAT, LON) if d not in coarse.dims]
+    if missing:
+        raise ValueError(f"coarse needs dims {LAT!r} and {LON!r}; missing {missing}")
+    target_lat = check_ascending(target_lat, "target_lat")
+    target_lon = check_ascending(target_lon, "target_lon")
+    given = [v is not None for v in stations]
+    if any(given) and not all(given):
+        raise ValueError("give station_lat, station_lon and station_values together, or none")
+    if not noise_std_coarse >= 0:
+        raise ValueError(f"noise_std_coarse must be ≥ 0, got {noise_std_coarse!r}")
+    if all(given) and not (noise_std_station is not None and noise_std_station >= 0):
+        raise ValueError(f"stations need noise_std_station ≥ 0, got {noise_std_station!r}")
+    return target_lat, target_lon, all(given)
+
+
+def _check_coarse_grid(
+    coarse: xr.DataArray,
+    target_lat: np.ndarray,
+    target_lon: np.ndarray,
+    factor: int | tuple[int, int],
+) -> None:
+    """Raise unless ``coarse``'s lat and lon are those of ``coarse_grain(<target grid>,
+    factor)`` (same sizes, values within ``_COORD_ATOL`` degrees)."""
+    template = xr.DataArray(
+        np.zeros((target_lat.size, target_lon.size)),
+        dims=(LAT, LON),
+        coords={LAT: target_lat, LON: target_lon},
+    )
+    expected = coarse_grain(template, factor)
+    for d in (LAT, LON):
+        ok = coarse.sizes[d] == expected.sizes[d] and np.allclose(
+            coarse[d].values, expected[d].values, rtol=0.0, atol=_COORD_ATOL
+        )
+        if not ok:
+            raise ValueError(
+                f"the coarse field's {d!r} ({coarse.sizes[d]} values) is not the "
+                f"coarse-grained target grid (factor {factor}: {expected.sizes[d]} values "
+                f"from {expected[d].values[0]:g})"
+            )
+
+
+def _kriging_dataset(
+    kernel: FittedKernel,
+    coarse: xr.DataArray,
+    target_lat: np.ndarray,
+    target_lon: np.ndarray,
+    factor: int | tuple[int, int],
+    with_stations: bool,
+    mean: np.ndarray,
+    var: np.ndarray,
+) -> xr.Dataset:
+    """The result of :func:`kriging_downscale`: ``mean`` and ``std`` = √var, given as
+    (n_batch, n_lat · n_lon), on (<coarse's leading dims>, lat, lon) of the target grid,
+    with the coarse field's units and the method and kernel in the attributes."""
+    lead = [d for d in coarse.dims if d not in (LAT, LON)]
+    lead_shape = tuple(coarse.sizes[d] for d in lead)
+    shape = (*lead_shape, target_lat.size, target_lon.size)
+    coords = fine_coords(coarse, target_lat, target_lon)
+    dims = (*lead, LAT, LON)
+    units = coarse.attrs.get("units")
+    unit_attrs = {"units": units} if units else {}
+    return xr.Dataset(
+        {
+            "mean": (dims, mean.reshape(shape), {"long_name": "kriging mean", **unit_attrs}),
+            "std": (dims, np.sqrt(var).reshape(shape), {"long_name": "kriging std", **unit_attrs}),
+        },
+        coords=coords,
+        attrs={
+            "method": "GP regression (kriging) from coarse block means"
+            + (" and stations" if with_stations else ""),
+            "kernel": f"{kernel.kind} nu={kernel.nu} variance={kernel.variance:.6g} "
+            f"lengthscale={kernel.lengthscale:.6g} deg nugget={kernel.nugget:.6g} "
+            f"lon_factor={kernel.lon_factor:.6g}",
+            "coarse_factor": str(factor),
+        },
+    )
+
+
 def kriging_downscale(
     kernel: FittedKernel,
     coarse: xr.DataArray,
@@ -559,44 +693,22 @@ def kriging_downscale(
         ``xr.Dataset`` with ``mean`` and ``std`` (..., lat, lon) on the target grid
         (read them as ``ds["mean"]``: ``ds.mean`` is the Dataset method).
     """
-    if not isinstance(coarse, xr.DataArray):
-        raise TypeError(f"coarse must be an xarray.DataArray, got {type(coarse).__name__}")
-    missing = [d for d in (LAT, LON) if d not in coarse.dims]
-    if missing:
-        raise ValueError(f"coarse needs dims {LAT!r} and {LON!r}; missing {missing}")
-    target_lat = check_ascending(target_lat, "target_lat")
-    target_lon = check_ascending(target_lon, "target_lon")
-    given = [v is not None for v in (station_lat, station_lon, station_values)]
-    if any(given) and not all(given):
-        raise ValueError("give station_lat, station_lon and station_values together, or none")
-    if not noise_std_coarse >= 0:
-        raise ValueError(f"noise_std_coarse must be ≥ 0, got {noise_std_coarse!r}")
-    if all(given) and not (noise_std_station is not None and noise_std_station >= 0):
-        raise ValueError(f"stations need noise_std_station ≥ 0, got {noise_std_station!r}")
-
-    template = xr.DataArray(
-        np.zeros((target_lat.size, target_lon.size)),
-        dims=(LAT, LON),
-        coords={LAT: target_lat, LON: target_lon},
+    target_lat, target_lon, with_stations = _check_kriging_inputs(
+        coarse,
+        target_lat,
+        target_lon,
+        (station_lat, station_lon, station_values),
+        noise_std_coarse,
+        noise_std_station,
     )
-    expected = coarse_grain(template, factor)
-    for d in (LAT, LON):
-        ok = coarse.sizes[d] == expected.sizes[d] and np.allclose(
-            coarse[d].values, expected[d].values, rtol=0.0, atol=_COORD_ATOL
-        )
-        if not ok:
-            raise ValueError(
-                f"the coarse field's {d!r} ({coarse.sizes[d]} values) is not the "
-                f"coarse-grained target grid (factor {factor}: {expected.sizes[d]} values "
-                f"from {expected[d].values[0]:g})"
-            )
+    _check_coarse_grid(coarse, target_lat, target_lon, factor)
     f_lat, f_lon = (int(factor), int(factor)) if np.ndim(factor) == 0 else map(int, factor)
     ops = [_block_mean_operator(target_lat, target_lon, f_lat, f_lon)]
     lead = [d for d in coarse.dims if d not in (LAT, LON)]
     y_parts = [coarse.transpose(*lead, LAT, LON).values.astype(np.float64)]
     y_parts[0] = y_parts[0].reshape(-1, ops[0].shape[0])
     noise = [np.full(ops[0].shape[0], float(noise_std_coarse) ** 2)]
-    if all(given):
+    if with_stations:
         s_lat = np.atleast_1d(np.asarray(station_lat, dtype=np.float64))
         s_lon = np.atleast_1d(np.asarray(station_lon, dtype=np.float64))
         ops.append(_station_operator(target_lat, target_lon, s_lat, s_lon))
@@ -607,24 +719,6 @@ def kriging_downscale(
     mean, var = _gaussian_update(
         kernel, target_lat, target_lon, op, np.hstack(y_parts), np.concatenate(noise), prior_mean
     )
-    lead_shape = tuple(coarse.sizes[d] for d in lead)
-    shape = (*lead_shape, target_lat.size, target_lon.size)
-    coords = fine_coords(coarse, target_lat, target_lon)
-    dims = (*lead, LAT, LON)
-    units = coarse.attrs.get("units")
-    unit_attrs = {"units": units} if units else {}
-    return xr.Dataset(
-        {
-            "mean": (dims, mean.reshape(shape), {"long_name": "kriging mean", **unit_attrs}),
-            "std": (dims, np.sqrt(var).reshape(shape), {"long_name": "kriging std", **unit_attrs}),
-        },
-        coords=coords,
-        attrs={
-            "method": "GP regression (kriging) from coarse block means"
-            + (" and stations" if all(given) else ""),
-            "kernel": f"{kernel.kind} nu={kernel.nu} variance={kernel.variance:.6g} "
-            f"lengthscale={kernel.lengthscale:.6g} deg nugget={kernel.nugget:.6g} "
-            f"lon_factor={kernel.lon_factor:.6g}",
-            "coarse_factor": str(factor),
-        },
+    return _kriging_dataset(
+        kernel, coarse, target_lat, target_lon, factor, with_stations, mean, var
     )

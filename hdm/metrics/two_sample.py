@@ -448,6 +448,130 @@ def _same_pool(reference: np.ndarray, null: np.ndarray | None, null_raw: Any, re
     return null.shape == reference.shape and bool(np.array_equal(null, reference))
 
 
+def _rigorous_inputs(
+    generated: Any,
+    reference: Any,
+    null_curves: Any,
+    n_subsets: int,
+    n_permutations: int,
+    alpha: float,
+    weights: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """The checked inputs of :func:`rigorous_power`: generated, reference and null curves
+    (n_curves, n_points) (null ``None`` if not given) and √w, the square roots of the
+    normalised quadrature weights (n_points,)."""
+    g = _as_curves(generated, "generated")
+    r = _as_curves(reference, "reference")
+    z = None if null_curves is None else _as_curves(null_curves, "null")
+    named = [("generated", g), ("reference", r)] + ([] if z is None else [("null", z)])
+    n_points = _check_points(named)
+    _check_common(alpha, n_permutations)
+    if n_subsets < 1:
+        raise ValueError(f"n_subsets must be at least 1, got {n_subsets}")
+    return g, r, z, np.sqrt(_norm_weights(weights, n_points))
+
+
+def _curves_per_side(
+    g: np.ndarray, r: np.ndarray, z: np.ndarray | None, same_pool: bool, n: int | None
+) -> int:
+    """Curves per side n of :func:`rigorous_power`: ``n`` checked, or the default.
+
+    At most min(N_gen, N_ref, N_null) curves per side can be drawn without replacement,
+    or min(N_gen, ⌊N_ref/2⌋) when the null curves come from the reference pool; fewer
+    than :data:`MIN_PER_SIDE` is an error, and so is an ``n`` outside that range.
+    """
+    if same_pool:
+        available = min(g.shape[0], r.shape[0] // 2)
+        sizes = f"{g.shape[0]} generated, {r.shape[0]} reference curves shared with the null"
+    else:
+        assert z is not None
+        available = min(g.shape[0], r.shape[0], z.shape[0])
+        sizes = f"{g.shape[0]} generated, {r.shape[0]} reference, {z.shape[0]} null curves"
+    if available < MIN_PER_SIDE:
+        raise ValueError(
+            f"rigorous power needs at least {MIN_PER_SIDE} curves per side, but {sizes} "
+            f"allow only {available} per side"
+        )
+    if n is None:
+        return default_subset_size(available)
+    if not MIN_PER_SIDE <= n <= available:
+        raise ValueError(
+            f"n = {n} curves per side is not possible: it must be between {MIN_PER_SIDE} and "
+            f"{available} ({sizes})"
+        )
+    return n
+
+
+def _draw_subsets(
+    rng: np.random.Generator,
+    n_subsets: int,
+    n: int,
+    n_gen: int,
+    n_ref: int,
+    n_null: int | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices (n_subsets, n) of the generated, reference and null curves of each test.
+
+    Each row is drawn without replacement, subset after subset. ``n_null=None``: the null
+    curves come from the reference pool, and each subset draws 2n distinct reference
+    curves, the first n for the reference side and the other n for the null side.
+    """
+    gen_idx = np.empty((n_subsets, n), dtype=np.int64)
+    ref_idx = np.empty((n_subsets, n), dtype=np.int64)
+    null_idx = np.empty((n_subsets, n), dtype=np.int64)
+    for s in range(n_subsets):
+        gen_idx[s] = rng.choice(n_gen, n, replace=False)
+        if n_null is None:
+            both = rng.choice(n_ref, 2 * n, replace=False)
+            ref_idx[s], null_idx[s] = both[:n], both[n:]
+        else:
+            ref_idx[s] = rng.choice(n_ref, n, replace=False)
+            null_idx[s] = rng.choice(n_null, n, replace=False)
+    return gen_idx, ref_idx, null_idx
+
+
+def _count_rejections(
+    generated: tuple[np.ndarray, np.ndarray],
+    null: tuple[np.ndarray, np.ndarray],
+    reference: tuple[np.ndarray, np.ndarray],
+    n_permutations: int,
+    alpha: float,
+    rng: np.random.Generator,
+) -> tuple[int, int]:
+    """Rejections of the generated-vs-reference and null-vs-reference permutation tests.
+
+    Each of ``generated``, ``null``, ``reference`` is (sqrt-weighted curves, indices
+    (R, n) of each test's subset). Test s pools the n curves of one side with the n
+    reference curves of subset s and rejects when its p-value
+    (1 + #{null ≥ observed}) / (1 + B) is ≤ alpha. Tests go in batches bounded by
+    ``_BATCH_ENTRIES``; per batch the generated tests draw their permutations first.
+    """
+    rw, ref_idx = reference
+    n_subsets, n = ref_idx.shape
+    per_batch = max(
+        1, min(_BATCH_ENTRIES // (4 * n * n), _BATCH_ENTRIES // (n_permutations * 2 * n))
+    )
+    rejections = np.zeros(2, dtype=np.int64)
+    for start in range(0, n_subsets, per_batch):
+        stop = min(n_subsets, start + per_batch)
+        for j, (pool, idx) in enumerate((generated, null)):
+            K = np.stack(
+                [
+                    _kernel(np.concatenate([pool[idx[s]], rw[ref_idx[s]]]))
+                    for s in range(start, stop)
+                ]
+            )
+            obs = _observed(K, n, n)
+            null_stats = _null(K, n, n, n_permutations, rng)
+            # small tolerance: ties with the observed split count as "at least as extreme"
+            tol = 1e-12 * np.maximum(1.0, np.abs(obs))
+            count = (null_stats >= (obs - tol)[:, None]).sum(axis=1)
+            p_value = (1.0 + count) / (1.0 + n_permutations)
+            rejections[j] += int((p_value <= alpha).sum())
+    k_gen, k_null = (int(v) for v in rejections)
+    return k_gen, k_null
+
+
 def rigorous_power(
     generated: Any,
     reference: Any,
@@ -497,71 +621,24 @@ def rigorous_power(
     Raises:
         ValueError: bad shapes or values, or fewer than 10 curves per side available.
     """
-    g = _as_curves(generated, "generated")
-    r = _as_curves(reference, "reference")
-    z = None if null_curves is None else _as_curves(null_curves, "null")
-    named = [("generated", g), ("reference", r)] + ([] if z is None else [("null", z)])
-    n_points = _check_points(named)
-    _check_common(alpha, n_permutations)
-    if n_subsets < 1:
-        raise ValueError(f"n_subsets must be at least 1, got {n_subsets}")
-    sqrt_w = np.sqrt(_norm_weights(weights, n_points))
-    same_pool = _same_pool(r, z, null_curves, reference)
-    if same_pool:
-        available = min(g.shape[0], r.shape[0] // 2)
-        sizes = f"{g.shape[0]} generated, {r.shape[0]} reference curves shared with the null"
-    else:
-        assert z is not None
-        available = min(g.shape[0], r.shape[0], z.shape[0])
-        sizes = f"{g.shape[0]} generated, {r.shape[0]} reference, {z.shape[0]} null curves"
-    if available < MIN_PER_SIDE:
-        raise ValueError(
-            f"rigorous power needs at least {MIN_PER_SIDE} curves per side, but {sizes} "
-            f"allow only {available} per side"
-        )
-    if n is None:
-        n = default_subset_size(available)
-    elif not MIN_PER_SIDE <= n <= available:
-        raise ValueError(
-            f"n = {n} curves per side is not possible: it must be between {MIN_PER_SIDE} and "
-            f"{available} ({sizes})"
-        )
-    rng = np.random.default_rng(seed)
-    gen_idx = np.empty((n_subsets, n), dtype=np.int64)
-    ref_idx = np.empty((n_subsets, n), dtype=np.int64)
-    null_idx = np.empty((n_subsets, n), dtype=np.int64)
-    for s in range(n_subsets):
-        gen_idx[s] = rng.choice(g.shape[0], n, replace=False)
-        if same_pool:
-            both = rng.choice(r.shape[0], 2 * n, replace=False)
-            ref_idx[s], null_idx[s] = both[:n], both[n:]
-        else:
-            ref_idx[s] = rng.choice(r.shape[0], n, replace=False)
-            null_idx[s] = rng.choice(z.shape[0], n, replace=False)
-    null_pool = r if same_pool else z
-    gw, rw, zw = g * sqrt_w, r * sqrt_w, null_pool * sqrt_w
-
-    per_batch = max(
-        1, min(_BATCH_ENTRIES // (4 * n * n), _BATCH_ENTRIES // (n_permutations * 2 * n))
+    g, r, z, sqrt_w = _rigorous_inputs(
+        generated, reference, null_curves, n_subsets, n_permutations, alpha, weights
     )
-    rejections = np.zeros(2, dtype=np.int64)
-    for start in range(0, n_subsets, per_batch):
-        stop = min(n_subsets, start + per_batch)
-        for j, (pool, idx) in enumerate(((gw, gen_idx), (zw, null_idx))):
-            K = np.stack(
-                [
-                    _kernel(np.concatenate([pool[idx[s]], rw[ref_idx[s]]]))
-                    for s in range(start, stop)
-                ]
-            )
-            obs = _observed(K, n, n)
-            null = _null(K, n, n, n_permutations, rng)
-            # small tolerance: ties with the observed split count as "at least as extreme"
-            tol = 1e-12 * np.maximum(1.0, np.abs(obs))
-            count = (null >= (obs - tol)[:, None]).sum(axis=1)
-            p_value = (1.0 + count) / (1.0 + n_permutations)
-            rejections[j] += int((p_value <= alpha).sum())
-    k_gen, k_null = (int(v) for v in rejections)
+    same_pool = _same_pool(r, z, null_curves, reference)
+    n = _curves_per_side(g, r, z, same_pool, n)
+    rng = np.random.default_rng(seed)
+    gen_idx, ref_idx, null_idx = _draw_subsets(
+        rng, n_subsets, n, g.shape[0], r.shape[0], None if same_pool else z.shape[0]
+    )
+    null_pool = r if same_pool else z
+    k_gen, k_null = _count_rejections(
+        (g * sqrt_w, gen_idx),
+        (null_pool * sqrt_w, null_idx),
+        (r * sqrt_w, ref_idx),
+        n_permutations,
+        alpha,
+        rng,
+    )
     return RigorousPowerResult(
         power=100.0 * k_gen / n_subsets,
         power_ci=_clopper_pearson(k_gen, n_subsets),
@@ -728,6 +805,58 @@ def cov_rel_hs(a: Any, b: Any, weights: Any = None) -> MomentError:
 # --------------------------------------------------------------------------- report
 
 
+def _report_settings(quick: bool) -> tuple[int, int, int, int, int]:
+    """(rigorous subsets, their permutations, HDM repeats, HDM permutations, bootstrap
+    replicates) of :func:`functional_report`: the full settings, or the smoke-test ones."""
+    if quick:
+        return 20, 100, 3, 200, 50
+    return 100, 500, 30, 1000, 200
+
+
+def _hdm_powers(
+    g: np.ndarray, t: np.ndarray, h: np.ndarray, repeats: int, n_perm: int, seed: int
+) -> tuple[int, PowerResult, PowerResult | None]:
+    """HDM power of generated vs test, and of heldout vs test where HDM's chunking allows.
+
+    Returns (generated curves used, their power, the heldout power or ``None`` when
+    heldout has fewer than 10 curves or too few test curves per chunk).
+    """
+    # HDM's chunking gives N_ref/⌊N_gen/10⌋ reference curves per test; at least 2 are
+    # needed, so with a small test split only the first 5·N_ref generated curves enter
+    # (e.g. ItalyPowerDemand: 164 test curves → 820 generated, 82 tests of 10 vs 2).
+    n_gen_hdm = min(g.shape[0], 5 * t.shape[0])
+    hdm = hdm_power(g[:n_gen_hdm], t, n_repeats=repeats, n_permutations=n_perm, seed=seed)
+    hdm_null: PowerResult | None = None
+    if h.shape[0] >= 10 and t.shape[0] >= 2 * (h.shape[0] // 10):
+        hdm_null = hdm_power(h, t, n_repeats=repeats, n_permutations=n_perm, seed=seed)
+    return n_gen_hdm, hdm, hdm_null
+
+
+def _distances_and_moments(
+    g: np.ndarray, t: np.ndarray, h: np.ndarray, *, n_boot: int, seed: int, weights: Any
+) -> dict[str, Any]:
+    """MMD² with bootstrap interval, mean and covariance errors of generated vs test, each
+    with its real-vs-real floor (heldout vs test), keyed as in :func:`functional_report`."""
+    mmd, mmd_lo, mmd_hi = mmd2_bootstrap(g, t, n_boot=n_boot, seed=seed, weights=weights)
+    fl, fl_lo, fl_hi = mmd2_bootstrap(h, t, n_boot=n_boot, seed=seed, weights=weights)
+    mean_err, mean_floor = mean_rel_l2(g, t, weights), mean_rel_l2(h, t, weights)
+    cov_err, cov_floor = cov_rel_hs(g, t, weights), cov_rel_hs(h, t, weights)
+    return {
+        "mmd2": mmd,
+        "mmd2_ci": [mmd_lo, mmd_hi],
+        "mmd2_floor": fl,
+        "mmd2_floor_ci": [fl_lo, fl_hi],
+        "mean_rel_l2": mean_err.relative,
+        "mean_rel_l2_floor": mean_floor.relative,
+        "mean_abs_l2": mean_err.absolute,
+        "mean_abs_l2_floor": mean_floor.absolute,
+        "cov_rel_hs": cov_err.relative,
+        "cov_rel_hs_floor": cov_floor.relative,
+        "cov_abs_hs": cov_err.absolute,
+        "cov_abs_hs_floor": cov_floor.absolute,
+    }
+
+
 def functional_report(
     generated: Any,
     test: Any,
@@ -763,10 +892,7 @@ def functional_report(
             "heldout curves must be real curves disjoint from the test curves, "
             "not the test curves themselves (the floors would be 0)"
         )
-    if quick:
-        n_subsets, n_perm, hdm_repeats, hdm_perm, n_boot = 20, 100, 3, 200, 50
-    else:
-        n_subsets, n_perm, hdm_repeats, hdm_perm, n_boot = 100, 500, 30, 1000, 200
+    n_subsets, n_perm, hdm_repeats, hdm_perm, n_boot = _report_settings(quick)
     rig = rigorous_power(
         g,
         t,
@@ -776,18 +902,7 @@ def functional_report(
         seed=seed,
         weights=weights,
     )
-    # HDM's chunking gives N_ref/⌊N_gen/10⌋ reference curves per test; at least 2 are
-    # needed, so with a small test split only the first 5·N_ref generated curves enter
-    # (e.g. ItalyPowerDemand: 164 test curves → 820 generated, 82 tests of 10 vs 2).
-    n_gen_hdm = min(g.shape[0], 5 * t.shape[0])
-    hdm = hdm_power(g[:n_gen_hdm], t, n_repeats=hdm_repeats, n_permutations=hdm_perm, seed=seed)
-    hdm_null: PowerResult | None = None
-    if h.shape[0] >= 10 and t.shape[0] >= 2 * (h.shape[0] // 10):
-        hdm_null = hdm_power(h, t, n_repeats=hdm_repeats, n_permutations=hdm_perm, seed=seed)
-    mmd, mmd_lo, mmd_hi = mmd2_bootstrap(g, t, n_boot=n_boot, seed=seed, weights=weights)
-    fl, fl_lo, fl_hi = mmd2_bootstrap(h, t, n_boot=n_boot, seed=seed, weights=weights)
-    mean_err, mean_floor = mean_rel_l2(g, t, weights), mean_rel_l2(h, t, weights)
-    cov_err, cov_floor = cov_rel_hs(g, t, weights), cov_rel_hs(h, t, weights)
+    n_gen_hdm, hdm, hdm_null = _hdm_powers(g, t, h, hdm_repeats, hdm_perm, seed)
     return {
         "power_rigorous": float(rig.power),
         "power_rigorous_ci": [float(v) for v in rig.power_ci],
@@ -797,18 +912,7 @@ def functional_report(
         "power_hdm_pm": float(hdm.pm),
         "power_hdm_null": None if hdm_null is None else float(hdm_null.power),
         "power_hdm_null_pm": None if hdm_null is None else float(hdm_null.pm),
-        "mmd2": mmd,
-        "mmd2_ci": [mmd_lo, mmd_hi],
-        "mmd2_floor": fl,
-        "mmd2_floor_ci": [fl_lo, fl_hi],
-        "mean_rel_l2": mean_err.relative,
-        "mean_rel_l2_floor": mean_floor.relative,
-        "mean_abs_l2": mean_err.absolute,
-        "mean_abs_l2_floor": mean_floor.absolute,
-        "cov_rel_hs": cov_err.relative,
-        "cov_rel_hs_floor": cov_floor.relative,
-        "cov_abs_hs": cov_err.absolute,
-        "cov_abs_hs_floor": cov_floor.absolute,
+        **_distances_and_moments(g, t, h, n_boot=n_boot, seed=seed, weights=weights),
         "n_generated": int(g.shape[0]),
         "n_generated_hdm": int(n_gen_hdm),
         "n_test": int(t.shape[0]),
