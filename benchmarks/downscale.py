@@ -2,16 +2,17 @@
 conditioning checked where the answer is known (a Gaussian random field), the cost of
 sampling on larger grids, and (from :mod:`benchmarks.uk`) the UK t2m test week.
 
-    python -m benchmarks downscale [--quick] [--parts grf,speed,uk] [--work DIR]
+    python -m benchmarks downscale [--quick] [--parts grf,samplers,speed,uk] [--work DIR]
         [--exactness-options JSON] [--trained-options JSON] [--speed-options JSON]
-        [--priors DIR,...]
+        [--sampler-options JSON] [--priors DIR,...]
 
-``--parts`` (comma-separated; default ``grf,speed,uk``) chooses the sections:
+``--parts`` (comma-separated; default ``grf,samplers,speed,uk``) chooses the sections:
 
 =========  ========================  ==================================================
 part       section                   what
 =========  ========================  ==================================================
 grf        ``downscale-grf``         GRF exactness: oracle and trained FNO rows
+samplers   ``downscale-grf-samplers`` every sampler × guidance, σ_y = 0.1 and 0.01
 grf64      ``downscale-grf64``       the oracle rows alone at 64 × 64
 speed      ``downscale-speed``       one NFE of the UK-architecture FNO on n × n grids
 uk         ``downscale-uk``          UK t2m test week, zero-shot 2×, speed of one field
@@ -98,12 +99,13 @@ from hdm.conditioning.ensembles import draw_members
 from hdm.conditioning.guidance import gaussian_posterior, make_guidance
 from hdm.conditioning.observations import CoarseGrain, Composite, ObservationOperator, PointSample
 from hdm.data.schema import LAT, LON
+from hdm.downscaling.config import EnsembleConfig
 from hdm.hilbert.covariance import KernelCovariance, SpectralCovariance
 from hdm.hilbert.denoisers import Denoiser, GaussianDenoiser, PreconditionedDenoiser
 from hdm.hilbert.grids import Grid, RectGrid
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
-from hdm.hilbert.sampling import make_sampler
+from hdm.hilbert.sampling import SAMPLERS, make_sampler
 from hdm.hilbert.schedules import CosineVP
 from hdm.hilbert.training import OptimConfig, train
 from hdm.metrics.probabilistic import power_spectrum
@@ -176,8 +178,10 @@ class GRFProblem:
         seed: int = 0,
         prior_lengthscale: float = PRIOR_LENGTHSCALE,
         noise_lengthscale: float = NOISE_LENGTHSCALE,
+        obs_noise: float = OBS_NOISE_STD,
     ) -> None:
         self.n = n
+        self.obs_noise = obs_noise
         self.grid = RectGrid((0.0, 1.0), (0.0, 1.0), (n, n))
         self.prior = KernelCovariance("se", prior_lengthscale)
         self.prior_cov = self.prior.dense(self.grid)
@@ -186,8 +190,8 @@ class GRFProblem:
         stations = tuple(map(tuple, rng.uniform(0.05, 0.95, (N_STATIONS, 2))))
         self.operator: ObservationOperator = Composite(
             (
-                CoarseGrain.from_factor(self.grid, COARSE_FACTOR, OBS_NOISE_STD),
-                PointSample(stations, OBS_NOISE_STD),
+                CoarseGrain.from_factor(self.grid, COARSE_FACTOR, obs_noise),
+                PointSample(stations, obs_noise),
             )
         )
         truth = self.prior.sample(1, self.grid, torch.Generator().manual_seed(seed), torch.float64)
@@ -216,13 +220,14 @@ class GRFProblem:
             f"{self.n}×{self.n} grid on the unit square; prior N(0, C), "
             f"C = SE(ℓ={self.prior.lengthscale:g}); "
             f"Q = {q}; {coarse.n_obs()} coarse cells "
-            f"(×{COARSE_FACTOR}) + {stations.n_obs()} stations, σ_y = {OBS_NOISE_STD:g}"
+            f"(×{COARSE_FACTOR}) + {stations.n_obs()} stations, σ_y = {self.obs_noise:g}"
         )
 
 
-def grf_problem(n: int, seed: int = 0) -> GRFProblem:
-    """The GRF problem on an n × n grid (all randomness from ``seed``)."""
-    return GRFProblem(n, seed)
+def grf_problem(n: int, seed: int = 0, obs_noise: float = OBS_NOISE_STD) -> GRFProblem:
+    """The GRF problem on an n × n grid (all randomness from ``seed``) with observation
+    noise std ``obs_noise``."""
+    return GRFProblem(n, seed, obs_noise=obs_noise)
 
 
 def _gaussian_draws(mean: np.ndarray, cov: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -247,22 +252,26 @@ def _gaussian_draws(mean: np.ndarray, cov: np.ndarray, count: int, seed: int) ->
 
 
 def _draw_members(
-    denoiser: Denoiser, grid: Grid, members: int, steps: int, batch: int, seed: int
+    denoiser: Denoiser,
+    grid: Grid,
+    members: int,
+    steps: int,
+    batch: int,
+    seed: int,
+    sampler: str = "heun",
 ) -> tuple[np.ndarray, int, float]:
-    """Members (M, P) float64 drawn with Heun by
+    """Members (M, P) float64 drawn with ``sampler`` (default Heun) by
     :func:`hdm.conditioning.ensembles.draw_members`, one call per chunk of ``batch``
     (chunk k under key k, so its seed is ``member_seed(seed, "k/0")``). A chunk that
     fails (non-finite values, or a linear solve on values that blew up) is returned as
     NaN, so divergence is counted by :func:`posterior_scores` rather than raised. Returns
     the members, the NFE per member and the wall seconds."""
-    sampler = make_sampler("heun", steps)
-    out, nfe, start = [], 2 * steps - 1, time.perf_counter()
+    draw = make_sampler(sampler, steps)
+    out, nfe, start = [], 0, time.perf_counter()
     for k, first in enumerate(range(0, members, batch)):
         count = min(batch, members - first)
         try:
-            x, nfe = draw_members(
-                denoiser, sampler, grid, count, seed=seed, key=k, batch_size=count
-            )
+            x, nfe = draw_members(denoiser, draw, grid, count, seed=seed, key=k, batch_size=count)
             out.append(x.reshape(count, -1).to(torch.float64).numpy())
         except (FloatingPointError, torch.linalg.LinAlgError):  # values that blew up
             out.append(np.full((count, grid.size), np.nan))
@@ -353,12 +362,15 @@ def _guided_row(
     steps: int,
     batch: int,
     seed: int,
+    sampler: str = "heun",
 ) -> dict:
     guided = make_guidance(method, denoiser, problem.operator, problem.y, **options)
-    samples, nfe, wall = _draw_members(guided, problem.grid, members, steps, batch, seed)
+    samples, nfe, wall = _draw_members(guided, problem.grid, members, steps, batch, seed, sampler)
     return {
         "model": label,
         "method": method,
+        "sampler": sampler,
+        "obs_noise": problem.obs_noise,
         "options": dict(options),
         "n": problem.n,
         "members": members,
@@ -441,6 +453,118 @@ def grf_exactness(
         if method == "dps" and scan:
             row["dps_scan"] = scan
         rows.append(row)
+    return rows
+
+
+SAMPLER_NOISE = (0.1, 0.01)  # σ_y of the sampler × guidance table
+SAMPLER_ORACLE_OPTIONS = {**ORACLE_OPTIONS, "dps": DPS_FALLBACK}
+
+
+def grf_samplers(
+    n: int = 32,
+    members: int = 200,
+    steps: int = 50,
+    samplers: Sequence[str] = tuple(SAMPLERS),
+    methods: Sequence[str] = METHODS,
+    noise: Sequence[float] = SAMPLER_NOISE,
+    seed: int = 0,
+    options: dict[str, dict] | None = None,
+) -> list[dict]:
+    """Every sampler × guidance pair the CLI can run, with the exact (oracle) denoiser, at
+    each observation noise std in ``noise``: one row per (σ_y, sampler, method), with
+    ``steps`` steps each (the CLI's default, so the NFE differ by sampler) and the scores
+    of :func:`posterior_scores` against the closed form. ``options`` overrides
+    :data:`SAMPLER_ORACLE_OPTIONS` per method (DPS: the scan's choice at σ_y = 0.1)."""
+    options = {**SAMPLER_ORACLE_OPTIONS, **(options or {})}
+    rows = []
+    for obs_noise in noise:
+        problem = grf_problem(n, seed, obs_noise)
+        oracle = GaussianDenoiser(problem.process, problem.grid, problem.prior_cov)
+        for sampler in samplers:
+            for method in methods:
+                row = _guided_row(
+                    "oracle", method, options.get(method, {}), oracle, problem, members,
+                    steps, members, seed + 2, sampler,
+                )  # fmt: skip
+                row["problem"] = problem.describe()
+                log.info("σ_y %g %s %s: std ratio %s", obs_noise, sampler, method, row["std_ratio"])
+                rows.append(row)
+    return rows
+
+
+def _sampler_cells(rows: Sequence[dict]) -> list[list[str]]:
+    default = EnsembleConfig()
+    cells = []
+    for r in rows:
+        is_default = (r["sampler"], r["method"]) == (default.sampler, default.guidance)
+        ok = r["status"] == "ok" and (
+            r["method"] != "mmps"
+            or (_in(r["std_ratio"], EXACT_TARGETS["std_ratio"])
+                and r["mean_error"] <= EXACT_TARGETS["mean_error"])
+        )  # fmt: skip
+        cells.append(
+            [
+                f"{r['obs_noise']:g}",
+                f"{r['sampler']}{' (CLI default)' if is_default else ''}",
+                f"{r['method']}{' ' + _options(r['options']) if r['options'] else ''}",
+                str(r["nfe"]),
+                _num(r["mean_error"]),
+                _num(r["mc_floor"]),
+                _num(r["std_ratio"]),
+                _num(r["coverage_exact"]),
+                r["status"] + ("" if r["method"] != "mmps" else f" {_mark(ok)}"),
+            ]
+        )
+    return cells
+
+
+def format_samplers(rows: Sequence[dict]) -> str:
+    """The sampler × guidance table (markdown) of :func:`grf_samplers`."""
+    first = rows[0]
+    header = [
+        "σ_y", "sampler", "guidance", "NFE", "mean err / σ_C", "MC floor", "std ratio",
+        "90 % cov. (exact draws)", "status",
+    ]  # fmt: skip
+    mmps = [r for r in rows if r["method"] == "mmps" and r["std_ratio"] is not None]
+    worst = max(mmps, key=lambda r: abs(math.log(r["std_ratio"])), default=None)
+    noise = ", ".join(f"{x:g}" for x in sorted({r["obs_noise"] for r in rows}, reverse=True))
+    lines = [
+        "## Downscaling: every sampler × guidance against the closed-form posterior",
+        "",
+        f"{first['problem'].split(', σ_y')[0]}; σ_y = {noise}; "
+        f"{first['members']} members, {first['steps']} steps of every sampler (the CLI's "
+        "default steps; NFE as each sampler spends them), the exact Gaussian denoiser (the "
+        "oracle), so the rows measure the sampler and the guidance alone. Mean error in "
+        "units of the prior std σ_C (MC floor: what an exact sampler with as many members "
+        "shows); std ratio: the members' mean pointwise variance over the closed form's, "
+        "square-rooted (1 = exact). Target for MMPS with every sampler: std ratio in [0.9, "
+        "1.1], mean error ≤ 0.05 (✓/✗).",
+        "",
+        markdown_table(header, _sampler_cells(rows)),
+    ]
+    if worst is not None:
+        lines += [
+            "",
+            f"Widest MMPS departure: {worst['sampler']} at σ_y = {worst['obs_noise']:g}, std "
+            f"ratio {worst['std_ratio']:.3f}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def run_samplers(
+    quick: bool,
+    benchmarks_file: Path | str,
+    *,
+    sampler_options: dict | None = None,
+    command: str | None = None,
+) -> list[dict]:
+    """:func:`grf_samplers` (its defaults updated by ``sampler_options``; quick: 12 × 12,
+    50 members), written as section ``downscale-grf-samplers`` (``-quick``)."""
+    machine = machine_description()
+    quick_kw = {"n": 12, "members": 50} if quick else {}
+    rows = grf_samplers(**{**quick_kw, **(sampler_options or {})})
+    section = _section("downscale-grf-samplers", quick)
+    write_section(benchmarks_file, section, format_samplers(rows), command=command, machine=machine)
     return rows
 
 
@@ -1159,8 +1283,8 @@ def run_speed(
 
 
 #: the parts of ``python -m benchmarks downscale`` in the order they run
-PARTS = ("grf", "grf64", "speed", "q", "sampler", "uk")
-DEFAULT_PARTS = "grf,speed,uk"
+PARTS = ("grf", "samplers", "grf64", "speed", "q", "sampler", "uk")
+DEFAULT_PARTS = "grf,samplers,speed,uk"
 
 
 def parse_parts(text: str) -> list[str]:
@@ -1202,6 +1326,7 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
         ("exactness", "grf_exactness (parts grf, grf64)"),
         ("trained", "grf_trained (part grf)"),
         ("speed", "sampling_speed (part speed)"),
+        ("sampler", "grf_samplers (part samplers)"),
     ):
         p.add_argument(
             f"--{name}-options",
@@ -1238,6 +1363,10 @@ def main(argv: Sequence[str] = ()) -> dict:
         elif part == "grf64":
             out[part] = run_grf64(
                 quick, file, exactness_options=args.exactness_options, command=command
+            )
+        elif part == "samplers":
+            out[part] = run_samplers(
+                quick, file, sampler_options=args.sampler_options, command=command
             )
         elif part == "speed":
             out[part] = run_speed(quick, file, speed_options=args.speed_options, command=command)
