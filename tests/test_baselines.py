@@ -46,7 +46,7 @@ def as_field(values, lat, lon):
 
 
 @pytest.mark.parametrize("method", ["bilinear", "bicubic"])
-def test_interpolation_of_linear_function_is_exact_with_extrapolated_edges(method):
+def test_interpolation_of_a_linear_function_is_exact_inside_and_edges_are_standard(method):
     def linear(lat, lon):
         return 2.0 + 0.3 * lat[:, None] - 0.7 * lon[None, :]
 
@@ -54,9 +54,18 @@ def test_interpolation_of_linear_function_is_exact_with_extrapolated_edges(metho
     coarse = coarse_grain(fine, 4)
     # the block means of a linear function are its values at the weighted block centres
     coarse = coarse.copy(data=linear(coarse.lat.values, coarse.lon.values)[None])
-    out = interpolate_coarse(coarse, fine, method=method)
+    out = interpolate_coarse(coarse, fine, method=method, edges="extrapolate")
     assert out.lat[0] < coarse.lat[0] and out.lon[-1] > coarse.lon[-1]
     np.testing.assert_allclose(out.values, fine.values, atol=1e-9)
+    # the standard form: bilinear continues its end lines (exact everywhere); bicubic is
+    # exact inside the centres' span and holds the edge value beyond it
+    standard = interpolate_coarse(coarse, fine, method=method)
+    inside = (fine.lat >= coarse.lat[0]) & (fine.lat <= coarse.lat[-1])
+    inside = inside & (fine.lon >= coarse.lon[0]) & (fine.lon <= coarse.lon[-1])
+    np.testing.assert_allclose(standard.where(inside).values, fine.where(inside).values, atol=1e-9)
+    if method == "bicubic":  # the corner holds the nearest centre's value, not the line's
+        assert float(standard[0, 0, 0]) == pytest.approx(float(coarse[0, 0, 0]))
+        assert float(standard[0, 0, 0]) != pytest.approx(float(fine[0, 0, 0]))
 
 
 def test_noiseless_point_observation_is_reproduced_and_far_variance_is_prior():

@@ -60,5 +60,8 @@ def test_interpolate_coarse_reproduces_a_linear_field():
     coarse = grid_field((lat_c[:, None] + 2 * lon_c[None, :])[None], lat=lat_c, lon=lon_c)
     lat, lon = np.linspace(0, 4, 9), np.linspace(0, 5, 11)
     for method in ("bilinear", "bicubic"):
-        out = interpolate_coarse(coarse, (lat, lon), method)
-        np.testing.assert_allclose(out.values[0], lat[:, None] + 2 * lon[None, :], atol=1e-9)
+        for edges in ("extrapolate", "linear"):  # both continue a line exactly
+            out = interpolate_coarse(coarse, (lat, lon), method, edges=edges)
+            np.testing.assert_allclose(out.values[0], lat[:, None] + 2 * lon[None, :], atol=1e-9)
+    held = interpolate_coarse(coarse, (lat, lon), "bicubic")  # standard: edge values held
+    assert held.values[0, 0, 0] == pytest.approx(coarse.values[0, 0, 0])

@@ -9,11 +9,15 @@ along ``lat`` and then one along ``lon`` (``scipy.interpolate.make_interp_spline
 which on a rectilinear grid is the same as the 2-D tensor-product interpolant.
 
 *Edges.* The coarse cell centres do not reach the fine grid's edge rows and columns
-(half a coarse cell minus half a fine cell outside them). There the end polynomial
-piece of the spline is continued (linear extrapolation for bilinear, the end cubic for
-bicubic), so the result is never NaN and linear functions a + bφ + cλ are reproduced
-exactly everywhere. (``RectBivariateSpline`` would instead hold the edge value constant
-outside its box.) Longitude is not treated as periodic.
+(half a coarse cell minus half a fine cell outside them). Bilinear continues its end
+pieces (linear extrapolation: linear functions a + bφ + cλ are reproduced exactly
+everywhere). Bicubic is the interpolating cubic spline inside the centres' span and
+holds the edge value beyond it (``scipy.interpolate.RectBivariateSpline``'s convention),
+its standard form and the strongest of the three on the UK t2m training period
+(2019-03-01..24 every 6 h, RMSE in K at ×2 / ×4 / ×8: held 0.244 / 0.527 / 0.795, end
+tangent continued 0.338 / 0.606 / 0.939, end cubic continued 0.472 / 0.714 / 1.154;
+bilinear 0.292 / 0.561 / 0.814, with its edge held 0.290 / 0.555 / 0.827).
+Longitude is not treated as periodic.
 
 Values at points (:func:`values_at_points`)
 -------------------------------------------
@@ -50,7 +54,9 @@ __all__ = [
 #: dimension of values at stations
 STATION = "station"
 
-_DEGREE = {"bilinear": 1, "bicubic": 3}
+#: spline degree and edge treatment of each method (module doc)
+_METHODS = {"bilinear": (1, "extrapolate"), "bicubic": (3, "hold")}
+_EDGES = ("extrapolate", "hold", "linear")
 
 
 def check_ascending(values: np.ndarray | Sequence[float], name: str) -> np.ndarray:
@@ -75,6 +81,29 @@ def _target_coords(
     return check_ascending(lat, "target lat"), check_ascending(lon, "target lon")
 
 
+def _spline_axis(
+    src: np.ndarray, values: np.ndarray, dst: np.ndarray, degree: int, axis: int, edges: str
+) -> np.ndarray:
+    """The interpolating spline of ``values`` (nodes ``src`` along ``axis``) at ``dst``;
+    outside [src_0, src_−1]: the end piece continued (``"extrapolate"``), the end value
+    held (``"hold"``) or the end tangent continued (``"linear"``)."""
+    spline = make_interp_spline(src, values, k=degree, axis=axis)
+    if edges == "extrapolate":
+        return spline(dst, extrapolate=True)
+    inside = spline(np.clip(dst, src[0], src[-1]))
+    if edges == "hold":
+        return inside
+    slope = spline.derivative()
+    below, above = np.minimum(dst - src[0], 0.0), np.maximum(dst - src[-1], 0.0)
+    shape = [1] * inside.ndim
+    shape[axis] = dst.size
+    return (
+        inside
+        + np.expand_dims(slope(src[0]), axis) * below.reshape(shape)
+        + np.expand_dims(slope(src[-1]), axis) * above.reshape(shape)
+    )
+
+
 def spline_resample(
     values: np.ndarray,
     src_lat: np.ndarray,
@@ -82,22 +111,25 @@ def spline_resample(
     dst_lat: np.ndarray,
     dst_lon: np.ndarray,
     degree: int,
+    edges: str = "extrapolate",
 ) -> np.ndarray:
-    """Interpolating splines of ``degree`` along the last two axes (lat, lon), extrapolating."""
+    """Interpolating splines of ``degree`` along the last two axes (lat, lon); outside the
+    source nodes as ``edges`` says (see :func:`_spline_axis`)."""
     for name, src in ((LAT, src_lat), (LON, src_lon)):
         if src.size < degree + 1:
             raise ValueError(
                 f"degree-{degree} interpolation needs at least {degree + 1} coarse {name} "
                 f"values, got {src.size}"
             )
-    along_lat = make_interp_spline(src_lat, values, k=degree, axis=-2)(dst_lat, extrapolate=True)
-    return make_interp_spline(src_lon, along_lat, k=degree, axis=-1)(dst_lon, extrapolate=True)
+    along_lat = _spline_axis(src_lat, values, dst_lat, degree, -2, edges)
+    return _spline_axis(src_lon, along_lat, dst_lon, degree, -1, edges)
 
 
 def interpolate_coarse(
     coarse: xr.DataArray,
     target: xr.DataArray | xr.Dataset | tuple[np.ndarray, np.ndarray],
     method: str = "bilinear",
+    edges: str | None = None,
 ) -> xr.DataArray:
     """Interpolate a coarse (..., lat, lon) field onto the target grid (module doc).
 
@@ -106,13 +138,20 @@ def interpolate_coarse(
         target: an object with ``lat``/``lon`` coordinates, or a pair (lat, lon) of
             ascending 1-D arrays (degrees).
         method: ``"bilinear"`` or ``"bicubic"`` (≥ 4 coarse points per axis).
+        edges: beyond the outermost coarse centres, ``"hold"`` the edge value,
+            continue the end tangent (``"linear"``) or the end piece (``"extrapolate"``);
+            default: the method's standard form (module doc).
 
     Returns:
         (..., lat, lon) on the target coordinates; leading dims, their coordinates, the
         name and attributes of ``coarse`` are kept (``interpolation`` attr added).
     """
-    if method not in _DEGREE:
-        raise ValueError(f"method must be one of {list(_DEGREE)}, got {method!r}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {list(_METHODS)}, got {method!r}")
+    degree, standard = _METHODS[method]
+    edges = standard if edges is None else edges
+    if edges not in _EDGES:
+        raise ValueError(f"edges must be one of {list(_EDGES)}, got {edges!r}")
     if not isinstance(coarse, xr.DataArray):
         raise TypeError(f"coarse must be an xarray.DataArray, got {type(coarse).__name__}")
     missing = [d for d in (LAT, LON) if d not in coarse.dims]
@@ -126,7 +165,7 @@ def interpolate_coarse(
     n_bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
     if n_bad:
         raise ValueError(f"coarse contains {n_bad} non-finite value(s); interpolation needs none")
-    out = spline_resample(values, src_lat, src_lon, dst_lat, dst_lon, _DEGREE[method])
+    out = spline_resample(values, src_lat, src_lon, dst_lat, dst_lon, degree, edges)
     coords = fine_coords(coarse, dst_lat, dst_lon)
     dtype = coarse.dtype if coarse.dtype.kind == "f" else np.float64
     return xr.DataArray(
@@ -134,7 +173,7 @@ def interpolate_coarse(
         dims=(*lead, LAT, LON),
         coords=coords,
         name=coarse.name,
-        attrs={**coarse.attrs, "interpolation": f"{method} spline, end pieces extrapolated"},
+        attrs={**coarse.attrs, "interpolation": f"{method} spline, edges: {edges}"},
     )
 
 
