@@ -200,6 +200,13 @@ def test_cli_downscale_and_evaluate_round_trip(tiny_model, tmp_path, capsys):
     ):
         assert np.isfinite(report[key]), key
     assert report["members"] == 2 and report["times"] == 2
+    best = report["best_baseline_rmse"]
+    assert best["value"] == min(report[f"rmse_{b}"] for b in ("bilinear", "bicubic", "kriging"))
+    assert report[f"rmse_{best['baseline']}"] == best["value"]
+    # a point forecast's CRPS is its mean absolute error, on the scale of the others
+    assert report["crps_bicubic"] >= report["best_baseline_crps"]["value"]
+    # two times are one block of a day: no bootstrap interval, never a point
+    assert report["spread_skill_ci95"] is None
     assert (tmp_path / "eval_rank_histogram.png").exists()
     assert (tmp_path / "eval_spectra.png").exists()
 

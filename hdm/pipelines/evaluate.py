@@ -309,6 +309,8 @@ def _baseline_scores(ev: DownscaleEvaluation, krig: dict, seed: int) -> dict:
     for method in ("bilinear", "bicubic"):
         interp = interpolate_coarse(ev.coarse, truth, method=method)
         report[f"rmse_{method}"] = float(pm.rmse(interp, truth))
+        # a point forecast's CRPS is its absolute error: the same scale as the others
+        report[f"crps_{method}"] = float(pm.mae(interp, truth))
     bicubic = interpolate_coarse(ev.coarse, truth, method="bicubic")
     report["spectrum_ratio_bicubic"] = float(pm.spectrum_ratio(bicubic, truth))
     k_mean, k_std = krig["mean"], krig["std"]
@@ -398,7 +400,24 @@ def score_downscale(
     if krig is not None:
         report.update(_baseline_scores(ev, krig, seed))
     report.update(_heldout_scores(ev, krig, heldout))
+    report.update(best_baselines(report))
     return report
+
+
+BASELINES = ("bilinear", "bicubic", "kriging")
+
+
+def best_baselines(report: dict) -> dict:
+    """For each score a baseline has, the best baseline's name and value:
+    ``best_baseline_rmse``, ``best_baseline_crps``, ``best_baseline_heldout_rmse``
+    (lower is better; absent where no baseline was scored)."""
+    best = {}
+    for score in ("rmse", "crps", "heldout_rmse"):
+        scored = {b: report[f"{score}_{b}"] for b in BASELINES if f"{score}_{b}" in report}
+        if scored:
+            name = min(scored, key=scored.get)
+            best[f"best_baseline_{score}"] = {"baseline": name, "value": scored[name]}
+    return best
 
 
 def plot_downscale_scores(

@@ -54,4 +54,9 @@ def format_downscale_report(report: dict) -> str:
     for label, key in rows:
         if report.get(key) is not None:
             lines.append(f"  {label:<26} {report[key]:.4g}")
+    for score in ("rmse", "crps", "heldout_rmse"):
+        best = report.get(f"best_baseline_{score}")
+        if best is not None:
+            label = f"best baseline {score.replace('_', ' ')}"
+            lines.append(f"  {label:<26} {best['value']:.4g} ({best['baseline']})")
     return "\n".join(lines)
