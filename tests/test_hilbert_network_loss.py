@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -212,3 +213,48 @@ def test_weighted_mean_square_is_the_l2_mean_at_any_resolution():
         grid = IntervalGrid(0.0, 1.0, n)
         u = torch.sin(2 * math.pi * torch.as_tensor(grid.coords()[0])).reshape(1, 1, n)
         assert weighted_mean_square(u, grid).item() == pytest.approx(0.5, abs=1e-12)
+
+
+def _static_provider(grid):
+    """Two static fields known on any 2-D grid: a 'land' step and a smooth 'height'."""
+    lat, lon = np.meshgrid(*grid.coords(), indexing="ij")
+    return np.stack([(lon > 0.5).astype(float), 100.0 * np.sin(3 * lat) + 50.0])
+
+
+def test_static_inputs_are_normalised_on_the_training_grid_and_cached():
+    from hdm.hilbert.grids import RectGrid
+    from hdm.hilbert.statics import StaticInputs
+
+    grid = RectGrid((0.0, 1.0), (0.0, 1.0), (12, 16))
+    statics = StaticInputs(["land", "height"], _static_provider).fit(grid)
+    s = statics(grid, dtype=torch.float64)
+    w = torch.as_tensor(grid.weights() / grid.weights().sum())
+    assert s.shape == (2, 12, 16) and torch.isfinite(s).all()
+    torch.testing.assert_close((s * w).sum((1, 2)), torch.zeros(2, dtype=torch.float64))
+    torch.testing.assert_close((s**2 * w).sum((1, 2)), torch.ones(2, dtype=torch.float64))
+    assert grid in statics._cache
+    fine = grid.refined(2)  # the same normalisation on a finer grid: shared points agree
+    torch.testing.assert_close(statics(fine, dtype=torch.float64)[:, ::2, ::2], s)
+
+
+def test_a_model_with_static_channels_uses_them_and_names_what_is_missing():
+    from hdm.hilbert.grids import RectGrid
+    from hdm.hilbert.statics import StaticInputs
+
+    grid = RectGrid((0.0, 1.0), (0.0, 1.0), (12, 16))
+    process = ForwardProcess(CosineVP(), SpectralCovariance("matern", 0.2, 1.5))
+    torch.manual_seed(0)
+    backbone = TimeConditionedFNO(dim=2, channels=2, width=8, n_modes=4, n_layers=1,
+                                  static_channels=2)  # fmt: skip
+    statics = StaticInputs(["land", "height"], _static_provider).fit(grid)
+    with_statics = PreconditionedDenoiser(backbone, process, "v", statics)
+    x = torch.randn(3, 2, 12, 16, generator=torch.Generator().manual_seed(1))
+    t = torch.full((3,), 0.5, dtype=torch.float64)
+    out = with_statics(x, t, grid)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    other = StaticInputs(["land", "height"], lambda g: 1 - _static_provider(g)).fit(grid)
+    assert not torch.allclose(
+        out, PreconditionedDenoiser(backbone, process, "v", other)(x, t, grid)
+    )
+    with pytest.raises(GridError, match="needs 2 static input field"):
+        PreconditionedDenoiser(backbone, process, "v")(x, t, grid)

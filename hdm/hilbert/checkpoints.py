@@ -7,7 +7,8 @@ back with ``torch.load(weights_only=True)``: never pickled code. It holds
     model (state dict), ema (state dict), optimizer, scheduler,
     rng (the data-order and noise generator states), world_size (processes that wrote it),
     network (the backbone's constructor arguments), process (schedule + Q),
-    grid (the training grid), parameterisation, normaliser, config, metadata.
+    grid (the training grid), parameterisation, normaliser, config, metadata and, for a
+    model with static input channels, statics (their names, sources and normalisation).
 
 :func:`save_checkpoint` writes to a temporary file in the same folder, flushes it to disk
 and renames it over the target (``os.replace`` is atomic on POSIX), so an interrupted
@@ -28,6 +29,7 @@ from hdm._version import __version__
 from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
+from hdm.hilbert.statics import StaticInputs
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -49,10 +51,15 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read: missing, truncated, foreign or incompatible."""
 
 
-def build_denoiser(network: dict, process: dict, parameterisation: str) -> PreconditionedDenoiser:
-    """A denoiser from the plain descriptions stored in a checkpoint."""
+def build_denoiser(
+    network: dict, process: dict, parameterisation: str, statics: StaticInputs | None = None
+) -> PreconditionedDenoiser:
+    """A denoiser from the plain descriptions stored in a checkpoint (``statics``: the
+    static inputs of a model that has static channels)."""
     backbone = TimeConditionedFNO(**network)
-    return PreconditionedDenoiser(backbone, ForwardProcess.from_dict(process), parameterisation)
+    return PreconditionedDenoiser(
+        backbone, ForwardProcess.from_dict(process), parameterisation, statics
+    )
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> Path:
@@ -114,9 +121,15 @@ def export_model(checkpoint_path: str | Path, model_path: str | Path) -> Path:
     return save_checkpoint(model_path, slim)
 
 
-def denoiser_from_checkpoint(payload: dict, use_ema: bool = True) -> PreconditionedDenoiser:
-    """The trained denoiser (EMA weights by default), in eval mode."""
-    denoiser = build_denoiser(payload["network"], payload["process"], payload["parameterisation"])
+def denoiser_from_checkpoint(
+    payload: dict, use_ema: bool = True, statics: StaticInputs | None = None
+) -> PreconditionedDenoiser:
+    """The trained denoiser (EMA weights by default), in eval mode. A model with static
+    channels needs ``statics`` with the normalisation recorded at training (the
+    checkpoint's ``statics`` entry); without them it raises when called, saying so."""
+    denoiser = build_denoiser(
+        payload["network"], payload["process"], payload["parameterisation"], statics
+    )
     try:
         denoiser.load_state_dict(payload["ema" if use_ema else "model"])
     except RuntimeError as exc:

@@ -35,6 +35,7 @@ from torch import nn
 
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.process import ForwardProcess, expand_to
+from hdm.hilbert.statics import StaticInputs
 
 
 class Denoiser(Protocol):
@@ -56,9 +57,17 @@ PARAMETERISATIONS = ("v", "eps")
 
 
 class PreconditionedDenoiser(nn.Module):
-    """D(x, t) from a backbone F(x, c_noise, grid) (see module docstring)."""
+    """D(x, t) from a backbone F(x, c_noise, grid) (see module docstring); a backbone with
+    static channels gets them from ``statics`` (:class:`hdm.hilbert.statics.StaticInputs`),
+    on whatever grid it is called."""
 
-    def __init__(self, backbone: nn.Module, process: ForwardProcess, parameterisation: str = "v"):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        process: ForwardProcess,
+        parameterisation: str = "v",
+        statics: StaticInputs | None = None,
+    ):
         super().__init__()
         if parameterisation not in PARAMETERISATIONS:
             raise ValueError(
@@ -67,6 +76,7 @@ class PreconditionedDenoiser(nn.Module):
         self.backbone = backbone
         self.process = process
         self.parameterisation = parameterisation
+        self.statics = statics
 
     def chunk_size(self, x: torch.Tensor, grid: Grid, budget: int | None = None) -> int:
         """Fields per chunk in which the backbone splits a batch for a budget in bytes
@@ -80,7 +90,10 @@ class PreconditionedDenoiser(nn.Module):
 
     def network_output(self, x: torch.Tensor, t: torch.Tensor, grid: Grid) -> torch.Tensor:
         """F(x, c_noise(t)): the raw backbone output."""
-        return self.backbone(x, self.c_noise(t).to(x.dtype), grid)
+        tau = self.c_noise(t).to(x.dtype)
+        if self.statics is None:
+            return self.backbone(x, tau, grid)
+        return self.backbone(x, tau, grid, self.statics(grid, dtype=x.dtype, device=x.device))
 
     def training_target(self, x0: torch.Tensor, xi: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """What F is regressed on for x_t = α x0 + σ ξ."""

@@ -2,12 +2,15 @@
 
 Architecture (Li et al. 2021, FNO; with per-sample time conditioning):
 
-    h_0 = P([x, c(grid)])                              lifting, pointwise
+    h_0 = P([x, s(grid), c(grid)])                     lifting, pointwise
     h_{l+1} = h_l + GELU( (1 + a_l(τ)) ⊙ (K_l h_l + W_l h_l) + b_l(τ) )
     F = Π(h_L)                                         projection, pointwise MLP
 
-- x: (batch, C, *grid.shape); c(grid) are coordinate channels in [0, 1] across the
-  *domain* (so a point has the same coordinate on every resolution).
+- x: (batch, C, *grid.shape); s(grid): K static input fields (land fraction,
+  orography, ...; :class:`hdm.hilbert.statics.StaticInputs`), the same for every sample
+  and known on every grid, none when ``static_channels`` is 0; c(grid) are coordinate
+  channels in [0, 1] across the *domain* (so a point has the same coordinate on every
+  resolution).
 - K_l: neuraloperator's ``SpectralConv`` (Fourier multipliers on the lowest n_modes
   modes, ``fft_norm="forward"`` so amplitudes do not depend on the number of points),
   evaluated by :class:`hdm.hilbert.spectral.TruncatedSpectralConv`: the same weights
@@ -74,6 +77,7 @@ class TimeConditionedFNO(nn.Module):
     ----------
     dim: number of spatial axes (1 or 2).
     channels: data channels C (input and output).
+    static_channels: static input fields K (inputs only; 0: none).
     width: hidden channels. n_modes: Fourier modes kept per axis (int or tuple).
     n_layers: spectral blocks.
     time_dim: width of the time embedding.
@@ -92,6 +96,7 @@ class TimeConditionedFNO(nn.Module):
         n_modes: int | tuple[int, ...] = 32,
         n_layers: int = 4,
         time_dim: int = 128,
+        static_channels: int = 0,
     ):
         super().__init__()
         if dim not in (1, 2):
@@ -106,10 +111,13 @@ class TimeConditionedFNO(nn.Module):
             "n_modes": list(modes),
             "n_layers": n_layers,
             "time_dim": time_dim,
+            "static_channels": static_channels,
         }
         self.dim = dim
         self.channels = channels
-        self.lift = ChannelMLP(channels + dim, width, hidden_channels=width, n_layers=2, n_dim=dim)
+        self.static_channels = static_channels
+        inputs = channels + static_channels + dim
+        self.lift = ChannelMLP(inputs, width, hidden_channels=width, n_layers=2, n_dim=dim)
         self.spectral = nn.ModuleList(
             [TruncatedSpectralConv(width, width, n_modes=modes) for _ in range(n_layers)]
         )
@@ -166,23 +174,56 @@ class TimeConditionedFNO(nn.Module):
         chunks = -(-batch // largest)
         return -(-batch // chunks)
 
-    def forward(self, x: torch.Tensor, tau: torch.Tensor, grid: Grid) -> torch.Tensor:
+    def check_statics(self, statics: torch.Tensor | None, grid: Grid) -> None:
+        if self.static_channels == 0:
+            if statics is not None:
+                raise GridError("this model takes no static inputs, but some were given")
+            return
+        if statics is None:
+            raise GridError(
+                f"this model needs {self.static_channels} static input field(s) (land "
+                "fraction, orography, ...) on the grid: load it with hdm.load_prior, which "
+                "rebuilds them from the sources recorded in the checkpoint"
+            )
+        if tuple(statics.shape) != (self.static_channels, *grid.shape):
+            raise GridError(
+                f"static inputs of shape {tuple(statics.shape)}, expected "
+                f"{(self.static_channels, *grid.shape)}"
+            )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        tau: torch.Tensor,
+        grid: Grid,
+        statics: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """F(x, τ) on ``grid``: x (batch, C, *grid.shape), τ (batch,), ``statics``
+        (K, *grid.shape) when the model has static channels."""
         self.check_input(x, grid)
+        self.check_statics(statics, grid)
         if tau.shape != (x.shape[0],):
             raise GridError(
                 f"expected one noise level per field, shape ({x.shape[0]},), got {tuple(tau.shape)}"
             )
         size = self.chunk_size(x, grid)
         if size >= x.shape[0]:
-            return self._forward(x, tau, grid)
+            return self._forward(x, tau, grid, statics)
         return torch.cat(
-            [self._forward(xc, tc, grid) for xc, tc in zip(x.split(size), tau.split(size))]
+            [self._forward(xc, tc, grid, statics) for xc, tc in zip(x.split(size), tau.split(size))]
         )
 
-    def _forward(self, x: torch.Tensor, tau: torch.Tensor, grid: Grid) -> torch.Tensor:
+    def _forward(
+        self, x: torch.Tensor, tau: torch.Tensor, grid: Grid, statics: torch.Tensor | None
+    ) -> torch.Tensor:
         coords = grid.normalised_coords(dtype=x.dtype, device=x.device)
-        coords = coords.unsqueeze(0).expand(x.shape[0], *coords.shape)
-        h = self.lift(torch.cat([x, coords], dim=1))
+        inputs = [x]
+        if statics is not None:
+            inputs.append(
+                statics.to(dtype=x.dtype, device=x.device).expand(x.shape[0], -1, *grid.shape)
+            )
+        inputs.append(coords.unsqueeze(0).expand(x.shape[0], *coords.shape))
+        h = self.lift(torch.cat(inputs, dim=1))
         h = self.even_extension(h, grid)
         emb = self.time_mlp(sinusoidal_embedding(tau, self.time_dim).to(x.dtype))
         view = (x.shape[0], -1) + (1,) * self.dim
