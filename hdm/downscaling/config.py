@@ -19,7 +19,14 @@ from hdm.conditioning.guidance import GUIDANCE, check_guidance_options
 from hdm.conditioning.inflation import parse_inflation
 from hdm.hilbert.sampling import SAMPLERS, make_sampler
 
-__all__ = ["COARSE_NOISE_FRACTION", "EnsembleConfig", "GuidanceName", "SamplerName"]
+__all__ = [
+    "COARSE_NOISE_FRACTION",
+    "DEFAULT_STATION_NOISE",
+    "STATION_NOISE_FRACTION",
+    "EnsembleConfig",
+    "GuidanceName",
+    "SamplerName",
+]
 
 #: the guidance methods and samplers by name (the choices a config may hold)
 GuidanceName = Literal[tuple(GUIDANCE)]  # type: ignore[valid-type]
@@ -27,6 +34,23 @@ SamplerName = Literal[tuple(SAMPLERS)]  # type: ignore[valid-type]
 
 #: the default std of coarse observations, as a fraction of the model's training std
 COARSE_NOISE_FRACTION = 0.02
+#: the default std of station observations, in the variable's units: a surface station's
+#: typical error (thermometers and hygrometers 0.5 K, anemometers 1 m s-1, barometers
+#: 1 hPa); variables not listed get STATION_NOISE_FRACTION of the model's training std
+DEFAULT_STATION_NOISE = {
+    "t2m": 0.5,
+    "d2m": 0.5,
+    "t": 0.5,
+    "u10": 1.0,
+    "v10": 1.0,
+    "u": 1.0,
+    "v": 1.0,
+    "sp": 100.0,
+    "msl": 100.0,
+}
+STATION_NOISE_FRACTION = 0.05
+
+Noise = float | dict[str, float] | None
 
 
 @dataclass(frozen=True)
@@ -43,9 +67,11 @@ class EnsembleConfig:
             Euler–Maruyama with 50 steps, 50 NFE).
         seed: the run's seed; the members of a time depend only on (seed, time).
         scale: sample on ``scale`` × the training grid's resolution (zero-shot).
-        coarse_noise: std of the coarse observations in the field's units; None: 2 % of
-            the model's training std (:data:`COARSE_NOISE_FRACTION`).
-        station_noise: std of the station observations in the field's units.
+        coarse_noise: std of the coarse observations in the field's units (a number for
+            every variable, or a mapping variable → std); None: 2 % of the model's
+            training std (:data:`COARSE_NOISE_FRACTION`).
+        station_noise: std of the station observations in the field's units (a number,
+            or a mapping variable → std); None: :data:`DEFAULT_STATION_NOISE`.
         inflation: None (off), "auto" (λ from the stations' residuals,
             :mod:`hdm.conditioning.inflation`) or a factor λ ≥ 1.
         batch_size: members per sampler call (memory).
@@ -61,8 +87,8 @@ class EnsembleConfig:
     steps: int = 50
     seed: int = 0
     scale: int = 1
-    coarse_noise: float | None = None
-    station_noise: float = 0.5
+    coarse_noise: Noise = None
+    station_noise: Noise = None
     inflation: float | Literal["auto", "none"] | None = None
     batch_size: int = 16
     time_tolerance: str = "30min"
@@ -78,15 +104,7 @@ class EnsembleConfig:
         object.__setattr__(self, "guidance_options", options)
         make_sampler(self.sampler, self.steps)  # validates the name
         for name in ("coarse_noise", "station_noise"):
-            value = getattr(self, name)
-            if value is None and name == "coarse_noise":
-                continue
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(
-                    f"{name}: the observation noise std must be positive and finite, got "
-                    f"{value!r}"
-                )
-            object.__setattr__(self, name, float(value))
+            object.__setattr__(self, name, _checked_noise(name, getattr(self, name)))
         # None / "none": off; "auto"; a number >= 1 (kept as given, 1.0 included, so a
         # resolved λ is recorded as the number it was)
         inflation = parse_inflation(self.inflation)
@@ -117,8 +135,43 @@ class EnsembleConfig:
             raise TypeError(f"unknown ensemble option {unknown[0]!r}{hint}; options: {names}")
         return dataclasses.replace(self, **changes)
 
-    def coarse_noise_for(self, training_std: float) -> float:
-        """The coarse observations' std: ``coarse_noise``, else 2 % of the training std."""
-        if self.coarse_noise is not None:
-            return self.coarse_noise
-        return COARSE_NOISE_FRACTION * float(training_std)
+    def coarse_noise_for(self, variable: str, training_std: float) -> float:
+        """The std of ``variable``'s coarse observations: ``coarse_noise`` (its entry, for
+        a mapping), else 2 % of the training std."""
+        given = _entry(self.coarse_noise, variable)
+        return given if given is not None else COARSE_NOISE_FRACTION * float(training_std)
+
+    def station_noise_for(self, variable: str, training_std: float) -> float:
+        """The std of ``variable``'s station observations: ``station_noise`` (its entry,
+        for a mapping), else :data:`DEFAULT_STATION_NOISE`, else 5 % of the training std."""
+        given = _entry(self.station_noise, variable)
+        if given is not None:
+            return given
+        if variable in DEFAULT_STATION_NOISE:
+            return DEFAULT_STATION_NOISE[variable]
+        return STATION_NOISE_FRACTION * float(training_std)
+
+
+def _checked_noise(name: str, value: Noise) -> Noise:
+    """A noise setting with every std positive and finite (floats), or None."""
+    if value is None:
+        return None
+    items = value.items() if isinstance(value, dict) else [(None, value)]
+    checked = {}
+    for key, std in items:
+        if isinstance(std, bool) or not (
+            isinstance(std, int | float) and math.isfinite(std) and std > 0
+        ):
+            where = name if key is None else f"{name}[{key!r}]"
+            raise ValueError(
+                f"{where}: the observation noise std must be positive and finite, got {std!r}"
+            )
+        checked[key] = float(std)
+    return checked if isinstance(value, dict) else checked[None]
+
+
+def _entry(value: Noise, variable: str) -> float | None:
+    """A noise setting's value for ``variable`` (None: not given for it)."""
+    if isinstance(value, dict):
+        return value.get(variable)
+    return value

@@ -41,7 +41,12 @@ from hdm.conditioning.inflation import (
 )
 from hdm.data.schema import LAT, LON, MEMBER, TIME
 from hdm.downscaling.config import EnsembleConfig
-from hdm.downscaling.inputs import ObservationSetup, field_of, observation_setup, select_times
+from hdm.downscaling.inputs import (
+    ObservationSetup,
+    model_fields,
+    observation_setup,
+    select_times,
+)
 from hdm.downscaling.output import ensemble_dataset, provenance_attrs
 from hdm.downscaling.prior import Prior, load_prior, target_grid
 from hdm.hilbert.grids import Grid, LatLonGrid
@@ -49,7 +54,7 @@ from hdm.hilbert.sampling import make_sampler
 
 log = logging.getLogger("hdm")
 
-__all__ = ["downscale", "inflate_ensemble", "inflation_factor"]
+__all__ = ["downscale", "inflate_ensemble", "inflation_factor", "noise_settings"]
 
 
 def inflation_factor(
@@ -86,12 +91,13 @@ def _draw_ensemble(
     progress: bool,
     callback: Callable[[dict], None] | None,
 ) -> tuple[np.ndarray, int]:
-    """The members of every time, (members, time, *grid.shape) float32 in physical units,
-    inflated by ``factor``, and the NFE per member. The members of a time are seeded by
-    (seed, time) alone."""
-    mean, std = prior.mean_std
+    """The members of every time, (members, time, variable, *grid.shape) float32 in
+    physical units, inflated by ``factor``, and the NFE per member. The members of a time
+    are seeded by (seed, time) alone."""
+    stats = [prior.stats(v) for v in prior.variables]
     sampler = make_sampler(cfg.sampler, cfg.steps)
-    out = np.empty((cfg.members, len(setup.times), *target.shape), dtype=np.float32)
+    channels = len(prior.variables)
+    out = np.empty((cfg.members, len(setup.times), channels, *target.shape), dtype=np.float32)
     nfe = 0
     for i in tqdm(range(len(setup.times)), desc="downscale", disable=not progress, unit="time"):
         key = str(np.datetime_as_string(setup.times[i], unit="s"))
@@ -105,11 +111,30 @@ def _draw_ensemble(
             **cfg.guidance_options,
         )
         x, nfe = draw_members(
-            guided, sampler, target, cfg.members, seed=cfg.seed, key=key, batch_size=cfg.batch_size
+            guided,
+            sampler,
+            target,
+            cfg.members,
+            seed=cfg.seed,
+            key=key,
+            batch_size=cfg.batch_size,
+            channels=channels,
         )
         x = inflate_members(x, setup.operator, setup.values[i], target, factor)
-        out[:, i] = (x[:, 0].double().numpy() * std + mean).astype(np.float32)
+        for c, (mean, std) in enumerate(stats):
+            out[:, i, c] = (x[:, c].double().numpy() * std + mean).astype(np.float32)
     return out, nfe
+
+
+def noise_settings(
+    prior: Prior, cfg: EnsembleConfig, variables: Sequence[str] | None = None
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The coarse and station noise stds of ``variables`` (default: all the model's), in
+    their units: the config's, else the defaults (:mod:`hdm.downscaling.config`)."""
+    names = prior.variables if variables is None else variables
+    coarse = {v: cfg.coarse_noise_for(v, prior.stats(v)[1]) for v in names}
+    station = {v: cfg.station_noise_for(v, prior.stats(v)[1]) for v in names}
+    return coarse, station
 
 
 def downscale(
@@ -160,9 +185,9 @@ def downscale(
     target = target_grid(
         prior, grid if grid is not None else (cfg.scale if cfg.scale != 1 else None)
     )
-    coarse_noise = cfg.coarse_noise_for(prior.mean_std[1])
+    coarse_noise, station_noise = noise_settings(prior, cfg)
     if coarse is not None:
-        coarse = field_of(coarse, prior.variable, "coarse field")
+        coarse = model_fields(coarse, prior, "coarse field")
     field_times = select_times(coarse, times)
     setup = observation_setup(
         prior,
@@ -171,7 +196,7 @@ def downscale(
         stations,
         field_times,
         coarse_noise=coarse_noise,
-        station_noise=cfg.station_noise,
+        station_noise=station_noise,
         time_tolerance=cfg.time_tolerance,
         nan=nan,
         require_station_overlap=require_station_overlap,
@@ -189,7 +214,8 @@ def downscale(
             prior,
             target,
             cfg,
-            coarse_noise=coarse_noise if coarse is not None else None,
+            coarse_noise={v: coarse_noise[v] for v in setup.coarse_variables},
+            station_noise={v: station_noise[v] for v in setup.station_variables},
             station_ids=setup.station_ids,
         ),
         nfe_per_member=nfe,
@@ -235,20 +261,23 @@ def inflate_ensemble(
     mode = parse_inflation(inflation)
     if mode is None:
         return ds
-    name = prior.variable
+    name = prior.variable  # the estimate of λ is made for one-variable models
     grid = target_grid(prior, ds)
     mean, std = prior.mean_std
     times = ds[TIME].values
     if coarse is not None:
-        coarse = field_of(coarse, name, "coarse field").sel({TIME: times})
+        coarse = {
+            v: f.sel({TIME: times}) for v, f in model_fields(coarse, prior, "coarse field").items()
+        }
+    coarse_noise, station_noise = noise_settings(prior, cfg)
     setup = observation_setup(
         prior,
         grid,
         coarse,
         stations,
         times,
-        coarse_noise=cfg.coarse_noise_for(std),
-        station_noise=cfg.station_noise,
+        coarse_noise=coarse_noise,
+        station_noise=station_noise,
         time_tolerance=cfg.time_tolerance,
     )
     options = options or InflationConfig(

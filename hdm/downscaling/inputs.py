@@ -18,7 +18,7 @@ dropped with a warning that counts them (``nan="error"`` raises instead).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,36 +40,68 @@ from hdm.hilbert.grids import LatLonGrid
 __all__ = [
     "ObservationSetup",
     "check_station_overlap",
-    "field_of",
     "match_times",
+    "model_fields",
     "observation_setup",
     "select_times",
+    "stations_by_variable",
     "within_times",
 ]
 
 
-def field_of(obj: xr.Dataset | xr.DataArray, variable: str, what: str) -> xr.DataArray:
-    """The (time, lat, lon) DataArray of ``variable`` in ``obj`` (a Dataset of one variable
-    is taken as it is); the error names ``what`` it is and the variables present."""
-    if isinstance(obj, xr.Dataset):
-        if variable in obj.data_vars:
-            obj = obj[variable]
-        elif len(obj.data_vars) == 1:
-            obj = next(iter(obj.data_vars.values()))
+def model_fields(
+    obj: xr.Dataset | xr.DataArray, prior: Prior, what: str
+) -> dict[str, xr.DataArray]:
+    """The (time, lat, lon) fields of the model's variables in ``obj``, by variable.
+
+    A Dataset gives the model's variables it holds; an extra variable is a warning that
+    names it; none of them is an error naming the variables present and expected. For a
+    one-variable model, a DataArray (or a Dataset of one variable) under another name is
+    taken as that variable, as before hdm 0.2."""
+    if isinstance(obj, xr.DataArray):
+        name = str(obj.name) if obj.name is not None else None
+        if name in prior.variables or len(prior.variables) == 1:
+            obj = obj.to_dataset(name=name if name in prior.variables else prior.variables[0])
         else:
             raise KeyError(
-                f"the {what} has no variable {variable!r}; present: {list(obj.data_vars)}"
+                f"the {what} is a DataArray named {name!r}; the model's variables are "
+                f"{list(prior.variables)}: name it, or pass a Dataset"
             )
-    missing = [d for d in (TIME, LAT, LON) if d not in obj.dims]
-    if missing:
-        raise ValueError(f"the {what} must have dims (time, lat, lon); missing {missing}")
-    return obj.transpose(TIME, LAT, LON)
+    present = [str(v) for v in obj.data_vars]
+    known = [v for v in prior.variables if v in present]
+    if not known and len(prior.variables) == 1 and len(present) == 1:
+        obj, known = obj.rename({present[0]: prior.variables[0]}), [prior.variables[0]]
+    if not known:
+        raise KeyError(
+            f"the {what} has none of the model's variables {list(prior.variables)}; "
+            f"present: {present}"
+        )
+    extra = [v for v in present if v not in prior.variables]
+    if extra:
+        warnings.warn(
+            f"the {what} holds variable(s) {extra} the model was not trained on; ignored",
+            stacklevel=3,
+        )
+    fields = {}
+    for name in known:
+        da = obj[name]
+        missing = [d for d in (TIME, LAT, LON) if d not in da.dims]
+        if missing:
+            raise ValueError(
+                f"the {what}'s {name} must have dims (time, lat, lon); missing {missing}"
+            )
+        fields[name] = da.transpose(TIME, LAT, LON)
+    return fields
 
 
-def select_times(coarse: xr.DataArray | None, times: Sequence | slice | None) -> np.ndarray:
+def select_times(
+    coarse: xr.DataArray | Mapping[str, xr.DataArray] | None, times: Sequence | slice | None
+) -> np.ndarray:
     """The field times to downscale: every time of ``coarse`` (None), those in a slice,
     or the times listed (each must be one of the coarse field's; without a coarse field,
-    the list itself)."""
+    the list itself). With several coarse fields, the first one's times count."""
+    if isinstance(coarse, Mapping):
+        coarse = next(iter(coarse.values()), None)
     if coarse is None:
         if times is None:
             raise ValueError("without a coarse field, give the times to downscale")
@@ -152,6 +184,9 @@ class ObservationSetup:
     times: np.ndarray
     station_ids: tuple[str, ...]
     dropped_nan: int
+    #: the variables observed by the coarse fields and by the stations
+    coarse_variables: tuple[str, ...] = ()
+    station_variables: tuple[str, ...] = ()
 
 
 def _count_nan(values: np.ndarray, nan: str, stations: xr.Dataset | None = None) -> int:
@@ -174,14 +209,21 @@ def _count_nan(values: np.ndarray, nan: str, stations: xr.Dataset | None = None)
 
 
 def _coarse_rows(
-    prior: Prior, grid: LatLonGrid, coarse: xr.DataArray, times: np.ndarray, noise: float
+    prior: Prior,
+    grid: LatLonGrid,
+    coarse: xr.DataArray,
+    times: np.ndarray,
+    noise: float,
+    name: str = "coarse",
+    channel: int = 0,
 ) -> tuple[CoarseGrain, np.ndarray]:
     """The coarse cells' operator and their values (n_time, n_cells), physical units."""
     # The cells are blocks of the training grid, each the mean of its f × f points; on a
     # refined grid the same points are averaged (CoarseGrain.samples_per_cell).
     op = CoarseGrain.from_coarse_coords(
-        (coarse[LAT].values, coarse[LON].values), prior.grid, noise=noise
-    )
+        (coarse[LAT].values, coarse[LON].values), prior.grid, noise=noise, name=name,
+        channel=channel,
+    )  # fmt: skip
     op.weights(grid)  # raises when a cell holds no point of the target grid
     values = coarse.sel({TIME: times}).values.reshape(len(times), -1).astype(np.float64)
     return op, values
@@ -194,6 +236,8 @@ def _station_rows(
     noise: float,
     tolerance: str,
     require_overlap: bool,
+    name: str = "stations",
+    channel: int = 0,
 ) -> tuple[PointSample, np.ndarray]:
     """One operator row per station (first appearance order) and the values
     (n_time, n_stations), NaN where a station has no observation at a time."""
@@ -209,7 +253,7 @@ def _station_rows(
     order = first_occurrences(st_ids)
     ids = tuple(st_ids[order])
     pts = tuple((float(stations["lat"].values[i]), float(stations["lon"].values[i])) for i in order)
-    op = PointSample(pts, noise, ids, "stations")
+    op = PointSample(pts, noise, ids, name, channel)
     op.stencil(grid)  # raises, naming the station, when one lies outside the grid
     vals = stations["value"].values.astype(np.float64)
     where = match_times(stations["time"].values, times, tolerance)
@@ -223,48 +267,108 @@ def _station_rows(
     return op, values
 
 
+def stations_by_variable(stations: xr.Dataset | None, prior: Prior) -> dict[str, xr.Dataset]:
+    """The station observations of each of the model's variables: by their ``variable``
+    column, or all of them for a one-variable model without one. Rows of a variable the
+    model does not know are dropped with a warning naming it."""
+    if stations is None or stations.sizes.get("obs", 0) == 0:
+        return {}
+    if "variable" not in stations.variables:
+        if len(prior.variables) > 1:
+            raise ObservationError(
+                f"the station observations have no 'variable' column; the model has "
+                f"variables {list(prior.variables)}: say which each row observes"
+            )
+        return {prior.variables[0]: stations}
+    names = stations["variable"].values.astype(str)
+    extra = sorted(set(names) - set(prior.variables))
+    if extra:
+        warnings.warn(
+            f"dropping station observations of variable(s) {extra} the model was not "
+            f"trained on ({int(np.isin(names, extra).sum())} rows)",
+            stacklevel=3,
+        )
+    return {
+        v: stations.isel(obs=np.flatnonzero(names == v))
+        for v in prior.variables
+        if (names == v).any()
+    }
+
+
 def observation_setup(
     prior: Prior,
     grid: LatLonGrid,
-    coarse: xr.DataArray | None,
+    coarse: Mapping[str, xr.DataArray] | xr.DataArray | None,
     stations: xr.Dataset | None,
     times: np.ndarray,
     *,
-    coarse_noise: float,
-    station_noise: float,
+    coarse_noise: Mapping[str, float] | float,
+    station_noise: Mapping[str, float] | float,
     time_tolerance: str = "30min",
     nan: str = "drop",
     require_station_overlap: bool = True,
 ) -> ObservationSetup:
     """Build the composite operator and the normalised observation values per time.
 
-    Every station of ``stations`` is a row of the operator, whatever ``times`` are (a
-    station without an observation at a time has NaN there, which guidance zero-weights),
-    so the operator of a time does not depend on which other times are downscaled with
-    it. With ``require_station_overlap``, stations none of whose observations fall within
+    ``coarse``: the coarse field of each variable observed (a mapping variable → (time,
+    lat, lon) DataArray; a bare DataArray for a one-variable model). ``stations``: obs
+    of any of the model's variables (:func:`stations_by_variable`). Each variable's
+    coarse cells and stations read its own channel of the fields. Every station is a row
+    of the operator, whatever ``times`` are (a station without an observation at a time
+    has NaN there, which guidance zero-weights), so the operator of a time does not
+    depend on which other times are downscaled with it. With
+    ``require_station_overlap``, stations none of whose observations fall within
     ``times`` are an error (a batch chunk passes False: its range is checked once).
-    ``coarse_noise`` and ``station_noise`` are stds in physical units."""
+    ``coarse_noise`` and ``station_noise`` are stds in physical units, per variable (or
+    one number for all)."""
     if nan not in ("drop", "error"):
         raise ValueError(f"nan must be 'drop' or 'error', got {nan!r}")
-    mean, std = prior.mean_std
+    if isinstance(coarse, xr.DataArray):
+        coarse = {prior.variables[0]: coarse}
+    coarse = dict(coarse or {})
+    by_variable = stations_by_variable(stations, prior)
+    single = len(prior.variables) == 1
     parts: list[ObservationOperator] = []
     blocks: list[np.ndarray] = []
     dropped = 0
-    ids: tuple[str, ...] = ()
-    if coarse is not None:
-        op, values = _coarse_rows(prior, grid, coarse, times, coarse_noise / std)
+    for var in (v for v in prior.variables if v in coarse):
+        mean, std = prior.stats(var)
+        name = "coarse" if single else f"coarse {var}"
+        noise = _per_variable(coarse_noise, var) / std
+        op, values = _coarse_rows(prior, grid, coarse[var], times, noise, name, prior.channel(var))
         dropped += _count_nan(values, nan)
         parts.append(op)
         blocks.append((values - mean) / std)
-    if stations is not None and stations.sizes.get("obs", 0) > 0:
-        dropped += _count_nan(stations["value"].values.astype(np.float64), nan, stations)
+    ids: list[str] = []
+    for var, obs in by_variable.items():
+        mean, std = prior.stats(var)
+        dropped += _count_nan(obs["value"].values.astype(np.float64), nan, obs)
         op, values = _station_rows(
-            stations, grid, times, station_noise / std, time_tolerance, require_station_overlap
+            obs,
+            grid,
+            times,
+            _per_variable(station_noise, var) / std,
+            time_tolerance,
+            require_station_overlap,
+            "stations" if single else f"stations {var}",
+            prior.channel(var),
         )
-        ids = op.ids
+        ids += [i for i in op.ids if i not in ids]
         parts.append(op)
         blocks.append((values - mean) / std)
     if not parts:
         raise ObservationError("give a coarse field, station observations, or both")
     operator = parts[0] if len(parts) == 1 else Composite(tuple(parts))
-    return ObservationSetup(operator, np.concatenate(blocks, axis=1), times, ids, dropped)
+    return ObservationSetup(
+        operator,
+        np.concatenate(blocks, axis=1),
+        times,
+        tuple(ids),
+        dropped,
+        tuple(v for v in prior.variables if v in coarse),
+        tuple(by_variable),
+    )
+
+
+def _per_variable(value: Mapping[str, float] | float, variable: str) -> float:
+    return float(value[variable] if isinstance(value, Mapping) else value)

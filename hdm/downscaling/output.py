@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import dask.array
@@ -32,6 +32,7 @@ from hdm.hilbert.grids import LatLonGrid
 __all__ = [
     "attach_inputs",
     "ensemble_dataset",
+    "noise_std",
     "provenance_attrs",
     "summarise",
     "write_output",
@@ -86,22 +87,51 @@ def ensemble_dataset(
     times: np.ndarray,
     quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
 ) -> xr.Dataset:
-    """The output layout: ``{var}(member, time, lat, lon)`` from ``values`` (physical
-    units) with its ``_mean``, ``_std`` and ``_quantile`` summaries over members. Lazy
-    (dask) values give a lazy dataset: the template of a batch store."""
+    """The output layout: ``{var}(member, time, lat, lon)`` for every variable of the
+    model, from ``values`` (member, time, variable, lat, lon) in physical units (the
+    model's variable order; (member, time, lat, lon) for a one-variable model), each
+    with its ``_mean``, ``_std`` and ``_quantile`` summaries over members. Lazy (dask)
+    values give a lazy dataset: the template of a batch store."""
     lat, lon = grid.coords()
-    name = prior.variable
-    ensemble = xr.DataArray(
-        values,
-        dims=(MEMBER, TIME, LAT, LON),
-        coords={MEMBER: np.arange(values.shape[0]), TIME: times, LAT: lat, LON: lon},
-        name=name,
-        attrs={"units": prior.units, "long_name": f"{name}, posterior ensemble members"},
-    )
-    ds = xr.merge([ensemble.to_dataset(), summarise(ensemble, quantiles)])
+    if values.ndim == 4:
+        values = values[:, :, None]
+    parts = []
+    for c, name in enumerate(prior.variables):
+        ensemble = xr.DataArray(
+            values[:, :, c],
+            dims=(MEMBER, TIME, LAT, LON),
+            coords={MEMBER: np.arange(values.shape[0]), TIME: times, LAT: lat, LON: lon},
+            name=name,
+            attrs={
+                "units": prior.units[name],
+                "long_name": f"{name}, posterior ensemble members",
+            },
+        )
+        parts += [ensemble.to_dataset(), summarise(ensemble, quantiles)]
+    ds = xr.merge(parts)
     ds[LAT].attrs.update(units="degrees_north", standard_name="latitude")
     ds[LON].attrs.update(units="degrees_east", standard_name="longitude")
     return ds
+
+
+def _noise_attr(noise: Mapping[str, float] | None) -> float | str:
+    """A noise std attribute: the number for one variable, JSON for several, "none"."""
+    if not noise:
+        return "none"
+    if len(noise) == 1:
+        return float(next(iter(noise.values())))
+    return json.dumps({k: float(v) for k, v in noise.items()}, sort_keys=True)
+
+
+def noise_std(attrs: Mapping, key: str, variable: str) -> float | None:
+    """The noise std of ``variable`` recorded by :func:`provenance_attrs` under ``key``
+    (``coarse_noise_std`` or ``station_noise_std``); None where it is "none"."""
+    value = attrs.get(key, "none")
+    if isinstance(value, int | float | np.number):
+        return float(value)
+    if value in ("none", ""):
+        return None
+    return float(json.loads(value)[variable])
 
 
 def provenance_attrs(
@@ -109,17 +139,18 @@ def provenance_attrs(
     grid: LatLonGrid,
     cfg: EnsembleConfig,
     *,
-    coarse_noise: float | None,
+    coarse_noise: Mapping[str, float] | None,
+    station_noise: Mapping[str, float] | None,
     station_ids: Sequence[str],
 ) -> dict:
     """The attributes that say how an ensemble was made (the same for :func:`hdm.downscale`
     and batch stores): the model and its hash, the guidance and its options (JSON), the
     sampler, steps, members, seed, the sampled and training grids, the observation noise
-    stds in the field's units ("none" for an absent source), the stations used and the
-    inflation factor."""
+    stds of each observed variable in its units (a number for one variable, JSON for
+    several, "none" for an absent source), the stations used and the inflation factor."""
     inflation = cfg.inflation
     return {
-        "title": f"hdm downscaled {prior.variable} ensemble",
+        "title": f"hdm downscaled {', '.join(prior.variables)} ensemble",
         "hdm_version": __version__,
         "checkpoint": prior.path,
         "checkpoint_hash": prior.sha256,
@@ -131,8 +162,8 @@ def provenance_attrs(
         "seed": cfg.seed,
         "grid": grid.describe(),
         "training_grid": prior.grid.describe(),
-        "coarse_noise_std": coarse_noise if coarse_noise is not None else "none",
-        "station_noise_std": cfg.station_noise if station_ids else "none",
+        "coarse_noise_std": _noise_attr(coarse_noise),
+        "station_noise_std": _noise_attr(station_noise if station_ids else None),
         "stations": ",".join(station_ids),
         "inflation": float(inflation) if isinstance(inflation, float) else 1.0,
     }
@@ -140,36 +171,39 @@ def provenance_attrs(
 
 def attach_inputs(
     ds: xr.Dataset,
-    variable: str,
-    coarse: xr.DataArray | None,
+    coarse: Mapping[str, xr.DataArray] | None,
     stations: xr.Dataset | None,
     time_tolerance: str = "30min",
 ) -> xr.Dataset:
     """Store the conditioning inputs next to the ensemble (what ``hdm evaluate`` reads):
-    ``{var}_coarse(time, coarse_lat, coarse_lon)`` and ``station_obs(obs)``, the
-    observations within the ensemble's times (± ``time_tolerance``)."""
-    if coarse is not None:
-        c = coarse.sel(time=ds.time.values).rename({LAT: "coarse_lat", LON: "coarse_lon"})
+    ``{var}_coarse(time, coarse_lat, coarse_lon)`` for every coarse field, and
+    ``station_obs(obs)`` (with ``obs_variable`` when the stations say which variable they
+    observe), the observations within the ensemble's times (± ``time_tolerance``)."""
+    for variable, field in (coarse or {}).items():
+        c = field.sel(time=ds.time.values).rename({LAT: "coarse_lat", LON: "coarse_lon"})
         c = c.reset_coords(drop=True)
-        keep = [k for k in ("lat_weight",) if k in coarse.coords]
+        keep = [k for k in ("lat_weight",) if k in field.coords]
         if keep:
-            c = c.assign_coords(coarse_lat_weight=("coarse_lat", coarse[keep[0]].values))
+            c = c.assign_coords(coarse_lat_weight=("coarse_lat", field[keep[0]].values))
         ds[f"{variable}_coarse"] = c.astype(np.float32).assign_attrs(
-            units=coarse.attrs.get("units", ds[variable].attrs.get("units", "")),
+            units=field.attrs.get("units", ds[variable].attrs.get("units", "")),
             long_name=f"coarse {variable} used as conditioning input",
         )
     if stations is not None and stations.sizes.get("obs", 0) > 0:
         inside = within_times(stations["time"].values, ds[TIME].values, time_tolerance)
         sel = stations.isel(obs=np.flatnonzero(inside))
+        coords = {
+            "obs_id": ("obs", sel["id"].values.astype(str)),
+            "obs_lat": ("obs", sel["lat"].values.astype(np.float64)),
+            "obs_lon": ("obs", sel["lon"].values.astype(np.float64)),
+            "obs_time": ("obs", sel["time"].values),
+        }
+        if "variable" in sel.variables:
+            coords["obs_variable"] = ("obs", sel["variable"].values.astype(str))
         ds["station_obs"] = xr.DataArray(
             sel["value"].values.astype(np.float64),
             dims="obs",
-            coords={
-                "obs_id": ("obs", sel["id"].values.astype(str)),
-                "obs_lat": ("obs", sel["lat"].values.astype(np.float64)),
-                "obs_lon": ("obs", sel["lon"].values.astype(np.float64)),
-                "obs_time": ("obs", sel["time"].values),
-            },
+            coords=coords,
             attrs={"long_name": "station observations used as conditioning input"},
         )
     return ds

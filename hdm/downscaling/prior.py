@@ -26,33 +26,63 @@ __all__ = ["Prior", "load_prior", "target_grid"]
 
 @dataclass
 class Prior:
-    """A trained gridded prior: denoiser, its training grid and normalisation."""
+    """A trained gridded prior: denoiser, its training grid and normalisation.
+
+    ``variables`` are the model's channels in order (one per variable), ``units`` their
+    units (the units it was trained in, which inputs are converted to)."""
 
     denoiser: torch.nn.Module
     grid: LatLonGrid
     normaliser: FieldNormaliser
-    variable: str
-    units: str
+    variables: tuple[str, ...]
+    units: dict[str, str]
     path: str
     sha256: str
     metadata: dict
 
-    @property
-    def mean_std(self) -> tuple[float, float]:
-        mean, std = self.normaliser.channel_stats([(self.variable, None)])
+    def channel(self, variable: str) -> int:
+        """The channel of ``variable`` (KeyError naming the model's variables)."""
+        if variable not in self.variables:
+            raise KeyError(
+                f"the model {self.path} has no variable {variable!r}; its variables are "
+                f"{list(self.variables)}"
+            )
+        return self.variables.index(variable)
+
+    def stats(self, variable: str) -> tuple[float, float]:
+        """(mean, std) of ``variable`` on the training data, in its units."""
+        self.channel(variable)
+        mean, std = self.normaliser.channel_stats([(variable, None)])
         return float(mean[0]), float(std[0])
 
+    @property
+    def variable(self) -> str:
+        """The variable of a one-variable model (ValueError naming them otherwise)."""
+        if len(self.variables) != 1:
+            raise ValueError(
+                f"the model {self.path} has variables {list(self.variables)}: name one"
+            )
+        return self.variables[0]
 
-def load_prior(path: str | Path) -> Prior:
-    """Load ``model.pt`` (or ``checkpoint.pt``; a folder holding one) of a gridded model."""
+    @property
+    def mean_std(self) -> tuple[float, float]:
+        """(mean, std) of a one-variable model's variable."""
+        return self.stats(self.variable)
+
+
+def _model_path(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         for name in ("model.pt", "checkpoint.pt"):
             if (path / name).exists():
-                path = path / name
-                break
-        else:
-            raise FileNotFoundError(f"no model.pt or checkpoint.pt in {path}")
+                return path / name
+        raise FileNotFoundError(f"no model.pt or checkpoint.pt in {path}")
+    return path
+
+
+def load_prior(path: str | Path) -> Prior:
+    """Load ``model.pt`` (or ``checkpoint.pt``; a folder holding one) of a gridded model."""
+    path = _model_path(path)
     payload = load_checkpoint(path)
     grid = Grid.from_dict(payload["grid"])
     if not isinstance(grid, LatLonGrid):
@@ -62,16 +92,14 @@ def load_prior(path: str | Path) -> Prior:
         )
     normaliser = normaliser_from_dict(payload["normaliser"])
     meta = payload.get("metadata", {})
-    variables = meta.get("variables") or [c[0] for c in normaliser.channels]
-    if len(variables) != 1:
-        raise NotImplementedError(f"downscaling handles one variable, the model has {variables}")
-    variable = variables[0]
+    variables = tuple(meta.get("variables") or [c[0] for c in normaliser.channels])
+    units = {v: str(meta.get("units", {}).get(v, "")) for v in variables}
     return Prior(
         denoiser=denoiser_from_checkpoint(payload),
         grid=grid,
         normaliser=normaliser,
-        variable=variable,
-        units=str(meta.get("units", {}).get(variable, "")),
+        variables=variables,
+        units=units,
         path=str(path),
         sha256=file_sha256(path),
         metadata=meta,

@@ -52,8 +52,8 @@ from hdm.data.open import open_fields
 from hdm.data.schema import TIME
 from hdm.data.stores import read_manifest, write_manifest
 from hdm.domains.stations import read_stations, simulate_observations, stations_by_id
-from hdm.downscaling.core import downscale, inflation_factor
-from hdm.downscaling.inputs import check_station_overlap, observation_setup
+from hdm.downscaling.core import downscale, inflation_factor, noise_settings
+from hdm.downscaling.inputs import check_station_overlap, model_fields, observation_setup
 from hdm.downscaling.output import attach_inputs
 from hdm.downscaling.prior import Prior, load_prior, target_grid
 from hdm.pipelines.batch_store import (
@@ -138,22 +138,25 @@ def _input_path(cfg: DownscaleRunConfig) -> str | list[str]:
     return cfg.inputs.truth or cfg.inputs.coarse
 
 
-def input_field(cfg: DownscaleRunConfig, variable: str, times=None) -> xr.DataArray:
-    """The input file's variable, lazily, at ``times`` (None: the configured range)."""
+def input_fields(cfg: DownscaleRunConfig, prior: Prior, times=None) -> dict[str, xr.DataArray]:
+    """The input's fields of the model's variables, lazily, at ``times`` (None: the
+    configured range), by variable (an extra variable in the input is a warning)."""
     source = _input_path(cfg)
+    what = f"input {source}"
     if times is not None:
-        return open_fields(source, variable, time=list(pd.to_datetime(list(times))))[variable]
-    field = open_fields(source, variable)[variable]
+        ds = open_fields(source, None, time=list(pd.to_datetime(list(times))))
+        return model_fields(ds, prior, what)
+    ds = open_fields(source, None)
     t = cfg.times
     if t.start or t.end:
-        field = field.sel({TIME: slice(t.start, t.end)})
-        if field.sizes[TIME] == 0:
-            whole = open_fields(source, variable)[TIME].values
+        whole = ds[TIME].values
+        ds = ds.sel({TIME: slice(t.start, t.end)})
+        if ds.sizes[TIME] == 0:
             raise ValueError(
                 f"no input data in the time range {t.start or 'start'}..{t.end or 'end'}: "
                 f"{source} holds {str(whole[0])[:19]}..{str(whole[-1])[:19]}"
             )
-    return field
+    return model_fields(ds, prior, what)
 
 
 def run_times(cfg: DownscaleRunConfig, field: xr.DataArray) -> np.ndarray:
@@ -170,27 +173,46 @@ def run_times(cfg: DownscaleRunConfig, field: xr.DataArray) -> np.ndarray:
     return times
 
 
-def coarse_input(cfg: DownscaleRunConfig, field: xr.DataArray) -> xr.DataArray:
-    """The coarse field: the input itself, or the truth coarse-grained by the factor."""
-    return coarse_grain(field, cfg.inputs.factor) if cfg.inputs.truth else field
+def coarse_input(
+    cfg: DownscaleRunConfig, fields: dict[str, xr.DataArray]
+) -> dict[str, xr.DataArray]:
+    """The coarse fields: the input itself, or the truth coarse-grained by the factor."""
+    if not cfg.inputs.truth:
+        return fields
+    return {v: coarse_grain(f, cfg.inputs.factor) for v, f in fields.items()}
 
 
-def station_input(cfg: DownscaleRunConfig, field: xr.DataArray) -> xr.Dataset | None:
-    """Observations for the whole run: read from files, or simulated from the truth once."""
+def station_input(
+    cfg: DownscaleRunConfig, prior: Prior, fields: dict[str, xr.DataArray]
+) -> xr.Dataset | None:
+    """Observations for the whole run: read from files, or simulated from the truth once,
+    for ``stations.variables`` (default: every model variable of the truth); the k-th
+    variable's noise is drawn with seed ``ensemble.seed + k``."""
     if cfg.stations.file:
         return read_stations(cfg.stations.file)
-    if cfg.stations.simulate:
-        chosen = stations_by_id(cfg.stations.simulate)
-        return simulate_observations(
-            field, chosen, cfg.station_simulation_noise(), cfg.ensemble.seed
-        )
-    return None
+    if not cfg.stations.simulate:
+        return None
+    chosen = stations_by_id(cfg.stations.simulate)
+    names = cfg.stations.variables or list(fields)
+    parts = []
+    for k, var in enumerate(names):
+        if var not in fields:
+            raise ValueError(
+                f"stations.variables names {var!r}, which the truth does not hold "
+                f"(it holds {list(fields)} of the model's {list(prior.variables)})"
+            )
+        noise = cfg.station_simulation_noise(var, prior.stats(var)[1])
+        obs = simulate_observations(fields[var], chosen, noise, cfg.ensemble.seed + k)
+        if len(prior.variables) > 1:
+            obs = obs.assign_coords(variable=("obs", np.full(obs.sizes["obs"], var)))
+        parts.append(obs)
+    return parts[0] if len(parts) == 1 else xr.concat(parts, dim="obs")
 
 
 def resolve_inflation(
     cfg: DownscaleRunConfig,
     prior: Prior,
-    coarse: xr.DataArray,
+    coarse: dict[str, xr.DataArray],
     stations: xr.Dataset | None,
     times: np.ndarray,
     manifest: dict | None = None,
@@ -209,14 +231,15 @@ def resolve_inflation(
     if isinstance(recorded.get("inflation"), float):
         return replace(cfg, ensemble=ens.replace(inflation=recorded["inflation"])), {}
     grid = target_grid(prior, ens.scale if ens.scale != 1 else None)
+    coarse_noise, station_noise = noise_settings(prior, ens)
     setup = observation_setup(
         prior,
         grid,
-        coarse.load(),
+        {v: f.load() for v, f in coarse.items()},
         stations,
         times,
-        coarse_noise=ens.coarse_noise_for(prior.mean_std[1]),
-        station_noise=ens.station_noise,
+        coarse_noise=coarse_noise,
+        station_noise=station_noise,
         time_tolerance=ens.time_tolerance,
         require_station_overlap=False,
     )
@@ -278,16 +301,17 @@ def run_chunk(task: ChunkTask) -> dict:
     # (several tasks at once in one worker, each with torch_threads threads).
     with _torch_threads(cfg.batch.torch_threads), dask.config.set(scheduler="synchronous"):
         prior = _prior(cfg.checkpoint)
-        coarse = coarse_input(cfg, input_field(cfg, prior.variable, task.times).load())
+        fields = {v: f.load() for v, f in input_fields(cfg, prior, task.times).items()}
+        coarse = coarse_input(cfg, fields)
         ds = downscale(
             prior,
-            coarse=coarse,
+            coarse=xr.Dataset(coarse),
             stations=task.stations,
             config=cfg.ensemble,
             progress=False,
             require_station_overlap=False,
         )
-        ds = attach_inputs(ds, prior.variable, coarse, None)
+        ds = attach_inputs(ds, coarse, None)
         timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
         part = ds[timed].drop_vars(list(ds.coords))
         region = slice(task.start, task.start + len(task.times))
@@ -358,7 +382,7 @@ class _Plan:
     cfg: DownscaleRunConfig
     prior: Prior
     times: np.ndarray
-    coarse: xr.DataArray
+    coarse: dict[str, xr.DataArray]
     stations: xr.Dataset | None
     chunks: list[slice]
     inflation_attrs: dict
@@ -367,13 +391,13 @@ class _Plan:
 def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
     """Read the inputs once on the driver and resolve what depends on all of them."""
     prior = load_prior(cfg.checkpoint)
-    field = input_field(cfg, prior.variable)
-    times = run_times(cfg, field)
-    field = field.sel({TIME: times})
-    stations = station_input(cfg, field)
+    fields = input_fields(cfg, prior)
+    times = run_times(cfg, next(iter(fields.values())))
+    fields = {v: f.sel({TIME: times}) for v, f in fields.items()}
+    stations = station_input(cfg, prior, fields)
     if stations is not None:
         check_station_overlap(stations, times, cfg.ensemble.time_tolerance)
-    coarse = coarse_input(cfg, field)
+    coarse = coarse_input(cfg, fields)
     earlier = None if overwrite or not store.exists() else read_manifest(store)
     cfg, inflation_attrs = resolve_inflation(cfg, prior, coarse, stations, times, earlier)
     chunks = plan_chunks(len(times), cfg.batch.chunk_size)

@@ -29,6 +29,8 @@ import zarr
 
 from hdm.data.schema import TIME
 from hdm.data.stores import open_store, read_manifest, write_manifest, write_netcdf_cf
+from hdm.downscaling.core import noise_settings
+from hdm.downscaling.inputs import stations_by_variable
 from hdm.downscaling.output import attach_inputs, ensemble_dataset, provenance_attrs
 from hdm.downscaling.prior import Prior, target_grid
 from hdm.pipelines.config import DownscaleRunConfig, config_dict
@@ -125,7 +127,7 @@ def create_store(
     cfg: DownscaleRunConfig,
     prior: Prior,
     times: np.ndarray,
-    coarse: xr.DataArray,
+    coarse: dict[str, xr.DataArray],
     stations: xr.Dataset | None,
     manifest: dict,
     extra_attrs: dict | None = None,
@@ -133,16 +135,23 @@ def create_store(
     """Metadata, coordinates, static variables and the manifest; no time is computed."""
     ens = cfg.ensemble
     grid = target_grid(prior, ens.scale if ens.scale != 1 else None)
-    shape = (ens.members, len(times), *grid.shape)
-    empty = da.zeros(shape, dtype=np.float32, chunks=(shape[0], 1, *grid.shape))
+    shape = (ens.members, len(times), len(prior.variables), *grid.shape)
+    empty = da.zeros(shape, dtype=np.float32, chunks=(shape[0], 1, 1, *grid.shape))
     template = ensemble_dataset(empty, prior, grid, times, ens.quantiles)
     template = attach_inputs(
-        template, prior.variable, coarse.chunk({TIME: 1}), stations, ens.time_tolerance
+        template, {v: f.chunk({TIME: 1}) for v, f in coarse.items()}, stations, ens.time_tolerance
     )
     ids = sorted(set(stations["id"].values.astype(str))) if stations is not None else []
+    coarse_noise, station_noise = noise_settings(prior, ens)
+    observed = set(stations_by_variable(stations, prior)) if stations is not None else set()
     template.attrs.update(
         provenance_attrs(
-            prior, grid, ens, coarse_noise=ens.coarse_noise_for(prior.mean_std[1]), station_ids=ids
+            prior,
+            grid,
+            ens,
+            coarse_noise={v: coarse_noise[v] for v in prior.variables if v in coarse},
+            station_noise={v: station_noise[v] for v in prior.variables if v in observed},
+            station_ids=ids,
         )
     )
     template.attrs.update(

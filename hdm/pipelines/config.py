@@ -150,12 +150,15 @@ class InputsConfig:
 @dataclass(frozen=True)
 class StationsConfig:
     """Station observations: ``file`` (CSV tables or IGRA2 sounding files) or ``simulate``
-    (IGRA2 ids whose values are sampled from the truth with noise of std ``noise``, in
-    the field's units; null: ``ensemble.station_noise``, the error the guidance assumes)."""
+    (IGRA2 ids whose values are sampled from the truth for ``variables`` (default: every
+    model variable the truth holds) with noise of std ``noise``, in each variable's
+    units, a number or a mapping by variable; null: the error the guidance assumes,
+    ``ensemble.station_noise`` or its default)."""
 
     file: list[str] = field(default_factory=list)
     simulate: list[str] = field(default_factory=list)
-    noise: float | None = None
+    variables: list[str] = field(default_factory=list)
+    noise: float | dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -238,11 +241,13 @@ class DownscaleRunConfig:
             d.pop(key)
         return d
 
-    def station_simulation_noise(self) -> float:
-        """The std of the noise added to simulated stations (``stations.noise``, else the
-        error the guidance assumes)."""
+    def station_simulation_noise(self, variable: str, training_std: float) -> float:
+        """The std of the noise added to ``variable``'s simulated stations
+        (``stations.noise``, else the error the guidance assumes)."""
         noise = self.stations.noise
-        return self.ensemble.station_noise if noise is None else noise
+        if isinstance(noise, dict):
+            noise = noise.get(variable)
+        return self.ensemble.station_noise_for(variable, training_std) if noise is None else noise
 
 
 # ------------------------------------------------------------------ reading configs

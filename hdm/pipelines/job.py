@@ -154,17 +154,19 @@ def run_downscale_job(
         return summary
     out = Path(summary["out"])
     ds = open_store(out)
-    variable = next(n for n in ds.data_vars if MEMBER in ds[n].dims)
+    variables = [n for n in ds.data_vars if MEMBER in ds[n].dims]
     summary.update(grid=ds.attrs.get("grid", ""), members=int(ds.sizes[MEMBER]))
     stations = (ds["obs_lat"].values, ds["obs_lon"].values) if "station_obs" in ds else None
-    for i in sorted({0, ds.sizes[TIME] - 1}):
-        t = ds[TIME].values[i]
-        truth = None
-        if cfg.inputs.truth and cfg.ensemble.scale == 1:
-            truth = open_fields(cfg.inputs.truth, variable, time=[t])[variable]
-            truth = truth.isel({TIME: 0}).values
-        png = out.with_name(f"{out.stem}_{str(t)[:13]}.png")
-        summary["pngs"].append(
-            str(plot_downscale_maps(png, ds, variable, i, truth=truth, stations=stations))
-        )
+    for variable in variables:
+        for i in sorted({0, ds.sizes[TIME] - 1}):
+            t = ds[TIME].values[i]
+            truth = None
+            if cfg.inputs.truth and cfg.ensemble.scale == 1:
+                truth = open_fields(cfg.inputs.truth, variable, time=[t])[variable]
+                truth = truth.isel({TIME: 0}).values
+            label = str(t)[:13] if len(variables) == 1 else f"{variable}_{str(t)[:13]}"
+            png = out.with_name(f"{out.stem}_{label}.png")
+            summary["pngs"].append(
+                str(plot_downscale_maps(png, ds, variable, i, truth=truth, stations=stations))
+            )
     return summary
