@@ -107,15 +107,17 @@ def _coarse_coords(
     ds: xr.Dataset, lat_c: xr.DataArray, lon_c: xr.DataArray, lat_weight: xr.DataArray
 ) -> dict:
     """Coordinates of the coarse dataset: those of ``ds`` that depend on neither lat nor
-    lon, the block centres ``lat_c`` and ``lon_c`` (degrees, in the input's dtype and
-    attributes) and the coarse cells' area weights ``lat_weight`` W_I (module doc)."""
+    lon, the block centres ``lat_c`` and ``lon_c`` (degrees, float64 with the input's
+    attributes: area-weighted centres rounded to float32 move by ~1e-5°, which other
+    grids built from the same fine grid would not reproduce) and the coarse cells' area
+    weights ``lat_weight`` W_I (module doc)."""
     drop = [c for c in ds.coords if c not in ds.dims and ({LAT, LON} & set(ds[c].dims))]
     coords = {
         c: ds[c] for c in ds.coords if c not in drop and c not in (LAT, LON) and c != LAT_WEIGHT
     }
     lat_attrs, lon_attrs = dict(ds[LAT].attrs), dict(ds[LON].attrs)
-    coords[LAT] = (LAT, lat_c.values.astype(ds[LAT].dtype), lat_attrs)
-    coords[LON] = (LON, lon_c.values.astype(ds[LON].dtype), lon_attrs)
+    coords[LAT] = (LAT, lat_c.values.astype(np.float64), lat_attrs)
+    coords[LON] = (LON, lon_c.values.astype(np.float64), lon_attrs)
     coords[LAT_WEIGHT] = (
         LAT,
         lat_weight.values,

@@ -11,6 +11,9 @@ name       contents
 ``uk_t2m`` ERA5 2 m temperature (K), British Isles, March 2019, hourly,
            33 × 49 at 0.25° (50–58 °N, 10 °W–2 °E); train 03-01..03-24,
            test 03-25..03-31 (``data/atmos/era5_t2m_uk_2019-03``)
+``rhine``  ERA5 u10, v10 (m s-1), d2m (K), sp (Pa), W. Europe (45–55 °N, 0–10 °E),
+           2020-01-01 hourly, 41 × 41 at 0.25°; train 00–17 UTC, test 18–23 UTC
+           (``data/atmos/era5_rhine_2020-01-01``; one day: a capability check)
 =========  =====================================================================
 
 Any other netCDF/zarr source works too: give ``path`` and ``variables`` (and a
@@ -31,6 +34,7 @@ from hdm.domains.shipped import shipped_path
 
 __all__ = ["GRIDDED_DATASETS", "GriddedSpec", "gridded_spec", "open_split", "training_spec"]
 
+
 @dataclass(frozen=True)
 class GriddedSpec:
     """Where a gridded dataset lives and how it is split (ISO times, bounds included).
@@ -39,7 +43,7 @@ class GriddedSpec:
     data folder (:mod:`hdm.domains.shipped`), else to the working directory."""
 
     name: str
-    path: str
+    path: str | tuple[str, ...]
     variables: tuple[str, ...]
     train: tuple[str, str]
     test: tuple[str, str] | None = None
@@ -49,10 +53,14 @@ class GriddedSpec:
     conditioning_stations: tuple[str, ...] = ()
     heldout_stations: tuple[str, ...] = ()
 
-    def resolved_path(self) -> Path:
+    def resolved_path(self) -> Path | list[Path]:
+        """The file (or files, one per variable) of the dataset."""
+        paths = [self.path] if isinstance(self.path, str) else list(self.path)
         if self.shipped:
-            return shipped_path(self.path, f"the {self.name} dataset")
-        return Path(self.path)
+            found = [shipped_path(p, f"the {self.name} dataset") for p in paths]
+        else:
+            found = [Path(p) for p in paths]
+        return found[0] if isinstance(self.path, str) else found
 
     def period(self, split: str) -> tuple[str, str] | None:
         if split == "train":
@@ -63,6 +71,8 @@ class GriddedSpec:
             return None
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
 
+
+_RHINE = "atmos/era5_rhine_2020-01-01/ERA5_2020-01-01_{}.nc"
 
 GRIDDED_DATASETS: dict[str, GriddedSpec] = {
     "uk_t2m": GriddedSpec(
@@ -79,6 +89,22 @@ GRIDDED_DATASETS: dict[str, GriddedSpec] = {
         ),
         # Leuchars, Leeming, Brize Norton, Wattisham: real IGRA2 sites
         heldout_stations=("UKM00003171", "UKM00003257", "UKM00003649", "UKM00003590"),
+    ),
+    # one day of ERA5 surface fields over the Rhine: a capability check of several
+    # variables in one prior (18 training fields), not a climatology
+    "rhine": GriddedSpec(
+        name="rhine",
+        path=tuple(_RHINE.format(v) for v in ("u10", "v10", "d2m", "sp")),
+        variables=("u10", "v10", "d2m", "sp"),
+        train=("2020-01-01T00", "2020-01-01T17"),
+        test=("2020-01-01T18", "2020-01-01T23"),
+        shipped=True,
+        # the 14 IGRA2 stations active in 2020 inside the box (data/atmos/PROVENANCE.md)
+        conditioning_stations=tuple(
+            "BEM00006458 FRM00007145 GMM00010035 GMM00010238 GMM00010304 GMM00010410 "
+            "GMM00010618 GMM00010739 NLM00006260 SZM00006610".split()
+        ),
+        heldout_stations=("GMM00010113", "ITM00016080", "UKM00003693", "UKM00003882"),
     ),
 }
 

@@ -29,6 +29,7 @@ from hdm.data.stores import open_store
 from hdm.domains.atmosphere import open_split, training_spec
 from hdm.domains.functional import curves, load_functional
 from hdm.domains.stations import first_occurrences, parse_ids, read_stations, stations_by_id
+from hdm.downscaling.output import noise_std
 from hdm.hilbert.checkpoints import load_checkpoint
 from hdm.metrics import baselines as bl
 from hdm.metrics import probabilistic as pm
@@ -125,18 +126,19 @@ def plot_functional(dataset: str, samples_path: str | Path, png: str | Path) -> 
 
 
 def open_prediction(path: str | Path) -> xr.Dataset:
-    """A store written by ``hdm downscale`` (zarr or netCDF), with its variable named."""
+    """A store written by ``hdm downscale`` (zarr or netCDF), with its ensemble variables
+    named in the attribute ``hdm_variables``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"prediction store {path} does not exist")
     ds = open_store(path).load()
-    names = [n for n in ds.data_vars if f"{n}_mean" in ds.data_vars]
-    if len(names) != 1 or "member" not in ds[names[0]].dims:
+    names = [n for n in ds.data_vars if f"{n}_mean" in ds.data_vars and "member" in ds[n].dims]
+    if not names:
         raise ValueError(
             f"{path} is not an hdm downscale output (a variable with 'member' and its "
             f"'_mean'); variables: {list(ds.data_vars)}"
         )
-    ds.attrs["hdm_variable"] = names[0]
+    ds.attrs["hdm_variables"] = names
     return ds
 
 
@@ -214,11 +216,16 @@ class DownscaleEvaluation:
         return self.prediction["time"].values
 
 
-def _stored_stations(pred: xr.Dataset, times: np.ndarray) -> tuple | None:
-    """The conditioning stations stored with a prediction, as (ids, lat, lon, values)."""
+def _stored_stations(pred: xr.Dataset, times: np.ndarray, variable: str) -> tuple | None:
+    """The conditioning stations of ``variable`` stored with a prediction, as (ids, lat,
+    lon, values (time, station))."""
     if "station_obs" not in pred:
         return None
     obs = pred["station_obs"]
+    if "obs_variable" in obs.coords:
+        obs = obs.isel(obs=np.flatnonzero(obs["obs_variable"].values.astype(str) == variable))
+        if obs.sizes["obs"] == 0:
+            return None
     ids = obs["obs_id"].values.astype(str)
     order = first_occurrences(ids)
     unique = ids[order]
@@ -233,10 +240,18 @@ def _stored_stations(pred: xr.Dataset, times: np.ndarray) -> tuple | None:
     return unique, obs["obs_lat"].values[order], obs["obs_lon"].values[order], values
 
 
-def read_downscale(prediction: str | Path, truth: str | Path) -> DownscaleEvaluation:
-    """Read a prediction store, its stored inputs and the truth at its times."""
-    pred = open_prediction(prediction)
-    var = pred.attrs["hdm_variable"]
+def read_downscale(
+    prediction: str | Path | xr.Dataset, truth: str | Path, variable: str | None = None
+) -> DownscaleEvaluation:
+    """Read a prediction store (or an opened one), the stored inputs of ``variable``
+    (default: the store's only variable) and the truth at its times."""
+    pred = prediction if isinstance(prediction, xr.Dataset) else open_prediction(prediction)
+    names = pred.attrs["hdm_variables"]
+    if variable is None and len(names) > 1:
+        raise ValueError(f"the prediction holds {names}: name the variable to evaluate")
+    var = variable or names[0]
+    if var not in names:
+        raise KeyError(f"the prediction has no ensemble of {var!r}; it holds {names}")
     times = pred["time"].values
     truth_da = open_fields(truth, var)[var].sel(time=times).load()
     if truth_da.sizes["time"] != len(times):
@@ -251,7 +266,7 @@ def read_downscale(prediction: str | Path, truth: str | Path) -> DownscaleEvalua
             coarse = coarse.rename({"coarse_lat_weight": "lat_weight"})
         step = np.diff(coarse.lat.values).mean() / np.diff(truth_da.lat.values).mean()
         factor = round(float(step))
-    stations = _stored_stations(pred, times)
+    stations = _stored_stations(pred, times, var)
     return DownscaleEvaluation(pred, var, truth_da, on_pred, coarse, factor, stations)
 
 
@@ -263,7 +278,7 @@ def kriging_baseline(ev: DownscaleEvaluation, checkpoint: str | None, seed: int 
     station_noise = None
     if ev.stations is not None:
         _, st_lat, st_lon, st_vals = ev.stations
-        station_noise = float(ev.prediction.attrs.get("station_noise_std", 0.5))
+        station_noise = noise_std(ev.prediction.attrs, "station_noise_std", ev.variable)
     krig = bl.kriging_downscale(
         kernel,
         ev.coarse,
@@ -273,7 +288,7 @@ def kriging_baseline(ev: DownscaleEvaluation, checkpoint: str | None, seed: int 
         st_lat,
         st_lon,
         st_vals,
-        noise_std_coarse=float(ev.prediction.attrs.get("coarse_noise_std", 0.1)),
+        noise_std_coarse=noise_std(ev.prediction.attrs, "coarse_noise_std", ev.variable),
         noise_std_station=station_noise,
     )
     return {"mean": krig["mean"], "std": krig["std"], "kernel": kernel}
@@ -328,7 +343,10 @@ def _baseline_scores(ev: DownscaleEvaluation, krig: dict, seed: int) -> dict:
     if ev.same_grid:
         report["coarse_consistency"] = float(
             pm.coarse_consistency(
-                ev.mean, ev.coarse, ev.factor, float(ev.prediction.attrs.get("coarse_noise_std"))
+                ev.mean,
+                ev.coarse,
+                ev.factor,
+                noise_std(ev.prediction.attrs, "coarse_noise_std", ev.variable),
             )
         )
     if ev.same_grid and len(ev.times) >= 2:
@@ -473,9 +491,12 @@ def evaluate_downscale(
     plots_prefix: str | Path | None = None,
 ) -> dict:
     """Scores of a downscaled ensemble against the truth and the baselines (SCIENCE.md §5):
-    :func:`read_downscale`, :func:`kriging_baseline`, :func:`score_downscale`, and with
-    ``plots_prefix`` :func:`plot_downscale_scores` and, last, the whole report as
-    ``PREFIX_metrics.json`` (its path in ``report["metrics_json"]``), written atomically.
+    per variable :func:`read_downscale`, :func:`kriging_baseline`, :func:`score_downscale`,
+    and with ``plots_prefix`` :func:`plot_downscale_scores` (``PREFIX_VAR_...`` when the
+    store holds several variables) and, last, the whole report as ``PREFIX_metrics.json``
+    (its path in ``report["metrics_json"]``), written atomically. The report of a
+    one-variable store holds its scores at the top level; with several variables, the
+    scores of each are under ``report["variables"][VAR]``.
 
     The truth is read for the prediction's times; when the prediction is on a finer grid
     than the truth (zero-shot super-resolution), the truth is interpolated (bilinear)
@@ -483,11 +504,26 @@ def evaluate_downscale(
     Kriging uses the coarse field and the conditioning stations stored in the
     prediction, with a Matérn-1.5 kernel fitted on the model's training period.
     """
-    ev = read_downscale(prediction, truth)
-    krig = kriging_baseline(ev, checkpoint, seed) if ev.coarse is not None else None
-    report = score_downscale(ev, krig, heldout, seed)
+    pred = open_prediction(prediction)
+    names = pred.attrs["hdm_variables"]
+    reports = {}
+    for var in names:
+        ev = read_downscale(pred, truth, var)
+        krig = kriging_baseline(ev, checkpoint, seed) if ev.coarse is not None else None
+        report = score_downscale(ev, krig, heldout, seed)
+        if plots_prefix is not None:
+            prefix = plots_prefix if len(names) == 1 else f"{plots_prefix}_{var}"
+            report["plots"] = plot_downscale_scores(ev, krig, report, prefix)
+        reports[var] = report
+    if len(names) == 1:
+        report = reports[names[0]]
+    else:
+        first = reports[names[0]]
+        common = ("times", "members", "grid", "truth_grid", "guidance", "inflation")
+        report = {key: first[key] for key in common}
+        report["variables"] = reports
+        report["plots"] = [p for r in reports.values() for p in r.get("plots", [])]
     if plots_prefix is not None:
-        report["plots"] = plot_downscale_scores(ev, krig, report, plots_prefix)
         metrics = Path(f"{plots_prefix}_metrics.json")
         report["metrics_json"] = str(metrics)
         write_json_atomic(report, metrics)

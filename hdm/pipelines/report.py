@@ -29,7 +29,13 @@ def format_functional_report(r: dict) -> str:
 
 
 def format_downscale_report(report: dict) -> str:
-    """The scores of ``evaluate_downscale`` as a short table."""
+    """The scores of ``evaluate_downscale`` as a short table (one per variable)."""
+    if "variables" in report:
+        return "\n".join(_variable_report(r) for r in report["variables"].values())
+    return _variable_report(report)
+
+
+def _variable_report(report: dict) -> str:
     units = report["units"]
     lines = [
         f"{report['variable']} ({units}), {report['times']} times x {report['members']} members"
