@@ -13,6 +13,17 @@ made by :func:`~hdm.domains.stations.simulate_observations`. Each observation be
 the nearest field time within the tolerance (:func:`match_times`); observations outside
 the run's times (± the tolerance) are left out (:func:`within_times`). NaN values are
 dropped with a warning that counts them (``nan="error"`` raises instead).
+
+Units. The coarse field and the station values are converted to the model's units
+(:func:`in_model_units`, from their ``units`` attributes: a coarse field in °C downscales
+as the same field in K would); an input without a ``units`` attribute is taken to be in
+the model's units. As a guard against inputs in other units that say nothing of it, the
+median distance of each source from the model's training mean, in training stds,
+
+    z = median_i |y_i − μ| / σ,
+
+must stay below :data:`FAR_FROM_TRAINING` (10: a field within its climate lies a few σ
+from μ, while t2m in °C fed to a model in K lies about 40 σ away).
 """
 
 from __future__ import annotations
@@ -33,14 +44,17 @@ from hdm.conditioning.observations import (
     PointSample,
 )
 from hdm.data.schema import LAT, LON, TIME
+from hdm.data.units import to_units
 from hdm.domains.stations import first_occurrences
 from hdm.downscaling.prior import Prior
 from hdm.hilbert.grids import LatLonGrid
 
 __all__ = [
+    "FAR_FROM_TRAINING",
     "ObservationSetup",
     "check_station_overlap",
     "field_of",
+    "in_model_units",
     "match_times",
     "observation_setup",
     "select_times",
@@ -64,6 +78,47 @@ def field_of(obj: xr.Dataset | xr.DataArray, variable: str, what: str) -> xr.Dat
     if missing:
         raise ValueError(f"the {what} must have dims (time, lat, lon); missing {missing}")
     return obj.transpose(TIME, LAT, LON)
+
+
+#: the largest median |y − μ| / σ of an observation source (module doc)
+FAR_FROM_TRAINING = 10.0
+
+
+def in_model_units(
+    prior: Prior, coarse: xr.DataArray | None, stations: xr.Dataset | None
+) -> tuple[xr.DataArray | None, xr.Dataset | None]:
+    """The coarse field and the stations' ``value`` converted to the model's units
+    (``prior.units``), lazily; inputs without units are returned as they are.
+
+    Raises:
+        UnitsError: units that cannot be read, or not convertible to the model's (a
+            field of wind given to a model of temperature), naming the input.
+    """
+    units = prior.units
+    if coarse is not None:
+        coarse = to_units(coarse, units, f"the coarse field {prior.variable}")
+    if stations is not None and "value" in stations.data_vars:
+        value = to_units(stations["value"], units, "the station observations' value")
+        stations = stations.assign(value=value)
+    return coarse, stations
+
+
+def _check_near_training(values: np.ndarray, prior: Prior, what: str) -> None:
+    """Raise when the normalised ``values`` lie :data:`FAR_FROM_TRAINING` σ from the
+    model's mean or more (module doc): most likely other units."""
+    finite = np.abs(values[np.isfinite(values)])
+    if finite.size == 0:
+        return
+    z = float(np.median(finite))
+    if z >= FAR_FROM_TRAINING:
+        mean, std = prior.mean_std
+        raw = float(np.median(values[np.isfinite(values)])) * std + mean
+        units = prior.units or "the model's units"
+        raise ObservationError(
+            f"the {what} lie {z:.0f} training stds from the model's mean (median {raw:.4g}, "
+            f"model {prior.variable}: mean {mean:.4g} {units}, std {std:.3g}): are they in "
+            f"other units? Give them a units attribute to convert them to {units}"
+        )
 
 
 def select_times(coarse: xr.DataArray | None, times: Sequence | slice | None) -> np.ndarray:
@@ -243,9 +298,12 @@ def observation_setup(
     so the operator of a time does not depend on which other times are downscaled with
     it. With ``require_station_overlap``, stations none of whose observations fall within
     ``times`` are an error (a batch chunk passes False: its range is checked once).
-    ``coarse_noise`` and ``station_noise`` are stds in physical units."""
+    The inputs are converted to the model's units (:func:`in_model_units`) and checked
+    to lie near its training values (module doc); ``coarse_noise`` and ``station_noise``
+    are stds in the model's units."""
     if nan not in ("drop", "error"):
         raise ValueError(f"nan must be 'drop' or 'error', got {nan!r}")
+    coarse, stations = in_model_units(prior, coarse, stations)
     mean, std = prior.mean_std
     parts: list[ObservationOperator] = []
     blocks: list[np.ndarray] = []
@@ -256,6 +314,7 @@ def observation_setup(
         dropped += _count_nan(values, nan)
         parts.append(op)
         blocks.append((values - mean) / std)
+        _check_near_training(blocks[-1], prior, "coarse field's values")
     if stations is not None and stations.sizes.get("obs", 0) > 0:
         dropped += _count_nan(stations["value"].values.astype(np.float64), nan, stations)
         op, values = _station_rows(
@@ -264,6 +323,7 @@ def observation_setup(
         ids = op.ids
         parts.append(op)
         blocks.append((values - mean) / std)
+        _check_near_training(blocks[-1], prior, "station observations")
     if not parts:
         raise ObservationError("give a coarse field, station observations, or both")
     operator = parts[0] if len(parts) == 1 else Composite(tuple(parts))

@@ -24,6 +24,7 @@ import xarray as xr
 from hdm._version import __version__
 from hdm.data.schema import LAT, LON, MEMBER, TIME
 from hdm.data.stores import write_netcdf_cf, write_zarr_ensemble
+from hdm.data.units import to_units
 from hdm.downscaling.config import EnsembleConfig
 from hdm.downscaling.inputs import within_times
 from hdm.downscaling.prior import Prior
@@ -147,22 +148,26 @@ def attach_inputs(
 ) -> xr.Dataset:
     """Store the conditioning inputs next to the ensemble (what ``hdm evaluate`` reads):
     ``{var}_coarse(time, coarse_lat, coarse_lon)`` and ``station_obs(obs)``, the
-    observations within the ensemble's times (± ``time_tolerance``)."""
+    observations within the ensemble's times (± ``time_tolerance``), both in the
+    ensemble's units (converted as :func:`~hdm.downscaling.inputs.in_model_units` does)."""
+    units = ds[variable].attrs.get("units", "")
     if coarse is not None:
+        coarse = to_units(coarse, units, f"the coarse field {variable}")
         c = coarse.sel(time=ds.time.values).rename({LAT: "coarse_lat", LON: "coarse_lon"})
         c = c.reset_coords(drop=True)
         keep = [k for k in ("lat_weight",) if k in coarse.coords]
         if keep:
             c = c.assign_coords(coarse_lat_weight=("coarse_lat", coarse[keep[0]].values))
         ds[f"{variable}_coarse"] = c.astype(np.float32).assign_attrs(
-            units=coarse.attrs.get("units", ds[variable].attrs.get("units", "")),
+            units=coarse.attrs.get("units", units),
             long_name=f"coarse {variable} used as conditioning input",
         )
     if stations is not None and stations.sizes.get("obs", 0) > 0:
         inside = within_times(stations["time"].values, ds[TIME].values, time_tolerance)
         sel = stations.isel(obs=np.flatnonzero(inside))
+        value = to_units(sel["value"], units, "the station observations' value")
         ds["station_obs"] = xr.DataArray(
-            sel["value"].values.astype(np.float64),
+            value.values.astype(np.float64),
             dims="obs",
             coords={
                 "obs_id": ("obs", sel["id"].values.astype(str)),
@@ -170,7 +175,10 @@ def attach_inputs(
                 "obs_lon": ("obs", sel["lon"].values.astype(np.float64)),
                 "obs_time": ("obs", sel["time"].values),
             },
-            attrs={"long_name": "station observations used as conditioning input"},
+            attrs={
+                "long_name": "station observations used as conditioning input",
+                "units": value.attrs.get("units", units),
+            },
         )
     return ds
 

@@ -122,6 +122,8 @@ def check_job(cfg: DownscaleRunConfig) -> None:
         raise ValueError("give either --stations or --simulate-stations, not both")
     if st.simulate and not inp.truth:
         raise ValueError("--simulate-stations samples the --truth field; give --truth")
+    if st.units and not st.file:
+        raise ValueError("--station-units gives the units of --stations tables; give --stations")
     if cfg.times.every < 1:
         raise ValueError(f"--every must be at least 1 hour, got {cfg.times.every}")
     if cfg.batch.chunk_size < 1:
@@ -178,7 +180,7 @@ def coarse_input(cfg: DownscaleRunConfig, field: xr.DataArray) -> xr.DataArray:
 def station_input(cfg: DownscaleRunConfig, field: xr.DataArray) -> xr.Dataset | None:
     """Observations for the whole run: read from files, or simulated from the truth once."""
     if cfg.stations.file:
-        return read_stations(cfg.stations.file)
+        return read_stations(cfg.stations.file, units=cfg.stations.units)
     if cfg.stations.simulate:
         chosen = stations_by_id(cfg.stations.simulate)
         return simulate_observations(

@@ -151,11 +151,14 @@ class InputsConfig:
 class StationsConfig:
     """Station observations: ``file`` (CSV tables or IGRA2 sounding files) or ``simulate``
     (IGRA2 ids whose values are sampled from the truth with noise of std ``noise``, in
-    the field's units; null: ``ensemble.station_noise``, the error the guidance assumes)."""
+    the field's units; null: ``ensemble.station_noise``, the error the guidance assumes).
+    ``units``: the units of the CSV tables' values (e.g. ``degC``), converted to the
+    model's; null: the tables are in the model's units."""
 
     file: list[str] = field(default_factory=list)
     simulate: list[str] = field(default_factory=list)
     noise: float | None = None
+    units: str | None = None
 
 
 @dataclass(frozen=True)
