@@ -357,6 +357,9 @@ def test_cli_converts_celsius_truth_and_stations_and_stores_kelvin(tiny_model, t
     stations = ["--stations", str(tmp_path / "stations_degC.csv"), "--station-units", "degC"]
     run = ["--members", "2", "--steps", "2", "--guidance", "sda", "--scheduler", "synchronous"]
     where = ["--times", *times, "--out", str(out), "--no-progress"]
+    # without --station-units the table's °C are far from the model's K: exit 2, no store
+    assert main(["downscale", tiny_model.path, *inputs, *stations[:2], *run, *where]) == 2
+    assert "station observations lie" in capsys.readouterr().err and not out.exists()
     code = main(["downscale", tiny_model.path, *inputs, *stations, *run, *where])
     assert code == 0, capsys.readouterr().err
     ds = open_store(out)
@@ -376,3 +379,18 @@ def test_cli_converts_celsius_truth_and_stations_and_stores_kelvin(tiny_model, t
         reports.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
     for key in ("rmse", "crps", "rmse_bicubic"):
         assert reports[0][key] == pytest.approx(reports[1][key], abs=1e-4), key
+
+
+def test_inputs_far_from_training_are_refused_past_twenty_stds(tiny_model, truth):
+    from hdm.downscaling.inputs import FAR_FROM_TRAINING, check_near_training
+
+    mean, std = tiny_model.mean_std
+    field = coarse_grain(truth, 4)
+    sign = np.where(np.random.default_rng(0).random(field.shape) < 0.5, -1.0, 1.0)
+    # every value z σ from the mean, on either side: the median distance is z
+    check_near_training(
+        tiny_model, field.copy(data=mean + (FAR_FROM_TRAINING - 0.5) * std * sign), None
+    )
+    with pytest.raises(ObservationError, match=r"coarse field's values lie 20 training stds"):
+        far = field.copy(data=mean + (FAR_FROM_TRAINING + 0.4) * std * sign)
+        check_near_training(tiny_model, far, None)

@@ -27,6 +27,7 @@ units and the units asked for.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from typing import TYPE_CHECKING
 
@@ -65,9 +66,16 @@ class UnitsError(ValueError):
 @functools.cache
 def _registry() -> pint.UnitRegistry:
     # Imported on first use: building the registry takes about a second, which opening a
-    # file with units that need no conversion should not pay.
-    from cf_xarray.units import units
-
+    # file with units that need no conversion should not pay. cf-xarray redefines a few
+    # of pint's units (degrees_north, ...) on purpose; pint logs each redefinition as a
+    # warning, which would print on every command line run.
+    pint_log = logging.getLogger("pint.util")
+    level = pint_log.level
+    pint_log.setLevel(logging.ERROR)
+    try:
+        from cf_xarray.units import units
+    finally:
+        pint_log.setLevel(level)
     return units
 
 

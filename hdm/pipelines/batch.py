@@ -53,7 +53,12 @@ from hdm.data.schema import TIME
 from hdm.data.stores import read_manifest, write_manifest
 from hdm.domains.stations import read_stations, simulate_observations, stations_by_id
 from hdm.downscaling.core import downscale, inflation_factor
-from hdm.downscaling.inputs import check_station_overlap, observation_setup
+from hdm.downscaling.inputs import (
+    check_near_training,
+    check_station_overlap,
+    in_model_units,
+    observation_setup,
+)
 from hdm.downscaling.output import attach_inputs
 from hdm.downscaling.prior import Prior, load_prior, target_grid
 from hdm.pipelines.batch_store import (
@@ -376,6 +381,9 @@ def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
     if stations is not None:
         check_station_overlap(stations, times, cfg.ensemble.time_tolerance)
     coarse = coarse_input(cfg, field)
+    # inputs in other units fail here, before the store exists, not in every chunk; the
+    # first time of the coarse field stands for the rest (the chunks check their own)
+    check_near_training(prior, *in_model_units(prior, coarse.isel({TIME: [0]}), stations))
     earlier = None if overwrite or not store.exists() else read_manifest(store)
     cfg, inflation_attrs = resolve_inflation(cfg, prior, coarse, stations, times, earlier)
     chunks = plan_chunks(len(times), cfg.batch.chunk_size)
