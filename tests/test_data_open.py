@@ -223,3 +223,35 @@ def test_levels_in_pa_descending_become_hpa_ascending(tmp_path):
     assert list(ds.level.values) == [300.0, 500.0, 850.0] and ds.level.attrs["units"] == "hPa"
     np.testing.assert_array_equal(ds.q.values, mock.q.values)
     assert raw.attrs == before
+
+
+def test_units_option_converts_files_in_kelvin_and_celsius_to_one(tmp_path):
+    mock = mock_fields(n_time=4)
+    kelvin = write(mock.isel(time=slice(0, 2)), tmp_path / "a_kelvin.nc")
+    celsius = mock.isel(time=slice(2, 4))
+    celsius = celsius.assign(t2m=(celsius.t2m - 273.15).assign_attrs(units="°C"))
+    write(celsius, tmp_path / "b_celsius.nc")
+    ds = open_fields([kelvin, tmp_path / "b_celsius.nc"], units={"t2m": "K"})
+    assert isinstance(ds.t2m.data, dask.array.Array)  # converted lazily
+    assert ds.t2m.attrs["units"] == "K" and ds.t2m.dtype == np.float32
+    np.testing.assert_allclose(ds.t2m.values, mock.t2m.values, atol=3e-5)
+    assert "t2m °C->K" in ds.attrs["hdm_conventions"]
+    # and the other way round, one file at a time
+    c = open_fields(kelvin, "t2m", units={"t2m": "degC"})
+    np.testing.assert_allclose(c.t2m.values, mock.t2m.values[:2] - 273.15, atol=3e-5)
+    with pytest.raises(KeyError, match=r"units for \['q'\] not found in .*a_kelvin.nc"):
+        open_fields(kelvin, units={"q": "kg kg-1"})
+    with pytest.raises(ValueError, match=r"'t2m' in .*a_kelvin.nc is in 'K' .* to 'm s-1'"):
+        open_fields(kelvin, units={"t2m": "m s-1"})
+    bare = mock.copy()
+    bare.t2m.attrs.pop("units")
+    with pytest.raises(ValueError, match=r"'t2m' in .*bare\.nc has no units attribute"):
+        open_fields(write(bare, tmp_path / "bare.nc"), units={"t2m": "K"})
+
+
+def test_levels_in_any_pressure_unit_become_hpa(tmp_path):
+    mock = mock_fields(["q"], n_time=1, levels=[300, 500, 850])
+    raw = mock.assign_coords(level=("level", mock.level.values / 10.0, {"units": "kPa"}))
+    ds = open_fields(write(raw, tmp_path / "kpa.nc"))
+    np.testing.assert_allclose(ds.level.values, [300.0, 500.0, 850.0])
+    assert ds.level.attrs["units"] == "hPa" and "level kPa->hPa" in ds.attrs["hdm_conventions"]

@@ -311,3 +311,86 @@ def test_inflation_widens_only_the_spread_the_observations_do_not_see(tiny_model
     assert 1.0 <= auto.attrs["inflation"] <= 2.0
     assert auto.attrs["inflation_innovations"] == 2 * 3  # 2 times x 3 stations
     assert np.isfinite(auto["t2m"]).all()
+
+
+def test_inputs_in_celsius_downscale_as_in_kelvin(tiny_model, truth):
+    from hdm.data.units import UnitsError
+
+    coarse, obs = coarse_grain(truth, 4), _stations(truth)
+    kw = {"members": 2, "steps": 2, "guidance": "sda", "progress": False}
+    kelvin = downscale(tiny_model, coarse=coarse, stations=obs, **kw)
+    c_coarse = (coarse - 273.15).assign_attrs({**coarse.attrs, "units": "degC"})
+    c_obs = obs.assign(value=(obs["value"] - 273.15).assign_attrs(units="°C"))
+    celsius = downscale(tiny_model, coarse=c_coarse, stations=c_obs, **kw)
+    assert celsius["t2m"].attrs["units"] == "K"
+    # the same members, up to the float32 rounding of the °C inputs
+    np.testing.assert_allclose(celsius["t2m"], kelvin["t2m"], atol=2e-3)
+    # °C values without units lie ~40 training stds from the model's mean: named, not sampled
+    bare = coarse - 273.15
+    bare.attrs = {}
+    with pytest.raises(ObservationError, match=r"coarse field's values lie \d+ training stds"):
+        downscale(tiny_model, coarse=bare, **kw)
+    with pytest.raises(UnitsError, match=r"^the coarse field t2m is in 'm s-1' .* to 'K'"):
+        downscale(tiny_model, coarse=coarse.assign_attrs(units="m s-1"), **kw)
+
+
+def test_cli_converts_celsius_truth_and_stations_and_stores_kelvin(tiny_model, tmp_path, capsys):
+    from hdm.data.stores import open_store
+
+    times = ["2019-03-25T00", "2019-03-25T01"]
+    kelvin = open_fields(UK_FILE, "t2m", time=slice(*times)).load()
+    celsius = kelvin.assign(t2m=(kelvin.t2m - 273.15).assign_attrs(units="degC"))
+    celsius.to_netcdf(tmp_path / "truth_degC.nc")
+    obs = simulate_observations(kelvin.t2m, stations_by_id(STATIONS.split(",")), 0.0, 0)
+    table = pd.DataFrame(
+        {
+            "id": obs["id"].values,
+            "lat": obs["lat"].values,
+            "lon": obs["lon"].values,
+            "time": pd.to_datetime(obs["time"].values).strftime("%Y-%m-%dT%H:%M"),
+            "value": obs["value"].values - 273.15,
+        }
+    )
+    table.to_csv(tmp_path / "stations_degC.csv", index=False)
+    out = tmp_path / "uk.zarr"
+    inputs = ["--truth", str(tmp_path / "truth_degC.nc"), "--factor", "4"]
+    stations = ["--stations", str(tmp_path / "stations_degC.csv"), "--station-units", "degC"]
+    run = ["--members", "2", "--steps", "2", "--guidance", "sda", "--scheduler", "synchronous"]
+    where = ["--times", *times, "--out", str(out), "--no-progress"]
+    # without --station-units the table's °C are far from the model's K: exit 2, no store
+    assert main(["downscale", tiny_model.path, *inputs, *stations[:2], *run, *where]) == 2
+    assert "station observations lie" in capsys.readouterr().err and not out.exists()
+    code = main(["downscale", tiny_model.path, *inputs, *stations, *run, *where])
+    assert code == 0, capsys.readouterr().err
+    ds = open_store(out)
+    assert ds["t2m"].attrs["units"] == "K" and ds["t2m_coarse"].attrs["units"] == "K"
+    np.testing.assert_allclose(
+        ds["t2m_coarse"].values, coarse_grain(kelvin.t2m, 4).values, atol=2e-4
+    )
+    assert ds["station_obs"].attrs["units"] == "K"
+    np.testing.assert_allclose(np.sort(ds["station_obs"].values), np.sort(obs["value"]), atol=1e-9)
+    # sampled in K (a barely trained model: near the truth, not 273 K away from it)
+    assert abs(float(ds["t2m_mean"].mean()) - float(kelvin.t2m.mean())) < 50
+    # evaluating against the truth in °C or in K gives the same scores
+    reports = []
+    for truth in (tmp_path / "truth_degC.nc", UK_FILE):
+        args = ["evaluate", "downscale", "--prediction", str(out), "--truth", str(truth)]
+        assert main([*args, "--json"]) == 0
+        reports.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    for key in ("rmse", "crps", "rmse_bicubic"):
+        assert reports[0][key] == pytest.approx(reports[1][key], abs=1e-4), key
+
+
+def test_inputs_far_from_training_are_refused_past_twenty_stds(tiny_model, truth):
+    from hdm.downscaling.inputs import FAR_FROM_TRAINING, check_near_training
+
+    mean, std = tiny_model.mean_std
+    field = coarse_grain(truth, 4)
+    sign = np.where(np.random.default_rng(0).random(field.shape) < 0.5, -1.0, 1.0)
+    # every value z σ from the mean, on either side: the median distance is z
+    check_near_training(
+        tiny_model, {"t2m": field.copy(data=mean + (FAR_FROM_TRAINING - 0.5) * std * sign)}, {}
+    )
+    with pytest.raises(ObservationError, match=r"coarse field's values lie 20 training stds"):
+        far = field.copy(data=mean + (FAR_FROM_TRAINING + 0.4) * std * sign)
+        check_near_training(tiny_model, {"t2m": far}, {})

@@ -46,6 +46,25 @@ def test_station_table(tmp_path):
     assert ds.quality.dtype == float and ds.note.values.tolist() == ["ok", ""]
 
 
+def test_read_stations_converts_tables_to_the_units_of_the_first_file(tmp_path):
+    from hdm.data.units import UnitsError
+
+    path = _write(tmp_path, "c.csv", ["id,lat,lon,time,value", "A,50,5,2020-01-01T06:00,-1.5"])
+    alone = stn.read_stations(path, units="degC")
+    assert alone.value.attrs["units"] == "degC" and float(alone.value[0]) == -1.5
+    sounding = DATA / "igra2" / "USM00070026-data_2010-06-01_subset.txt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the shipped sample ends with a truncated sounding
+        both = stn.read_stations([sounding, path], units="degC")
+        with pytest.raises(UnitsError, match=r"c\.csv is in 'm s-1' .* to 'K'"):
+            stn.read_stations([sounding, path], units="m s-1")
+    # the soundings come first, in K: the table's -1.5 °C is 271.65 K
+    assert both.value.attrs["units"] == "K"
+    assert float(both.value[-1]) == pytest.approx(271.65)
+    with pytest.raises(UnitsError, match=r"cannot read the units 'degCC'"):
+        stn.read_stations(path, units="degCC")
+
+
 @pytest.mark.parametrize(
     ("lines", "match"),
     [

@@ -16,17 +16,20 @@ Conventions after opening (the schema of :mod:`hdm.data.schema`):
 - ``lon`` in [-180, 180), strictly ascending: λ ↦ ((λ + 180) mod 360) − 180, then the
   columns are reordered (a [0, 360) global grid is rolled by half a turn); a repeated
   cyclic column (λ₀ + 360 as last column) is dropped;
-- ``level`` ascending, in hPa (levels in Pa are divided by 100);
+- ``level`` ascending, in hPa (levels in another pressure unit, such as Pa, are
+  converted; levels without units are taken to be in hPa);
 - ``time`` strictly increasing;
-- units kept in each variable's ``units`` attribute; what was changed is listed in the
-  dataset attribute ``hdm_conventions``.
+- values kept in the units of their ``units`` attribute, unless ``units=`` asks for
+  others (``{"t2m": "K"}``: converted lazily with :mod:`hdm.data.units`); what was
+  changed is listed in the dataset attribute ``hdm_conventions``.
 
 Checks (each raises with a message naming the file and what is wrong): missing file or
 no match for a glob; a file that is not netCDF/zarr/GRIB or is truncated; a requested
 variable absent (the present ones are listed); a coordinate that is not strictly
 monotonic or has a duplicate (the coordinate and the first bad index are named);
 latitudes outside [-90, 90]; one variable with different units in different files
-(both files named). Several files are combined by their coordinates
+(both files named; spellings of one unit, K and kelvin, are not different units), unless
+``units=`` converts them to one. Several files are combined by their coordinates
 (:func:`xarray.combine_by_coords`) after each has been normalised.
 
 Selection happens before any data is read: ``time`` (a slice of ISO strings or
@@ -55,7 +58,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hdm.data.schema import ALIASES, LAT, LEVEL, LON, TIME, canonical_units
+from hdm.data.schema import ALIASES, LAT, LEVEL, LON, TIME
+from hdm.data.units import UnitsError, affine, is_pressure, known, same_units, to_units
 
 __all__ = [
     "Region",
@@ -310,16 +314,20 @@ def _level_conventions(
     new_coords: dict[str, Any],
     notes: list[str],
 ) -> None:
-    """``level`` ascending (a descending one is reversed) and in hPa (Pa divided by 100)."""
+    """``level`` ascending (a descending one is reversed) and in hPa when its units are a
+    pressure (Pa divided by 100; levels without units are taken as hPa, levels in other
+    units, such as model levels, are kept)."""
     values = lev.values
     if check_coordinate(values, LEVEL, source) < 0:
         indexers[LEVEL] = slice(None, None, -1)
         values = values[::-1]
         notes.append("level reversed to ascending")
-    if canonical_units(lev.attrs.get("units")) == "Pa":
+    units = lev.attrs.get("units")
+    if is_pressure(units) and str(units).strip() != "hPa":
+        a, b = affine(units, "hPa", f"coordinate {LEVEL!r} in {source}")
         attrs = {**lev.attrs, "units": "hPa"}
-        new_coords[LEVEL] = (LEVEL, values / 100.0, attrs)  # after the reversal
-        notes.append("level Pa->hPa")
+        new_coords[LEVEL] = (LEVEL, values * a + b, attrs)  # after the reversal
+        notes.append(f"level {str(units).strip()}->hPa")
 
 
 def _lat_conventions(
@@ -546,19 +554,41 @@ def _expand_sources(source: PathLike | Iterable[PathLike]) -> tuple[list[Path], 
 
 
 def _check_units(parts: Sequence[tuple[Path, xr.Dataset]]) -> None:
+    """Raise if one variable has different units in two files (spellings of one unit,
+    such as K and kelvin, are the same units)."""
     seen: dict[str, tuple[str, Path]] = {}
     for path, ds in parts:
         for name, var in ds.data_vars.items():
             units = var.attrs.get("units")
             if units is None:
                 continue
-            if name in seen and canonical_units(seen[name][0]) != canonical_units(units):
+            if name in seen and not same_units(seen[name][0], units):
                 first_units, first_path = seen[name]
-                raise ValueError(
+                raise UnitsError(
                     f"variable {name!r} has mixed units: {first_units!r} in {first_path} but "
-                    f"{units!r} in {path}; convert one of them before opening them together"
+                    f"{units!r} in {path}; open them with units={{{name!r}: {first_units!r}}} "
+                    "to convert them to one"
                 )
             seen.setdefault(name, (units, path))
+
+
+def _convert_units(ds: xr.Dataset, units: Mapping[str, str], path: Path) -> xr.Dataset:
+    """The variables named in ``units`` converted to those units (lazily: dask arrays)."""
+    converted, notes = {}, []
+    for name, target in units.items():
+        if name not in ds.data_vars:
+            continue  # the variable is in other files
+        where = f"variable {name!r} in {path}"
+        source = ds[name].attrs.get("units")
+        if not known(source):
+            raise UnitsError(f"{where} has no units attribute: cannot convert it to {target!r}")
+        converted[name] = to_units(ds[name], target, where)
+        if not same_units(source, target):
+            notes.append(f"{name} {source}->{target}")
+    if not notes:
+        return ds.assign(converted)
+    done = [ds.attrs["hdm_conventions"]] if "hdm_conventions" in ds.attrs else []
+    return ds.assign(converted).assign_attrs(hdm_conventions="; ".join(done + notes))
 
 
 def _explain_overlap(parts: Sequence[tuple[Path, xr.Dataset]]) -> None:
@@ -607,6 +637,7 @@ def open_fields(
     time: Any = None,
     region: Region | Mapping[str, Any] | Sequence[float] | None = None,
     level: float | Sequence[float] | None = None,
+    units: Mapping[str, str] | None = None,
 ) -> xr.Dataset:
     """Open gridded fields lazily (dask), in the hdm schema.
 
@@ -621,6 +652,9 @@ def open_fields(
         region: a :class:`Region`, ``{"lat": (s, n), "lon": (w, e)}`` or
             ``(s, n, w, e)``, degrees, bounds included, in [-180, 180] longitudes.
         level: pressure level(s), hPa. One value drops the ``level`` dimension.
+        units: ``{variable: units}`` (UDUNITS/CF strings, e.g. ``{"t2m": "K"}``): those
+            variables converted to those units, file by file and lazily, so that files
+            in K and in °C open together (:mod:`hdm.data.units`).
 
     Returns:
         a lazy ``xr.Dataset``, dims in the schema (``time``, ``level``, ``lat``,
@@ -631,8 +665,10 @@ def open_fields(
         ValueError: not netCDF/zarr/GRIB or truncated (named); non-monotonic or
             duplicated coordinates (coordinate and first bad index named); latitudes
             outside [-90, 90]; mixed units of one variable across files (both files
-            named); a selection that selects nothing.
-        KeyError: a requested variable or level absent (the present ones listed).
+            named, unless ``units`` converts them); a selection that selects nothing;
+            units that cannot be read or converted (:class:`~hdm.data.units.UnitsError`).
+        KeyError: a requested variable or level absent (the present ones listed), or a
+            variable of ``units`` absent.
         ImportError: a GRIB file without cfgrib (names the extra ``hdm[grib]``).
     """
     paths, label = _expand_sources(source)
@@ -643,11 +679,11 @@ def open_fields(
     for path in paths:
         raw.append((path, _open_raw(path, detect_format(path))))
 
-    if wanted is not None:
-        present = sorted({str(v) for _, ds in raw for v in ds.data_vars})
-        missing = [v for v in wanted if v not in present]
+    present = sorted({str(v) for _, ds in raw for v in ds.data_vars})
+    for asked, what in ((wanted or [], "variable(s)"), (list(units or {}), "units for")):
+        missing = [v for v in asked if v not in present]
         if missing:
-            raise KeyError(f"variable(s) {missing} not found in {label}; present: {present}")
+            raise KeyError(f"{what} {missing} not found in {label}; present: {present}")
 
     parts: list[tuple[Path, xr.Dataset]] = []
     for path, ds in raw:
@@ -664,7 +700,8 @@ def open_fields(
             continue
         # Chunk each file before combining: concatenating backend-lazy arrays would
         # load them, dask arrays stay lazy.
-        parts.append((path, _chunk(ds, chunks, preferred)))
+        # converted once chunked: arithmetic on the backend's lazy arrays would read them
+        parts.append((path, _convert_units(_chunk(ds, chunks, preferred), units or {}, path)))
     if not parts:
         raise ValueError(f"the time selection {time!r} selects no time step of {label}")
 

@@ -18,10 +18,9 @@ name       meaning
 Data variables are laid out as ``([member,] [sample|time,] [level,] lat, lon)``
 (:data:`DIM_ORDER`). Physical units live in the ``units`` attribute of each variable,
 written as in the source (UDUNITS strings such as ``"K"``, ``"m s**-1"``,
-``"kg kg**-1"``); :func:`canonical_units` maps spellings of the same unit (``"K"``,
-``"kelvin"``, ``"degK"``; ``"degC"``, ``"°C"``, ``"Celsius"``) to one token so that files
-can be compared. Temperatures are not converted: a file in °C stays in °C, and mixing
-K and °C files is an error at opening time.
+``"kg kg**-1"``); :mod:`hdm.data.units` reads, compares and converts them (pint).
+Values are converted only when asked: ``open_fields(..., units={"t2m": "K"})``, and
+the inputs of a downscaling run into the model's units.
 
 Area weights. On a regular latitude–longitude grid the area of a cell is proportional
 to cos(lat) (the cell width in degrees being constant), so area-weighted means are
@@ -59,7 +58,6 @@ __all__ = [
     "TIME",
     "VariableInfo",
     "X",
-    "canonical_units",
     "lat_weights",
     "mock_fields",
 ]
@@ -143,40 +141,6 @@ COORD_ATTRS: Mapping[str, Mapping[str, str]] = {
     MEMBER: {"standard_name": "realization", "long_name": "ensemble member", "units": "1"},
     SAMPLE: {"long_name": "sample index", "units": "1"},
 }
-
-_UNIT_SYNONYMS: Mapping[str, str] = {
-    "k": "K",
-    "kelvin": "K",
-    "kelvins": "K",
-    "degk": "K",
-    "deg_k": "K",
-    "degc": "degC",
-    "deg_c": "degC",
-    "°c": "degC",
-    "c": "degC",
-    "celsius": "degC",
-    "degree_celsius": "degC",
-    "degrees_celsius": "degC",
-    "pa": "Pa",
-    "hpa": "hPa",
-    "mb": "hPa",
-    "mbar": "hPa",
-    "millibars": "hPa",
-    "1": "1",
-    "": "1",
-}
-
-
-def canonical_units(units: str | None) -> str | None:
-    """One token per unit spelling: ``"kelvin"`` → ``"K"``, ``"°C"`` → ``"degC"``.
-
-    Units not in the small synonym table are returned stripped but otherwise unchanged;
-    ``None`` (no ``units`` attribute) stays ``None``.
-    """
-    if units is None:
-        return None
-    key = str(units).strip()
-    return _UNIT_SYNONYMS.get(key.lower().replace(" ", "_"), key)
 
 
 def lat_weights(obj: xr.Dataset | xr.DataArray) -> xr.DataArray:

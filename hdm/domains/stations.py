@@ -33,6 +33,7 @@ import pandas as pd
 import xarray as xr
 
 from hdm.data.regrid import longitude_period, values_at_points
+from hdm.data.units import parse_units, to_units
 from hdm.domains.radiosondes import (
     IGRA2_STATION_LIST,
     OBS_DIM,
@@ -487,18 +488,34 @@ def parse_ids(ids: str | Sequence[str] | None) -> list[str]:
     return [str(s).strip() for s in items if str(s).strip()]
 
 
-def read_stations(paths: str | Path | Sequence[str | Path]) -> xr.Dataset:
+def read_stations(
+    paths: str | Path | Sequence[str | Path], *, units: str | None = None
+) -> xr.Dataset:
     """Station observations: CSV tables (id, lat, lon, time, value) or IGRA2 sounding
     files, whose *surface* levels (LVLTYP2 = 1) give the temperature (K), as obs.
 
-    Several paths (a list, or one string with commas) are concatenated along ``obs``.
+    Several paths (a list, or one string with commas) are concatenated along ``obs``,
+    in the units of the first file that has units (the others converted to them).
+
+    Args:
+        paths: the files.
+        units: the units of the CSV tables' ``value`` column (e.g. ``"degC"``); None: no
+            ``units`` attribute (values then count as being in the units of whatever
+            they are compared with: the model's, when downscaling).
+
+    Raises:
+        UnitsError: ``units`` that cannot be read, or not convertible to those of
+            another file (a wind table with temperature soundings).
     """
     if isinstance(paths, str | Path):
         paths = [p for p in str(paths).split(",") if p.strip()]
+    if units is not None:
+        parse_units(units, "the station tables' value")  # a typo fails before any read
+    table_units = {"value": units} if units is not None else None
     parts = []
     for path in map(Path, paths):
         if path.suffix.lower() == ".csv":
-            parts.append(read_station_table(path)[["value"]])
+            parts.append(read_station_table(path, units=table_units)[["value"]])
             continue
         soundings = read_igra2_soundings(path)
         surface = soundings.isel(obs=np.flatnonzero(soundings["level_type2"].values == 1))
@@ -510,4 +527,11 @@ def read_stations(paths: str | Path | Sequence[str | Path]) -> xr.Dataset:
         parts.append(obs.reset_coords([c for c in obs.coords if c not in keep], drop=True))
     if not parts:
         raise ValueError("no station file given")
-    return parts[0] if len(parts) == 1 else xr.concat(parts, dim="obs")
+    if len(parts) == 1:
+        return parts[0]
+    first = next((p["value"].attrs["units"] for p in parts if "units" in p["value"].attrs), None)
+    parts = [
+        p.assign(value=to_units(p["value"], first, f"the station values of {path}"))
+        for p, path in zip(parts, paths)
+    ]
+    return xr.concat(parts, dim="obs")

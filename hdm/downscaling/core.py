@@ -6,8 +6,8 @@ The composition of the main job (ARCHITECTURE.md, "How data flows"):
    (:mod:`hdm.downscaling.prior`);
 2. the target grid is the training grid, a refinement of it (zero-shot super-resolution:
    ``scale=2`` samples at twice the resolution) or any lat-lon grid of the same domain;
-3. the observations become one operator on that grid with normalised values
-   (:mod:`hdm.downscaling.inputs`);
+3. the observations, converted to the model's units, become one operator on that grid
+   with normalised values (:mod:`hdm.downscaling.inputs`);
 4. for every time, ``members`` posterior samples are drawn with the guided sampler,
    seeded per time (:func:`hdm.conditioning.ensembles.member_seed`), then optionally
    inflated (:mod:`hdm.conditioning.inflation`);
@@ -40,6 +40,7 @@ from hdm.conditioning.inflation import (
     parse_inflation,
 )
 from hdm.data.schema import LAT, LON, MEMBER, TIME
+from hdm.data.units import to_units
 from hdm.downscaling.config import EnsembleConfig
 from hdm.downscaling.inputs import (
     ObservationSetup,
@@ -158,7 +159,9 @@ def downscale(
         model: a ``model.pt`` path (or its folder), or a :class:`Prior`.
         coarse: the coarse field (time, lat, lon) in physical units, an integer
             coarse-graining of the model's grid (e.g. by :func:`hdm.data.coarsen.coarse_grain`).
-        stations: obs dataset (dim ``obs``: id, lat, lon, time, value) in physical units.
+            Its ``units`` attribute, if any, is converted to the model's (°C → K).
+        stations: obs dataset (dim ``obs``: id, lat, lon, time, value) in physical units,
+            converted from ``value``'s ``units`` attribute, if any, to the model's.
         config: how the members are drawn (:class:`~hdm.downscaling.config.EnsembleConfig`);
             ``**options`` override its fields (``members=16``, ``guidance="mmps"``,
             ``sampler="em"``, ``steps=50``, ``seed=0``, ``coarse_noise``,
@@ -179,7 +182,7 @@ def downscale(
         xr.Dataset: ``{var}(member, time, lat, lon)``, ``{var}_mean``, ``{var}_std``,
         ``{var}_quantile``, in the model's units, with provenance attributes.
     """
-    # over 80 lines: the signature and the docstring (every argument) are 45 of them
+    # over 80 lines: the signature and the docstring (every argument) are 44 of them
     cfg = _config(config, options)
     prior = model if isinstance(model, Prior) else load_prior(model)
     target = target_grid(
@@ -286,7 +289,8 @@ def inflate_ensemble(
         seed=int(ds.attrs.get("seed", 0)),
     )
     factor, inflation_attrs = inflation_factor(prior, grid, setup, mode, options)
-    members = ds[name].transpose(MEMBER, TIME, LAT, LON).values.astype(np.float64)
+    members = to_units(ds[name], prior.units[name], f"the ensemble {name}")
+    members = members.transpose(MEMBER, TIME, LAT, LON).values.astype(np.float64)
     out = np.empty(members.shape, dtype=np.float32)
     for i in range(len(times)):
         x = torch.as_tensor((members[:, i] - mean) / std)[:, None]

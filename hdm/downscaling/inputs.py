@@ -13,6 +13,20 @@ made by :func:`~hdm.domains.stations.simulate_observations`. Each observation be
 the nearest field time within the tolerance (:func:`match_times`); observations outside
 the run's times (± the tolerance) are left out (:func:`within_times`). NaN values are
 dropped with a warning that counts them (``nan="error"`` raises instead).
+
+Units. The coarse field and the station values are converted to the model's units
+(:func:`in_model_units`, from their ``units`` attributes, or a station table's
+``units`` column row by row: a coarse field in °C downscales
+as the same field in K would); an input without a ``units`` attribute is taken to be in
+the model's units. As a guard against inputs in other units that say nothing of it, the
+median distance of each source from the model's training mean, in training stds,
+
+    z = median_i |y_i − μ| / σ,
+
+must stay below :data:`FAR_FROM_TRAINING` (20 σ: a field within its climate lies a few
+σ from μ, and a UK summer day about 6 σ from the March-trained UK model's μ, while t2m in
+°C given to that model in K lies about 120 σ away, and 25–35 σ for a year-round model of
+a continent, whose σ is near 10 K).
 """
 
 from __future__ import annotations
@@ -33,18 +47,23 @@ from hdm.conditioning.observations import (
     PointSample,
 )
 from hdm.data.schema import LAT, LON, TIME
+from hdm.data.units import to_units
 from hdm.domains.stations import first_occurrences
 from hdm.downscaling.prior import Prior
 from hdm.hilbert.grids import LatLonGrid
 
 __all__ = [
+    "FAR_FROM_TRAINING",
     "ObservationSetup",
+    "check_near_training",
     "check_station_overlap",
+    "in_model_units",
     "match_times",
     "model_fields",
     "observation_setup",
     "select_times",
     "stations_by_variable",
+    "stations_in_units",
     "within_times",
 ]
 
@@ -92,6 +111,82 @@ def model_fields(
             )
         fields[name] = da.transpose(TIME, LAT, LON)
     return fields
+
+
+#: the largest median |y − μ| / σ of an observation source (module doc)
+FAR_FROM_TRAINING = 20.0
+
+
+def stations_in_units(obs: xr.Dataset, units: str, what: str) -> xr.Dataset:
+    """Station ``value`` in ``units``: from a per-row ``units`` column (each group of rows
+    converted on its own), else from the ``value`` attribute; unlabelled values as they
+    are."""
+    if "units" not in obs.variables or obs["units"].dims != ("obs",):
+        return obs.assign(value=to_units(obs["value"], units, what))
+    labels = obs["units"].values.astype(str)
+    value = obs["value"].values.astype(np.float64).copy()
+    for label in np.unique(labels):
+        rows = labels == label
+        part = xr.DataArray(value[rows], dims="obs", attrs={"units": label} if label else {})
+        value[rows] = to_units(part, units, f"{what} (rows in {label!r})").values
+    converted = obs.drop_vars("units").assign(value=("obs", value))
+    converted["value"].attrs["units"] = units
+    return converted
+
+
+def in_model_units(
+    prior: Prior, coarse: Mapping[str, xr.DataArray], stations: Mapping[str, xr.Dataset]
+) -> tuple[dict[str, xr.DataArray], dict[str, xr.Dataset]]:
+    """Each variable's coarse field and station values converted to the model's units
+    (``prior.units``), lazily; inputs without units are returned as they are.
+
+    Raises:
+        UnitsError: units that cannot be read, or not convertible to the model's (a
+            field of wind given to a model of temperature), naming the input.
+    """
+    coarse = {v: to_units(f, prior.units[v], f"the coarse field {v}") for v, f in coarse.items()}
+    stations = {
+        v: stations_in_units(obs, prior.units[v], f"the station observations of {v}")
+        for v, obs in stations.items()
+    }
+    return coarse, stations
+
+
+def _median_distance(values: np.ndarray, mean: float, std: float) -> tuple[float, float]:
+    """median |y − μ| / σ over the finite values, and their median (NaN when none)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(np.median(np.abs(v - mean))) / std, float(np.median(v))
+
+
+def check_near_training(
+    prior: Prior, coarse: Mapping[str, xr.DataArray], stations: Mapping[str, xr.Dataset]
+) -> None:
+    """Raise when a variable's coarse values or station values (in the model's units:
+    see :func:`in_model_units`) lie :data:`FAR_FROM_TRAINING` training stds or more from
+    the model's training mean, in the median (module doc): most likely they are in other
+    units that nothing says. The coarse fields are read: pass the times to check.
+
+    Raises:
+        ObservationError: naming the source, its median and the model's mean and std.
+    """
+    hint = "a units attribute (for CSV tables: a units column, --station-units)"
+    sources = [
+        (v, "coarse field's values", f.values, "a units attribute") for v, f in coarse.items()
+    ]
+    sources += [(v, "station observations", o["value"].values, hint) for v, o in stations.items()]
+    for var, what, values, how in sources:
+        mean, std = prior.stats(var)
+        z, median = _median_distance(values, mean, std)
+        if z >= FAR_FROM_TRAINING:
+            units = prior.units[var] or "the model's units"
+            raise ObservationError(
+                f"the {what} lie {z:.0f} training stds from the model's mean of {var} "
+                f"(median {median:.4g}; model: mean {mean:.4g} {units}, std {std:.3g}): "
+                f"are they in other units? Give them {how} to convert them"
+            )
 
 
 def select_times(
@@ -319,14 +414,17 @@ def observation_setup(
     depend on which other times are downscaled with it. With
     ``require_station_overlap``, stations none of whose observations fall within
     ``times`` are an error (a batch chunk passes False: its range is checked once).
-    ``coarse_noise`` and ``station_noise`` are stds in physical units, per variable (or
-    one number for all)."""
+    The inputs are converted to the model's units (:func:`in_model_units`) and checked
+    to lie near its training values (module doc); ``coarse_noise`` and ``station_noise``
+    are stds in the model's units, per variable (or one number for all)."""
     if nan not in ("drop", "error"):
         raise ValueError(f"nan must be 'drop' or 'error', got {nan!r}")
     if isinstance(coarse, xr.DataArray):
         coarse = {prior.variables[0]: coarse}
-    coarse = dict(coarse or {})
-    by_variable = stations_by_variable(stations, prior)
+    coarse, by_variable = in_model_units(
+        prior, dict(coarse or {}), stations_by_variable(stations, prior)
+    )
+    check_near_training(prior, {v: f.sel({TIME: times}) for v, f in coarse.items()}, by_variable)
     single = len(prior.variables) == 1
     parts: list[ObservationOperator] = []
     blocks: list[np.ndarray] = []

@@ -24,8 +24,9 @@ import xarray as xr
 from hdm._version import __version__
 from hdm.data.schema import LAT, LON, MEMBER, TIME
 from hdm.data.stores import write_netcdf_cf, write_zarr_ensemble
+from hdm.data.units import to_units
 from hdm.downscaling.config import EnsembleConfig
-from hdm.downscaling.inputs import within_times
+from hdm.downscaling.inputs import stations_in_units, within_times
 from hdm.downscaling.prior import Prior
 from hdm.hilbert.grids import LatLonGrid
 
@@ -180,6 +181,7 @@ def attach_inputs(
     ``station_obs(obs)`` (with ``obs_variable`` when the stations say which variable they
     observe), the observations within the ensemble's times (± ``time_tolerance``)."""
     for variable, field in (coarse or {}).items():
+        field = to_units(field, ds[variable].attrs.get("units", ""), f"the coarse field {variable}")
         c = field.sel(time=ds.time.values).rename({LAT: "coarse_lat", LON: "coarse_lon"})
         c = c.reset_coords(drop=True)
         keep = [k for k in ("lat_weight",) if k in field.coords]
@@ -191,7 +193,7 @@ def attach_inputs(
         )
     if stations is not None and stations.sizes.get("obs", 0) > 0:
         inside = within_times(stations["time"].values, ds[TIME].values, time_tolerance)
-        sel = stations.isel(obs=np.flatnonzero(inside))
+        sel = _stations_in_ensemble_units(ds, stations.isel(obs=np.flatnonzero(inside)))
         coords = {
             "obs_id": ("obs", sel["id"].values.astype(str)),
             "obs_lat": ("obs", sel["lat"].values.astype(np.float64)),
@@ -200,13 +202,35 @@ def attach_inputs(
         }
         if "variable" in sel.variables:
             coords["obs_variable"] = ("obs", sel["variable"].values.astype(str))
+        names = [str(n) for n in ds.data_vars if MEMBER in ds[n].dims]
+        observed = sorted(set(coords["obs_variable"][1])) if "obs_variable" in coords else names
+        units = {ds[n].attrs.get("units", "") for n in observed if n in ds}
+        attrs = {"long_name": "station observations used as conditioning input"}
+        if len(units) == 1:
+            attrs["units"] = units.pop()
+        else:  # several variables: each row in the units of the variable it observes
+            attrs["comment"] = "each value in the units of the ensemble variable obs_variable"
         ds["station_obs"] = xr.DataArray(
-            sel["value"].values.astype(np.float64),
-            dims="obs",
-            coords=coords,
-            attrs={"long_name": "station observations used as conditioning input"},
+            sel["value"].values.astype(np.float64), dims="obs", coords=coords, attrs=attrs
         )
     return ds
+
+
+def _stations_in_ensemble_units(ds: xr.Dataset, obs: xr.Dataset) -> xr.Dataset:
+    """Station values in the units of the ensemble variable each row observes."""
+    names = [str(n) for n in ds.data_vars if MEMBER in ds[n].dims]
+    rows = obs["variable"].values.astype(str) if "variable" in obs.variables else None
+    parts = []
+    for name in names:
+        part = obs if rows is None else obs.isel(obs=np.flatnonzero(rows == name))
+        if part.sizes["obs"]:
+            units = ds[name].attrs.get("units", "")
+            parts.append(stations_in_units(part, units, f"the station observations of {name}"))
+        if rows is None:
+            break
+    if not parts:
+        return obs.isel(obs=[])
+    return parts[0] if len(parts) == 1 else xr.concat(parts, dim="obs")
 
 
 def write_output(ds: xr.Dataset, out: str | Path, *, overwrite: bool = False) -> Path:

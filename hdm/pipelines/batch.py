@@ -53,7 +53,14 @@ from hdm.data.schema import TIME
 from hdm.data.stores import read_manifest, write_manifest
 from hdm.domains.stations import read_stations, simulate_observations, stations_by_id
 from hdm.downscaling.core import downscale, inflation_factor, noise_settings
-from hdm.downscaling.inputs import check_station_overlap, model_fields, observation_setup
+from hdm.downscaling.inputs import (
+    check_near_training,
+    check_station_overlap,
+    in_model_units,
+    model_fields,
+    observation_setup,
+    stations_by_variable,
+)
 from hdm.downscaling.output import attach_inputs
 from hdm.downscaling.prior import Prior, load_prior, target_grid
 from hdm.pipelines.batch_store import (
@@ -122,6 +129,8 @@ def check_job(cfg: DownscaleRunConfig) -> None:
         raise ValueError("give either --stations or --simulate-stations, not both")
     if st.simulate and not inp.truth:
         raise ValueError("--simulate-stations samples the --truth field; give --truth")
+    if st.units and not st.file:
+        raise ValueError("--station-units gives the units of --stations tables; give --stations")
     if cfg.times.every < 1:
         raise ValueError(f"--every must be at least 1 hour, got {cfg.times.every}")
     if cfg.batch.chunk_size < 1:
@@ -189,7 +198,7 @@ def station_input(
     for ``stations.variables`` (default: every model variable of the truth); the k-th
     variable's noise is drawn with seed ``ensemble.seed + k``."""
     if cfg.stations.file:
-        return read_stations(cfg.stations.file)
+        return read_stations(cfg.stations.file, units=cfg.stations.units)
     if not cfg.stations.simulate:
         return None
     chosen = stations_by_id(cfg.stations.simulate)
@@ -398,6 +407,10 @@ def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
     if stations is not None:
         check_station_overlap(stations, times, cfg.ensemble.time_tolerance)
     coarse = coarse_input(cfg, fields)
+    # inputs in other units fail here, before the store exists, not in every chunk; the
+    # first time of the coarse fields stands for the rest (the chunks check their own)
+    first = {v: f.isel({TIME: [0]}) for v, f in coarse.items()}
+    check_near_training(prior, *in_model_units(prior, first, stations_by_variable(stations, prior)))
     earlier = None if overwrite or not store.exists() else read_manifest(store)
     cfg, inflation_attrs = resolve_inflation(cfg, prior, coarse, stations, times, earlier)
     chunks = plan_chunks(len(times), cfg.batch.chunk_size)

@@ -153,12 +153,15 @@ class StationsConfig:
     (IGRA2 ids whose values are sampled from the truth for ``variables`` (default: every
     model variable the truth holds) with noise of std ``noise``, in each variable's
     units, a number or a mapping by variable; null: the error the guidance assumes,
-    ``ensemble.station_noise`` or its default)."""
+    ``ensemble.station_noise`` or its default). ``units``: the units of the CSV tables'
+    values (e.g. ``degC``) where the tables say none, converted to the model's; null:
+    a table's own ``units`` column, else the model's units.)"""
 
     file: list[str] = field(default_factory=list)
     simulate: list[str] = field(default_factory=list)
     variables: list[str] = field(default_factory=list)
     noise: float | dict[str, float] | None = None
+    units: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from hdm.data.open import open_fields
 from hdm.data.regrid import interpolate_coarse, values_at_points
 from hdm.data.schema import lat_weights
 from hdm.data.stores import open_store
+from hdm.data.units import to_units
 from hdm.domains.atmosphere import open_split, training_spec
 from hdm.domains.functional import curves, load_functional
 from hdm.domains.stations import first_occurrences, parse_ids, read_stations, stations_by_id
@@ -226,6 +227,7 @@ def _stored_stations(pred: xr.Dataset, times: np.ndarray, variable: str) -> tupl
         obs = obs.isel(obs=np.flatnonzero(obs["obs_variable"].values.astype(str) == variable))
         if obs.sizes["obs"] == 0:
             return None
+    obs = to_units(obs, pred[variable].attrs.get("units"), "the stored stations")
     ids = obs["obs_id"].values.astype(str)
     order = first_occurrences(ids)
     unique = ids[order]
@@ -253,7 +255,10 @@ def read_downscale(
     if var not in names:
         raise KeyError(f"the prediction has no ensemble of {var!r}; it holds {names}")
     times = pred["time"].values
-    truth_da = open_fields(truth, var)[var].sel(time=times).load()
+    units = pred[var].attrs.get("units")
+    # the scores compare values: the truth and the stored inputs in the ensemble's units
+    truth_da = open_fields(truth, var)[var].sel(time=times)
+    truth_da = to_units(truth_da, units, f"the truth {var} in {truth}").load()
     if truth_da.sizes["time"] != len(times):
         raise ValueError(f"the truth {truth} lacks some of the prediction's times")
     same = all(truth_da.sizes[d] == pred.sizes[d] for d in ("lat", "lon"))
@@ -261,7 +266,8 @@ def read_downscale(
     on_pred = on_pred.assign_coords(lat=pred.lat, lon=pred.lon)
     coarse = factor = None
     if f"{var}_coarse" in pred:
-        coarse = pred[f"{var}_coarse"].rename({"coarse_lat": "lat", "coarse_lon": "lon"})
+        coarse = to_units(pred[f"{var}_coarse"], units, f"the coarse field {var} in the store")
+        coarse = coarse.rename({"coarse_lat": "lat", "coarse_lon": "lon"})
         if "coarse_lat_weight" in coarse.coords:
             coarse = coarse.rename({"coarse_lat_weight": "lat_weight"})
         step = np.diff(coarse.lat.values).mean() / np.diff(truth_da.lat.values).mean()

@@ -53,6 +53,11 @@ DOWNSCALE_FLAGS: tuple[Flag, ...] = (
         help="comma-separated IGRA2 ids; values sampled from --truth with --station-noise",
         listed=True,
     ),
+    Flag(
+        "station_units",
+        "stations.units",
+        help="units of the CSV stations' values, e.g. degC (default: the model's units)",
+    ),
     Flag("station_noise", "ensemble.station_noise", float, "station error std, field units"),
     Flag("coarse_noise", "ensemble.coarse_noise", float, "coarse std (default 2%% of std)"),
     Flag("every", "times.every", int, "every HOURS hours (default 1)"),
