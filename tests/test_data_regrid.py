@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from hdm.data.regrid import interpolate_coarse, longitude_period, values_at_points
+from hdm.data.coarsen import coarse_grain
+from hdm.data.regrid import (
+    CoverageError,
+    interpolate_coarse,
+    longitude_period,
+    regrid_to_cells,
+    values_at_points,
+)
 from hdm.hilbert.grids import Axis, OutsideGridError, multilinear_stencil
 
 
@@ -65,3 +72,42 @@ def test_interpolate_coarse_reproduces_a_linear_field():
             np.testing.assert_allclose(out.values[0], lat[:, None] + 2 * lon[None, :], atol=1e-9)
     held = interpolate_coarse(coarse, (lat, lon), "bicubic")  # standard: edge values held
     assert held.values[0, 0, 0] == pytest.approx(coarse.values[0, 0, 0])
+
+
+def test_regrid_to_cells_gives_the_source_back_and_its_block_means():
+    """Target cells that are source cells: the source; unions of 2 × 2 source cells: the
+    area-weighted block means of coarse_grain."""
+    lat, lon = 40.25 + 0.5 * np.arange(8), -5.25 + 0.5 * np.arange(10)  # 8 × 10 cells
+    values = np.random.default_rng(0).normal(size=(lat.size, lon.size))
+    same = regrid_to_cells(values, lat, lon, lat, lon)
+    np.testing.assert_allclose(same, values, rtol=0, atol=1e-12)
+    blocks = coarse_grain(grid_field(values[None], lat, lon), 2)
+    coarse = regrid_to_cells(values, lat, lon, lat[::2] + 0.25, lon[::2] + 0.25)
+    np.testing.assert_allclose(coarse, blocks.values[0], rtol=0, atol=1e-12)
+
+
+def test_regrid_to_cells_interpolates_a_linear_field_exactly_on_a_finer_grid():
+    lat, lon = 40.25 + 0.5 * np.arange(8), -5.25 + 0.5 * np.arange(10)
+    values = 3.0 * lat[:, None] - 2.0 * lon[None, :]
+    # 0.1° cells, centres inside the source centres' span (beyond, the edge value is held)
+    fine_lat, fine_lon = np.arange(40.3, 43.7, 0.1), np.arange(-5.2, -0.75, 0.1)
+    out = regrid_to_cells(values, lat, lon, fine_lat, fine_lon)
+    np.testing.assert_allclose(out, 3.0 * fine_lat[:, None] - 2.0 * fine_lon[None, :], atol=1e-9)
+
+
+def test_a_global_source_wraps_around_the_antimeridian():
+    lat, lon = np.array([-5.0, 5.0]), np.arange(-175.0, 180.0, 10.0)  # 36 cells of 10°
+    values = np.tile(lon, (2, 1))
+    out = regrid_to_cells(values, lat, lon, lat, np.array([165.0, 175.0, 185.0, 195.0]))
+    np.testing.assert_allclose(out[0], [165.0, 175.0, -175.0, -165.0])
+
+
+def test_a_grid_beyond_a_regular_source_is_refused_naming_both_extents():
+    lat, lon = 40.25 + 0.5 * np.arange(8), -5.25 + 0.5 * np.arange(10)
+    with pytest.raises(
+        CoverageError,
+        match=r"^t2m does not cover the grid: the source spans "
+        r"lat 40\.000 to 44\.000, lon -5\.500 to -0\.500; the grid's cells span "
+        r"lat 42\.000 to 46\.000, lon -2\.500 to -0\.500$",
+    ):
+        regrid_to_cells(np.zeros((8, 10)), lat, lon, [43.0, 45.0], [-2.0, -1.0], source="t2m")
