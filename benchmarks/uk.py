@@ -147,7 +147,7 @@ def run_case(
             progress=False,
         )
         ds.attrs["wall_time_s"] = time.perf_counter() - t0
-        ds = attach_inputs(ds, prior.variable, coarse, stations)
+        ds = attach_inputs(ds, {prior.variable: coarse}, stations)
         write_output(ds, out, overwrite=True)
     else:
         log.info("reusing %s (same settings and times)", out)

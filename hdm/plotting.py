@@ -6,21 +6,36 @@ Every function draws on its own :class:`matplotlib.figure.Figure` with an Agg ca
 application), writes a PNG atomically (a temporary file in the same folder, then
 ``os.replace``: a failed or interrupted save leaves no half-written file) and returns
 its path.
+
+Maps are cartopy maps (PlateCarree for a regional latitude-longitude box, Robinson for
+the globe) with coastlines and, on regional maps, country borders. Their outlines come
+from the Natural Earth files shipped in ``data/natural_earth``
+(:func:`hdm.domains.shipped.shipped_path`): while a map is drawn, cartopy's
+``pre_existing_data_dir`` is that folder and its Natural Earth downloader refuses to
+download, so no map ever needs the network.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import cartopy
+import cartopy.crs as ccrs
+import cartopy.feature as cfeature
 import numpy as np
+from cartopy.io import shapereader
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hdm.domains.shipped import ShippedDataError, shipped_path
 
-def _figure(figsize: tuple[float, float]) -> Figure:
-    fig = Figure(figsize=figsize)
+
+def _figure(figsize: tuple[float, float], layout: str | None = None) -> Figure:
+    fig = Figure(figsize=figsize, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -84,19 +99,97 @@ def plot_functions(
     return _save(fig, path)
 
 
-def _coastlines(ax) -> None:
-    """Coastlines when cartopy and its Natural Earth data are available offline."""
-    try:  # optional: cartopy is not a dependency, and its shapefiles are not downloaded
-        import cartopy.feature as cfeature  # noqa: F401
-        import cartopy.io.shapereader as shapereader
+#: Natural Earth resolutions of the outlines: regional maps, global maps
+_REGIONAL, _GLOBAL = "50m", "110m"
+_NE_KEY = ("shapefiles", "natural_earth")
 
-        path = shapereader.natural_earth(resolution="50m", category="physical", name="coastline")
-        for geom in shapereader.Reader(path).geometries():
-            for line in getattr(geom, "geoms", [geom]):
-                x, y = line.xy
-                ax.plot(x, y, color="k", lw=0.5)
-    except Exception:  # no cartopy, or no offline shapefile: plain axes
-        return
+
+class _ShippedOnly(shapereader.NEShpDownloader):
+    """Cartopy's Natural Earth downloader that never downloads: a shapefile that is
+    neither in the shipped folder nor in cartopy's own data folder is an error."""
+
+    def acquire_resource(self, target_path, format_dict):
+        raise ShippedDataError(
+            f"hdm draws maps offline: ne_{format_dict['resolution']}_{format_dict['name']} "
+            f"({format_dict['category']}) is not among the shipped Natural Earth files in "
+            f"{format_dict['config']['pre_existing_data_dir']}"
+        )
+
+
+@contextmanager
+def _offline_natural_earth() -> Iterator[Path]:
+    """While drawing, cartopy reads Natural Earth from the shipped folder
+    (``data/natural_earth``, see its PROVENANCE.md) and cannot download: its
+    ``pre_existing_data_dir`` is that folder and its Natural Earth downloader is
+    :class:`_ShippedOnly`. The caller's cartopy settings are restored afterwards."""
+    folder = shipped_path("natural_earth", "the Natural Earth outlines drawn on maps")
+    downloaders = cartopy.config["downloaders"]
+    saved = cartopy.config["pre_existing_data_dir"], downloaders.get(_NE_KEY)
+    default = shapereader.NEShpDownloader.default_downloader()
+    cartopy.config["pre_existing_data_dir"] = folder
+    downloaders[_NE_KEY] = _ShippedOnly(
+        target_path_template=default.target_path_template,
+        pre_downloaded_path_template=default.pre_downloaded_path_template,
+    )
+    try:
+        yield folder
+    finally:
+        cartopy.config["pre_existing_data_dir"] = saved[0]
+        if saved[1] is None:
+            downloaders.pop(_NE_KEY, None)
+        else:
+            downloaders[_NE_KEY] = saved[1]
+
+
+def _edges(centres: np.ndarray) -> tuple[float, float]:
+    """The outer cell edges of sorted centres: half a spacing beyond the first and last."""
+    half = 0.5 * (centres[1] - centres[0]) if centres.size > 1 else 0.5
+    return float(centres[0] - half), float(centres[-1] + half)
+
+
+def _is_global(lon: np.ndarray) -> bool:
+    """Whether the longitudes go round the globe (their cells cover ≥ 359°)."""
+    west, east = _edges(np.asarray(lon, dtype=float))
+    return east - west >= 359.0
+
+
+def _map_axes(fig: Figure, rows: int, cols: int, index: int, lon, lat):
+    """A cartopy GeoAxes for a field on ``lon``, ``lat`` (degrees): PlateCarree clipped to
+    the cells of a regional box, with coastlines and country borders (the outlines of
+    ``admin_0_countries``: the shipped files have no boundary lines) at 1:50 m; Robinson
+    for the whole globe, with coastlines at 1:110 m."""
+    lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+    if _is_global(lon):
+        ax = fig.add_subplot(rows, cols, index, projection=ccrs.Robinson())
+        ax.set_global()
+        ax.coastlines(resolution=_GLOBAL, linewidth=0.5)
+        return ax
+    ax = fig.add_subplot(rows, cols, index, projection=ccrs.PlateCarree())
+    ax.set_extent([*_edges(lon), *_edges(lat)], crs=ccrs.PlateCarree())
+    borders = cfeature.NaturalEarthFeature("cultural", "admin_0_countries", _REGIONAL)
+    ax.add_feature(borders, facecolor="none", edgecolor="0.35", linewidth=0.4)
+    ax.coastlines(resolution=_REGIONAL, linewidth=0.7)
+    gridlines = ax.gridlines(draw_labels=["left", "bottom"], linewidth=0.3, alpha=0.5)
+    gridlines.xlabel_style = gridlines.ylabel_style = {"size": 6}
+    return ax
+
+
+def _map_panels(ds, variable: str, time_index: int, truth, n_members: int) -> list:
+    """(title, lon, lat, values, kind) of each panel of :func:`plot_downscale_maps`."""
+    sel = ds.isel(time=time_index)
+    lon, lat = ds["lon"].values, ds["lat"].values
+    panels = []
+    if truth is not None:
+        panels.append(("truth", lon, lat, np.asarray(truth), "field"))
+    coarse_name = f"{variable}_coarse"
+    if coarse_name in ds:
+        c = sel[coarse_name]
+        panels.append(("coarse input", c["coarse_lon"].values, c["coarse_lat"].values, c, "field"))
+    panels.append(("ensemble mean", lon, lat, sel[f"{variable}_mean"], "field"))
+    panels.append(("ensemble std", lon, lat, sel[f"{variable}_std"], "std"))
+    for m in range(min(n_members, ds.sizes.get("member", 0))):
+        panels.append((f"member {m}", lon, lat, sel[variable].isel(member=m), "field"))
+    return [(t, x, y, np.asarray(v, dtype=float), k) for t, x, y, v, k in panels]
 
 
 def plot_downscale_maps(
@@ -114,60 +207,41 @@ def plot_downscale_maps(
 
     ``ds`` is the output of :func:`hdm.downscale` (``{var}``, ``{var}_mean``,
     ``{var}_std``, optionally ``{var}_coarse``); stations (lat, lon) are marked with
-    black triangles, held-out stations with white circles.
+    black triangles, held-out stations with white circles. Every panel is a cartopy map
+    (:func:`_map_axes`: coastlines, and country borders on regional maps, drawn from the
+    shipped Natural Earth files, never downloaded); the fields share one colour scale,
+    the std has its own.
     """
-    sel = ds.isel(time=time_index)
-    lon, lat = ds["lon"].values, ds["lat"].values
-    panels = []
-    if truth is not None:
-        panels.append(("truth", truth, "field"))
-    coarse_name = f"{variable}_coarse"
-    if coarse_name in ds:
-        c = sel[coarse_name]
-        panels.append(("coarse input", c, "coarse"))
-    panels.append(("ensemble mean", sel[f"{variable}_mean"], "field"))
-    panels.append(("ensemble std", sel[f"{variable}_std"], "std"))
-    for m in range(min(n_members, ds.sizes.get("member", 0))):
-        panels.append((f"member {m}", sel[variable].isel(member=m), "field"))
-    fields = [np.asarray(p[1]) for p in panels if p[2] in ("field", "coarse")]
+    panels = _map_panels(ds, variable, time_index, truth, n_members)
+    fields = [values for *_, values, kind in panels if kind == "field"]
     vmin = float(min(np.nanmin(f) for f in fields))
     vmax = float(max(np.nanmax(f) for f in fields))
     cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
-    fig = _figure((3.6 * cols, 3.0 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
+    fig = _figure((3.6 * cols, 3.0 * rows), layout="constrained")
     units = ds[variable].attrs.get("units", "")
-    for ax, (title, values, kind) in zip(axes.ravel(), panels):
-        if kind == "coarse":
-            im = ax.pcolormesh(
-                values["coarse_lon"].values,
-                values["coarse_lat"].values,
-                np.asarray(values),
-                vmin=vmin,
-                vmax=vmax,
-                cmap="RdYlBu_r",
-                shading="nearest",
-            )
-        else:
-            cmap = "viridis" if kind == "std" else "RdYlBu_r"
-            lim = {} if kind == "std" else {"vmin": vmin, "vmax": vmax}
-            im = ax.pcolormesh(lon, lat, np.asarray(values), cmap=cmap, shading="nearest", **lim)
-        fig.colorbar(im, ax=ax, shrink=0.8, label=units)
-        _coastlines(ax)
-        if stations is not None:
-            ax.scatter(stations[1], stations[0], marker="^", s=18, c="k", label="stations")
-        if heldout is not None:
-            ax.scatter(heldout[1], heldout[0], marker="o", s=18, facecolors="w", edgecolors="k")
-        ax.set_xlim(lon[0], lon[-1])
-        ax.set_ylim(lat[0], lat[-1])
+    plate = ccrs.PlateCarree()
+    field_style = {"cmap": "RdYlBu_r", "vmin": vmin, "vmax": vmax}
+    for i, (title, lon, lat, values, kind) in enumerate(panels):
+        ax = _map_axes(fig, rows, cols, i + 1, ds["lon"].values, ds["lat"].values)
+        style = {"cmap": "viridis"} if kind == "std" else field_style
+        im = ax.pcolormesh(lon, lat, values, shading="nearest", transform=plate, **style)
+        # below the map: a lat-lon box is wider than tall, and so is the bar then
+        bar = fig.colorbar(im, ax=ax, orientation="horizontal", shrink=0.9, pad=0.02, aspect=30)
+        bar.set_label(units, fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+        for points, marker in (
+            (stations, {"marker": "^", "c": "k"}),
+            (heldout, {"marker": "o", "facecolors": "w", "edgecolors": "k"}),
+        ):
+            if points is not None:
+                ax.scatter(points[1], points[0], s=18, transform=plate, zorder=5, **marker)
         ax.set_title(title, fontsize=9)
-        ax.tick_params(labelsize=7)
-    for ax in axes.ravel()[len(panels) :]:
-        ax.axis("off")
     when = str(ds["time"].values[time_index])[:16]
-    fig.suptitle(f"{variable} at {when} UTC ({ds.attrs.get('guidance', '')} guidance)")
-    fig.tight_layout()
-    return _save(fig, path)
+    guidance = ds.attrs.get("guidance")
+    fig.suptitle(f"{variable} at {when} UTC" + (f" ({guidance} guidance)" if guidance else ""))
+    with _offline_natural_earth():  # the outlines are read when the figure is drawn
+        return _save(fig, path)
 
 
 def plot_rank_histogram(path: str | Path, counts: np.ndarray, title: str = "") -> Path:

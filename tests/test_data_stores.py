@@ -57,10 +57,11 @@ def test_netcdf_zarr_netcdf_keeps_values_coords_attrs(ens, tmp_path):
             assert ds[name].attrs == a[name].attrs
         for coord in a.coords:
             xr.testing.assert_identical(ds[coord].load(), a[coord].load())
+    # every write, zarr or netCDF, appends one line to the history and keeps the rest
+    history_a, history_b, history_c = (ds.attrs.pop("history") for ds in (a, b, c))
+    assert history_b.startswith(history_a + "\n") and history_b.endswith("(write_zarr_ensemble)")
+    assert history_c.startswith(history_b + "\n") and history_c.count("\n") == 2
     assert b.attrs == a.attrs  # zarr keeps every attribute, no internal manifest shown
-    history_a = a.attrs.pop("history")
-    history_c = c.attrs.pop("history")
-    assert history_c.startswith(history_a + "\n") and history_c.count("\n") == 1
     assert c.attrs == a.attrs
 
 

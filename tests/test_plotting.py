@@ -1,18 +1,29 @@
-"""Plots: every function writes a readable PNG of the expected size, atomically; the
+"""Plots: every function writes a readable PNG of the expected size, atomically; maps are
+cartopy maps with coastlines drawn offline from the shipped Natural Earth files; the
 spread–skill binning puts a calibrated ensemble on the 1:1 line."""
 
 from __future__ import annotations
 
+import socket
+import urllib.request
+
+import cartopy
+import cartopy.crs as ccrs
 import matplotlib
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from cartopy.feature import NaturalEarthFeature
+from cartopy.io import shapereader
+from cartopy.mpl.feature_artist import FeatureArtist
+from cartopy.mpl.geoaxes import GeoAxes
 from matplotlib.figure import Figure
 
 from hdm import plotting
 from hdm.data.schema import lat_weights
+from hdm.domains.shipped import ShippedDataError, shipped_path
 from hdm.metrics import probabilistic as pm
 
 DPI = 120  # hdm.plotting._save
@@ -78,6 +89,93 @@ def test_plot_downscale_maps_writes_a_png(tmp_path):
     )
     # truth, coarse, mean, std, 2 members: 6 panels on 4 columns, 2 rows.
     _read_png(path, (3.6 * 4, 3.0 * 2))
+
+
+def _captured_figure(monkeypatch) -> list[Figure]:
+    """The figures a plot function saves, captured before they are written."""
+    figures: list[Figure] = []
+    save = plotting._save
+
+    def capture(fig, path):
+        figures.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(plotting, "_save", capture)
+    return figures
+
+
+def _features(ax) -> dict[str, object]:
+    """The Natural Earth features drawn on a GeoAxes, by name."""
+    return {
+        artist._feature.name: artist._feature
+        for artist in ax.artists + ax.collections
+        if isinstance(artist, FeatureArtist) and isinstance(artist._feature, NaturalEarthFeature)
+    }
+
+
+def _map_axes(fig: Figure) -> list:
+    return [ax for ax in fig.axes if ax.get_title()]  # colour bars have no title
+
+
+def test_every_map_panel_has_a_projection_coastlines_and_borders(tmp_path, monkeypatch):
+    figures = _captured_figure(monkeypatch)
+    ds = _ensemble_dataset()
+    path = plotting.plot_downscale_maps(tmp_path / "maps.png", ds, "t2m", 0, n_members=2)
+    _read_png(path, (3.6 * 4, 3.0 * 2))  # coarse, mean, std, 2 members: 2 rows of 4
+    panels = _map_axes(figures[0])
+    assert [ax.get_title() for ax in panels] == [
+        "coarse input", "ensemble mean", "ensemble std", "member 0", "member 1"
+    ]  # fmt: skip
+    for ax in panels:
+        assert isinstance(ax, GeoAxes) and isinstance(ax.projection, ccrs.PlateCarree)
+        features = _features(ax)
+        assert features["coastline"].scale == "50m"
+        assert features["admin_0_countries"].category == "cultural"
+        np.testing.assert_allclose(
+            ax.get_extent(ccrs.PlateCarree()), [-4.125, 1.875, 49.875, 53.875]
+        )
+
+
+def test_a_global_field_is_mapped_on_robinson_with_coastlines(tmp_path, monkeypatch):
+    figures = _captured_figure(monkeypatch)
+    lat, lon = np.arange(-88.0, 90.0, 4.0), np.arange(0.0, 360.0, 4.0)
+    ens = xr.DataArray(
+        np.random.default_rng(0).normal(280, 5, (2, 1, lat.size, lon.size)),
+        dims=("member", "time", "lat", "lon"),
+        coords={"time": pd.date_range("2020-01-01", periods=1), "lat": lat, "lon": lon},
+        name="t2m",
+    )
+    ds = xr.Dataset({"t2m": ens, "t2m_mean": ens.mean("member"), "t2m_std": ens.std("member")})
+    path = plotting.plot_downscale_maps(tmp_path / "globe.png", ds, "t2m", n_members=1)
+    _read_png(path, (3.6 * 3, 3.0))
+    for ax in _map_axes(figures[0]):
+        assert isinstance(ax.projection, ccrs.Robinson)
+        assert set(_features(ax)) == {"coastline"} and _features(ax)["coastline"].scale == "110m"
+
+
+def test_maps_are_drawn_from_the_shipped_files_without_network(tmp_path, monkeypatch):
+    """cartopy's own data folder empty and every socket refused: the outlines still come
+    from data/natural_earth, and a file that is not shipped is an error, not a download."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access during a test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setitem(cartopy.config, "data_dir", tmp_path / "empty")
+    figures = _captured_figure(monkeypatch)
+    stations = (np.array([51.0]), np.array([-1.0]))
+    path = plotting.plot_downscale_maps(tmp_path / "m.png", _ensemble_dataset(), "t2m", 0,
+                                        stations=stations, n_members=1)  # fmt: skip
+    _read_png(path, (3.6 * 4, 3.0))
+    ax = _map_axes(figures[0])[0]
+    with plotting._offline_natural_earth() as folder:
+        coastline = list(_features(ax)["coastline"].intersecting_geometries(ax.get_extent()))
+        assert coastline  # the south coast of England
+        with pytest.raises(ShippedDataError, match="ne_10m_coastline"):
+            shapereader.natural_earth("10m", "physical", "coastline")
+    assert folder == shipped_path("natural_earth") and not (tmp_path / "empty").exists()
+    assert cartopy.config["pre_existing_data_dir"] != folder  # the caller's setting is back
 
 
 def test_plot_rank_histogram_and_spectra_write_pngs(tmp_path):

@@ -1,5 +1,18 @@
 """Stores: resumable zarr ensembles and CF-compliant netCDF, and reading either back.
 
+CF attributes (:func:`cf_output`). Every store hdm writes, zarr or netCDF, carries the
+same CF-1.8 attributes, made by this one function: ``units``, ``long_name`` and
+``standard_name`` of each variable where known (:data:`hdm.data.schema.KNOWN_VARIABLES`);
+the schema's coordinates with exactly their CF attributes (``time`` the valid time,
+``axis`` T; ``lat``/``lon`` with ``axis`` Y/X and cell edges in ``{name}_bounds``;
+``member`` with ``standard_name: realization``); no ``GRIB_*`` or other input attribute
+that describes the source rather than the output; and the global ``Conventions =
+"CF-1.8"``, ``history`` (a line per write appended to any earlier history), ``source``
+and the provenance: ``hdm_version`` and one ``hdm_<key>`` attribute per provenance
+entry (``checkpoint_hash``, ``config``, ``seed`` are required; dicts and lists are
+stored as JSON). The ``cell_methods`` of the ensemble summaries are set where they are
+computed (:func:`hdm.downscaling.output.summarise`).
+
 Zarr ensembles (:func:`write_zarr_ensemble`). The store is laid out by time chunks of
 ``k`` steps and member chunks of ``m`` members (the zarr chunks are (m, k, [level,]
 lat, lon), whole in the other dims). Writing goes *region by region*: time chunk q
@@ -12,18 +25,14 @@ chunks; a chunk is marked complete only after its write returned. A rerun with t
 same dataset skips the completed chunks and writes the rest, so an interrupted run
 loses at most the chunks in flight; a rerun with a different dataset is refused
 (``mode="w"`` starts afresh). The manifest is updated by the calling process only, so
-there is no concurrent writer of the root metadata.
+there is no concurrent writer of the root metadata. The zarr metadata are consolidated
+(:func:`consolidate`) when the store is created and when its last chunk is written, so
+``xr.open_zarr`` opens it without a warning, finished or not.
 
-CF netCDF (:func:`write_netcdf_cf`). Variables get ``units``, ``long_name`` and
-``standard_name`` where known (:data:`hdm.data.schema.KNOWN_VARIABLES`), coordinates
-their CF attributes (``axis``, ``standard_name``, units ``degrees_north`` /
-``degrees_east`` / ``hPa``); xarray writes the ``coordinates`` attribute of each
-variable (its non-dimension coordinates). Global attributes: ``Conventions =
-"CF-1.8"``, ``history`` (a line per write appended to any earlier history), ``source``,
-and the provenance: ``hdm_version`` and one ``hdm_<key>`` attribute per provenance
-entry (``checkpoint_hash``, ``config``, ``seed`` are required; dicts and lists are
-stored as JSON). The file is written to a temporary name in the same directory and
-renamed into place, so a failure leaves nothing behind.
+CF netCDF (:func:`write_netcdf_cf`): the attributes of :func:`cf_output`; xarray writes
+the ``coordinates`` attribute of each variable (its non-dimension coordinates). The
+file is written to a temporary name in the same directory and renamed into place, so a
+failure leaves nothing behind.
 
 :func:`open_store` opens either kind lazily (dask), without the internal manifest.
 """
@@ -34,12 +43,15 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import cf_xarray  # noqa: F401  (the .cf accessor: cell edges from centres)
 import numpy as np
 import xarray as xr
 
@@ -50,11 +62,14 @@ from hdm.data.schema import COORD_ATTRS, KNOWN_VARIABLES, MEMBER, TIME
 __all__ = [
     "REQUIRED_PROVENANCE",
     "ZarrWriteReport",
+    "cf_output",
+    "consolidate",
     "open_store",
     "read_manifest",
     "write_manifest",
     "write_netcdf_cf",
     "write_zarr_ensemble",
+    "zarr_extensions",
 ]
 
 log = logging.getLogger("hdm")
@@ -71,6 +86,189 @@ class ZarrWriteReport:
     n_chunks: int
     written: tuple[int, ...]
     skipped: tuple[int, ...]
+
+
+# -------------------------------------------------------------------- CF output
+
+#: attribute keys that describe an input, never an output: cfgrib's ``GRIB_*`` keys (on
+#: a coarse field they still say ``GRIB_Nx=49``, the fine grid's width) and its
+#: ``stored_direction`` (hdm sorts every axis ascending when it opens a file)
+STALE_PREFIXES = ("GRIB_",)
+STALE_KEYS = frozenset({"stored_direction"})
+
+#: attributes of a schema coordinate that describe its values, kept when the CF
+#: attributes replace the rest (a numeric time axis keeps its units and calendar)
+_KEPT_COORD_KEYS = ("units", "calendar", "bounds")
+
+#: the schema's ``time`` is the valid time (a cfgrib input calls its time axis
+#: "forecast_reference_time", which an analysis field and a downscaled one are not)
+_CF_COORDS = {**COORD_ATTRS, TIME: {**COORD_ATTRS[TIME], "long_name": "valid time"}}
+
+#: the standard names of the horizontal axes that get cell edges (``bounds``)
+_HORIZONTAL = ("latitude", "longitude")
+
+
+def _fresh_attrs(attrs: Mapping[Any, Any]) -> dict[Any, Any]:
+    """``attrs`` without what describes an input: ``GRIB_*`` and ``stored_direction``
+    keys, and cfgrib's placeholder ``standard_name = "unknown"``."""
+    return {
+        key: value
+        for key, value in attrs.items()
+        if not str(key).startswith(STALE_PREFIXES)
+        and key not in STALE_KEYS
+        and not (key == "standard_name" and value == "unknown")
+    }
+
+
+def _coordinate_attrs(ds: xr.Dataset) -> xr.Dataset:
+    """The schema's coordinates (``time``, ``lat``, ``lon``, ``level``, ``member``,
+    ``sample``) get exactly their CF attributes (:data:`_CF_COORDS`, keeping units,
+    calendar and bounds); every other variable loses the stale input attributes."""
+    for name, var in ds.variables.items():
+        attrs = _fresh_attrs(var.attrs)
+        canonical = _CF_COORDS.get(str(name)) if name in ds.coords else None
+        if canonical is not None:
+            kept = {k: attrs[k] for k in _KEPT_COORD_KEYS if k in attrs}
+            attrs = {**kept, **canonical}
+        var.attrs = attrs
+    return ds
+
+
+def _with_bounds(ds: xr.Dataset) -> xr.Dataset:
+    """Cell edges of every latitude/longitude dimension coordinate with ≥ 2 points:
+    ``{name}_bounds(name, bounds)``, the midpoints between centres and, at either end,
+    the centre ∓ half the next spacing (cf_xarray's ``add_bounds``), latitudes clipped
+    to [−90, 90]. A coordinate whose ``bounds`` already name a variable keeps them."""
+    missing, have = [], []
+    for name in ds.dims:
+        var = ds.variables.get(name)
+        if var is None or var.attrs.get("standard_name") not in _HORIZONTAL or var.size < 2:
+            continue
+        target = var.attrs.get("bounds") or var.encoding.get("bounds")
+        if target in ds.variables:
+            var.attrs["bounds"] = target
+            have.append(target)
+        else:
+            var.attrs.pop("bounds", None)
+            missing.append(str(name))
+    if missing:
+        ds = ds.cf.add_bounds(missing, output_dim="bounds")
+        for name in missing:
+            if ds[name].attrs["standard_name"] == "latitude":  # the end cells stop at a pole
+                ds = ds.assign_coords({f"{name}_bounds": ds[f"{name}_bounds"].clip(-90, 90)})
+    return ds.set_coords([b for b in have if b in ds.data_vars])
+
+
+def _variable_attrs(ds: xr.Dataset) -> xr.Dataset:
+    """Data variables get ``units``, ``long_name`` and ``standard_name`` where known
+    (:data:`hdm.data.schema.KNOWN_VARIABLES`) and missing, and a ``long_name`` always."""
+    for name, var in ds.data_vars.items():
+        attrs = dict(var.attrs)
+        info = KNOWN_VARIABLES.get(str(name))
+        if info is not None:
+            attrs.setdefault("units", info.units)
+            attrs.setdefault("long_name", info.long_name)
+            if info.standard_name:
+                attrs.setdefault("standard_name", info.standard_name)
+        attrs.setdefault("long_name", str(name))
+        var.attrs = attrs
+    return ds
+
+
+def _attr_value(value: Any) -> Any:
+    """A netCDF-writable attribute: numbers, strings and numeric arrays as they are,
+    booleans as 0/1, anything else (dicts, mixed lists, None) as JSON text."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (str, int, float, np.integer, np.floating)):
+        return value
+    if isinstance(value, (list, tuple, np.ndarray)):
+        arr = np.asarray(value)
+        if arr.ndim == 1 and arr.size and arr.dtype.kind in "iuf":
+            return arr
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _check_provenance(provenance: Mapping[str, Any]) -> None:
+    missing = [k for k in REQUIRED_PROVENANCE if k not in provenance]
+    if missing:
+        raise ValueError(
+            f"provenance lacks {missing}; required: {list(REQUIRED_PROVENANCE)}, "
+            f"got {sorted(provenance)}"
+        )
+
+
+def cf_output(
+    ds: xr.Dataset,
+    provenance: Mapping[str, Any] | None = None,
+    *,
+    history: str = f"written by hdm {__version__}",
+) -> xr.Dataset:
+    """A copy of ``ds`` with the CF-1.8 attributes every hdm output carries, in zarr and
+    netCDF alike (the input is left untouched).
+
+    * Coordinates: ``time`` (``standard_name: time``, ``long_name: valid time``,
+      ``axis: T``), ``lat``/``lon`` (``degrees_north``/``degrees_east``, ``axis`` Y/X),
+      ``level`` (hPa, ``positive: down``), ``member`` (``standard_name: realization``)
+      replace whatever the input had (a cfgrib "forecast_reference_time" included);
+      every latitude/longitude dimension coordinate (the coarse grid's too) gets a
+      ``bounds`` variable of cell edges (:func:`_with_bounds`).
+    * Variables: ``units``, ``long_name``, ``standard_name`` where known and missing;
+      ``cell_methods`` are those set where the summaries are computed
+      (:func:`hdm.downscaling.output.summarise`); no ``GRIB_*`` or ``stored_direction``
+      attribute copied from an input survives.
+    * Global: ``Conventions = "CF-1.8"``; ``history`` gains the line
+      ``"<UTC time>: <history>"`` after any earlier lines; ``source`` (default
+      ``"hdm <version>"``); ``hdm_version``; one ``hdm_<key>`` per provenance entry
+      (``checkpoint_hash``, ``config``, ``seed`` required when a provenance is given).
+      Booleans become 0/1 and dicts, mixed lists and None JSON text, so that zarr and
+      netCDF hold the same values.
+
+    Raises:
+        ValueError: a provenance without a required key.
+    """
+    if provenance is not None:
+        _check_provenance(provenance)
+    ds = ds.copy()
+    ds = _with_bounds(_coordinate_attrs(ds))
+    ds = _variable_attrs(ds)
+    attrs = _fresh_attrs(ds.attrs)
+    attrs.pop(MANIFEST_KEY, None)  # a store's own bookkeeping, written by its writer
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    previous = attrs.get("history")
+    attrs["history"] = f"{previous}\n{now}: {history}" if previous else f"{now}: {history}"
+    attrs["Conventions"] = "CF-1.8"
+    attrs.setdefault("source", f"hdm {__version__}")
+    attrs["hdm_version"] = __version__
+    for key, value in (provenance or {}).items():
+        attrs[f"hdm_{key}"] = value
+    ds.attrs = attrs
+    for obj in (ds, *ds.variables.values()):
+        obj.attrs = {key: _attr_value(value) for key, value in obj.attrs.items()}
+    return ds
+
+
+@contextmanager
+def zarr_extensions() -> Iterator[None]:
+    """Silence zarr-python's warnings that consolidated metadata and fixed-width strings
+    (the station ids) are zarr v3 extensions: it gives them whenever it writes metadata
+    that hold them (the root's, once consolidated, at every attribute update), and
+    hdm's stores are read by zarr-python, which reads both."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not")
+        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification")
+        yield
+
+
+def consolidate(store: str | os.PathLike[str]) -> None:
+    """Consolidate the zarr metadata of ``store`` (the root's ``zarr.json`` lists every
+    array's metadata), so that ``xr.open_zarr(store)`` reads it at once, without the
+    warning of a store without consolidated metadata. Updating the root's attributes
+    later keeps it; a store's arrays are created before it, never after."""
+    import zarr
+
+    with zarr_extensions():
+        zarr.consolidate_metadata(str(store))
 
 
 # ------------------------------------------------------------------------- zarr
@@ -100,8 +298,9 @@ def read_manifest(store: str | os.PathLike[str]) -> dict[str, Any] | None:
 def write_manifest(store: str | os.PathLike[str], manifest: Mapping[str, Any]) -> None:
     import zarr
 
-    group = zarr.open_group(str(store), mode="r+")
-    group.attrs[MANIFEST_KEY] = json.dumps(manifest, sort_keys=True)
+    with zarr_extensions():
+        group = zarr.open_group(str(store), mode="r+")
+        group.attrs[MANIFEST_KEY] = json.dumps(manifest, sort_keys=True)
 
 
 def _zarr_encoding(ds: xr.Dataset, chunks: Mapping[str, int]) -> dict[str, dict[str, Any]]:
@@ -170,11 +369,12 @@ def _start_or_resume(
         if path.exists() and mode == "resume":
             raise ValueError(f"{path} exists but has no hdm manifest; use mode='w' to overwrite it")
         # Metadata, coordinates and empty arrays; no data variable is computed here.
-        ds.to_zarr(
-            path, mode="w", compute=False, consolidated=False, encoding=_zarr_encoding(ds, chunks)
-        )
+        with zarr_extensions():
+            encoding = _zarr_encoding(ds, chunks)
+            ds.to_zarr(path, mode="w", compute=False, consolidated=False, encoding=encoding)
         manifest = {"fingerprint": fingerprint, "layout": layout, "complete": []}
         write_manifest(path, manifest)
+        consolidate(path)
     return manifest
 
 
@@ -184,8 +384,11 @@ def write_zarr_ensemble(
     chunks: Mapping[str, int] | None = None,
     *,
     mode: str = "resume",
+    provenance: Mapping[str, Any] | None = None,
+    history: str | None = None,
 ) -> ZarrWriteReport:
-    """Write ``ds`` (dims ``[member,] time, ...``) to a zarr store, time chunk by time chunk.
+    """Write ``ds`` (dims ``[member,] time, ...``) to a zarr store, time chunk by time chunk,
+    with the CF attributes of :func:`cf_output` and consolidated metadata.
 
     Args:
         ds: the dataset; dask-backed data is computed one region at a time.
@@ -194,15 +397,21 @@ def write_zarr_ensemble(
             whole unless given.
         mode: ``"resume"`` (create, or complete a store written before by the same
             dataset) or ``"w"`` (overwrite).
+        provenance: written as ``hdm_<key>`` attributes (as :func:`write_netcdf_cf`;
+            ``checkpoint_hash``, ``config`` and ``seed`` required when given).
+        history: the line to append to ``history`` (default: "written by hdm X").
 
     Returns:
         a :class:`ZarrWriteReport` with the time chunks written and skipped.
 
     Raises:
-        ValueError: no ``time`` dim, a bad mode or chunk size, or a store that holds a
-            different dataset (with ``mode="resume"``).
+        ValueError: no ``time`` dim, a bad mode or chunk size, a provenance without a
+            required key, or a store that holds a different dataset (with
+            ``mode="resume"``).
     """
     chunks = _ensemble_chunks(ds, chunks, mode)
+    line = history or f"written by hdm {__version__} (write_zarr_ensemble)"
+    ds = cf_output(ds, provenance, history=line)
     path = Path(store)
     k = int(chunks[TIME])
     n_time = ds.sizes[TIME]
@@ -227,41 +436,11 @@ def write_zarr_ensemble(
         write_manifest(path, manifest)
         written.append(q)
         log.debug("zarr %s: time chunk %d/%d written", path, q + 1, n_chunks)
+    consolidate(path)  # again: a store begun by an hdm that did not consolidate
     return ZarrWriteReport(str(path), n_chunks, tuple(written), tuple(skipped))
 
 
 # ----------------------------------------------------------------------- netCDF
-
-
-def _attr_value(value: Any) -> Any:
-    """A netCDF-writable attribute: numbers, strings and numeric arrays as they are,
-    booleans as 0/1, anything else (dicts, mixed lists, None) as JSON text."""
-    if isinstance(value, (bool, np.bool_)):
-        return int(value)
-    if isinstance(value, (str, int, float, np.integer, np.floating)):
-        return value
-    if isinstance(value, (list, tuple, np.ndarray)):
-        arr = np.asarray(value)
-        if arr.ndim == 1 and arr.size and arr.dtype.kind in "iuf":
-            return arr
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def cf_attributes(ds: xr.Dataset) -> xr.Dataset:
-    """A copy of ``ds`` with CF attributes filled in where missing (see module doc)."""
-    ds = ds.copy()
-    for name in ds.coords:
-        for key, value in COORD_ATTRS.get(str(name), {}).items():
-            ds[name].attrs.setdefault(key, value)
-    for name, var in ds.data_vars.items():
-        info = KNOWN_VARIABLES.get(str(name))
-        if info is not None:
-            var.attrs.setdefault("units", info.units)
-            var.attrs.setdefault("long_name", info.long_name)
-            if info.standard_name:
-                var.attrs.setdefault("standard_name", info.standard_name)
-        var.attrs.setdefault("long_name", str(name))
-    return ds
 
 
 def write_netcdf_cf(
@@ -288,28 +467,15 @@ def write_netcdf_cf(
     Raises:
         ValueError: a required provenance key is missing.
     """
-    missing = [k for k in REQUIRED_PROVENANCE if k not in provenance]
-    if missing:
-        raise ValueError(
-            f"provenance lacks {missing}; required: {list(REQUIRED_PROVENANCE)}, "
-            f"got {sorted(provenance)}"
-        )
+    _check_provenance(provenance)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    ds = cf_attributes(ds.drop_encoding())
-    ds.attrs.pop(MANIFEST_KEY, None)
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    line = f"{now}: {history or f'written by hdm {__version__} (write_netcdf_cf)'}"
-    previous = ds.attrs.get("history")
-    ds.attrs["history"] = f"{previous}\n{line}" if previous else line
-    ds.attrs["Conventions"] = "CF-1.8"
-    ds.attrs.setdefault("source", f"hdm {__version__}")
-    ds.attrs["hdm_version"] = __version__
-    for key, value in provenance.items():
-        ds.attrs[f"hdm_{key}"] = _attr_value(value)
-    for obj in (ds, *ds.variables.values()):
-        obj.attrs = {key: _attr_value(value) for key, value in obj.attrs.items()}
-    encoding: dict[str, dict[str, Any]] = {}
+    line = history or f"written by hdm {__version__} (write_netcdf_cf)"
+    ds = cf_output(ds, provenance, history=line).drop_encoding()
+    # Coordinates and cell edges have no missing values: no _FillValue (CF 2.5.1, 7.1).
+    encoding: dict[str, dict[str, Any]] = {
+        str(name): {"_FillValue": None} for name, var in ds.coords.items() if var.dtype.kind == "f"
+    }
     for name, var in ds.data_vars.items():
         if var.dtype.kind == "f" and complevel:
             encoding[str(name)] = {"zlib": True, "complevel": int(complevel)}
@@ -340,7 +506,9 @@ def open_store(path: str | os.PathLike[str], chunks: Any = None) -> xr.Dataset:
     fmt = detect_format(p)
     chunks = {} if chunks is None else chunks
     if fmt == "zarr":
-        ds = xr.open_zarr(p, chunks=chunks, consolidated=False)
+        with warnings.catch_warnings():  # a store of an hdm before consolidation reads fine
+            warnings.filterwarnings("ignore", message=".*consolidated metadata")
+            ds = xr.open_zarr(p, chunks=chunks)
     elif fmt in ("netcdf4", "netcdf3"):
         ds = xr.open_dataset(p, engine="netcdf4", chunks=chunks)
     else:

@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from hdm._version import __version__
-from hdm.data.schema import LAT, LON, MEMBER, TIME
+from hdm.data.schema import KNOWN_VARIABLES, LAT, LON, MEMBER, TIME
 from hdm.data.stores import write_netcdf_cf, write_zarr_ensemble
 from hdm.data.units import to_units
 from hdm.downscaling.config import EnsembleConfig
@@ -49,32 +49,56 @@ def summarise(
 
     Returns a Dataset with ``{name}_mean``, ``{name}_std``, ``{name}_quantile``
     (dim ``quantile``) and, for thresholds, ``{name}_exceedance`` (dim ``threshold``).
+
+    CF attributes: the summaries keep the ensemble's ``units`` and ``standard_name`` (a
+    mean of temperatures is a temperature) and say how they were made over the members
+    (``member`` has ``standard_name: realization``) in ``cell_methods``:
+    ``realization: mean``, ``realization: standard_deviation`` and, for the
+    exceedance fractions (the mean of the indicator 1{x > threshold}), ``realization:
+    mean``. CF has no cell method for a quantile (Appendix E lists none, and its
+    conformance rules allow no other), so ``{name}_quantile`` has no ``cell_methods``:
+    its ``quantile`` coordinate (``units: 1``) holds the probabilities, and its
+    ``long_name`` and ``comment`` say that they are empirical quantiles over the
+    realizations.
     """
     if MEMBER not in ensemble.dims:
         raise ValueError(f"the ensemble has no {MEMBER!r} dimension; dims: {ensemble.dims}")
     name = str(ensemble.name or "field")
     units = ensemble.attrs.get("units", "")
+    known = KNOWN_VARIABLES.get(name)
+    standard_name = ensemble.attrs.get("standard_name") or (known and known.standard_name)
+    same = {"units": units, **({"standard_name": standard_name} if standard_name else {})}
     m = ensemble.sizes[MEMBER]
     out = xr.Dataset()
     out[f"{name}_mean"] = ensemble.mean(MEMBER).assign_attrs(
-        units=units, long_name=f"ensemble mean of {name}"
+        same, long_name=f"ensemble mean of {name}", cell_methods="realization: mean"
     )
     std = ensemble.std(MEMBER, ddof=1) if m > 1 else xr.full_like(ensemble.isel({MEMBER: 0}), 0.0)
     out[f"{name}_std"] = std.assign_attrs(
-        units=units, long_name=f"ensemble standard deviation of {name} (ddof=1)"
+        same,
+        long_name=f"ensemble standard deviation of {name} (ddof=1)",
+        cell_methods="realization: standard_deviation (sample standard deviation, ddof = 1)",
     )
     if quantiles:
         q = ensemble.quantile(list(quantiles), dim=MEMBER)
+        q["quantile"].attrs = {"long_name": "probability of the quantile", "units": "1"}
         out[f"{name}_quantile"] = q.assign_attrs(
-            units=units, long_name=f"empirical quantiles of {name} over members"
+            same,
+            long_name=f"empirical quantiles of {name} over members",
+            comment="quantiles over the realizations, linear between order statistics "
+            "(Hyndman and Fan type 7), at the probabilities of the quantile coordinate",
         )
     if thresholds:
-        th = xr.DataArray(list(thresholds), dims="threshold", attrs={"units": units})
+        th = xr.DataArray(
+            list(thresholds), dims="threshold", attrs={**same, "long_name": f"threshold of {name}"}
+        )
         out[f"{name}_exceedance"] = (
             (ensemble > th)
             .mean(MEMBER)
             .assign_attrs(
-                units="1", long_name=f"fraction of members with {name} above the threshold"
+                units="1",
+                long_name=f"fraction of members with {name} above the threshold",
+                cell_methods="realization: mean (of the indicator of exceeding the threshold)",
             )
         )
         out = out.assign_coords(threshold=th)
@@ -108,6 +132,9 @@ def ensemble_dataset(
                 "long_name": f"{name}, posterior ensemble members",
             },
         )
+        known = KNOWN_VARIABLES.get(name)
+        if known is not None and known.standard_name:
+            ensemble.attrs["standard_name"] = known.standard_name
         parts += [ensemble.to_dataset(), summarise(ensemble, quantiles)]
     ds = xr.merge(parts)
     ds[LAT].attrs.update(units="degrees_north", standard_name="latitude")
@@ -170,6 +197,29 @@ def provenance_attrs(
     }
 
 
+#: CF attributes of the horizontal axes of the coarse input
+_AXIS = {
+    LAT: {
+        "units": "degrees_north",
+        "standard_name": "latitude",
+        "axis": "Y",
+        "long_name": "latitude of the coarse input grid",
+    },
+    LON: {
+        "units": "degrees_east",
+        "standard_name": "longitude",
+        "axis": "X",
+        "long_name": "longitude of the coarse input grid",
+    },
+}
+#: CF attributes of the stations' auxiliary coordinates
+_STATION = {
+    LAT: {"units": "degrees_north", "standard_name": "latitude", "long_name": "station latitude"},
+    LON: {"units": "degrees_east", "standard_name": "longitude", "long_name": "station longitude"},
+    TIME: {"standard_name": "time", "long_name": "observation time"},
+}
+
+
 def attach_inputs(
     ds: xr.Dataset,
     coarse: Mapping[str, xr.DataArray] | None,
@@ -179,33 +229,54 @@ def attach_inputs(
     """Store the conditioning inputs next to the ensemble (what ``hdm evaluate`` reads):
     ``{var}_coarse(time, coarse_lat, coarse_lon)`` for every coarse field, and
     ``station_obs(obs)`` (with ``obs_variable`` when the stations say which variable they
-    observe), the observations within the ensemble's times (± ``time_tolerance``)."""
+    observe), the observations within the ensemble's times (± ``time_tolerance``), in
+    the ensemble's units.
+
+    Their attributes are made here, not copied from the inputs (a GRIB input's
+    ``GRIB_Nx`` describes its own grid, its time axis is called a forecast reference
+    time): ``units``, ``standard_name`` (that of ``{var}``) and ``long_name``; the coarse
+    grid's coordinates are latitude and longitude axes of their own, the stations'
+    position and time auxiliary coordinates of ``station_obs``."""
     for variable, field in (coarse or {}).items():
-        field = to_units(field, ds[variable].attrs.get("units", ""), f"the coarse field {variable}")
+        units = ds[variable].attrs.get("units", "")
+        same = {k: ds[variable].attrs[k] for k in ("standard_name",) if k in ds[variable].attrs}
+        field = to_units(field, units, f"the coarse field {variable}")
         c = field.sel(time=ds.time.values).rename({LAT: "coarse_lat", LON: "coarse_lon"})
         c = c.reset_coords(drop=True)
-        keep = [k for k in ("lat_weight",) if k in field.coords]
-        if keep:
-            c = c.assign_coords(coarse_lat_weight=("coarse_lat", field[keep[0]].values))
-        ds[f"{variable}_coarse"] = c.astype(np.float32).assign_attrs(
-            units=field.attrs.get("units", ds[variable].attrs.get("units", "")),
-            long_name=f"coarse {variable} used as conditioning input",
-        )
+        axes = {
+            TIME: (TIME, c[TIME].values),  # the valid time, whatever the input called it
+            "coarse_lat": ("coarse_lat", c["coarse_lat"].values, _AXIS[LAT]),
+            "coarse_lon": ("coarse_lon", c["coarse_lon"].values, _AXIS[LON]),
+        }
+        if "lat_weight" in field.coords:
+            weight = {"long_name": "area weight of the coarse row", "units": "1"}
+            axes["coarse_lat_weight"] = ("coarse_lat", field["lat_weight"].values, weight)
+        c = c.assign_coords(axes).astype(np.float32)
+        c.attrs = {
+            "units": field.attrs.get("units", units),
+            **same,
+            "long_name": f"coarse {variable} used as conditioning input",
+        }
+        ds[f"{variable}_coarse"] = c
     if stations is not None and stations.sizes.get("obs", 0) > 0:
         inside = within_times(stations["time"].values, ds[TIME].values, time_tolerance)
         sel = _stations_in_ensemble_units(ds, stations.isel(obs=np.flatnonzero(inside)))
         coords = {
-            "obs_id": ("obs", sel["id"].values.astype(str)),
-            "obs_lat": ("obs", sel["lat"].values.astype(np.float64)),
-            "obs_lon": ("obs", sel["lon"].values.astype(np.float64)),
-            "obs_time": ("obs", sel["time"].values),
+            "obs_id": ("obs", sel["id"].values.astype(str), {"long_name": "station id"}),
+            "obs_lat": ("obs", sel["lat"].values.astype(np.float64), _STATION[LAT]),
+            "obs_lon": ("obs", sel["lon"].values.astype(np.float64), _STATION[LON]),
+            "obs_time": ("obs", sel["time"].values, _STATION[TIME]),
         }
         if "variable" in sel.variables:
-            coords["obs_variable"] = ("obs", sel["variable"].values.astype(str))
+            names = sel["variable"].values.astype(str)
+            coords["obs_variable"] = ("obs", names, {"long_name": "variable observed"})
         names = [str(n) for n in ds.data_vars if MEMBER in ds[n].dims]
         observed = sorted(set(coords["obs_variable"][1])) if "obs_variable" in coords else names
-        units = {ds[n].attrs.get("units", "") for n in observed if n in ds}
+        observed = [n for n in observed if n in ds]
+        units = {ds[n].attrs.get("units", "") for n in observed}
         attrs = {"long_name": "station observations used as conditioning input"}
+        if len(observed) == 1 and "standard_name" in ds[observed[0]].attrs:
+            attrs["standard_name"] = ds[observed[0]].attrs["standard_name"]
         if len(units) == 1:
             attrs["units"] = units.pop()
         else:  # several variables: each row in the units of the variable it observes
@@ -234,25 +305,26 @@ def _stations_in_ensemble_units(ds: xr.Dataset, obs: xr.Dataset) -> xr.Dataset:
 
 
 def write_output(ds: xr.Dataset, out: str | Path, *, overwrite: bool = False) -> Path:
-    """Write zarr (``.zarr``) or CF netCDF (``.nc``), never leaving a half-written file."""
+    """Write zarr (``.zarr``) or CF netCDF (``.nc``), never leaving a half-written file;
+    both with the CF attributes and provenance of :func:`hdm.data.stores.cf_output`."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     if not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".nc":
-        provenance = {
-            "checkpoint_hash": ds.attrs["checkpoint_hash"],
-            "config": {k: str(v) for k, v in ds.attrs.items() if k not in ("history",)},
-            "seed": ds.attrs["seed"],
-        }
-        return write_netcdf_cf(ds, out, provenance)
-    if out.suffix != ".zarr":
+    if out.suffix not in (".nc", ".zarr"):
         raise ValueError(f"--out must end in .zarr or .nc, got {out.name}")
+    provenance = {
+        "checkpoint_hash": ds.attrs["checkpoint_hash"],
+        "config": {k: str(v) for k, v in ds.attrs.items() if k not in ("history",)},
+        "seed": ds.attrs["seed"],
+    }
+    if out.suffix == ".nc":
+        return write_netcdf_cf(ds, out, provenance)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    write_zarr_ensemble(ds, tmp, mode="w")
+    write_zarr_ensemble(ds, tmp, mode="w", provenance=provenance)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

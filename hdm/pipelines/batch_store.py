@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import uuid
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +27,15 @@ import yaml
 import zarr
 
 from hdm.data.schema import TIME
-from hdm.data.stores import open_store, read_manifest, write_manifest, write_netcdf_cf
+from hdm.data.stores import (
+    cf_output,
+    consolidate,
+    open_store,
+    read_manifest,
+    write_manifest,
+    write_netcdf_cf,
+    zarr_extensions,
+)
 from hdm.downscaling.core import noise_settings
 from hdm.downscaling.inputs import stations_by_variable
 from hdm.downscaling.output import attach_inputs, ensemble_dataset, provenance_attrs
@@ -132,7 +139,8 @@ def create_store(
     manifest: dict,
     extra_attrs: dict | None = None,
 ) -> None:
-    """Metadata, coordinates, static variables and the manifest; no time is computed."""
+    """Metadata (the CF attributes of :func:`hdm.data.stores.cf_output`), coordinates,
+    static variables and the manifest, consolidated; no time is computed."""
     ens = cfg.ensemble
     grid = target_grid(prior, ens.scale if ens.scale != 1 else None)
     shape = (ens.members, len(times), len(prior.variables), *grid.shape)
@@ -154,18 +162,16 @@ def create_store(
             station_ids=ids,
         )
     )
-    template.attrs.update(
-        {
-            "history": f"hdm downscale ({cfg.name})",
-            **(extra_attrs or {}),
-            CONFIG_KEY: yaml.safe_dump(config_dict(cfg), sort_keys=False),
-        }
-    )
-    with warnings.catch_warnings():  # the station ids: fixed-length strings, fine in zarr-python
-        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification")
+    config = yaml.safe_dump(config_dict(cfg), sort_keys=False)
+    template.attrs.update({**(extra_attrs or {}), CONFIG_KEY: config})
+    # the provenance's config is written as hdm_config, the same YAML as CONFIG_KEY
+    provenance = {"checkpoint_hash": prior.sha256, "config": config, "seed": ens.seed}
+    template = cf_output(template, provenance, history=f"hdm downscale ({cfg.name})")
+    with zarr_extensions():  # the station ids: fixed-length strings, fine in zarr-python
         template.to_zarr(store, mode="w", compute=False, consolidated=False)
     zarr.open_group(str(store), mode="r+").create_group(MARKERS)
     write_manifest(store, manifest)
+    consolidate(store)
 
 
 def open_for_run(
@@ -216,20 +222,22 @@ def create_atomically(store: Path, *args, **kwargs) -> None:
 
 def finish_store(store: Path, markers: dict[int, dict], manifest: dict) -> None:
     """Mark the manifest complete and record the runs that wrote the store, their NFE and
-    task time in its root attributes."""
+    task time in its root attributes; consolidate its metadata (the markers included)."""
     manifest["complete"] = sorted(markers)
     manifest["status"] = "complete"
     manifest["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_manifest(store, manifest)
-    attrs = zarr.open_group(str(store), mode="r+").attrs
-    attrs.update(
-        {
-            "run_ids": ",".join(manifest["runs"]),
-            "nfe_per_member": int(next(iter(markers.values()))["nfe_per_member"]),
-            "task_time_s": round(sum(m["wall_time_s"] for m in markers.values()), 3),
-            "created": manifest["finished"],
-        }
-    )
+    with zarr_extensions():  # the root's metadata hold the consolidated ones
+        attrs = zarr.open_group(str(store), mode="r+").attrs
+        attrs.update(
+            {
+                "run_ids": ",".join(manifest["runs"]),
+                "nfe_per_member": int(next(iter(markers.values()))["nfe_per_member"]),
+                "task_time_s": round(sum(m["wall_time_s"] for m in markers.values()), 3),
+                "created": manifest["finished"],
+            }
+        )
+    consolidate(store)
 
 
 def write_netcdf_output(store: Path, out: Path, prior: Prior, cfg: DownscaleRunConfig) -> None:
