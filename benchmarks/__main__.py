@@ -76,6 +76,11 @@ STUDIES: dict[str, Entry] = {
         "UK t2m: MMPS conjugate-gradient steps on training or validation fields",
         "uk-cg-steps, uk-cg-steps-validation",
     ),
+    "uk_coarse_grids": Entry(
+        "benchmarks.studies.uk_coarse_grids",
+        "UK t2m: coarse fields on offset and non-integer grids (conservative regridding)",
+        "uk-coarse-grids",
+    ),
     "uk_edge_calibration": Entry(
         "benchmarks.studies.uk_edge_calibration",
         "UK t2m: spread and error along the domain edges of a stored run",

@@ -132,3 +132,28 @@ def test_bins_held_by_the_ensemble_mean_compare_the_means():
     assert out["mean_field_bins"] == out["shared_bins"]
     assert out["mean_field_rel_diff"] == pytest.approx(0.21, rel=1e-9)
     assert np.isnan(out["deviation_rel_diff"])
+
+
+def test_coarse_grids_study_makes_the_grids_it_names():
+    """uk_coarse_grids: the 1° grid offset by 0.25° is whole 0.25° cells (the operator's
+    aligned path), the others cut them (the area-overlap path); every grid keeps at least
+    4 cells per axis (bicubic needs them) and its cells tile the kept part of the domain."""
+    from benchmarks.studies.uk_coarse_grids import GRIDS, coarse_field
+    from hdm.conditioning.observations import CoarseGrain
+    from hdm.data.coarsen import cell_bounds
+    from hdm.data.schema import mock_fields
+    from hdm.hilbert.grids import LatLonGrid
+
+    uk = LatLonGrid.regular((50.0, 58.0), (-10.0, 2.0), (33, 49))
+    truth = mock_fields(["t2m"], n_time=1, n_lat=33, n_lon=49, lat=(50, 58), lon=(-10, 2))
+    paths = []
+    for grid in GRIDS[1:]:
+        coarse = coarse_field(truth, grid)
+        assert min(coarse.sizes["lat"], coarse.sizes["lon"]) >= 4, grid.label
+        bounds = [cell_bounds(coarse, d) for d in ("lat", "lon")]
+        for b in bounds:
+            np.testing.assert_allclose(b[1:, 0], b[:-1, 1])  # contiguous
+            np.testing.assert_allclose(np.diff(b, axis=1), grid.spacing)
+        op = CoarseGrain.for_coarse_grid(coarse.lat.values, coarse.lon.values, uk, 0.1, *bounds)
+        paths.append(op.samples_per_cell)
+    assert paths == [(4, 4), None, None, None]

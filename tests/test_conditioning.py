@@ -14,6 +14,7 @@ from hdm.conditioning.observations import (
     Composite,
     ObservationError,
     PointSample,
+    area_scaled_noise,
     subgrid,
 )
 from hdm.data.coarsen import coarse_grain
@@ -27,6 +28,9 @@ from hdm.hilbert.sampling import make_sampler
 from hdm.hilbert.schedules import CosineVP
 
 UK = LatLonGrid.regular((50.0, 58.0), (-10.0, 2.0), (33, 49))
+#: a 0.7° grid over the UK domain [49.875, 58.125] × [-10.125, 2.125]: offset, of a
+#: non-integer ratio to 0.25°, its outer cells cut by the domain's edge
+LAT_07, LON_07 = np.arange(49.5, 59.0, 0.7), np.arange(-10.5, 3.0, 0.7)
 
 
 def _field(grid, seed=0, batch=2):
@@ -96,6 +100,7 @@ def test_coarse_grain_sample_errors_name_the_problem():
     "op",
     [
         CoarseGrain.from_factor(UK, 4, 0.2),
+        CoarseGrain.for_coarse_grid(LAT_07, LON_07, UK, 0.2),
         PointSample(((51.3, -3.2), (55.0, 0.0), (58.0, 2.0)), 0.5, ("a", "b", "c")),
     ],
 )
@@ -130,6 +135,186 @@ def test_coarse_cells_are_the_same_function_on_a_refined_grid():
     diff = (op.apply(smooth(UK), UK) - op.apply(smooth(fine), fine)).reshape(8, 12)
     assert diff[1:-1, 1:-1].abs().max() < 2e-3
     assert diff.abs().max() < 3e-2
+
+
+def _smooth(grid):
+    lat, lon = np.meshgrid(*grid.coords(), indexing="ij")
+    return torch.as_tensor(np.sin(lat / 2.0) + np.cos(lon / 3.0))[None, None]
+
+
+def test_aligned_cells_of_any_grid_are_todays_block_means():
+    """for_coarse_grid on the ×4 cells (coarse_grain's area-weighted centres, or exact CF
+    bounds) takes the aligned path: today's numbers on the training grid and on a 2× grid,
+    and the area-overlap operator of the same cells is the block mean too."""
+    x = _field(UK)
+    lat, lon = UK.coords()
+    da = xr.DataArray(x[:, 0].numpy(), dims=("time", "lat", "lon"), coords={"lat": lat, "lon": lon})
+    blocks = coarse_grain(da, 4)
+    today = CoarseGrain.from_coarse_coords((blocks.lat.values, blocks.lon.values), UK)
+    op = CoarseGrain.for_coarse_grid(blocks.lat.values, blocks.lon.values, UK, 0.1)
+    assert op.samples_per_cell == (4, 4) and op.cell_shape == (8, 12)
+    y = op.apply(x, UK).numpy()
+    np.testing.assert_allclose(y, blocks.values.reshape(2, -1), rtol=0, atol=1e-12)
+    fine = UK.refined(2)
+    xf = _field(fine)
+    torch.testing.assert_close(op.apply(xf, fine), today.apply(xf, fine), rtol=0, atol=0)
+    area = CoarseGrain(op.edges, 0.1)  # samples_per_cell=None: the overlap weights
+    np.testing.assert_allclose(area.apply(x, UK).numpy(), y, rtol=0, atol=1e-12)
+    edges = [np.array(e) for e in today.edges]
+    bounds = [np.stack([e[:-1], e[1:]], 1) for e in edges]
+    exact = CoarseGrain.for_coarse_grid(
+        0.5 * (edges[0][:-1] + edges[0][1:]),
+        0.5 * (edges[1][:-1] + edges[1][1:]),
+        UK,
+        lat_bounds=bounds[0],
+        lon_bounds=bounds[1],
+    )
+    assert exact.samples_per_cell == (4, 4) and exact.edges == today.edges
+
+
+def test_cells_of_any_grid_map_a_constant_to_itself():
+    op = CoarseGrain.for_coarse_grid(LAT_07, LON_07, UK, 0.1)
+    assert op.samples_per_cell is None and op.cell_shape == (12, 18)
+    for grid in (UK, UK.refined(2)):
+        y = op.apply(torch.full((1, 1, *grid.shape), 3.5, dtype=torch.float64), grid)
+        np.testing.assert_allclose(y.numpy(), 3.5, rtol=0, atol=1e-13)
+
+
+def test_offset_cells_are_exact_area_means_of_a_linear_field():
+    """On a flat grid with h = 0.25, cells of 1.0 offset by h/2 cut fine cells in half;
+    the overlap mean of the piecewise-constant field is still the exact mean of a linear
+    field over the cell, a + b ȳ + c x̄ (the half cells at both ends balance)."""
+    grid = RectGrid((0.0, 8.0), (0.0, 12.0), (33, 49))
+    y, x = np.meshgrid(*grid.coords(), indexing="ij")
+    u = torch.as_tensor(1.5 + 0.7 * y - 0.3 * x)[None, None]
+    cy, cx = np.arange(0.5, 8.0), np.arange(0.5, 12.0)  # edges on grid points
+    op = CoarseGrain.for_coarse_grid(cy, cx, grid, 0.1)
+    assert op.samples_per_cell is None and op.cell_shape == (8, 12)
+    my, mx = np.meshgrid(cy, cx, indexing="ij")
+    np.testing.assert_allclose(
+        op.apply(u, grid)[0].numpy(), (1.5 + 0.7 * my - 0.3 * mx).ravel(), rtol=0, atol=1e-12
+    )
+
+
+def test_cells_that_tile_the_domain_conserve_its_area_mean():
+    """0.55° × 0.875° cells (ratios 2.2 and 3.5) whose bounds tile the domain's cells
+    exactly: Σ A_I U_I / Σ A_I is the fine area mean Σ h² cos φ_i u_ij / Σ h² cos φ_i,
+    for any field (A_I: the cells' cos-weighted areas)."""
+    lat_e, lon_e = 49.875 + 0.55 * np.arange(16), -10.125 + 0.875 * np.arange(15)
+    bounds = [np.stack([e[:-1], e[1:]], 1) for e in (lat_e, lon_e)]
+    centres = [b.mean(1) for b in bounds]
+    op = CoarseGrain.for_coarse_grid(*centres, UK, 0.1, *bounds)
+    assert op.samples_per_cell is None and op.cell_shape == (15, 14)
+    x = _field(UK, batch=1)
+    lat = UK.coords()[0]
+    w = np.cos(np.deg2rad(lat))[:, None] * np.ones(UK.shape)
+    fine_mean = float((w * x[0, 0].numpy()).sum() / w.sum())
+    # A_I: the lat overlaps of the fine cells [φ_i ± h/2] with the cell, cos-weighted,
+    # times the cell's width in lon (every lon cell is whole fine cells and halves)
+    cells_lat = np.clip(
+        np.minimum(bounds[0][:, 1:], lat + 0.125) - np.maximum(bounds[0][:, :1], lat - 0.125),
+        0,
+        None,
+    )
+    row = (cells_lat * np.cos(np.deg2rad(lat))).sum(1)
+    area = np.multiply.outer(row, np.full(14, 0.875)).ravel()
+    coarse_mean = float((area * op.apply(x, UK)[0].numpy()).sum() / area.sum())
+    assert abs(coarse_mean - fine_mean) < 1e-13
+
+
+def test_cells_of_any_grid_are_the_same_function_on_a_refined_grid():
+    """The same smooth field on three resolutions gives the same cell means up to the
+    quadrature error of the piecewise-constant field, which falls as h² inside the domain
+    (cells cutting fine cells off-centre make it O(h²), not zero); cells cut by the
+    domain's edge move more (the domain's cells shrink by h/4 each side when refined)."""
+    op = CoarseGrain.for_coarse_grid(LAT_07, LON_07, UK, 0.1)
+    y = [op.apply(_smooth(g), g).reshape(op.cell_shape) for g in (UK, UK.refined(2), UK.refined(4))]
+    d12, d24 = (y[0] - y[1]).abs(), (y[1] - y[2]).abs()
+    assert d12[1:-1, 1:-1].max() < 6e-3
+    assert d24[1:-1, 1:-1].max() < d12[1:-1, 1:-1].max() / 3  # second order
+    assert d12.max() < 3e-2
+
+
+def test_cells_cut_by_the_domain_edge_observe_their_inside_part(caplog):
+    """1° cells with edges on grid points (not aligned with the 0.25° cells). Along lat,
+    [49.5, 50.5] and [57.5, 58.5] are 0.625 inside the domain [49.875, 58.125]: kept, each
+    the cos-weighted mean over its inside part; [48.5, 49.5] is outside and left out, and
+    so is the column [2, 3] (0.125 inside); both counts are logged once."""
+    lat_c, lon_c = np.arange(49.0, 59.0), np.arange(-9.5, 3.0)
+    with caplog.at_level("INFO", logger="hdm"):
+        op = CoarseGrain.for_coarse_grid(lat_c, lon_c, UK, 0.1, noise_reference_area=1.0)
+    assert op.source_shape == (10, 13) and op.source_index == (1, 0)
+    assert op.cell_shape == (9, 12) and op.edges[0][:2] == (49.5, 50.5)
+    assert "1 of 10 along 'lat', 1 of 13 along 'lon'" in caplog.text
+    assert "22 of 130 coarse cells left out" in caplog.text
+    x = torch.zeros((1, 1, *UK.shape), dtype=torch.float64)
+    x[0, 0, 0] = 1.0  # the row at 50.0, the cell [49.875, 50.125]
+    cos = np.cos(np.deg2rad([50.0, 50.25, 50.5]))
+    expected = 0.25 * cos[0] / (0.25 * cos[0] + 0.25 * cos[1] + 0.125 * cos[2])
+    np.testing.assert_allclose(op.apply(x, UK)[0, :12].numpy(), expected, rtol=1e-12)
+    # the values of the kept cells are picked from the source grid
+    src = np.arange(130.0).reshape(10, 13)
+    np.testing.assert_array_equal(op.source_values(src), src[1:, :12].ravel())
+    # the noise of the edge rows grows as their covered area shrinks: sqrt(1 / 0.625)
+    std = op.noise_std().reshape(9, 12)
+    np.testing.assert_allclose(std[[0, -1]], 0.1 / np.sqrt(0.625), rtol=1e-12)
+    np.testing.assert_allclose(std[1:-1], 0.1, rtol=1e-12)
+
+
+def test_a_corner_cell_is_kept_when_half_inside_along_each_axis():
+    """The rule is per axis: a corner cell 0.6 inside along lat and along lon (0.36 of its
+    area) is observed, over its inside part, with the std of a 0.36° × 1° cell."""
+    lat_e, lon_e = 49.475 + np.arange(9.0), -10.525 + np.arange(13.0)
+    bounds = [np.stack([e[:-1], e[1:]], 1) for e in (lat_e, lon_e)]
+    op = CoarseGrain.for_coarse_grid(
+        *[b.mean(1) for b in bounds], UK, 0.1, *bounds, noise_reference_area=1.0
+    )
+    assert op.cell_shape == (8, 12) and op.source_index == (0, 0)
+    np.testing.assert_allclose(op.covered_area(UK)[0], 0.36, rtol=1e-12)
+    np.testing.assert_allclose(op.noise_std()[0], 0.1 / 0.6, rtol=1e-12)
+
+
+def test_per_cell_noise_grows_as_the_covered_area_shrinks():
+    np.testing.assert_allclose(area_scaled_noise(0.2, [1.0, 0.49, 4.0]), [0.2, 0.2 / 0.7, 0.1])
+    op = CoarseGrain.for_coarse_grid(LAT_07, LON_07, UK, 0.1, noise_reference_area=1.0)
+    area, std = op.covered_area(UK), op.noise_std()
+    np.testing.assert_allclose(std, 0.1 / np.sqrt(area), rtol=1e-12)
+    assert np.all(np.diff(std[np.argsort(area)]) <= 1e-15)  # smaller area, larger std
+    assert std.min() == pytest.approx(0.1 / 0.7) and std.max() > std.min()
+    blocks = CoarseGrain.for_coarse_grid(
+        50.375 + np.arange(8.0), -9.625 + np.arange(12.0), UK, 0.1, noise_reference_area=1.0
+    )
+    np.testing.assert_array_equal(blocks.noise_std(), 0.1)  # 1° cells keep the base std
+
+
+def test_coarse_grid_outside_the_domain_names_both_extents():
+    with pytest.raises(
+        ObservationError,
+        match=r"coarse grid \(lat \[59\.5, 69\.5\], lon \[-10\.5, 1\.5\]\) does not overlap "
+        r"the model's domain \(lat \[49\.875, 58\.125\], lon \[-10\.125, 2\.125\]\)",
+    ):
+        CoarseGrain.for_coarse_grid(np.arange(60.0, 70.0), np.arange(-10.0, 2.0), UK, 0.1)
+    with pytest.raises(ObservationError, match=r"no cell of the coarse grid .* at least half"):
+        CoarseGrain.for_coarse_grid(np.array([58.5, 60.5]), np.arange(-10.0, 2.0), UK, 0.1)
+    with pytest.raises(ObservationError, match="cells of 'lat' must be contiguous"):
+        CoarseGrain.for_coarse_grid(
+            np.array([50.5, 52.5]),
+            np.arange(-10.0, 2.0),
+            UK,
+            0.1,
+            lat_bounds=np.array([[50.0, 51.0], [52.0, 53.0]]),
+        )
+
+
+def test_cells_across_the_longitude_seam_overlap_both_ends():
+    """On a periodic longitude circle (0..355, h = 5) the cell [-11, 9] is [349, 369]:
+    3.5 of the cell at 350, all of 355, 0 and 5, 1.5 of 10."""
+    grid = LatLonGrid.regular((-10.0, 10.0), (0.0, 360.0), (5, 72))
+    op = CoarseGrain(((-12.5, 12.5), tuple(-11.0 + 20.0 * np.arange(19))), 0.1)
+    x = torch.zeros((1, 1, *grid.shape), dtype=torch.float64)
+    x[0, 0, :, 70] = 1.0  # lon 350
+    x[0, 0, :, 2] = 2.0  # lon 10
+    assert abs(float(op.apply(x, grid)[0, 0]) - (3.5 * 1.0 + 1.5 * 2.0) / 20.0) < 1e-12
 
 
 def test_composite_stacks_sources_with_their_noise():

@@ -1,4 +1,5 @@
-"""Tests of hdm.data.coarsen.coarse_grain: block constants, area means, trim policy."""
+"""Tests of hdm.data.coarsen: coarse_grain (block constants, area means, trim policy) and
+conservative_regrid (aligned blocks, the operator's numbers, conservation, edges)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from hdm.data.coarsen import coarse_grain
+from hdm.conditioning.observations import CoarseGrain
+from hdm.data.coarsen import cell_bounds, coarse_grain, conservative_regrid
 from hdm.data.schema import lat_weights, mock_fields
+from hdm.hilbert.grids import LatLonGrid
 
 
 def field(n_lat=10, n_lon=13, seed=0, chunks=None) -> xr.Dataset:
@@ -104,3 +107,102 @@ def test_errors():
     assert coarse_grain(ds, (5, 13), boundary="error").sizes["lat"] == 2
     with pytest.raises(ValueError, match="boundary must be 'trim' or 'error'"):
         coarse_grain(ds, 2, boundary="pad")
+
+
+# ------------------------------------------------------------------ conservative_regrid
+
+
+def uk_field(chunks=None) -> xr.Dataset:
+    """Fields on the UK model grid: lat 50..58, lon -10..2 every 0.25° (domain
+    [49.875, 58.125] × [-10.125, 2.125])."""
+    ds = mock_fields(
+        ["t2m"], n_time=2, n_lat=33, n_lon=49, lat=(50, 58), lon=(-10, 2), seed=3, dtype="float64"
+    )
+    return ds.chunk(chunks) if chunks else ds
+
+
+def test_aligned_blocks_are_coarse_grain():
+    ds = field(chunks={"time": 1})
+    blocks = coarse_grain(ds, 3)  # trims the 10th row and the 13th column
+    lat = ds.lat.values[:9].reshape(3, 3).mean(1)  # the blocks' arithmetic middles
+    lon = ds.lon.values[:12].reshape(4, 3).mean(1)
+    out = conservative_regrid(ds, lat, lon)
+    assert isinstance(out.t2m.data, dask.array.Array)
+    np.testing.assert_allclose(out.t2m.values, blocks.t2m.values, rtol=1e-13)
+    np.testing.assert_allclose(out.lat_weight.values, blocks.lat_weight.values, rtol=1e-14)
+
+
+def test_regridded_field_is_what_the_operator_observes():
+    """One implementation of the weights: the 0.7° field made from the truth is exactly
+    CoarseGrain.for_coarse_grid's observation of it, edge cells and left-out rows alike."""
+    import torch
+
+    ds = uk_field()
+    lat, lon = np.arange(49.5, 59.0, 0.7), np.arange(-10.5, 3.0, 0.7)
+    out = conservative_regrid(ds.t2m, lat, lon)
+    assert (
+        out.shape == (2, 12, 18)
+        and "2 lat row(s), 2 lon column(s)" in out.attrs["conservative_regrid"]
+    )
+    grid = LatLonGrid.regular((50.0, 58.0), (-10.0, 2.0), (33, 49))
+    op = CoarseGrain.for_coarse_grid(lat, lon, grid, 0.1)
+    y = op.apply(torch.as_tensor(ds.t2m.values)[:, None], grid).numpy()
+    np.testing.assert_allclose(y, out.values.reshape(2, -1), rtol=1e-14)
+    np.testing.assert_allclose(out.lat.values, lat[1:13])
+
+
+def test_cells_tiling_the_grid_conserve_the_area_mean():
+    ds = uk_field()
+    lat = 49.875 + 0.55 * (np.arange(15) + 0.5)  # 15 cells of 0.55° tile [49.875, 58.125]
+    lon = -10.125 + 0.875 * (np.arange(14) + 0.5)  # 14 of 0.875° tile [-10.125, 2.125]
+    out = conservative_regrid(ds, lat, lon)
+    assert out.t2m.shape == (2, 15, 14)
+    np.testing.assert_allclose(area_mean(out), area_mean(ds), rtol=1e-14)
+
+
+def test_cf_bounds_are_written_read_and_used():
+    ds = uk_field()
+    lat_b = np.array([[50.0, 51.5], [51.5, 52.0], [52.0, 55.0]])  # unequal widths
+    lon_b = np.array([[-9.0, -7.0], [-7.0, -6.0]])
+    out = conservative_regrid(ds, lat_b.mean(1), lon_b.mean(1), lat_b, lon_b)
+    assert out.lat.attrs["bounds"] == "lat_bnds" and out.lat_bnds.dims == ("lat", "bnds")
+    np.testing.assert_array_equal(cell_bounds(out, "lat"), lat_b)
+    np.testing.assert_array_equal(cell_bounds(out, "lon"), lon_b)
+    assert cell_bounds(out.t2m, "lat") is None  # a DataArray holds no (n, 2) coordinate
+    # the middle lat cell [51.5, 52.0] is the cos-weighted mean of the fine cells
+    # [51.625 ± 0.125], [51.875 ± 0.125] and the halves of those at 51.5 and 52.0
+    w = np.array([0.125, 0.25, 0.125]) * np.cos(np.deg2rad([51.5, 51.75, 52.0]))
+    rows = ds.t2m.sel(lat=[51.5, 51.75, 52.0], lon=slice(-7.0, -6.0)).values
+    lon_w = np.array([0.125, 0.25, 0.25, 0.25, 0.125])
+    expected = np.einsum("i,tij,j->t", w, rows, lon_w) / (w.sum() * lon_w.sum())
+    np.testing.assert_allclose(out.t2m.values[:, 1, 1], expected, rtol=1e-13)
+
+
+def test_cells_cut_by_the_edge_are_kept_trimmed_or_nan():
+    ds = uk_field()
+    ones = ds.assign(t2m=xr.ones_like(ds.t2m))
+    lat, lon = np.arange(49.0, 59.0), np.arange(-9.5, 3.0)  # 1° cells, edges on points
+    trimmed = conservative_regrid(ones, lat, lon)
+    assert trimmed.t2m.shape == (2, 9, 12)  # [48.5, 49.5] and [2, 3] are dropped
+    np.testing.assert_allclose(trimmed.t2m.values, 1.0, rtol=1e-14)  # inside parts
+    nan = conservative_regrid(ones, lat, lon, outside="nan")
+    assert nan.t2m.shape == (2, 10, 13)
+    assert np.isnan(nan.t2m.values[:, 0]).all() and np.isnan(nan.t2m.values[:, :, -1]).all()
+    np.testing.assert_array_equal(nan.t2m.values[:, 1:, :-1], trimmed.t2m.values)
+    # lat_weight: the mean cos φ over the kept row's covered part [49.875, 50.5]
+    w = np.array([0.25, 0.25, 0.125]) * np.cos(np.deg2rad([50.0, 50.25, 50.5]))
+    assert trimmed.lat_weight.values[0] == pytest.approx(w.sum() / 0.625, rel=1e-13)
+
+
+def test_conservative_regrid_errors_name_the_problem():
+    ds = uk_field()
+    with pytest.raises(
+        ValueError,
+        match=r"coarse grid \(lat \[59\.5, 69\.5\], lon \[-10\.5, 1\.5\]\) is at least half "
+        r"covered by the fine grid \(lat \[49\.875, 58\.125\], lon \[-10\.125, 2\.125\]\)",
+    ):
+        conservative_regrid(ds, np.arange(60.0, 70.0), np.arange(-10.0, 2.0))
+    with pytest.raises(ValueError, match="the centres of 'coarse lat' must increase"):
+        conservative_regrid(ds, np.array([52.0, 51.0]), np.arange(-10.0, 2.0))
+    with pytest.raises(ValueError, match="outside must be 'trim' or 'nan'"):
+        conservative_regrid(ds, np.arange(50.0, 58.0), np.arange(-10.0, 2.0), outside="pad")

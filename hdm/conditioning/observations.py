@@ -19,6 +19,9 @@ broadcast). Operators:
   area mean of the grid's piecewise-constant field (a point x_j stands for
   [x_j − h/2, x_j + h/2], points on a cell edge count half in each): the conservative
   remap, the same on the source grid, smoother on a refined one (see the class).
+  ``for_coarse_grid`` takes a coarse field on any grid (CF bounds or centres): aligned
+  blocks get the midpoint rule, other cells the area-overlap mean, and cells mostly
+  outside the domain are left out (:func:`area_scaled_noise` gives their noise).
 - :class:`PointSample`: multilinear (bilinear in 2-D) interpolation at station
   coordinates; a station outside the grid, or with a NaN coordinate, is an error that
   names it.
@@ -33,6 +36,9 @@ guidance: gradients with respect to grid values) and, for small grids, its dense
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -41,17 +47,30 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from hdm.hilbert.cells import (
+    CellError,
+    CellsOnAxis,
+    cells_on_axis,
+    edges_from_bounds,
+    edges_from_centres,
+    fine_cells,
+    overlap_lengths,
+)
 from hdm.hilbert.grids import Grid, LatLonGrid, OutsideGridError, multilinear_stencil
 
 __all__ = [
+    "MIN_COVERAGE",
     "CoarseGrain",
     "Composite",
     "ObservationError",
     "ObservationOperator",
     "PointSample",
+    "area_scaled_noise",
     "check_noise_std",
     "subgrid",
 ]
+
+log = logging.getLogger("hdm")
 
 
 class ObservationError(ValueError):
@@ -136,14 +155,88 @@ class ObservationOperator(ABC):
 
 # ----------------------------------------------------------------- coarse cells
 
+#: a coarse cell is observed when at least this fraction of its extent along every axis
+#: lies inside the model's domain (see CoarseGrain)
+MIN_COVERAGE = 0.5
 
-def _overlap_matrix(edges: np.ndarray, axis_coords: np.ndarray, spacing: float) -> np.ndarray:
-    """W[I, j] = |[x_j − h/2, x_j + h/2] ∩ [e_I, e_{I+1})| / h, (n_cells, n_points)."""
-    lo = axis_coords - spacing / 2
-    hi = axis_coords + spacing / 2
-    left = np.maximum(edges[:-1, None], lo[None, :])
-    right = np.minimum(edges[1:, None], hi[None, :])
-    return np.clip(right - left, 0.0, None) / spacing
+
+def area_scaled_noise(base_std, covered_area, reference_area: float = 1.0) -> np.ndarray:
+    """Noise stds of cells by what they average: σ_I = σ_ref · sqrt(A_ref / A_I).
+
+    A coarse value's error (the product's own error and what the operator cannot
+    represent of it) is an average over the cell; for errors that decorrelate over a
+    length smaller than the cell, its variance falls as 1 / (the area averaged). So a
+    cell averaging half the area of the reference cell gets √2 × its std, and a cell cut
+    by the domain's edge, whose value the operator matches with the mean over its inside
+    part only, gets the std of a cell of that inside area. With A_ref = 1 (a 1° × 1° cell
+    at the cell's latitude; :meth:`CoarseGrain.covered_area` leaves cos φ out of both)
+    the ×4 cells of the 0.25° UK grid (1° × 1°) keep σ_ref.
+
+    Args:
+        base_std: σ_ref, the std of a cell covering ``reference_area`` (a number, or one
+            per cell).
+        covered_area: A_I, (n,), in the units of ``reference_area`` (e.g. degree²).
+        reference_area: A_ref.
+
+    Returns:
+        (n,) float64 stds.
+    """
+    area = np.asarray(covered_area, dtype=np.float64)
+    if not np.all(np.isfinite(area) & (area > 0)):
+        raise ObservationError(
+            f"area_scaled_noise: covered areas must be positive and finite, got "
+            f"{area[~(np.isfinite(area) & (area > 0))][:3]}"
+        )
+    if not (math.isfinite(reference_area) and reference_area > 0):
+        raise ObservationError(
+            f"area_scaled_noise: reference_area must be positive, got {reference_area!r}"
+        )
+    return np.asarray(base_std, dtype=np.float64) * np.sqrt(reference_area / area)
+
+
+def _coarse_edges(centres, bounds, axis: str, name: str) -> tuple[np.ndarray, bool]:
+    """A coarse axis' edges, and whether they were given as bounds (else derived)."""
+    try:
+        if bounds is None:
+            return edges_from_centres(centres, axis), False
+        return edges_from_bounds(bounds, axis, centres), True
+    except CellError as exc:
+        raise ObservationError(f"{name}: {exc}") from None
+
+
+def _outside_message(name: str, placed: Sequence[CellsOnAxis], grid: Grid) -> str:
+    """The error for a coarse grid none of whose cells is observed: both extents."""
+    coarse = ", ".join(
+        f"{a.name} [{p.edges[0]:g}, {p.edges[-1]:g}]" for a, p in zip(grid.axes, placed)
+    )
+    model = ", ".join(
+        f"{a.name} [{a.coords[0] - a.spacing / 2:g}, {a.coords[-1] + a.spacing / 2:g}]"
+        for a in grid.axes
+    )
+    if all(p.coverage.max() > 0 for p in placed):
+        return (
+            f"{name}: no cell of the coarse grid ({coarse}) lies at least half inside the "
+            f"model's domain ({model})"
+        )
+    return f"{name}: the coarse grid ({coarse}) does not overlap the model's domain ({model})"
+
+
+def _log_left_out(name: str, placed: Sequence[CellsOnAxis], grid: Grid) -> None:
+    total = math.prod(p.coverage.size for p in placed)
+    kept = math.prod(p.keep.stop - p.keep.start for p in placed)
+    if kept < total:
+        where = ", ".join(
+            f"{p.coverage.size - (p.keep.stop - p.keep.start)} of {p.coverage.size} along "
+            f"{a.name!r}"
+            for a, p in zip(grid.axes, placed)
+        )
+        log.info(
+            "%s: %d of %d coarse cells left out, less than half inside the model's domain (%s)",
+            name,
+            total - kept,
+            total,
+            where,
+        )
 
 
 @dataclass(frozen=True)
@@ -152,13 +245,18 @@ class CoarseGrain(ObservationOperator):
 
     ``edges[k]`` is the increasing array (n_k + 1,) of cell boundaries along axis k, in the
     grid's physical units (degrees for lat/lon). Observations are ordered row-major over
-    the coarse cells (shape ``cell_shape``).
+    the coarse cells (shape ``cell_shape``). On a lat-lon grid each point (sample point)
+    is weighted by cos(latitude).
 
-    ``samples_per_cell`` says which mean of a cell [e_I, e_{I+1}) a coarse value is:
+    ``samples_per_cell`` says which mean of a cell [e_I, e_{I+1}) a coarse value is, along
+    each axis (one value for all axes, or one per axis):
 
     - None: the exact area mean of the grid's piecewise-constant field (point x_j stands
-      for [x_j − h/2, x_j + h/2]), conservative on every grid;
-    - f (one int, or one per axis): the midpoint rule with f points per axis,
+      for [x_j − h/2, x_j + h/2]), the conservative remap
+      (:func:`hdm.hilbert.cells.overlap_lengths`): the row of cell I holds the overlaps
+      |[e_I, e_{I+1}) ∩ [x_j − h/2, x_j + h/2]| (× cos φ_j), normalised. A cell that the
+      grid's cells only partly cover is the mean over its covered part.
+    - f: the midpoint rule with f points per axis,
       (1/f) Σ_m u(e_I + (m + ½)(e_{I+1} − e_I)/f), the point values read off the grid by
       linear interpolation. A coarse field made as the block mean of f × f grid points
       (:func:`hdm.data.coarsen.coarse_grain`) is exactly this on its own grid, and on a
@@ -169,14 +267,37 @@ class CoarseGrain(ObservationOperator):
       2-cell wavelength to 0.93× of the box's response, so matching the same coarse
       values takes ≈ 7 % more amplitude there.
 
-    On a lat-lon grid each point (sample point) is weighted by cos(latitude).
+    **Any coarse grid** (:meth:`for_coarse_grid`): the cells come from CF bounds or from
+    the centres (midpoints; the outer edges half a spacing out). Along an axis whose
+    cells are aligned blocks of f whole grid cells, all inside the domain, the midpoint
+    rule with f is used (the aligned path, the numbers of :meth:`from_coarse_coords`);
+    along any other axis (offset, non-integer ratio, cells cut by the domain's edge) the
+    exact area mean. On the grid the operator is made for, both are the same numbers.
+
+    **Cells cut by the domain's edge.** The domain is what the model grid's cells cover,
+    [x_0 − h/2, x_{n−1} + h/2] per axis. A cell observes the area-weighted mean over its
+    part inside the domain. A cell is left out when less than half of its extent along
+    lat, or along lon, lies inside (``MIN_COVERAGE``; the numbers left out are logged
+    once, at INFO on the ``hdm`` logger), so a kept cell has at least a quarter of its
+    area inside (a corner) and at least half of it along an edge. The rule is per axis
+    so that the observed cells are whole rows and columns of the coarse grid: they stay a
+    grid (no holes) for interpolation, inflation and the output. The noise of a cell can
+    grow with how little of it is inside (:func:`area_scaled_noise`,
+    ``noise_reference_area``), since its value also averages the part the model does not
+    hold. A coarse grid with no kept cell is an error naming both extents.
+
+    ``source_shape`` and ``source_index`` (set by :meth:`for_coarse_grid`) say where the
+    observed cells sit in the coarse grid it was made from: :meth:`source_values` picks
+    their values.
     """
 
     edges: tuple[tuple[float, ...], ...]
     noise: float | tuple[float, ...] = 0.1
     name: str = "coarse"
     channel: int = 0
-    samples_per_cell: int | tuple[int, ...] | None = None
+    samples_per_cell: int | tuple[int | None, ...] | None = None
+    source_shape: tuple[int, ...] = ()
+    source_index: tuple[int, ...] = ()
     _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -191,17 +312,31 @@ class CoarseGrain(ObservationOperator):
         object.__setattr__(self, "noise", noise)
         check_noise_std(noise, self.n_obs(), self.name)
         if self.samples_per_cell is not None:
-            given = self.samples_per_cell
-            per_axis = (given,) * len(edges) if isinstance(given, int) else tuple(given)
-            if len(per_axis) != len(edges) or any(
-                isinstance(f, bool) or not isinstance(f, int | np.integer) or f < 1
-                for f in per_axis
-            ):
-                raise ObservationError(
-                    f"{self.name}: samples_per_cell must be a positive integer or one per "
-                    f"axis ({len(edges)}), got {given!r}"
-                )
-            object.__setattr__(self, "samples_per_cell", tuple(int(f) for f in per_axis))
+            object.__setattr__(self, "samples_per_cell", self._checked_samples())
+        source = (tuple(self.source_shape), tuple(self.source_index))
+        object.__setattr__(self, "source_shape", source[0])
+        object.__setattr__(self, "source_index", source[1])
+        if source != ((), ()) and not (
+            len(source[0]) == len(source[1]) == len(edges)
+            and all(0 <= i and i + n <= s for i, n, s in zip(source[1], self.cell_shape, source[0]))
+        ):
+            raise ObservationError(
+                f"{self.name}: cells {self.cell_shape} at index {source[1]} do not fit in a "
+                f"source grid of shape {source[0]}"
+            )
+
+    def _checked_samples(self) -> tuple[int | None, ...]:
+        given = self.samples_per_cell
+        per_axis = (given,) * len(self.edges) if isinstance(given, int) else tuple(given)
+        if len(per_axis) != len(self.edges) or any(
+            f is not None and (isinstance(f, bool) or not isinstance(f, int | np.integer) or f < 1)
+            for f in per_axis
+        ):
+            raise ObservationError(
+                f"{self.name}: samples_per_cell must be a positive integer or one per "
+                f"axis ({len(self.edges)}), got {given!r}"
+            )
+        return tuple(None if f is None else int(f) for f in per_axis)
 
     @property
     def cell_shape(self) -> tuple[int, ...]:
@@ -287,6 +422,105 @@ class CoarseGrain(ObservationOperator):
             factors.append(f)
         return CoarseGrain(tuple(edges), noise, name, channel, samples_per_cell=tuple(factors))
 
+    @staticmethod
+    def for_coarse_grid(
+        lat: np.ndarray,
+        lon: np.ndarray,
+        model_grid: Grid,
+        noise=0.1,
+        lat_bounds: np.ndarray | None = None,
+        lon_bounds: np.ndarray | None = None,
+        *,
+        noise_reference_area: float | None = None,
+        name: str = "coarse",
+        channel: int = 0,
+    ) -> CoarseGrain:
+        """The cells of a coarse field on any lat-lon grid (class doc: aligned blocks,
+        area overlaps, cells cut by the domain's edge), for the model's grid and every
+        refinement of it.
+
+        Args:
+            lat, lon: the coarse cells' centres (n_lat,), (n_lon,), ascending, degrees
+                (the first and second axis of ``model_grid``).
+            model_grid: the grid the model was trained on (which cells are observed, and
+                whether they are aligned blocks, is decided on it).
+            noise: the std of every cell, or one per coarse cell, (n_lat, n_lon).
+            lat_bounds, lon_bounds: CF cell bounds (n, 2); None: from the centres
+                (midpoints, the outer edges half a spacing out). Derived edges within a
+                quarter of a grid spacing of aligned blocks are taken as those blocks
+                (:func:`~hdm.data.coarsen.coarse_grain` puts its centres slightly
+                equatorward of the blocks' middles); given bounds are taken as they are.
+            noise_reference_area: with it, ``noise`` is the std of a cell covering this
+                area (degree², 1.0 = a 1° × 1° cell) and each cell gets
+                :func:`area_scaled_noise` of its covered area; None: ``noise`` as given.
+
+        Returns:
+            the operator of the observed cells (rows and columns of the coarse grid,
+            ``source_index`` the first), with ``samples_per_cell`` per axis (f along an
+            aligned axis, None along an area-overlap one).
+
+        Raises:
+            ObservationError: centres or bounds that do not make increasing contiguous
+                cells, a noise array of another shape, or a coarse grid none of whose
+                cells is at least half inside the model's domain (both extents named).
+        """
+        if model_grid.ndim != 2:
+            raise ObservationError(f"{name}: needs a 2-D model grid, got {model_grid.describe()}")
+        placed = []
+        for axis, centres, bounds in zip(model_grid.axes, (lat, lon), (lat_bounds, lon_bounds)):
+            edges, given = _coarse_edges(centres, bounds, axis.name, name)
+            try:  # derived edges are snapped within the centres' own uncertainty
+                cells = cells_on_axis(
+                    edges, axis, align_tol=1e-6 if given else 0.25, min_coverage=MIN_COVERAGE
+                )
+            except CellError as exc:
+                raise ObservationError(f"{name}: {exc}") from None
+            placed.append(cells)
+        if any(p.keep.stop == p.keep.start for p in placed):
+            raise ObservationError(_outside_message(name, placed, model_grid))
+        _log_left_out(name, placed, model_grid)
+        factors = tuple(p.factor for p in placed)
+        op = CoarseGrain(
+            tuple(tuple(p.edges[p.keep.start : p.keep.stop + 1]) for p in placed),
+            0.1,
+            name,
+            channel,
+            samples_per_cell=None if factors == (None, None) else factors,
+            source_shape=tuple(p.coverage.size for p in placed),
+            source_index=tuple(p.keep.start for p in placed),
+        )
+        per_cell = _cell_noise(op, noise, model_grid, noise_reference_area)
+        return dataclasses.replace(op, noise=per_cell, _cache={})
+
+    def covered_area(self, grid: Grid) -> np.ndarray:
+        """A_I (n_obs,): the area of each cell that the grid's cells cover, Π_k Σ_j O_k[I, j]
+        (:func:`~hdm.hilbert.cells.overlap_lengths`) in the grid's units: degree² on a
+        lat-lon grid, at the cell's latitude (cos φ left out, as it cancels in
+        :func:`area_scaled_noise`)."""
+        if grid.ndim != len(self.edges):
+            raise ObservationError(
+                f"{self.name} has {len(self.edges)} axes, the grid has {grid.ndim}"
+            )
+        lengths = [
+            overlap_lengths(np.asarray(e), *fine_cells(a), a.length if a.periodic else None).sum(1)
+            for a, e in zip(grid.axes, self.edges)
+        ]
+        return functools.reduce(np.multiply.outer, lengths).ravel()
+
+    def source_values(self, values: np.ndarray) -> np.ndarray:
+        """The observed cells' values (..., n_obs) from ``values`` (..., *source_shape) on
+        the coarse grid the operator was made from (without one: (..., *cell_shape))."""
+        values = np.asarray(values)
+        shape = self.source_shape or self.cell_shape
+        lead = values.ndim - len(shape)
+        if lead < 0 or values.shape[lead:] != shape:
+            raise ObservationError(
+                f"{self.name}: values of shape {values.shape} for a coarse grid of shape {shape}"
+            )
+        index = self.source_index or (0,) * len(shape)
+        cells = tuple(slice(i, i + n) for i, n in zip(index, self.cell_shape))
+        return values[(..., *cells)].reshape(*values.shape[:lead], self.n_obs())
+
     def weights(self, grid: Grid) -> tuple[torch.Tensor, ...]:
         """Per-axis row-normalised weight matrices (n_cells_k, n_points_k), float64."""
         key = ("weights", grid)
@@ -295,11 +529,13 @@ class CoarseGrain(ObservationOperator):
                 raise ObservationError(
                     f"{self.name} has {len(self.edges)} axes, the grid has {grid.ndim}"
                 )
+            samples = self.samples_per_cell or (None,) * grid.ndim
             mats = []
             for k, (axis, edges) in enumerate(zip(grid.axes, self.edges)):
                 lat_weighted = k == 0 and isinstance(grid, LatLonGrid)
-                if self.samples_per_cell is None:
-                    w = _overlap_matrix(np.asarray(edges), axis.coords, axis.spacing)
+                if samples[k] is None:
+                    period = axis.length if axis.periodic else None
+                    w = overlap_lengths(np.asarray(edges), *fine_cells(axis), period)
                     if lat_weighted:
                         w = w * np.cos(np.deg2rad(axis.coords))[None, :]
                 else:
@@ -352,6 +588,28 @@ class CoarseGrain(ObservationOperator):
             return v @ w[0]
         cells = v.reshape(v.shape[0], *self.cell_shape)
         return torch.einsum("Ii,bIJ,Jj->bij", w[0], cells, w[1])
+
+
+def _cell_noise(
+    op: CoarseGrain, noise, model_grid: Grid, reference_area: float | None
+) -> float | tuple[float, ...]:
+    """The noise of ``op``'s cells from one std or one per cell of its source grid,
+    scaled by :func:`area_scaled_noise` when ``reference_area`` is given."""
+    std = np.asarray(noise, dtype=np.float64)
+    if std.ndim == 0 and reference_area is None:
+        return float(std)  # one std stays one number, as the other constructors keep it
+    if std.ndim == 0:
+        std = np.full(op.n_obs(), float(std))
+    elif std.shape == op.source_shape:
+        std = op.source_values(std)
+    else:
+        raise ObservationError(
+            f"{op.name}: noise must be one std or one per coarse cell {op.source_shape}, "
+            f"got shape {std.shape}"
+        )
+    if reference_area is not None:
+        std = area_scaled_noise(std, op.covered_area(model_grid), reference_area)
+    return tuple(float(s) for s in std)
 
 
 # ----------------------------------------------------------------- point samples

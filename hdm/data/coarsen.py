@@ -1,4 +1,5 @@
-"""Coarse-graining: area-weighted block means by an integer factor, lazily.
+"""Coarse-graining: area-weighted block means by an integer factor, and conservative
+regridding onto any coarser lat-lon grid, lazily.
 
 For a field u on a regular latitude–longitude grid and integer factors (f_φ, f_λ), the
 coarse cell I×J (f_φ rows i ∈ I by f_λ columns j ∈ J) holds the area-weighted mean
@@ -29,6 +30,26 @@ Everything is lazy (dask arrays stay dask; numpy stays numpy); data variables wi
 error), and non-index coordinates that
 depend on ``lat`` or ``lon`` are dropped. Sums are in float64; the result has the
 input's floating dtype.
+
+:func:`conservative_regrid` maps onto any lat-lon grid of cells, given by their centres
+and optional CF bounds (else the midpoints between centres, the outer edges half a
+spacing out): the cell I × J holds the area-weighted mean over its overlap with the
+fine cells (a fine point x_j stands for [x_j − h/2, x_j + h/2]),
+
+    U_IJ = Σ_ij O^φ_Ii w_i O^λ_Jj u_ij / Σ_ij O^φ_Ii w_i O^λ_Jj,
+    O_Ii = |[e_I, e_{I+1}) ∩ [x_i − h/2, x_i + h/2]|,
+
+with the overlap lengths of :func:`hdm.hilbert.cells.overlap_lengths`, the weights the
+observation operator :meth:`hdm.conditioning.observations.CoarseGrain.for_coarse_grid`
+uses, so a coarse field made here is what that operator observes of the truth. Aligned
+blocks of f points give exactly :func:`coarse_grain`'s values and ``lat_weight``. A cell
+cut by the fine grid's edge holds the mean over its covered part; cells less than half
+covered along lat or lon (the operator's rule) are dropped (``outside="trim"``) or NaN
+(``"nan"``). The result has ``lat_bnds`` / ``lon_bnds`` (dims (lat | lon, bnds), named
+by the coordinates' CF ``bounds`` attribute) on a Dataset; a DataArray cannot hold
+them (xarray allows coordinates along its own dims only), so a DataArray result keeps
+the centres, from which :func:`cell_bounds` and the operator derive the same cells for
+every grid whose bounds are the midpoints of its centres (every regular grid).
 """
 
 from __future__ import annotations
@@ -38,9 +59,22 @@ import numbers
 import numpy as np
 import xarray as xr
 
+from hdm.data.regrid import longitude_period
 from hdm.data.schema import LAT, LAT_WEIGHT, LON, lat_weights
+from hdm.hilbert.cells import (
+    CellError,
+    edges_from_bounds,
+    edges_from_centres,
+    overlap_lengths,
+)
 
-__all__ = ["coarse_grain"]
+__all__ = ["BOUNDS_DIM", "cell_bounds", "coarse_grain", "conservative_regrid"]
+
+#: the dim of CF bounds variables (``lat_bnds(lat, bnds)``)
+BOUNDS_DIM = "bnds"
+#: a coarse cell is kept when at least this fraction of it along lat and along lon is
+#: covered (the rule of :class:`hdm.conditioning.observations.CoarseGrain`)
+MIN_COVERAGE = 0.5
 
 
 def _factors(factor: int | tuple[int, int]) -> tuple[int, int]:
@@ -184,4 +218,178 @@ def coarse_grain(
     previous = ds.attrs.get("coarse_grain")
     note = "; ".join(notes)
     result.attrs["coarse_grain"] = f"{previous} | {note}" if previous else note
+    return result
+
+
+def cell_bounds(obj: xr.Dataset | xr.DataArray, dim: str) -> np.ndarray | None:
+    """CF bounds (n, 2) of coordinate ``dim``: the variable its ``bounds`` attribute names,
+    else ``{dim}_bnds``; None when ``obj`` holds neither (always for a DataArray, which
+    cannot hold (n, 2) coordinates: its cells follow from its centres)."""
+    if dim not in obj.coords:
+        raise KeyError(f"no {dim!r} coordinate; coordinates: {list(obj.coords)}")
+    held = obj.variables if isinstance(obj, xr.Dataset) else obj.coords
+    for name in (obj[dim].attrs.get("bounds"), f"{dim}_bnds"):
+        if isinstance(name, str) and name in held:
+            b = obj[name]
+            if b.ndim == 2 and dim in b.dims:
+                return b.transpose(dim, ...).values.astype(np.float64)
+    return None
+
+
+def _axis_overlaps(
+    fine: np.ndarray, centres, bounds, name: str, period: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(edges (n + 1,), overlaps O (n, n_fine)) of the coarse cells along one axis."""
+    try:
+        fine_edges = edges_from_centres(fine, f"fine {name}")
+        if bounds is None:
+            edges = edges_from_centres(centres, f"coarse {name}")
+        else:
+            edges = edges_from_bounds(bounds, f"coarse {name}", centres)
+    except CellError as exc:
+        raise ValueError(f"conservative_regrid: {exc}") from None
+    return edges, overlap_lengths(edges, fine_edges[:-1], fine_edges[1:], period)
+
+
+def _covered(
+    overlaps: dict[str, tuple[np.ndarray, np.ndarray]], fine: xr.Dataset
+) -> dict[str, np.ndarray]:
+    """Per dim, the cells covered at least ``MIN_COVERAGE`` along it; an error naming both
+    extents when there is none along a dim."""
+    keep = {d: o.sum(1) / np.diff(e) >= MIN_COVERAGE - 1e-9 for d, (e, o) in overlaps.items()}
+    if all(k.any() for k in keep.values()):
+        return keep
+    coarse = ", ".join(f"{d} [{e[0]:g}, {e[-1]:g}]" for d, (e, _) in overlaps.items())
+    extents = []
+    for d in (LAT, LON):
+        f = edges_from_centres(fine[d].values, d)
+        extents.append(f"{d} [{f[0]:g}, {f[-1]:g}]")
+    raise ValueError(
+        f"conservative_regrid: no cell of the coarse grid ({coarse}) is at least half "
+        f"covered by the fine grid ({', '.join(extents)})"
+    )
+
+
+def _regridded(var: xr.DataArray, a: np.ndarray, b: np.ndarray) -> xr.DataArray:
+    """Σ a_Ii u_ij b_Jj / Σ a_Ii b_Jj over the finite u (NaN where none is), in float64,
+    cast back to the variable's floating dtype; dims (…, lat, lon) as in ``var``."""
+    x = var.reset_coords(drop=True).astype(np.float64)
+    wa = xr.DataArray(a, dims=("__lat", LAT))
+    wb = xr.DataArray(b, dims=("__lon", LON))
+    num = xr.dot(wa, x.fillna(0.0), wb, dim=[LAT, LON])
+    den = xr.dot(wa, np.isfinite(x).astype(np.float64), wb, dim=[LAT, LON])
+    mean = (num / den.where(den > 0)).rename({"__lat": LAT, "__lon": LON})
+    dtype = var.dtype if var.dtype.kind == "f" else np.float64
+    return mean.transpose(*var.dims).astype(dtype).assign_attrs(var.attrs)
+
+
+def conservative_regrid(
+    ds: xr.Dataset | xr.DataArray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    lat_bounds: np.ndarray | None = None,
+    lon_bounds: np.ndarray | None = None,
+    outside: str = "trim",
+) -> xr.Dataset | xr.DataArray:
+    """Area-overlap means of fine fields over the cells of a coarse lat-lon grid (module doc).
+
+    Args:
+        ds: a dataset (or DataArray) with ascending ``lat`` and ``lon`` dims (degrees),
+            on a regular grid or one whose cells are the midpoints of its centres.
+        lat, lon: the coarse cells' centres (ascending, degrees).
+        lat_bounds, lon_bounds: CF bounds (n, 2) of the coarse cells; None: midpoints.
+        outside: ``"trim"`` drops the coarse rows and columns less than half covered
+            by the fine grid, ``"nan"`` keeps them as NaN.
+
+    Returns:
+        the same kind of object on the coarse grid (lazy if the input is), with the
+        ``lat_weight`` coordinate (the mean cos φ over each row's covered part, as
+        :func:`coarse_grain` writes), on a Dataset ``lat_bnds`` / ``lon_bnds``, and the
+        ``conservative_regrid`` attribute (on the DataArray's own attributes for a
+        DataArray).
+
+    Raises:
+        ValueError: missing dims, centres or bounds that do not make increasing
+            contiguous cells, an unknown ``outside``, or a coarse grid with no cell at
+            least half covered (both extents named).
+    """
+    if isinstance(ds, xr.DataArray):
+        name = ds.name if ds.name is not None else "__da__"
+        out = conservative_regrid(
+            ds.to_dataset(name=name), lat, lon, lat_bounds, lon_bounds, outside
+        )
+        note = out.attrs["conservative_regrid"]
+        return out[name].rename(ds.name).assign_attrs(conservative_regrid=note)
+    if outside not in ("trim", "nan"):
+        raise ValueError(f"outside must be 'trim' or 'nan', got {outside!r}")
+    missing = [d for d in (LAT, LON) if d not in ds.dims]
+    if missing:
+        raise ValueError(f"conservative_regrid needs dims {LAT!r} and {LON!r}; missing {missing}")
+    periods = {LAT: None, LON: longitude_period(ds[LON].values)}
+    given = {LAT: (lat, lat_bounds), LON: (lon, lon_bounds)}
+    overlaps = {d: _axis_overlaps(ds[d].values, *given[d], d, periods[d]) for d in (LAT, LON)}
+    covered = _covered(overlaps, ds)
+    keep = covered if outside == "trim" else {d: np.ones_like(k) for d, k in covered.items()}
+    o_lat, o_lon = overlaps[LAT][1][keep[LAT]], overlaps[LON][1][keep[LON]]
+    w = lat_weights(ds).values  # cos φ_i, or the block weights of an already coarse grid
+    a = o_lat * w[None, :]
+    # W_I = Σ_i O_Ii w_i / Σ_i O_Ii, the mean weight over the row's covered part
+    rows_weight = np.divide(a.sum(1), o_lat.sum(1), out=np.zeros(len(a)), where=o_lat.sum(1) > 0)
+
+    out_vars = {}
+    for name, var in ds.data_vars.items():
+        if LAT not in var.dims and LON not in var.dims:
+            out_vars[name] = var
+        elif LAT not in var.dims or LON not in var.dims:
+            raise ValueError(
+                f"variable {name!r} has only one of {LAT!r}, {LON!r} (dims {var.dims})"
+            )
+        else:
+            out_vars[name] = _regridded(var, a, o_lon)
+    cells = {d: (np.asarray(given[d][0], dtype=np.float64), overlaps[d][0]) for d in (LAT, LON)}
+    return _with_cell_coords(ds, out_vars, cells, covered, keep, rows_weight)
+
+
+def _with_cell_coords(
+    ds: xr.Dataset,
+    out_vars: dict,
+    cells: dict[str, tuple[np.ndarray, np.ndarray]],
+    covered: dict[str, np.ndarray],
+    keep: dict[str, np.ndarray],
+    rows_weight: np.ndarray,
+) -> xr.Dataset:
+    """The regridded dataset with the kept cells' centres, ``lat_weight``, CF bounds and
+    the note; ``cells[d]`` is (centres, edges), ``covered[d]`` marks the cells at least
+    half covered (the others are NaN where ``keep`` holds them, ``outside="nan"``)."""
+    centres = {d: xr.DataArray(cells[d][0][keep[d]], dims=d) for d in (LAT, LON)}
+    coords = _coarse_coords(ds, centres[LAT], centres[LON], xr.DataArray(rows_weight, dims=LAT))
+    for d in (LAT, LON):
+        edges = cells[d][1]
+        bounds = np.stack([edges[:-1], edges[1:]], axis=1)[keep[d]]
+        coords[f"{d}_bnds"] = (
+            (d, BOUNDS_DIM),
+            bounds,
+            {"units": ds[d].attrs.get("units", "degrees")},
+        )
+        coords[d][2]["bounds"] = f"{d}_bnds"
+    inside = xr.DataArray(
+        np.multiply.outer(covered[LAT][keep[LAT]], covered[LON][keep[LON]]), dims=(LAT, LON)
+    )
+    result = xr.Dataset(
+        {
+            k: v.drop_vars([LAT, LON, LAT_WEIGHT], errors="ignore").where(inside)
+            if LAT in v.dims
+            else v
+            for k, v in out_vars.items()
+        },
+        coords=coords,
+        attrs=dict(ds.attrs),
+    )
+    outside = {d: int((~covered[d]).sum()) for d in (LAT, LON)}
+    what = "dropped" if keep is covered else "NaN"
+    result.attrs["conservative_regrid"] = (
+        f"area-overlap (cos lat) means onto {centres[LAT].size} x {centres[LON].size} cells; "
+        f"{what}: {outside[LAT]} lat row(s), {outside[LON]} lon column(s) less than half "
+        "covered by the fine grid"
+    )
     return result

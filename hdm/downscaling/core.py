@@ -157,8 +157,10 @@ def downscale(
 
     Args:
         model: a ``model.pt`` path (or its folder), or a :class:`Prior`.
-        coarse: the coarse field (time, lat, lon) in physical units, an integer
-            coarse-graining of the model's grid (e.g. by :func:`hdm.data.coarsen.coarse_grain`).
+        coarse: the coarse field (time, lat, lon) in physical units on any regular lat/lon
+            grid over the domain; each cell (from CF bounds or midpoints) observes the
+            area-weighted mean of the fine field over it
+            (:meth:`~hdm.conditioning.observations.CoarseGrain.for_coarse_grid`).
             Its ``units`` attribute, if any, is converted to the model's (°C → K).
         stations: obs dataset (dim ``obs``: id, lat, lon, time, value) in physical units,
             converted from ``value``'s ``units`` attribute, if any, to the model's.

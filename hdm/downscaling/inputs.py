@@ -46,6 +46,7 @@ from hdm.conditioning.observations import (
     ObservationOperator,
     PointSample,
 )
+from hdm.data.coarsen import cell_bounds
 from hdm.data.schema import LAT, LON, TIME
 from hdm.data.units import to_units
 from hdm.domains.stations import first_occurrences
@@ -312,16 +313,25 @@ def _coarse_rows(
     name: str = "coarse",
     channel: int = 0,
 ) -> tuple[CoarseGrain, np.ndarray]:
-    """The coarse cells' operator and their values (n_time, n_cells), physical units."""
-    # The cells are blocks of the training grid, each the mean of its f × f points; on a
-    # refined grid the same points are averaged (CoarseGrain.samples_per_cell).
-    op = CoarseGrain.from_coarse_coords(
-        (coarse[LAT].values, coarse[LON].values), prior.grid, noise=noise, name=name,
+    """The observed coarse cells' operator and their values (n_time, n_obs), physical units;
+    ``noise`` is one std (normalised units) for every cell."""
+    # One constructor for every coarse grid (CoarseGrain.for_coarse_grid): cells that are
+    # aligned blocks of the training grid are the mean of their f × f points on every
+    # grid (samples_per_cell); any other cells are area-overlap means; cells less than
+    # half inside the domain are left out (their values too).
+    op = CoarseGrain.for_coarse_grid(
+        coarse[LAT].values,
+        coarse[LON].values,
+        prior.grid,
+        noise,
+        lat_bounds=cell_bounds(coarse, LAT),
+        lon_bounds=cell_bounds(coarse, LON),
+        name=name,
         channel=channel,
-    )  # fmt: skip
+    )
     op.weights(grid)  # raises when a cell holds no point of the target grid
-    values = coarse.sel({TIME: times}).values.reshape(len(times), -1).astype(np.float64)
-    return op, values
+    values = coarse.sel({TIME: times}).values.astype(np.float64)
+    return op, op.source_values(values)
 
 
 def _station_rows(
