@@ -37,7 +37,11 @@ class Flag:
 
 
 DOWNSCALE_FLAGS: tuple[Flag, ...] = (
-    Flag("coarse", "inputs.coarse", help="coarse field (netCDF/zarr) on any lat/lon grid over the domain"),
+    Flag(
+        "coarse",
+        "inputs.coarse",
+        help="coarse field (netCDF/zarr) on any lat/lon grid over the domain",
+    ),
     Flag("truth", "inputs.truth", help="high-res field to coarse-grain by --factor (an OSSE)"),
     Flag("factor", "inputs.factor", int, "coarse-graining factor for --truth"),
     Flag(
