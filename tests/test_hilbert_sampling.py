@@ -23,7 +23,13 @@ PROCESS = ForwardProcess(CosineVP(), SpectralCovariance("matern", 0.1, 1.5))
 C = PRIOR.dense(GRID)
 
 # (name, steps, expected NFE)
-ACCEPTANCE = [("em", 200, 200), ("heun", 50, 99), ("dpm2m", 50, 51), ("pc", 200, 399)]
+ACCEPTANCE = [
+    ("em", 200, 200),
+    ("heun", 50, 99),
+    ("dpm2m", 50, 51),
+    ("pc", 200, 399),
+    ("sde2m", 100, 100),
+]
 
 
 @pytest.fixture(scope="module")

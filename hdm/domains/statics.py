@@ -79,6 +79,8 @@ from hdm.data.open import open_fields
 from hdm.data.regrid import equal_area_y, lat_lon_cell_edges, regrid_to_cells
 from hdm.data.schema import LAT, LON, TIME
 from hdm.domains.shipped import shipped_path
+from hdm.hilbert.grids import Grid, LatLonGrid
+from hdm.hilbert.statics import StaticInputs
 
 __all__ = [
     "DEFAULT_STATICS",
@@ -91,7 +93,11 @@ __all__ = [
     "clear_static_cache",
     "land_fraction",
     "static_field",
+    "static_inputs",
     "static_source",
+    "static_sources",
+    "statics_from_record",
+    "statics_record",
 ]
 
 #: the kinds of static source (module doc)
@@ -468,3 +474,81 @@ def clear_static_cache() -> None:
     """Forget the cached statics and shapefiles (they are recomputed on the next call)."""
     _cached.cache_clear()
     _land_polygons.cache_clear()
+
+
+# ------------------------------------------------------------- network static inputs
+
+
+def static_sources(entries: Sequence[str | Mapping[str, Any] | StaticSource]) -> list[StaticSource]:
+    """The sources a config names: shipped names (:data:`STATIC_SOURCES`), dicts of
+    :class:`StaticSource` keys, or sources; names must be unique (one channel each)."""
+    sources = [
+        e
+        if isinstance(e, StaticSource)
+        else static_source(e)
+        if isinstance(e, str)
+        else StaticSource.from_dict(e)
+        for e in entries
+    ]
+    names = [s.name for s in sources]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise StaticSourceError(f"static input(s) {repeated} named more than once")
+    return sources
+
+
+def static_inputs(
+    sources: Sequence[StaticSource],
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> StaticInputs:
+    """The network's static inputs from ``sources``, on whatever lat-lon grid it is
+    evaluated (:func:`static_field` on the grid's centres, channel order = ``sources``);
+    ``mean``/``std``: the normalisation fitted at training (None: fit on the first grid)."""
+    sources = tuple(sources)
+
+    def provider(grid: Grid) -> np.ndarray:
+        if not isinstance(grid, LatLonGrid):
+            raise StaticSourceError(
+                f"static inputs {[s.name for s in sources]} need a lat-lon grid, got "
+                f"{grid.describe()}"
+            )
+        lat, lon = grid.coords()
+        return np.stack([static_field(s, lat, lon) for s in sources])
+
+    return StaticInputs([s.name for s in sources], provider, mean, std)
+
+
+def statics_record(sources: Sequence[StaticSource], inputs: StaticInputs) -> dict[str, Any]:
+    """What a checkpoint stores of its static inputs: names, sources (dicts), the sha256
+    of each source file and the normalisation fitted on the training grid."""
+    return {
+        **inputs.to_dict(),
+        "sources": [s.to_dict() for s in sources],
+        "sha256": [s.sha256() for s in sources],
+    }
+
+
+def statics_from_record(record: Mapping[str, Any], model: str) -> StaticInputs:
+    """The static inputs of a model from its checkpoint's record (:func:`statics_record`).
+
+    Each source file must be the one the model was trained with: a missing file, or one
+    whose sha256 differs, is an error naming the static, the file and the model (the
+    network learnt that field; another one would give plausible-looking wrong members).
+    """
+    sources = [StaticSource.from_dict(d) for d in record["sources"]]
+    for source, expected in zip(sources, record.get("sha256") or [None] * len(sources)):
+        try:
+            digest = source.sha256()
+        except FileNotFoundError as err:
+            raise StaticSourceError(
+                f"the model {model} takes the static input {source.name!r} from "
+                f"{source.path}, which is not here ({err})"
+            ) from None
+        if expected is not None and digest != expected:
+            raise StaticSourceError(
+                f"the model {model} was trained with static input {source.name!r} from "
+                f"{source.resolved_path()} with sha256 {expected[:12]}…, but that file is "
+                f"now {digest[:12]}…: restore it, or retrain"
+            )
+    return static_inputs(sources, record["mean"], record["std"])

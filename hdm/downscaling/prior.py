@@ -17,6 +17,7 @@ import xarray as xr
 
 from hdm.data.accessor import grid_of
 from hdm.data.normalization import FieldNormaliser, normaliser_from_dict
+from hdm.domains.statics import statics_from_record
 from hdm.hilbert.checkpoints import denoiser_from_checkpoint, file_sha256, load_checkpoint
 from hdm.hilbert.grids import Grid, LatLonGrid
 from hdm.hilbert.networks import GridError
@@ -81,7 +82,9 @@ def _model_path(path: str | Path) -> Path:
 
 
 def load_prior(path: str | Path) -> Prior:
-    """Load ``model.pt`` (or ``checkpoint.pt``; a folder holding one) of a gridded model."""
+    """Load ``model.pt`` (or ``checkpoint.pt``; a folder holding one) of a gridded model;
+    a model with static inputs gets them from the sources it recorded
+    (:func:`hdm.domains.statics.statics_from_record`: the same files, or an error)."""
     path = _model_path(path)
     payload = load_checkpoint(path)
     grid = Grid.from_dict(payload["grid"])
@@ -94,8 +97,9 @@ def load_prior(path: str | Path) -> Prior:
     meta = payload.get("metadata", {})
     variables = tuple(meta.get("variables") or [c[0] for c in normaliser.channels])
     units = {v: str(meta.get("units", {}).get(v, "")) for v in variables}
+    statics = statics_from_record(payload["statics"], str(path)) if "statics" in payload else None
     return Prior(
-        denoiser=denoiser_from_checkpoint(payload),
+        denoiser=denoiser_from_checkpoint(payload, statics=statics),
         grid=grid,
         normaliser=normaliser,
         variables=variables,

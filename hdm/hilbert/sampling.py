@@ -23,6 +23,16 @@ Samplers (every random draw is ξ ~ N(0, Q) from the process, via an injected
   x_i = (σ_i/σ_{i−1}) x_{i−1} − α_i (e^{−h_i} − 1) D̃_i, h_i = λ_i − λ_{i−1},
   D̃_i = (1 + 1/(2r_i)) D_{i−1} − 1/(2r_i) D_{i−2}, r_i = h_{i−1}/h_i (first step:
   D̃ = D_0), then a final denoising x ← D(x, t_end). NFE = N + 1.
+- :class:`SDEDPMSolver2M` ("sde2m"): SDE-DPM-Solver++(2M) (Lu et al. 2022), the
+  reverse SDE by a second-order multistep exponential integrator on EDM's levels. With
+  r = ς_{i+1}/ς_i and h = −log r, x_{i+1} = (α_{i+1}/α_i) r² x_i + α_{i+1}(1 − r²) D̃_i
+  + σ_{i+1} √(1 − r²) ξ, D̃_i = D_i + (D_i − D_{i−1})/(2 ρ_i), ρ_i = h_{i−1}/h_i (D̃ = D
+  on the first step); it ends denoised at ς_min like EM. Its linear part is exact, so no
+  step adds more noise than the level it steps to. Per mode of a Gaussian field (the
+  32-point SE/Matérn problem of the tests, exact recursion of the variance) its
+  draws' variance is 3 % too high at 50 steps where EM's is 6 % too high; at 10 steps
+  39 % against EM's 95 %, and at 4–6 steps EM's grows without bound (17–33× the std of
+  the UK prior's draws) where sde2m stays within 1.3×. NFE = N.
 - :class:`PredictorCorrector` ("pc"): an Euler–Maruyama predictor followed by a
   Langevin corrector in the Q-metric, x ← x + ε s + √(2ε) ξ, which leaves p_t invariant
   as ε → 0, on EDM's levels like EM. The step is ε = 2 (r σ_t)², r = 0.16: Song et al.'s
@@ -161,6 +171,35 @@ class EulerMaruyama(Sampler):
 
 
 @dataclass(frozen=True)
+class SDEDPMSolver2M(Sampler):
+    steps: int = 50
+    rho: float = 7.0
+    name: str = "sde2m"
+
+    def run(self, denoiser, x, grid, generator, progress):
+        schedule = denoiser.process.schedule
+        vs = edm_varsigmas(schedule, self.steps, self.rho)
+        ts = schedule.t_from_varsigma(vs)
+        n, c = x.shape[:2]
+        d_prev, h_prev = None, None
+        for i in _steps(range(self.steps), progress, "sde2m"):
+            denoised = denoiser(x, _times(n, ts[i]), grid)
+            if i == self.steps - 1:
+                return denoised.to(x.dtype)  # end denoised at ς_min (module doc)
+            h = torch.log(vs[i] / vs[i + 1])
+            d_hat = denoised
+            if d_prev is not None:
+                d_hat = denoised + (denoised - d_prev) * (h / (2 * h_prev))
+            r2 = torch.exp(-2 * h)
+            a_ratio = schedule.alpha(ts[i + 1]) / schedule.alpha(ts[i])
+            xi = denoiser.process.noise(n, c, grid, generator, dtype=x.dtype)
+            x = a_ratio * r2 * x + schedule.alpha(ts[i + 1]) * (1 - r2) * d_hat
+            x = (x + schedule.sigma(ts[i + 1]) * torch.sqrt(1 - r2) * xi).to(xi.dtype)
+            d_prev, h_prev = denoised, h
+        return x
+
+
+@dataclass(frozen=True)
 class Heun(Sampler):
     steps: int = 25
     rho: float = 7.0
@@ -262,6 +301,7 @@ SAMPLERS: dict[str, Callable[[int], Sampler]] = {
     "heun": lambda steps: Heun(steps=steps),
     "dpm2m": lambda steps: DPMSolver2M(steps=steps),
     "pc": lambda steps: PredictorCorrector(steps=steps),
+    "sde2m": lambda steps: SDEDPMSolver2M(steps=steps),
 }
 
 SAMPLER_DESCRIPTIONS = {
@@ -269,6 +309,7 @@ SAMPLER_DESCRIPTIONS = {
     "heun": "Heun (2nd order) on the probability-flow ODE, EDM time steps",
     "dpm2m": "DPM-Solver++(2M) multistep on the probability-flow ODE",
     "pc": "Euler–Maruyama predictor + Langevin corrector",
+    "sde2m": "SDE-DPM-Solver++(2M) multistep on the reverse SDE, EDM noise levels",
 }
 
 

@@ -38,6 +38,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from hdm.domains.statics import static_sources
 from hdm.downscaling.config import EnsembleConfig, SamplerName
 from hdm.hilbert.covariance import CovarianceOperator, SpectralCovariance, WhiteNoise
 from hdm.hilbert.schedules import CosineVP, LinearVP, NoiseSchedule
@@ -128,6 +129,13 @@ class TrainRunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    #: static input fields of the network (gridded data only): names of shipped sources
+    #: (``land_fraction``, ``orography``, ``latitude``, ...: hdm.domains.statics) or
+    #: mappings of StaticSource keys (name, kind, path, variable, units) for one's own file
+    statics: list[str | dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        static_sources(self.statics)  # unknown names, bad keys and duplicates, named
 
     def to_dict(self) -> dict:
         return config_dict(self)

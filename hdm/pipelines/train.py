@@ -28,6 +28,7 @@ from hdm.data.normalization import FieldNormaliser, ScalarNormaliser
 from hdm.domains.atmosphere import GRIDDED_DATASETS, gridded_spec, open_split
 from hdm.domains.functional import DATASETS as FUNCTIONAL_DATASETS
 from hdm.domains.functional import curves, load_functional, validate_curves
+from hdm.domains.statics import static_inputs, static_sources, statics_record
 from hdm.hilbert import training
 from hdm.hilbert.checkpoints import export_model
 from hdm.hilbert.denoisers import PreconditionedDenoiser
@@ -35,6 +36,7 @@ from hdm.hilbert.distributed import distributed_session
 from hdm.hilbert.grids import Grid, IntervalGrid
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
+from hdm.hilbert.statics import StaticInputs
 from hdm.pipelines.config import (
     TrainRunConfig,
     load_train_config,
@@ -135,10 +137,29 @@ def training_data(cfg: TrainRunConfig) -> TrainingData:
     return gridded_training_data(cfg) if is_gridded(cfg) else functional_training_data(cfg)
 
 
+def training_statics(cfg: TrainRunConfig, data: TrainingData) -> tuple[StaticInputs | None, dict]:
+    """The static inputs ``cfg.statics`` names, normalised on the training grid, and their
+    checkpoint record (None, {} without statics). The fields must cover the grid."""
+    if not cfg.statics:
+        return None, {}
+    if data.metadata["kind"] != "gridded":
+        raise ValueError(
+            f"statics {cfg.statics} need a gridded (lat-lon) dataset; "
+            f"{cfg.data.dataset!r} is a functional one"
+        )
+    sources = static_sources(cfg.statics)
+    inputs = static_inputs(sources).fit(data.grid)
+    return inputs, {"statics": statics_record(sources, inputs)}
+
+
 def build_model(
-    cfg: TrainRunConfig, grid: Grid | None = None, channels: int = 1
+    cfg: TrainRunConfig,
+    grid: Grid | None = None,
+    channels: int = 1,
+    statics: StaticInputs | None = None,
 ) -> PreconditionedDenoiser:
-    """The denoiser of ``cfg`` for fields on grids like ``grid`` (default: 1-D)."""
+    """The denoiser of ``cfg`` for fields on grids like ``grid`` (default: 1-D), with
+    ``statics`` as extra input channels when given."""
     dim = grid.ndim if grid is not None else 1
     modes = cfg.model.n_modes
     if dim == 2:
@@ -150,9 +171,10 @@ def build_model(
         n_modes=modes,
         n_layers=cfg.model.n_layers,
         time_dim=cfg.model.time_dim,
+        static_channels=len(statics) if statics is not None else 0,
     )
     process = ForwardProcess(cfg.schedule.build(), cfg.noise.build())
-    return PreconditionedDenoiser(backbone, process, cfg.model.parameterisation)
+    return PreconditionedDenoiser(backbone, process, cfg.model.parameterisation, statics)
 
 
 def _log_start(cfg: TrainRunConfig, data: TrainingData, denoiser, ctx) -> None:
@@ -216,8 +238,11 @@ def run_training(
             out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.optim.seed)  # network initialisation, the same on every process
         data = training_data(cfg)
-        denoiser = build_model(cfg, data.grid, channels=int(data.tensor.shape[1])).to(ctx.device)
+        statics, statics_entry = training_statics(cfg, data)
+        channels = int(data.tensor.shape[1])
+        denoiser = build_model(cfg, data.grid, channels, statics).to(ctx.device)
         extra = {
+            **statics_entry,
             "config": cfg.to_dict(),
             "normaliser": data.normaliser.to_dict(),
             "metadata": {
