@@ -247,6 +247,31 @@ def test_a_time_range_without_input_data_is_an_error(tiny_model, tmp_path, capsy
     assert not (tmp_path / "x.zarr").exists()
 
 
+def test_bad_input_met_inside_a_chunk_is_one_line_and_the_bad_input_exit_code(
+    tiny_model, tmp_path, capsys
+):
+    """The driver checks the first time's units; a later time in °C (labelled K) is met
+    by its chunk's task: exit 2, one line naming the chunk and the input, earlier chunks
+    kept for --resume."""
+    with xr.open_dataset(UK_FILE) as ds:
+        truth = ds.sel(time=["2019-03-25T00", "2019-03-25T01"]).load()
+    truth["t2m"][1] = truth["t2m"][1] - 273.15
+    path = tmp_path / "mixed_units.nc"
+    truth.to_netcdf(path)
+    args = _cli_args(tiny_model, tmp_path / "x.zarr", ("2019-03-25T00", "2019-03-25T01"))
+    args[args.index(UK_FILE)] = str(path)
+    i = args.index("--simulate-stations")
+    del args[i : i + 2]  # the coarse field alone: the stations would be checked whole
+    code = main([*args, "--scheduler", "synchronous"])
+    lines = capsys.readouterr().err.splitlines()
+    errors = [ln for ln in lines if "Traceback" in ln or "error" in ln]
+    assert code == 2 and len(errors) == 1, errors
+    err = errors[0]
+    assert err.startswith("hdm: error: chunk 1 (2019-03-25T01")
+    assert "training stds from the model's mean of t2m" in err and "--resume" in err
+    assert read_manifest(tmp_path / "x.zarr")["complete"] == [0]
+
+
 def test_an_unwritable_output_directory_fails_before_any_work(tiny_model, tmp_path, capsys):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the output directory should be")

@@ -12,6 +12,7 @@ that no validation field is an hour away from a training field):
     done
     python -m benchmarks uk_validation_split runs/uk_val_1750 runs/uk_val_3500
     python -m benchmarks uk_validation_split --inflation runs/uk_val_w16m32
+    python -m benchmarks uk_validation_split --samplers em:50,sde2m:50,dpm2m:25 runs/uk_val_statics
 
 The network size is the config's unless overridden; the table says which each row had
 (``runs/uk_val_1750`` and ``runs/uk_val_3500`` were made with ``--set model.width=32
@@ -37,20 +38,30 @@ from hdm.downscaling.prior import load_prior
 from hdm.pipelines.config import load_train_config
 
 
-def score(checkpoint: str, members: int = 16, seed: int = 0, inflation: str | None = None) -> dict:
+def score(
+    checkpoint: str,
+    members: int = 16,
+    seed: int = 0,
+    inflation: str | None = None,
+    sampler: str = "em",
+    steps: int = 50,
+) -> dict:
     """Scores of one prior on the validation fields (see the module docstring)."""
     prior = load_prior(checkpoint)
     scores = score_on_fields(
         prior,
         VALIDATION_TIMES,
-        sampler="em",
-        steps=50,
+        sampler=sampler,
+        steps=steps,
         members=members,
         seed=seed,
         inflation=inflation,
     )
     return {
         "checkpoint": checkpoint,
+        "sampler": sampler,
+        "steps": steps,
+        "statics": ", ".join(prior.denoiser.statics.names) if prior.denoiser.statics else "none",
         "train_steps": load_checkpoint_metadata(prior.path).get("steps"),
         "train_period": prior_train_period(prior),
         "network": network_size(prior),
@@ -124,6 +135,43 @@ Priors trained on 2019-03-01..20 only (by the `hdm train` commands in the docstr
 """
 
 
+SAMPLERS_HEADER = (
+    "| checkpoint | statics | sampler, steps | NFE | RMSE K | fair CRPS | spread–skill "
+    "| cov. 90 % | power ratio | s / field |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def samplers_section(rows: list[dict]) -> str:
+    """Section ``uk-validation-samplers``: every sampler on the validation fields."""
+    table = "\n".join(
+        f"| `{r['checkpoint']}` | {r['statics']} | {r['sampler']} {r['steps']} | {r['nfe']} | "
+        f"{r['rmse']:.3f} | {r['crps']:.3f} | {r['spread_skill']:.3f} | {r['coverage90']:.3f} | "
+        f"{r['power']:.3f} | {r['s_per_field']:.1f} |"
+        for r in rows
+    )
+    return f"""## UK t2m: choosing the sampler on the validation split
+
+The validation fields of section uk-validation (2019-03-22..24 at 00 and 12 UTC, never seen
+by priors trained on 03-01..20; not the test week), coarse ×4 + 12 stations (σ = 0.5 K),
+MMPS, 16 members, no inflation. The default sampler of `hdm downscale` is chosen here and
+in the closed-form table (section downscale-grf-samplers), never on the test week.
+
+{SAMPLERS_HEADER}
+{table}
+"""
+
+
+def parse_samplers(text: str) -> list[tuple[str, int]]:
+    """'em:50,sde2m:50' → [("em", 50), ("sde2m", 50)]."""
+    out = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, _, steps = item.partition(":")
+        if not steps.isdigit() or int(steps) < 1:
+            raise SystemExit(f"--samplers wants NAME:STEPS items, got {item!r}")
+        out.append((name, int(steps)))
+    return out
+
+
 def main(argv: Sequence[str] = ()) -> list[dict]:
     """``python -m benchmarks uk_validation_split [--inflation] CHECKPOINT_DIR [...]``."""
     p = parser("uk_validation_split", __doc__)
@@ -133,9 +181,21 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         action="store_true",
         help="score each prior without and with inflation auto (section uk-validation-inflation)",
     )
+    p.add_argument(
+        "--samplers",
+        help="score each prior with these samplers, e.g. em:50,sde2m:50,dpm2m:25 "
+        "(section uk-validation-samplers)",
+    )
     args = p.parse_args(list(argv))
     machine = machine_description()
-    if args.inflation:
+    if args.samplers:
+        rows = [
+            score(c, sampler=name, steps=steps)
+            for c in args.checkpoints
+            for name, steps in parse_samplers(args.samplers)
+        ]
+        section, body = "uk-validation-samplers", samplers_section(rows)
+    elif args.inflation:
         rows = [score(c, inflation=i) for c in args.checkpoints for i in (None, "auto")]
         section, body = "uk-validation-inflation", inflation_section(rows)
     else:

@@ -74,7 +74,7 @@ from hdm.pipelines.batch_store import (
     write_marker,
     write_netcdf_output,
 )
-from hdm.pipelines.cluster import BatchError, dask_client
+from hdm.pipelines.cluster import BatchError, BatchInputError, dask_client
 from hdm.pipelines.config import DownscaleRunConfig, save_config
 from hdm.pipelines.runlog import current_run_id
 
@@ -343,11 +343,21 @@ def run_chunk(task: ChunkTask) -> dict:
     return {"chunk": task.index, "times": len(task.times), "wall_time_s": wall}
 
 
-def _failure(task: ChunkTask, exc: Exception) -> str:
-    return (
-        f"chunk {task.index} ({task.times[0]}..{task.times[-1]}) failed: "
-        f"{type(exc).__name__}: {exc}. The chunks done so far are kept; rerun with --resume"
-    )
+#: Errors a chunk raises on bad input (hdm's own input errors are ValueErrors: units,
+#: observations, grids, statics; a missing file or variable): the same set the CLI answers
+#: with its bad-input exit code when the driver meets them.
+INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError, PermissionError)
+
+
+def _failure(task: ChunkTask, exc: Exception) -> BatchError:
+    """The driver's error for a failed chunk: :class:`BatchInputError` for bad input (the
+    input's own message, which names it), :class:`BatchError` otherwise."""
+    where = f"chunk {task.index} ({task.times[0]}..{task.times[-1]})"
+    kept = "the chunks done so far are kept; rerun with --resume"
+    if isinstance(exc, INPUT_ERRORS):
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        return BatchInputError(f"{where}: {message} ({kept} once the input is fixed)")
+    return BatchError(f"{where} failed: {type(exc).__name__}: {exc}. {kept[0].upper()}{kept[1:]}")
 
 
 def _run_tasks(client, tasks: list[ChunkTask], store: Path, manifest: dict, progress: bool):
@@ -365,7 +375,7 @@ def _run_tasks(client, tasks: list[ChunkTask], store: Path, manifest: dict, prog
                 try:
                     done(run_chunk(task))
                 except Exception as exc:
-                    raise BatchError(_failure(task, exc)) from exc
+                    raise _failure(task, exc) from exc
             return
         from distributed import as_completed
 
@@ -376,7 +386,7 @@ def _run_tasks(client, tasks: list[ChunkTask], store: Path, manifest: dict, prog
             except Exception as exc:
                 for other in futures:
                     other.cancel()
-                raise BatchError(_failure(futures[future], exc)) from exc
+                raise _failure(futures[future], exc) from exc
     finally:
         bar.close()
 

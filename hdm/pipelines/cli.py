@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         use_huge_pages()  # before torch loads (hdm.allocator)
 
     from hdm.hilbert.training import TrainingDiverged
-    from hdm.pipelines.cluster import BatchError, SchedulerUnreachable
+    from hdm.pipelines.cluster import BatchError, BatchInputError, SchedulerUnreachable
     from hdm.pipelines.runlog import configure_logging, current_run_id
 
     args.run_id = current_run_id()
@@ -345,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hdm: training failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except SchedulerUnreachable as exc:
+        print(f"hdm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BatchInputError as exc:
         print(f"hdm: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BatchError as exc:

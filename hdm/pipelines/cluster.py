@@ -25,6 +25,11 @@ class BatchError(RuntimeError):
     """A batch run that could not start or finish (the message says which chunk)."""
 
 
+class BatchInputError(BatchError):
+    """A chunk that failed on its input (a value, unit, coordinate or file the task read
+    was bad): the CLI's bad-input exit code, one line naming the chunk and the input."""
+
+
 class SchedulerUnreachable(BatchError):
     """No Dask scheduler answered at the configured address."""
 
