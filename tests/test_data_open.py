@@ -255,3 +255,36 @@ def test_levels_in_any_pressure_unit_become_hpa(tmp_path):
     ds = open_fields(write(raw, tmp_path / "kpa.nc"))
     np.testing.assert_allclose(ds.level.values, [300.0, 500.0, 850.0])
     assert ds.level.attrs["units"] == "hPa" and "level kPa->hPa" in ds.attrs["hdm_conventions"]
+
+
+GLOBAL = ROOT / "data/atmos/era5_global_1deg_2026-03/era5_global_1deg_2026-03.zarr"
+
+
+def test_the_global_era5_sample_opens_with_time_decoded_and_the_project_conventions():
+    """Integer hours since 1940 in a root attribute, latitude 90 → -90, longitude 0..359:
+    opened as datetimes, ascending latitude, [-180, 180) longitude, the same values."""
+    ds = open_fields(GLOBAL)
+    assert dict(ds.sizes) == {"time": 24, "lat": 181, "lon": 360}
+    times = ds.time.values
+    assert times.dtype == np.dtype("datetime64[ns]") and (np.diff(times) > np.timedelta64(0)).all()
+    assert str(times[0])[:13] == "2026-03-25T00" and str(times[-1])[:13] == "2026-03-31T23"
+    assert ds.lat.values[0] == -90 and ds.lat.values[-1] == 90
+    assert ds.lon.values[0] == -180 and ds.lon.values[-1] == 179
+    raw = xr.open_zarr(GLOBAL, consolidated=False)
+    hours = int(raw.time_index.values[3])
+    assert times[3] == np.datetime64("1940-01-01") + np.timedelta64(hours, "h")
+    # the point (50 °N, 10 °W) is raw longitude 350: the same value after the wrap
+    expected = raw.t2m.isel(time_index=3).sel(latitude=50, longitude=350).values
+    assert ds.t2m.isel(time=3).sel(lat=50, lon=-10).values == expected
+    assert 200 < float(ds.t2m.isel(time=0).mean()) < 320 and ds.t2m.attrs["units"] == "K"
+
+
+def test_a_numeric_time_dimension_without_units_is_named(tmp_path):
+    ds = mock_fields(n_time=3).rename(time="time_index")
+    ds = ds.assign_coords(time_index=np.arange(3))
+    ds.to_netcdf(tmp_path / "f.nc")
+    with pytest.raises(ValueError, match=r"f.nc: the time dimension 'time_index' holds numbers"):
+        open_fields(tmp_path / "f.nc")
+    ds.attrs["time_units"] = "hours since 2000-01-01"
+    ds.to_netcdf(tmp_path / "g.nc")
+    assert str(open_fields(tmp_path / "g.nc").time.values[2])[:13] == "2000-01-01T02"

@@ -18,7 +18,8 @@ Conventions after opening (the schema of :mod:`hdm.data.schema`):
   cyclic column (λ₀ + 360 as last column) is dropped;
 - ``level`` ascending, in hPa (levels in another pressure unit, such as Pa, are
   converted; levels without units are taken to be in hPa);
-- ``time`` strictly increasing;
+- ``time`` strictly increasing; a numeric time dimension (``time_index`` in hours since
+  an epoch given by its ``units`` or the dataset's ``time_units`` attribute) decoded;
 - values kept in the units of their ``units`` attribute, unless ``units=`` asks for
   others (``{"t2m": "K"}``: converted lazily with :mod:`hdm.data.units`); what was
   changed is listed in the dataset attribute ``hdm_conventions``.
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import glob as globlib
 import os
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -186,6 +188,8 @@ def _open_raw(path: Path, fmt: str) -> xr.Dataset:
         if fmt == "zarr":
             with warnings.catch_warnings():  # stores without consolidated metadata are fine
                 warnings.filterwarnings("ignore", message=".*consolidated metadata")
+                # a README or sample_info.json beside the arrays is not part of the data
+                warnings.filterwarnings("ignore", message=".*not recognized as a component")
                 return xr.open_dataset(path, engine="zarr", chunks=None)
         if fmt == "grib":
             try:
@@ -300,6 +304,50 @@ def _rename_map(ds: xr.Dataset) -> dict[str, str]:
                 rename[target] = "forecast_reference_time" if target == TIME else f"{target}_orig"
             rename[chosen] = target
     return rename
+
+
+_TIME_UNITS = re.compile(r"^\s*(\w+\s+since\s+[^()]+?)\s*(?:\((\w+)\))?\s*$")
+
+
+def _numeric_time(ds: xr.Dataset, source: str, notes: list[str]) -> xr.Dataset:
+    """A numeric time dimension (``time_index``: hours since 1940, say) decoded to
+    datetimes and renamed ``time``, when the file has no ``time`` dimension.
+
+    The units come from the coordinate's own ``units`` attribute (CF) or, as some stores
+    keep them, from a dataset attribute ``<name>_units`` or ``time_units``, e.g. ``"hours
+    since 1940-01-01 00:00 (proleptic_gregorian)"`` (a calendar in parentheses). A
+    numeric time dimension without units is an error naming it: its steps cannot be
+    placed in time.
+    """
+    if TIME in ds.dims:
+        return ds
+    candidates = [
+        d for d in ds.dims if str(d).lower().startswith("time") and d in ds.coords
+        and np.issubdtype(ds[d].dtype, np.number)
+    ]  # fmt: skip
+    if not candidates:
+        return ds
+    name = candidates[0]
+    text = (
+        ds[name].attrs.get("units") or ds.attrs.get(f"{name}_units") or ds.attrs.get("time_units")
+    )
+    match = _TIME_UNITS.match(str(text)) if text else None
+    if match is None:
+        raise ValueError(
+            f"{source}: the time dimension {name!r} holds numbers without time units "
+            f"(got {text!r}; expected e.g. 'hours since 1940-01-01', as its 'units' "
+            f"attribute or the dataset attribute 'time_units')"
+        )
+    units, calendar = match.group(1), match.group(2) or "proleptic_gregorian"
+    try:
+        times = xr.coding.times.decode_cf_datetime(ds[name].values, units, calendar)
+    except (ValueError, OverflowError, TypeError) as err:
+        raise ValueError(
+            f"{source}: cannot decode the time dimension {name!r} with units {text!r}: {err}"
+        ) from None
+    notes.append(f"decoded {name} ({units}, {calendar}) -> time")
+    ds = ds.rename({name: TIME})
+    return ds.assign_coords({TIME: (TIME, pd.DatetimeIndex(times).values, {})})
 
 
 # Each of the three helpers below reads one 1-D coordinate of the dataset and adds to
@@ -419,6 +467,7 @@ def normalise_conventions(
     if rename:
         ds = ds.rename(rename)
         notes.append("renamed " + ", ".join(f"{a}->{b}" for a, b in rename.items()))
+    ds = _numeric_time(ds, source, notes)
     indexers: dict[str, Any] = {}
     new_coords: dict[str, Any] = {}
 
