@@ -76,6 +76,11 @@ STUDIES: dict[str, Entry] = {
         "UK t2m: MMPS conjugate-gradient steps on training or validation fields",
         "uk-cg-steps, uk-cg-steps-validation",
     ),
+    "rhine_variables": Entry(
+        "benchmarks.studies.rhine_variables",
+        "Rhine box: a joint u10/v10/d2m/sp prior with statics, per-variable scores",
+        "rhine-variables",
+    ),
     "uk_coarse_grids": Entry(
         "benchmarks.studies.uk_coarse_grids",
         "UK t2m: coarse fields on offset and non-integer grids (conservative regridding)",

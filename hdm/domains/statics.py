@@ -267,7 +267,7 @@ STATIC_SOURCES: Mapping[str, StaticSource] = MappingProxyType(
 )
 
 #: the statics a model of the project's domains takes as inputs, in channel order
-DEFAULT_STATICS: tuple[str, ...] = ("land_fraction", "orography")
+DEFAULT_STATICS: tuple[str, ...] = ("land_fraction", "orography", "latitude")
 
 
 def static_source(name: str) -> StaticSource:

@@ -213,7 +213,11 @@ def station_input(
         noise = cfg.station_simulation_noise(var, prior.stats(var)[1])
         obs = simulate_observations(fields[var], chosen, noise, cfg.ensemble.seed + k)
         if len(prior.variables) > 1:
-            obs = obs.assign_coords(variable=("obs", np.full(obs.sizes["obs"], var)))
+            # per-row labels: the rows of several variables share one value column
+            n, units = obs.sizes["obs"], str(obs["value"].attrs.get("units", ""))
+            obs = obs.assign_coords(
+                variable=("obs", np.full(n, var)), units=("obs", np.full(n, units))
+            )
         parts.append(obs)
     return parts[0] if len(parts) == 1 else xr.concat(parts, dim="obs")
 

@@ -65,7 +65,7 @@ def _sample_parser(sub) -> None:
     s = sub.add_parser("sample", help="draw functions from a trained model")
     s.add_argument("checkpoint", help="model.pt or checkpoint.pt written by hdm train")
     s.add_argument("--n", type=int, default=1000, help="number of functions")
-    s.add_argument("--sampler", default="heun", help="em, heun, dpm2m or pc")
+    s.add_argument("--sampler", default="heun", help="em, heun, dpm2m, pc or sde2m")
     s.add_argument("--steps", type=int, default=50)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="netCDF file to write")

@@ -58,6 +58,13 @@ DOWNSCALE_FLAGS: tuple[Flag, ...] = (
         listed=True,
     ),
     Flag(
+        "station_variables",
+        "stations.variables",
+        help="comma-separated variables the simulated stations observe (default: every "
+        "model variable in --truth)",
+        listed=True,
+    ),
+    Flag(
         "station_units",
         "stations.units",
         help="units of the CSV stations' values, e.g. degC (default: the model's units)",
@@ -68,7 +75,7 @@ DOWNSCALE_FLAGS: tuple[Flag, ...] = (
     Flag("members", "ensemble.members", int, "ensemble size (default 16)"),
     Flag("scale", "ensemble.scale", int, "sample at S x the training resolution"),
     Flag("guidance", "ensemble.guidance", help="mmps (default), sda, dps or replacement"),
-    Flag("sampler", "ensemble.sampler", help="em (default), heun, dpm2m or pc"),
+    Flag("sampler", "ensemble.sampler", help="em (default), heun, dpm2m, pc or sde2m"),
     Flag("steps", "ensemble.steps", int, "sampler steps (default 50)"),
     Flag("seed", "ensemble.seed", int, "the run's seed (default 0)"),
     Flag(
