@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import xarray as xr
 import pytest
 
 from hdm.conditioning.observations import ObservationError
@@ -116,3 +117,34 @@ def test_evaluation_scores_each_variable(wind_model, test_hours, tmp_path):
         assert r["best_baseline_rmse"]["value"] == min(
             r[f"rmse_{b}"] for b in ("bilinear", "bicubic", "kriging")
         )
+
+
+def test_simulated_stations_of_variables_in_other_units_are_each_converted(
+    wind_model, test_hours, tmp_path
+):
+    """v10 given in km/h beside u10 in m/s: each variable's simulated stations keep their
+    own units through the batch job (one shared value column would label the v10 rows
+    m/s and silently make them 3.6 times too large)."""
+    from hdm.pipelines.job import run_downscale
+
+    truth = test_hours[["u10", "v10"]].isel(time=[0]).copy()
+    truth["v10"] = truth["v10"] * 3.6
+    truth["v10"].attrs["units"] = "km h-1"
+    path = tmp_path / "truth.nc"
+    truth.to_netcdf(path)
+    t = str(truth.time.values[0])[:13]
+    run_downscale(
+        wind_model.path, tmp_path / "out.zarr", progress=False, truth=str(path), factor=4,
+        simulate_stations=",".join(RHINE.conditioning_stations[:4]),
+        station_variables=["u10", "v10"], station_noise=1e-3, members=1, steps=2,
+        sampler="heun", times=(t, t), plots=False,
+    )  # fmt: skip
+    from hdm.data.stores import open_store
+
+    out = open_store(tmp_path / "out.zarr").load()
+    v_rows = out["station_obs"].where(out["obs_variable"] == "v10", drop=True)
+    lat, lon = v_rows["obs_lat"].values, v_rows["obs_lon"].values
+    exact = test_hours["v10"].isel(time=0).interp(
+        lat=xr.DataArray(lat, dims="p"), lon=xr.DataArray(lon, dims="p")
+    )
+    np.testing.assert_allclose(v_rows.values.ravel(), exact.values, atol=0.05)
