@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import xarray as xr
 import pytest
+import xarray as xr
 
 from hdm.conditioning.observations import ObservationError
 from hdm.data.coarsen import coarse_grain
@@ -144,7 +144,9 @@ def test_simulated_stations_of_variables_in_other_units_are_each_converted(
     out = open_store(tmp_path / "out.zarr").load()
     v_rows = out["station_obs"].where(out["obs_variable"] == "v10", drop=True)
     lat, lon = v_rows["obs_lat"].values, v_rows["obs_lon"].values
-    exact = test_hours["v10"].isel(time=0).interp(
-        lat=xr.DataArray(lat, dims="p"), lon=xr.DataArray(lon, dims="p")
+    exact = (
+        test_hours["v10"]
+        .isel(time=0)
+        .interp(lat=xr.DataArray(lat, dims="p"), lon=xr.DataArray(lon, dims="p"))
     )
     np.testing.assert_allclose(v_rows.values.ravel(), exact.values, atol=0.05)
