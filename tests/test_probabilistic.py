@@ -257,3 +257,26 @@ def test_paired_block_bootstrap_of_a_constant_shift_is_exact():
     assert d == pytest.approx(0.0, abs=1e-12) and lo < 0 < hi
     with pytest.raises(ValueError, match="per-time score arrays"):
         paired_block_bootstrap(b, b[:5])
+
+
+def test_laplacian_ratio_is_one_for_the_truth_and_sees_speckle_only_where_it_is():
+    """Members equal to the truth give 1; white noise added over the 'sea' half raises
+    the sea ratio by the noise's Laplacian power (20 σ² per point) and leaves land at 1."""
+    from hdm.metrics.probabilistic import laplacian, laplacian_ratio
+
+    lat, lon = np.arange(40.0, 50.0, 0.25), np.arange(0.0, 10.0, 0.25)
+    yy, xx = np.meshgrid(lat, lon, indexing="ij")
+    smooth = np.sin(yy / 2.0) + np.cos(xx / 3.0)
+    truth = xr.DataArray(smooth[None], dims=("time", "lat", "lon"),
+                         coords={"time": [0], "lat": lat, "lon": lon})  # fmt: skip
+    same = truth.expand_dims(member=3)
+    assert float(laplacian_ratio(same, truth)) == pytest.approx(1.0)
+    sea = xr.DataArray(xx < 5.0, dims=("lat", "lon"), coords={"lat": lat, "lon": lon})
+    rng = np.random.default_rng(0)
+    noise = 0.01 * rng.standard_normal((3, 1, lat.size, lon.size)) * sea.values
+    speckled = same + noise
+    truth_power = float((laplacian(truth) ** 2).where(sea).mean())
+    expected = 1 + 20 * 0.01**2 / truth_power
+    assert float(laplacian_ratio(speckled, truth, sea)) == pytest.approx(expected, rel=0.15)
+    land = xr.DataArray(xx > 5.5, dims=("lat", "lon"), coords={"lat": lat, "lon": lon})
+    assert float(laplacian_ratio(speckled, truth, land)) == pytest.approx(1.0, abs=1e-9)

@@ -28,6 +28,8 @@ Scores
 ------
 - :func:`rmse` :math:`= \sqrt{\langle (\hat x - x)^2 \rangle}`, :func:`mae`
   :math:`= \langle |\hat x - x| \rangle`, :func:`bias` :math:`= \langle \hat x - x\rangle`.
+- :func:`laplacian_ratio`: the members' mean squared 5-point Laplacian over the
+  truth's, on a mask (sea, land): grid-scale speckle where it sits.
 - :func:`fair_crps`: the fair ensemble CRPS of M members (Ferro 2014; the estimator
   GenCast reports), per point
 
@@ -125,6 +127,8 @@ __all__ = [
     "fair_crps",
     "gaussian_coverage",
     "gaussian_crps",
+    "laplacian",
+    "laplacian_ratio",
     "mae",
     "paired_block_bootstrap",
     "power_spectrum",
@@ -614,6 +618,33 @@ def spectrum_ratio(
     if not bool(ratio.notnull().any()):
         raise ValueError(f"no shared wavenumber bin above kmin = {threshold:g} cycles/degree")
     return ratio.mean(WAVENUMBER).rename("spectrum_ratio")
+
+
+def laplacian(field: xr.DataArray) -> xr.DataArray:
+    """The 5-point Laplacian in grid units, x_{i+1,j} + x_{i−1,j} + x_{i,j+1} + x_{i,j−1}
+    − 4 x_{i,j}, on interior points (NaN on the outer rows and columns)."""
+    neighbours = sum(field.shift({d: s}) for d in (LAT, LON) for s in (1, -1))
+    return neighbours - 4 * field
+
+
+def laplacian_ratio(
+    prediction: xr.DataArray, truth: xr.DataArray, where: xr.DataArray | None = None
+) -> xr.DataArray:
+    """⟨(Δx_m)²⟩ / ⟨(Δy)²⟩: the members' mean squared Laplacian over the truth's.
+
+    The speckle number: grid-scale noise that a spectrum averaged over the domain can
+    hide (noise over a smooth sea, say) raises the Laplacian where it sits. Both means
+    run over every member, time and interior point in ``where`` (a boolean (lat, lon)
+    mask, e.g. sea or land; default all), area-weighted; 1 for members as rough as the
+    truth, > 1 speckled, < 1 too smooth. The grid spacing cancels in the ratio (one grid).
+    """
+    prediction = _matched(prediction, truth, "prediction", "truth", member=True)
+    weights = lat_weights(truth) * xr.ones_like(truth[LON], dtype=np.float64)
+    if where is not None:
+        weights = weights.where(where.astype(bool), 0.0)
+    num = (laplacian(prediction) ** 2).weighted(weights).mean()
+    den = (laplacian(truth) ** 2).weighted(weights).mean()
+    return (num / den).rename("laplacian_ratio")
 
 
 # ----------------------------------------------------------------- block bootstrap
