@@ -210,9 +210,13 @@ def test_cli_downscale_and_evaluate_round_trip(tiny_model, tmp_path, capsys):
         "coverage90",
         "heldout_rmse",
         "heldout_rmse_kriging",
+        "laplacian_ratio_sea",
+        "laplacian_ratio_land",
     ):
         assert np.isfinite(report[key]), key
     assert report["members"] == 2 and report["times"] == 2
+    # a barely trained prior's members are rough: speckle shows, over sea and land
+    assert report["laplacian_ratio_sea"] > 1.25 and report["laplacian_ratio_land"] > 1.25
     best = report["best_baseline_rmse"]
     assert best["value"] == min(report[f"rmse_{b}"] for b in ("bilinear", "bicubic", "kriging"))
     assert report[f"rmse_{best['baseline']}"] == best["value"]

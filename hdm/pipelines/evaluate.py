@@ -29,6 +29,7 @@ from hdm.data.stores import open_store
 from hdm.data.units import to_units
 from hdm.domains.atmosphere import open_split, training_spec
 from hdm.domains.functional import curves, load_functional
+from hdm.domains.statics import static_field
 from hdm.domains.stations import first_occurrences, parse_ids, read_stations, stations_by_id
 from hdm.downscaling.output import noise_std
 from hdm.hilbert.checkpoints import load_checkpoint
@@ -300,6 +301,26 @@ def kriging_baseline(ev: DownscaleEvaluation, checkpoint: str | None, seed: int 
     return {"mean": krig["mean"], "std": krig["std"], "kernel": kernel}
 
 
+#: land fraction at most / at least this: a sea / land point of the realism scores
+SEA_MAX, LAND_MIN = 0.1, 0.9
+
+
+def _realism_scores(ens: xr.DataArray, truth: xr.DataArray) -> dict:
+    """The speckle number (:func:`hdm.metrics.probabilistic.laplacian_ratio`) over sea
+    and over land points (Natural Earth land fraction of each cell; coastal cells in
+    between count in neither); None where the grid has no such point."""
+    lf = xr.DataArray(
+        static_field("land_fraction", truth.lat.values, truth.lon.values),
+        dims=("lat", "lon"),
+        coords={"lat": truth.lat, "lon": truth.lon},
+    )
+    out = {}
+    for name, mask in (("sea", lf <= SEA_MAX), ("land", lf >= LAND_MIN)):
+        ratio = float(pm.laplacian_ratio(ens, truth, mask)) if bool(mask.any()) else None
+        out[f"laplacian_ratio_{name}"] = ratio
+    return out
+
+
 def _ensemble_scores(ev: DownscaleEvaluation, seed: int) -> dict:
     """The ensemble's own scores, with a bootstrap interval of the spread–skill ratio."""
     ens, mean, truth = ev.ensemble, ev.mean, ev.truth_on_pred
@@ -313,6 +334,7 @@ def _ensemble_scores(ev: DownscaleEvaluation, seed: int) -> dict:
         "coverage90": float(pm.coverage(ens, truth, 0.9)),
         "rank_histogram": pm.rank_histogram(ens, truth, seed=seed).values.tolist(),
         "spectrum_ratio": float(pm.spectrum_ratio(ens, truth)),
+        **_realism_scores(ens, truth),
     }
     if len(ev.times) >= 2:
         # moving blocks of one day for the bootstrap intervals over time
