@@ -81,6 +81,11 @@ STUDIES: dict[str, Entry] = {
         "Rhine box: a joint u10/v10/d2m/sp prior with statics, per-variable scores",
         "rhine-variables",
     ),
+    "uk_evaluation": Entry(
+        "benchmarks.studies.uk_evaluation",
+        "UK t2m: periods x factors x station sets against kriging, realism, member figure",
+        "uk-evaluation",
+    ),
     "uk_coarse_grids": Entry(
         "benchmarks.studies.uk_coarse_grids",
         "UK t2m: coarse fields on offset and non-integer grids (conservative regridding)",
