@@ -314,7 +314,7 @@ SAMPLER_DESCRIPTIONS = {
 
 
 def make_sampler(name: str, steps: int) -> Sampler:
-    """A sampler by name ("em", "heun", "dpm2m", "pc") with ``steps`` steps."""
+    """A sampler by name (a key of :data:`SAMPLERS`) with ``steps`` steps."""
     if name not in SAMPLERS:
         close = difflib.get_close_matches(name, SAMPLERS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
