@@ -77,8 +77,8 @@ class UKBenchmarkConfig:
     end: str = "2019-03-31T18"
     every_hours: int = 6
     members: int = 16
-    steps: int = 50
-    sampler: str = "em"
+    steps: int = 25
+    sampler: str = "dpm2m"
     guidance: str = "mmps"
     factor: int = 4
     station_noise: float = 0.5
@@ -741,7 +741,7 @@ TRAINING_DAY_TIMES = [f"2019-03-20T{h}" for h in ("00", "06", "12", "18")]
 VALIDATION_TIMES = [f"2019-03-{d}T{h}" for d in ("22", "23", "24") for h in ("00", "12")]
 
 #: The sampler candidates compared on the training-period day (at most 50 NFE each).
-SAMPLER_CANDIDATES = (("heun", 25), ("em", 50), ("pc", 25), ("dpm2m", 25))
+SAMPLER_CANDIDATES = (("heun", 25), ("em", 50), ("pc", 25), ("dpm2m", 25), ("sde2m", 50))
 
 
 def score_on_fields(
@@ -796,7 +796,7 @@ def sampler_choice(quick: bool) -> list[dict]:
     prior = shipped_prior()
     times = TRAINING_DAY_TIMES[:2] if quick else TRAINING_DAY_TIMES
     rows = []
-    for sampler, steps in SAMPLER_CANDIDATES if not quick else (("heun", 3), ("em", 4)):
+    for sampler, steps in SAMPLER_CANDIDATES if not quick else (("heun", 3), ("sde2m", 4)):
         scores = score_on_fields(
             prior, times, sampler=sampler, steps=steps, members=16 if not quick else 2
         )
@@ -925,7 +925,7 @@ def prior_check(
         prior = load_prior(path)
         t0 = time.perf_counter()
         with torch.no_grad():
-            draws = make_sampler("em", 6 if quick else 50)(
+            draws = make_sampler("sde2m", 6 if quick else 50)(
                 prior.denoiser,
                 4 if quick else members,
                 prior.grid,

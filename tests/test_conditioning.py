@@ -499,7 +499,9 @@ def test_summarise_mean_std_quantiles():
     assert s["t2m_mean"].attrs["units"] == "K"
 
 
-@pytest.mark.parametrize("sampler,steps", [("em", 40), ("heun", 8), ("dpm2m", 10), ("pc", 20)])
+@pytest.mark.parametrize(
+    "sampler,steps", [("em", 40), ("heun", 8), ("dpm2m", 10), ("pc", 20), ("sde2m", 10)]
+)
 @pytest.mark.parametrize("method", ["mmps", "sda", "dps", "replacement"])
 def test_every_guidance_works_with_every_sampler(sampler, steps, method):
     # The guided samples fit the observations better than the prior's samples do.
@@ -553,7 +555,7 @@ def test_guidance_in_the_networks_chunks_equals_the_whole_batch(name, options):
         torch.testing.assert_close(kappas[1], kappas[0], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("sampler", ["em", "pc", "heun", "dpm2m"])
+@pytest.mark.parametrize("sampler", ["em", "pc", "heun", "dpm2m", "sde2m"])
 def test_every_sampler_ends_denoised_and_keeps_the_posterior_width(sampler):
     """MMPS with the exact denoiser at the CLI's 50 steps and σ_y = 0.01: a sampler that
     left its last noise draw in the members was 3.1× (EM) and 3.3× (PC) too wide here."""

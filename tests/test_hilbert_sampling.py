@@ -14,7 +14,7 @@ from hdm.hilbert.covariance import SpectralCovariance
 from hdm.hilbert.denoisers import GaussianDenoiser
 from hdm.hilbert.grids import IntervalGrid
 from hdm.hilbert.process import ForwardProcess
-from hdm.hilbert.sampling import SAMPLERS, make_sampler
+from hdm.hilbert.sampling import MIN_STEPS, SAMPLERS, make_sampler
 from hdm.hilbert.schedules import CosineVP
 
 GRID = IntervalGrid(0.0, 1.0, 32)
@@ -79,7 +79,14 @@ def test_ode_sampler_covariance_without_monte_carlo_error(oracle, seeded, name, 
 
 @pytest.mark.parametrize(
     ("name", "steps", "nfe"),
-    [("em", 5, 5), ("heun", 5, 9), ("dpm2m", 5, 6), ("pc", 5, 9), ("heun", 1, 1)],
+    [
+        ("em", 20, 20),
+        ("heun", 5, 9),
+        ("dpm2m", 5, 6),
+        ("pc", 20, 39),
+        ("sde2m", 5, 5),
+        ("heun", 1, 1),
+    ],
 )
 def test_sampler_reports_nfe(oracle, seeded, name, steps, nfe):
     calls = []
@@ -96,7 +103,7 @@ def test_sampler_reports_nfe(oracle, seeded, name, steps, nfe):
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_same_seed_same_samples(oracle, seeded, name):
-    sampler = make_sampler(name, 4)
+    sampler = make_sampler(name, MIN_STEPS.get(name, 4))
     a = sampler(oracle, 5, GRID, generator=seeded(7)).samples
     assert a.shape == (5, 1, 32) and torch.isfinite(a).all()
     torch.testing.assert_close(sampler(oracle, 5, GRID, generator=seeded(7)).samples, a)
@@ -143,6 +150,12 @@ def test_make_sampler_errors():
         make_sampler("huen", 10)
     with pytest.raises(ValueError, match="steps must be at least 1, got 0"):
         make_sampler("em", 0)
+    for name in MIN_STEPS:  # a coarse EM/PC run is refused, naming the stable samplers
+        with pytest.raises(ValueError, match=f"sampler '{name}' needs at least 20 steps, got 6"):
+            make_sampler(name, 6)
+    with pytest.raises(ValueError, match="use sde2m"):
+        make_sampler("em", 19)
+    assert make_sampler("sde2m", 4).steps == 4
 
 
 def test_the_cli_help_names_every_sampler(capsys):

@@ -23,6 +23,11 @@ std; coastlines) of the first test-week time at ×4 with the config's stations i
 beside BENCHMARKS.md as ``benchmarks/figures/uk_evaluation_members.png``.
 
     python -m benchmarks uk_evaluation [--quick] [--periods week,day] [--factors 2,4,8]
+        [--stations "config 12,other 12,none"] [--checkpoint DIR]
+
+``--checkpoint DIR`` scores another prior (e.g. the previous shipped one) with everything
+else equal; its table goes into section ``uk-evaluation-<DIR's name>`` and its stores
+under ``--work`` (give each prior its own).
 
 Stores are kept under ``runs/uk_evaluation/`` and reused when their settings match (a
 rerun only rescores). ``--quick`` (2 times, 4 members, 6 steps, ×4, the config's
@@ -49,6 +54,7 @@ from hdm.domains.stations import simulate_observations, stations_by_id
 from hdm.downscaling.config import EnsembleConfig
 from hdm.downscaling.core import downscale
 from hdm.downscaling.output import attach_inputs, write_output
+from hdm.downscaling.prior import load_prior
 from hdm.pipelines.evaluate import evaluate_downscale
 from hdm.plotting import plot_downscale_maps
 
@@ -79,6 +85,7 @@ class StudyConfig:
     members: int = 16
     steps: int | None = None  # None: the default of hdm downscale
     max_times: int | None = None
+    checkpoint: Path | None = None  # None: the shipped prior
 
 
 FULL = StudyConfig()
@@ -115,7 +122,7 @@ def _settings(cfg: EnsembleConfig, prior_hash: str, times: int) -> dict:
 
 def run_case(study: StudyConfig, period: str, factor: int, stations: str, work: Path) -> dict:
     """Downscale one case (or reuse its store) and score it."""
-    prior = shipped_prior()
+    prior = shipped_prior() if study.checkpoint is None else load_prior(study.checkpoint)
     truth = truth_of(period, study.max_times)
     coarse = coarse_grain(truth, factor)
     ids = STATION_SETS[stations]
@@ -220,17 +227,21 @@ HEADER = (
 )
 
 
-def section_body(rows: list[dict], study: StudyConfig, figure: Path | None) -> str:
-    quick = " (QUICK smoke run: not a result)" if study != FULL else ""
+def section_body(
+    rows: list[dict], study: StudyConfig, figure: Path | None, quick: bool = False
+) -> str:
+    label = " (QUICK smoke run: not a result)" if quick else ""
+    prior = "the shipped prior" if study.checkpoint is None else f"the prior {study.checkpoint}"
     r0 = rows[0]
     fig = (
         f"\n![truth, members and std]({figure.relative_to(PROJECT_ROOT).as_posix()})\n"
         if figure is not None
         else ""
     )
-    return f"""## UK t2m: the evaluation matrix{quick}
+    return f"""## UK t2m: the evaluation matrix{label}
 
-The defaults of `hdm downscale` ({r0["sampler"]} {r0["steps"]} steps, MMPS, no inflation),
+The defaults of `hdm downscale` with {prior} ({r0["sampler"]} {r0["steps"]} steps, MMPS,
+no inflation),
 {study.members} members; the test week (2019-03-25..31 every 6 h) and the hourly day
 2019-03-27; coarse ×2/×4/×8; the config's 12 stations, 12 other IGRA2 sites inside the
 grid, or none (simulated, σ = 0.5 K); held out: {HELDOUT}. Targets: RMSE and CRPS ≤
@@ -253,6 +264,8 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
     p.add_argument("--quick", action="store_true", help="a smoke run (minutes)")
     p.add_argument("--periods", help="comma-separated: week, day")
     p.add_argument("--factors", help="comma-separated coarse factors, e.g. 2,4,8")
+    p.add_argument("--stations", help=f"comma-separated station sets from {list(STATION_SETS)}")
+    p.add_argument("--checkpoint", type=Path, help="score this prior instead of the shipped one")
     p.add_argument("--work", type=Path, default=PROJECT_ROOT / "runs" / "uk_evaluation")
     p.add_argument("--no-figure", action="store_true", help="skip the member figure")
     args = p.parse_args(list(argv))
@@ -261,10 +274,16 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         study,
         periods=_parse_list(args.periods) or study.periods,
         factors=_parse_list(args.factors, int) or study.factors,
+        station_sets=_parse_list(args.stations) or study.station_sets,
+        checkpoint=args.checkpoint,
     )
-    unknown = sorted(set(study.periods) - set(PERIODS))
-    if unknown:
-        raise SystemExit(f"--periods: unknown {unknown}; choose from {list(PERIODS)}")
+    for flag, given, known in (
+        ("--periods", study.periods, PERIODS),
+        ("--stations", study.station_sets, STATION_SETS),
+    ):
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise SystemExit(f"{flag}: unknown {unknown}; choose from {list(known)}")
     args.work.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
     rows = [
@@ -274,14 +293,16 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         for stations in study.station_sets
     ]
     figure = None
-    if not args.no_figure and "week" in study.periods and 4 in study.factors:
+    wanted = "week" in study.periods and 4 in study.factors and "config 12" in study.station_sets
+    if not args.no_figure and wanted and study.checkpoint is None:
         store = args.work / "week_x4_config12.zarr"
-        figure = write_figure(store, FIGURE if study == FULL else args.work / "members.png")
+        figure = write_figure(store, args.work / "members.png" if args.quick else FIGURE)
         figure = figure if figure.is_relative_to(PROJECT_ROOT) else None
+    section = SECTION if study.checkpoint is None else f"{SECTION}-{study.checkpoint.name}"
     write_section(
         args.benchmarks_file,
-        SECTION,
-        section_body(rows, study, figure),
+        section,
+        section_body(rows, study, figure, quick=args.quick),
         command=command_line("uk_evaluation", argv),
         machine=machine,
     )

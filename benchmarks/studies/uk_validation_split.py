@@ -20,7 +20,8 @@ The network size is the config's unless overridden; the table says which each ro
 ``runs/uk_val_w16m32`` with the size shipped now, 7,000 steps).
 
 Each checkpoint downscales the 6 validation fields (coarse ×4 + the 12 benchmark stations,
-simulated obs σ = 0.5 K, MMPS, Euler–Maruyama 50 steps, 16 members) and gets RMSE, fair
+simulated obs σ = 0.5 K, MMPS, the default sampler (sde2m, 50 steps; ``--samplers`` for
+others), 16 members) and gets RMSE, fair
 CRPS, spread–skill, 90 % coverage and the high-wavenumber power ratio. The table goes into
 section ``uk-validation`` of BENCHMARKS.md; with ``--inflation`` each prior is scored
 without and with ``inflation="auto"``, into section ``uk-validation-inflation``.
@@ -43,8 +44,8 @@ def score(
     members: int = 16,
     seed: int = 0,
     inflation: str | None = None,
-    sampler: str = "em",
-    steps: int = 50,
+    sampler: str = "dpm2m",
+    steps: int = 25,
 ) -> dict:
     """Scores of one prior on the validation fields (see the module docstring)."""
     prior = load_prior(checkpoint)

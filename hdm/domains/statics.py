@@ -63,6 +63,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,6 +293,9 @@ def _shifted(geoms: np.ndarray, dx: float) -> np.ndarray:
 def _land_polygons(path: str) -> np.ndarray:
     """The polygons of a shapefile in (λ rad, sin φ), repeated a turn west and east, valid
     and prepared (read once per file and process)."""
+    # pyshp logs a missing .dbf EOF byte (Natural Earth's files lack it) at INFO on
+    # every read: harmless, and not the user's concern
+    logging.getLogger("shapefile").setLevel(logging.WARNING)
     try:
         with shapefile.Reader(path) as reader:
             shapes = [s.__geo_interface__ for s in reader.iterShapes() if s.points]

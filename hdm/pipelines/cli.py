@@ -2,7 +2,7 @@
 
     hdm --version
     hdm train CONFIG.yaml [--out DIR] [--resume] [--set key=value ...]
-    hdm sample CHECKPOINT --n N --sampler {em,heun,dpm2m,pc} --steps K --seed S
+    hdm sample CHECKPOINT --n N --sampler {heun,sde2m,dpm2m,em,pc} --steps K --seed S
                --out FILE.nc [--points P]
     hdm downscale [CHECKPOINT] [--config FILE.yaml] [--set key=value ...]
                (--coarse FILE | --truth FILE --factor F)
@@ -65,7 +65,11 @@ def _sample_parser(sub) -> None:
     s = sub.add_parser("sample", help="draw functions from a trained model")
     s.add_argument("checkpoint", help="model.pt or checkpoint.pt written by hdm train")
     s.add_argument("--n", type=int, default=1000, help="number of functions")
-    s.add_argument("--sampler", default="heun", help="em, heun, dpm2m, pc or sde2m")
+    s.add_argument(
+        "--sampler",
+        default="heun",
+        help="heun (default), sde2m, dpm2m, em (>= 20 steps) or pc (>= 20 steps)",
+    )
     s.add_argument("--steps", type=int, default=50)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="netCDF file to write")

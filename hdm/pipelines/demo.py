@@ -33,8 +33,8 @@ def run_downscale_demo(
     out: Path,
     members: int = 16,
     day: str = "2019-03-28",
-    steps: int = 50,
-    sampler: str = "em",
+    steps: int = 25,
+    sampler: str = "dpm2m",
     inflation: str = "auto",
 ) -> list[Path]:
     """The downscaling demo (see the module docstring)."""
