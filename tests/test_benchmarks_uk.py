@@ -79,7 +79,7 @@ def test_sampler_choice_scores_each_candidate_on_a_training_day(tmp_path):
         assert all(np.isfinite(r[k]) for k in ("rmse", "crps", "spread_skill", "spectrum_ratio"))
         assert r["rmse"] > 0 and 0 <= r["coverage90"] <= 1
     text = md.read_text()
-    assert "<!-- downscale-sampler:start -->" in text and "| em 4 | 4 |" in text
+    assert "<!-- downscale-sampler:start -->" in text and "| sde2m 4 | 4 |" in text
 
 
 def test_noise_choice_ranks_the_shipped_q_by_the_data_spectrum(tmp_path):

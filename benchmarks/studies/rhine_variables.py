@@ -35,6 +35,7 @@ import numpy as np
 
 from benchmarks.report import PROJECT_ROOT, command_line, machine_description, parser, write_section
 from hdm.domains.atmosphere import GRIDDED_DATASETS
+from hdm.downscaling.config import EnsembleConfig
 from hdm.pipelines.evaluate import evaluate_downscale
 from hdm.pipelines.job import run_downscale
 from hdm.pipelines.train import train
@@ -56,7 +57,7 @@ class StudyConfig:
     train_steps: int | None = None  # None: the config's
     times: tuple[str, str] = ("2020-01-01T18", "2020-01-01T23")
     members: int = 16
-    steps: int = 50
+    steps: int = EnsembleConfig.steps  # the default sampler's default steps
 
 
 FULL = StudyConfig()
