@@ -463,7 +463,7 @@ SAMPLER_ORACLE_OPTIONS = {**ORACLE_OPTIONS, "dps": DPS_FALLBACK}
 def grf_samplers(
     n: int = 32,
     members: int = 200,
-    steps: int = 50,
+    steps: int = EnsembleConfig.steps,
     samplers: Sequence[str] = tuple(SAMPLERS),
     methods: Sequence[str] = METHODS,
     noise: Sequence[float] = SAMPLER_NOISE,

@@ -67,6 +67,7 @@ def score(
         "train_period": prior_train_period(prior),
         "network": network_size(prior),
         **scores,
+        "inflation_setting": inflation,
         "power": scores["spectrum_ratio"],
     }
 
@@ -97,7 +98,7 @@ def inflation_section(rows: list[dict]) -> str:
     """Section ``uk-validation-inflation`` (the command, machine and date are added by
     :func:`benchmarks.report.write_section`)."""
     table = "\n".join(
-        f"| `{r['checkpoint']}` | {'auto' if r['inflation'] != 1 else 'none'} | "
+        f"| `{r['checkpoint']}` | {r['inflation_setting'] or 'none'} | "
         f"{r['inflation']:.3f} | {r['rmse']:.3f} | {r['crps']:.3f} | {r['spread_skill']:.3f} | "
         f"{r['coverage90']:.3f} | {r['power']:.3f} |"
         for r in rows
@@ -105,9 +106,10 @@ def inflation_section(rows: list[dict]) -> str:
     return f"""## UK t2m: the adaptive inflation on the validation split
 
 The validation fields of section uk-validation (2019-03-22..24 at 00 and 12 UTC, never seen
-by priors trained on 03-01..20; not the test week), coarse ×4 + 12 stations, MMPS, EM 50
-steps, 16 members, each prior without and with `inflation="auto"` (λ from the station
-residuals about the coarse field against the prior's own, 64 draws; bounds [1, 2]).
+by priors trained on 03-01..20; not the test week), coarse ×4 + 12 stations, MMPS,
+{rows[0]["sampler"]} {rows[0]["steps"]} steps, 16 members, each prior without and with
+`inflation="auto"` (λ from the station residuals about the coarse field against the
+prior's own, 64 draws; bounds [1, 2]).
 
 | checkpoint | inflation | λ | RMSE K | fair CRPS | spread–skill | cov. 90 % | power ratio |
 |---|---|---|---|---|---|---|---|

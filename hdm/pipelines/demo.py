@@ -4,9 +4,9 @@
 6 hours), the ERA5 field coarse-grained ×4 plus simulated observations at 12 IGRA2 station
 coordinates, 16 members from the shipped prior with the defaults of ``hdm downscale``
 (MMPS, DPM-Solver++(2M) 25 steps, no inflation: on the validation split the stations'
-λ is 1.0, BENCHMARKS.md "uk-validation-inflation"); writes ``uk_t2m_2019-03-28.zarr``, maps (PNG) and
-``uk_t2m_2019-03-28_metrics.json``, and prints the scores beside bilinear, bicubic and
-kriging, with 4 stations held out.
+λ is 1.0, BENCHMARKS.md "uk-validation-inflation"); writes ``uk_t2m_2019-03-28.zarr``,
+maps (PNG) and ``uk_t2m_2019-03-28_metrics.json``, and prints the scores beside
+bilinear, bicubic and kriging, with 4 stations held out.
 
 ``hdm demo --functional``: for each functional dataset, sample curves from the shipped
 model, evaluate them against the real held-out curves, and write ``NAME-samples.nc``,
