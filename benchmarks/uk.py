@@ -78,7 +78,7 @@ class UKBenchmarkConfig:
     every_hours: int = 6
     members: int = 16
     steps: int = 25
-    sampler: str = "dpm2m"
+    sampler: str = "heun"
     guidance: str = "mmps"
     factor: int = 4
     station_noise: float = 0.5

@@ -46,7 +46,7 @@ def test_downscale_returns_members_and_summaries_in_kelvin(tiny_model, truth):
     assert ds["t2m"].attrs["units"] == "K"
     np.testing.assert_allclose(ds["t2m_mean"], ds["t2m"].mean("member"), rtol=1e-6)
     assert ds.attrs["stations"] == STATIONS
-    assert ds.attrs["sampler"] == "dpm2m"  # the default: N steps + a final denoising
+    assert ds.attrs["sampler"] == "heun"  # the default: 2N − 1 NFE
     assert ds.attrs["nfe_per_member"] == 3
     # The same seed gives the same members; the members of a time do not depend on
     # which other times are downscaled with it.

@@ -44,7 +44,7 @@ def score(
     members: int = 16,
     seed: int = 0,
     inflation: str | None = None,
-    sampler: str = "dpm2m",
+    sampler: str = "heun",
     steps: int = 25,
 ) -> dict:
     """Scores of one prior on the validation fields (see the module docstring)."""

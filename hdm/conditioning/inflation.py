@@ -77,7 +77,7 @@ class InflationConfig:
     ``batch_size`` per call, seeded by ``seed``), and the ``bounds`` λ is clipped to."""
 
     draws: int = 64
-    sampler: str = "dpm2m"
+    sampler: str = "heun"
     steps: int = 25
     batch_size: int = 16
     bounds: tuple[float, float] = (1.0, 2.0)

@@ -3,7 +3,7 @@
 ``hdm demo`` (the downscaling demo): one day of the UK t2m test week (2019-03-28, every
 6 hours), the ERA5 field coarse-grained ×4 plus simulated observations at 12 IGRA2 station
 coordinates, 16 members from the shipped prior with the defaults of ``hdm downscale``
-(MMPS, DPM-Solver++(2M) 25 steps, no inflation: on the validation split the stations'
+(MMPS, Heun 25 steps, no inflation: on the validation split the stations'
 λ is 1.0, BENCHMARKS.md "uk-validation-inflation"); writes ``uk_t2m_2019-03-28.zarr``,
 maps (PNG) and ``uk_t2m_2019-03-28_metrics.json``, and prints the scores beside
 bilinear, bicubic and kriging, with 4 stations held out.
@@ -34,7 +34,7 @@ def run_downscale_demo(
     members: int = 16,
     day: str = "2019-03-28",
     steps: int = 25,
-    sampler: str = "dpm2m",
+    sampler: str = "heun",
     inflation: str | None = None,
 ) -> list[Path]:
     """The downscaling demo (see the module docstring)."""
