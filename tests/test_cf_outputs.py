@@ -80,22 +80,28 @@ def written(tiny_model, tmp_path_factory) -> dict[str, Path]:
     return {suffix: write_output(ds, out / f"ens{suffix}") for suffix in (".zarr", ".nc")}
 
 
+#: the small batch run of the store fixture and of the resume test
+BATCH_RUN = dict(
+    times=("2019-03-25T00", "2019-03-25T01"),
+    truth=str(UK_FILE),
+    factor=4,
+    simulate_stations=STATIONS,
+    members=2,
+    steps=2,
+    chunk_size=1,
+    torch_threads=1,
+    plots=False,
+    progress=False,
+)
+
+
 @pytest.fixture(scope="module")
 def batch_store(tiny_model, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cf_batch") / "batch.zarr"
     summary = run_downscale(
         tiny_model.path,
         out,
-        times=("2019-03-25T00", "2019-03-25T01"),
-        truth=str(UK_FILE),
-        factor=4,
-        simulate_stations=STATIONS,
-        members=2,
-        steps=2,
-        chunk_size=1,
-        torch_threads=1,
-        plots=False,
-        progress=False,
+        **BATCH_RUN,
     )
     assert summary["status"] == "done"
     return out
@@ -206,16 +212,7 @@ def test_a_resumed_batch_store_is_consolidated_again(tiny_model, batch_store, tm
     summary = run_downscale(
         tiny_model.path,
         store,
-        times=("2019-03-25T00", "2019-03-25T01"),
-        truth=str(UK_FILE),
-        factor=4,
-        simulate_stations=STATIONS,
-        members=2,
-        steps=2,
-        chunk_size=1,
-        torch_threads=1,
-        plots=False,
-        progress=False,
+        **BATCH_RUN,
         resume=True,
     )
     assert summary["chunks_written"] == [1] and read_manifest(store)["status"] == "complete"
