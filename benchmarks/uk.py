@@ -754,8 +754,9 @@ def score_on_fields(
     seed: int = 0,
     guidance_options: dict | None = None,
     inflation: str | float | None = None,
+    factor: int = 4,
 ) -> dict:
-    """Downscale the UK t2m fields at ``times`` (coarse ×4 + the 12 conditioning stations,
+    """Downscale the UK t2m fields at ``times`` (coarse ×``factor`` + the 12 conditioning stations,
     simulated obs σ = 0.5 K, MMPS with ``guidance_options``, ``inflation`` as in
     :class:`~hdm.downscaling.config.EnsembleConfig`) with ``prior`` and score the
     ensemble against them: nfe, s_per_field, rmse, crps (fair), spread_skill, coverage90,
@@ -772,7 +773,7 @@ def score_on_fields(
     )
     t0 = time.perf_counter()
     ds = downscale(
-        prior, coarse=coarse_grain(truth, 4), stations=stations, config=config, progress=False
+        prior, coarse=coarse_grain(truth, factor), stations=stations, config=config, progress=False
     )
     wall = time.perf_counter() - t0
     ens, mean = ds["t2m"], ds["t2m_mean"]

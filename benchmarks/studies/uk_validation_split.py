@@ -13,6 +13,7 @@ that no validation field is an hour away from a training field):
     python -m benchmarks uk_validation_split runs/uk_val_1750 runs/uk_val_3500
     python -m benchmarks uk_validation_split --inflation runs/uk_val_w16m32
     python -m benchmarks uk_validation_split --samplers em:50,sde2m:50,dpm2m:25 runs/uk_val_statics
+    python -m benchmarks uk_validation_split --factors 2,4,8 runs/uk_val_statics
 
 The network size is the config's unless overridden; the table says which each row had
 (``runs/uk_val_1750`` and ``runs/uk_val_3500`` were made with ``--set model.width=32
@@ -20,7 +21,7 @@ The network size is the config's unless overridden; the table says which each ro
 ``runs/uk_val_w16m32`` with the size shipped now, 7,000 steps).
 
 Each checkpoint downscales the 6 validation fields (coarse ×4 + the 12 benchmark stations,
-simulated obs σ = 0.5 K, MMPS, the default sampler (sde2m, 50 steps; ``--samplers`` for
+simulated obs σ = 0.5 K, MMPS, the default sampler (Heun, 25 steps; ``--samplers`` for
 others), 16 members) and gets RMSE, fair
 CRPS, spread–skill, 90 % coverage and the high-wavenumber power ratio. The table goes into
 section ``uk-validation`` of BENCHMARKS.md; with ``--inflation`` each prior is scored
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from benchmarks.report import command_line, machine_description, parser, write_section
 from benchmarks.uk import UK, VALIDATION_TIMES, load_checkpoint_metadata, score_on_fields
+from hdm.downscaling.config import EnsembleConfig
 from hdm.downscaling.prior import load_prior
 from hdm.pipelines.config import load_train_config
 
@@ -44,8 +46,9 @@ def score(
     members: int = 16,
     seed: int = 0,
     inflation: str | None = None,
-    sampler: str = "heun",
-    steps: int = 25,
+    sampler: str = EnsembleConfig.sampler,
+    steps: int = EnsembleConfig.steps,
+    factor: int = 4,
 ) -> dict:
     """Scores of one prior on the validation fields (see the module docstring)."""
     prior = load_prior(checkpoint)
@@ -57,9 +60,11 @@ def score(
         members=members,
         seed=seed,
         inflation=inflation,
+        factor=factor,
     )
     return {
         "checkpoint": checkpoint,
+        "factor": factor,
         "sampler": sampler,
         "steps": steps,
         "statics": ", ".join(prior.denoiser.statics.names) if prior.denoiser.statics else "none",
@@ -164,6 +169,34 @@ in the closed-form table (section downscale-grf-samplers), never on the test wee
 """
 
 
+FACTORS_HEADER = (
+    "| checkpoint | coarse | inflation | λ | RMSE K | fair CRPS | spread–skill | cov. 90 % "
+    "| power ratio |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def factors_section(rows: list[dict]) -> str:
+    """Section ``uk-validation-factors``: calibration by coarse factor on the validation
+    fields, without and with the adaptive inflation."""
+    table = "\n".join(
+        f"| `{r['checkpoint']}` | ×{r['factor']} | {r['inflation_setting'] or 'none'} | "
+        f"{r['inflation']:.3f} | {r['rmse']:.3f} | {r['crps']:.3f} | {r['spread_skill']:.3f} | "
+        f"{r['coverage90']:.3f} | {r['power']:.3f} |"
+        for r in rows
+    )
+    return f"""## UK t2m: calibration by coarse factor on the validation split
+
+The validation fields of section uk-validation (2019-03-22..24 at 00 and 12 UTC, never seen
+by priors trained on 03-01..20; not the test week), coarse ×2/×4/×8 + 12 stations
+(σ = 0.5 K), MMPS, {rows[0]["sampler"]} {rows[0]["steps"]} steps, 16 members, without and
+with `inflation="auto"`: whether the spread falls short at some factor on data the
+defaults may be chosen on.
+
+{FACTORS_HEADER}
+{table}
+"""
+
+
 def parse_samplers(text: str) -> list[tuple[str, int]]:
     """'em:50,sde2m:50' → [("em", 50), ("sde2m", 50)]."""
     out = []
@@ -189,9 +222,23 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         help="score each prior with these samplers, e.g. em:50,sde2m:50,dpm2m:25 "
         "(section uk-validation-samplers)",
     )
+    p.add_argument(
+        "--factors",
+        help="score each prior at these coarse factors, e.g. 2,4,8, without and with "
+        "inflation auto (section uk-validation-factors)",
+    )
     args = p.parse_args(list(argv))
     machine = machine_description()
-    if args.samplers:
+    if args.factors:
+        factors = [int(f) for f in args.factors.split(",") if f.strip()]
+        rows = [
+            score(c, factor=f, inflation=i)
+            for c in args.checkpoints
+            for f in factors
+            for i in (None, "auto")
+        ]
+        section, body = "uk-validation-factors", factors_section(rows)
+    elif args.samplers:
         rows = [
             score(c, sampler=name, steps=steps)
             for c in args.checkpoints

@@ -51,7 +51,9 @@ that is still unresolved there (std ratio 0.91 and 0.89 with PC at σ_y = 0.01);
 levels end where σ ≪ σ_y (std ratio 1.07 / 1.05 there). Heun and DPM-Solver++ end with
 the denoiser's output already (ς = 0, or a final denoising).
 
-All samplers start from the terminal distribution N(0, Q) and return fields of shape
+All samplers start from the terminal distribution N(0, Q) at ς(t_max), or, given a
+``start`` (analytical teleportation, :mod:`hdm.hilbert.gaussian`), from its draws at
+ς* with their levels laid out between ς* and the end, and return fields of shape
 (n, channels, *grid.shape).
 """
 
@@ -61,6 +63,7 @@ import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -69,6 +72,18 @@ from hdm.hilbert.denoisers import Denoiser
 from hdm.hilbert.grids import Grid
 
 VARSIGMA_MIN = 2e-3  # EDM's σ_min, the end of the deterministic samplers' noise range
+
+
+class Start(Protocol):
+    """Where a teleported sampler starts (:class:`hdm.hilbert.gaussian.GaussianStart`):
+    draws of X_t at ς = ``varsigma``."""
+
+    varsigma: float
+
+    def draw(
+        self, n: int, channels: int, grid: Grid, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """n draws of X_t, (n, channels, *grid.shape)."""
 
 
 @dataclass(frozen=True)
@@ -107,12 +122,18 @@ class Sampler(ABC):
         channels: int = 1,
         generator: torch.Generator | None = None,
         progress: bool = False,
+        start: Start | None = None,
     ) -> SampleResult:
+        """``n`` samples; with ``start`` (teleportation) the integration begins at
+        ς* = ``start.varsigma`` from ``start.draw`` instead of ς(t_max) from N(0, Q)."""
         if self.steps < 1:
             raise ValueError(f"{self.name}: steps must be at least 1, got {self.steps}")
         counted = _Counted(denoiser)
-        x = denoiser.process.prior_sample(n, channels, grid, generator)
-        x = self.run(counted, x, grid, generator, progress)
+        if start is None:
+            x, top = denoiser.process.prior_sample(n, channels, grid, generator), None
+        else:
+            x, top = start.draw(n, channels, grid, generator), float(start.varsigma)
+        x = self.run(counted, x, grid, generator, progress, top)
         return SampleResult(samples=x, nfe=counted.nfe)
 
     @abstractmethod
@@ -123,17 +144,23 @@ class Sampler(ABC):
         grid: Grid,
         generator: torch.Generator | None,
         progress: bool,
+        top: float | None = None,
     ) -> torch.Tensor:
-        """Integrate from the prior draw x to t_min (or ς = 0)."""
+        """Integrate from the draw x at ς = ``top`` (None: ς(t_max)) to t_min (or ς = 0)."""
 
 
 def edm_varsigmas(
-    schedule, levels: int, rho: float = 7.0, varsigma_min: float = VARSIGMA_MIN
+    schedule,
+    levels: int,
+    rho: float = 7.0,
+    varsigma_min: float = VARSIGMA_MIN,
+    top: float | None = None,
 ) -> torch.Tensor:
-    """EDM's noise levels: ``levels`` values of ς = σ/α from ς(t_max) down to
-    max(ς_min, ς(t_min)), spaced uniformly in ς^{1/ρ} (Karras et al. 2022, eq. 5): the
-    steps shrink towards low noise, where the fine scales are decided."""
-    vs_max = float(schedule.varsigma(torch.tensor(schedule.t_max)))
+    """EDM's noise levels: ``levels`` values of ς = σ/α from ς(t_max) (or ``top``, where
+    a teleported sampler starts) down to max(ς_min, ς(t_min)), spaced uniformly in
+    ς^{1/ρ} (Karras et al. 2022, eq. 5): the steps shrink towards low noise, where the
+    fine scales are decided."""
+    vs_max = float(schedule.varsigma(torch.tensor(schedule.t_max))) if top is None else top
     vs_min = max(varsigma_min, float(schedule.varsigma(torch.tensor(schedule.t_min))))
     i = torch.linspace(0, 1, levels, dtype=torch.float64)
     return (vs_max ** (1 / rho) + i * (vs_min ** (1 / rho) - vs_max ** (1 / rho))) ** rho
@@ -153,9 +180,9 @@ class EulerMaruyama(Sampler):
     rho: float = 7.0
     name: str = "em"
 
-    def run(self, denoiser, x, grid, generator, progress):
+    def run(self, denoiser, x, grid, generator, progress, top=None):
         schedule = denoiser.process.schedule
-        ts = schedule.t_from_varsigma(edm_varsigmas(schedule, self.steps, self.rho))
+        ts = schedule.t_from_varsigma(edm_varsigmas(schedule, self.steps, self.rho, top=top))
         n, c = x.shape[:2]
         for i in _steps(range(self.steps), progress, "em"):
             denoised = denoiser(x, _times(n, ts[i]), grid)
@@ -176,9 +203,9 @@ class SDEDPMSolver2M(Sampler):
     rho: float = 7.0
     name: str = "sde2m"
 
-    def run(self, denoiser, x, grid, generator, progress):
+    def run(self, denoiser, x, grid, generator, progress, top=None):
         schedule = denoiser.process.schedule
-        vs = edm_varsigmas(schedule, self.steps, self.rho)
+        vs = edm_varsigmas(schedule, self.steps, self.rho, top=top)
         ts = schedule.t_from_varsigma(vs)
         n, c = x.shape[:2]
         d_prev, h_prev = None, None
@@ -206,13 +233,13 @@ class Heun(Sampler):
     varsigma_min: float = VARSIGMA_MIN
     name: str = "heun"
 
-    def varsigmas(self, schedule) -> torch.Tensor:
-        vs = edm_varsigmas(schedule, self.steps, self.rho, self.varsigma_min)
+    def varsigmas(self, schedule, top: float | None = None) -> torch.Tensor:
+        vs = edm_varsigmas(schedule, self.steps, self.rho, self.varsigma_min, top)
         return torch.cat([vs, torch.zeros(1, dtype=torch.float64)])
 
-    def run(self, denoiser, x, grid, generator, progress):
+    def run(self, denoiser, x, grid, generator, progress, top=None):
         schedule = denoiser.process.schedule
-        vs = self.varsigmas(schedule)
+        vs = self.varsigmas(schedule, top)
         n = x.shape[0]
 
         def d_edm(y, v):  # D as a function of (y, ς) with x = α y
@@ -239,9 +266,13 @@ class DPMSolver2M(Sampler):
     varsigma_min: float = VARSIGMA_MIN
     name: str = "dpm2m"
 
-    def run(self, denoiser, x, grid, generator, progress):
+    def run(self, denoiser, x, grid, generator, progress, top=None):
         schedule = denoiser.process.schedule
-        lam_start = schedule.log_snr(torch.tensor(schedule.t_max, dtype=torch.float64))
+        lam_start = (
+            schedule.log_snr(torch.tensor(schedule.t_max, dtype=torch.float64))
+            if top is None
+            else -torch.log(torch.tensor(top, dtype=torch.float64))
+        )
         lam_end = -torch.log(torch.tensor(self.varsigma_min, dtype=torch.float64))
         lam_end = torch.minimum(
             lam_end, schedule.log_snr(torch.tensor(schedule.t_min, dtype=torch.float64))
@@ -272,10 +303,10 @@ class PredictorCorrector(Sampler):
     rho: float = 7.0
     name: str = "pc"
 
-    def run(self, denoiser, x, grid, generator, progress):
+    def run(self, denoiser, x, grid, generator, progress, top=None):
         schedule = denoiser.process.schedule
         process = denoiser.process
-        ts = schedule.t_from_varsigma(edm_varsigmas(schedule, self.steps, self.rho))
+        ts = schedule.t_from_varsigma(edm_varsigmas(schedule, self.steps, self.rho, top=top))
         n, c = x.shape[:2]
         for i in _steps(range(self.steps), progress, "pc"):
             denoised = denoiser(x, _times(n, ts[i]), grid)
