@@ -755,6 +755,7 @@ def score_on_fields(
     guidance_options: dict | None = None,
     inflation: str | float | None = None,
     factor: int = 4,
+    teleport: str | float | None = None,
 ) -> dict:
     """Downscale the UK t2m fields at ``times`` (coarse ×``factor`` + the 12 conditioning stations,
     simulated obs σ = 0.5 K, MMPS with ``guidance_options``, ``inflation`` as in
@@ -770,6 +771,7 @@ def score_on_fields(
         seed=seed,
         guidance_options=guidance_options or {},
         inflation=inflation,
+        teleport=teleport,
     )
     t0 = time.perf_counter()
     ds = downscale(
@@ -787,6 +789,7 @@ def score_on_fields(
         "coverage90": float(pm.coverage(ens, truth, 0.9)),
         "spectrum_ratio": float(pm.spectrum_ratio(ens, truth)),
         "inflation": float(ds.attrs["inflation"]),
+        "teleport": ds.attrs["teleport_varsigma"],
     }
 
 

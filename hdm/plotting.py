@@ -271,6 +271,26 @@ def plot_spectra(path: str | Path, spectra: dict, title: str = "") -> Path:
     return _save(fig, path)
 
 
+def plot_gaussian_curve(
+    path: str | Path, curve: dict, varsigma_star: float | None, title: str = ""
+) -> Path:
+    """The held-out denoising errors of a model's network and of the Gaussian, and their
+    difference, against the noise level ς (log-log), with the ς* they give
+    (:mod:`hdm.pipelines.gaussian_stats`)."""
+    fig = _figure((5.5, 3.8))
+    ax = fig.subplots()
+    ax.loglog(curve["varsigma"], curve["network_error"], "o-", ms=3, label="network ‖D_θ − x₀‖")
+    ax.loglog(curve["varsigma"], curve["gaussian_error"], "s-", ms=3, label="Gaussian ‖D_G − x₀‖")
+    ax.loglog(curve["varsigma"], curve["difference"], ":", label="difference ‖D_θ − D_G‖")
+    if varsigma_star is not None:
+        ax.axvline(varsigma_star, color="k", lw=1, ls="--", label=f"ς* = {varsigma_star:.3g}")
+    ax.set_xlabel("noise level ς = σ/α")
+    ax.set_ylabel("relative to ‖x₀ − m‖ (held-out fields)")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "learned vs Gaussian denoiser", fontsize=10)
+    return _save(fig, path)
+
+
 @dataclass(frozen=True)
 class SpreadSkillBins:
     """Binned spread and skill of an ensemble (see :func:`spread_skill_bins`).

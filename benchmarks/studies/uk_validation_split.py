@@ -49,6 +49,7 @@ def score(
     sampler: str = EnsembleConfig.sampler,
     steps: int = EnsembleConfig.steps,
     factor: int = 4,
+    teleport: str | None = None,
 ) -> dict:
     """Scores of one prior on the validation fields (see the module docstring)."""
     prior = load_prior(checkpoint)
@@ -61,6 +62,7 @@ def score(
         seed=seed,
         inflation=inflation,
         factor=factor,
+        teleport=teleport,
     )
     return {
         "checkpoint": checkpoint,
@@ -144,15 +146,21 @@ Priors trained on 2019-03-01..20 only (by the `hdm train` commands in the docstr
 
 
 SAMPLERS_HEADER = (
-    "| checkpoint | statics | sampler, steps | NFE | RMSE K | fair CRPS | spread–skill "
-    "| cov. 90 % | power ratio | s / field |\n|---|---|---|---|---|---|---|---|---|---|"
+    "| checkpoint | statics | sampler, steps | teleport ς* | NFE | RMSE K | fair CRPS "
+    "| spread–skill | cov. 90 % | power ratio | s / field |"
+    "\n|---|---|---|---|---|---|---|---|---|---|---|"
 )
+
+
+def _teleport_cell(value) -> str:
+    return value if isinstance(value, str) else f"{value:.3g}"
 
 
 def samplers_section(rows: list[dict]) -> str:
     """Section ``uk-validation-samplers``: every sampler on the validation fields."""
     table = "\n".join(
-        f"| `{r['checkpoint']}` | {r['statics']} | {r['sampler']} {r['steps']} | {r['nfe']} | "
+        f"| `{r['checkpoint']}` | {r['statics']} | {r['sampler']} {r['steps']} | "
+        f"{_teleport_cell(r['teleport'])} | {r['nfe']} | "
         f"{r['rmse']:.3f} | {r['crps']:.3f} | {r['spread_skill']:.3f} | {r['coverage90']:.3f} | "
         f"{r['power']:.3f} | {r['s_per_field']:.1f} |"
         for r in rows
@@ -162,7 +170,9 @@ def samplers_section(rows: list[dict]) -> str:
 The validation fields of section uk-validation (2019-03-22..24 at 00 and 12 UTC, never seen
 by priors trained on 03-01..20; not the test week), coarse ×4 + 12 stations (σ = 0.5 K),
 MMPS, 16 members, no inflation. The default sampler of `hdm downscale` is chosen here and
-in the closed-form table (section downscale-grf-samplers), never on the test week.
+in the closed-form table (section downscale-grf-samplers), never on the test week. Rows
+with a teleport level start from the exact Gaussian posterior (PCA of the prior's training
+fields, `hdm gaussian-stats`) at that ς and spend their steps below it.
 
 {SAMPLERS_HEADER}
 {table}
@@ -227,6 +237,11 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         help="score each prior at these coarse factors, e.g. 2,4,8, without and with "
         "inflation auto (section uk-validation-factors)",
     )
+    p.add_argument(
+        "--teleport",
+        default="none",
+        help="with --samplers: teleport settings to cross them with, e.g. none,auto",
+    )
     args = p.parse_args(list(argv))
     machine = machine_description()
     if args.factors:
@@ -239,9 +254,11 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         ]
         section, body = "uk-validation-factors", factors_section(rows)
     elif args.samplers:
+        teleports = [t.strip() for t in args.teleport.split(",") if t.strip()]
         rows = [
-            score(c, sampler=name, steps=steps)
+            score(c, sampler=name, steps=steps, teleport=None if t == "none" else t)
             for c in args.checkpoints
+            for t in teleports
             for name, steps in parse_samplers(args.samplers)
         ]
         section, body = "uk-validation-samplers", samplers_section(rows)

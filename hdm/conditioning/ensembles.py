@@ -17,7 +17,7 @@ import torch
 
 from hdm.hilbert.denoisers import Denoiser
 from hdm.hilbert.grids import Grid
-from hdm.hilbert.sampling import Sampler
+from hdm.hilbert.sampling import Sampler, Start
 
 __all__ = ["draw_members", "member_seed"]
 
@@ -38,11 +38,13 @@ def draw_members(
     key: str | int = 0,
     batch_size: int = 16,
     channels: int = 1,
+    start: Start | None = None,
 ) -> tuple[torch.Tensor, int]:
     """``members`` samples (N, C, *grid.shape) of ``denoiser`` (guided or not).
 
     Members are drawn in chunks of ``batch_size`` (memory); chunk k is seeded with
-    ``member_seed(seed, f"{key}/{k}")``. Returns the members and the NFE per member.
+    ``member_seed(seed, f"{key}/{k}")``; ``start``: where a teleported sampler starts
+    (:mod:`hdm.conditioning.teleport`). Returns the members and the NFE per member.
 
     Raises:
         FloatingPointError: a chunk with non-finite values (naming the key).
@@ -52,10 +54,10 @@ def draw_members(
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     out, nfe = [], 0
-    for k, start in enumerate(range(0, members, batch_size)):
-        n = min(batch_size, members - start)
+    for k, first in enumerate(range(0, members, batch_size)):
+        n = min(batch_size, members - first)
         gen = torch.Generator().manual_seed(member_seed(seed, f"{key}/{k}"))
-        result = sampler(denoiser, n, grid, channels=channels, generator=gen)
+        result = sampler(denoiser, n, grid, channels=channels, generator=gen, start=start)
         if not torch.isfinite(result.samples).all():
             name = getattr(denoiser, "name", "unguided")
             raise FloatingPointError(

@@ -81,6 +81,11 @@ class EnsembleConfig:
             or a mapping variable → std); None: :data:`DEFAULT_STATION_NOISE`.
         inflation: None (off), "auto" (λ from the stations' residuals,
             :mod:`hdm.conditioning.inflation`) or a factor λ ≥ 1.
+        teleport: None (off, the default until the validation split says otherwise),
+            "auto" (start every member at the ς* measured for the model by ``hdm
+            gaussian-stats``) or a level ς* > 0: the sampler starts from the exact Gaussian
+            posterior pushed to ς* (:mod:`hdm.conditioning.teleport`) and spends its
+            ``steps`` below it.
         batch_size: members per sampler call (memory).
         time_tolerance: pandas offset; a station observation belongs to the nearest
             field time within it.
@@ -97,6 +102,7 @@ class EnsembleConfig:
     coarse_noise: Noise = None
     station_noise: Noise = None
     inflation: float | Literal["auto", "none"] | None = None
+    teleport: float | Literal["auto", "none"] | None = None
     batch_size: int = 16
     time_tolerance: str = "30min"
     quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -118,6 +124,7 @@ class EnsembleConfig:
         if isinstance(self.inflation, int | float) and inflation is None:
             inflation = float(self.inflation)  # exactly 1
         object.__setattr__(self, "inflation", inflation)
+        object.__setattr__(self, "teleport", _checked_teleport(self.teleport))
         try:
             pd.Timedelta(self.time_tolerance)
         except ValueError:
@@ -157,6 +164,25 @@ class EnsembleConfig:
         if variable in DEFAULT_STATION_NOISE:
             return DEFAULT_STATION_NOISE[variable]
         return STATION_NOISE_FRACTION * float(training_std)
+
+
+def _checked_teleport(value) -> float | str | None:
+    """None / "none" / False → None; "auto" / True → "auto"; a positive number (or its
+    string) → float; anything else a ValueError naming it."""
+    if value is None or value is False or (isinstance(value, str) and value.lower() == "none"):
+        return None
+    if value is True or (isinstance(value, str) and value.lower() == "auto"):
+        return "auto"
+    try:
+        level = float(value)
+    except (TypeError, ValueError):
+        level = math.nan
+    if not (math.isfinite(level) and level > 0):
+        raise ValueError(
+            f"teleport must be none, auto or a noise level ς* > 0 (σ/α where the sampler "
+            f"starts), got {value!r}"
+        )
+    return level
 
 
 def _checked_noise(name: str, value: Noise) -> Noise:

@@ -39,6 +39,7 @@ from hdm.conditioning.inflation import (
     inflate_members,
     parse_inflation,
 )
+from hdm.conditioning.teleport import guided_start, observed_basis
 from hdm.data.schema import LAT, LON, MEMBER, TIME
 from hdm.data.units import to_units
 from hdm.downscaling.config import EnsembleConfig
@@ -50,12 +51,13 @@ from hdm.downscaling.inputs import (
 )
 from hdm.downscaling.output import ensemble_dataset, provenance_attrs
 from hdm.downscaling.prior import Prior, load_prior, target_grid
+from hdm.hilbert.gaussian import GaussianStart, check_varsigma
 from hdm.hilbert.grids import Grid, LatLonGrid
 from hdm.hilbert.sampling import make_sampler
 
 log = logging.getLogger("hdm")
 
-__all__ = ["downscale", "inflate_ensemble", "inflation_factor", "noise_settings"]
+__all__ = ["downscale", "inflate_ensemble", "inflation_factor", "noise_settings", "teleport_level"]
 
 
 def inflation_factor(
@@ -98,6 +100,7 @@ def _draw_ensemble(
     stats = [prior.stats(v) for v in prior.variables]
     sampler = make_sampler(cfg.sampler, cfg.steps)
     channels = len(prior.variables)
+    teleport = _teleport_setup(prior, target, setup, cfg)
     out = np.empty((cfg.members, len(setup.times), channels, *target.shape), dtype=np.float32)
     nfe = 0
     for i in tqdm(range(len(setup.times)), desc="downscale", disable=not progress, unit="time"):
@@ -111,6 +114,7 @@ def _draw_ensemble(
             callback=report,
             **cfg.guidance_options,
         )
+        start = None if teleport is None else teleport(setup.values[i])
         x, nfe = draw_members(
             guided,
             sampler,
@@ -120,11 +124,36 @@ def _draw_ensemble(
             key=key,
             batch_size=cfg.batch_size,
             channels=channels,
+            start=start,
         )
         x = inflate_members(x, setup.operator, setup.values[i], target, factor)
         for c, (mean, std) in enumerate(stats):
             out[:, i, c] = (x[:, c].double().numpy() * std + mean).astype(np.float32)
     return out, nfe
+
+
+def teleport_level(prior: Prior, target: LatLonGrid, teleport: float | str) -> float:
+    """ς* for ``teleport`` ("auto": the level measured for the model; a number: itself),
+    checked: the model has Gaussian statistics, on the grid sampled, and ς* lies in the
+    process's range (:class:`~hdm.hilbert.gaussian.TeleportError` naming what is wrong)."""
+    gaussian, varsigma = prior.teleport_statistics(teleport)
+    gaussian.check_grid(target, f"the Gaussian statistics of {prior.path}")
+    return check_varsigma(prior.denoiser.process, varsigma)
+
+
+def _teleport_setup(
+    prior: Prior, target: LatLonGrid, setup: ObservationSetup, cfg: EnsembleConfig
+) -> Callable[[np.ndarray], GaussianStart] | None:
+    """None without teleportation; else values (n_obs,) → the guided start at ς*, with the
+    basis seen through the run's operator computed once (:mod:`hdm.conditioning.teleport`)."""
+    if cfg.teleport is None:
+        return None
+    varsigma = teleport_level(prior, target, cfg.teleport)
+    gaussian = prior.gaussian
+    observed = observed_basis(gaussian, setup.operator)
+    process = prior.denoiser.process
+    log.info("teleporting to ς* = %.4g (%d modes)", varsigma, gaussian.rank)
+    return lambda y: guided_start(gaussian, process, varsigma, setup.operator, y, observed)
 
 
 def noise_settings(

@@ -175,7 +175,8 @@ def provenance_attrs(
     and batch stores): the model and its hash, the guidance and its options (JSON), the
     sampler, steps, members, seed, the sampled and training grids, the observation noise
     stds of each observed variable in its units (a number for one variable, JSON for
-    several, "none" for an absent source), the stations used and the inflation factor."""
+    several, "none" for an absent source), the stations used, the inflation factor and the
+    teleportation level ς*."""
     inflation = cfg.inflation
     return {
         "title": f"hdm downscaled {', '.join(prior.variables)} ensemble",
@@ -194,7 +195,18 @@ def provenance_attrs(
         "station_noise_std": _noise_attr(station_noise if station_ids else None),
         "stations": ",".join(station_ids),
         "inflation": float(inflation) if isinstance(inflation, float) else 1.0,
+        "teleport_varsigma": _teleport_attr(prior, cfg),
     }
+
+
+def _teleport_attr(prior: Prior, cfg: EnsembleConfig) -> float | str:
+    """The ς* the members started from ("none": from N(0, Q) at t_max)."""
+    if cfg.teleport is None:
+        return "none"
+    if cfg.teleport == "auto":
+        star = prior.gaussian.varsigma_star if prior.gaussian is not None else None
+        return "auto" if star is None else float(star)
+    return float(cfg.teleport)
 
 
 #: CF attributes of the horizontal axes of the coarse input

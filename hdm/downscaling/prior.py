@@ -18,7 +18,14 @@ import xarray as xr
 from hdm.data.accessor import grid_of
 from hdm.data.normalization import FieldNormaliser, normaliser_from_dict
 from hdm.domains.statics import statics_from_record
-from hdm.hilbert.checkpoints import denoiser_from_checkpoint, file_sha256, load_checkpoint
+from hdm.hilbert.checkpoints import (
+    GAUSSIAN_FILE,
+    denoiser_from_checkpoint,
+    file_sha256,
+    load_checkpoint,
+    load_gaussian,
+)
+from hdm.hilbert.gaussian import GaussianStatistics, TeleportError
 from hdm.hilbert.grids import Grid, LatLonGrid
 from hdm.hilbert.networks import GridError
 
@@ -30,7 +37,9 @@ class Prior:
     """A trained gridded prior: denoiser, its training grid and normalisation.
 
     ``variables`` are the model's channels in order (one per variable), ``units`` their
-    units (the units it was trained in, which inputs are converted to)."""
+    units (the units it was trained in, which inputs are converted to); ``gaussian`` the
+    Gaussian statistics of its training data where ``hdm gaussian-stats`` made them
+    (what teleportation needs, :meth:`teleport_statistics`)."""
 
     denoiser: torch.nn.Module
     grid: LatLonGrid
@@ -40,6 +49,27 @@ class Prior:
     path: str
     sha256: str
     metadata: dict
+    gaussian: GaussianStatistics | None = None
+
+    def teleport_statistics(self, varsigma: float | str) -> tuple[GaussianStatistics, float]:
+        """The statistics and ς* for teleporting with ``varsigma`` ("auto": the measured ς*
+        stored with them; a number: that ς*); a :class:`TeleportError` saying how to
+        compute them where they are missing."""
+        if self.gaussian is None:
+            raise TeleportError(
+                f"teleportation needs the Gaussian statistics of the model's training data, "
+                f"and {self.path} has none ({GAUSSIAN_FILE} beside it): compute them with "
+                f"`hdm gaussian-stats {Path(self.path).parent}`"
+            )
+        if varsigma == "auto":
+            if self.gaussian.varsigma_star is None:
+                raise TeleportError(
+                    f"the Gaussian statistics of {self.path} hold no measured ς* (the model "
+                    "has several channels or a grid too large to measure it): give the "
+                    "level, e.g. teleport=1.0"
+                )
+            return self.gaussian, self.gaussian.varsigma_star
+        return self.gaussian, float(varsigma)
 
     def channel(self, variable: str) -> int:
         """The channel of ``variable`` (KeyError naming the model's variables)."""
@@ -107,6 +137,7 @@ def load_prior(path: str | Path) -> Prior:
         path=str(path),
         sha256=file_sha256(path),
         metadata=meta,
+        gaussian=load_gaussian(path),
     )
 
 

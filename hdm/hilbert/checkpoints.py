@@ -15,6 +15,12 @@ and renames it over the target (``os.replace`` is atomic on POSIX), so an interr
 write never leaves a half-written file. :func:`export_model` keeps the inference part
 (EMA weights and the descriptions): the shipped ``model.pt``. :func:`file_sha256` is the
 hash recorded in every output made from a model.
+
+The Gaussian statistics of a model's training data (:mod:`hdm.hilbert.gaussian`, made by
+``hdm gaussian-stats``) are a file of their own beside it, ``gaussian.pt``
+(:func:`save_gaussian`, :func:`load_gaussian`): they are data statistics plus the ς*
+measured with that model, recorded with the model's sha256, so adding them never rewrites
+a model file.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import torch
 
 from hdm._version import __version__
 from hdm.hilbert.denoisers import PreconditionedDenoiser
+from hdm.hilbert.gaussian import GaussianStatistics
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
 from hdm.hilbert.statics import StaticInputs
@@ -34,13 +41,16 @@ from hdm.hilbert.statics import StaticInputs
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_FORMAT_VERSION",
+    "GAUSSIAN_FILE",
     "CheckpointError",
     "build_denoiser",
     "denoiser_from_checkpoint",
     "export_model",
     "file_sha256",
     "load_checkpoint",
+    "load_gaussian",
     "save_checkpoint",
+    "save_gaussian",
 ]
 
 CHECKPOINT_FORMAT = "hdm-checkpoint"
@@ -146,3 +156,34 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+#: the file of a model's Gaussian statistics, beside its model.pt
+GAUSSIAN_FILE = "gaussian.pt"
+
+
+def save_gaussian(model_path: str | Path, stats: GaussianStatistics) -> Path:
+    """Write ``stats`` atomically to ``gaussian.pt`` beside ``model_path``."""
+    return save_checkpoint(Path(model_path).with_name(GAUSSIAN_FILE), stats.to_dict())
+
+
+def load_gaussian(model_path: str | Path) -> GaussianStatistics | None:
+    """The statistics beside ``model_path`` (None when there are none); a file made for
+    another model (its recorded sha256 differs) is a :class:`CheckpointError`."""
+    model_path = Path(model_path)
+    path = model_path.with_name(GAUSSIAN_FILE)
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        stats = GaussianStatistics.from_dict(payload)
+    except Exception as exc:  # a damaged or foreign file
+        raise CheckpointError(f"{path} is not readable Gaussian statistics ({exc})") from exc
+    sha = file_sha256(model_path)
+    if stats.model_sha256 not in (None, sha):
+        raise CheckpointError(
+            f"{path} was made for the model with sha256 {stats.model_sha256[:12]}…, not "
+            f"{model_path} ({sha[:12]}…); recompute it with `hdm gaussian-stats "
+            f"{model_path.parent}`"
+        )
+    return stats

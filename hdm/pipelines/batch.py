@@ -52,7 +52,7 @@ from hdm.data.open import open_fields
 from hdm.data.schema import TIME
 from hdm.data.stores import read_manifest, write_manifest
 from hdm.domains.stations import read_stations, simulate_observations, stations_by_id
-from hdm.downscaling.core import downscale, inflation_factor, noise_settings
+from hdm.downscaling.core import downscale, inflation_factor, noise_settings, teleport_level
 from hdm.downscaling.inputs import (
     check_near_training,
     check_station_overlap,
@@ -220,6 +220,16 @@ def station_input(
             )
         parts.append(obs)
     return parts[0] if len(parts) == 1 else xr.concat(parts, dim="obs")
+
+
+def resolve_teleport(cfg: DownscaleRunConfig, prior: Prior) -> DownscaleRunConfig:
+    """``ensemble.teleport`` checked before the store exists (statistics present, on the
+    grid sampled, ς* in range), with "auto" written as the model's measured ς*."""
+    ens = cfg.ensemble
+    if ens.teleport is None:
+        return cfg
+    grid = target_grid(prior, ens.scale if ens.scale != 1 else None)
+    return replace(cfg, ensemble=ens.replace(teleport=teleport_level(prior, grid, ens.teleport)))
 
 
 def resolve_inflation(
@@ -425,6 +435,7 @@ def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
     # first time of the coarse fields stands for the rest (the chunks check their own)
     first = {v: f.isel({TIME: [0]}) for v, f in coarse.items()}
     check_near_training(prior, *in_model_units(prior, first, stations_by_variable(stations, prior)))
+    cfg = resolve_teleport(cfg, prior)
     earlier = None if overwrite or not store.exists() else read_manifest(store)
     cfg, inflation_attrs = resolve_inflation(cfg, prior, coarse, stations, times, earlier)
     chunks = plan_chunks(len(times), cfg.batch.chunk_size)

@@ -78,6 +78,21 @@ def _sample_parser(sub) -> None:
     s.add_argument("--no-progress", action="store_true")
 
 
+def _gaussian_stats_parser(sub) -> None:
+    g = sub.add_parser(
+        "gaussian-stats",
+        help="the Gaussian of a model's training data and the level ς* to teleport to",
+    )
+    g.add_argument("model", help="model.pt (or its folder), with the config.yaml beside it")
+    g.add_argument("--rank", type=int, help="PCA modes kept (default: all)")
+    g.add_argument("--holdout", type=float, default=0.2, help="held-out fraction (default 0.2)")
+    g.add_argument(
+        "--threshold", type=float, default=0.05, help="largest denoiser difference above ς*"
+    )
+    g.add_argument("--varsigma-star", type=float, help="use this ς* instead of measuring it")
+    g.add_argument("--seed", type=int, default=0)
+
+
 def _downscale_parser(sub) -> None:
     from hdm.pipelines.job import DOWNSCALE_FLAGS
 
@@ -135,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _sample_parser(sub)
+    _gaussian_stats_parser(sub)
     _downscale_parser(sub)
     _evaluate_parser(sub)
 
@@ -297,9 +313,29 @@ def _demo(args) -> int:
     return EXIT_OK
 
 
+def _gaussian_stats(args) -> int:
+    from hdm.pipelines.gaussian_stats import GaussianStatsConfig, gaussian_statistics
+
+    cfg = GaussianStatsConfig(
+        rank=args.rank,
+        holdout=args.holdout,
+        threshold=args.threshold,
+        varsigma_star=args.varsigma_star,
+        seed=args.seed,
+    )
+    stats, out = gaussian_statistics(args.model, cfg)
+    star = "not measured" if stats.varsigma_star is None else f"{stats.varsigma_star:.4g}"
+    print(
+        f"wrote {out}: mean and {stats.rank} modes of {stats.n_fields} fields "
+        f"({100 * stats.explained:.1f}% of their variance); teleport level ς* = {star}"
+    )
+    return EXIT_OK
+
+
 COMMANDS = {
     "train": _train,
     "sample": _sample,
+    "gaussian-stats": _gaussian_stats,
     "downscale": _downscale,
     "process-new": _process_new,
     "evaluate": _evaluate,

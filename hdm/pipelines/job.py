@@ -84,6 +84,12 @@ DOWNSCALE_FLAGS: tuple[Flag, ...] = (
         help="none (default), auto (estimated from the stations' residuals about the coarse "
         "field) or a factor >= 1 for the spread the observations do not see",
     ),
+    Flag(
+        "teleport",
+        "ensemble.teleport",
+        help="none (default), auto (start at the ς* measured by hdm gaussian-stats) or a "
+        "level ς*: start from the exact Gaussian posterior at ς* (fewer model calls)",
+    ),
     Flag("chunk_size", "batch.chunk_size", int, "times per task (default 4)"),
     Flag(
         "scheduler",

@@ -1,0 +1,216 @@
+"""``hdm gaussian-stats MODEL``: the Gaussian of a model's training data, and its ς*.
+
+Teleportation (:mod:`hdm.hilbert.gaussian`) replaces the sampler's steps above a noise
+level ς* = σ/α by one exact draw from the Gaussian N(m, C) of the training data. Where
+that is safe depends on the model, so ς* is measured, once per model, here:
+
+1. The model's training fields (read again through the config beside ``model.pt``, in
+   its normalisation) are split in time: the last ``holdout`` fraction is held out, the
+   rest gives the PCA basis (:meth:`GaussianStatistics.fit`); the mean is that of every
+   training field, as the network saw them (a mean of the first fields only would add
+   the period's drift to the difference at every level).
+2. On the held-out fields x_0, at noise levels ς_1 < … < ς_K spaced uniformly in log ς
+   over the process's range, x_t = α x_0 + σ ξ (ξ ~ N(0, Q), seeded) is denoised by the
+   network (D_θ) and by the exact Gaussian denoiser (D_G, dense: one channel and at most
+   4,096 points). Their held-out errors, relative to the fields' anomalies,
+
+       e_θ(ς) = ‖D_θ(x_t) − x_0‖ / ‖x_0 − m‖,     e_G(ς) = ‖D_G(x_t) − x_0‖ / ‖x_0 − m‖
+
+   (root mean squares over fields), and their difference δ(ς) = ‖D_θ − D_G‖ / ‖x_0 − m‖
+   make the curve.
+3. ς* is the lowest level from which e_G ≤ (1 + τ) e_θ at every level above: down to
+   ς*, replacing the network by the Gaussian loses at most a fraction τ of denoising
+   accuracy on fields neither saw fitted. (δ itself is not the criterion: on the UK t2m
+   prior it is 0.17–0.48 at every level above ς = 0.1, mostly because the network is the
+   worse denoiser there, e_θ = 0.86 against e_G = 0.71 at ς = 6.4.)
+4. The statistics kept are fitted on all the training fields, with the curve and ς*
+   recorded, and written to ``gaussian.pt`` beside the model (with its sha256), with a
+   plot of the curve.
+
+For a model with several channels, or a grid too large for the dense denoiser, no curve
+is measured: give ``--varsigma-star`` (and say where it came from).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hdm.domains.statics import statics_from_record
+from hdm.hilbert.checkpoints import (
+    denoiser_from_checkpoint,
+    file_sha256,
+    load_checkpoint,
+    save_gaussian,
+)
+from hdm.hilbert.gaussian import GaussianStatistics, TeleportError, check_varsigma
+from hdm.hilbert.grids import Grid
+from hdm.pipelines.config import load_train_config
+from hdm.pipelines.train import training_data
+from hdm.plotting import plot_gaussian_curve
+
+log = logging.getLogger("hdm")
+
+__all__ = ["GaussianStatsConfig", "denoiser_difference", "gaussian_statistics"]
+
+
+@dataclass(frozen=True)
+class GaussianStatsConfig:
+    """How the statistics and ς* are made (module doc).
+
+    Attributes:
+        rank: PCA modes kept (None: all, at most N − 1).
+        holdout: the fraction of the training fields (the last in time) that the curve
+            is measured on.
+        threshold: τ, the largest relative loss of denoising accuracy accepted above ς*.
+        levels: K, the noise levels of the curve.
+        max_fields: at most this many held-out fields enter the curve.
+        varsigma_star: a given ς* instead of the measured one.
+        seed: the noise draws of the curve.
+    """
+
+    rank: int | None = None
+    holdout: float = 0.2
+    threshold: float = 0.05
+    levels: int = 25
+    max_fields: int = 64
+    varsigma_star: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.holdout < 1:
+            raise ValueError(f"holdout must lie in (0, 1), got {self.holdout}")
+        if not self.threshold > 0:
+            raise ValueError(f"threshold must be positive, got {self.threshold}")
+        if self.rank is not None and self.rank < 1:
+            raise ValueError(f"rank must be at least 1, got {self.rank}")
+
+
+def denoiser_difference(
+    denoiser,
+    stats: GaussianStatistics,
+    fields: torch.Tensor,
+    varsigmas: np.ndarray,
+    seed: int = 0,
+) -> dict:
+    """δ(ς) of the module doc, and the network's own relative error ‖D_θ − x_0‖/‖x_0 − m‖,
+    at each level of ``varsigmas`` for held-out ``fields`` (M, 1, *grid.shape)."""
+    process = denoiser.process
+    gaussian = stats.denoiser(process)
+    grid = stats.grid
+    x0 = fields.to(torch.float32)
+    scale = float(((x0.double() - stats.mean) ** 2).sum().sqrt())
+    generator = torch.Generator().manual_seed(seed)
+    difference, network_error, gaussian_error = [], [], []
+    for v in varsigmas:
+        t = process.schedule.t_from_varsigma(torch.tensor(float(v), dtype=torch.float64))
+        times = torch.full((x0.shape[0],), float(t), dtype=torch.float64)
+        xi = process.noise(x0.shape[0], x0.shape[1], grid, generator)
+        xt = process.perturb(x0, times, xi).to(torch.float32)
+        with torch.no_grad():
+            d_net = denoiser(xt, times, grid).double()
+        d_gauss = gaussian(xt.double(), times, grid)
+        difference.append(float((d_net - d_gauss).pow(2).sum().sqrt()) / scale)
+        network_error.append(float((d_net - x0.double()).pow(2).sum().sqrt()) / scale)
+        gaussian_error.append(float((d_gauss - x0.double()).pow(2).sum().sqrt()) / scale)
+    return {
+        "varsigma": [float(v) for v in varsigmas],
+        "difference": difference,
+        "network_error": network_error,
+        "gaussian_error": gaussian_error,
+    }
+
+
+def lowest_safe_level(curve: dict, threshold: float) -> float | None:
+    """The lowest ς from which e_G ≤ (1 + τ) e_θ at every level above (None: not even at
+    the top)."""
+    rows = zip(curve["varsigma"], curve["gaussian_error"], curve["network_error"], strict=True)
+    star = None
+    for v, e_gauss, e_net in sorted(rows, reverse=True):
+        if e_gauss > (1 + threshold) * e_net:
+            break
+        star = v
+    return star
+
+
+def _levels(process, k: int) -> np.ndarray:
+    schedule = process.schedule
+    low = float(schedule.varsigma(torch.tensor(schedule.t_min, dtype=torch.float64)))
+    high = float(schedule.varsigma(torch.tensor(schedule.t_max, dtype=torch.float64)))
+    # strictly inside the range: ς* must be where a sampler can start
+    return np.geomspace(max(low, 1e-3) * 1.01, high * 0.99, k)
+
+
+def gaussian_statistics(
+    model: str | Path, config: GaussianStatsConfig | None = None, plot: bool = True
+) -> tuple[GaussianStatistics, Path]:
+    """Fit, measure and write the statistics of ``model`` (a model.pt or its folder);
+    returns them and the path of ``gaussian.pt`` (module doc)."""
+    cfg = config or GaussianStatsConfig()
+    path = Path(model)
+    path = path / "model.pt" if path.is_dir() else path
+    payload = load_checkpoint(path)
+    train_config = path.with_name("config.yaml")
+    if not train_config.exists():
+        raise FileNotFoundError(
+            f"{train_config} is missing: the statistics are computed on the training data "
+            "that the config beside the model names"
+        )
+    data = training_data(load_train_config(train_config))
+    grid = Grid.from_dict(payload["grid"])
+    fields = data.tensor
+    if tuple(fields.shape[2:]) != grid.shape:
+        raise TeleportError(
+            f"the training data named by {train_config} are on a grid of shape "
+            f"{tuple(fields.shape[2:])}, the model on {grid.describe()}"
+        )
+    statics = statics_from_record(payload["statics"], str(path)) if "statics" in payload else None
+    denoiser = denoiser_from_checkpoint(payload, statics=statics)
+    n = fields.shape[0]
+    cut = round(n * (1 - cfg.holdout))
+    if cut < 2 or cut >= n:
+        raise TeleportError(f"{n} training fields cannot be split {1 - cfg.holdout:.0%} / rest")
+    curve = None
+    star = cfg.varsigma_star
+    single = fields.shape[1] == 1 and grid.size <= 4096
+    if single:
+        fit = GaussianStatistics.fit(fields[:cut], grid, cfg.rank)
+        # the mean of every training field, which the network learned too: a mean fitted
+        # on the first fields only differs from it by the period's drift (in March 2019,
+        # 0.2 of the held-out anomalies' norm), which would read as a denoiser difference
+        # at every noise level
+        fit.mean = fields.to(torch.float64).mean(0)
+        held = fields[cut:][: cfg.max_fields]
+        curve = denoiser_difference(
+            denoiser, fit, held, _levels(denoiser.process, cfg.levels), cfg.seed
+        )
+        curve.update(threshold=cfg.threshold, n_fields=int(held.shape[0]), n_fit=cut)
+        measured = lowest_safe_level(curve, cfg.threshold)
+        curve["varsigma_star"] = measured
+        star = measured if star is None else star
+    elif star is None:
+        raise TeleportError(
+            f"{path}: ς* can be measured for one-channel models of at most 4,096 points; "
+            f"this one has {fields.shape[1]} channel(s) × {grid.size} points: give "
+            "--varsigma-star"
+        )
+    if star is not None:
+        check_varsigma(denoiser.process, star)
+    stats = GaussianStatistics.fit(fields, grid, cfg.rank)
+    stats.varsigma_star, stats.curve = star, curve
+    stats.model_sha256 = file_sha256(path)
+    out = save_gaussian(path, stats)
+    if plot and curve is not None:
+        plot_gaussian_curve(path.with_name("gaussian_curve.png"), curve, star, path.parent.name)
+    log.info(
+        "wrote %s: %d modes (%.1f%% of the variance), ς* = %s",
+        out,
+        stats.rank,
+        100 * stats.explained,
+        star,
+    )
+    return stats, out

@@ -1,0 +1,110 @@
+"""``hdm gaussian-stats`` and teleported downscaling on the shipped UK t2m data."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from hdm.data.coarsen import coarse_grain
+from hdm.data.open import open_fields
+from hdm.domains.atmosphere import GRIDDED_DATASETS
+from hdm.downscaling.config import EnsembleConfig
+from hdm.downscaling.core import downscale
+from hdm.downscaling.prior import load_prior
+from hdm.hilbert.checkpoints import CheckpointError, load_gaussian
+from hdm.hilbert.gaussian import TeleportError
+from hdm.pipelines.cli import main
+from hdm.pipelines.gaussian_stats import GaussianStatsConfig, gaussian_statistics
+
+UK_FILE = GRIDDED_DATASETS["uk_t2m"].resolved_path()
+QUICK = GaussianStatsConfig(levels=6, max_fields=8)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model, tmp_path_factory):
+    """A copy of the tiny model's folder with its Gaussian statistics."""
+    folder = tmp_path_factory.mktemp("teleport") / "model"
+    shutil.copytree(load_prior(tiny_model.path).path.rsplit("/", 1)[0], folder)
+    gaussian_statistics(folder, QUICK)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def coarse():
+    truth = open_fields(UK_FILE, "t2m", time=slice("2019-03-25T00", "2019-03-25T00"))["t2m"]
+    return coarse_grain(truth.load(), 4)
+
+
+def test_gaussian_stats_keep_every_mode_and_measure_both_denoisers(model_dir):
+    stats = load_gaussian(model_dir / "model.pt")
+    curve = stats.curve
+    assert stats.rank == stats.n_fields - 1 and stats.explained == pytest.approx(1.0)
+    assert stats.mean.shape == (1, 33, 49) and torch.isfinite(stats.basis).all()
+    assert len(curve["varsigma"]) == 6 and curve["n_fields"] == 8
+    # at the top of the range x_t holds little of x_0 (only its largest modes, where C
+    # dwarfs Q): the Gaussian denoiser returns about the mean, whose error is the anomaly
+    # itself; at the bottom it returns about x_0
+    assert 0.5 < curve["gaussian_error"][-1] <= 1.05
+    assert curve["gaussian_error"][0] < 0.2 * curve["gaussian_error"][-1]
+    assert (model_dir / "gaussian_curve.png").stat().st_size > 10_000
+
+
+def test_teleported_downscaling_starts_at_the_given_level(model_dir, coarse):
+    prior = load_prior(model_dir)
+    ds = downscale(prior, coarse, members=2, steps=3, teleport=1.0, progress=False)
+    assert np.isfinite(ds["t2m"].values).all()
+    assert ds.attrs["teleport_varsigma"] == 1.0 and ds.attrs["nfe_per_member"] == 5
+    plain = downscale(prior, coarse, members=2, steps=3, progress=False)
+    assert plain.attrs["teleport_varsigma"] == "none"
+    assert not np.allclose(ds["t2m"].values, plain["t2m"].values)
+
+
+def test_teleportation_errors_name_what_is_missing(tiny_model, model_dir, coarse):
+    with pytest.raises(TeleportError, match=r"has none \(gaussian.pt .*hdm gaussian-stats"):
+        downscale(tiny_model, coarse, members=1, steps=2, teleport=1.0, progress=False)
+    prior = load_prior(model_dir)
+    with pytest.raises(TeleportError, match="cannot be transferred to"):
+        downscale(prior, coarse, members=1, steps=2, teleport=1.0, scale=2, progress=False)
+    with pytest.raises(TeleportError, match=r"ς\* = 10000 .*outside"):
+        downscale(prior, coarse, members=1, steps=2, teleport=1e4, progress=False)
+    with pytest.raises(ValueError, match="teleport must be none, auto or a noise level"):
+        EnsembleConfig(teleport="fast")
+
+
+def test_statistics_of_another_model_are_refused(model_dir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    payload = torch.load(other / "model.pt", weights_only=True)
+    payload["exported_from_step"] = -1  # another file: another hash
+    torch.save(payload, other / "model.pt")
+    with pytest.raises(CheckpointError, match="was made for the model with sha256"):
+        load_prior(other)
+
+
+def test_cli_teleport_without_statistics_is_one_line_and_exit_code_2(
+    tiny_model, tmp_path, capsys
+):
+    out = tmp_path / "x.zarr"
+    code = main(
+        [
+            "downscale",
+            tiny_model.path,
+            "--truth",
+            str(UK_FILE),
+            "--factor",
+            "4",
+            "--teleport",
+            "auto",
+            "--out",
+            str(out),
+            "--times",
+            "2019-03-25T00",
+            "2019-03-25T00",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "hdm gaussian-stats" in err
+    assert "Traceback" not in err and not out.exists()
