@@ -13,6 +13,7 @@ part       section                   what
 =========  ========================  ==================================================
 grf        ``downscale-grf``         GRF exactness: oracle and trained FNO rows
 samplers   ``downscale-grf-samplers`` every sampler × guidance, σ_y = 0.1 and 0.01
+teleport   ``downscale-grf-teleport`` MMPS from a teleported start, fewer steps
 grf64      ``downscale-grf64``       the oracle rows alone at 64 × 64
 speed      ``downscale-speed``       one NFE of the UK-architecture FNO on n × n grids
 uk         ``downscale-uk``          UK t2m test week, zero-shot 2×, speed of one field
@@ -98,10 +99,12 @@ from benchmarks.report import (
 from hdm.conditioning.ensembles import draw_members
 from hdm.conditioning.guidance import gaussian_posterior, make_guidance
 from hdm.conditioning.observations import CoarseGrain, Composite, ObservationOperator, PointSample
+from hdm.conditioning.teleport import guided_start
 from hdm.data.schema import LAT, LON
 from hdm.downscaling.config import EnsembleConfig
 from hdm.hilbert.covariance import KernelCovariance, SpectralCovariance
 from hdm.hilbert.denoisers import Denoiser, GaussianDenoiser, PreconditionedDenoiser
+from hdm.hilbert.gaussian import GaussianStatistics
 from hdm.hilbert.grids import Grid, RectGrid
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
@@ -259,23 +262,27 @@ def _draw_members(
     batch: int,
     seed: int,
     sampler: str = "heun",
+    start=None,
 ) -> tuple[np.ndarray, int, float]:
     """Members (M, P) float64 drawn with ``sampler`` (default Heun) by
     :func:`hdm.conditioning.ensembles.draw_members`, one call per chunk of ``batch``
     (chunk k under key k, so its seed is ``member_seed(seed, "k/0")``). A chunk that
     fails (non-finite values, or a linear solve on values that blew up) is returned as
     NaN, so divergence is counted by :func:`posterior_scores` rather than raised. Returns
-    the members, the NFE per member and the wall seconds."""
+    the members, the NFE per member and the wall seconds. ``start``: a teleported start
+    (:mod:`hdm.conditioning.teleport`)."""
     draw = make_sampler(sampler, steps)
-    out, nfe, start = [], 0, time.perf_counter()
+    out, nfe, t0 = [], 0, time.perf_counter()
     for k, first in enumerate(range(0, members, batch)):
         count = min(batch, members - first)
         try:
-            x, nfe = draw_members(denoiser, draw, grid, count, seed=seed, key=k, batch_size=count)
+            x, nfe = draw_members(
+                denoiser, draw, grid, count, seed=seed, key=k, batch_size=count, start=start
+            )
             out.append(x.reshape(count, -1).to(torch.float64).numpy())
         except (FloatingPointError, torch.linalg.LinAlgError):  # values that blew up
             out.append(np.full((count, grid.size), np.nan))
-    return np.concatenate(out), nfe, time.perf_counter() - start
+    return np.concatenate(out), nfe, time.perf_counter() - t0
 
 
 def posterior_scores(samples: np.ndarray, problem: GRFProblem) -> dict:
@@ -363,10 +370,14 @@ def _guided_row(
     batch: int,
     seed: int,
     sampler: str = "heun",
+    start=None,
 ) -> dict:
     guided = make_guidance(method, denoiser, problem.operator, problem.y, **options)
-    samples, nfe, wall = _draw_members(guided, problem.grid, members, steps, batch, seed, sampler)
+    samples, nfe, wall = _draw_members(
+        guided, problem.grid, members, steps, batch, seed, sampler, start
+    )
     return {
+        "teleport": None if start is None else float(start.varsigma),
         "model": label,
         "method": method,
         "sampler": sampler,
@@ -565,6 +576,95 @@ def run_samplers(
     rows = grf_samplers(**{**quick_kw, **(sampler_options or {})})
     section = _section("downscale-grf-samplers", quick)
     write_section(benchmarks_file, section, format_samplers(rows), command=command, machine=machine)
+    return rows
+
+
+#: the teleportation level of the GRF rows: the one measured for the UK t2m prior
+#: trained on the validation split (`hdm gaussian-stats runs/uk_val_statics`); for the
+#: exact Gaussian every level is exact, so the rows measure what the steps below it cost
+TELEPORT_LEVEL = 1.48
+TELEPORT_SAMPLERS = ("heun", "dpm2m", "sde2m")
+
+
+def grf_teleport(
+    n: int = 32,
+    members: int = 200,
+    samplers: Sequence[str] = TELEPORT_SAMPLERS,
+    noise: Sequence[float] = SAMPLER_NOISE,
+    level: float = TELEPORT_LEVEL,
+    steps: tuple[int, int] = (EnsembleConfig.steps, 13),
+    seed: int = 0,
+) -> list[dict]:
+    """MMPS with the oracle, each sampler at ``steps[0]`` steps from t_max, and at
+    ``steps[1]`` steps both from t_max and teleported to ς* = ``level`` from the exact
+    Gaussian posterior (:func:`hdm.conditioning.teleport.guided_start` with the prior's
+    own statistics), at each σ_y in ``noise``: does the start keep the posterior exact
+    with fewer NFE?"""
+    rows = []
+    for obs_noise in noise:
+        problem = grf_problem(n, seed, obs_noise)
+        oracle = GaussianDenoiser(problem.process, problem.grid, problem.prior_cov)
+        stats = GaussianStatistics.from_covariance(problem.prior_cov, problem.grid)
+        start = guided_start(stats, problem.process, level, problem.operator, problem.y)
+        options = SAMPLER_ORACLE_OPTIONS["mmps"]
+        for sampler in samplers:
+            for count, teleport in ((steps[0], None), (steps[1], None), (steps[1], start)):
+                row = _guided_row(
+                    "oracle", "mmps", options, oracle, problem, members, count, members,
+                    seed + 2, sampler, teleport,
+                )  # fmt: skip
+                row["problem"] = problem.describe()
+                rows.append(row)
+    return rows
+
+
+def format_teleport(rows: Sequence[dict]) -> str:
+    """The teleportation table (markdown) of :func:`grf_teleport`."""
+    header = [
+        "σ_y", "sampler", "steps", "teleport ς*", "NFE", "mean err / σ_C", "MC floor",
+        "std ratio", "status",
+    ]  # fmt: skip
+    cells = []
+    for r in rows:
+        ok = r["status"] == "ok" and (
+            _in(r["std_ratio"], EXACT_TARGETS["std_ratio"])
+            and r["mean_error"] <= EXACT_TARGETS["mean_error"]
+        )
+        cells.append(
+            [
+                f"{r['obs_noise']:g}", r["sampler"], str(r["steps"]),
+                "–" if r["teleport"] is None else f"{r['teleport']:g}", str(r["nfe"]),
+                _num(r["mean_error"]), _num(r["mc_floor"]), _num(r["std_ratio"]),
+                f"{r['status']} {_mark(ok)}",
+            ]
+        )  # fmt: skip
+    first = rows[0]
+    return "\n".join(
+        [
+            "## Downscaling: teleportation against the closed-form posterior",
+            "",
+            f"{first['problem'].split(', σ_y')[0]}; MMPS with the exact Gaussian denoiser "
+            f"(the oracle), {first['members']} members. Each sampler runs its default steps "
+            "from t_max, then about half as many both from t_max and teleported: started "
+            "from the exact Gaussian posterior pushed to ς* (`hdm.conditioning.teleport`; "
+            "here the prior's own Gaussian, so the start is exact and the rows measure the "
+            "steps below ς*). ς* = 1.48 is the level `hdm gaussian-stats` measured for the "
+            "UK t2m prior of the validation split. Target: std ratio in [0.9, 1.1] and mean "
+            "error ≤ 0.05 (✓/✗) with at least 30 % fewer NFE than the default steps.",
+            "",
+            markdown_table(header, cells),
+            "",
+        ]
+    )
+
+
+def run_teleport(quick: bool, benchmarks_file: Path | str, *, command: str | None = None):
+    """:func:`grf_teleport` (quick: 12 × 12, 50 members) into section
+    ``downscale-grf-teleport`` (``-quick``)."""
+    machine = machine_description()
+    rows = grf_teleport(**({"n": 12, "members": 50} if quick else {}))
+    section = _section("downscale-grf-teleport", quick)
+    write_section(benchmarks_file, section, format_teleport(rows), command=command, machine=machine)
     return rows
 
 
@@ -1283,7 +1383,7 @@ def run_speed(
 
 
 #: the parts of ``python -m benchmarks downscale`` in the order they run
-PARTS = ("grf", "samplers", "grf64", "speed", "q", "sampler", "uk")
+PARTS = ("grf", "samplers", "teleport", "grf64", "speed", "q", "sampler", "uk")
 DEFAULT_PARTS = "grf,samplers,speed,uk"
 
 
@@ -1368,6 +1468,8 @@ def main(argv: Sequence[str] = ()) -> dict:
             out[part] = run_samplers(
                 quick, file, sampler_options=args.sampler_options, command=command
             )
+        elif part == "teleport":
+            out[part] = run_teleport(quick, file, command=command)
         elif part == "speed":
             out[part] = run_speed(quick, file, speed_options=args.speed_options, command=command)
         else:

@@ -12,7 +12,9 @@ from benchmarks.downscale import (
     SPEED_HEADER,
     format_exactness,
     format_speed,
+    format_teleport,
     grf_exactness,
+    grf_teleport,
     sampling_speed,
 )
 from benchmarks.report import write_section
@@ -40,6 +42,16 @@ def test_oracle_mmps_reproduces_the_closed_form_posterior(exact_rows):
     assert row["mean_error"] < 0.1
     assert 0.8 <= row["std_ratio"] <= 1.2
     assert 0.8 <= row["coverage_exact"] <= 1.0
+
+
+def test_teleported_rows_start_at_the_level_and_keep_the_posterior_width():
+    rows = grf_teleport(n=12, members=100, samplers=("dpm2m",), noise=(0.1,), steps=(25, 8))
+    full, short, teleported = rows
+    assert [r["teleport"] for r in rows] == [None, None, 1.48]
+    assert (full["nfe"], short["nfe"], teleported["nfe"]) == (26, 9, 9)
+    assert teleported["status"] == "ok" and 0.85 <= teleported["std_ratio"] <= 1.15
+    table = format_teleport(rows)
+    assert "| 0.1 | dpm2m | 8 | 1.48 | 9 |" in table
 
 
 def test_sampling_speed_times_are_positive(speed_rows):

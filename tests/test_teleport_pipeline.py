@@ -84,9 +84,7 @@ def test_statistics_of_another_model_are_refused(model_dir, tmp_path):
         load_prior(other)
 
 
-def test_cli_teleport_without_statistics_is_one_line_and_exit_code_2(
-    tiny_model, tmp_path, capsys
-):
+def test_cli_teleport_without_statistics_is_one_line_and_exit_code_2(tiny_model, tmp_path, capsys):
     out = tmp_path / "x.zarr"
     code = main(
         [
