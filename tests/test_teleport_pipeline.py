@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from hdm.data.coarsen import coarse_grain
 from hdm.data.open import open_fields
@@ -106,3 +107,21 @@ def test_cli_teleport_without_statistics_is_one_line_and_exit_code_2(tiny_model,
     err = capsys.readouterr().err
     assert code == 2 and "hdm gaussian-stats" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_hdm_sample_teleports_a_functional_model_on_its_own_grid(tmp_path, capsys):
+    from hdm.domains.shipped import shipped_path
+
+    folder = tmp_path / "quadratic"
+    shutil.copytree(shipped_path("checkpoints/quadratic"), folder)
+    stats, _ = gaussian_statistics(folder, GaussianStatsConfig(levels=5, max_fields=16))
+    # the Quadratic curves a x² + ε span few directions: far fewer modes than curves
+    assert 1 < stats.rank < stats.n_fields // 10 and stats.explained == pytest.approx(1.0)
+    model, out = str(folder / "model.pt"), tmp_path / "s.nc"
+    run = ["--n", "8", "--steps", "4", "--no-progress", "--teleport", "2.0"]
+    assert main(["sample", model, *run, "--out", str(out)]) == 0
+    ds = xr.open_dataset(out)
+    assert ds.attrs["teleport_varsigma"] == 2.0 and ds.attrs["nfe"] == 7
+    assert np.isfinite(ds["y"].values).all()
+    assert main(["sample", model, *run, "--points", "50", "--out", str(tmp_path / "t.nc")]) == 2
+    assert "cannot be transferred to x ∈ [-10, 10] (closed, 50 points)" in capsys.readouterr().err

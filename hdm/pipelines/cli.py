@@ -74,6 +74,11 @@ def _sample_parser(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="netCDF file to write")
     s.add_argument("--points", type=int, help="sample on P points instead of the training grid")
+    s.add_argument(
+        "--teleport",
+        help="auto (the ς* of hdm gaussian-stats) or a level ς*: start from the Gaussian of "
+        "the training data there (fewer model calls)",
+    )
     s.add_argument("--batch-size", type=int, default=1000)
     s.add_argument("--no-progress", action="store_true")
 
@@ -201,6 +206,7 @@ def _sample(args) -> int:
         points=args.points,
         batch_size=args.batch_size,
         progress=not args.no_progress,
+        teleport=args.teleport,
     )
     path = write_netcdf(ds, args.out)
     print(

@@ -19,7 +19,13 @@ from tqdm.auto import tqdm
 
 from hdm._version import __version__
 from hdm.data.normalization import ScalarNormaliser
-from hdm.hilbert.checkpoints import denoiser_from_checkpoint, file_sha256, load_checkpoint
+from hdm.hilbert.checkpoints import (
+    denoiser_from_checkpoint,
+    file_sha256,
+    load_checkpoint,
+    load_gaussian,
+)
+from hdm.hilbert.gaussian import GaussianStart, TeleportError
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.networks import GridError
 from hdm.hilbert.sampling import make_sampler
@@ -36,6 +42,23 @@ def sampling_grid(trained: Grid, points: int | None) -> Grid:
     return trained.with_resolution(points)
 
 
+def unconditional_start(checkpoint, denoiser, grid: Grid, teleport: float | str) -> GaussianStart:
+    """The teleported start of ``hdm sample``: the model's Gaussian statistics
+    (``gaussian.pt`` beside it) at ς* ("auto": the measured one), checked."""
+    stats = load_gaussian(checkpoint)
+    if stats is None:
+        raise TeleportError(
+            f"teleportation needs the Gaussian statistics of the model's training data, and "
+            f"{checkpoint} has none (gaussian.pt beside it): compute them with "
+            f"`hdm gaussian-stats {Path(checkpoint).parent}`"
+        )
+    level = stats.varsigma_star if teleport == "auto" else float(teleport)
+    if level is None:
+        raise TeleportError(f"the Gaussian statistics of {checkpoint} hold no measured ς*")
+    stats.check_grid(grid, f"the Gaussian statistics of {checkpoint}")
+    return GaussianStart(stats, denoiser.process, level)
+
+
 def sample(
     checkpoint: str | Path,
     *,
@@ -46,22 +69,33 @@ def sample(
     points: int | None = None,
     batch_size: int = 1000,
     progress: bool = True,
+    teleport: float | str | None = None,
 ) -> xr.Dataset:
-    """Draw ``n`` functions; returns ``y(sample, x)`` in the data's physical units."""
+    """Draw ``n`` functions; returns ``y(sample, x)`` in the data's physical units.
+
+    ``teleport``: None (start from N(0, Q) at t_max), "auto" (the ς* that ``hdm
+    gaussian-stats`` measured for the model) or a level ς*: start from the Gaussian of
+    the training data at ς* (:mod:`hdm.hilbert.gaussian`)."""
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
     sampler_obj = make_sampler(sampler, steps)
     payload = load_checkpoint(checkpoint)
     denoiser = denoiser_from_checkpoint(payload)
     grid = sampling_grid(Grid.from_dict(payload["grid"]), points)
+    start = None if teleport is None else unconditional_start(checkpoint, denoiser, grid, teleport)
     normaliser = ScalarNormaliser.from_dict(payload["normaliser"])
     generator = torch.Generator().manual_seed(seed)
     chunks, nfe = [], 0
     t0 = time.perf_counter()
     with torch.no_grad():
-        for start in tqdm(range(0, n, batch_size), desc="sample", disable=not progress):
+        for first in tqdm(range(0, n, batch_size), desc="sample", disable=not progress):
             result = sampler_obj(
-                denoiser, min(batch_size, n - start), grid, channels=1, generator=generator
+                denoiser,
+                min(batch_size, n - first),
+                grid,
+                channels=1,
+                generator=generator,
+                start=start,
             )
             chunks.append(result.samples[:, 0].double().numpy())
             nfe = result.nfe
@@ -81,6 +115,7 @@ def sample(
             "sampler": sampler,
             "steps": steps,
             "nfe": nfe,
+            "teleport_varsigma": "none" if start is None else start.varsigma,
             "seed": seed,
             "points": grid.size,
             "sampling_wall_time_s": wall,
