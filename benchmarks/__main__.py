@@ -86,6 +86,11 @@ STUDIES: dict[str, Entry] = {
         "UK t2m: periods x factors x station sets against kriging, realism, member figure",
         "uk-evaluation",
     ),
+    "teleport_levels": Entry(
+        "benchmarks.studies.teleport_levels",
+        "teleportation: the level ς* below which the network beats the Gaussian, per model",
+        "teleport-levels",
+    ),
     "uk_coarse_grids": Entry(
         "benchmarks.studies.uk_coarse_grids",
         "UK t2m: coarse fields on offset and non-integer grids (conservative regridding)",
@@ -104,7 +109,7 @@ STUDIES: dict[str, Entry] = {
     "uk_validation_split": Entry(
         "benchmarks.studies.uk_validation_split",
         "UK t2m: priors scored on a validation split of the training period",
-        "uk-validation, uk-validation-inflation",
+        "uk-validation, -inflation, -samplers, -factors, -teleport",
     ),
     "uk_zero_shot_prior": Entry(
         "benchmarks.studies.uk_zero_shot_prior",
