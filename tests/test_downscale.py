@@ -419,3 +419,29 @@ def test_inputs_far_from_training_are_refused_past_twenty_stds(tiny_model, truth
     with pytest.raises(ObservationError, match=r"coarse field's values lie 20 training stds"):
         far = field.copy(data=mean + (FAR_FROM_TRAINING + 0.4) * std * sign)
         check_near_training(tiny_model, {"t2m": far}, {})
+
+
+@pytest.mark.parametrize("convention", ["cds names", "descending lat", "0..360 lon"])
+def test_in_memory_inputs_get_the_conventions_of_files(tiny_model, truth, convention):
+    """The same coarse field under CDS names, with latitude descending or longitudes in
+    0..360 gives the members of the normalised input, bit for bit."""
+    coarse = coarse_grain(truth, 4)
+    if convention == "cds names":
+        other = coarse.rename(lat="latitude", lon="longitude").to_dataset(name="t2m")
+    elif convention == "descending lat":
+        other = coarse.isel(lat=slice(None, None, -1))
+    else:
+        other = coarse.assign_coords(lon=np.mod(coarse.lon, 360.0)).sortby("lon")
+    run = {"members": 2, "steps": 2, "sampler": "heun", "progress": False}
+    expected = downscale(tiny_model, coarse, **run)["t2m"].values
+    np.testing.assert_array_equal(downscale(tiny_model, other, **run)["t2m"].values, expected)
+
+
+def test_stations_with_longitudes_in_0_360_are_the_same_stations(tiny_model, truth):
+    obs = _stations(truth)
+    turned = obs.assign_coords(lon=("obs", np.mod(obs["lon"].values, 360.0)))
+    assert (turned["lon"].values > 180).any()
+    run = {"members": 2, "steps": 2, "sampler": "heun", "progress": False}
+    expected = downscale(tiny_model, stations=obs, times=truth.time.values, **run)["t2m"].values
+    got = downscale(tiny_model, stations=turned, times=truth.time.values, **run)["t2m"].values
+    np.testing.assert_array_equal(got, expected)

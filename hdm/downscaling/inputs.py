@@ -47,6 +47,7 @@ from hdm.conditioning.observations import (
     PointSample,
 )
 from hdm.data.coarsen import cell_bounds
+from hdm.data.open import normalise_conventions
 from hdm.data.schema import LAT, LON, TIME
 from hdm.data.units import to_units
 from hdm.domains.stations import first_occurrences
@@ -77,7 +78,8 @@ def model_fields(
     A Dataset gives the model's variables it holds; an extra variable is a warning that
     names it; none of them is an error naming the variables present and expected. For a
     one-variable model, a DataArray (or a Dataset of one variable) under another name is
-    taken as that variable, as before hdm 0.2."""
+    taken as that variable, as before hdm 0.2. Names, orientation and longitudes are
+    normalised as :func:`hdm.data.open.normalise_conventions` does for files."""
     if isinstance(obj, xr.DataArray):
         name = str(obj.name) if obj.name is not None else None
         if name in prior.variables or len(prior.variables) == 1:
@@ -87,6 +89,9 @@ def model_fields(
                 f"the {what} is a DataArray named {name!r}; the model's variables are "
                 f"{list(prior.variables)}: name it, or pass a Dataset"
             )
+    # in-memory inputs get the conventions files get (open_fields): CF/CDS/CMIP names,
+    # ascending latitude, longitudes in [-180, 180)
+    obj = normalise_conventions(obj, f"the {what}")
     present = [str(v) for v in obj.data_vars]
     known = [v for v in prior.variables if v in present]
     if not known and len(prior.variables) == 1 and len(present) == 1:
@@ -334,6 +339,17 @@ def _coarse_rows(
     return op, op.source_values(values)
 
 
+def lon_in_grid(lon: np.ndarray, grid: LatLonGrid) -> np.ndarray:
+    """Longitudes moved by whole turns into the grid's longitude window where that puts
+    them inside it (358° → −2° on a −10..2° grid); others are kept as given, so an error
+    names the longitude the user gave."""
+    axis = grid.axes[1]
+    west = axis.coords[0] - axis.spacing / 2
+    east = axis.coords[-1] + axis.spacing / 2
+    moved = west + np.mod(lon - west, 360.0)
+    return np.where(np.isfinite(lon) & (moved <= east), moved, lon)
+
+
 def _station_rows(
     stations: xr.Dataset,
     grid: LatLonGrid,
@@ -357,7 +373,8 @@ def _station_rows(
     st_ids = stations["id"].values.astype(str)
     order = first_occurrences(st_ids)
     ids = tuple(st_ids[order])
-    pts = tuple((float(stations["lat"].values[i]), float(stations["lon"].values[i])) for i in order)
+    lon = lon_in_grid(stations["lon"].values.astype(np.float64), grid)
+    pts = tuple((float(stations["lat"].values[i]), float(lon[i])) for i in order)
     op = PointSample(pts, noise, ids, name, channel)
     op.stencil(grid)  # raises, naming the station, when one lies outside the grid
     vals = stations["value"].values.astype(np.float64)
