@@ -268,6 +268,7 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
     p.add_argument("--checkpoint", type=Path, help="score this prior instead of the shipped one")
     p.add_argument("--work", type=Path, default=PROJECT_ROOT / "runs" / "uk_evaluation")
     p.add_argument("--no-figure", action="store_true", help="skip the member figure")
+    p.add_argument("--section", help="write this BENCHMARKS.md section instead of the default")
     args = p.parse_args(list(argv))
     study = QUICK if args.quick else FULL
     study = replace(
@@ -299,6 +300,7 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         figure = write_figure(store, args.work / "members.png" if args.quick else FIGURE)
         figure = figure if figure.is_relative_to(PROJECT_ROOT) else None
     section = SECTION if study.checkpoint is None else f"{SECTION}-{study.checkpoint.name}"
+    section = args.section or section
     write_section(
         args.benchmarks_file,
         section,
