@@ -63,10 +63,14 @@ class Prior:
             )
         if varsigma == "auto":
             if self.gaussian.varsigma_star is None:
+                why = (
+                    "no level of its curve met the criterion"
+                    if self.gaussian.curve
+                    else "the model has several channels or a grid too large to measure it"
+                )
                 raise TeleportError(
-                    f"the Gaussian statistics of {self.path} hold no measured ς* (the model "
-                    "has several channels or a grid too large to measure it): give the "
-                    "level, e.g. teleport=1.0"
+                    f"the Gaussian statistics of {self.path} hold no measured ς* ({why}): "
+                    "give the level, e.g. teleport=1.0"
                 )
             return self.gaussian, self.gaussian.varsigma_star
         return self.gaussian, float(varsigma)
