@@ -84,6 +84,7 @@ class StudyConfig:
     station_sets: tuple[str, ...] = tuple(STATION_SETS)
     members: int = 16
     steps: int | None = None  # None: the default of hdm downscale
+    teleport: str | None = None  # None: the default of hdm downscale
     max_times: int | None = None
     checkpoint: Path | None = None  # None: the shipped prior
 
@@ -103,13 +104,17 @@ def truth_of(period: str, max_times: int | None) -> xr.DataArray:
 
 
 def ensemble_config(study: StudyConfig) -> EnsembleConfig:
-    """The defaults of hdm downscale, with the study's members (and steps, when set)."""
+    """The defaults of hdm downscale, with the study's members (and steps and
+    teleportation, when set)."""
     cfg = EnsembleConfig(members=study.members, station_noise=STATION_NOISE)
-    return cfg if study.steps is None else cfg.replace(steps=study.steps)
+    cfg = cfg if study.steps is None else cfg.replace(steps=study.steps)
+    return cfg if study.teleport is None else cfg.replace(teleport=study.teleport)
 
 
 def _settings(cfg: EnsembleConfig, prior_hash: str, times: int) -> dict:
+    teleport = {} if cfg.teleport is None else {"teleport": cfg.teleport}
     return {
+        **teleport,
         "members": cfg.members,
         "sampler": cfg.sampler,
         "steps": cfg.steps,
@@ -151,6 +156,7 @@ def run_case(study: StudyConfig, period: str, factor: int, stations: str, work: 
         "stations": stations,
         "sampler": cfg.sampler,
         "steps": cfg.steps,
+        "teleport": cfg.teleport,
         "s_per_field": wall / truth.sizes["time"],
         "store": str(out),
         **report,
@@ -238,10 +244,11 @@ def section_body(
         if figure is not None
         else ""
     )
+    teleported = "" if study.teleport is None else f"; teleported from ς* = {study.teleport}"
     return f"""## UK t2m: the evaluation matrix{label}
 
 The defaults of `hdm downscale` with {prior} ({r0["sampler"]} {r0["steps"]} steps, MMPS,
-no inflation),
+no inflation{teleported}),
 {study.members} members; the test week (2019-03-25..31 every 6 h) and the hourly day
 2019-03-27; coarse ×2/×4/×8; the config's 12 stations, 12 other IGRA2 sites inside the
 grid, or none (simulated, σ = 0.5 K); held out: {HELDOUT}. Targets: RMSE and CRPS ≤
@@ -269,6 +276,8 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
     p.add_argument("--work", type=Path, default=PROJECT_ROOT / "runs" / "uk_evaluation")
     p.add_argument("--no-figure", action="store_true", help="skip the member figure")
     p.add_argument("--section", help="write this BENCHMARKS.md section instead of the default")
+    p.add_argument("--steps", type=int, help="sampler steps instead of the default")
+    p.add_argument("--teleport", help="auto or a level: teleported sampling (default: none)")
     args = p.parse_args(list(argv))
     study = QUICK if args.quick else FULL
     study = replace(
@@ -277,6 +286,8 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         factors=_parse_list(args.factors, int) or study.factors,
         station_sets=_parse_list(args.stations) or study.station_sets,
         checkpoint=args.checkpoint,
+        steps=args.steps or study.steps,
+        teleport=args.teleport,
     )
     for flag, given, known in (
         ("--periods", study.periods, PERIODS),
