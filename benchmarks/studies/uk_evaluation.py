@@ -247,7 +247,7 @@ def section_body(
     teleported = "" if study.teleport is None else f"; teleported from ς* = {study.teleport}"
     return f"""## UK t2m: the evaluation matrix{label}
 
-The defaults of `hdm downscale` with {prior} ({r0["sampler"]} {r0["steps"]} steps, MMPS,
+{which} `hdm downscale` with {prior} ({r0["sampler"]} {r0["steps"]} steps, MMPS,
 no inflation{teleported}),
 {study.members} members; the test week (2019-03-25..31 every 6 h) and the hourly day
 2019-03-27; coarse ×2/×4/×8; the config's 12 stations, 12 other IGRA2 sites inside the
