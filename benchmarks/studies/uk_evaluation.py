@@ -245,6 +245,8 @@ def section_body(
         else ""
     )
     teleported = "" if study.teleport is None else f"; teleported from ς* = {study.teleport}"
+    default = study.teleport is None and study.steps is None
+    which = "The defaults of" if default else "Not the defaults of"
     return f"""## UK t2m: the evaluation matrix{label}
 
 {which} `hdm downscale` with {prior} ({r0["sampler"]} {r0["steps"]} steps, MMPS,
