@@ -47,7 +47,12 @@ from hdm.hilbert.checkpoints import (
     load_checkpoint,
     save_gaussian,
 )
-from hdm.hilbert.gaussian import GaussianStatistics, TeleportError, check_varsigma
+from hdm.hilbert.gaussian import (
+    DENSE_DENOISER_LIMIT,
+    GaussianStatistics,
+    TeleportError,
+    check_varsigma,
+)
 from hdm.hilbert.grids import Grid
 from hdm.pipelines.config import load_train_config
 from hdm.pipelines.train import training_data
@@ -176,7 +181,7 @@ def gaussian_statistics(
         raise TeleportError(f"{n} training fields cannot be split {1 - cfg.holdout:.0%} / rest")
     curve = None
     star = cfg.varsigma_star
-    single = fields.shape[1] == 1 and grid.size <= 4096
+    single = fields.shape[1] == 1 and grid.size <= DENSE_DENOISER_LIMIT
     if single:
         fit = GaussianStatistics.fit(fields[:cut], grid, cfg.rank)
         # the mean of every training field, which the network learned too: a mean fitted
