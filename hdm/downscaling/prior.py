@@ -19,13 +19,13 @@ from hdm.data.accessor import grid_of
 from hdm.data.normalization import FieldNormaliser, normaliser_from_dict
 from hdm.domains.statics import statics_from_record
 from hdm.hilbert.checkpoints import (
-    GAUSSIAN_FILE,
     denoiser_from_checkpoint,
     file_sha256,
     load_checkpoint,
     load_gaussian,
+    teleport_statistics,
 )
-from hdm.hilbert.gaussian import GaussianStatistics, TeleportError
+from hdm.hilbert.gaussian import GaussianStatistics
 from hdm.hilbert.grids import Grid, LatLonGrid
 from hdm.hilbert.networks import GridError
 
@@ -53,27 +53,9 @@ class Prior:
 
     def teleport_statistics(self, varsigma: float | str) -> tuple[GaussianStatistics, float]:
         """The statistics and ς* for teleporting with ``varsigma`` ("auto": the measured ς*
-        stored with them; a number: that ς*); a :class:`TeleportError` saying how to
-        compute them where they are missing."""
-        if self.gaussian is None:
-            raise TeleportError(
-                f"teleportation needs the Gaussian statistics of the model's training data, "
-                f"and {self.path} has none ({GAUSSIAN_FILE} beside it): compute them with "
-                f"`hdm gaussian-stats {Path(self.path).parent}`"
-            )
-        if varsigma == "auto":
-            if self.gaussian.varsigma_star is None:
-                why = (
-                    "no level of its curve met the criterion"
-                    if self.gaussian.curve
-                    else "the model has several channels or a grid too large to measure it"
-                )
-                raise TeleportError(
-                    f"the Gaussian statistics of {self.path} hold no measured ς* ({why}): "
-                    "give the level, e.g. teleport=1.0"
-                )
-            return self.gaussian, self.gaussian.varsigma_star
-        return self.gaussian, float(varsigma)
+        stored with them; a number: that ς*; :func:`hdm.hilbert.checkpoints.
+        teleport_statistics` says what is missing)."""
+        return teleport_statistics(self.gaussian, self.path, varsigma)
 
     def channel(self, variable: str) -> int:
         """The channel of ``variable`` (KeyError naming the model's variables)."""

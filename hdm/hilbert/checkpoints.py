@@ -33,7 +33,7 @@ import torch
 
 from hdm._version import __version__
 from hdm.hilbert.denoisers import PreconditionedDenoiser
-from hdm.hilbert.gaussian import GaussianStatistics
+from hdm.hilbert.gaussian import GaussianStatistics, TeleportError
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
 from hdm.hilbert.statics import StaticInputs
@@ -51,6 +51,7 @@ __all__ = [
     "load_gaussian",
     "save_checkpoint",
     "save_gaussian",
+    "teleport_statistics",
 ]
 
 CHECKPOINT_FORMAT = "hdm-checkpoint"
@@ -187,3 +188,30 @@ def load_gaussian(model_path: str | Path) -> GaussianStatistics | None:
             f"{model_path.parent}`"
         )
     return stats
+
+
+def teleport_statistics(
+    stats: GaussianStatistics | None, model_path: str | Path, teleport: float | str
+) -> tuple[GaussianStatistics, float]:
+    """The statistics of the model at ``model_path`` and ς* for ``teleport`` ("auto": the
+    measured ς* stored with them; a number: that ς*); a :class:`TeleportError` saying how
+    to compute them where they are missing, or why no ς* was measured."""
+    if stats is None:
+        raise TeleportError(
+            f"teleportation needs the Gaussian statistics of the model's training data, "
+            f"and {model_path} has none ({GAUSSIAN_FILE} beside it): compute them with "
+            f"`hdm gaussian-stats {Path(model_path).parent}`"
+        )
+    if teleport != "auto":
+        return stats, float(teleport)
+    if stats.varsigma_star is None:
+        why = (
+            "no level of its curve met the criterion"
+            if stats.curve
+            else "the model has several channels or a grid too large to measure it"
+        )
+        raise TeleportError(
+            f"the Gaussian statistics of {model_path} hold no measured ς* ({why}): give the "
+            "level, e.g. teleport=1.0"
+        )
+    return stats, stats.varsigma_star

@@ -24,8 +24,9 @@ from hdm.hilbert.checkpoints import (
     file_sha256,
     load_checkpoint,
     load_gaussian,
+    teleport_statistics,
 )
-from hdm.hilbert.gaussian import GaussianStart, TeleportError
+from hdm.hilbert.gaussian import GaussianStart
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.networks import GridError
 from hdm.hilbert.sampling import make_sampler
@@ -45,16 +46,7 @@ def sampling_grid(trained: Grid, points: int | None) -> Grid:
 def unconditional_start(checkpoint, denoiser, grid: Grid, teleport: float | str) -> GaussianStart:
     """The teleported start of ``hdm sample``: the model's Gaussian statistics
     (``gaussian.pt`` beside it) at ς* ("auto": the measured one), checked."""
-    stats = load_gaussian(checkpoint)
-    if stats is None:
-        raise TeleportError(
-            f"teleportation needs the Gaussian statistics of the model's training data, and "
-            f"{checkpoint} has none (gaussian.pt beside it): compute them with "
-            f"`hdm gaussian-stats {Path(checkpoint).parent}`"
-        )
-    level = stats.varsigma_star if teleport == "auto" else float(teleport)
-    if level is None:
-        raise TeleportError(f"the Gaussian statistics of {checkpoint} hold no measured ς*")
+    stats, level = teleport_statistics(load_gaussian(checkpoint), checkpoint, teleport)
     stats.check_grid(grid, f"the Gaussian statistics of {checkpoint}")
     return GaussianStart(stats, denoiser.process, level)
 
