@@ -221,12 +221,19 @@ class GaussianStatistics:
         )
 
 
+def varsigma_range(process: ForwardProcess) -> tuple[float, float]:
+    """(ς(t_min), ς(t_max)): the noise levels a sampler can start from lie strictly inside."""
+    schedule = process.schedule
+    low = float(schedule.varsigma(torch.tensor(schedule.t_min, dtype=torch.float64)))
+    high = float(schedule.varsigma(torch.tensor(schedule.t_max, dtype=torch.float64)))
+    return low, high
+
+
 def check_varsigma(process: ForwardProcess, varsigma: float) -> float:
     """ς* as a float inside (ς(t_min), ς(t_max)), else a :class:`TeleportError` naming the
     range in ς and in t."""
     schedule = process.schedule
-    low = float(schedule.varsigma(torch.tensor(schedule.t_min, dtype=torch.float64)))
-    high = float(schedule.varsigma(torch.tensor(schedule.t_max, dtype=torch.float64)))
+    low, high = varsigma_range(process)
     v = float(varsigma)
     if not (np.isfinite(v) and low < v < high):
         t = (

@@ -52,6 +52,7 @@ from hdm.hilbert.gaussian import (
     GaussianStatistics,
     TeleportError,
     check_varsigma,
+    varsigma_range,
 )
 from hdm.hilbert.grids import Grid
 from hdm.pipelines.config import load_train_config
@@ -143,9 +144,7 @@ def lowest_safe_level(curve: dict, threshold: float) -> float | None:
 
 
 def _levels(process, k: int) -> np.ndarray:
-    schedule = process.schedule
-    low = float(schedule.varsigma(torch.tensor(schedule.t_min, dtype=torch.float64)))
-    high = float(schedule.varsigma(torch.tensor(schedule.t_max, dtype=torch.float64)))
+    low, high = varsigma_range(process)
     # strictly inside the range: ς* must be where a sampler can start
     return np.geomspace(max(low, 1e-3) * 1.01, high * 0.99, k)
 
