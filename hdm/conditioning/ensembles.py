@@ -16,6 +16,7 @@ import hashlib
 import torch
 
 from hdm.hilbert.denoisers import Denoiser
+from hdm.hilbert.devices import denoiser_device, seeded_generator
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.sampling import Sampler, Start
 
@@ -44,7 +45,9 @@ def draw_members(
 
     Members are drawn in chunks of ``batch_size`` (memory); chunk k is seeded with
     ``member_seed(seed, f"{key}/{k}")``; ``start``: where a teleported sampler starts
-    (:mod:`hdm.conditioning.teleport`). Returns the members and the NFE per member.
+    (:mod:`hdm.conditioning.teleport`). The members are drawn on the denoiser's device
+    (:func:`hdm.hilbert.devices.denoiser_device`; the generator lives there) and
+    returned on the CPU, with the NFE per member.
 
     Raises:
         FloatingPointError: a chunk with non-finite values (naming the key).
@@ -54,9 +57,10 @@ def draw_members(
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     out, nfe = [], 0
+    device = denoiser_device(denoiser)
     for k, first in enumerate(range(0, members, batch_size)):
         n = min(batch_size, members - first)
-        gen = torch.Generator().manual_seed(member_seed(seed, f"{key}/{k}"))
+        gen = seeded_generator(member_seed(seed, f"{key}/{k}"), device)
         result = sampler(denoiser, n, grid, channels=channels, generator=gen, start=start)
         if not torch.isfinite(result.samples).all():
             name = getattr(denoiser, "name", "unguided")
@@ -64,6 +68,6 @@ def draw_members(
                 f"the sampler ({name}, {sampler.name} {sampler.steps} steps) produced "
                 f"non-finite values at {key}; lower the guidance scale or use more steps"
             )
-        out.append(result.samples.detach())
+        out.append(result.samples.detach().cpu())
         nfe = result.nfe
     return torch.cat(out), nfe

@@ -149,9 +149,12 @@ class Guidance(ABC):
         products, so one chunk's graph lives at a time: 16 members at 512 × 512 in one
         graph were killed for memory on 24 GB; one at a time peak at 14.6 GB. On the
         33 × 49 UK grid the 16 members stay one chunk (split in two they took 10 % longer)."""
-        y, mask = _prepare_y(self.y, x.shape[0], self.operator.n_obs())
+        if self.noise_var.device != x.device:  # the solves run where the fields are
+            self.noise_var = self.noise_var.to(x.device)
+        y, mask = _prepare_y(self.y.to(x.device), x.shape[0], self.operator.n_obs())
         chunk_size = getattr(self.denoiser, "chunk_size", None)
         size = x.shape[0] if chunk_size is None else chunk_size(x, grid, self.cpu_graph_chunk_bytes)
+        t = t.to(x.device)
         t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t
         parts = zip(x.split(size), t.split(size), y.split(size), mask.split(size))
         out = [self.guide(xc, tc, grid, yc, mc) for xc, tc, yc, mc in parts]
@@ -205,16 +208,19 @@ def _solve_masked(matrix: torch.Tensor, r: torch.Tensor, mask: torch.Tensor) -> 
 
 
 class _DenseObservationCovariance:
-    """A Q Aᵀ (n_obs × n_obs), computed once per grid with n_obs applications of Q."""
+    """A Q Aᵀ (n_obs × n_obs), computed once per grid (and device) with n_obs
+    applications of Q."""
 
     def __init__(self) -> None:
         self._cache: dict = {}
 
-    def __call__(self, guidance: Guidance, grid: Grid, channels: int) -> torch.Tensor:
-        key = (grid, channels)
+    def __call__(
+        self, guidance: Guidance, grid: Grid, channels: int, device: torch.device
+    ) -> torch.Tensor:
+        key = (grid, channels, device)
         if key not in self._cache:
             op = guidance.operator
-            eye = torch.eye(op.n_obs(), dtype=torch.float64)
+            eye = torch.eye(op.n_obs(), dtype=torch.float64, device=device)
             cols = []
             for chunk in torch.split(eye, 256):
                 back = op.adjoint(chunk, grid, channels)
@@ -241,7 +247,7 @@ class CovarianceAware(Guidance):
     def guide(self, x, t, grid, y, mask):
         x, d = self._denoise_with_graph(x, t, grid)
         alpha, sigma = self._coefficients(t)
-        aqa = self._aqa(self, grid, x.shape[1])
+        aqa = self._aqa(self, grid, x.shape[1], x.device)
         r = y - self.operator.apply(d.detach().to(torch.float64), grid)
         ratio2 = (sigma / alpha) ** 2
         s = torch.diag(self.noise_var)[None] + self.gamma * ratio2[:, None, None] * aqa[None]
@@ -289,7 +295,7 @@ class MomentMatching(Guidance):
         alpha, sigma = self._coefficients(t)
         c = expand_to(sigma**2 / alpha, x).to(torch.float64)
         r = mask * (y - self.operator.apply(d.detach().to(torch.float64), grid))
-        aqa = self._aqa(self, grid, x.shape[1])
+        aqa = self._aqa(self, grid, x.shape[1], x.device)
 
         def cov_field(v):  # Cov[X0|x_t] Aᵀ v = (σ²/α) Q Jᵀ Aᵀ v
             return c * self._q(self._vjp(x, d, v, grid, retain=True), grid)
@@ -367,7 +373,7 @@ class Replacement(Guidance):
     def guide(self, x, t, grid, y, mask):
         with torch.no_grad():
             d = self.denoiser(x, t, grid).to(torch.float64)
-        aqa = self._aqa(self, grid, x.shape[1])
+        aqa = self._aqa(self, grid, x.shape[1], x.device)
         r = y - self.operator.apply(d, grid)
         s = (aqa + torch.diag(self.noise_var))[None].expand(x.shape[0], -1, -1)
         v = _solve_masked(s, r, mask)

@@ -57,6 +57,7 @@ from hdm.conditioning.observations import (
 )
 from hdm.data.schema import LAT, LON
 from hdm.hilbert.denoisers import Denoiser
+from hdm.hilbert.devices import denoiser_device, seeded_generator
 from hdm.hilbert.grids import LatLonGrid
 from hdm.hilbert.sampling import make_sampler
 
@@ -194,11 +195,11 @@ def prior_draws(
 ) -> torch.Tensor:
     """``cfg.draws`` unconditional samples (draws, channels, *grid.shape), seeded."""
     sampler = make_sampler(cfg.sampler, cfg.steps)
-    out = []
+    out, device = [], denoiser_device(denoiser)
     for k, start in enumerate(range(0, cfg.draws, cfg.batch_size)):
         n = min(cfg.batch_size, cfg.draws - start)
-        gen = torch.Generator().manual_seed(member_seed(cfg.seed, f"inflation/{k}"))
-        out.append(sampler(denoiser, n, grid, channels=channels, generator=gen).samples)
+        gen = seeded_generator(member_seed(cfg.seed, f"inflation/{k}"), device)
+        out.append(sampler(denoiser, n, grid, channels=channels, generator=gen).samples.cpu())
     return torch.cat(out).double()
 
 

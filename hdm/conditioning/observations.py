@@ -575,7 +575,7 @@ class CoarseGrain(ObservationOperator):
         return interp.reshape(len(edges) - 1, f, axis.n).sum(1)
 
     def _apply(self, u, grid):
-        w = [m.to(u.dtype) for m in self.weights(grid)]
+        w = [m.to(device=u.device, dtype=u.dtype) for m in self.weights(grid)]
         if grid.ndim == 1:
             out = u @ w[0].T
         else:
@@ -583,7 +583,7 @@ class CoarseGrain(ObservationOperator):
         return out.reshape(u.shape[0], -1)
 
     def _adjoint(self, v, grid):
-        w = [m.to(v.dtype) for m in self.weights(grid)]
+        w = [m.to(device=v.device, dtype=v.dtype) for m in self.weights(grid)]
         if grid.ndim == 1:
             return v @ w[0]
         cells = v.reshape(v.shape[0], *self.cell_shape)
@@ -686,13 +686,13 @@ class PointSample(ObservationOperator):
     def _apply(self, u, grid):
         idx, wts = self.stencil(grid)
         flat = u.reshape(u.shape[0], -1)
-        return (flat[:, idx] * wts.to(u.dtype)).sum(-1)
+        return (flat[:, idx.to(u.device)] * wts.to(device=u.device, dtype=u.dtype)).sum(-1)
 
     def _adjoint(self, v, grid):
         idx, wts = self.stencil(grid)
-        contrib = v[:, :, None] * wts.to(v.dtype)[None]
+        contrib = v[:, :, None] * wts.to(device=v.device, dtype=v.dtype)[None]
         out = torch.zeros(v.shape[0], grid.size, dtype=v.dtype, device=v.device)
-        out.index_add_(1, idx.reshape(-1), contrib.reshape(v.shape[0], -1))
+        out.index_add_(1, idx.reshape(-1).to(v.device), contrib.reshape(v.shape[0], -1))
         return out.reshape(v.shape[0], *grid.shape)
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from hdm.conditioning.guidance import GUIDANCE, check_guidance_options
 from hdm.conditioning.inflation import parse_inflation
+from hdm.hilbert.devices import check_device_spec
 from hdm.hilbert.sampling import SAMPLERS, make_sampler
 
 __all__ = [
@@ -87,6 +88,12 @@ class EnsembleConfig:
             posterior pushed to ς* (:mod:`hdm.conditioning.teleport`) and spends its
             ``steps`` below it.
         batch_size: members per sampler call (memory).
+        device: where the members are drawn: "cpu" (the default: the device every
+            benchmark and calibration check of this project ran on), "auto" (the first
+            CUDA device where torch sees one, else the CPU), "cuda" or "cuda:K"
+            (:mod:`hdm.hilbert.devices`; batch workers use their own GPU). The same device
+            and seed give the same members; CPU and CUDA members differ (other random
+            streams, other rounding).
         time_tolerance: pandas offset; a station observation belongs to the nearest
             field time within it.
         quantiles: the quantiles written next to mean and std.
@@ -104,6 +111,7 @@ class EnsembleConfig:
     inflation: float | Literal["auto", "none"] | None = None
     teleport: float | Literal["auto", "none"] | None = None
     batch_size: int = 16
+    device: str = "cpu"
     time_tolerance: str = "30min"
     quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -125,6 +133,7 @@ class EnsembleConfig:
             inflation = float(self.inflation)  # exactly 1
         object.__setattr__(self, "inflation", inflation)
         object.__setattr__(self, "teleport", _checked_teleport(self.teleport))
+        object.__setattr__(self, "device", check_device_spec(self.device))
         try:
             pd.Timedelta(self.time_tolerance)
         except ValueError:

@@ -51,6 +51,7 @@ from hdm.downscaling.inputs import (
 )
 from hdm.downscaling.output import ensemble_dataset, provenance_attrs
 from hdm.downscaling.prior import Prior, load_prior, target_grid
+from hdm.hilbert.devices import denoiser_device
 from hdm.hilbert.gaussian import GaussianStart, check_varsigma
 from hdm.hilbert.grids import Grid, LatLonGrid
 from hdm.hilbert.sampling import make_sampler
@@ -196,7 +197,8 @@ def downscale(
         config: how the members are drawn (:class:`~hdm.downscaling.config.EnsembleConfig`);
             ``**options`` override its fields (``members=16``, ``guidance="mmps"``,
             ``sampler="em"``, ``steps=50``, ``seed=0``, ``coarse_noise``,
-            ``station_noise=0.5``, ``inflation``, ...).
+            ``station_noise=0.5``, ``inflation``, ``device="auto"``, ...); the prior's
+            model is moved to ``device``.
         grid: where to sample, overriding ``config.scale``: an int refinement factor, a
             LatLonGrid or a dataset on a grid of the model's domain.
         times: the times to downscale (default: all times of ``coarse``; needed when there
@@ -216,6 +218,7 @@ def downscale(
     # over 80 lines: the signature and the docstring (every argument) are 44 of them
     cfg = _config(config, options)
     prior = model if isinstance(model, Prior) else load_prior(model)
+    prior.to(cfg.device)
     target = target_grid(
         prior, grid if grid is not None else (cfg.scale if cfg.scale != 1 else None)
     )
@@ -252,6 +255,7 @@ def downscale(
             station_noise={v: station_noise[v] for v in setup.station_variables},
             station_ids=setup.station_ids,
         ),
+        device=str(denoiser_device(prior.denoiser)),
         nfe_per_member=nfe,
         n_observations=int(np.isfinite(setup.values).sum()),
         dropped_nan_observations=setup.dropped_nan,

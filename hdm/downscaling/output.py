@@ -175,8 +175,9 @@ def provenance_attrs(
     and batch stores): the model and its hash, the guidance and its options (JSON), the
     sampler, steps, members, seed, the sampled and training grids, the observation noise
     stds of each observed variable in its units (a number for one variable, JSON for
-    several, "none" for an absent source), the stations used, the inflation factor and the
-    teleportation level ς*."""
+    several, "none" for an absent source), the stations used, the inflation factor, the
+    teleportation level ς* and the device asked for (:func:`hdm.downscale` records the
+    one the members were drawn on; a batch chunk's marker too)."""
     inflation = cfg.inflation
     return {
         "title": f"hdm downscaled {', '.join(prior.variables)} ensemble",
@@ -196,6 +197,7 @@ def provenance_attrs(
         "stations": ",".join(station_ids),
         "inflation": float(inflation) if isinstance(inflation, float) else 1.0,
         "teleport_varsigma": _teleport_attr(prior, cfg),
+        "device": cfg.device,
     }
 
 

@@ -25,6 +25,7 @@ from hdm.hilbert.checkpoints import (
     load_gaussian,
     teleport_statistics,
 )
+from hdm.hilbert.devices import resolve_device
 from hdm.hilbert.gaussian import GaussianStatistics
 from hdm.hilbert.grids import Grid, LatLonGrid
 from hdm.hilbert.networks import GridError
@@ -50,6 +51,13 @@ class Prior:
     sha256: str
     metadata: dict
     gaussian: GaussianStatistics | None = None
+
+    def to(self, device: str | torch.device) -> Prior:
+        """Move the model to ``device`` ("auto", "cpu", "cuda", "cuda:K" or a
+        torch.device; :func:`hdm.hilbert.devices.resolve_device`), in place; returns self.
+        Its samples are then drawn there (:func:`hdm.conditioning.ensembles.draw_members`)."""
+        self.denoiser.to(resolve_device(device))
+        return self
 
     def teleport_statistics(self, varsigma: float | str) -> tuple[GaussianStatistics, float]:
         """The statistics and ς* for teleporting with ``varsigma`` ("auto": the measured ς*

@@ -60,6 +60,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from hdm.hilbert.devices import draw_device
 from hdm.hilbert.grids import Grid, PointSet
 
 _FIRST_BLOCK = 16  # modes in the first generator call; later calls double (see _draw_blocks)
@@ -92,7 +93,9 @@ class CovarianceOperator(ABC):
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        """n independent draws ξ ~ N(0, Q) on ``grid``, shape (n, *grid.shape)."""
+        """n independent draws ξ ~ N(0, Q) on ``grid``, shape (n, *grid.shape), drawn on
+        the generator's device (the CPU without one) and returned on ``device`` (default:
+        that device)."""
 
     @abstractmethod
     def apply(self, g: torch.Tensor, grid: Grid) -> torch.Tensor:
@@ -229,16 +232,17 @@ class SpectralCovariance(CovarianceOperator):
 
     def sample(self, n, grid, generator=None, dtype=torch.float32, device=None):
         sizes, _, order = self.layout(grid)
-        sqrt_lam = np.sqrt(self.eigenvalues(grid)).ravel()[order]
+        where = draw_device(generator)  # drawn and transformed on the generator's device
+        sqrt_lam = torch.from_numpy(np.sqrt(self.eigenvalues(grid)).ravel()[order]).to(where)
         draws = torch.cat(
             [
-                torch.randn(size, n, 2, generator=generator, dtype=torch.float64)
+                torch.randn(size, n, 2, generator=generator, dtype=torch.float64, device=where)
                 for size in _draw_blocks(len(order))
             ]
         )[: len(order)]
-        coeff = torch.complex(draws[..., 0], draws[..., 1]) * torch.from_numpy(sqrt_lam)[:, None]
-        spectrum = torch.zeros(n, int(np.prod(sizes)), dtype=torch.complex128)
-        spectrum[:, torch.from_numpy(order)] = coeff.T
+        coeff = torch.complex(draws[..., 0], draws[..., 1]) * sqrt_lam[:, None]
+        spectrum = torch.zeros(n, int(np.prod(sizes)), dtype=torch.complex128, device=where)
+        spectrum[:, torch.from_numpy(order).to(where)] = coeff.T
         spectrum = spectrum.reshape(n, *sizes)
         dims = tuple(range(1, grid.ndim + 1))
         field = torch.fft.ifftn(spectrum, dim=dims, norm="forward").real
@@ -283,7 +287,8 @@ class WhiteNoise(CovarianceOperator):
     """Q = I on grid values: the white noise of standard diffusion (ablation baseline)."""
 
     def sample(self, n, grid, generator=None, dtype=torch.float32, device=None):
-        out = torch.randn(n, *grid.shape, generator=generator, dtype=torch.float64)
+        where = draw_device(generator)
+        out = torch.randn(n, *grid.shape, generator=generator, dtype=torch.float64, device=where)
         return out.to(dtype=dtype, device=device)
 
     def apply(self, g, grid):
@@ -332,8 +337,9 @@ class KernelCovariance(CovarianceOperator):
         return _kernel_cholesky(self, grid)
 
     def sample(self, n, grid, generator=None, dtype=torch.float32, device=None):
-        chol = torch.from_numpy(self._cholesky(grid))
-        z = torch.randn(n, grid.size, generator=generator, dtype=torch.float64)
+        where = draw_device(generator)
+        chol = torch.from_numpy(self._cholesky(grid)).to(where)
+        z = torch.randn(n, grid.size, generator=generator, dtype=torch.float64, device=where)
         return (z @ chol.T).reshape(n, *grid.shape).to(dtype=dtype, device=device)
 
     def apply(self, g, grid):

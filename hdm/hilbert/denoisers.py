@@ -141,6 +141,21 @@ class GaussianDenoiser:
         self._cv = torch.as_tensor(cov @ v)  # C V, (n, n)
         self._vt = torch.as_tensor(v.T.copy())  # Vᵀ, (n, n)
         self.cov = torch.as_tensor(cov)
+        self._devices: dict = {}
+        self.device = torch.device("cpu")  # where samplers draw for it (see ``to``)
+
+    def to(self, device: torch.device | str) -> GaussianDenoiser:
+        """Sample on ``device`` (like ``nn.Module.to``: in place, returns self)."""
+        self.device = torch.device(device)
+        return self
+
+    def _on(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """(mean, μ, Vᵀ, C V) on ``device`` (copied once per device)."""
+        if device not in self._devices:
+            self._devices[device] = tuple(
+                a.to(device) for a in (self.mean, self._mu, self._vt, self._cv)
+            )
+        return self._devices[device]
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, grid: Grid) -> torch.Tensor:
         if grid != self.grid:
@@ -150,10 +165,11 @@ class GaussianDenoiser:
         if x.shape[1] != 1:
             raise ValueError(f"GaussianDenoiser takes one channel, got {x.shape[1]}")
         b = x.shape[0]
+        mean, mu, vt, cv = self._on(x.device)
         flat = x.reshape(b, -1).to(torch.float64)
-        alpha = self.process.schedule.alpha(t).reshape(b, 1).to(torch.float64)
-        sigma = self.process.schedule.sigma(t).reshape(b, 1).to(torch.float64)
-        r = flat - alpha * self.mean
-        coeff = (r @ self._vt.T) / (alpha**2 * self._mu + sigma**2)
-        out = self.mean + alpha * (coeff @ self._cv.T)
+        alpha = self.process.schedule.alpha(t.to(x.device)).reshape(b, 1).to(torch.float64)
+        sigma = self.process.schedule.sigma(t.to(x.device)).reshape(b, 1).to(torch.float64)
+        r = flat - alpha * mean
+        coeff = (r @ vt.T) / (alpha**2 * mu + sigma**2)
+        out = mean + alpha * (coeff @ cv.T)
         return out.reshape(x.shape).to(x.dtype)

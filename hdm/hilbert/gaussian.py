@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from hdm.hilbert.denoisers import GaussianDenoiser
+from hdm.hilbert.devices import draw_device
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.process import ForwardProcess
 
@@ -71,9 +72,12 @@ class CoefficientLaw:
         )
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n draws, (n, r) float64."""
-        eps = torch.randn(n, self.mean.shape[0], generator=generator, dtype=torch.float64)
-        return self.mean + eps @ self.factor.T
+        """n draws, (n, r) float64, on the generator's device."""
+        where = draw_device(generator)
+        eps = torch.randn(
+            n, self.mean.shape[0], generator=generator, dtype=torch.float64, device=where
+        )
+        return self.mean.to(where) + eps @ self.factor.to(where).T
 
 
 @dataclass
@@ -168,9 +172,11 @@ class GaussianStatistics:
             )
 
     def fields(self, z: torch.Tensor) -> torch.Tensor:
-        """m + B z for coefficients z (n, r): fields (n, C, *grid.shape) float64."""
-        flat = z.to(torch.float64) @ self.basis.reshape(self.rank, -1)
-        return self.mean + flat.reshape(z.shape[0], *self.mean.shape)
+        """m + B z for coefficients z (n, r): fields (n, C, *grid.shape) float64, on z's
+        device."""
+        basis = self.basis.to(z.device).reshape(self.rank, -1)
+        flat = z.to(torch.float64) @ basis
+        return self.mean.to(z.device) + flat.reshape(z.shape[0], *self.mean.shape)
 
     def covariance(self) -> np.ndarray:
         """The dense B Bᵀ, (D, D) float64 (small grids only)."""

@@ -166,8 +166,9 @@ def edm_varsigmas(
     return (vs_max ** (1 / rho) + i * (vs_min ** (1 / rho) - vs_max ** (1 / rho))) ** rho
 
 
-def _times(n: int, t: torch.Tensor) -> torch.Tensor:
-    return torch.full((n,), float(t), dtype=torch.float64)
+def _times(n: int, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """t as a per-sample vector (n,) float64 on the device of the fields ``like``."""
+    return torch.full((n,), float(t), dtype=torch.float64, device=like.device)
 
 
 def _steps(iterable, progress: bool, desc: str):
@@ -185,7 +186,7 @@ class EulerMaruyama(Sampler):
         ts = schedule.t_from_varsigma(edm_varsigmas(schedule, self.steps, self.rho, top=top))
         n, c = x.shape[:2]
         for i in _steps(range(self.steps), progress, "em"):
-            denoised = denoiser(x, _times(n, ts[i]), grid)
+            denoised = denoiser(x, _times(n, ts[i], x), grid)
             if i == self.steps - 1:
                 return denoised.to(x.dtype)  # end denoised at ς_min (module doc)
             t, dt = ts[i], ts[i] - ts[i + 1]
@@ -210,7 +211,7 @@ class SDEDPMSolver2M(Sampler):
         n, c = x.shape[:2]
         d_prev, h_prev = None, None
         for i in _steps(range(self.steps), progress, "sde2m"):
-            denoised = denoiser(x, _times(n, ts[i]), grid)
+            denoised = denoiser(x, _times(n, ts[i], x), grid)
             if i == self.steps - 1:
                 return denoised.to(x.dtype)  # end denoised at ς_min (module doc)
             h = torch.log(vs[i] / vs[i + 1])
@@ -245,7 +246,7 @@ class Heun(Sampler):
         def d_edm(y, v):  # D as a function of (y, ς) with x = α y
             t = schedule.t_from_varsigma(v)
             alpha = schedule.alpha(t)
-            return denoiser(alpha * y, _times(n, t), grid)
+            return denoiser(alpha * y, _times(n, t, x), grid)
 
         y = x / schedule.alpha(schedule.t_from_varsigma(vs[0]))
         y = y.to(x.dtype)
@@ -282,7 +283,7 @@ class DPMSolver2M(Sampler):
         n = x.shape[0]
         d_prev, h_prev = None, None
         for i in _steps(range(1, self.steps + 1), progress, "dpm2m"):
-            d_cur = denoiser(x, _times(n, ts[i - 1]), grid)
+            d_cur = denoiser(x, _times(n, ts[i - 1], x), grid)
             h = lams[i] - lams[i - 1]
             if d_prev is None:
                 d_hat = d_cur
@@ -293,7 +294,7 @@ class DPMSolver2M(Sampler):
             x = sigma_ratio * x - schedule.alpha(ts[i]) * torch.expm1(-h) * d_hat
             x = x.to(d_cur.dtype)
             d_prev, h_prev = d_cur, h
-        return denoiser(x, _times(n, ts[-1]), grid)
+        return denoiser(x, _times(n, ts[-1], x), grid)
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,7 @@ class PredictorCorrector(Sampler):
         ts = schedule.t_from_varsigma(edm_varsigmas(schedule, self.steps, self.rho, top=top))
         n, c = x.shape[:2]
         for i in _steps(range(self.steps), progress, "pc"):
-            denoised = denoiser(x, _times(n, ts[i]), grid)
+            denoised = denoiser(x, _times(n, ts[i], x), grid)
             if i == self.steps - 1:
                 return denoised.to(x.dtype)  # end denoised at ς_min (module doc)
             t, dt = ts[i], ts[i] - ts[i + 1]
@@ -320,7 +321,7 @@ class PredictorCorrector(Sampler):
             # Langevin corrector at the new time, in the Q-metric.
             t_new = ts[i + 1]
             a_new, s_new = schedule.alpha(t_new), schedule.sigma(t_new)
-            score = (a_new * denoiser(x, _times(n, t_new), grid) - x) / s_new**2
+            score = (a_new * denoiser(x, _times(n, t_new, x), grid) - x) / s_new**2
             xi = process.noise(n, c, grid, generator, dtype=x.dtype)
             eps = 2 * (self.snr * s_new) ** 2
             x = (x + eps * score + torch.sqrt(2 * eps) * xi).to(xi.dtype)

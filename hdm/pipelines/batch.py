@@ -63,6 +63,7 @@ from hdm.downscaling.inputs import (
 )
 from hdm.downscaling.output import attach_inputs
 from hdm.downscaling.prior import Prior, load_prior, target_grid
+from hdm.hilbert.devices import resolve_device
 from hdm.pipelines.batch_store import (
     StoreConflict,
     check_writable,
@@ -74,7 +75,7 @@ from hdm.pipelines.batch_store import (
     write_marker,
     write_netcdf_output,
 )
-from hdm.pipelines.cluster import BatchError, BatchInputError, dask_client
+from hdm.pipelines.cluster import BatchError, BatchInputError, dask_client, task_device
 from hdm.pipelines.config import DownscaleRunConfig, save_config
 from hdm.pipelines.runlog import current_run_id
 
@@ -137,6 +138,8 @@ def check_job(cfg: DownscaleRunConfig) -> None:
         raise ValueError(f"batch.chunk_size must be at least 1, got {cfg.batch.chunk_size}")
     if cfg.batch.workers < 1 or cfg.batch.torch_threads < 1:
         raise ValueError("batch.workers and batch.torch_threads must be at least 1")
+    if cfg.batch.scheduler in ("local", "synchronous"):
+        resolve_device(cfg.ensemble.device)  # a GPU on this machine (a cluster's: its own)
     if cfg.ensemble.inflation == "auto" and not (st.file or st.simulate):
         raise ValueError(
             "--inflation auto estimates λ from the stations: give station observations"
@@ -330,7 +333,7 @@ def run_chunk(task: ChunkTask) -> dict:
             prior,
             coarse=xr.Dataset(coarse),
             stations=task.stations,
-            config=cfg.ensemble,
+            config=cfg.ensemble.replace(device=task_device(cfg.ensemble.device)),
             progress=False,
             require_station_overlap=False,
         )
@@ -352,6 +355,7 @@ def run_chunk(task: ChunkTask) -> dict:
             "pid": os.getpid(),
             "wall_time_s": round(wall, 3),
             "nfe_per_member": int(ds.attrs["nfe_per_member"]),
+            "device": str(ds.attrs["device"]),
         },
     )
     return {"chunk": task.index, "times": len(task.times), "wall_time_s": wall}

@@ -40,6 +40,7 @@ import yaml
 from hdm._version import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOTHING_TO_DO = 0, 1, 2, 3
+DEVICE_HELP = "where to sample: cpu (default), auto (CUDA where torch sees it), cuda or cuda:K"
 
 
 def _set_option(p: argparse.ArgumentParser) -> None:
@@ -80,6 +81,7 @@ def _sample_parser(sub) -> None:
         "the training data there (fewer model calls)",
     )
     s.add_argument("--batch-size", type=int, default=1000)
+    s.add_argument("--device", default="cpu", help=DEVICE_HELP)
     s.add_argument("--no-progress", action="store_true")
 
 
@@ -126,6 +128,7 @@ def _downscale_parser(sub) -> None:
     pn.add_argument("--out-dir", required=True, help="folder of the output stores")
     pn.add_argument("--pattern", default="*.nc", help="input file glob (default *.nc)")
     _set_option(pn)
+    pn.add_argument("--device", help=DEVICE_HELP)
     pn.add_argument("--progress", action="store_true")
 
 
@@ -207,6 +210,7 @@ def _sample(args) -> int:
         batch_size=args.batch_size,
         progress=not args.no_progress,
         teleport=args.teleport,
+        device=args.device,
     )
     path = write_netcdf(ds, args.out)
     print(
@@ -274,7 +278,8 @@ def _process_new(args) -> int:
     from hdm.pipelines.config import DownscaleRunConfig, load_config
     from hdm.pipelines.schedule import process_new
 
-    cfg = load_config(DownscaleRunConfig, args.config, args.set)
+    overrides = [*(args.set or []), *([f"ensemble.device={args.device}"] if args.device else [])]
+    cfg = load_config(DownscaleRunConfig, args.config, overrides)
     result = process_new(
         cfg,
         args.inbox,

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator
 
 import dask
 
+from hdm.hilbert.devices import resolve_device
 from hdm.pipelines.config import DownscaleRunConfig
 
 log = logging.getLogger("hdm")
 
-__all__ = ["BatchError", "SchedulerUnreachable", "dask_client", "jobqueue_cluster"]
+__all__ = [
+    "BatchError",
+    "SchedulerUnreachable",
+    "dask_client",
+    "jobqueue_cluster",
+    "task_device",
+]
 
 
 class BatchError(RuntimeError):
@@ -56,6 +64,10 @@ def dask_client(cfg: DownscaleRunConfig) -> Iterator[object]:
     from distributed import Client, LocalCluster
 
     _quiet_distributed()
+    if b.scheduler == "local" and _wants_cuda(cfg.ensemble.device):
+        with _local_gpu_cluster(b.torch_threads) as cluster, Client(cluster) as client:
+            yield client
+        return
     if b.scheduler == "local":
         # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_ set, which fixes glibc's
         # mmap threshold at 128 KiB: every torch tensor above it is a fresh mmap, and the
@@ -111,7 +123,65 @@ def jobqueue_cluster(cfg: DownscaleRunConfig):
         "job_script_prologue": [*q.prologue, "export MALLOC_MMAP_THRESHOLD_=268435456"],
         "worker_extra_args": ["--nthreads", "1"],
     }
+    if q.gpus > 0:  # one worker process per GPU (task_device picks each worker's)
+        gres = f"--gres=gpu:{q.gpus}" if cfg.batch.scheduler == "slurm" else f"-l ngpus={q.gpus}"
+        kwargs["job_extra_directives"].append(gres)
+        kwargs["processes"] = q.gpus
     for key in ("queue", "account", "local_directory"):
         if getattr(q, key):
             kwargs[key] = getattr(q, key)
     return kind(**kwargs)
+
+
+def _wants_cuda(spec: str) -> bool:
+    """Whether ``ensemble.device`` asks for CUDA here ("auto" with a visible GPU)."""
+    return resolve_device(spec).type == "cuda"
+
+
+@contextlib.contextmanager
+def _local_gpu_cluster(threads: int) -> Iterator[object]:
+    """One worker per visible GPU: dask-cuda's LocalCUDACluster where installed (each
+    worker sees its own GPU as cuda:0), else a LocalCluster of as many workers as torch
+    sees devices (:func:`task_device` gives worker k the GPU k)."""
+    import torch
+    from distributed import LocalCluster
+
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        LocalCUDACluster = None
+    if LocalCUDACluster is not None:
+        cluster = LocalCUDACluster(threads_per_worker=1, dashboard_address=None)
+    else:
+        environ = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            cluster = LocalCluster(
+                n_workers=torch.cuda.device_count(),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+    log.info("batch: %d GPU worker(s)", len(cluster.workers))
+    with cluster:
+        yield cluster
+
+
+def task_device(spec: str) -> str:
+    """The device a chunk runs on: ``spec`` itself for "cpu" and "cuda:K"; for "auto" and
+    "cuda" on a Dask worker, the GPU of that worker (worker k of a LocalCluster or of a
+    jobqueue job — the last number of its name — gets GPU k modulo the devices it sees;
+    under dask-cuda each worker sees one); elsewhere ``spec``."""
+    if spec not in ("auto", "cuda") or resolve_device(spec).type != "cuda":
+        return spec
+    try:
+        from distributed import get_worker
+
+        name = str(get_worker().name)
+    except (ImportError, ValueError):
+        return spec
+    import torch
+
+    digits = re.search(r"(\d+)$", name)
+    index = int(digits.group(1)) if digits else 0
+    return f"cuda:{index % torch.cuda.device_count()}"

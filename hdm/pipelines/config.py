@@ -187,7 +187,9 @@ class JobqueueConfig:
     """A dask-jobqueue cluster (``batch.scheduler: slurm`` or ``pbs``): the resources of one
     batch job (``cores``, ``memory``, ``walltime``, ``queue``, ``account``), how many
     jobs to start, extra scheduler ``directives`` (e.g. ``[--constraint=cpu]``) and
-    ``prologue`` shell lines run before the worker starts."""
+    ``prologue`` shell lines run before the worker starts. ``gpus``: GPUs per job (SLURM
+    ``--gres=gpu:N``, PBS ``-l ngpus=N``), with one worker process per GPU, each task on
+    its worker's GPU (``ensemble.device`` auto or cuda)."""
 
     cores: int = 8
     processes: int = 1
@@ -198,6 +200,7 @@ class JobqueueConfig:
     jobs: int = 2
     directives: list[str] = field(default_factory=list)
     prologue: list[str] = field(default_factory=list)
+    gpus: int = 0
     local_directory: str | None = None
 
 

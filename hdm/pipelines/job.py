@@ -90,6 +90,12 @@ DOWNSCALE_FLAGS: tuple[Flag, ...] = (
         help="none (default), auto (start at the ς* measured by hdm gaussian-stats) or a "
         "level ς*: start from the exact Gaussian posterior at ς* (fewer model calls)",
     ),
+    Flag(
+        "device",
+        "ensemble.device",
+        help="where to sample: cpu (default), auto (CUDA where torch sees it), cuda or "
+        "cuda:K; a batch run gets one worker per GPU",
+    ),
     Flag("chunk_size", "batch.chunk_size", int, "times per task (default 4)"),
     Flag(
         "scheduler",

@@ -26,6 +26,7 @@ from hdm.hilbert.checkpoints import (
     load_gaussian,
     teleport_statistics,
 )
+from hdm.hilbert.devices import resolve_device, seeded_generator
 from hdm.hilbert.gaussian import GaussianStart
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.networks import GridError
@@ -62,21 +63,25 @@ def sample(
     batch_size: int = 1000,
     progress: bool = True,
     teleport: float | str | None = None,
+    device: str = "cpu",
 ) -> xr.Dataset:
     """Draw ``n`` functions; returns ``y(sample, x)`` in the data's physical units.
 
     ``teleport``: None (start from N(0, Q) at t_max), "auto" (the ς* that ``hdm
     gaussian-stats`` measured for the model) or a level ς*: start from the Gaussian of
-    the training data at ς* (:mod:`hdm.hilbert.gaussian`)."""
+    the training data at ς* (:mod:`hdm.hilbert.gaussian`). ``device``: where to sample
+    ("cpu", "auto", "cuda", "cuda:K"; :func:`hdm.hilbert.devices.resolve_device`): the
+    model and the generator live there."""
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
     sampler_obj = make_sampler(sampler, steps)
     payload = load_checkpoint(checkpoint)
-    denoiser = denoiser_from_checkpoint(payload)
+    where = resolve_device(device)
+    denoiser = denoiser_from_checkpoint(payload).to(where)
     grid = sampling_grid(Grid.from_dict(payload["grid"]), points)
     start = None if teleport is None else unconditional_start(checkpoint, denoiser, grid, teleport)
     normaliser = ScalarNormaliser.from_dict(payload["normaliser"])
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded_generator(seed, where)
     chunks, nfe = [], 0
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -89,7 +94,7 @@ def sample(
                 generator=generator,
                 start=start,
             )
-            chunks.append(result.samples[:, 0].double().numpy())
+            chunks.append(result.samples[:, 0].double().cpu().numpy())
             nfe = result.nfe
     wall = time.perf_counter() - t0
     values = normaliser.denormalise(np.concatenate(chunks))
@@ -108,6 +113,7 @@ def sample(
             "steps": steps,
             "nfe": nfe,
             "teleport_varsigma": "none" if start is None else start.varsigma,
+            "device": str(where),
             "seed": seed,
             "points": grid.size,
             "sampling_wall_time_s": wall,
