@@ -86,6 +86,16 @@ STUDIES: dict[str, Entry] = {
         "UK t2m: periods x factors x station sets against kriging, realism, member figure",
         "uk-evaluation",
     ),
+    "gpu_check": Entry(
+        "benchmarks.gpu_check",
+        "sampling on a GPU (--device): GRF exactness, one UK field, a 1-GPU batch run",
+        "gpu-check",
+    ),
+    "fast_sampling": Entry(
+        "benchmarks.studies.fast_sampling",
+        "functional models: dpm2m and v3 at NFE 5/10/20, each ± teleportation, vs Heun/EM",
+        "fast-sampling",
+    ),
     "teleport_levels": Entry(
         "benchmarks.studies.teleport_levels",
         "teleportation: the level ς* below which the network beats the Gaussian, per model",

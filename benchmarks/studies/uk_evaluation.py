@@ -84,6 +84,7 @@ class StudyConfig:
     station_sets: tuple[str, ...] = tuple(STATION_SETS)
     members: int = 16
     steps: int | None = None  # None: the default of hdm downscale
+    sampler: str | None = None  # None: the default of hdm downscale
     teleport: str | None = None  # None: the default of hdm downscale
     max_times: int | None = None
     checkpoint: Path | None = None  # None: the shipped prior
@@ -108,6 +109,7 @@ def ensemble_config(study: StudyConfig) -> EnsembleConfig:
     teleportation, when set)."""
     cfg = EnsembleConfig(members=study.members, station_noise=STATION_NOISE)
     cfg = cfg if study.steps is None else cfg.replace(steps=study.steps)
+    cfg = cfg if study.sampler is None else cfg.replace(sampler=study.sampler)
     return cfg if study.teleport is None else cfg.replace(teleport=study.teleport)
 
 
@@ -245,7 +247,7 @@ def section_body(
         else ""
     )
     teleported = "" if study.teleport is None else f"; teleported from ς* = {study.teleport}"
-    default = study.teleport is None and study.steps is None
+    default = study.teleport is None and study.steps is None and study.sampler is None
     which = "The defaults of" if default else "Not the defaults of"
     return f"""## UK t2m: the evaluation matrix{label}
 
@@ -279,6 +281,7 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
     p.add_argument("--no-figure", action="store_true", help="skip the member figure")
     p.add_argument("--section", help="write this BENCHMARKS.md section instead of the default")
     p.add_argument("--steps", type=int, help="sampler steps instead of the default")
+    p.add_argument("--sampler", help="sampler instead of the default")
     p.add_argument("--teleport", help="auto or a level: teleported sampling (default: none)")
     args = p.parse_args(list(argv))
     study = QUICK if args.quick else FULL
@@ -289,6 +292,7 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         station_sets=_parse_list(args.stations) or study.station_sets,
         checkpoint=args.checkpoint,
         steps=args.steps or study.steps,
+        sampler=args.sampler,
         teleport=args.teleport,
     )
     for flag, given, known in (

@@ -17,6 +17,10 @@ that no validation field is an hour away from a training field):
     hdm gaussian-stats runs/uk_val_statics
     python -m benchmarks uk_validation_split --samplers heun:25,heun:13,dpm2m:13,heun:8 \
         --teleport none,auto runs/uk_val_statics
+    hdm model-stats runs/uk_val_statics
+    python -m benchmarks uk_validation_split --nfe --teleport none,auto \
+        --samplers dpm2m:9,dpm2m:19,dpm2m:49,v3:9,v3:19,v3:49,heun:5,heun:10,heun:25,em:50 \
+        runs/uk_val_statics
 
 The network size is the config's unless overridden; the table says which each row had
 (``runs/uk_val_1750`` and ``runs/uk_val_3500`` were made with ``--set model.width=32
@@ -226,6 +230,38 @@ the exact Gaussian posterior at the prior's measured ς*: `hdm gaussian-stats`, 
 """
 
 
+def fastest_within(rows: list[dict], tolerance: float = 0.02) -> dict:
+    """The row with the least wall time per field among those within ``tolerance`` of the
+    lowest CRPS."""
+    best = min(r["crps"] for r in rows)
+    return min(
+        (r for r in rows if r["crps"] <= (1 + tolerance) * best), key=lambda r: r["s_per_field"]
+    )
+
+
+def nfe_section(rows: list[dict]) -> str:
+    """Section ``uk-validation-nfe``: every solver ± teleportation at a few NFE budgets."""
+    table = samplers_section(rows).split(SAMPLERS_HEADER, 1)[1].strip()
+    fast = fastest_within(rows)
+    best = min(r["crps"] for r in rows)
+    return f"""## UK t2m: solvers and model calls on the validation split
+
+The validation fields of section uk-validation (2019-03-22..24 at 00 and 12 UTC, never seen
+by priors trained on 03-01..20; not the test week), coarse ×4 + 12 stations (σ = 0.5 K),
+MMPS, 16 members, no inflation; each solver at about 10, 20 and 50 model calls per member,
+from t_max and teleported (`hdm gaussian-stats`), with EM 50 in the same run; `v3` uses
+`hdm model-stats` of the same prior. s / field: wall time of one field's 16 members on this
+machine in this run.
+
+{SAMPLERS_HEADER}
+{table}
+
+Lowest CRPS {best:.3f}; the fastest setting within 2 % of it: **{fast["sampler"]}
+{fast["steps"]} steps, teleport {_teleport_cell(fast["teleport"])}, {fast["nfe"]} NFE,
+{fast["s_per_field"]:.1f} s per field** (CRPS {fast["crps"]:.3f}).
+"""
+
+
 def parse_samplers(text: str) -> list[tuple[str, int]]:
     """'em:50,sde2m:50' → [("em", 50), ("sde2m", 50)]."""
     out = []
@@ -261,6 +297,12 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         default="none",
         help="with --samplers: teleport settings to cross them with, e.g. none,auto",
     )
+    p.add_argument(
+        "--nfe",
+        action="store_true",
+        help="with --samplers: the solvers-by-NFE table with the fastest setting within 2 %% "
+        "of the best CRPS (section uk-validation-nfe)",
+    )
     args = p.parse_args(list(argv))
     machine = machine_description()
     if args.factors:
@@ -280,7 +322,9 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
             for t in teleports
             for name, steps in parse_samplers(args.samplers)
         ]
-        if teleports == ["none"]:
+        if args.nfe:
+            section, body = "uk-validation-nfe", nfe_section(rows)
+        elif teleports == ["none"]:
             section, body = "uk-validation-samplers", samplers_section(rows)
         else:
             section, body = "uk-validation-teleport", teleport_section(rows)

@@ -51,14 +51,22 @@ from hdm.downscaling.inputs import (
 )
 from hdm.downscaling.output import ensemble_dataset, provenance_attrs
 from hdm.downscaling.prior import Prior, load_prior, target_grid
+from hdm.hilbert.checkpoints import required_model_statistics
 from hdm.hilbert.devices import denoiser_device
 from hdm.hilbert.gaussian import GaussianStart, check_varsigma
 from hdm.hilbert.grids import Grid, LatLonGrid
-from hdm.hilbert.sampling import make_sampler
+from hdm.hilbert.sampling import NEEDS_STATISTICS, make_sampler
 
 log = logging.getLogger("hdm")
 
-__all__ = ["downscale", "inflate_ensemble", "inflation_factor", "noise_settings", "teleport_level"]
+__all__ = [
+    "check_solver_statistics",
+    "downscale",
+    "inflate_ensemble",
+    "inflation_factor",
+    "noise_settings",
+    "teleport_level",
+]
 
 
 def inflation_factor(
@@ -99,7 +107,7 @@ def _draw_ensemble(
     physical units, inflated by ``factor``, and the NFE per member. The members of a time
     are seeded by (seed, time) alone."""
     stats = [prior.stats(v) for v in prior.variables]
-    sampler = make_sampler(cfg.sampler, cfg.steps)
+    sampler = make_sampler(cfg.sampler, cfg.steps, prior.solver_statistics)
     channels = len(prior.variables)
     teleport = _teleport_setup(prior, target, setup, cfg)
     out = np.empty((cfg.members, len(setup.times), channels, *target.shape), dtype=np.float32)
@@ -140,6 +148,15 @@ def teleport_level(prior: Prior, target: LatLonGrid, teleport: float | str) -> f
     gaussian, varsigma = prior.teleport_statistics(teleport)
     gaussian.check_grid(target, f"the Gaussian statistics of {prior.path}")
     return check_varsigma(prior.denoiser.process, varsigma)
+
+
+def check_solver_statistics(prior: Prior, target: LatLonGrid, sampler: str) -> None:
+    """For the v3 sampler: the model has its statistics, made on the grid sampled (a
+    :class:`~hdm.hilbert.solver_statistics.SolverStatisticsError` saying what to do)."""
+    if sampler not in NEEDS_STATISTICS:
+        return
+    stats = required_model_statistics(prior.solver_statistics, prior.path, sampler)
+    stats.check_grid(target, f"the model statistics of {prior.path}")
 
 
 def _teleport_setup(
@@ -222,6 +239,7 @@ def downscale(
     target = target_grid(
         prior, grid if grid is not None else (cfg.scale if cfg.scale != 1 else None)
     )
+    check_solver_statistics(prior, target, cfg.sampler)
     coarse_noise, station_noise = noise_settings(prior, cfg)
     if coarse is not None:
         coarse = model_fields(coarse, prior, "coarse field")

@@ -23,12 +23,14 @@ from hdm.hilbert.checkpoints import (
     file_sha256,
     load_checkpoint,
     load_gaussian,
+    load_model_statistics,
     teleport_statistics,
 )
 from hdm.hilbert.devices import resolve_device
 from hdm.hilbert.gaussian import GaussianStatistics
 from hdm.hilbert.grids import Grid, LatLonGrid
 from hdm.hilbert.networks import GridError
+from hdm.hilbert.solver_statistics import ModelStatistics
 
 __all__ = ["Prior", "load_prior", "target_grid"]
 
@@ -40,7 +42,8 @@ class Prior:
     ``variables`` are the model's channels in order (one per variable), ``units`` their
     units (the units it was trained in, which inputs are converted to); ``gaussian`` the
     Gaussian statistics of its training data where ``hdm gaussian-stats`` made them
-    (what teleportation needs, :meth:`teleport_statistics`)."""
+    (what teleportation needs, :meth:`teleport_statistics`); ``solver_statistics`` its
+    empirical model statistics where ``hdm model-stats`` made them (the v3 sampler's)."""
 
     denoiser: torch.nn.Module
     grid: LatLonGrid
@@ -51,6 +54,7 @@ class Prior:
     sha256: str
     metadata: dict
     gaussian: GaussianStatistics | None = None
+    solver_statistics: ModelStatistics | None = None
 
     def to(self, device: str | torch.device) -> Prior:
         """Move the model to ``device`` ("auto", "cpu", "cuda", "cuda:K" or a
@@ -132,6 +136,7 @@ def load_prior(path: str | Path) -> Prior:
         sha256=file_sha256(path),
         metadata=meta,
         gaussian=load_gaussian(path),
+        solver_statistics=load_model_statistics(path),
     )
 
 

@@ -36,12 +36,14 @@ from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.gaussian import GaussianStatistics, TeleportError
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
+from hdm.hilbert.solver_statistics import ModelStatistics, SolverStatisticsError
 from hdm.hilbert.statics import StaticInputs
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_FORMAT_VERSION",
     "GAUSSIAN_FILE",
+    "MODEL_STATS_FILE",
     "CheckpointError",
     "build_denoiser",
     "denoiser_from_checkpoint",
@@ -49,8 +51,11 @@ __all__ = [
     "file_sha256",
     "load_checkpoint",
     "load_gaussian",
+    "load_model_statistics",
+    "required_model_statistics",
     "save_checkpoint",
     "save_gaussian",
+    "save_model_statistics",
     "teleport_statistics",
 ]
 
@@ -215,3 +220,47 @@ def teleport_statistics(
             "level, e.g. teleport=1.0"
         )
     return stats, stats.varsigma_star
+
+
+MODEL_STATS_FILE = "model_stats.pt"
+
+
+def save_model_statistics(model_path: str | Path, stats: ModelStatistics) -> Path:
+    """Write the v3 sampler's statistics atomically to ``model_stats.pt`` beside the model."""
+    return save_checkpoint(Path(model_path).with_name(MODEL_STATS_FILE), stats.to_dict())
+
+
+def load_model_statistics(model_path: str | Path) -> ModelStatistics | None:
+    """The v3 statistics beside ``model_path`` (None when there are none); a file made for
+    another model (its recorded sha256 differs) is a :class:`CheckpointError`."""
+    model_path = Path(model_path)
+    path = model_path.with_name(MODEL_STATS_FILE)
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        stats = ModelStatistics.from_dict(payload)
+    except Exception as exc:  # a damaged or foreign file
+        raise CheckpointError(f"{path} is not readable model statistics ({exc})") from exc
+    sha = file_sha256(model_path)
+    if stats.model_sha256 not in (None, sha):
+        raise CheckpointError(
+            f"{path} was made for the model with sha256 {stats.model_sha256[:12]}…, not "
+            f"{model_path} ({sha[:12]}…); recompute it with `hdm model-stats "
+            f"{model_path.parent}`"
+        )
+    return stats
+
+
+def required_model_statistics(
+    stats: ModelStatistics | None, model_path: str | Path, sampler: str
+) -> ModelStatistics:
+    """``stats`` for a sampler that needs them (v3); a :class:`SolverStatisticsError`
+    saying how to compute them where the model has none."""
+    if stats is None:
+        raise SolverStatisticsError(
+            f"the {sampler} sampler needs the model's empirical statistics, and {model_path} "
+            f"has none ({MODEL_STATS_FILE} beside it): compute them with `hdm model-stats "
+            f"{Path(model_path).parent}`"
+        )
+    return stats

@@ -2,15 +2,18 @@
 
     hdm --version
     hdm train CONFIG.yaml [--out DIR] [--resume] [--set key=value ...]
-    hdm sample CHECKPOINT --n N --sampler {heun,sde2m,dpm2m,em,pc} --steps K --seed S
-               --out FILE.nc [--points P]
+    hdm sample CHECKPOINT --n N --sampler {heun,sde2m,dpm2m,v3,em,pc} --steps K --seed S
+               --out FILE.nc [--points P] [--teleport auto|LEVEL] [--device cpu|auto|cuda:K]
+    hdm gaussian-stats MODEL_DIR [--rank R] [--varsigma-star LEVEL]
+    hdm model-stats MODEL_DIR [--levels K] [--fields N] [--fit-s]
     hdm downscale [CHECKPOINT] [--config FILE.yaml] [--set key=value ...]
                (--coarse FILE | --truth FILE --factor F)
                [--stations FILE.csv | --simulate-stations IDS] --members M --out OUT.zarr
                [--times START END] [--scale S] [--guidance mmps|sda|dps|replacement]
                [--scheduler local|synchronous|slurm|pbs|ADDRESS] [--workers W]
-               [--chunk-size K] [--resume | --overwrite]
-    hdm process-new --config CONFIG --inbox DIR --out-dir DIR [--pattern GLOB]
+               [--chunk-size K] [--teleport auto|LEVEL] [--device cpu|auto|cuda:K]
+               [--resume | --overwrite]
+    hdm process-new --config CONFIG --inbox DIR --out-dir DIR [--pattern GLOB] [--device D]
     hdm evaluate functional --dataset NAME --samples FILE.nc [--json] [--plot FILE.png]
     hdm evaluate downscale --prediction OUT.zarr --truth FILE [--heldout-stations IDS|FILE]
                [--json]
@@ -69,7 +72,8 @@ def _sample_parser(sub) -> None:
     s.add_argument(
         "--sampler",
         default="heun",
-        help="heun (default), sde2m, dpm2m, em (>= 20 steps) or pc (>= 20 steps)",
+        help="heun (default), sde2m, dpm2m, v3 (needs hdm model-stats), em (>= 20 steps) "
+        "or pc (>= 20 steps)",
     )
     s.add_argument("--steps", type=int, default=50)
     s.add_argument("--seed", type=int, default=0)
@@ -83,6 +87,19 @@ def _sample_parser(sub) -> None:
     s.add_argument("--batch-size", type=int, default=1000)
     s.add_argument("--device", default="cpu", help=DEVICE_HELP)
     s.add_argument("--no-progress", action="store_true")
+
+
+def _model_stats_parser(sub) -> None:
+    m = sub.add_parser(
+        "model-stats",
+        help="the empirical model statistics of the v3 sampler (DPM-Solver-v3)",
+    )
+    m.add_argument("model", help="model.pt (or its folder), with the config.yaml beside it")
+    m.add_argument("--levels", type=int, default=40, help="noise levels (default 40)")
+    m.add_argument("--fields", type=int, default=128, help="training fields (default 128)")
+    m.add_argument("--fit-s", action="store_true", help="fit s too (default s = 0)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--no-progress", action="store_true")
 
 
 def _gaussian_stats_parser(sub) -> None:
@@ -159,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _sample_parser(sub)
     _gaussian_stats_parser(sub)
+    _model_stats_parser(sub)
     _downscale_parser(sub)
     _evaluate_parser(sub)
 
@@ -343,10 +361,20 @@ def _gaussian_stats(args) -> int:
     return EXIT_OK
 
 
+def _model_stats(args) -> int:
+    from hdm.pipelines.model_stats import ModelStatsConfig, model_statistics
+
+    cfg = ModelStatsConfig(levels=args.levels, fields=args.fields, fit_s=args.fit_s, seed=args.seed)
+    stats, out = model_statistics(args.model, cfg, progress=not args.no_progress)
+    print(f"wrote {out}: l, s, b at {len(stats.lambdas)} levels from {stats.n_fields} fields")
+    return EXIT_OK
+
+
 COMMANDS = {
     "train": _train,
     "sample": _sample,
     "gaussian-stats": _gaussian_stats,
+    "model-stats": _model_stats,
     "downscale": _downscale,
     "process-new": _process_new,
     "evaluate": _evaluate,

@@ -61,7 +61,12 @@ from hdm.plotting import plot_gaussian_curve
 
 log = logging.getLogger("hdm")
 
-__all__ = ["GaussianStatsConfig", "denoiser_difference", "gaussian_statistics"]
+__all__ = [
+    "GaussianStatsConfig",
+    "denoiser_difference",
+    "gaussian_statistics",
+    "model_and_training_fields",
+]
 
 
 @dataclass(frozen=True)
@@ -149,12 +154,10 @@ def _levels(process, k: int) -> np.ndarray:
     return np.geomspace(max(low, 1e-3) * 1.01, high * 0.99, k)
 
 
-def gaussian_statistics(
-    model: str | Path, config: GaussianStatsConfig | None = None, plot: bool = True
-) -> tuple[GaussianStatistics, Path]:
-    """Fit, measure and write the statistics of ``model`` (a model.pt or its folder);
-    returns them and the path of ``gaussian.pt`` (module doc)."""
-    cfg = config or GaussianStatsConfig()
+def model_and_training_fields(model: str | Path) -> tuple[Path, object, Grid, torch.Tensor]:
+    """(model.pt path, denoiser, grid, training fields (N, C, *grid.shape) in the model's
+    normalisation) of ``model`` (a model.pt or its folder), the fields read again through
+    the config.yaml beside it."""
     path = Path(model)
     path = path / "model.pt" if path.is_dir() else path
     payload = load_checkpoint(path)
@@ -173,7 +176,16 @@ def gaussian_statistics(
             f"{tuple(fields.shape[2:])}, the model on {grid.describe()}"
         )
     statics = statics_from_record(payload["statics"], str(path)) if "statics" in payload else None
-    denoiser = denoiser_from_checkpoint(payload, statics=statics)
+    return path, denoiser_from_checkpoint(payload, statics=statics), grid, fields
+
+
+def gaussian_statistics(
+    model: str | Path, config: GaussianStatsConfig | None = None, plot: bool = True
+) -> tuple[GaussianStatistics, Path]:
+    """Fit, measure and write the statistics of ``model`` (a model.pt or its folder);
+    returns them and the path of ``gaussian.pt`` (module doc)."""
+    cfg = config or GaussianStatsConfig()
+    path, denoiser, grid, fields = model_and_training_fields(model)
     n = fields.shape[0]
     cut = round(n * (1 - cfg.holdout))
     if cut < 2 or cut >= n:

@@ -75,7 +75,7 @@ DOWNSCALE_FLAGS: tuple[Flag, ...] = (
     Flag("members", "ensemble.members", int, "ensemble size (default 16)"),
     Flag("scale", "ensemble.scale", int, "sample at S x the training resolution"),
     Flag("guidance", "ensemble.guidance", help="mmps (default), sda, dps or replacement"),
-    Flag("sampler", "ensemble.sampler", help="heun (default), dpm2m, sde2m, em or pc"),
+    Flag("sampler", "ensemble.sampler", help="heun (default), dpm2m, v3, sde2m, em or pc"),
     Flag("steps", "ensemble.steps", int, "sampler steps (default 25)"),
     Flag("seed", "ensemble.seed", int, "the run's seed (default 0)"),
     Flag(

@@ -24,13 +24,15 @@ from hdm.hilbert.checkpoints import (
     file_sha256,
     load_checkpoint,
     load_gaussian,
+    load_model_statistics,
+    required_model_statistics,
     teleport_statistics,
 )
 from hdm.hilbert.devices import resolve_device, seeded_generator
 from hdm.hilbert.gaussian import GaussianStart
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.networks import GridError
-from hdm.hilbert.sampling import make_sampler
+from hdm.hilbert.sampling import NEEDS_STATISTICS, make_sampler
 
 
 def sampling_grid(trained: Grid, points: int | None) -> Grid:
@@ -74,8 +76,11 @@ def sample(
     model and the generator live there."""
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
-    sampler_obj = make_sampler(sampler, steps)
     payload = load_checkpoint(checkpoint)
+    solver_stats = load_model_statistics(checkpoint)
+    if sampler in NEEDS_STATISTICS:
+        required_model_statistics(solver_stats, checkpoint, sampler)
+    sampler_obj = make_sampler(sampler, steps, solver_stats)
     where = resolve_device(device)
     denoiser = denoiser_from_checkpoint(payload).to(where)
     grid = sampling_grid(Grid.from_dict(payload["grid"]), points)
