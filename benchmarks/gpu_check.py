@@ -9,7 +9,8 @@ that writes section ``gpu-check`` (``gpu-check-cpu`` when it ran on the CPU):
    std ratio against the closed-form posterior (targets ≤ 0.05 and [0.9, 1.1]), beside
    the same rows on the CPU.
 2. One UK field (33 × 49, ×4 + 12 stations, 16 members, the shipped prior): wall seconds
-   on the device and on the CPU, the default Heun 25 beside Euler–Maruyama 50, after one
+   on the device and on the CPU, the default Heun 25 beside Euler–Maruyama 50 and the
+   fast setting (DPM-Solver++(2M) 9 steps teleported, section uk-validation-nfe), after one
    warm-up run each (CUDA initialisation and kernel selection are not the user's
    per-field cost).
 3. A one-GPU batch run: ``hdm downscale --config configs/downscale/uk_t2m.yaml`` for 8
@@ -104,8 +105,8 @@ def uk_rows(device: torch.device) -> list[list[str]]:
     """Section 2 on ``device``."""
     prior, coarse, stations = speed_field(FULL)
     rows = []
-    for sampler, steps in (("heun", 25), ("em", 50)):
-        config = EnsembleConfig(sampler=sampler, steps=steps, device=str(device))
+    for sampler, steps, teleport in (("heun", 25, None), ("em", 50, None), ("dpm2m", 9, "auto")):
+        config = EnsembleConfig(sampler=sampler, steps=steps, teleport=teleport, device=str(device))
         times = []
         for _ in range(2):  # a warm-up, then the measured run
             _sync(device)
@@ -119,6 +120,7 @@ def uk_rows(device: torch.device) -> list[list[str]]:
                 str(device),
                 sampler,
                 str(steps),
+                "–" if teleport is None else f"{ds.attrs['teleport_varsigma']:.3g}",
                 str(ds.attrs["nfe_per_member"]),
                 f"{times[1]:.2f}",
                 f"{spread:.3f}",
@@ -171,7 +173,8 @@ def main(argv: Sequence[str] = ()) -> dict:
             batch = [batch_row(device, Path(tmp))]
     grf_header = ["device", "sampler", "steps", "teleport ς*", "NFE", "mean err / σ_C",
                   "std ratio", "wall s (200 members)"]  # fmt: skip
-    uk_header = ["device", "sampler", "steps", "NFE", "s / field (16 members)", "mean member std K"]
+    uk_header = ["device", "sampler", "steps", "teleport ς*", "NFE", "s / field (16 members)",
+                 "mean member std K"]  # fmt: skip
     batch_header = ["device", "status", "wall s (8 times, 2 chunks)", "chunk devices"]
     label = "" if device.type == "cuda" else " (on the CPU: no GPU was used)"
     body = f"""## Sampling on the user's hardware{label}

@@ -14,8 +14,9 @@ from hdm.hilbert.covariance import SpectralCovariance
 from hdm.hilbert.denoisers import GaussianDenoiser
 from hdm.hilbert.grids import IntervalGrid
 from hdm.hilbert.process import ForwardProcess
-from hdm.hilbert.sampling import MIN_STEPS, SAMPLERS, make_sampler
+from hdm.hilbert.sampling import MIN_STEPS, NEEDS_STATISTICS, SAMPLERS, make_sampler
 from hdm.hilbert.schedules import CosineVP
+from hdm.hilbert.solver_statistics import ModelStatistics
 
 GRID = IntervalGrid(0.0, 1.0, 32)
 PRIOR = SpectralCovariance("se", 0.4)
@@ -101,9 +102,17 @@ def test_sampler_reports_nfe(oracle, seeded, name, steps, nfe):
     assert result.nfe == len(calls) == nfe
 
 
+def _zero_statistics() -> ModelStatistics:
+    """v3's statistics all zero (its plain exponential integrator) on GRID."""
+    zeros = torch.zeros(2, 1, *GRID.shape, dtype=torch.float64)
+    lambdas = torch.tensor([-5.0, 7.0], dtype=torch.float64)
+    return ModelStatistics(GRID, lambdas, zeros, zeros, zeros, n_fields=0)
+
+
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_same_seed_same_samples(oracle, seeded, name):
-    sampler = make_sampler(name, MIN_STEPS.get(name, 4))
+    stats = _zero_statistics() if name in NEEDS_STATISTICS else None
+    sampler = make_sampler(name, MIN_STEPS.get(name, 4), stats)
     a = sampler(oracle, 5, GRID, generator=seeded(7)).samples
     assert a.shape == (5, 1, 32) and torch.isfinite(a).all()
     torch.testing.assert_close(sampler(oracle, 5, GRID, generator=seeded(7)).samples, a)

@@ -4,7 +4,7 @@ For each shipped functional model (Quadratic, Melbourne, ItalyPowerDemand, GRF),
 of its folder: ``hdm gaussian-stats`` (teleportation's statistics and ς*) and ``hdm
 model-stats`` (the v3 sampler's empirical statistics); then ``n`` curves per sampler at
 NFE 5, 10 and 20 (dpm2m and v3 spend N + 1 calls on N steps), beside Heun 25 (49 NFE)
-and, on Quadratic, Euler–Maruyama 1000, each scored like the functional benchmark
+Euler–Maruyama 1000, each scored like the functional benchmark
 (rigorous power with its null, mean and covariance errors over their floors) with the
 wall time per 1,000 curves. Section ``fast-sampling`` of BENCHMARKS.md.
 
@@ -64,21 +64,18 @@ def prepared_copy(name: str, work: Path) -> tuple[Path, float | None]:
     return folder / "model.pt", load_gaussian(folder / "model.pt").varsigma_star
 
 
-def runs(name: str) -> list[tuple[str, int, bool]]:
+def runs() -> list[tuple[str, int, bool]]:
     """(sampler, steps, teleported) of one dataset's rows."""
     out = [
         (s, nfe - 1, tele) for nfe in (5, 10, 20) for s in ("dpm2m", "v3") for tele in (False, True)
     ]
-    out.append(("heun", 25, False))
-    if name == "quadratic":
-        out.append(("em", 1000, False))
-    return out
+    return [*out, ("heun", 25, False), ("em", 1000, False)]
 
 
 def rows_for(name: str, work: Path, n: int) -> list[list[str]]:
     model, star = prepared_copy(name, work)
     rows = []
-    for sampler, steps, tele in runs(name):
+    for sampler, steps, tele in runs():
         if tele and star is None:
             continue
         t0 = time.perf_counter()
