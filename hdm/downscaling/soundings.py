@@ -1,0 +1,162 @@
+"""Soundings from files into :class:`~hdm.conditioning.profiles.Profile` observations.
+
+Two sources:
+
+- **IGRA2 sounding data** (``<ID>-data.txt``, read by
+  :func:`hdm.domains.radiosondes.read_igra2_soundings`): per sounding, the pressure
+  levels with temperature ``t`` (K), winds ``u``, ``v`` (m s⁻¹) from speed and direction
+  and specific humidity ``q`` (kg kg⁻¹) from the dewpoint (T − dewpoint depression) or,
+  where only relative humidity is reported, from RH and T
+  (:mod:`hdm.conditioning.profiles`). IGRA2's missing (−9999) and QA-removed (−8888)
+  values are read as NaN; they are dropped here and counted per profile (``dropped``).
+  The time is the nominal one (the release time where it is missing).
+- **A profile table** (CSV with columns id, lat, lon, time, pressure, variable, value,
+  units; pressure in Pa or hPa as its ``units`` say — a column ``pressure_units``, default
+  Pa): one row per value; the units of one variable must agree.
+
+:func:`match_profile_times` assigns each profile to the nearest field time within a tolerance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from hdm.conditioning.profiles import Profile, ProfileError, specific_humidity, wind_components
+from hdm.domains.radiosondes import read_igra2_soundings
+
+__all__ = ["igra2_profiles", "match_profile_times", "read_profile_table", "read_profiles"]
+
+PROFILE_UNITS = {"t": "K", "u": "m s-1", "v": "m s-1", "q": "kg kg-1"}
+TABLE_COLUMNS = ("id", "lat", "lon", "time", "pressure", "variable", "value", "units")
+
+
+def igra2_profiles(
+    ds: xr.Dataset, variables: Sequence[str] = ("t", "u", "v", "q")
+) -> list[Profile]:
+    """One :class:`Profile` per sounding of an IGRA2 obs dataset (module doc)."""
+    unknown = sorted(set(variables) - set(PROFILE_UNITS))
+    if unknown:
+        raise ProfileError(f"IGRA2 soundings give {sorted(PROFILE_UNITS)}, not {unknown}")
+    out = []
+    for number in np.unique(ds["sounding"].values):
+        s = ds.isel(obs=np.flatnonzero(ds["sounding"].values == number))
+        p = s["pressure"].values
+        t = s["temperature"].values
+        u, v = wind_components(s["wind_speed"].values, s["wind_direction"].values)
+        missing_wind = ~(
+            np.isfinite(s["wind_speed"].values) & np.isfinite(s["wind_direction"].values)
+        )
+        dewpoint = t - s["dewpoint_depression"].values
+        q = np.where(
+            np.isfinite(dewpoint),
+            specific_humidity(p, dewpoint),
+            specific_humidity(p, temperature=t, relative_humidity=s["relative_humidity"].values),
+        )
+        every = {
+            "t": t,
+            "u": np.where(missing_wind, np.nan, u),
+            "v": np.where(missing_wind, np.nan, v),
+            "q": q,
+        }
+        values, dropped = {}, 0
+        for name in variables:
+            ok = np.isfinite(every[name]) & np.isfinite(p)
+            dropped += int((~ok).sum())
+            if ok.any():
+                values[name] = np.where(ok, every[name], np.nan)
+        time = s["time"].values[0]
+        if np.isnat(time):
+            time = s["release_time"].values[0]
+        out.append(
+            Profile(
+                station=str(s["id"].values[0]),
+                lat=float(s["lat"].values[0]),
+                lon=float(s["lon"].values[0]),
+                time=time,
+                pressure=p,
+                values=values,
+                dropped=dropped,
+                units={k: PROFILE_UNITS[k] for k in values},
+            )
+        )
+    return out
+
+
+def read_profile_table(path: str | Path) -> list[Profile]:
+    """Profiles from a CSV table (module doc): one per (id, time)."""
+    path = Path(path)
+    table = pd.read_csv(path)
+    missing = [c for c in TABLE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ProfileError(
+            f"{path}: a profile table needs the columns {list(TABLE_COLUMNS)}; missing {missing}"
+        )
+    for variable, rows in table.groupby("variable"):
+        units = sorted(set(rows["units"].astype(str)))
+        if len(units) > 1:
+            raise ProfileError(f"{path}: variable {variable!r} is given in several units {units}")
+    scale = 1.0
+    if "pressure_units" in table.columns:
+        p_units = sorted(set(table["pressure_units"].astype(str)))
+        if len(p_units) > 1 or p_units[0] not in ("Pa", "hPa"):
+            raise ProfileError(f"{path}: pressure_units must be one of Pa, hPa, got {p_units}")
+        scale = 100.0 if p_units[0] == "hPa" else 1.0
+    out = []
+    for (station, time), rows in table.groupby(["id", "time"], sort=False):
+        pressure = np.unique(rows["pressure"].to_numpy(dtype=np.float64)) * scale
+        values = {}
+        for variable, part in rows.groupby("variable"):
+            column = np.full(pressure.shape, np.nan)
+            where = np.searchsorted(pressure, part["pressure"].to_numpy(dtype=np.float64) * scale)
+            column[where] = part["value"].to_numpy(dtype=np.float64)
+            values[str(variable)] = column
+        units = {str(v): str(r["units"].iloc[0]) for v, r in rows.groupby("variable")}
+        out.append(
+            Profile(
+                station=str(station),
+                lat=float(rows["lat"].iloc[0]),
+                lon=float(rows["lon"].iloc[0]),
+                time=np.datetime64(pd.Timestamp(time).tz_localize(None), "ns"),
+                pressure=pressure,
+                values=values,
+                units=units,
+            )
+        )
+    return out
+
+
+def read_profiles(path: str | Path) -> list[Profile]:
+    """Profiles from an IGRA2 sounding file or a CSV profile table (by extension)."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return read_profile_table(path)
+    return igra2_profiles(read_igra2_soundings(path))
+
+
+def match_profile_times(
+    profiles: Sequence[Profile], field_times: np.ndarray, tolerance: str = "90min"
+) -> list[tuple[int, Profile]]:
+    """(index of the nearest field time, profile) for every profile.
+
+    Raises:
+        ProfileError: a profile farther than ``tolerance`` from every field time, naming
+            the station, its time and the nearest field time.
+    """
+    times = np.asarray(field_times, dtype="datetime64[ns]")
+    limit = pd.Timedelta(tolerance).to_timedelta64()
+    out = []
+    for prof in profiles:
+        gap = np.abs(times - np.datetime64(prof.time, "ns"))
+        k = int(np.argmin(gap))
+        if gap[k] > limit:
+            raise ProfileError(
+                f"sounding {prof.station} at {prof.time} is {pd.Timedelta(gap[k])} from the "
+                f"nearest field time {times[k]} (tolerance {tolerance})"
+            )
+        out.append((k, prof))
+    return out

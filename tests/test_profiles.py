@@ -1,0 +1,140 @@
+"""Radiosonde profiles as observations of multi-level fields (issue: radiosonde profiles)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hdm.conditioning.observations import ObservationError
+from hdm.conditioning.profiles import (
+    Profile,
+    ProfileError,
+    profile_operator,
+    saturation_vapour_pressure,
+    specific_humidity,
+    to_model_levels,
+    wind_components,
+)
+from hdm.domains.radiosondes import atmos_data_dir, read_igra2_soundings
+from hdm.downscaling.soundings import igra2_profiles, match_profile_times, read_profile_table
+from hdm.hilbert.grids import LatLonGrid
+
+LEVELS = (1000.0, 850.0, 700.0, 500.0, 300.0)
+CHANNELS = [(v, lev) for v in ("u", "t") for lev in LEVELS]
+GRID = LatLonGrid.regular((47.0, 52.0), (4.0, 10.0), (11, 13))
+T0 = np.datetime64("2020-01-01T12:00", "ns")
+
+
+def _profile(pressure_hpa, values, station="X1", lat=49.3, lon=6.7, time=T0) -> Profile:
+    return Profile(station, lat, lon, time, np.asarray(pressure_hpa) * 100.0, values)
+
+
+def test_log_pressure_interpolation_is_exact_for_a_profile_linear_in_log_p():
+    p = np.array([1013.0, 920.0, 640.0, 410.0, 250.0])
+    prof = _profile(p, {"t": 200.0 + 30.0 * np.log(p)})
+    levels, values = to_model_levels(prof, "t", LEVELS)
+    np.testing.assert_array_equal(levels, LEVELS)  # 250..1013 hPa covers them all
+    np.testing.assert_allclose(values, 200.0 + 30.0 * np.log(levels), rtol=1e-12)
+    # never extrapolated: a profile from 900 to 600 hPa observes 850 and 700 only
+    short = _profile([900.0, 600.0], {"t": np.array([280.0, 260.0])})
+    assert list(to_model_levels(short, "t", LEVELS)[0]) == [850.0, 700.0]
+
+
+def test_wind_components_against_hand_computed_values():
+    speed = [10.0, 10.0, 10.0, 5.0, 0.0, 4.0]
+    direction = [0.0, 360.0, 90.0, 225.0, 123.0, 180.0]
+    u, v = wind_components(speed, direction)
+    # from the north (0° and 360°): blowing south; from the east: blowing west;
+    # from the south-west: blowing north-east; calm: zero whatever the direction
+    np.testing.assert_allclose(u, [0, 0, -10, 5 / np.sqrt(2), 0, 0], atol=1e-12)
+    np.testing.assert_allclose(v, [-10, -10, 0, 5 / np.sqrt(2), 0, 4], atol=1e-12)
+
+
+def test_humidity_conversion_against_reference_values():
+    # saturation vapour pressure at 20 °C: 23.39 hPa (Smithsonian Meteorological Tables)
+    assert saturation_vapour_pressure(293.15) == pytest.approx(2339.0, rel=3e-3)
+    # dewpoint 16 °C at 1000 hPa: e = 18.17 hPa, q = 0.622·e/(p − 0.378·e) = 11.38 g/kg
+    assert specific_humidity(1e5, 289.15) == pytest.approx(0.011381, rel=2e-3)
+    # the same air by relative humidity: RH = e / e_s(T) at T = 20 °C
+    rh = 100 * saturation_vapour_pressure(289.15) / saturation_vapour_pressure(293.15)
+    q = specific_humidity(1e5, temperature=293.15, relative_humidity=rh)
+    assert q == pytest.approx(specific_humidity(1e5, 289.15), rel=1e-12)
+
+
+def test_a_profile_simulated_from_a_field_maps_back_to_its_column():
+    rng = np.random.default_rng(0)
+    field = torch.as_tensor(rng.normal(size=(1, len(CHANNELS), *GRID.shape)))
+    lat, lon = 49.5, 7.0  # a grid point: bilinear sampling returns the node's value
+    i, j = 5, 6
+    column = field[0, :, i, j].numpy()
+    prof = _profile(LEVELS, {"u": column[:5].copy(), "t": column[5:].copy()}, lat=lat, lon=lon)
+    op, values, labels = profile_operator([prof], CHANNELS, {"u": 1.0, "t": 0.5})
+    np.testing.assert_allclose(values, column, rtol=1e-12)
+    np.testing.assert_allclose(op.apply(field, GRID)[0].numpy(), column, rtol=1e-12)
+    assert labels[0] == "X1 u@1000" and op.noise_std()[-1] == 0.5
+
+
+def test_the_profile_operator_passes_the_adjoint_dot_product_test():
+    profs = [
+        _profile([1000.0, 700.0, 400.0], {"u": np.array([1.0, 5.0, 9.0])}, "A", 48.2, 5.1),
+        _profile([950.0, 500.0], {"u": np.array([2.0, 4.0]), "t": np.array([280.0, 250.0])},
+                 "B", 50.7, 8.9),
+    ]  # fmt: skip
+    op, values, _ = profile_operator(profs, CHANNELS, {"u": 1.0, "t": 0.5})
+    rng = np.random.default_rng(1)
+    x = torch.as_tensor(rng.normal(size=(2, len(CHANNELS), *GRID.shape)))
+    w = torch.as_tensor(rng.normal(size=(2, op.n_obs())))
+    lhs = (op.apply(x, GRID) * w).sum()
+    rhs = (x * op.adjoint(w, GRID, channels=len(CHANNELS))).sum()
+    # A: u at 1000, 850, 700, 500 (not 300: above its top); B: u and t at 850, 700, 500
+    assert len(values) == op.n_obs() == 4 + 3 + 3
+    assert float(lhs) == pytest.approx(float(rhs), rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::hdm.domains.radiosondes.TruncatedSoundingWarning")
+def test_a_real_igra2_sounding_becomes_a_profile_observation():
+    ds = read_igra2_soundings(atmos_data_dir() / "igra2" / "USM00070026-data_2010-06-01_subset.txt")
+    profiles = igra2_profiles(ds)
+    prof = profiles[0]
+    assert prof.station == "USM00070026" and {"t", "u", "v", "q"} <= set(prof.values)
+    assert prof.dropped > 0  # levels without wind or humidity are dropped and counted
+    q = prof.values["q"][np.isfinite(prof.values["q"])]
+    assert 0 < q.min() and q.max() < 0.03  # kg/kg: an Arctic summer sounding
+    grid = LatLonGrid.regular((69.0, 73.0), (-160.0, -152.0), (9, 17))
+    channels = [(v, lev) for v in ("t", "u", "v", "q") for lev in (925.0, 850.0, 500.0)]
+    op, values, _ = profile_operator([prof], channels, {"t": 0.5, "u": 1.0, "v": 1.0, "q": 5e-4})
+    x = torch.zeros(1, len(channels), *grid.shape, dtype=torch.float64)
+    assert op.apply(x, grid).shape == (1, len(values)) and np.isfinite(values).all()
+    t500 = values[2]  # t@500 hPa in an Arctic June: about −20 to −30 °C
+    assert 235 < t500 < 260
+
+
+def test_bad_profiles_are_refused_by_name(tmp_path):
+    one = _profile([850.0], {"t": np.array([280.0])}, "ONE")
+    with pytest.raises(ProfileError, match=r"ONE .*1 usable level"):
+        to_model_levels(one, "t", LEVELS)
+    high = _profile([200.0, 100.0], {"t": np.array([220.0, 210.0])}, "HIGH")
+    with pytest.raises(ProfileError, match=r"HIGH .*lie above the model's levels"):
+        to_model_levels(high, "t", LEVELS)
+    flagged = _profile([900.0, 500.0], {"t": np.array([np.nan, np.nan])}, "NAN")
+    with pytest.raises(ProfileError, match=r"NAN .*0 usable level"):
+        to_model_levels(flagged, "t", LEVELS)
+    rh = _profile([900.0, 500.0], {"r": np.array([50.0, 40.0])}, "RH")
+    with pytest.raises(ProfileError, match=r"RH .*no variable 'r' \(it has \['t', 'u'\]\)"):
+        profile_operator([rh], CHANNELS, {"t": 0.5})
+    late = _profile([900.0, 500.0], {"t": np.array([280.0, 250.0])}, "LATE",
+                    time=np.datetime64("2020-01-01T16:00", "ns"))  # fmt: skip
+    with pytest.raises(ProfileError, match=r"LATE .*nearest field time 2020-01-01T12"):
+        match_profile_times([late], np.array([T0, T0 - np.timedelta64(6, "h")]))
+    far = _profile([900.0, 500.0], {"t": np.array([280.0, 250.0])}, "FAR", lat=60.0)
+    op, _, _ = profile_operator([far], CHANNELS, {"t": 0.5})
+    with pytest.raises(ObservationError, match="FAR"):
+        op.apply(torch.zeros(1, len(CHANNELS), *GRID.shape), GRID)
+    table = tmp_path / "p.csv"
+    table.write_text(
+        "id,lat,lon,time,pressure,variable,value,units\n"
+        "S,49,7,2020-01-01T12:00,85000,t,280,K\nS,49,7,2020-01-01T12:00,50000,t,-20,degC\n"
+    )
+    with pytest.raises(ProfileError, match=r"'t' is given in several units \['K', 'degC'\]"):
+        read_profile_table(table)
