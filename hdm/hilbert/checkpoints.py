@@ -173,26 +173,35 @@ def save_gaussian(model_path: str | Path, stats: GaussianStatistics) -> Path:
     return save_checkpoint(Path(model_path).with_name(GAUSSIAN_FILE), stats.to_dict())
 
 
-def load_gaussian(model_path: str | Path) -> GaussianStatistics | None:
-    """The statistics beside ``model_path`` (None when there are none); a file made for
-    another model (its recorded sha256 differs) is a :class:`CheckpointError`."""
+def _load_beside(model_path: str | Path, name: str, from_dict, what: str, command: str):
+    """The statistics file ``name`` beside ``model_path`` read with ``from_dict`` (None
+    when there is none); a damaged file, or one made for another model (its recorded
+    sha256 differs), is a :class:`CheckpointError` saying to rerun ``hdm COMMAND``."""
     model_path = Path(model_path)
-    path = model_path.with_name(GAUSSIAN_FILE)
+    path = model_path.with_name(name)
     if not path.exists():
         return None
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        stats = GaussianStatistics.from_dict(payload)
+        stats = from_dict(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as exc:  # a damaged or foreign file
-        raise CheckpointError(f"{path} is not readable Gaussian statistics ({exc})") from exc
+        raise CheckpointError(f"{path} is not readable {what} ({exc})") from exc
     sha = file_sha256(model_path)
     if stats.model_sha256 not in (None, sha):
         raise CheckpointError(
             f"{path} was made for the model with sha256 {stats.model_sha256[:12]}…, not "
-            f"{model_path} ({sha[:12]}…); recompute it with `hdm gaussian-stats "
+            f"{model_path} ({sha[:12]}…); recompute it with `hdm {command} "
             f"{model_path.parent}`"
         )
     return stats
+
+
+def load_gaussian(model_path: str | Path) -> GaussianStatistics | None:
+    """The Gaussian statistics beside ``model_path`` (None when there are none; see
+    :func:`_load_beside` for the errors)."""
+    return _load_beside(
+        model_path, GAUSSIAN_FILE, GaussianStatistics.from_dict, "Gaussian statistics",
+        "gaussian-stats",
+    )  # fmt: skip
 
 
 def teleport_statistics(
@@ -231,25 +240,12 @@ def save_model_statistics(model_path: str | Path, stats: ModelStatistics) -> Pat
 
 
 def load_model_statistics(model_path: str | Path) -> ModelStatistics | None:
-    """The v3 statistics beside ``model_path`` (None when there are none); a file made for
-    another model (its recorded sha256 differs) is a :class:`CheckpointError`."""
-    model_path = Path(model_path)
-    path = model_path.with_name(MODEL_STATS_FILE)
-    if not path.exists():
-        return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        stats = ModelStatistics.from_dict(payload)
-    except Exception as exc:  # a damaged or foreign file
-        raise CheckpointError(f"{path} is not readable model statistics ({exc})") from exc
-    sha = file_sha256(model_path)
-    if stats.model_sha256 not in (None, sha):
-        raise CheckpointError(
-            f"{path} was made for the model with sha256 {stats.model_sha256[:12]}…, not "
-            f"{model_path} ({sha[:12]}…); recompute it with `hdm model-stats "
-            f"{model_path.parent}`"
-        )
-    return stats
+    """The v3 statistics beside ``model_path`` (None when there are none; see
+    :func:`_load_beside` for the errors)."""
+    return _load_beside(
+        model_path, MODEL_STATS_FILE, ModelStatistics.from_dict, "model statistics",
+        "model-stats",
+    )  # fmt: skip
 
 
 def required_model_statistics(
