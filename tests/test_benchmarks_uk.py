@@ -157,3 +157,15 @@ def test_coarse_grids_study_makes_the_grids_it_names():
         op = CoarseGrain.for_coarse_grid(coarse.lat.values, coarse.lon.values, uk, 0.1, *bounds)
         paths.append(op.samples_per_cell)
     assert paths == [(4, 4), None, None, None]
+
+
+def test_the_fastest_setting_is_chosen_among_those_within_2_percent_of_the_best_crps():
+    from benchmarks.studies.uk_validation_split import fastest_within
+
+    rows = [
+        {"crps": 0.120, "s_per_field": 9.0},
+        {"crps": 0.1224, "s_per_field": 2.0},  # 2.0 % above the best: still in
+        {"crps": 0.1226, "s_per_field": 1.0},  # 2.2 % above: out, however fast
+    ]
+    assert fastest_within(rows) is rows[1]
+    assert fastest_within(rows, tolerance=0.03) is rows[2]
