@@ -54,6 +54,15 @@ def test_teleported_rows_start_at_the_level_and_keep_the_posterior_width():
     assert "| 0.1 | dpm2m | 8 | 1.48 | 9 |" in table
 
 
+def test_v3_rows_use_the_oracles_statistics_and_teleport_exactly():
+    rows = grf_teleport(n=12, members=100, samplers=("v3",), noise=(0.1,), steps=(13, 9))
+    assert [(r["steps"], r["teleport"], r["nfe"]) for r in rows] == [
+        (13, None, 14), (9, None, 10), (9, 1.48, 10),
+    ]  # fmt: skip
+    teleported = rows[-1]
+    assert teleported["status"] == "ok" and 0.85 <= teleported["std_ratio"] <= 1.15
+
+
 def test_sampling_speed_times_are_positive(speed_rows):
     assert [r["n"] for r in speed_rows] == [32, 64]
     for r in speed_rows:
