@@ -138,3 +138,33 @@ def test_bad_profiles_are_refused_by_name(tmp_path):
     )
     with pytest.raises(ProfileError, match=r"'t' is given in several units \['K', 'degC'\]"):
         read_profile_table(table)
+
+
+@pytest.mark.filterwarnings("ignore::hdm.domains.radiosondes.TruncatedSoundingWarning")
+def test_a_derived_parameter_file_gives_the_same_kind_of_profile():
+    from hdm.downscaling.soundings import read_profiles
+
+    path = atmos_data_dir() / "igra2" / "USM00070026-drvd_2014-09-10_subset.txt"
+    profiles = read_profiles(path)
+    assert len(profiles) == 2  # the third, truncated sounding is dropped
+    prof = profiles[0]
+    # the station list places it; the first level as in the file: 1020.95 hPa, 274.9 K,
+    # u = −6.0, v = −3.9 m/s, e = 5.706 hPa → q = 0.622 e / (p − 0.378 e)
+    assert prof.station == "USM00070026" and prof.lat == pytest.approx(71.2889, abs=1e-3)
+    assert prof.time == np.datetime64("2014-09-10T00:00", "ns")
+    assert prof.pressure[0] == 102095.0 and prof.values["t"][0] == pytest.approx(274.9)
+    assert (prof.values["u"][0], prof.values["v"][0]) == pytest.approx((-6.0, -3.9))
+    assert prof.values["q"][0] == pytest.approx(0.621957 * 570.6 / (102095 - 0.378043 * 570.6))
+
+
+@pytest.mark.filterwarnings("ignore::hdm.domains.radiosondes.TruncatedSoundingWarning")
+def test_the_derived_files_columns_agree_with_each_other():
+    from hdm.domains.igra2_derived import read_igra2_derived
+
+    ds = read_igra2_derived(atmos_data_dir() / "igra2" / "USM00070026-drvd_2014-09-10_subset.txt")
+    ok = np.isfinite(ds["vapour_pressure"]) & np.isfinite(ds["relative_humidity"])
+    rh = 100 * ds["vapour_pressure"][ok] / saturation_vapour_pressure(ds["temperature"][ok])
+    # the vapour pressure over Bolton's saturation pressure is the reported humidity (the
+    # file's own e_s differs by a few tenths of a percent): units and columns line up
+    np.testing.assert_allclose(rh, ds["relative_humidity"][ok], atol=2.0)
+    assert ds.attrs["n_soundings"] == 2 and float(ds["pressure"].max()) > 1e5

@@ -26,10 +26,23 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hdm.conditioning.profiles import Profile, ProfileError, specific_humidity, wind_components
+from hdm.conditioning.profiles import (
+    EPSILON,
+    Profile,
+    ProfileError,
+    specific_humidity,
+    wind_components,
+)
+from hdm.domains.igra2_derived import read_igra2_derived
 from hdm.domains.radiosondes import read_igra2_soundings
 
-__all__ = ["igra2_profiles", "match_profile_times", "read_profile_table", "read_profiles"]
+__all__ = [
+    "derived_profiles",
+    "igra2_profiles",
+    "match_profile_times",
+    "read_profile_table",
+    "read_profiles",
+]
 
 PROFILE_UNITS = {"t": "K", "u": "m s-1", "v": "m s-1", "q": "kg kg-1"}
 TABLE_COLUMNS = ("id", "lat", "lon", "time", "pressure", "variable", "value", "units")
@@ -63,28 +76,55 @@ def igra2_profiles(
             "v": np.where(missing_wind, np.nan, v),
             "q": q,
         }
-        values, dropped = {}, 0
-        for name in variables:
-            ok = np.isfinite(every[name]) & np.isfinite(p)
-            dropped += int((~ok).sum())
-            if ok.any():
-                values[name] = np.where(ok, every[name], np.nan)
-        time = s["time"].values[0]
-        if np.isnat(time):
-            time = s["release_time"].values[0]
-        out.append(
-            Profile(
-                station=str(s["id"].values[0]),
-                lat=float(s["lat"].values[0]),
-                lon=float(s["lon"].values[0]),
-                time=time,
-                pressure=p,
-                values=values,
-                dropped=dropped,
-                units={k: PROFILE_UNITS[k] for k in values},
-            )
-        )
+        out.append(_profile(s, p, every, variables))
     return out
+
+
+def derived_profiles(
+    ds: xr.Dataset, variables: Sequence[str] = ("t", "u", "v", "q")
+) -> list[Profile]:
+    """One :class:`Profile` per sounding of an IGRA2 derived-parameter dataset
+    (:func:`hdm.domains.igra2_derived.read_igra2_derived`): u and v as given, q from the
+    vapour pressure, t the temperature; missing values dropped and counted."""
+    unknown = sorted(set(variables) - set(PROFILE_UNITS))
+    if unknown:
+        raise ProfileError(f"IGRA2 derived files give {sorted(PROFILE_UNITS)}, not {unknown}")
+    out = []
+    for number in np.unique(ds["sounding"].values):
+        s = ds.isel(obs=np.flatnonzero(ds["sounding"].values == number))
+        p = s["pressure"].values
+        e = s["vapour_pressure"].values
+        every = {
+            "t": s["temperature"].values,
+            "u": s["u"].values,
+            "v": s["v"].values,
+            "q": EPSILON * e / (p - (1.0 - EPSILON) * e),
+        }
+        out.append(_profile(s, p, every, variables))
+    return out
+
+
+def _profile(s: xr.Dataset, p: np.ndarray, every: dict, variables: Sequence[str]) -> Profile:
+    """A Profile of one sounding's rows ``s`` with the candidate values ``every``."""
+    values, dropped = {}, 0
+    for name in variables:
+        ok = np.isfinite(every[name]) & np.isfinite(p)
+        dropped += int((~ok).sum())
+        if ok.any():
+            values[name] = np.where(ok, every[name], np.nan)
+    time = s["time"].values[0]
+    if np.isnat(time):
+        time = s["release_time"].values[0]
+    return Profile(
+        station=str(s["id"].values[0]),
+        lat=float(s["lat"].values[0]),
+        lon=float(s["lon"].values[0]),
+        time=time,
+        pressure=p,
+        values=values,
+        dropped=dropped,
+        units={k: PROFILE_UNITS[k] for k in values},
+    )
 
 
 def read_profile_table(path: str | Path) -> list[Profile]:
@@ -131,10 +171,13 @@ def read_profile_table(path: str | Path) -> list[Profile]:
 
 
 def read_profiles(path: str | Path) -> list[Profile]:
-    """Profiles from an IGRA2 sounding file or a CSV profile table (by extension)."""
+    """Profiles from an IGRA2 sounding file, an IGRA2 derived-parameter file (``drvd`` in
+    its name) or a CSV profile table (by extension)."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
         return read_profile_table(path)
+    if "drvd" in path.name:
+        return derived_profiles(read_igra2_derived(path))
     return igra2_profiles(read_igra2_soundings(path))
 
 
