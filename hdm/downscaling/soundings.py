@@ -48,17 +48,23 @@ PROFILE_UNITS = {"t": "K", "u": "m s-1", "v": "m s-1", "q": "kg kg-1"}
 TABLE_COLUMNS = ("id", "lat", "lon", "time", "pressure", "variable", "value", "units")
 
 
+def _soundings(ds: xr.Dataset, variables: Sequence[str]):
+    """(rows, pressure) of each sounding of an IGRA2 obs dataset, once ``variables`` are
+    checked to be ones a sounding gives."""
+    unknown = sorted(set(variables) - set(PROFILE_UNITS))
+    if unknown:
+        raise ProfileError(f"IGRA2 soundings give {sorted(PROFILE_UNITS)}, not {unknown}")
+    for number in np.unique(ds["sounding"].values):
+        s = ds.isel(obs=np.flatnonzero(ds["sounding"].values == number))
+        yield s, s["pressure"].values
+
+
 def igra2_profiles(
     ds: xr.Dataset, variables: Sequence[str] = ("t", "u", "v", "q")
 ) -> list[Profile]:
     """One :class:`Profile` per sounding of an IGRA2 obs dataset (module doc)."""
-    unknown = sorted(set(variables) - set(PROFILE_UNITS))
-    if unknown:
-        raise ProfileError(f"IGRA2 soundings give {sorted(PROFILE_UNITS)}, not {unknown}")
     out = []
-    for number in np.unique(ds["sounding"].values):
-        s = ds.isel(obs=np.flatnonzero(ds["sounding"].values == number))
-        p = s["pressure"].values
+    for s, p in _soundings(ds, variables):
         t = s["temperature"].values
         u, v = wind_components(s["wind_speed"].values, s["wind_direction"].values)
         missing_wind = ~(
@@ -86,13 +92,8 @@ def derived_profiles(
     """One :class:`Profile` per sounding of an IGRA2 derived-parameter dataset
     (:func:`hdm.domains.igra2_derived.read_igra2_derived`): u and v as given, q from the
     vapour pressure, t the temperature; missing values dropped and counted."""
-    unknown = sorted(set(variables) - set(PROFILE_UNITS))
-    if unknown:
-        raise ProfileError(f"IGRA2 derived files give {sorted(PROFILE_UNITS)}, not {unknown}")
     out = []
-    for number in np.unique(ds["sounding"].values):
-        s = ds.isel(obs=np.flatnonzero(ds["sounding"].values == number))
-        p = s["pressure"].values
+    for s, p in _soundings(ds, variables):
         e = s["vapour_pressure"].values
         every = {
             "t": s["temperature"].values,
