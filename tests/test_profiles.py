@@ -16,7 +16,11 @@ from hdm.conditioning.profiles import (
     to_model_levels,
     wind_components,
 )
-from hdm.domains.radiosondes import atmos_data_dir, read_igra2_soundings
+from hdm.domains.radiosondes import (
+    TruncatedSoundingWarning,
+    atmos_data_dir,
+    read_igra2_soundings,
+)
 from hdm.downscaling.soundings import igra2_profiles, match_profile_times, read_profile_table
 from hdm.hilbert.grids import LatLonGrid
 
@@ -168,3 +172,47 @@ def test_the_derived_files_columns_agree_with_each_other():
     # file's own e_s differs by a few tenths of a percent): units and columns line up
     np.testing.assert_allclose(rh, ds["relative_humidity"][ok], atol=2.0)
     assert ds.attrs["n_soundings"] == 2 and float(ds["pressure"].max()) > 1e5
+
+
+def test_a_real_sounding_guides_a_multi_level_prior_towards_its_column():
+    """read → profile observation → MMPS guidance on a prior whose channels are (variable,
+    level): the guided members' column at the station moves to the sounding. The prior is
+    an untrained network on a grid around the station (the path, not its skill, is
+    tested)."""
+    from hdm.conditioning.ensembles import draw_members
+    from hdm.conditioning.guidance import make_guidance
+    from hdm.downscaling.soundings import read_profiles
+    from hdm.hilbert.covariance import SpectralCovariance
+    from hdm.hilbert.denoisers import PreconditionedDenoiser
+    from hdm.hilbert.networks import TimeConditionedFNO
+    from hdm.hilbert.process import ForwardProcess
+    from hdm.hilbert.sampling import make_sampler
+    from hdm.hilbert.schedules import CosineVP
+
+    path = atmos_data_dir() / "igra2" / "USM00070026-data_2010-06-01_subset.txt"
+    with pytest.warns(TruncatedSoundingWarning, match="NUMLEV says 147 levels, found 0"):
+        prof = read_profiles(path)[0]
+    channels = [(v, lev) for v in ("t", "u", "v", "q") for lev in (925.0, 850.0, 500.0)]
+    grid = LatLonGrid.regular((69.0, 73.0), (-160.0, -152.0), (9, 17))
+    # observations in a normalised space, as a trained prior's normaliser would give
+    centre = {"t": 260.0, "u": 0.0, "v": 0.0, "q": 3e-3}
+    scale = {"t": 10.0, "u": 10.0, "v": 10.0, "q": 2e-3}
+    normalised = Profile(
+        prof.station, prof.lat, prof.lon, prof.time, prof.pressure,
+        {k: (v - centre[k]) / scale[k] for k, v in prof.values.items()},
+    )  # fmt: skip
+    op, y, labels = profile_operator(normalised, channels, dict.fromkeys(centre, 0.05))
+    torch.manual_seed(0)
+    net = TimeConditionedFNO(dim=2, channels=len(channels), width=8, n_modes=(4, 4), n_layers=1)
+    process = ForwardProcess(CosineVP(), SpectralCovariance("matern", 1.0))
+    prior = PreconditionedDenoiser(net, process)
+    sampler = make_sampler("heun", 8)
+    kwargs = dict(seed=0, batch_size=4, channels=len(channels))
+    free, _ = draw_members(prior, sampler, grid, 4, **kwargs)
+    guided, _ = draw_members(make_guidance("mmps", prior, op, y), sampler, grid, 4, **kwargs)
+    assert guided.shape == (4, 12, 9, 17) and torch.isfinite(guided).all()
+    miss = {
+        name: float((op.apply(x.double(), grid) - torch.as_tensor(y)).abs().mean())
+        for name, x in (("free", free), ("guided", guided))
+    }
+    assert len(labels) == len(y) >= 10 and miss["guided"] < 0.25 * miss["free"]

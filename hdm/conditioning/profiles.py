@@ -146,7 +146,7 @@ def to_model_levels(
 
 
 def profile_operator(
-    profiles: Sequence[Profile],
+    profiles: Sequence[Profile] | Profile,
     channels: Sequence[tuple[str, float]],
     noise: Mapping[str, float],
     name: str = "soundings",
@@ -162,6 +162,8 @@ def profile_operator(
         ProfileError: a profile variable the model does not have (naming the model's), a
             profile that observes no model level, or no profiles.
     """
+    if isinstance(profiles, Profile):
+        profiles = [profiles]
     if not profiles:
         raise ProfileError(f"{name}: no profiles")
     model_vars = sorted({v for v, _ in channels})
