@@ -52,6 +52,8 @@ class GriddedSpec:
     #: held out for scoring (never conditioned on)
     conditioning_stations: tuple[str, ...] = ()
     heldout_stations: tuple[str, ...] = ()
+    #: pressure levels (hPa) of the leveled variables to keep; () keeps every level
+    levels: tuple[float, ...] = ()
 
     def resolved_path(self) -> Path | list[Path]:
         """The file (or files, one per variable) of the dataset."""
@@ -106,6 +108,23 @@ GRIDDED_DATASETS: dict[str, GriddedSpec] = {
         ),
         heldout_stations=("GMM00010113", "ITM00016080", "UKM00003693", "UKM00003882"),
     ),
+    # the same day and box on pressure levels: winds and humidity at the mandatory
+    # levels a radiosonde reports, for profile observations (a capability check on 18
+    # training fields, not a climatology)
+    "rhine_levels": GriddedSpec(
+        name="rhine_levels",
+        path=tuple(_RHINE.format(v) for v in ("pl_u", "pl_v", "pl_q")),
+        variables=("u", "v", "q"),
+        train=("2020-01-01T00", "2020-01-01T17"),
+        test=("2020-01-01T18", "2020-01-01T23"),
+        shipped=True,
+        conditioning_stations=tuple(
+            "BEM00006458 FRM00007145 GMM00010035 GMM00010238 GMM00010304 GMM00010410 "
+            "GMM00010618 GMM00010739 NLM00006260 SZM00006610".split()
+        ),
+        heldout_stations=("GMM00010113", "ITM00016080", "UKM00003693", "UKM00003882"),
+        levels=(300.0, 500.0, 700.0, 850.0, 925.0, 1000.0),
+    ),
 }
 
 
@@ -115,6 +134,7 @@ def gridded_spec(
     variables: Sequence[str] = (),
     train: tuple[str, str] | None = None,
     test: tuple[str, str] | None = None,
+    levels: Sequence[float] = (),
 ) -> GriddedSpec:
     """The named dataset, with any of its fields overridden; or a custom one (``path``)."""
     if name in GRIDDED_DATASETS:
@@ -128,6 +148,7 @@ def gridded_spec(
             shipped=base.shipped and not path,
             conditioning_stations=base.conditioning_stations,
             heldout_stations=base.heldout_stations,
+            levels=tuple(float(v) for v in levels) or base.levels,
         )
     if not path:
         raise ValueError(
@@ -136,7 +157,7 @@ def gridded_spec(
         )
     if train is None:
         raise ValueError(f"gridded dataset {name!r} from {path}: give data.train (start, end)")
-    return GriddedSpec(name, path, tuple(variables), train, test)
+    return GriddedSpec(name, path, tuple(variables), train, test, levels=tuple(levels))
 
 
 def training_spec(metadata: dict) -> GriddedSpec:
@@ -150,7 +171,11 @@ def training_spec(metadata: dict) -> GriddedSpec:
         path = ""
     period = metadata.get("train_period")
     return gridded_spec(
-        name, path, list(metadata.get("variables", ())), tuple(period) if period else None
+        name,
+        path,
+        list(metadata.get("variables", ())),
+        tuple(period) if period else None,
+        levels=metadata.get("levels") or (),
     )
 
 
@@ -163,6 +188,8 @@ def open_split(spec: GriddedSpec, split: str = "train", **kwargs) -> xr.Dataset:
     period = spec.period(split)
     if split == "test" and period is None:
         raise ValueError(f"dataset {spec.name!r} has no test period")
+    if spec.levels and "level" not in kwargs:
+        kwargs["level"] = list(spec.levels)
     ds = open_fields(spec.resolved_path(), list(spec.variables) or None, time=None, **kwargs)
     if period is None:
         return ds

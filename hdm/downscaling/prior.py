@@ -69,6 +69,24 @@ class Prior:
         teleport_statistics` says what is missing)."""
         return teleport_statistics(self.gaussian, self.path, varsigma)
 
+    @property
+    def levels(self) -> tuple[tuple[str, float], ...]:
+        """The (variable, level hPa) channels of a multi-level prior (empty for one whose
+        channels are single-level variables)."""
+        return tuple((v, lev) for v, lev in self.normaliser.channels if lev is not None)
+
+    def check_single_level(self) -> None:
+        """A ValueError for a prior with pressure-level channels: ``hdm downscale``
+        downscales single-level variables only (their channels are the variables)."""
+        if self.levels:
+            shown = ", ".join(f"{v}@{lev:g}" for v, lev in self.levels[:4])
+            raise ValueError(
+                f"the model {self.path} has {len(self.normaliser.channels)} channels on "
+                f"pressure levels ({shown}, ...): downscaling multi-level priors is not "
+                "supported yet; condition it on profiles through the Python API "
+                "(hdm.conditioning.profiles.profile_operator with a guidance)"
+            )
+
     def channel(self, variable: str) -> int:
         """The channel of ``variable`` (KeyError naming the model's variables)."""
         if variable not in self.variables:

@@ -428,6 +428,7 @@ class _Plan:
 def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
     """Read the inputs once on the driver and resolve what depends on all of them."""
     prior = load_prior(cfg.checkpoint)
+    prior.check_single_level()
     fields = input_fields(cfg, prior)
     times = run_times(cfg, next(iter(fields.values())))
     fields = {v: f.sel({TIME: times}) for v, f in fields.items()}

@@ -59,8 +59,9 @@ class DataConfig:
     ``dataset`` is a functional dataset (quadratic, melbourne, italy_power, grf), a named
     gridded dataset (uk_t2m, see :mod:`hdm.domains.atmosphere`) or any name together with
     ``path`` (netCDF/zarr file or glob), ``variables`` (a list) and the training period
-    ``train_start``/``train_end`` (ISO times, bounds included). For named gridded
-    datasets these override the shipped defaults.
+    ``train_start``/``train_end`` (ISO times, bounds included); ``levels``: the pressure
+    levels (hPa) of leveled variables to keep, each (variable, level) a channel. For
+    named gridded datasets these override the shipped defaults.
     """
 
     dataset: str
@@ -69,6 +70,7 @@ class DataConfig:
     variables: list[str] = field(default_factory=list)
     train_start: str | None = None
     train_end: str | None = None
+    levels: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def gridded_training_data(cfg: TrainRunConfig) -> TrainingData:
     """The training period of a gridded dataset, normalised with statistics fitted on it."""
     d = cfg.data
     train = (d.train_start, d.train_end) if d.train_start and d.train_end else None
-    spec = gridded_spec(d.dataset, d.path or "", d.variables, train)
+    spec = gridded_spec(d.dataset, d.path or "", d.variables, train, levels=d.levels)
     ds = open_split(spec, "train")
     names = list(spec.variables) or [str(v) for v in ds.data_vars]
     normaliser = FieldNormaliser.fit(ds, names)
@@ -105,6 +105,8 @@ def gridded_training_data(cfg: TrainRunConfig) -> TrainingData:
         "path": str(spec.path),
         "shipped": spec.shipped,
         "variables": names,
+        "levels": list(spec.levels),
+        "channels": [[v, lev] for v, lev in normaliser.channels],
         "units": {n: str(ds[n].attrs.get("units", "")) for n in names},
         "train_period": [str(times[0])[:19], str(times[-1])[:19]],
         "test_period": list(spec.test) if spec.test else None,
