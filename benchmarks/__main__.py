@@ -91,6 +91,11 @@ STUDIES: dict[str, Entry] = {
         "sampling on a GPU (--device): GRF exactness, one UK field, a 1-GPU batch run",
         "gpu-check",
     ),
+    "rhine_profiles": Entry(
+        "benchmarks.studies.rhine_profiles",
+        "W-Europe OSSE: soundings at IGRA2 stations fused into a u/v/q pressure-level prior",
+        "rhine-profiles",
+    ),
     "fast_sampling": Entry(
         "benchmarks.studies.fast_sampling",
         "functional models: dpm2m and v3 at NFE 5/10/20, each ± teleportation, vs Heun/EM",

@@ -150,6 +150,7 @@ def profile_operator(
     channels: Sequence[tuple[str, float]],
     noise: Mapping[str, float],
     name: str = "soundings",
+    channel_stats: Mapping[tuple[str, float], tuple[float, float]] | None = None,
 ) -> tuple[Composite, np.ndarray, list[str]]:
     """The observation operator of ``profiles`` on a model with ``channels`` ((variable,
     level hPa) per channel, in channel order), the observed values (n_obs,) and a label
@@ -157,6 +158,8 @@ def profile_operator(
 
     Each (variable, level) observed by at least one profile becomes one
     :class:`PointSample` on its channel; variables the model does not have are refused.
+    ``channel_stats``: (mean, std) per (variable, level) of a prior that works in
+    normalised units: the values become (v − mean)/std and the noise σ/std.
 
     Raises:
         ProfileError: a profile variable the model does not have (naming the model's), a
@@ -185,15 +188,16 @@ def profile_operator(
         rows = by_channel[k]
         if variable not in noise:
             raise ProfileError(f"{name}: no noise std given for {variable!r}")
+        mean, std = (0.0, 1.0) if channel_stats is None else channel_stats[(variable, level)]
         parts.append(
             PointSample(
                 tuple((p.lat, p.lon) for p, _ in rows),
-                float(noise[variable]),
+                float(noise[variable]) / std,
                 tuple(p.station for p, _ in rows),
                 name=f"{name} {variable}@{level:g}",
                 channel=k,
             )
         )
-        values.extend(v for _, v in rows)
+        values.extend((v - mean) / std for _, v in rows)
         labels.extend(f"{p.station} {variable}@{level:g}" for p, _ in rows)
     return Composite(tuple(parts), name=name), np.asarray(values, dtype=np.float64), labels
