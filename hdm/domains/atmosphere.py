@@ -75,6 +75,13 @@ class GriddedSpec:
 
 
 _RHINE = "atmos/era5_rhine_2020-01-01/ERA5_2020-01-01_{}.nc"
+#: the 14 IGRA2 stations active in 2020 inside the Rhine box (data/atmos/PROVENANCE.md):
+#: 10 conditioned on, 4 held out
+_RHINE_CONDITIONING = tuple(
+    "BEM00006458 FRM00007145 GMM00010035 GMM00010238 GMM00010304 GMM00010410 "
+    "GMM00010618 GMM00010739 NLM00006260 SZM00006610".split()
+)
+_RHINE_HELDOUT = ("GMM00010113", "ITM00016080", "UKM00003693", "UKM00003882")
 
 GRIDDED_DATASETS: dict[str, GriddedSpec] = {
     "uk_t2m": GriddedSpec(
@@ -101,12 +108,8 @@ GRIDDED_DATASETS: dict[str, GriddedSpec] = {
         train=("2020-01-01T00", "2020-01-01T17"),
         test=("2020-01-01T18", "2020-01-01T23"),
         shipped=True,
-        # the 14 IGRA2 stations active in 2020 inside the box (data/atmos/PROVENANCE.md)
-        conditioning_stations=tuple(
-            "BEM00006458 FRM00007145 GMM00010035 GMM00010238 GMM00010304 GMM00010410 "
-            "GMM00010618 GMM00010739 NLM00006260 SZM00006610".split()
-        ),
-        heldout_stations=("GMM00010113", "ITM00016080", "UKM00003693", "UKM00003882"),
+        conditioning_stations=_RHINE_CONDITIONING,
+        heldout_stations=_RHINE_HELDOUT,
     ),
     # the same day and box on pressure levels: winds and humidity at the mandatory
     # levels a radiosonde reports, for profile observations (a capability check on 18
@@ -118,11 +121,8 @@ GRIDDED_DATASETS: dict[str, GriddedSpec] = {
         train=("2020-01-01T00", "2020-01-01T17"),
         test=("2020-01-01T18", "2020-01-01T23"),
         shipped=True,
-        conditioning_stations=tuple(
-            "BEM00006458 FRM00007145 GMM00010035 GMM00010238 GMM00010304 GMM00010410 "
-            "GMM00010618 GMM00010739 NLM00006260 SZM00006610".split()
-        ),
-        heldout_stations=("GMM00010113", "ITM00016080", "UKM00003693", "UKM00003882"),
+        conditioning_stations=_RHINE_CONDITIONING,
+        heldout_stations=_RHINE_HELDOUT,
         levels=(300.0, 500.0, 700.0, 850.0, 925.0, 1000.0),
     ),
 }
