@@ -56,6 +56,7 @@ from hdm.hilbert.cells import (
     fine_cells,
     overlap_lengths,
 )
+from hdm.hilbert.devices import draw_device
 from hdm.hilbert.grids import Grid, LatLonGrid, OutsideGridError, multilinear_stencil
 
 __all__ = [
@@ -149,8 +150,10 @@ class ObservationOperator(ABC):
     ) -> torch.Tensor:
         """y = A(x) + η with η ~ N(0, diag(noise_std²)), seeded by ``generator``."""
         y = self.apply(x, grid)
-        noise = torch.randn(y.shape, generator=generator, dtype=torch.float64)
-        return y + (noise * torch.as_tensor(self.noise_std())).to(y.dtype)
+        where = draw_device(generator)
+        noise = torch.randn(y.shape, generator=generator, dtype=torch.float64, device=where)
+        noise = noise * torch.as_tensor(self.noise_std(), device=where)
+        return y + noise.to(device=y.device, dtype=y.dtype)
 
 
 # ----------------------------------------------------------------- coarse cells

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from hdm.hilbert.covariance import CovarianceOperator, covariance_from_dict
+from hdm.hilbert.devices import draw_device
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.schedules import NoiseSchedule, schedule_from_dict
 
@@ -42,7 +43,7 @@ class ForwardProcess:
 
     def sample_times(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """t ~ U[t_min, t_max], shape (n,), float64."""
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        u = torch.rand(n, generator=generator, dtype=torch.float64, device=draw_device(generator))
         return self.schedule.t_min + (self.schedule.t_max - self.schedule.t_min) * u
 
     def perturb(self, x0: torch.Tensor, t: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:

@@ -69,6 +69,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hdm.hilbert.denoisers import Denoiser
+from hdm.hilbert.devices import denoiser_device
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.solver_statistics import (
     SolverStatisticsError,
@@ -138,6 +139,7 @@ class Sampler(ABC):
             x, top = denoiser.process.prior_sample(n, channels, grid, generator), None
         else:
             x, top = start.draw(n, channels, grid, generator), float(start.varsigma)
+        x = x.to(denoiser_device(denoiser))  # drawn on the generator's device (CPU: none)
         x = self.run(counted, x, grid, generator, progress, top)
         return SampleResult(samples=x, nfe=counted.nfe)
 
