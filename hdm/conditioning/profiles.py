@@ -24,7 +24,9 @@ errors of the two reported levels around them; the noise given per variable is u
 every level (correlation between neighbouring interpolated values is ignored).
 
 Conversions where the sounding and the model differ (:func:`wind_components`,
-:func:`specific_humidity`) follow the standard formulas; each says its reference.
+:func:`specific_humidity`) follow the standard formulas; each says its reference. They are
+written here rather than taken from MetPy, which is not a dependency of hdm: three
+one-line formulas do not justify it (the tests check them against tabulated values).
 """
 
 from __future__ import annotations

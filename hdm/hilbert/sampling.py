@@ -375,23 +375,25 @@ class DPMSolverV3(Sampler):
             f_s = d_hat - l_s * y_hat
             nodes = torch.linspace(float(lam_s), float(lam_t), m, dtype=f64)
             l_q, s_q, b_q = stats.at(nodes, device)
-            a_q = _cumtrapz(1 - l_q, nodes.to(device))
-            s_int = _cumtrapz(s_q, nodes.to(device))
-            b_int = _cumtrapz(torch.exp(-s_int) * b_q, nodes.to(device))
+            nodes = nodes.to(device)
+            a_q = _cumtrapz(1 - l_q, nodes)
+            s_int = _cumtrapz(s_q, nodes)
+            b_int = _cumtrapz(torch.exp(-s_int) * b_q, nodes)
             e_q = torch.exp(a_q - a_q[-1] + s_int)
-            offset = (nodes - lam_s).to(device).reshape(-1, *[1] * (e_q.ndim - 1))
-            i0 = _cumtrapz(e_q, nodes.to(device))[-1]
-            i_b = _cumtrapz(e_q * b_int, nodes.to(device))[-1]
+            offset = (nodes - lam_s).reshape(-1, *[1] * (e_q.ndim - 1))
+            i0 = _cumtrapz(e_q, nodes)[-1]
+            i_b = _cumtrapz(e_q * b_int, nodes)[-1]
             update = torch.exp(-a_q[-1]) * y_hat + f_s * i0 + i_b
             if prev is not None:
                 lam_p, f_p = prev
                 back = torch.linspace(float(lam_s), float(lam_p), m, dtype=f64)
                 _, s_b, b_b = stats.at(back, device)
-                s_back = _cumtrapz(s_b, back.to(device))
-                b_back = _cumtrapz(torch.exp(-s_back) * b_b, back.to(device))
+                back = back.to(device)
+                s_back = _cumtrapz(s_b, back)
+                b_back = _cumtrapz(torch.exp(-s_back) * b_b, back)
                 g_p = torch.exp(-s_back[-1]) * f_p - b_back[-1]
                 g1 = (f_s - g_p) / float(lam_s - lam_p)
-                update = update + g1 * _cumtrapz(e_q * offset, nodes.to(device))[-1]
+                update = update + g1 * _cumtrapz(e_q * offset, nodes)[-1]
             y_hat = update
             prev = (lam_s, f_s)
         x_end = (schedule.alpha(ts[-1]) * cosine_inverse(y_hat, grid)).to(x.dtype)

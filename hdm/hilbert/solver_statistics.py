@@ -75,7 +75,11 @@ class SolverStatisticsError(ValueError):
 
 @lru_cache(maxsize=32)
 def _dct_matrix(n: int) -> torch.Tensor:
-    """The orthonormal DCT-II matrix (n, n), float64: M[k, j] = √(2/n) c_k cos(πk(2j+1)/2n)."""
+    """The orthonormal DCT-II matrix (n, n), float64: M[k, j] = √(2/n) c_k cos(πk(2j+1)/2n).
+
+    Kept here because torch has no DCT and scipy.fft.dctn works on NumPy arrays only: as
+    a matrix the transform runs on the fields' device inside the sampler (the tests check
+    it against scipy.fft.dctn(norm="ortho"))."""
     j = np.arange(n)
     m = np.sqrt(2.0 / n) * np.cos(np.pi * np.outer(j, 2 * j + 1) / (2 * n))
     m[0] /= np.sqrt(2.0)
