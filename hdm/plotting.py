@@ -202,8 +202,10 @@ def plot_downscale_maps(
     stations: tuple[np.ndarray, np.ndarray] | None = None,
     heldout: tuple[np.ndarray, np.ndarray] | None = None,
     n_members: int = 3,
+    level: float | None = None,
 ) -> Path:
-    """Maps of one time: [truth,] coarse input, ensemble mean, std and a few members.
+    """Maps of one time: [truth,] coarse input, ensemble mean, std and a few members
+    (at pressure ``level``, hPa, for a variable on levels).
 
     ``ds`` is the output of :func:`hdm.downscale` (``{var}``, ``{var}_mean``,
     ``{var}_std``, optionally ``{var}_coarse``); stations (lat, lon) are marked with
@@ -212,6 +214,8 @@ def plot_downscale_maps(
     shipped Natural Earth files, never downloaded); the fields share one colour scale,
     the std has its own.
     """
+    if level is not None:
+        ds = ds.sel(level=level)
     panels = _map_panels(ds, variable, time_index, truth, n_members)
     fields = [values for *_, values, kind in panels if kind == "field"]
     vmin = float(min(np.nanmin(f) for f in fields))
@@ -239,7 +243,10 @@ def plot_downscale_maps(
         ax.set_title(title, fontsize=9)
     when = str(ds["time"].values[time_index])[:16]
     guidance = ds.attrs.get("guidance")
-    fig.suptitle(f"{variable} at {when} UTC" + (f" ({guidance} guidance)" if guidance else ""))
+    where = "" if level is None else f" {level:g} hPa"
+    fig.suptitle(
+        f"{variable}{where} at {when} UTC" + (f" ({guidance} guidance)" if guidance else "")
+    )
     with _offline_natural_earth():  # the outlines are read when the figure is drawn
         return _save(fig, path)
 

@@ -6,15 +6,17 @@ not a climatology). Test: 18–23 UTC. Inputs, simulated from ERA5:
 
 - coarse ×4 block means at every level (noise 2 % of each channel's training std);
 - soundings at the 10 conditioning IGRA2 stations of the box on the six levels, each the
-  field's column at the station (bilinear) plus noise: 1.5 m s⁻¹ for u and v, 3·10⁻⁴
-  kg kg⁻¹ for q (radiosonde wind and humidity errors);
+  field's column at the station (bilinear) plus noise of the std ``hdm downscale``
+  assumes by default (:data:`hdm.downscaling.config.DEFAULT_PROFILE_NOISE`: 1.5 m s⁻¹ for
+  u and v; for q 10 % of the level's training std);
 - 4 other IGRA2 stations held out (their columns are scored, never conditioned on).
 
-Each test field is downscaled with MMPS (Heun 25, 8 members: about 2,000 observations
-per field make MMPS's per-member Cholesky the cost) from the coarse fields
-alone and with the soundings too; the baseline is kriging per (variable, level) — a
-Matérn kernel fitted by maximum likelihood on that channel's training fields, conditioned
-on the same coarse cells and soundings. Scores per variable and level band (upper: 300 and
+Each test field is downscaled by :func:`hdm.downscale` (the path of ``hdm downscale
+--profiles``; MMPS, Heun 25, 8 members: about 2,000 observations per field make MMPS's
+conjugate gradients the cost) from the coarse fields alone and with the soundings too;
+the baseline is kriging per (variable, level) — a Matérn kernel fitted by maximum
+likelihood on that channel's training fields, conditioned on the same coarse cells and
+soundings. Scores per variable and level band (upper: 300 and
 500 hPa, middle: 700, lower: 850–1000): RMSE of the ensemble mean, fair CRPS,
 spread–skill, and the RMSE at the held-out stations' columns. Section ``rhine-profiles``.
 
@@ -23,7 +25,6 @@ spread–skill, and the RMSE at the held-out stations' columns. Section ``rhine-
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,24 +40,22 @@ from benchmarks.report import (
     parser,
     write_section,
 )
-from hdm.conditioning.ensembles import draw_members
-from hdm.conditioning.guidance import make_guidance
-from hdm.conditioning.observations import CoarseGrain, Composite, PointSample
-from hdm.conditioning.profiles import Profile, profile_operator
+from hdm.conditioning.observations import PointSample
+from hdm.conditioning.profiles import Profile
 from hdm.data.coarsen import coarse_grain
 from hdm.data.schema import LAT, LEVEL, LON, MEMBER, TIME
 from hdm.domains.atmosphere import GRIDDED_DATASETS, open_split
 from hdm.domains.stations import stations_by_id
-from hdm.downscaling.prior import load_prior
+from hdm.downscaling.config import EnsembleConfig
+from hdm.downscaling.core import downscale, profile_noise_settings
+from hdm.downscaling.prior import channel_name, load_prior
 from hdm.hilbert.grids import LatLonGrid
-from hdm.hilbert.sampling import make_sampler
 from hdm.metrics import baselines as bl
 from hdm.metrics import probabilistic as pm
 
 SPEC = GRIDDED_DATASETS["rhine_levels"]
 SECTION = "rhine-profiles"
-SOUNDING_NOISE = {"u": 1.5, "v": 1.5, "q": 3e-4}
-COARSE_FRACTION = 0.02
+COARSE_FRACTION = 0.02  # the default coarse noise of hdm.downscale
 BANDS = {
     "upper (300–500)": (300.0, 500.0),
     "middle (700)": (700.0,),
@@ -99,75 +98,52 @@ def run(
     seed: int = 0,
     max_times: int | None = None,
 ) -> dict:
+    """Downscale the test fields with :func:`hdm.downscale` (the path ``hdm downscale
+    --profiles`` takes), from the coarse fields alone and with the soundings too."""
     prior = load_prior(checkpoint)
-    channels = [(v, float(lev)) for v, lev in prior.normaliser.channels]
+    channels = list(prior.levels)
     variables = list(dict.fromkeys(v for v, _ in channels))
     levels = sorted({lev for _, lev in channels})
-    grid = prior.grid
     truth = open_split(SPEC, "test").load().isel({TIME: slice(0, max_times)})
     train = open_split(SPEC, "train").load()
-    stats = {c: prior.normaliser.stats(c[0]).at(c[1]) for c in channels}
+    config = EnsembleConfig(members=members, sampler=sampler_name, steps=steps, seed=seed)
+    noise = profile_noise_settings(prior, config)
     rng = np.random.default_rng(seed)
     cond = stations_by_id(list(SPEC.conditioning_stations))
     held = stations_by_id(list(SPEC.heldout_stations))
     cond_cols = _columns(truth, cond, variables, levels)
     held_cols = _columns(truth, held, variables, levels)
     noisy = {
-        c: cond_cols[c] + rng.normal(0, SOUNDING_NOISE[c[0]], cond_cols[c].shape) for c in channels
+        c: cond_cols[c] + rng.normal(0, noise[channel_name(*c)], cond_cols[c].shape)
+        for c in channels
     }
     coarse = {v: coarse_grain(truth[v], 4) for v in variables}
-    sampler = make_sampler(sampler_name, steps)
     times = truth[TIME].values
-    out = {"with": [], "without": []}
-    walls = []
-    for i in range(len(times)):
-        parts, values = [], []
-        for k, (v, lev) in enumerate(channels):
-            c = coarse[v].sel({LEVEL: lev}).isel({TIME: i})
-            mean, std = stats[(v, lev)]
-            op = CoarseGrain.for_coarse_grid(
-                c[LAT].values, c[LON].values, grid, COARSE_FRACTION, name=f"coarse {v}@{lev:g}",
-                channel=k,
-            )  # fmt: skip
-            parts.append(op)
-            values.append(op.source_values((c.values[None] - mean) / std)[0])
-        coarse_op, coarse_y = Composite(tuple(parts)), np.concatenate(values)
-        profiles = [
-            Profile(
-                str(sid),
-                float(lat),
-                float(lon),
-                times[i],
-                np.asarray(levels) * 100.0,
-                {v: np.array([noisy[(v, lev)][i, s] for lev in levels]) for v in variables},
-            )
-            for s, (sid, lat, lon) in enumerate(
-                zip(cond["id"].values, cond["lat"].values, cond["lon"].values, strict=True)
-            )
-        ]
-        prof_op, prof_y, _ = profile_operator(
-            profiles, channels, SOUNDING_NOISE, channel_stats=stats
+    profiles = [
+        Profile(
+            str(sid),
+            float(lat),
+            float(lon),
+            times[i],
+            np.asarray(levels) * 100.0,
+            {v: np.array([noisy[(v, lev)][i, s] for lev in levels]) for v in variables},
         )
-        for label, op, y in (
-            ("without", coarse_op, coarse_y),
-            ("with", Composite((coarse_op, prof_op)), np.concatenate([coarse_y, prof_y])),
-        ):
-            t0 = time.perf_counter()
-            guided = make_guidance("mmps", prior.denoiser, op, y)
-            x, _ = draw_members(
-                guided, sampler, grid, members, seed=seed, key=f"{label}/{i}",
-                batch_size=members, channels=len(channels),
-            )  # fmt: skip
-            walls.append(time.perf_counter() - t0)
-            phys = np.stack(
-                [
-                    x[:, k].double().numpy() * stats[c][1] + stats[c][0]
-                    for k, c in enumerate(channels)
-                ],
-                axis=1,
-            )
-            out[label].append(phys)
-    members_by = {k: np.stack(v, axis=1) for k, v in out.items()}  # (M, T, C, lat, lon)
+        for i in range(len(times))
+        for s, (sid, lat, lon) in enumerate(
+            zip(cond["id"].values, cond["lat"].values, cond["lon"].values, strict=True)
+        )
+    ]
+    out, walls = {}, []
+    for label, given in (("without", None), ("with", profiles)):
+        ds = downscale(prior, xr.Dataset(coarse), profiles=given, config=config, progress=True)
+        walls.append(float(ds.attrs["wall_time_s"]) / len(times))
+        out[label] = np.stack(
+            [
+                ds[v].sel({LEVEL: lev}).transpose(MEMBER, TIME, LAT, LON).values
+                for v, lev in channels
+            ],
+            axis=2,
+        )  # (M, T, C, lat, lon)
     return {
         "channels": channels,
         "truth": truth,
@@ -176,8 +152,9 @@ def run(
         "cond": cond,
         "held": held,
         "noisy": noisy,
+        "noise": noise,
         "held_cols": held_cols,
-        "members": members_by,
+        "members": out,
         "s_per_field": float(np.mean(walls)),
     }
 
@@ -205,7 +182,7 @@ def score(result: dict) -> list[list[str]]:
             result["cond"]["lon"].values,
             result["noisy"][(v, lev)],
             noise_std_coarse=COARSE_FRACTION * float(result["train"][v].sel({LEVEL: lev}).std()),
-            noise_std_station=SOUNDING_NOISE[v],
+            noise_std_station=result["noise"][channel_name(v, lev)],
             prior_mean=float(result["train"][v].sel({LEVEL: lev}).mean()),
         )
         k_mean = krig["mean"].transpose(TIME, LAT, LON)
@@ -280,9 +257,10 @@ The prior `{args.checkpoint.name}` (u, v, q at 300–1000 hPa, 18 channels) was 
 18 hourly fields of 2020-01-01 (00–17 UTC): **a capability check, not a climatology**.
 Test: the 6 fields of 18–23 UTC. Coarse ×4 at every level (noise 2 % of each channel's
 std) with and without soundings at the 10 conditioning IGRA2 stations (their ERA5 column
-at 300/500/700/850/925/1000 hPa plus noise: u, v 1.5 m s⁻¹, q 3·10⁻⁴ kg kg⁻¹); 4 other
-IGRA2 stations held out. MMPS, {args.sampler} {args.steps} steps (the default sampler;
-with dpm2m 9 the soundings made every score worse on this prior), {args.members} members,
+at 300/500/700/850/925/1000 hPa plus noise: u, v 1.5 m s⁻¹, q 10 % of the level's
+training std, the noise `hdm downscale` assumes by default); 4 other
+IGRA2 stations held out. MMPS, {args.sampler} {args.steps} steps (the default sampler),
+{args.members} members,
 {result["s_per_field"]:.1f} s per field (18 channels). Kriging: per (variable, level), a
 Matérn kernel fitted on the training fields, the same coarse cells and soundings. RMSE and
 held-out RMSE are root means of the levels' values; CRPS and spread–skill their means.

@@ -42,6 +42,7 @@ __all__ = [
     "EPSILON",
     "Profile",
     "ProfileError",
+    "profile_observations",
     "profile_operator",
     "saturation_vapour_pressure",
     "specific_humidity",
@@ -147,6 +148,96 @@ def to_model_levels(
     return levels[inside], np.interp(log_levels[inside], log_p, vals)
 
 
+def _noise_of(noise: Mapping, variable: str, level: float, name: str) -> float:
+    """The std for (variable, level): the entry ``variable@level`` (hPa), else
+    ``variable``'s."""
+    for key in (f"{variable}@{level:g}", variable):
+        if key in noise:
+            return float(noise[key])
+    raise ProfileError(f"{name}: no noise std given for {variable!r}")
+
+
+def profile_observations(
+    matched: Sequence[tuple[int | None, Profile]],
+    n_times: int,
+    channels: Sequence[tuple[str, float | None]],
+    noise: Mapping[str, float],
+    name: str = "soundings",
+    channel_stats: Mapping[tuple[str, float], tuple[float, float]] | None = None,
+) -> tuple[Composite, np.ndarray, list[str]]:
+    """The observation operator of soundings at several field times, its values
+    (n_times, n_obs) and a label per row ("STATION variable@LEVEL").
+
+    ``matched``: (field time index, profile) pairs (e.g. from
+    :func:`hdm.downscaling.soundings.match_profile_times`); an index None gives the
+    profile's rows without values (a sounding at another time: the operator of a run
+    then does not depend on which of its times are drawn together). One
+    :class:`PointSample` per (variable, level) observed, one row per station observing
+    it, at its header position (the first sounding's); a row without a sounding at a
+    time is NaN there (guidance gives it zero weight), so the operator is the same at
+    every time.
+    ``noise``: std per variable, or per ``variable@level`` (hPa), in the variable's units;
+    ``channel_stats``: (mean, std) per (variable, level) of a prior in normalised units,
+    the values become (v − mean)/std and the noise σ/std.
+
+    Raises:
+        ProfileError: no profiles; a profile variable the model does not have (naming
+            the model's); a profile that observes no model level; two soundings of one
+            station at the same field time.
+    """
+    if not matched:
+        raise ProfileError(f"{name}: no profiles")
+    model_vars = sorted({v for v, lev in channels if lev is not None})
+    if not model_vars:
+        raise ProfileError(
+            f"{name}: the model has no pressure-level channels (its channels are "
+            f"{sorted({v for v, _ in channels})}); soundings observe multi-level priors"
+        )
+    index = {(v, float(lev)): k for k, (v, lev) in enumerate(channels) if lev is not None}
+    # channel → station → (profile, {time index: value})
+    rows: dict[int, dict[str, tuple[Profile, dict[int, float]]]] = {}
+    for when, prof in matched:
+        for variable in prof.values:
+            if variable not in model_vars:
+                raise ProfileError(
+                    f"sounding {prof.station} at {prof.time}: the model has no variable "
+                    f"{variable!r} on pressure levels (it has {model_vars})"
+                )
+            levels = [lev for v, lev in channels if v == variable and lev is not None]
+            for level, value in zip(*to_model_levels(prof, variable, levels), strict=True):
+                station = rows.setdefault(index[(variable, float(level))], {})
+                first, by_time = station.setdefault(prof.station, (prof, {}))
+                if when is None:
+                    continue
+                if when in by_time:
+                    raise ProfileError(
+                        f"sounding {prof.station}: two soundings at field time {when} "
+                        f"({first.time} and {prof.time}); give one per station and time"
+                    )
+                by_time[when] = value
+    parts, blocks, labels = [], [], []
+    for k in sorted(rows):
+        variable, level = channels[k]
+        mean, std = (0.0, 1.0) if channel_stats is None else channel_stats[(variable, level)]
+        stations = list(rows[k].items())
+        parts.append(
+            PointSample(
+                tuple((prof.lat, prof.lon) for _, (prof, _) in stations),
+                _noise_of(noise, variable, level, name) / std,
+                tuple(sid for sid, _ in stations),
+                name=f"{name} {variable}@{level:g}",
+                channel=k,
+            )
+        )
+        block = np.full((n_times, len(stations)), np.nan)
+        for j, (_, (_, by_time)) in enumerate(stations):
+            for when, value in by_time.items():
+                block[when, j] = (value - mean) / std
+        blocks.append(block)
+        labels.extend(f"{sid} {variable}@{level:g}" for sid, _ in stations)
+    return Composite(tuple(parts), name=name), np.concatenate(blocks, axis=1), labels
+
+
 def profile_operator(
     profiles: Sequence[Profile] | Profile,
     channels: Sequence[tuple[str, float]],
@@ -154,52 +245,15 @@ def profile_operator(
     name: str = "soundings",
     channel_stats: Mapping[tuple[str, float], tuple[float, float]] | None = None,
 ) -> tuple[Composite, np.ndarray, list[str]]:
-    """The observation operator of ``profiles`` on a model with ``channels`` ((variable,
-    level hPa) per channel, in channel order), the observed values (n_obs,) and a label
-    per row ("STATION variable@LEVEL"). ``noise``: std per variable, in its units.
-
-    Each (variable, level) observed by at least one profile becomes one
-    :class:`PointSample` on its channel; variables the model does not have are refused.
-    ``channel_stats``: (mean, std) per (variable, level) of a prior that works in
-    normalised units: the values become (v − mean)/std and the noise σ/std.
+    """The observation operator of ``profiles`` of one time on a model with ``channels``
+    ((variable, level hPa) per channel, in channel order), the observed values (n_obs,)
+    and a label per row: :func:`profile_observations` at a single time.
 
     Raises:
-        ProfileError: a profile variable the model does not have (naming the model's), a
-            profile that observes no model level, or no profiles.
+        ProfileError: as :func:`profile_observations`.
     """
     if isinstance(profiles, Profile):
         profiles = [profiles]
-    if not profiles:
-        raise ProfileError(f"{name}: no profiles")
-    model_vars = sorted({v for v, _ in channels})
-    index = {(v, float(lev)): k for k, (v, lev) in enumerate(channels)}
-    by_channel: dict[int, list[tuple[Profile, float]]] = {}
-    for prof in profiles:
-        for variable in prof.values:
-            if variable not in model_vars:
-                raise ProfileError(
-                    f"sounding {prof.station} at {prof.time}: the model has no variable "
-                    f"{variable!r} (it has {model_vars})"
-                )
-            levels = [lev for v, lev in channels if v == variable]
-            for level, value in zip(*to_model_levels(prof, variable, levels), strict=True):
-                by_channel.setdefault(index[(variable, float(level))], []).append((prof, value))
-    parts, values, labels = [], [], []
-    for k in sorted(by_channel):
-        variable, level = channels[k]
-        rows = by_channel[k]
-        if variable not in noise:
-            raise ProfileError(f"{name}: no noise std given for {variable!r}")
-        mean, std = (0.0, 1.0) if channel_stats is None else channel_stats[(variable, level)]
-        parts.append(
-            PointSample(
-                tuple((p.lat, p.lon) for p, _ in rows),
-                float(noise[variable]) / std,
-                tuple(p.station for p, _ in rows),
-                name=f"{name} {variable}@{level:g}",
-                channel=k,
-            )
-        )
-        values.extend((v - mean) / std for _, v in rows)
-        labels.extend(f"{p.station} {variable}@{level:g}" for p, _ in rows)
-    return Composite(tuple(parts), name=name), np.asarray(values, dtype=np.float64), labels
+    matched = [(0, prof) for prof in profiles]
+    op, values, labels = profile_observations(matched, 1, channels, noise, name, channel_stats)
+    return op, values[0], labels

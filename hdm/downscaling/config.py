@@ -22,7 +22,9 @@ from hdm.hilbert.sampling import SAMPLERS, make_sampler
 
 __all__ = [
     "COARSE_NOISE_FRACTION",
+    "DEFAULT_PROFILE_NOISE",
     "DEFAULT_STATION_NOISE",
+    "PROFILE_NOISE_FRACTION",
     "STATION_NOISE_FRACTION",
     "EnsembleConfig",
     "GuidanceName",
@@ -50,6 +52,12 @@ DEFAULT_STATION_NOISE = {
     "msl": 100.0,
 }
 STATION_NOISE_FRACTION = 0.05
+#: the default std of sounding values, in the variable's units: radiosonde wind errors
+#: of 1–2 m s-1 and temperature errors of 0.5 K (WMO CIMO Guide, Part I, ch. 12); variables
+#: not listed (humidity, whose error grows with its value) get PROFILE_NOISE_FRACTION of
+#: the model's training std of that level
+DEFAULT_PROFILE_NOISE = {"u": 1.5, "v": 1.5, "t": 0.5}
+PROFILE_NOISE_FRACTION = 0.1
 
 Noise = float | dict[str, float] | None
 
@@ -80,6 +88,11 @@ class EnsembleConfig:
             training std (:data:`COARSE_NOISE_FRACTION`).
         station_noise: std of the station observations in the field's units (a number,
             or a mapping variable → std); None: :data:`DEFAULT_STATION_NOISE`.
+        profile_noise: std of the soundings' values on the model's levels (a number, or a
+            mapping by variable or ``variable@level``, e.g. ``{"q@850": 3e-4}``); None:
+            :data:`DEFAULT_PROFILE_NOISE`, else 10 % of the level's training std. A
+            noise mapping of a multi-level model may name a channel (``u@850``) or a
+            variable (every level of it).
         inflation: None (off), "auto" (λ from the stations' residuals,
             :mod:`hdm.conditioning.inflation`) or a factor λ ≥ 1.
         teleport: None (off, the default until the validation split says otherwise),
@@ -108,6 +121,7 @@ class EnsembleConfig:
     scale: int = 1
     coarse_noise: Noise = None
     station_noise: Noise = None
+    profile_noise: Noise = None
     inflation: float | Literal["auto", "none"] | None = None
     teleport: float | Literal["auto", "none"] | None = None
     batch_size: int = 16
@@ -124,7 +138,7 @@ class EnsembleConfig:
         options = check_guidance_options(self.guidance, self.guidance_options)
         object.__setattr__(self, "guidance_options", options)
         make_sampler(self.sampler, self.steps)  # validates the name
-        for name in ("coarse_noise", "station_noise"):
+        for name in ("coarse_noise", "station_noise", "profile_noise"):
             object.__setattr__(self, name, _checked_noise(name, getattr(self, name)))
         # None / "none": off; "auto"; a number >= 1 (kept as given, 1.0 included, so a
         # resolved λ is recorded as the number it was)
@@ -159,8 +173,9 @@ class EnsembleConfig:
         return dataclasses.replace(self, **changes)
 
     def coarse_noise_for(self, variable: str, training_std: float) -> float:
-        """The std of ``variable``'s coarse observations: ``coarse_noise`` (its entry, for
-        a mapping), else 2 % of the training std."""
+        """The std of ``variable``'s coarse observations (a channel name such as ``u@850``
+        for a level): ``coarse_noise`` (its entry, for a mapping), else 2 % of the
+        training std."""
         given = _entry(self.coarse_noise, variable)
         return given if given is not None else COARSE_NOISE_FRACTION * float(training_std)
 
@@ -173,6 +188,18 @@ class EnsembleConfig:
         if variable in DEFAULT_STATION_NOISE:
             return DEFAULT_STATION_NOISE[variable]
         return STATION_NOISE_FRACTION * float(training_std)
+
+    def profile_noise_for(self, channel: str, training_std: float) -> float:
+        """The std of the soundings' values of ``channel`` (``variable@level``):
+        ``profile_noise`` (its entry, for a mapping), else :data:`DEFAULT_PROFILE_NOISE`,
+        else 10 % of the level's training std."""
+        given = _entry(self.profile_noise, channel)
+        if given is not None:
+            return given
+        variable = channel.split("@")[0]
+        if variable in DEFAULT_PROFILE_NOISE:
+            return DEFAULT_PROFILE_NOISE[variable]
+        return PROFILE_NOISE_FRACTION * float(training_std)
 
 
 def _checked_teleport(value) -> float | str | None:
@@ -212,8 +239,9 @@ def _checked_noise(name: str, value: Noise) -> Noise:
     return checked if isinstance(value, dict) else checked[None]
 
 
-def _entry(value: Noise, variable: str) -> float | None:
-    """A noise setting's value for ``variable`` (None: not given for it)."""
+def _entry(value: Noise, name: str) -> float | None:
+    """A noise setting's value for the channel ``name`` (``t2m``, ``u@850``): its entry, or
+    that of its variable (``u``); None: not given for it."""
     if isinstance(value, dict):
-        return value.get(variable)
+        return value.get(name, value.get(name.split("@")[0]))
     return value

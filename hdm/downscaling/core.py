@@ -39,6 +39,7 @@ from hdm.conditioning.inflation import (
     inflate_members,
     parse_inflation,
 )
+from hdm.conditioning.profiles import Profile, ProfileError
 from hdm.conditioning.teleport import guided_start, observed_basis
 from hdm.data.schema import LAT, LON, MEMBER, TIME
 from hdm.data.units import to_units
@@ -50,7 +51,8 @@ from hdm.downscaling.inputs import (
     select_times,
 )
 from hdm.downscaling.output import ensemble_dataset, provenance_attrs
-from hdm.downscaling.prior import Prior, load_prior, target_grid
+from hdm.downscaling.prior import Prior, channel_name, load_prior, target_grid
+from hdm.downscaling.soundings import PROFILE_UNITS, read_profiles
 from hdm.hilbert.checkpoints import required_model_statistics
 from hdm.hilbert.devices import denoiser_device
 from hdm.hilbert.gaussian import GaussianStart, check_varsigma
@@ -65,6 +67,8 @@ __all__ = [
     "inflate_ensemble",
     "inflation_factor",
     "noise_settings",
+    "profile_noise_settings",
+    "read_run_profiles",
     "teleport_level",
 ]
 
@@ -103,12 +107,12 @@ def _draw_ensemble(
     progress: bool,
     callback: Callable[[dict], None] | None,
 ) -> tuple[np.ndarray, int]:
-    """The members of every time, (members, time, variable, *grid.shape) float32 in
+    """The members of every time, (members, time, channel, *grid.shape) float32 in
     physical units, inflated by ``factor``, and the NFE per member. The members of a time
     are seeded by (seed, time) alone."""
-    stats = [prior.stats(v) for v in prior.variables]
+    stats = [prior.channel_stats(v, lev) for v, lev in prior.channels]
     sampler = make_sampler(cfg.sampler, cfg.steps, prior.solver_statistics)
-    channels = len(prior.variables)
+    channels = len(prior.channels)
     teleport = _teleport_setup(prior, target, setup, cfg)
     out = np.empty((cfg.members, len(setup.times), channels, *target.shape), dtype=np.float32)
     nfe = 0
@@ -174,15 +178,60 @@ def _teleport_setup(
     return lambda y: guided_start(gaussian, process, varsigma, setup.operator, y, observed)
 
 
-def noise_settings(
-    prior: Prior, cfg: EnsembleConfig, variables: Sequence[str] | None = None
-) -> tuple[dict[str, float], dict[str, float]]:
-    """The coarse and station noise stds of ``variables`` (default: all the model's), in
-    their units: the config's, else the defaults (:mod:`hdm.downscaling.config`)."""
-    names = prior.variables if variables is None else variables
-    coarse = {v: cfg.coarse_noise_for(v, prior.stats(v)[1]) for v in names}
-    station = {v: cfg.station_noise_for(v, prior.stats(v)[1]) for v in names}
+def noise_settings(prior: Prior, cfg: EnsembleConfig) -> tuple[dict[str, float], dict[str, float]]:
+    """The coarse noise std of every channel (by channel name: ``t2m``, ``u@850``) and the
+    station noise std of every single-level variable, in their units: the config's, else
+    the defaults (:mod:`hdm.downscaling.config`)."""
+    coarse = {
+        channel_name(v, lev): cfg.coarse_noise_for(
+            channel_name(v, lev), prior.channel_stats(v, lev)[1]
+        )
+        for v, lev in prior.channels
+    }
+    station = {
+        v: cfg.station_noise_for(v, prior.stats(v)[1])
+        for v in prior.variables
+        if not prior.levels_of(v)
+    }
     return coarse, station
+
+
+def profile_noise_settings(prior: Prior, cfg: EnsembleConfig) -> dict[str, float]:
+    """The soundings' noise std of every pressure-level channel (``u@850``), in its
+    units (:meth:`~hdm.downscaling.config.EnsembleConfig.profile_noise_for`)."""
+    return {
+        channel_name(v, lev): cfg.profile_noise_for(
+            channel_name(v, lev), prior.channel_stats(v, lev)[1]
+        )
+        for v, lev in prior.levels
+    }
+
+
+def read_run_profiles(sources: Sequence[str | Path | Profile], prior: Prior) -> list[Profile]:
+    """Profiles from files (IGRA2 sounding or derived files, CSV profile tables;
+    :func:`hdm.downscaling.soundings.read_profiles`) or given as :class:`Profile` objects,
+    for a prior with pressure levels: IGRA2 files give the variables the model has."""
+    if not prior.levels:
+        raise ProfileError(
+            f"the model {prior.path} has no pressure levels (its channels are "
+            f"{list(prior.channel_names)}): soundings observe multi-level priors, e.g. "
+            "data/checkpoints/rhine_levels"
+        )
+    wanted = [v for v in PROFILE_UNITS if v in prior.variables and prior.levels_of(v)]
+    out: list[Profile] = []
+    for source in sources:
+        if isinstance(source, Profile):
+            out.append(source)
+            continue
+        if not wanted and Path(source).suffix.lower() != ".csv":
+            raise ProfileError(
+                f"{source}: a sounding reports {sorted(PROFILE_UNITS)}; the model's "
+                f"pressure-level variables are {sorted({v for v, _ in prior.levels})}"
+            )
+        out.extend(read_profiles(source, wanted))
+    if not out:
+        raise ProfileError(f"no soundings in {[str(s) for s in sources]}")
+    return out
 
 
 def downscale(
@@ -190,6 +239,7 @@ def downscale(
     coarse: xr.DataArray | xr.Dataset | None = None,
     stations: xr.Dataset | None = None,
     *,
+    profiles: Sequence[str | Path | Profile] | None = None,
     config: EnsembleConfig | None = None,
     grid: int | Grid | xr.Dataset | xr.DataArray | None = None,
     times: Sequence | slice | None = None,
@@ -209,8 +259,16 @@ def downscale(
             area-weighted mean of the fine field over it
             (:meth:`~hdm.conditioning.observations.CoarseGrain.for_coarse_grid`).
             Its ``units`` attribute, if any, is converted to the model's (°C → K).
+            For a multi-level prior, each variable is (time, level, lat, lon) at any of
+            the model's levels (hPa).
         stations: obs dataset (dim ``obs``: id, lat, lon, time, value) in physical units,
             converted from ``value``'s ``units`` attribute, if any, to the model's.
+        profiles: soundings for a multi-level prior: IGRA2 sounding or derived-parameter
+            files, CSV profile tables (id, lat, lon, time, pressure, variable, value,
+            units) or :class:`~hdm.conditioning.profiles.Profile` objects; each observes
+            the model's levels within its reported range (log-pressure interpolation,
+            :mod:`hdm.conditioning.profiles`) at the nearest field time within
+            ``time_tolerance``; soundings outside the run's times are left out.
         config: how the members are drawn (:class:`~hdm.downscaling.config.EnsembleConfig`);
             ``**options`` override its fields (``members=16``, ``guidance="mmps"``,
             ``sampler="em"``, ``steps=50``, ``seed=0``, ``coarse_noise``,
@@ -229,13 +287,13 @@ def downscale(
             (:mod:`hdm.conditioning.guidance`), with the field's ``time`` added.
 
     Returns:
-        xr.Dataset: ``{var}(member, time, lat, lon)``, ``{var}_mean``, ``{var}_std``,
-        ``{var}_quantile``, in the model's units, with provenance attributes.
+        xr.Dataset: ``{var}(member, time, lat, lon)`` (``(member, time, level, lat, lon)``
+        on pressure levels), ``{var}_mean``, ``{var}_std``, ``{var}_quantile``, in the
+        model's units, with provenance attributes.
     """
     # over 80 lines: the signature and the docstring (every argument) are 44 of them
     cfg = _config(config, options)
     prior = model if isinstance(model, Prior) else load_prior(model)
-    prior.check_single_level()
     prior.to(cfg.device)
     target = target_grid(
         prior, grid if grid is not None else (cfg.scale if cfg.scale != 1 else None)
@@ -244,6 +302,7 @@ def downscale(
     coarse_noise, station_noise = noise_settings(prior, cfg)
     if coarse is not None:
         coarse = model_fields(coarse, prior, "coarse field")
+    soundings = None if not profiles else read_run_profiles(profiles, prior)
     field_times = select_times(coarse, times)
     setup = observation_setup(
         prior,
@@ -256,6 +315,8 @@ def downscale(
         time_tolerance=cfg.time_tolerance,
         nan=nan,
         require_station_overlap=require_station_overlap,
+        profiles=soundings,
+        profile_noise=profile_noise_settings(prior, cfg),
     )
     t0 = _time.perf_counter()
     options_ = inflation_options or InflationConfig(
@@ -270,9 +331,11 @@ def downscale(
             prior,
             target,
             cfg,
-            coarse_noise={v: coarse_noise[v] for v in setup.coarse_variables},
+            coarse_noise={c: coarse_noise[c] for c in setup.coarse_channels},
             station_noise={v: station_noise[v] for v in setup.station_variables},
             station_ids=setup.station_ids,
+            profile_noise=profile_noise_settings(prior, cfg) if setup.soundings else None,
+            soundings=setup.soundings,
         ),
         device=str(denoiser_device(prior.denoiser)),
         nfe_per_member=nfe,

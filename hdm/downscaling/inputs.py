@@ -31,6 +31,7 @@ a continent, whose σ is near 10 K).
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,13 +47,17 @@ from hdm.conditioning.observations import (
     ObservationOperator,
     PointSample,
 )
+from hdm.conditioning.profiles import Profile, ProfileError, profile_observations
 from hdm.data.coarsen import cell_bounds
 from hdm.data.open import normalise_conventions
-from hdm.data.schema import LAT, LON, TIME
+from hdm.data.schema import LAT, LEVEL, LON, TIME
 from hdm.data.units import to_units
 from hdm.domains.stations import first_occurrences
-from hdm.downscaling.prior import Prior
+from hdm.downscaling.prior import Prior, channel_name
+from hdm.downscaling.soundings import profiles_for_times, profiles_in_units
 from hdm.hilbert.grids import LatLonGrid
+
+log = logging.getLogger("hdm")
 
 __all__ = [
     "FAR_FROM_TRAINING",
@@ -110,13 +115,34 @@ def model_fields(
     fields = {}
     for name in known:
         da = obj[name]
-        missing = [d for d in (TIME, LAT, LON) if d not in da.dims]
+        levels = prior.levels_of(name)
+        dims = (TIME, LEVEL, LAT, LON) if levels else (TIME, LAT, LON)
+        missing = [d for d in dims if d not in da.dims]
         if missing:
             raise ValueError(
-                f"the {what}'s {name} must have dims (time, lat, lon); missing {missing}"
+                f"the {what}'s {name} must have dims {dims}; missing {missing}"
+                + (f" (the model's {name} is on {len(levels)} pressure levels)" if levels else "")
             )
-        fields[name] = da.transpose(TIME, LAT, LON)
+        if levels:
+            da = _model_levels(da, levels, name, what)
+        fields[name] = da.transpose(*dims)
     return fields
+
+
+def _model_levels(da: xr.DataArray, levels: Sequence[float], name: str, what: str) -> xr.DataArray:
+    """``da`` at the model's levels it holds (hPa); other levels are left out (logged),
+    none of the model's is an error naming both sets."""
+    present = np.asarray(da[LEVEL].values, dtype=np.float64)
+    keep = [lev for lev in present if np.isclose(levels, lev).any()]
+    if not keep:
+        raise ValueError(
+            f"the {what}'s {name} has levels {[f'{v:g}' for v in present]} hPa, none of the "
+            f"model's {[f'{v:g}' for v in levels]}"
+        )
+    extra = [f"{v:g}" for v in present if v not in keep]
+    if extra:  # a reanalysis file holds many levels: logged, not a warning
+        log.info("the %s's %s: levels %s hPa are not the model's; left out", what, name, extra)
+    return da.sel({LEVEL: keep})
 
 
 #: the largest median |y − μ| / σ of an observation source (module doc)
@@ -167,10 +193,20 @@ def _median_distance(values: np.ndarray, mean: float, std: float) -> tuple[float
     return float(np.median(np.abs(v - mean))) / std, float(np.median(v))
 
 
+def _channel_values(
+    prior: Prior, variable: str, field: xr.DataArray
+) -> list[tuple[float | None, np.ndarray]]:
+    """(level, values) of each of ``field``'s channels: one per level on pressure levels,
+    (None, all values) for a single-level variable."""
+    if LEVEL not in field.dims or not prior.levels_of(variable):
+        return [(None, field.values)]
+    return [(float(lev), field.sel({LEVEL: lev}).values) for lev in field[LEVEL].values]
+
+
 def check_near_training(
     prior: Prior, coarse: Mapping[str, xr.DataArray], stations: Mapping[str, xr.Dataset]
 ) -> None:
-    """Raise when a variable's coarse values or station values (in the model's units:
+    """Raise when a channel's coarse values or station values (in the model's units:
     see :func:`in_model_units`) lie :data:`FAR_FROM_TRAINING` training stds or more from
     the model's training mean, in the median (module doc): most likely they are in other
     units that nothing says. The coarse fields are read: pass the times to check.
@@ -180,16 +216,21 @@ def check_near_training(
     """
     hint = "a units attribute (for CSV tables: a units column, --station-units)"
     sources = [
-        (v, "coarse field's values", f.values, "a units attribute") for v, f in coarse.items()
+        (v, lev, "coarse field's values", values, "a units attribute")
+        for v, f in coarse.items()
+        for lev, values in _channel_values(prior, v, f)
     ]
-    sources += [(v, "station observations", o["value"].values, hint) for v, o in stations.items()]
-    for var, what, values, how in sources:
-        mean, std = prior.stats(var)
+    sources += [
+        (v, None, "station observations", o["value"].values, hint) for v, o in stations.items()
+    ]
+    for var, level, what, values, how in sources:
+        mean, std = prior.channel_stats(var, level)
         z, median = _median_distance(values, mean, std)
         if z >= FAR_FROM_TRAINING:
             units = prior.units[var] or "the model's units"
+            name = channel_name(var, level)
             raise ObservationError(
-                f"the {what} lie {z:.0f} training stds from the model's mean of {var} "
+                f"the {what} lie {z:.0f} training stds from the model's mean of {name} "
                 f"(median {median:.4g}; model: mean {mean:.4g} {units}, std {std:.3g}): "
                 f"are they in other units? Give them {how} to convert them"
             )
@@ -288,6 +329,10 @@ class ObservationSetup:
     #: the variables observed by the coarse fields and by the stations
     coarse_variables: tuple[str, ...] = ()
     station_variables: tuple[str, ...] = ()
+    #: the soundings used, "STATION@TIME"
+    soundings: tuple[str, ...] = ()
+    #: the channels the coarse fields observe (``t2m``, ``u@850``)
+    coarse_channels: tuple[str, ...] = ()
 
 
 def _count_nan(values: np.ndarray, nan: str, stations: xr.Dataset | None = None) -> int:
@@ -429,21 +474,27 @@ def observation_setup(
     time_tolerance: str = "30min",
     nan: str = "drop",
     require_station_overlap: bool = True,
+    profiles: Sequence[Profile] | None = None,
+    profile_noise: Mapping[str, float] | None = None,
 ) -> ObservationSetup:
     """Build the composite operator and the normalised observation values per time.
 
     ``coarse``: the coarse field of each variable observed (a mapping variable → (time,
-    lat, lon) DataArray; a bare DataArray for a one-variable model). ``stations``: obs
-    of any of the model's variables (:func:`stations_by_variable`). Each variable's
-    coarse cells and stations read its own channel of the fields. Every station is a row
-    of the operator, whatever ``times`` are (a station without an observation at a time
-    has NaN there, which guidance zero-weights), so the operator of a time does not
-    depend on which other times are downscaled with it. With
-    ``require_station_overlap``, stations none of whose observations fall within
+    lat, lon) DataArray, (time, level, lat, lon) for a variable on pressure levels; a bare
+    DataArray for a one-variable model). ``stations``: obs of any of the model's
+    single-level variables (:func:`stations_by_variable`). ``profiles``: soundings of a
+    multi-level prior (:mod:`hdm.downscaling.soundings`), matched to the nearest of
+    ``times`` within ``time_tolerance``; those outside the run's times are left out.
+    Each channel's coarse cells, stations and soundings read that channel of the fields.
+    Every station is a row of the operator, whatever ``times`` are (a station without
+    an observation at a time has NaN there, which guidance zero-weights), so the
+    operator of a time does not depend on which other times are downscaled with it.
+    With ``require_station_overlap``, stations none of whose observations fall within
     ``times`` are an error (a batch chunk passes False: its range is checked once).
     The inputs are converted to the model's units (:func:`in_model_units`) and checked
-    to lie near its training values (module doc); ``coarse_noise`` and ``station_noise``
-    are stds in the model's units, per variable (or one number for all)."""
+    to lie near its training values (module doc); ``coarse_noise``, ``station_noise``
+    and ``profile_noise`` are stds in the model's units, per channel name (``t2m``,
+    ``u@850``, :attr:`Prior.channel_names`) or one number for all."""
     if nan not in ("drop", "error"):
         raise ValueError(f"nan must be 'drop' or 'error', got {nan!r}")
     if isinstance(coarse, xr.DataArray):
@@ -452,20 +503,36 @@ def observation_setup(
         prior, dict(coarse or {}), stations_by_variable(stations, prior)
     )
     check_near_training(prior, {v: f.sel({TIME: times}) for v, f in coarse.items()}, by_variable)
-    single = len(prior.variables) == 1
+    single = len(prior.channels) == 1
     parts: list[ObservationOperator] = []
     blocks: list[np.ndarray] = []
     dropped = 0
+    coarse_channels: list[str] = []
     for var in (v for v in prior.variables if v in coarse):
-        mean, std = prior.stats(var)
-        name = "coarse" if single else f"coarse {var}"
-        noise = _per_variable(coarse_noise, var) / std
-        op, values = _coarse_rows(prior, grid, coarse[var], times, noise, name, prior.channel(var))
-        dropped += _count_nan(values, nan)
-        parts.append(op)
-        blocks.append((values - mean) / std)
+        for level, field in _channel_fields(prior, var, coarse[var]):
+            mean, std = prior.channel_stats(var, level)
+            label = channel_name(var, level)
+            coarse_channels.append(label)
+            op, values = _coarse_rows(
+                prior,
+                grid,
+                field,
+                times,
+                _per_variable(coarse_noise, label) / std,
+                "coarse" if single else f"coarse {label}",
+                prior.channel_index(var, level),
+            )
+            dropped += _count_nan(values, nan)
+            parts.append(op)
+            blocks.append((values - mean) / std)
     ids: list[str] = []
     for var, obs in by_variable.items():
+        if prior.levels_of(var):
+            raise ObservationError(
+                f"station observations of {var}: the model's {var} is on pressure levels "
+                f"({', '.join(f'{lev:g}' for lev in prior.levels_of(var))} hPa); observe "
+                "it with soundings (profiles), not surface stations"
+            )
         mean, std = prior.stats(var)
         dropped += _count_nan(obs["value"].values.astype(np.float64), nan, obs)
         op, values = _station_rows(
@@ -481,8 +548,21 @@ def observation_setup(
         ids += [i for i in op.ids if i not in ids]
         parts.append(op)
         blocks.append((values - mean) / std)
+    soundings: tuple[str, ...] = ()
+    if profiles:
+        op, values, soundings = _profile_rows(
+            prior,
+            grid,
+            profiles,
+            times,
+            profile_noise or {},
+            time_tolerance,
+            require_station_overlap,
+        )
+        parts.append(op)
+        blocks.append(values)
     if not parts:
-        raise ObservationError("give a coarse field, station observations, or both")
+        raise ObservationError("give a coarse field, station observations, profiles or all")
     operator = parts[0] if len(parts) == 1 else Composite(tuple(parts))
     return ObservationSetup(
         operator,
@@ -492,7 +572,54 @@ def observation_setup(
         dropped,
         tuple(v for v in prior.variables if v in coarse),
         tuple(by_variable),
+        soundings,
+        tuple(coarse_channels),
     )
+
+
+def _channel_fields(
+    prior: Prior, variable: str, field: xr.DataArray
+) -> list[tuple[float | None, xr.DataArray]]:
+    """(level, (time, lat, lon) field) of each channel ``field`` observes."""
+    if not prior.levels_of(variable):
+        return [(None, field)]
+    return [(float(lev), field.sel({LEVEL: lev})) for lev in field[LEVEL].values]
+
+
+def _profile_rows(
+    prior: Prior,
+    grid: LatLonGrid,
+    profiles: Sequence[Profile],
+    times: np.ndarray,
+    noise: Mapping[str, float],
+    tolerance: str,
+    require_overlap: bool,
+) -> tuple[ObservationOperator, np.ndarray, tuple[str, ...]]:
+    """The soundings' operator, normalised values (n_time, n_obs) and the soundings used
+    ("STATION@TIME"), in the model's units. Every sounding gives its rows (so the
+    operator is the same for any selection of the run's times); those outside the run's
+    times give no values. With ``require_overlap``, none inside is an error."""
+    converted = profiles_in_units(profiles, prior.units)
+    matched, outside = profiles_for_times(converted, times, tolerance)
+    if not matched and require_overlap:
+        first = min(profiles, key=lambda p: np.datetime64(p.time, "ns"))
+        raise ProfileError(
+            f"none of the {len(profiles)} sounding(s) falls within the run's times "
+            f"{str(times[0])[:19]}..{str(times[-1])[:19]} (± {tolerance}); the earliest is "
+            f"{first.station} at {str(first.time)[:19]}"
+        )
+    if outside:
+        log.info("%d sounding(s) outside the run's times give no values", outside)
+    used = {id(p) for _, p in matched}
+    rows: list[tuple[int | None, Profile]] = [*matched]
+    rows += [(None, p) for p in converted if id(p) not in used]
+    stats = {(v, lev): prior.channel_stats(v, lev) for v, lev in prior.levels}
+    op, values, _ = profile_observations(
+        rows, len(times), prior.channels, noise, channel_stats=stats
+    )
+    for part in op.parts:
+        part.stencil(grid)  # raises, naming the station, when one lies outside the grid
+    return op, values, tuple(f"{p.station}@{str(p.time)[:16]}" for _, p in matched)
 
 
 def _per_variable(value: Mapping[str, float] | float, variable: str) -> float:

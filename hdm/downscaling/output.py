@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from hdm._version import __version__
-from hdm.data.schema import KNOWN_VARIABLES, LAT, LON, MEMBER, TIME
+from hdm.data.schema import COORD_ATTRS, KNOWN_VARIABLES, LAT, LEVEL, LON, MEMBER, TIME
 from hdm.data.stores import write_netcdf_cf, write_zarr_ensemble
 from hdm.data.units import to_units
 from hdm.downscaling.config import EnsembleConfig
@@ -113,25 +113,44 @@ def ensemble_dataset(
     quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
 ) -> xr.Dataset:
     """The output layout: ``{var}(member, time, lat, lon)`` for every variable of the
-    model, from ``values`` (member, time, variable, lat, lon) in physical units (the
-    model's variable order; (member, time, lat, lon) for a one-variable model), each
-    with its ``_mean``, ``_std`` and ``_quantile`` summaries over members. Lazy (dask)
-    values give a lazy dataset: the template of a batch store."""
+    model (``{var}(member, time, level, lat, lon)`` for one on pressure levels, ``level``
+    in hPa with CF's ``air_pressure`` attributes), from ``values`` (member, time,
+    channel, lat, lon) in physical units (the model's channel order; (member, time, lat,
+    lon) for a one-channel model), each with its ``_mean``, ``_std`` and ``_quantile``
+    summaries over members. Lazy (dask) values give a lazy dataset: the template of a
+    batch store."""
     lat, lon = grid.coords()
     if values.ndim == 4:
         values = values[:, :, None]
+    coords = {MEMBER: np.arange(values.shape[0]), TIME: times, LAT: lat, LON: lon}
     parts = []
-    for c, name in enumerate(prior.variables):
-        ensemble = xr.DataArray(
-            values[:, :, c],
-            dims=(MEMBER, TIME, LAT, LON),
-            coords={MEMBER: np.arange(values.shape[0]), TIME: times, LAT: lat, LON: lon},
-            name=name,
-            attrs={
-                "units": prior.units[name],
-                "long_name": f"{name}, posterior ensemble members",
-            },
-        )
+    for name in prior.variables:
+        levels = prior.levels_of(name)
+        if levels:
+            index = [prior.channel_index(name, lev) for lev in levels]
+            stacked = (
+                dask.array.stack([values[:, :, k] for k in index], axis=2)
+                if isinstance(values, dask.array.Array)
+                else values[:, :, index]
+            )
+            level = xr.Variable(LEVEL, np.asarray(levels, dtype=np.float64), COORD_ATTRS[LEVEL])
+            ensemble = xr.DataArray(
+                stacked,
+                dims=(MEMBER, TIME, LEVEL, LAT, LON),
+                coords={**coords, LEVEL: level},
+                name=name,
+            )
+        else:
+            ensemble = xr.DataArray(
+                values[:, :, prior.channel_index(name)],
+                dims=(MEMBER, TIME, LAT, LON),
+                coords=coords,
+                name=name,
+            )
+        ensemble.attrs = {
+            "units": prior.units[name],
+            "long_name": f"{name}, posterior ensemble members",
+        }
         known = KNOWN_VARIABLES.get(name)
         if known is not None and known.standard_name:
             ensemble.attrs["standard_name"] = known.standard_name
@@ -170,12 +189,15 @@ def provenance_attrs(
     coarse_noise: Mapping[str, float] | None,
     station_noise: Mapping[str, float] | None,
     station_ids: Sequence[str],
+    profile_noise: Mapping[str, float] | None = None,
+    soundings: Sequence[str] = (),
 ) -> dict:
     """The attributes that say how an ensemble was made (the same for :func:`hdm.downscale`
     and batch stores): the model and its hash, the guidance and its options (JSON), the
     sampler, steps, members, seed, the sampled and training grids, the observation noise
     stds of each observed variable in its units (a number for one variable, JSON for
-    several, "none" for an absent source), the stations used, the inflation factor, the
+    several, "none" for an absent source), the stations used, the soundings used
+    ("STATION@TIME") and their noise per channel, the inflation factor, the
     teleportation level ς* and the device asked for (:func:`hdm.downscale` records the
     one the members were drawn on; a batch chunk's marker too)."""
     inflation = cfg.inflation
@@ -195,6 +217,14 @@ def provenance_attrs(
         "coarse_noise_std": _noise_attr(coarse_noise),
         "station_noise_std": _noise_attr(station_noise if station_ids else None),
         "stations": ",".join(station_ids),
+        **(
+            {
+                "soundings": ",".join(soundings),
+                "profile_noise_std": _noise_attr(profile_noise),
+            }
+            if soundings
+            else {}
+        ),
         "inflation": float(inflation) if isinstance(inflation, float) else 1.0,
         "teleport_varsigma": _teleport_attr(prior, cfg),
         "device": cfg.device,

@@ -32,15 +32,21 @@ from hdm.hilbert.grids import Grid, LatLonGrid
 from hdm.hilbert.networks import GridError
 from hdm.hilbert.solver_statistics import ModelStatistics
 
-__all__ = ["Prior", "load_prior", "target_grid"]
+__all__ = ["Prior", "channel_name", "load_prior", "model_path", "target_grid"]
+
+
+def channel_name(variable: str, level: float | None) -> str:
+    """``variable`` for a single-level channel, ``variable@level`` (hPa) on a level."""
+    return variable if level is None else f"{variable}@{level:g}"
 
 
 @dataclass
 class Prior:
     """A trained gridded prior: denoiser, its training grid and normalisation.
 
-    ``variables`` are the model's channels in order (one per variable), ``units`` their
-    units (the units it was trained in, which inputs are converted to); ``gaussian`` the
+    ``variables`` are the model's variables in order, ``units`` their units (the units
+    it was trained in, which inputs are converted to); its channels (:attr:`channels`) are
+    the variables, or (variable, pressure level) pairs for a multi-level prior; ``gaussian`` the
     Gaussian statistics of its training data where ``hdm gaussian-stats`` made them
     (what teleportation needs, :meth:`teleport_statistics`); ``solver_statistics`` its
     empirical model statistics where ``hdm model-stats`` made them (the v3 sampler's)."""
@@ -70,25 +76,52 @@ class Prior:
         return teleport_statistics(self.gaussian, self.path, varsigma)
 
     @property
+    def channels(self) -> tuple[tuple[str, float | None], ...]:
+        """(variable, level hPa) of every channel in order; level None for a single-level
+        variable (whose channel is the variable)."""
+        return tuple(
+            (v, None if lev is None else float(lev)) for v, lev in self.normaliser.channels
+        )
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """A name per channel: the variable (``t2m``), or ``variable@level`` (``u@850``) on
+        pressure levels; the keys of per-channel noise settings and attributes."""
+        return tuple(channel_name(v, lev) for v, lev in self.channels)
+
+    @property
     def levels(self) -> tuple[tuple[str, float], ...]:
         """The (variable, level hPa) channels of a multi-level prior (empty for one whose
         channels are single-level variables)."""
-        return tuple((v, lev) for v, lev in self.normaliser.channels if lev is not None)
+        return tuple((v, lev) for v, lev in self.channels if lev is not None)
 
-    def check_single_level(self) -> None:
-        """A ValueError for a prior with pressure-level channels: ``hdm downscale``
-        downscales single-level variables only (their channels are the variables)."""
-        if self.levels:
-            shown = ", ".join(f"{v}@{lev:g}" for v, lev in self.levels[:4])
-            raise ValueError(
-                f"the model {self.path} has {len(self.normaliser.channels)} channels on "
-                f"pressure levels ({shown}, ...): downscaling multi-level priors is not "
-                "supported yet; condition it on profiles through the Python API "
-                "(hdm.conditioning.profiles.profile_operator with a guidance)"
+    def levels_of(self, variable: str) -> tuple[float, ...]:
+        """The pressure levels (hPa) of ``variable``'s channels (empty: single-level)."""
+        self.channel(variable)
+        return tuple(lev for v, lev in self.channels if v == variable and lev is not None)
+
+    def channel_index(self, variable: str, level: float | None = None) -> int:
+        """The channel of ``variable`` at ``level`` (hPa; None for a single-level
+        variable); a KeyError naming the model's levels of that variable otherwise."""
+        self.channel(variable)
+        key = (variable, None if level is None else float(level))
+        if key not in self.channels:
+            have = [f"{lev:g}" for lev in self.levels_of(variable)] or ["none (single level)"]
+            raise KeyError(
+                f"the model {self.path} has no channel {channel_name(*key)}; the levels of "
+                f"{variable} are {', '.join(have)} hPa"
             )
+        return self.channels.index(key)
+
+    def channel_stats(self, variable: str, level: float | None = None) -> tuple[float, float]:
+        """(mean, std) of one channel on the training data, in its variable's units."""
+        self.channel_index(variable, level)
+        mean, std = self.normaliser.channel_stats([(variable, level)])
+        return float(mean[0]), float(std[0])
 
     def channel(self, variable: str) -> int:
-        """The channel of ``variable`` (KeyError naming the model's variables)."""
+        """The index of ``variable`` among the model's variables (its channel for a
+        single-level model; KeyError naming the model's variables)."""
         if variable not in self.variables:
             raise KeyError(
                 f"the model {self.path} has no variable {variable!r}; its variables are "
@@ -97,10 +130,14 @@ class Prior:
         return self.variables.index(variable)
 
     def stats(self, variable: str) -> tuple[float, float]:
-        """(mean, std) of ``variable`` on the training data, in its units."""
-        self.channel(variable)
-        mean, std = self.normaliser.channel_stats([(variable, None)])
-        return float(mean[0]), float(std[0])
+        """(mean, std) of a single-level ``variable`` on the training data, in its units
+        (:meth:`channel_stats` for one level of a multi-level variable)."""
+        if self.levels_of(variable):
+            raise KeyError(
+                f"{variable} of the model {self.path} is on pressure levels "
+                f"({', '.join(f'{lev:g}' for lev in self.levels_of(variable))} hPa): name a level"
+            )
+        return self.channel_stats(variable, None)
 
     @property
     def variable(self) -> str:
@@ -117,7 +154,8 @@ class Prior:
         return self.stats(self.variable)
 
 
-def _model_path(path: str | Path) -> Path:
+def model_path(path: str | Path) -> Path:
+    """``path``, or the model.pt (else checkpoint.pt) in the folder ``path``."""
     path = Path(path)
     if path.is_dir():
         for name in ("model.pt", "checkpoint.pt"):
@@ -131,7 +169,7 @@ def load_prior(path: str | Path) -> Prior:
     """Load ``model.pt`` (or ``checkpoint.pt``; a folder holding one) of a gridded model;
     a model with static inputs gets them from the sources it recorded
     (:func:`hdm.domains.statics.statics_from_record`: the same files, or an error)."""
-    path = _model_path(path)
+    path = model_path(path)
     payload = load_checkpoint(path)
     grid = Grid.from_dict(payload["grid"])
     if not isinstance(grid, LatLonGrid):

@@ -14,12 +14,15 @@ Two sources:
   units; pressure in Pa or hPa as its ``units`` say — a column ``pressure_units``, default
   Pa): one row per value; the units of one variable must agree.
 
-:func:`match_profile_times` assigns each profile to the nearest field time within a tolerance.
+:func:`profiles_in_units` converts the values to the model's units; :func:`profiles_for_times`
+keeps the soundings of a run's times and :func:`match_profile_times` assigns each to the
+nearest field time within a tolerance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,7 @@ from hdm.conditioning.profiles import (
     specific_humidity,
     wind_components,
 )
+from hdm.data.units import affine
 from hdm.domains.igra2_derived import read_igra2_derived
 from hdm.domains.radiosondes import read_igra2_soundings
 
@@ -40,6 +44,8 @@ __all__ = [
     "derived_profiles",
     "igra2_profiles",
     "match_profile_times",
+    "profiles_for_times",
+    "profiles_in_units",
     "read_profile_table",
     "read_profiles",
 ]
@@ -171,15 +177,54 @@ def read_profile_table(path: str | Path) -> list[Profile]:
     return out
 
 
-def read_profiles(path: str | Path) -> list[Profile]:
+def read_profiles(
+    path: str | Path, variables: Sequence[str] = ("t", "u", "v", "q")
+) -> list[Profile]:
     """Profiles from an IGRA2 sounding file, an IGRA2 derived-parameter file (``drvd`` in
-    its name) or a CSV profile table (by extension)."""
+    its name; both give ``variables``, a subset of t, u, v, q) or a CSV profile table (by
+    extension; every variable it holds)."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no profile file {path}")
     if path.suffix.lower() == ".csv":
         return read_profile_table(path)
     if "drvd" in path.name:
-        return derived_profiles(read_igra2_derived(path))
-    return igra2_profiles(read_igra2_soundings(path))
+        return derived_profiles(read_igra2_derived(path), variables)
+    return igra2_profiles(read_igra2_soundings(path), variables)
+
+
+def profiles_in_units(profiles: Sequence[Profile], units: Mapping[str, str]) -> list[Profile]:
+    """The profiles with every variable in ``units`` (variable → units; the model's):
+    converted where a profile says its units (°C → K, knots → m s⁻¹), as given where it
+    says none; a conversion that cannot be made is a UnitsError naming the station."""
+    out = []
+    for prof in profiles:
+        values = dict(prof.values)
+        for name, given in prof.units.items():
+            if name in values and given and name in units and units[name]:
+                where = f"sounding {prof.station} at {prof.time}: {name}"
+                a, b = affine(given, units[name], where)
+                values[name] = a * np.asarray(values[name], dtype=np.float64) + b
+        converted = {k: units.get(k, v) for k, v in prof.units.items()}
+        out.append(replace(prof, values=values, units=converted))
+    return out
+
+
+def profiles_for_times(
+    profiles: Sequence[Profile], field_times: np.ndarray, tolerance: str
+) -> tuple[list[tuple[int, Profile]], int]:
+    """The profiles of a run's times: those outside [first − tolerance, last + tolerance]
+    are left out (and counted: a file may hold a whole year of soundings); the others are
+    matched to the nearest field time (:func:`match_profile_times`, which refuses one
+    farther than ``tolerance`` from every field time, naming the station and that time)."""
+    times = np.asarray(field_times, dtype="datetime64[ns]")
+    limit = pd.Timedelta(tolerance).to_timedelta64()
+    inside = [
+        p
+        for p in profiles
+        if times.min() - limit <= np.datetime64(p.time, "ns") <= times.max() + limit
+    ]
+    return match_profile_times(inside, times, tolerance), len(profiles) - len(inside)
 
 
 def match_profile_times(

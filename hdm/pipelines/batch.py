@@ -31,6 +31,7 @@ does not depend on the number of workers.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time as _time
@@ -47,12 +48,20 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from hdm.conditioning.inflation import InflationConfig
+from hdm.conditioning.profiles import Profile
 from hdm.data.coarsen import coarse_grain
 from hdm.data.open import open_fields
 from hdm.data.schema import TIME
 from hdm.data.stores import read_manifest, write_manifest
 from hdm.domains.stations import read_stations, simulate_observations, stations_by_id
-from hdm.downscaling.core import downscale, inflation_factor, noise_settings, teleport_level
+from hdm.downscaling.core import (
+    downscale,
+    inflation_factor,
+    noise_settings,
+    profile_noise_settings,
+    read_run_profiles,
+    teleport_level,
+)
 from hdm.downscaling.inputs import (
     check_near_training,
     check_station_overlap,
@@ -104,7 +113,10 @@ def resolved_config(cfg: DownscaleRunConfig) -> DownscaleRunConfig:
         cfg,
         checkpoint=_absolute(cfg.checkpoint),
         inputs=replace(
-            cfg.inputs, coarse=_absolute(cfg.inputs.coarse), truth=_absolute(cfg.inputs.truth)
+            cfg.inputs,
+            coarse=_absolute(cfg.inputs.coarse),
+            truth=_absolute(cfg.inputs.truth),
+            profiles=_absolute(cfg.inputs.profiles) or [],
         ),
         stations=replace(cfg.stations, file=_absolute(cfg.stations.file) or []),
         output=replace(cfg.output, out=_absolute(cfg.output.out)),
@@ -213,6 +225,12 @@ def station_input(
                 f"stations.variables names {var!r}, which the truth does not hold "
                 f"(it holds {list(fields)} of the model's {list(prior.variables)})"
             )
+        if prior.levels_of(var):
+            raise ValueError(
+                f"--simulate-stations: the model's {var} is on pressure levels; surface "
+                "stations cannot observe it (give soundings with --profiles, or name "
+                "single-level variables with --station-variables)"
+            )
         noise = cfg.station_simulation_noise(var, prior.stats(var)[1])
         obs = simulate_observations(fields[var], chosen, noise, cfg.ensemble.seed + k)
         if len(prior.variables) > 1:
@@ -293,6 +311,7 @@ class ChunkTask:
     start: int
     times: tuple[str, ...]
     stations: xr.Dataset | None
+    profiles: tuple[Profile, ...] = ()
 
 
 _PRIORS: dict[tuple[str, float], Prior] = {}
@@ -333,6 +352,7 @@ def run_chunk(task: ChunkTask) -> dict:
             prior,
             coarse=xr.Dataset(coarse),
             stations=task.stations,
+            profiles=list(task.profiles) or None,
             config=cfg.ensemble.replace(device=task_device(cfg.ensemble.device)),
             progress=False,
             require_station_overlap=False,
@@ -423,12 +443,12 @@ class _Plan:
     stations: xr.Dataset | None
     chunks: list[slice]
     inflation_attrs: dict
+    profiles: tuple[Profile, ...] = ()
 
 
 def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
     """Read the inputs once on the driver and resolve what depends on all of them."""
     prior = load_prior(cfg.checkpoint)
-    prior.check_single_level()
     fields = input_fields(cfg, prior)
     times = run_times(cfg, next(iter(fields.values())))
     fields = {v: f.sel({TIME: times}) for v, f in fields.items()}
@@ -440,11 +460,40 @@ def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
     # first time of the coarse fields stands for the rest (the chunks check their own)
     first = {v: f.isel({TIME: [0]}) for v, f in coarse.items()}
     check_near_training(prior, *in_model_units(prior, first, stations_by_variable(stations, prior)))
+    profiles, profile_attrs = run_profiles(cfg, prior, times)
     cfg = resolve_teleport(cfg, prior)
     earlier = None if overwrite or not store.exists() else read_manifest(store)
     cfg, inflation_attrs = resolve_inflation(cfg, prior, coarse, stations, times, earlier)
     chunks = plan_chunks(len(times), cfg.batch.chunk_size)
-    return _Plan(cfg, prior, times, coarse, stations, chunks, inflation_attrs)
+    attrs = {**inflation_attrs, **profile_attrs}
+    return _Plan(cfg, prior, times, coarse, stations, chunks, attrs, profiles)
+
+
+def run_profiles(
+    cfg: DownscaleRunConfig, prior: Prior, times: np.ndarray
+) -> tuple[tuple[Profile, ...], dict]:
+    """The soundings of ``inputs.profiles``, read and checked once on the driver against
+    the whole run (units, levels, positions in the grid, some sounding within the run's
+    times), and the store attributes that record them."""
+    if not cfg.inputs.profiles:
+        return (), {}
+    ens = cfg.ensemble
+    profiles = read_run_profiles(cfg.inputs.profiles, prior)
+    setup = observation_setup(
+        prior,
+        target_grid(prior, ens.scale if ens.scale != 1 else None),
+        None,
+        None,
+        times,
+        coarse_noise={},
+        station_noise={},
+        time_tolerance=ens.time_tolerance,
+        profiles=profiles,
+        profile_noise=profile_noise_settings(prior, ens),
+    )
+    noise = profile_noise_settings(prior, ens)
+    attrs = {"soundings": ",".join(setup.soundings), "profile_noise_std": json.dumps(noise)}
+    return tuple(profiles), attrs
 
 
 def _iso(times: np.ndarray) -> tuple[str, ...]:
@@ -507,7 +556,14 @@ def run_batch(
     write_manifest(store, manifest)
     tasks = [
         ChunkTask(
-            cfg, str(store), run_id, q, chunks[q].start, _iso(times[chunks[q]]), plan.stations
+            cfg,
+            str(store),
+            run_id,
+            q,
+            chunks[q].start,
+            _iso(times[chunks[q]]),
+            plan.stations,
+            plan.profiles,
         )
         for q in pending
     ]

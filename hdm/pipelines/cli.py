@@ -8,7 +8,8 @@
     hdm model-stats MODEL_DIR [--levels K] [--fields N] [--fit-s]
     hdm downscale [CHECKPOINT] [--config FILE.yaml] [--set key=value ...]
                (--coarse FILE | --truth FILE --factor F)
-               [--stations FILE.csv | --simulate-stations IDS] --members M --out OUT.zarr
+               [--stations FILE.csv | --simulate-stations IDS] [--profiles FILE [FILE ...]]
+               --members M --out OUT.zarr
                [--times START END] [--scale S] [--guidance mmps|sda|dps|replacement]
                [--scheduler local|synchronous|slurm|pbs|ADDRESS] [--workers W]
                [--chunk-size K] [--teleport auto|LEVEL] [--device cpu|auto|cuda:K]
@@ -66,8 +67,10 @@ def _train_parser(sub) -> None:
 
 
 def _sample_parser(sub) -> None:
-    s = sub.add_parser("sample", help="draw functions from a trained model")
-    s.add_argument("checkpoint", help="model.pt or checkpoint.pt written by hdm train")
+    s = sub.add_parser("sample", help="draw functions (or fields) from a trained model")
+    s.add_argument(
+        "checkpoint", help="model.pt or checkpoint.pt written by hdm train (or its folder)"
+    )
     s.add_argument("--n", type=int, default=1000, help="number of functions")
     s.add_argument(
         "--sampler",
@@ -128,7 +131,9 @@ def _downscale_parser(sub) -> None:
     d.add_argument("--config", help="a downscaling config, e.g. configs/downscale/uk_t2m.yaml")
     _set_option(d)
     for flag in DOWNSCALE_FLAGS:
-        d.add_argument(f"--{flag.name.replace('_', '-')}", type=flag.type, help=flag.help)
+        d.add_argument(
+            f"--{flag.name.replace('_', '-')}", type=flag.type, help=flag.help, nargs=flag.nargs
+        )
     d.add_argument("--times", nargs=2, metavar=("START", "END"), help="ISO times, inclusive")
     mode = d.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="complete an interrupted OUT")
@@ -231,9 +236,10 @@ def _sample(args) -> int:
         device=args.device,
     )
     path = write_netcdf(ds, args.out)
+    where = f"{ds.sizes['x']} points" if "x" in ds.sizes else ds.attrs["grid"]
     print(
         f"wrote {args.n} samples ({ds.attrs['sampler']}, {ds.attrs['nfe']} NFE, "
-        f"{ds.attrs['sampling_wall_time_s']:.1f} s) on {ds.sizes['x']} points to {path}"
+        f"{ds.attrs['sampling_wall_time_s']:.1f} s) on {where} to {path}"
     )
     return EXIT_OK
 

@@ -150,11 +150,15 @@ class TrainRunConfig:
 class InputsConfig:
     """Where the fields come from: a ``coarse`` file, or a high-res ``truth`` file that is
     coarse-grained by ``factor`` (an observing-system simulation). A path, a glob, or a
-    list of netCDF files, or a zarr store; relative to the working directory."""
+    list of netCDF files, or a zarr store; relative to the working directory. ``profiles``:
+    sounding files (IGRA2 or CSV tables) that observe a multi-level prior's levels."""
 
     coarse: str | list[str] | None = None
     truth: str | list[str] | None = None
     factor: int | None = None
+    #: soundings for a multi-level prior: IGRA2 sounding or derived-parameter files,
+    #: CSV profile tables (hdm.downscaling.soundings)
+    profiles: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,12 @@ def open_prediction(path: str | Path) -> xr.Dataset:
             f"{path} is not an hdm downscale output (a variable with 'member' and its "
             f"'_mean'); variables: {list(ds.data_vars)}"
         )
+    on_levels = [n for n in names if "level" in ds[n].dims]
+    if on_levels:
+        raise ValueError(
+            f"{path}: {on_levels} are on pressure levels; hdm evaluate downscale scores "
+            "single-level variables (levels are scored by python -m benchmarks rhine_profiles)"
+        )
     ds.attrs["hdm_variables"] = names
     return ds
 

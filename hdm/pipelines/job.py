@@ -13,9 +13,12 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from hdm.data.open import open_fields
-from hdm.data.schema import MEMBER, TIME
+from hdm.data.schema import LEVEL, MEMBER, TIME
 from hdm.data.stores import open_store
+from hdm.downscaling.soundings import read_profiles
 from hdm.pipelines.batch import run_batch
 from hdm.pipelines.config import DownscaleRunConfig, apply_overrides, downscale_config_from_dict
 from hdm.plotting import plot_downscale_maps
@@ -27,13 +30,15 @@ __all__ = ["DOWNSCALE_FLAGS", "Flag", "downscale_config", "run_downscale", "run_
 class Flag:
     """An ``hdm downscale`` option: its name (``--NAME`` with ``_`` as ``-``; the keyword
     of :func:`run_downscale`), the config key it sets, its type and help. ``listed``:
-    comma-separated on the command line, a list in the config."""
+    comma-separated on the command line, a list in the config; ``nargs``: several
+    values after the flag ("+")."""
 
     name: str
     key: str
     type: type = str
     help: str = ""
     listed: bool = False
+    nargs: str | None = None
 
 
 DOWNSCALE_FLAGS: tuple[Flag, ...] = (
@@ -50,6 +55,14 @@ DOWNSCALE_FLAGS: tuple[Flag, ...] = (
         help="CSV station tables (id, lat, lon, time, value) or IGRA2 sounding files "
         "(surface temperature), comma-separated",
         listed=True,
+    ),
+    Flag(
+        "profiles",
+        "inputs.profiles",
+        help="soundings observing a multi-level prior: IGRA2 sounding or derived-parameter "
+        "files, or CSV profile tables (id, lat, lon, time, pressure, variable, value, units)",
+        listed=True,
+        nargs="+",
     ),
     Flag(
         "simulate_stations",
@@ -185,16 +198,54 @@ def run_downscale_job(
     variables = [n for n in ds.data_vars if MEMBER in ds[n].dims]
     summary.update(grid=ds.attrs.get("grid", ""), members=int(ds.sizes[MEMBER]))
     stations = (ds["obs_lat"].values, ds["obs_lon"].values) if "station_obs" in ds else None
+    if cfg.inputs.profiles:
+        stations = sounding_positions(cfg.inputs.profiles, ds.attrs.get("soundings", ""))
     for variable in variables:
-        for i in sorted({0, ds.sizes[TIME] - 1}):
-            t = ds[TIME].values[i]
-            truth = None
-            if cfg.inputs.truth and cfg.ensemble.scale == 1:
-                truth = open_fields(cfg.inputs.truth, variable, time=[t])[variable]
-                truth = truth.isel({TIME: 0}).values
-            label = str(t)[:13] if len(variables) == 1 else f"{variable}_{str(t)[:13]}"
-            png = out.with_name(f"{out.stem}_{label}.png")
-            summary["pngs"].append(
-                str(plot_downscale_maps(png, ds, variable, i, truth=truth, stations=stations))
-            )
+        for level in map_levels(ds[variable]):
+            for i in sorted({0, ds.sizes[TIME] - 1}):
+                summary["pngs"].append(
+                    str(_time_map(cfg, out, ds, variable, i, level, stations, len(variables)))
+                )
     return summary
+
+
+#: the pressure levels mapped for a variable on levels: the nearest to each (hPa)
+MAPPED_LEVELS = (850.0, 500.0)
+
+
+def map_levels(da) -> list[float | None]:
+    """[None] for a single-level variable; else its levels nearest to
+    :data:`MAPPED_LEVELS` (the lower and middle troposphere), each once."""
+    if LEVEL not in da.dims:
+        return [None]
+    levels = da[LEVEL].values
+    return sorted({float(levels[abs(levels - p).argmin()]) for p in MAPPED_LEVELS}, reverse=True)
+
+
+def sounding_positions(files: list[str], used: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lat, lon) of the stations whose soundings the run used (``used``: the store's
+    ``soundings`` attribute, "STATION@TIME,...")."""
+    ids = {item.split("@")[0] for item in used.split(",") if item}
+    where = {}
+    for path in files:
+        for prof in read_profiles(path):
+            if prof.station in ids:
+                where[prof.station] = (prof.lat, prof.lon)
+    if not where:
+        return None
+    lat, lon = zip(*where.values(), strict=True)
+    return np.asarray(lat), np.asarray(lon)
+
+
+def _time_map(cfg, out: Path, ds, variable: str, i: int, level, stations, n_variables: int):
+    """The map of one variable (at one level) and time, next to the output."""
+    t = ds[TIME].values[i]
+    truth = None
+    if cfg.inputs.truth and cfg.ensemble.scale == 1:
+        truth = open_fields(cfg.inputs.truth, variable, time=[t], level=level)[variable]
+        truth = truth.isel({TIME: 0}).values
+    label = str(t)[:13] if n_variables == 1 else f"{variable}_{str(t)[:13]}"
+    if level is not None:
+        label = f"{variable}{level:g}_{str(t)[:13]}"
+    png = out.with_name(f"{out.stem}_{label}.png")
+    return plot_downscale_maps(png, ds, variable, i, truth=truth, stations=stations, level=level)

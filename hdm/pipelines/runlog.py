@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -39,9 +40,23 @@ class _RunIdFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the ``sys.stderr`` of the moment, not the one at its creation: a
+    notebook or a test harness may swap the stream (and close the old one) between
+    two runs in one process."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
 def configure_logging(run_id: str, verbose: bool = False) -> None:
     """Log lines ``time LEVEL [run id] logger: message`` on stderr."""
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.addFilter(_RunIdFilter(run_id))
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s [%(run_id)s] %(name)s: %(message)s")

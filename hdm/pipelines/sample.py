@@ -1,6 +1,7 @@
 """``hdm sample CHECKPOINT``: draw functions from a trained model, on any resolution.
 
-The output is a netCDF file with ``y(sample, x)`` in the data's units and provenance
+The output is a netCDF file with ``y(sample, x)`` in the data's units (for a gridded model,
+``{var}(sample, [level,] lat, lon)`` on its training grid: :func:`sample_fields`) and provenance
 attributes (checkpoint and its sha256, sampler, steps, NFE, seed, hdm version, time).
 It is written to a temporary file and renamed, so a failed run leaves nothing behind.
 """
@@ -18,7 +19,9 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from hdm._version import __version__
+from hdm.conditioning.ensembles import draw_members
 from hdm.data.normalization import ScalarNormaliser
+from hdm.downscaling.prior import load_prior, model_path
 from hdm.hilbert.checkpoints import (
     denoiser_from_checkpoint,
     file_sha256,
@@ -30,7 +33,7 @@ from hdm.hilbert.checkpoints import (
 )
 from hdm.hilbert.devices import resolve_device, seeded_generator
 from hdm.hilbert.gaussian import GaussianStart
-from hdm.hilbert.grids import Grid
+from hdm.hilbert.grids import Grid, LatLonGrid
 from hdm.hilbert.networks import GridError
 from hdm.hilbert.sampling import NEEDS_STATISTICS, make_sampler
 
@@ -76,7 +79,17 @@ def sample(
     model and the generator live there."""
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
+    checkpoint = model_path(checkpoint)
     payload = load_checkpoint(checkpoint)
+    if isinstance(Grid.from_dict(payload["grid"]), LatLonGrid):
+        if points is not None or teleport is not None:
+            raise GridError(
+                f"{checkpoint} is a gridded model: --points and --teleport apply to 1-D models"
+            )
+        return sample_fields(
+            checkpoint, n=n, sampler=sampler, steps=steps, seed=seed, device=device,
+            batch_size=min(batch_size, 16), progress=progress,
+        )  # fmt: skip
     solver_stats = load_model_statistics(checkpoint)
     if sampler in NEEDS_STATISTICS:
         required_model_statistics(solver_stats, checkpoint, sampler)
@@ -121,6 +134,69 @@ def sample(
             "device": str(where),
             "seed": seed,
             "points": grid.size,
+            "sampling_wall_time_s": wall,
+            "hdm_version": __version__,
+            "history": f"{datetime.now(UTC).isoformat(timespec='seconds')} hdm sample",
+        },
+    )
+
+
+def sample_fields(
+    checkpoint: str | Path,
+    *,
+    n: int,
+    sampler: str,
+    steps: int,
+    seed: int = 0,
+    device: str = "cpu",
+    batch_size: int = 16,
+    progress: bool = True,
+) -> xr.Dataset:
+    """``n`` unconditional fields of a gridded model on its training grid, in physical
+    units: ``{var}(sample, lat, lon)``, ``{var}(sample, level, lat, lon)`` on pressure
+    levels (what the prior believes before any observation: look at them next to the
+    training data). Drawn as :func:`hdm.conditioning.ensembles.draw_members` draws
+    members (chunks of ``batch_size`` seeded by (seed, "sample/k"))."""
+    prior = load_prior(checkpoint).to(device)
+    t0 = time.perf_counter()
+    x, nfe = draw_members(
+        prior.denoiser, make_sampler(sampler, steps, prior.solver_statistics), prior.grid, n,
+        seed=seed, key="sample", batch_size=batch_size, channels=len(prior.channels),
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    x = x.double().numpy()
+    lat, lon = prior.grid.coords()
+    data = {}
+    for name in prior.variables:
+        levels = prior.levels_of(name) or (None,)
+        values = np.stack(
+            [
+                x[:, prior.channel_index(name, lev)] * prior.channel_stats(name, lev)[1]
+                + prior.channel_stats(name, lev)[0]
+                for lev in levels
+            ],
+            axis=1,
+        )
+        dims = ("sample", "level", "lat", "lon")
+        if levels == (None,):
+            values, dims = values[:, 0], ("sample", "lat", "lon")
+        data[name] = (dims, values, {"units": prior.units[name]})
+    coords = {"sample": np.arange(n), "lat": lat, "lon": lon}
+    if prior.levels:
+        coords["level"] = sorted({lev for _, lev in prior.levels})
+    return xr.Dataset(
+        data,
+        coords=coords,
+        attrs={
+            "title": f"hdm unconditional samples of {prior.metadata.get('dataset', 'a model')}",
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": prior.sha256,
+            "sampler": sampler,
+            "steps": steps,
+            "nfe": nfe,
+            "device": str(device),
+            "seed": seed,
+            "grid": prior.grid.describe(),
             "sampling_wall_time_s": wall,
             "hdm_version": __version__,
             "history": f"{datetime.now(UTC).isoformat(timespec='seconds')} hdm sample",
