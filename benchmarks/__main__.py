@@ -101,6 +101,11 @@ STUDIES: dict[str, Entry] = {
         "functional models: dpm2m and v3 at NFE 5/10/20, each ± teleportation, vs Heun/EM",
         "fast-sampling",
     ),
+    "sphere_covariance": Entry(
+        "benchmarks.studies.sphere_covariance",
+        "the spherical Q: variance by latitude, one seed on two resolutions, cost per draw",
+        "sphere-covariance",
+    ),
     "teleport_levels": Entry(
         "benchmarks.studies.teleport_levels",
         "teleportation: the level ς* below which the network beats the Gaussian, per model",

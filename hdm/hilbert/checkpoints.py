@@ -71,8 +71,14 @@ def build_denoiser(
     network: dict, process: dict, parameterisation: str, statics: StaticInputs | None = None
 ) -> PreconditionedDenoiser:
     """A denoiser from the plain descriptions stored in a checkpoint (``statics``: the
-    static inputs of a model that has static channels)."""
-    backbone = TimeConditionedFNO(**network)
+    static inputs of a model that has static channels); ``network["kind"]`` "sfno" is a
+    :class:`~hdm.hilbert.spherical_network.TimeConditionedSFNO`, else the planar FNO."""
+    if network.get("kind") == "sfno":
+        from hdm.hilbert.spherical_network import TimeConditionedSFNO
+
+        backbone = TimeConditionedSFNO(**{k: v for k, v in network.items() if k != "kind"})
+    else:
+        backbone = TimeConditionedFNO(**network)
     return PreconditionedDenoiser(
         backbone, ForwardProcess.from_dict(process), parameterisation, statics
     )

@@ -190,10 +190,18 @@ class Grid:
 
     @staticmethod
     def from_dict(d: dict) -> Grid:
-        kinds = {"Grid": Grid, "IntervalGrid": Grid, "RectGrid": Grid, "LatLonGrid": LatLonGrid}
+        kinds = {
+            "Grid": Grid,
+            "IntervalGrid": Grid,
+            "RectGrid": Grid,
+            "LatLonGrid": LatLonGrid,
+            "GlobalGrid": GlobalGrid,
+        }
         if d.get("kind") not in kinds:
             raise ValueError(f"unknown grid kind {d.get('kind')!r}; known: {sorted(kinds)}")
         axes = tuple(Axis(**a) for a in d["axes"])
+        if d["kind"] == "GlobalGrid":
+            return GlobalGrid(axes=axes, quadrature=d.get("quadrature", "equiangular"))
         return kinds[d["kind"]](axes=axes)
 
 
@@ -252,6 +260,109 @@ class LatLonGrid(Grid):
     def weights(self) -> np.ndarray:
         w = super().weights()
         return w * np.cos(np.deg2rad(self.axes[0].coords))[:, None]
+
+
+#: the latitude quadratures of a global grid (:class:`GlobalGrid`)
+SPHERE_QUADRATURES = ("equiangular", "legendre-gauss")
+#: the sphere's area in square degrees (4π sr), the total of a global grid's weights
+SPHERE_AREA_DEG2 = 4 * math.pi * (180 / math.pi) ** 2
+
+
+@dataclass(frozen=True)
+class GlobalGrid(Grid):
+    """The whole sphere on a latitude–longitude grid (degrees), axes (lat, lon).
+
+    Latitudes ascend from the south; longitudes are periodic, ``nlon`` points from −180°.
+    ``quadrature``:
+
+    - "equiangular": ``nlat`` equally spaced latitudes from pole to pole, both poles
+      included (ERA5's 0.25° and 1° grids: 721 × 1440, 181 × 360), Clenshaw–Curtis
+      weights in sin(latitude); refining by r keeps every point.
+    - "legendre-gauss": the ``nlat`` Gauss–Legendre latitudes (no poles), exact for
+      band-limited fields of degree < nlat; no two resolutions share a latitude.
+
+    Weights are area weights in square degrees, w_ij = q_i Δλ (180/π)² with q the
+    latitude quadrature on sin(latitude) ∈ [−1, 1] and Δλ = 2π/nlon: Σ w = 4π sr =
+    :data:`SPHERE_AREA_DEG2`, and Σ w f → ∫ f dΩ as the grid is refined. The transforms
+    (:mod:`torch_harmonics`, :class:`~hdm.hilbert.covariance.SphericalCovariance`)
+    resolve degrees ℓ < :attr:`max_degree`.
+    """
+
+    quadrature: str = "equiangular"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.quadrature not in SPHERE_QUADRATURES:
+            raise ValueError(
+                f"unknown quadrature {self.quadrature!r}; known: {list(SPHERE_QUADRATURES)}"
+            )
+        lat, lon = self.axes
+        if not (math.isclose(lat.start, -90.0) and math.isclose(lat.stop, 90.0)):
+            raise ValueError(
+                f"a global grid spans latitudes −90..90; got {lat.start:g}..{lat.stop:g} "
+                "(a regional box is a LatLonGrid)"
+            )
+        if not (lon.periodic and math.isclose(lon.length, 360.0)):
+            raise ValueError(
+                f"a global grid's longitudes go round the circle (periodic, 360°); got "
+                f"{lon.start:g}..{lon.stop:g}{'' if lon.periodic else ' (closed)'}"
+            )
+        if lat.n < 3 or lon.n < 4:
+            raise ValueError(f"a global grid needs at least 3 × 4 points, got {lat.n} × {lon.n}")
+
+    @staticmethod
+    def make(nlat: int, nlon: int, quadrature: str = "equiangular") -> GlobalGrid:
+        """The global grid of ``nlat`` latitudes and ``nlon`` longitudes from −180°."""
+        return GlobalGrid(
+            axes=(
+                Axis(-90.0, 90.0, int(nlat), False, "lat"),
+                Axis(-180.0, 180.0, int(nlon), True, "lon"),
+            ),
+            quadrature=quadrature,
+        )
+
+    @property
+    def max_degree(self) -> int:
+        """L: the spherical-harmonic degrees ℓ < L (and orders |m| ≤ ℓ) the grid
+        resolves: L = min(nlat, nlon/2 + 1) (triangular truncation)."""
+        return min(self.axes[0].n, self.axes[1].n // 2 + 1)
+
+    def sin_latitude_quadrature(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sin(latitude) nodes ascending, weights summing to 2)."""
+        from torch_harmonics.quadrature import clenshaw_curtiss_weights, legendre_gauss_weights
+
+        rule = (
+            clenshaw_curtiss_weights if self.quadrature == "equiangular" else legendre_gauss_weights
+        )
+        nodes, weights = rule(self.axes[0].n, -1.0, 1.0)
+        return np.asarray(nodes, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+
+    def coords(self) -> tuple[np.ndarray, ...]:
+        if self.quadrature == "equiangular":
+            return super().coords()
+        nodes, _ = self.sin_latitude_quadrature()
+        return np.rad2deg(np.arcsin(nodes)), self.axes[1].coords
+
+    def weights(self) -> np.ndarray:
+        _, q = self.sin_latitude_quadrature()
+        dlon = 2 * math.pi / self.axes[1].n
+        return np.multiply.outer(q, np.full(self.axes[1].n, dlon)) * (180 / math.pi) ** 2
+
+    def refined(self, factor: int) -> Grid:
+        """``factor`` × the resolution; an equiangular grid keeps every existing point."""
+        nlat, nlon = self.shape
+        if self.quadrature == "equiangular":
+            return self.with_resolution((nlat - 1) * factor + 1, nlon * factor)
+        return self.with_resolution(nlat * factor, nlon * factor)
+
+    def same_domain(self, other: Grid, rtol: float = 1e-6) -> bool:
+        return isinstance(other, GlobalGrid)
+
+    def describe(self) -> str:
+        return f"global {self.shape[0]} × {self.shape[1]} ({self.quadrature})"
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "quadrature": self.quadrature}
 
 
 class OutsideGridError(ValueError):

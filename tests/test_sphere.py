@@ -1,0 +1,191 @@
+"""The whole sphere: global grids and the spherical-harmonic covariance (issue: the whole
+globe, items 1 and 2)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import eval_legendre
+
+from hdm.hilbert.covariance import (
+    SpectralCovariance,
+    SphericalCovariance,
+    covariance_from_dict,
+)
+from hdm.hilbert.grids import SPHERE_AREA_DEG2, Axis, GlobalGrid, Grid, LatLonGrid
+
+GRID = GlobalGrid.make(17, 32)
+Q = SphericalCovariance("matern", 30.0, 1.5)
+
+
+@pytest.mark.parametrize("quadrature", ["equiangular", "legendre-gauss"])
+def test_a_global_grid_integrates_over_the_sphere(quadrature):
+    """Σ w = 4π sr in square degrees, and Σ w sin²(lat) = 4π/3 (exact for both rules)."""
+    grid = GlobalGrid.make(17, 32, quadrature)
+    w = grid.weights()
+    lat, lon = grid.coords()
+    assert w.shape == grid.shape == (17, 32) and (w > 0).sum() >= 16 * 32
+    assert math.isclose(w.sum(), SPHERE_AREA_DEG2, rel_tol=1e-12)
+    second_moment = (w * np.sin(np.deg2rad(lat))[:, None] ** 2).sum() / SPHERE_AREA_DEG2
+    assert math.isclose(second_moment, 1 / 3, rel_tol=1e-10)
+    assert (np.diff(lat) > 0).all() and lon[0] == -180.0 and lon[-1] < 180.0
+    assert (abs(lat[0]) == 90.0) == (quadrature == "equiangular")
+    assert Grid.from_dict(grid.to_dict()) == grid
+
+
+def test_refining_an_equiangular_grid_keeps_its_points():
+    fine = GRID.refined(2)
+    assert fine.shape == (33, 64) and fine.same_domain(GRID)
+    np.testing.assert_allclose(fine.coords()[0][::2], GRID.coords()[0])
+    np.testing.assert_allclose(fine.coords()[1][::2], GRID.coords()[1])
+    assert not GRID.same_domain(LatLonGrid.regular((-90, 90), (-180, 180), (17, 33)))
+
+
+def test_a_global_grid_refuses_a_regional_range_by_name():
+    with pytest.raises(ValueError, match=r"spans latitudes −90..90; got -80..80"):
+        GlobalGrid((Axis(-80, 80, 17, False, "lat"), Axis(-180, 180, 32, True, "lon")))
+    with pytest.raises(ValueError, match=r"go round the circle .* got 0..350 \(closed\)"):
+        GlobalGrid((Axis(-90, 90, 17, False, "lat"), Axis(0, 350, 32, False, "lon")))
+    with pytest.raises(ValueError, match="unknown quadrature 'gauss'"):
+        GlobalGrid.make(17, 32, "gauss")
+
+
+def test_the_pointwise_variance_is_the_same_at_the_poles_and_the_equator():
+    """diag(Q) = Σ_{ℓ<L} (2ℓ+1)/(4π) λ_ℓ at every grid point (the addition theorem), and
+    that sum tends to 1 from below as the grid is refined (unit variance, trace-class)."""
+    diagonal = np.diag(Q.dense(GRID))
+    held = Q.truncated_variance(GRID)
+    # torch-harmonics 0.8 tabulates the Legendre functions in single precision
+    np.testing.assert_allclose(diagonal, held, rtol=1e-3)
+    finer = Q.truncated_variance(GRID.refined(4))
+    assert 0.9 < held < finer < 1.0 and 1 - finer < 0.2 * (1 - held)
+
+
+def test_a_zonal_harmonic_is_an_eigenfunction_of_q():
+    """Q (w ⊙ P_ℓ(sin lat)) = λ_ℓ P_ℓ(sin lat) on grid values (w in steradians), on the
+    Gauss–Legendre grid, whose quadrature is exact for the products P_ℓ Y_ℓ'm involved."""
+    grid = GlobalGrid.make(17, 32, "legendre-gauss")
+    lat = np.deg2rad(grid.coords()[0])
+    steradians = grid.weights() * (math.pi / 180) ** 2
+    lam = Q.degree_eigenvalues(grid.max_degree)
+    for ell in (0, 1, 3, 7):
+        zonal = np.repeat(eval_legendre(ell, np.sin(lat))[:, None], grid.shape[1], axis=1)
+        out = Q.apply(torch.as_tensor(steradians * zonal)[None], grid)[0].numpy()
+        np.testing.assert_allclose(out, lam[ell] * zonal, rtol=1e-4, atol=1e-6 * lam[0])
+
+
+def test_one_seed_draws_the_same_function_on_two_resolutions():
+    """The coarse draw is the spectral truncation of the fine one: at the shared points
+    they differ by the degrees only the fine grid holds (variance 1 − held on the coarse
+    grid − what the fine grid does not hold either)."""
+    fine = GRID.refined(2)
+    coarse = Q.sample(64, GRID, torch.Generator().manual_seed(3), dtype=torch.float64)
+    detailed = Q.sample(64, fine, torch.Generator().manual_seed(3), dtype=torch.float64)
+    gap = float((detailed[:, ::2, ::2] - coarse).pow(2).mean())
+    only_fine = Q.truncated_variance(fine) - Q.truncated_variance(GRID)
+    assert coarse.shape == (64, 17, 32) and torch.isfinite(detailed).all()
+    assert 0.5 * only_fine < gap < 1.6 * only_fine
+    other = Q.sample(64, GRID, torch.Generator().manual_seed(4), dtype=torch.float64)
+    assert float((other - coarse).pow(2).mean()) > 1.5  # another seed: another function
+
+
+def test_draws_have_the_covariance_q_applies():
+    """The empirical covariance of 4,000 draws against Q's matrix (closed form above)."""
+    draws = Q.sample(4000, GRID, torch.Generator().manual_seed(0), dtype=torch.float64)
+    flat = draws.reshape(4000, -1).numpy()
+    empirical = flat.T @ flat / 4000
+    dense = Q.dense(GRID)
+    assert np.abs(empirical - dense).max() < 0.1 and np.linalg.eigvalsh(dense).min() > -1e-10
+
+
+def test_the_spherical_covariance_round_trips_and_refuses_a_regional_grid():
+    assert covariance_from_dict(Q.to_dict()) == Q
+    box = LatLonGrid.regular((45, 55), (0, 10), (11, 11))
+    with pytest.raises(ValueError, match=r"lives on a global grid .* SpectralCovariance"):
+        Q.sample(1, box)
+    with pytest.raises(ValueError, match="lengthscale must be positive"):
+        SphericalCovariance("matern", -1.0)
+    assert SpectralCovariance().to_dict()["kind"] == "spectral"
+
+
+def _sfno(**kw):
+    from hdm.hilbert.spherical_network import TimeConditionedSFNO
+
+    torch.manual_seed(0)
+    return TimeConditionedSFNO(**{"channels": 2, "width": 8, "n_degrees": 8, "n_layers": 2, **kw})
+
+
+def test_the_spherical_network_commutes_with_rotations_about_the_pole():
+    """Shifting the input by k longitudes shifts the output by k (the spherical
+    convolutions are zonal and the only coordinate is sin(latitude))."""
+    net = _sfno()
+    x, tau = torch.randn(3, 2, *GRID.shape), torch.rand(3)
+    with torch.no_grad():
+        out = net(x, tau, GRID)
+        shifted = net(x.roll(5, dims=-1), tau, GRID)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    torch.testing.assert_close(shifted, out.roll(5, dims=-1), atol=1e-5, rtol=1e-5)
+    for layer in net.film:  # the modulation starts as the identity; once trained, τ acts
+        torch.nn.init.normal_(layer.weight, std=0.1)
+    with torch.no_grad():
+        modulated = net(x, tau, GRID)
+        assert not torch.allclose(net(x, tau + 1.0, GRID), modulated)
+        torch.testing.assert_close(
+            net(x.roll(5, dims=-1), tau, GRID), modulated.roll(5, dims=-1), atol=1e-5, rtol=1e-5
+        )
+
+
+def test_the_spherical_network_gives_one_function_on_two_resolutions():
+    """One smooth input at 17 × 32 and at 33 × 64 (one seed of a spherical Q): the
+    outputs agree at the shared points to well within the inputs' own difference."""
+    net = _sfno(channels=1)
+    q = SphericalCovariance("matern", 30.0, 2.5)
+    fine = GRID.refined(2)
+    coarse_x = q.sample(4, GRID, torch.Generator().manual_seed(0))[:, None]
+    fine_x = q.sample(4, fine, torch.Generator().manual_seed(0))[:, None]
+    tau = torch.full((4,), 0.3)
+    with torch.no_grad():
+        coarse_y, fine_y = net(coarse_x, tau, GRID), net(fine_x, tau, fine)
+    shared = fine_y[..., ::2, ::2]
+    assert fine_y.shape == (4, 1, 33, 64)
+    assert float((shared - coarse_y).norm() / coarse_y.norm()) < 0.02
+
+
+def test_the_spherical_network_refuses_grids_it_cannot_take():
+    from hdm.hilbert.networks import GridError
+
+    net = _sfno()
+    x, tau = torch.randn(1, 2, 9, 16), torch.rand(1)
+    with pytest.raises(GridError, match=r"resolves degrees ℓ < 17; the model keeps ℓ < 20"):
+        _sfno(n_degrees=20)(torch.randn(1, 2, *GRID.shape), tau, GRID)
+    box = LatLonGrid.regular((45, 55), (0, 10), (9, 16))
+    with pytest.raises(GridError, match="takes global grids"):
+        net(x, tau, box)
+    gauss = GlobalGrid.make(17, 32, "legendre-gauss")
+    with pytest.raises(GridError, match="built for equiangular latitudes"):
+        net(torch.randn(1, 2, 17, 32), tau, gauss)
+
+
+def test_the_gaussian_oracle_on_the_sphere_is_the_per_degree_wiener_filter():
+    """X_0 ~ N(0, C) with C and Q both isotropic: the exact denoiser multiplies degree ℓ by
+    α c_ℓ / (α² c_ℓ + σ² λ_ℓ). On a Gauss–Legendre grid the transforms are exact."""
+    from hdm.hilbert.covariance import spherical_transforms
+    from hdm.hilbert.denoisers import GaussianDenoiser
+    from hdm.hilbert.process import ForwardProcess
+    from hdm.hilbert.schedules import CosineVP
+
+    grid = GlobalGrid.make(17, 32, "legendre-gauss")
+    prior = SphericalCovariance("matern", 15.0, 2.5)
+    process = ForwardProcess(CosineVP(), Q)
+    oracle = GaussianDenoiser(process, grid, prior.dense(grid))
+    x = Q.sample(2, grid, torch.Generator().manual_seed(0), dtype=torch.float64)[:, None]
+    t = torch.full((2,), 0.5)
+    alpha, sigma = process.schedule.alpha(t)[0].item(), process.schedule.sigma(t)[0].item()
+    c, lam = prior.degree_eigenvalues(grid.max_degree), Q.degree_eigenvalues(grid.max_degree)
+    gain = torch.as_tensor(alpha * c / (alpha**2 * c + sigma**2 * lam))
+    forward, inverse = spherical_transforms(grid, torch.device("cpu"))
+    expected = inverse(forward(x[:, 0].flip(-2)) * gain[:, None]).flip(-2)
+    torch.testing.assert_close(oracle(x, t, grid)[:, 0], expected, rtol=1e-6, atol=1e-8)
