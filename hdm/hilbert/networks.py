@@ -70,6 +70,18 @@ def sinusoidal_embedding(tau: torch.Tensor, dim: int, max_period: float = 1e4) -
     return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
 
 
+def time_modulation(time_dim: int, width: int, n_layers: int) -> tuple[nn.Module, nn.ModuleList]:
+    """The time conditioning of a score network: an MLP on the sinusoidal embedding of τ
+    and one linear map per block to its FiLM (a_l, b_l) of ``width`` channels each,
+    zero-initialised so that an untrained network starts with the identity modulation."""
+    mlp = nn.Sequential(nn.Linear(time_dim, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim))
+    film = nn.ModuleList([nn.Linear(time_dim, 2 * width) for _ in range(n_layers)])
+    for layer in film:
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    return mlp, film
+
+
 class TimeConditionedFNO(nn.Module):
     """F(x, τ, grid) (see module docstring).
 
@@ -123,13 +135,7 @@ class TimeConditionedFNO(nn.Module):
         )
         conv = nn.Conv1d if dim == 1 else nn.Conv2d
         self.pointwise = nn.ModuleList([conv(width, width, 1) for _ in range(n_layers)])
-        self.time_mlp = nn.Sequential(
-            nn.Linear(time_dim, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim)
-        )
-        self.film = nn.ModuleList([nn.Linear(time_dim, 2 * width) for _ in range(n_layers)])
-        for layer in self.film:  # start as the identity modulation
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        self.time_mlp, self.film = time_modulation(time_dim, width, n_layers)
         self.project = ChannelMLP(width, channels, hidden_channels=2 * width, n_layers=2, n_dim=dim)
         self.time_dim = time_dim
 

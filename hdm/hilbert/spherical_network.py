@@ -34,7 +34,7 @@ from neuralop.layers.spherical_convolution import SphericalConv
 from torch import nn
 
 from hdm.hilbert.grids import GlobalGrid, Grid
-from hdm.hilbert.networks import GridError, sinusoidal_embedding
+from hdm.hilbert.networks import GridError, sinusoidal_embedding, time_modulation
 
 __all__ = ["TimeConditionedSFNO"]
 
@@ -94,13 +94,7 @@ class TimeConditionedSFNO(nn.Module):
             ]
         )
         self.pointwise = nn.ModuleList([nn.Conv2d(width, width, 1) for _ in range(n_layers)])
-        self.time_mlp = nn.Sequential(
-            nn.Linear(time_dim, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim)
-        )
-        self.film = nn.ModuleList([nn.Linear(time_dim, 2 * width) for _ in range(n_layers)])
-        for layer in self.film:  # start as the identity modulation
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        self.time_mlp, self.film = time_modulation(time_dim, width, n_layers)
         self.project = ChannelMLP(width, channels, hidden_channels=2 * width, n_layers=2, n_dim=2)
 
     def check_input(self, x: torch.Tensor, grid: Grid) -> None:
