@@ -18,6 +18,8 @@
     hdm evaluate functional --dataset NAME --samples FILE.nc [--json] [--plot FILE.png]
     hdm evaluate downscale --prediction OUT.zarr --truth FILE [--heldout-stations IDS|FILE]
                [--json]
+    hdm shallow-water --out STORE.zarr [--quick] [--trajectories N] [--states S]
+               [--nlat NLAT --nlon NLON] [--seed S] [--overwrite]
     hdm config show CONFIG.yaml [--set key=value ...]
     hdm demo [--out DIR] [--members M] [--functional]
 
@@ -154,6 +156,26 @@ def _downscale_parser(sub) -> None:
     pn.add_argument("--progress", action="store_true")
 
 
+def _shallow_water_parser(sub) -> None:
+    s = sub.add_parser(
+        "shallow-water",
+        help="simulate the global shallow-water testbed (states of h, u, v) into a zarr store",
+    )
+    s.add_argument("--out", required=True, help="STORE.zarr to write")
+    s.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small store for tests: 33 x 64, 6 runs x 4 states, 1 day of spin-up",
+    )
+    s.add_argument("--trajectories", type=int, help="independent runs (default 200)")
+    s.add_argument("--states", type=int, help="states kept per run (default 20)")
+    s.add_argument("--nlat", type=int, help="latitudes, poles included (default 65)")
+    s.add_argument("--nlon", type=int, help="longitudes, even (default 128)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--no-progress", action="store_true")
+
+
 def _evaluate_parser(sub) -> None:
     e = sub.add_parser("evaluate", help="evaluate samples")
     esub = e.add_subparsers(dest="what", required=True)
@@ -184,6 +206,7 @@ def _parser() -> argparse.ArgumentParser:
     _model_stats_parser(sub)
     _downscale_parser(sub)
     _evaluate_parser(sub)
+    _shallow_water_parser(sub)
 
     c = sub.add_parser("config", help="inspect configs")
     csub = c.add_subparsers(dest="what", required=True)
@@ -240,6 +263,25 @@ def _sample(args) -> int:
     print(
         f"wrote {args.n} samples ({ds.attrs['sampler']}, {ds.attrs['nfe']} NFE, "
         f"{ds.attrs['sampling_wall_time_s']:.1f} s) on {where} to {path}"
+    )
+    return EXIT_OK
+
+
+def _shallow_water(args) -> int:
+    from hdm.domains.shallow_water import ShallowWaterConfig, generate
+
+    quick = {"nlat": 33, "nlon": 64, "trajectories": 6, "states": 4, "spin_up_hours": 24.0}
+    quick = quick if args.quick else {}
+    given = {
+        k: getattr(args, k)
+        for k in ("trajectories", "states", "nlat", "nlon")
+        if getattr(args, k) is not None
+    }
+    cfg = ShallowWaterConfig(**{**quick, **given, "seed": args.seed})
+    path = generate(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    print(
+        f"wrote {cfg.trajectories} trajectories x {cfg.states} states of h, u, v on "
+        f"{cfg.grid.describe()} to {path}"
     )
     return EXIT_OK
 
@@ -384,6 +426,7 @@ COMMANDS = {
     "downscale": _downscale,
     "process-new": _process_new,
     "evaluate": _evaluate,
+    "shallow-water": _shallow_water,
     "config": _config,
     "demo": _demo,
 }

@@ -1,0 +1,59 @@
+"""The shallow-water testbed (issue: the whole globe, item 4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from hdm.domains.shallow_water import (
+    ShallowWaterConfig,
+    generate,
+    open_shallow_water,
+    simulate,
+    split_of,
+)
+from hdm.pipelines.cli import main
+
+TINY = ShallowWaterConfig(
+    nlat=17, nlon=32, trajectories=4, states=3, spin_up_hours=12.0, every_hours=6.0,
+    dt_seconds=600.0,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return generate(TINY, tmp_path_factory.mktemp("sw") / "sw.zarr", progress=False)
+
+
+def test_the_states_keep_the_mass_of_the_fluid(store):
+    """∫ h dΩ is an invariant of the shallow-water equations: its drift over a trajectory
+    is round-off, while the depth itself moves by tens of metres."""
+    ds = xr.open_zarr(store)
+    assert ds["h"].dims == ("trajectory", "step", "lat", "lon") and ds.sizes["step"] == 3
+    assert float(ds["mass_drift"].max()) < 1e-7
+    change = float(np.abs(ds["h"].isel(step=-1) - ds["h"].isel(step=0)).max())
+    assert change > 10.0 and np.isfinite(ds["u"].values).all()
+    assert 9_000 < float(ds["h"].mean()) < 11_000 and ds["u"].attrs["units"] == "m s-1"
+
+
+def test_a_trajectory_is_its_seed():
+    again = simulate(TINY, 1)
+    np.testing.assert_array_equal(again, simulate(TINY, 1))
+    other = simulate(ShallowWaterConfig(**{**TINY.__dict__, "seed": 1}), 1)
+    assert np.abs(other - again)[:, 0].max() > 10.0
+
+
+def test_splits_are_whole_trajectories(store):
+    assert split_of(10).tolist() == ["train"] * 8 + ["validation", "test"]
+    train, test = open_shallow_water(store, "train"), open_shallow_water(store, "test")
+    assert train.sizes["sample"] == 3 * 3 and test.sizes["sample"] == 3
+    assert not set(train["trajectory"].values) & set(test["trajectory"].values)
+    with pytest.raises(ValueError, match="unknown split 'val'"):
+        open_shallow_water(store, "val")
+
+
+def test_the_command_refuses_an_odd_longitude_count(tmp_path, capsys):
+    code = main(["shallow-water", "--out", str(tmp_path / "x.zarr"), "--nlon", "63"])
+    assert code == 2 and "an even nlon >= 8, got 65 x 63" in capsys.readouterr().err
+    assert not (tmp_path / "x.zarr").exists()
