@@ -106,6 +106,11 @@ STUDIES: dict[str, Entry] = {
         "the spherical Q: variance by latitude, one seed on two resolutions, cost per draw",
         "sphere-covariance",
     ),
+    "sphere_exactness": Entry(
+        "benchmarks.studies.sphere_exactness",
+        "the sphere: MMPS/SDA with the oracle denoiser vs the closed form, IGRA2 stations",
+        "sphere-exactness",
+    ),
     "teleport_levels": Entry(
         "benchmarks.studies.teleport_levels",
         "teleportation: the level ς* below which the network beats the Gaussian, per model",

@@ -189,3 +189,46 @@ def test_the_gaussian_oracle_on_the_sphere_is_the_per_degree_wiener_filter():
     forward, inverse = spherical_transforms(grid, torch.device("cpu"))
     expected = inverse(forward(x[:, 0].flip(-2)) * gain[:, None]).flip(-2)
     torch.testing.assert_close(oracle(x, t, grid)[:, 0], expected, rtol=1e-6, atol=1e-8)
+
+
+def test_coarse_cells_on_the_sphere_are_area_means():
+    """Bands of 22.5° over all longitudes: the mean of sin(lat) over [a, b] is
+    (sin a + sin b)/2 on the sphere (the polar caps included); constants stay constant;
+    the adjoint passes the dot-product test."""
+    from hdm.conditioning.observations import CoarseGrain
+
+    grid = GlobalGrid.make(33, 64)
+    lat_edges = np.linspace(-90, 90, 9)
+    lon_edges = np.linspace(-180, 180, 17) - 180 / 64
+    op = CoarseGrain((tuple(lat_edges), tuple(lon_edges)), 0.1)
+    lat = np.deg2rad(grid.coords()[0])
+    field = torch.as_tensor(np.repeat(np.sin(lat)[:, None], 64, axis=1))[None, None]
+    means = op.apply(field, grid).numpy().reshape(8, 16)
+    a, b = np.deg2rad(lat_edges[:-1]), np.deg2rad(lat_edges[1:])
+    np.testing.assert_allclose(
+        means, np.repeat(((np.sin(a) + np.sin(b)) / 2)[:, None], 16, 1), atol=3e-3
+    )
+    ones = op.apply(torch.ones(1, 1, 33, 64, dtype=torch.float64), grid)
+    torch.testing.assert_close(ones, torch.ones_like(ones))
+    u = torch.randn(1, 1, 33, 64, dtype=torch.float64)
+    v = torch.randn(1, op.n_obs(), dtype=torch.float64)
+    lhs = float((op.apply(u, grid) * v).sum())
+    rhs = float((u * op.adjoint(v, grid)).sum())
+    assert math.isclose(lhs, rhs, rel_tol=1e-10)
+
+
+def test_stations_on_the_sphere_wrap_the_date_line_and_reach_the_poles():
+    """x = cos(lat) cos(lon) read at stations by the date line and next to both poles."""
+    from hdm.conditioning.observations import ObservationError, PointSample
+
+    grid = GlobalGrid.make(65, 128)
+    points = ((89.0, 170.0), (-89.5, -179.9), (10.0, 179.9), (-33.9, -180.0))
+    op = PointSample(points, 0.1, ("N", "S", "DATELINE", "W"))
+    lat, lon = (np.deg2rad(c) for c in grid.coords())
+    field = np.cos(lat)[:, None] * np.cos(lon)[None, :]
+    read = op.apply(torch.as_tensor(field)[None, None], grid).numpy()[0]
+    exact = [math.cos(math.radians(p)) * math.cos(math.radians(q)) for p, q in points]
+    np.testing.assert_allclose(read, exact, atol=2e-3)
+    gauss = GlobalGrid.make(32, 64, "legendre-gauss")
+    with pytest.raises(ObservationError, match="not supported; sample on the equiangular"):
+        op.apply(torch.zeros(1, 1, 32, 64), gauss)

@@ -57,7 +57,13 @@ from hdm.hilbert.cells import (
     overlap_lengths,
 )
 from hdm.hilbert.devices import draw_device
-from hdm.hilbert.grids import Grid, LatLonGrid, OutsideGridError, multilinear_stencil
+from hdm.hilbert.grids import (
+    GlobalGrid,
+    Grid,
+    LatLonGrid,
+    OutsideGridError,
+    multilinear_stencil,
+)
 
 __all__ = [
     "MIN_COVERAGE",
@@ -532,11 +538,14 @@ class CoarseGrain(ObservationOperator):
                 raise ObservationError(
                     f"{self.name} has {len(self.edges)} axes, the grid has {grid.ndim}"
                 )
+            check_observable(grid, self.name)
             samples = self.samples_per_cell or (None,) * grid.ndim
             mats = []
             for k, (axis, edges) in enumerate(zip(grid.axes, self.edges)):
-                lat_weighted = k == 0 and isinstance(grid, LatLonGrid)
-                if samples[k] is None:
+                lat_weighted = k == 0 and isinstance(grid, LatLonGrid | GlobalGrid)
+                if samples[k] is None and k == 0 and isinstance(grid, GlobalGrid):
+                    w = _sphere_latitude_overlaps(np.asarray(edges), grid)
+                elif samples[k] is None:
                     period = axis.length if axis.periodic else None
                     w = overlap_lengths(np.asarray(edges), *fine_cells(axis), period)
                     if lat_weighted:
@@ -591,6 +600,28 @@ class CoarseGrain(ObservationOperator):
             return v @ w[0]
         cells = v.reshape(v.shape[0], *self.cell_shape)
         return torch.einsum("Ii,bIJ,Jj->bij", w[0], cells, w[1])
+
+
+def check_observable(grid: Grid, name: str) -> None:
+    """An ObservationError for grids the operators cannot read yet: a Gauss–Legendre
+    global grid (its latitudes are not a regular axis)."""
+    if isinstance(grid, GlobalGrid) and grid.quadrature != "equiangular":
+        raise ObservationError(
+            f"{name}: observations on {grid.describe()} are not supported; sample on the "
+            "equiangular grid of the same size"
+        )
+
+
+def _sphere_latitude_overlaps(edges: np.ndarray, grid: GlobalGrid) -> np.ndarray:
+    """(n_cells, nlat) latitude weights of coarse cells on a global grid: the fraction of
+    each point's latitude cell (clipped to the poles) inside the coarse cell, times the
+    point's area weight (the grid's quadrature, exact for the sphere's area: the polar
+    caps included, where cos φ = 0 would drop the pole)."""
+    axis = grid.axes[0]
+    lo, hi = fine_cells(axis)
+    lo, hi = np.maximum(lo, -90.0), np.minimum(hi, 90.0)
+    fraction = overlap_lengths(edges, lo, hi) / (hi - lo)[None, :]
+    return fraction * grid.weights()[:, 0][None, :]
 
 
 def _cell_noise(
@@ -669,10 +700,14 @@ class PointSample(ObservationOperator):
         )
 
     def stencil(self, grid: Grid) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flat indices and weights of the 2^d neighbours of every point, (n_obs, 2^d)."""
+        """Flat indices and weights of the 2^d neighbours of every point, (n_obs, 2^d).
+        On a global grid: bilinear in latitude and longitude, longitudes wrapped round
+        the circle; the pole rows hold one value each, so a station near a pole reads
+        the polar cap's value and its ring's (not a great-circle interpolation)."""
         key = ("stencil", grid)
         if key in self._cache:
             return self._cache[key]
+        check_observable(grid, self.name)
         pts = np.asarray(self.points)
         if pts.shape[1] != grid.ndim:
             raise ObservationError(
