@@ -56,7 +56,8 @@ from hdm.downscaling.soundings import PROFILE_UNITS, read_profiles
 from hdm.hilbert.checkpoints import required_model_statistics
 from hdm.hilbert.devices import denoiser_device
 from hdm.hilbert.gaussian import GaussianStart, check_varsigma
-from hdm.hilbert.grids import Grid, LatLonGrid
+from hdm.hilbert.grids import GlobalGrid, Grid, LatLonGrid
+from hdm.hilbert.networks import GridError
 from hdm.hilbert.sampling import NEEDS_STATISTICS, make_sampler
 
 log = logging.getLogger("hdm")
@@ -294,6 +295,11 @@ def downscale(
     # over 80 lines: the signature and the docstring (every argument) are 44 of them
     cfg = _config(config, options)
     prior = model if isinstance(model, Prior) else load_prior(model)
+    if isinstance(prior.grid, GlobalGrid):
+        raise GridError(
+            f"the model {prior.path} is a global (spherical) model: downscaling on the sphere "
+            "is not built yet; hdm sample draws from it"
+        )
     prior.to(cfg.device)
     target = target_grid(
         prior, grid if grid is not None else (cfg.scale if cfg.scale != 1 else None)

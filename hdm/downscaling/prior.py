@@ -28,7 +28,7 @@ from hdm.hilbert.checkpoints import (
 )
 from hdm.hilbert.devices import resolve_device
 from hdm.hilbert.gaussian import GaussianStatistics
-from hdm.hilbert.grids import Grid, LatLonGrid
+from hdm.hilbert.grids import GlobalGrid, Grid, LatLonGrid
 from hdm.hilbert.networks import GridError
 from hdm.hilbert.solver_statistics import ModelStatistics
 
@@ -172,7 +172,7 @@ def load_prior(path: str | Path) -> Prior:
     path = model_path(path)
     payload = load_checkpoint(path)
     grid = Grid.from_dict(payload["grid"])
-    if not isinstance(grid, LatLonGrid):
+    if not isinstance(grid, LatLonGrid | GlobalGrid):
         raise GridError(
             f"{path} is a model of {grid.describe()}, not of a lat-lon field; "
             "downscaling needs a gridded model (e.g. hdm train configs/atmos/uk_t2m.yaml)"
@@ -209,7 +209,7 @@ def target_grid(prior: Prior, grid: int | Grid | xr.Dataset | xr.DataArray | Non
         return prior.grid.refined(grid)
     if isinstance(grid, xr.Dataset | xr.DataArray):
         grid = grid_of(grid)
-    if not isinstance(grid, LatLonGrid):
+    if not isinstance(grid, LatLonGrid | GlobalGrid):
         raise GridError(f"expected a LatLonGrid, got {type(grid).__name__}")
     if not grid.same_domain(prior.grid):
         raise GridError(

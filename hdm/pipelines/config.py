@@ -40,7 +40,12 @@ import yaml
 
 from hdm.domains.statics import static_sources
 from hdm.downscaling.config import EnsembleConfig, SamplerName
-from hdm.hilbert.covariance import CovarianceOperator, SpectralCovariance, WhiteNoise
+from hdm.hilbert.covariance import (
+    CovarianceOperator,
+    SpectralCovariance,
+    SphericalCovariance,
+    WhiteNoise,
+)
 from hdm.hilbert.schedules import CosineVP, LinearVP, NoiseSchedule
 from hdm.hilbert.training import OptimConfig
 
@@ -75,10 +80,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class NoiseConfig:
-    """The covariance Q of the forward noise: ``spectral`` (SE/Matérn) or ``white`` (Q = I).
-    ``lengthscale`` in the units of the dataset's coordinate."""
+    """The covariance Q of the forward noise: ``spectral`` (SE/Matérn on a box),
+    ``spherical`` (the same kernels in spherical harmonics, for global grids; the
+    lengthscale in degrees of arc) or ``white`` (Q = I). ``lengthscale`` in the units of
+    the dataset's coordinate."""
 
-    kind: Literal["spectral", "white"] = "spectral"
+    kind: Literal["spectral", "spherical", "white"] = "spectral"
     kernel: Literal["se", "matern"] = "se"
     lengthscale: float = 0.1
     nu: float = 2.5
@@ -86,6 +93,8 @@ class NoiseConfig:
     def build(self) -> CovarianceOperator:
         if self.kind == "white":
             return WhiteNoise()
+        if self.kind == "spherical":
+            return SphericalCovariance(self.kernel, self.lengthscale, self.nu)
         return SpectralCovariance(self.kernel, self.lengthscale, self.nu)
 
 
@@ -99,9 +108,13 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """TimeConditionedFNO size and the denoiser parameterisation ("v" or "eps").
-    ``n_modes_2``: modes on the second axis of 2-D grids (null: ``n_modes``)."""
+    """The score network's size and the denoiser parameterisation ("v" or "eps").
+    ``kind``: "fno" (TimeConditionedFNO, intervals and regional boxes) or "sfno"
+    (TimeConditionedSFNO, global grids; ``n_modes`` is then the number of
+    spherical-harmonic degrees kept). ``n_modes_2``: FNO modes on the second axis of 2-D
+    grids (null: ``n_modes``)."""
 
+    kind: Literal["fno", "sfno"] = "fno"
     width: int = 48
     n_modes: int = 64
     n_modes_2: int | None = None

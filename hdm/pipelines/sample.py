@@ -33,7 +33,7 @@ from hdm.hilbert.checkpoints import (
 )
 from hdm.hilbert.devices import resolve_device, seeded_generator
 from hdm.hilbert.gaussian import GaussianStart
-from hdm.hilbert.grids import Grid, LatLonGrid
+from hdm.hilbert.grids import GlobalGrid, Grid, LatLonGrid
 from hdm.hilbert.networks import GridError
 from hdm.hilbert.sampling import NEEDS_STATISTICS, make_sampler
 
@@ -81,7 +81,7 @@ def sample(
         raise ValueError(f"--n must be at least 1, got {n}")
     checkpoint = model_path(checkpoint)
     payload = load_checkpoint(checkpoint)
-    if isinstance(Grid.from_dict(payload["grid"]), LatLonGrid):
+    if isinstance(Grid.from_dict(payload["grid"]), LatLonGrid | GlobalGrid):
         if points is not None or teleport is not None:
             raise GridError(
                 f"{checkpoint} is a gridded model: --points and --teleport apply to 1-D models"

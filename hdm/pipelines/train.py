@@ -33,9 +33,10 @@ from hdm.hilbert import training
 from hdm.hilbert.checkpoints import export_model
 from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.distributed import distributed_session
-from hdm.hilbert.grids import Grid, IntervalGrid
+from hdm.hilbert.grids import GlobalGrid, Grid, IntervalGrid
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
+from hdm.hilbert.spherical_network import TimeConditionedSFNO
 from hdm.hilbert.statics import StaticInputs
 from hdm.pipelines.config import (
     TrainRunConfig,
@@ -134,8 +135,49 @@ def functional_training_data(cfg: TrainRunConfig) -> TrainingData:
     return TrainingData(ds, tensor, grid, normaliser, metadata)
 
 
+#: the datasets on the whole sphere (global grids), by name
+GLOBAL_DATASETS = ("shallow_water",)
+
+
+def global_training_data(cfg: TrainRunConfig) -> TrainingData:
+    """The training trajectories of a shallow-water store (``data.path``, made by ``hdm
+    shallow-water``), every variable (or ``data.variables``) normalised with its
+    area-weighted mean and std, on the store's global grid."""
+    from hdm.domains.shallow_water import open_shallow_water
+
+    if not cfg.data.path:
+        raise ValueError(
+            "dataset shallow_water needs data.path: a store made by hdm shallow-water --out"
+        )
+    ds = open_shallow_water(cfg.data.path, "train").load()
+    ds = ds.drop_vars([c for c in ds.coords if c not in ("lat", "lon")]).rename(sample="time")
+    names = list(cfg.data.variables) or ["h", "u", "v"]
+    normaliser = FieldNormaliser.fit(ds, names)
+    tensor = to_tensor(normaliser.normalise(ds[names]), names, dtype=torch.float32)
+    lat, lon = ds["lat"].values, ds["lon"].values
+    grid = GlobalGrid.make(len(lat), len(lon))
+    if not (np.allclose(grid.coords()[0], lat) and np.allclose(grid.coords()[1], lon)):
+        raise ValueError(
+            f"{cfg.data.path}: its latitudes and longitudes are not those of "
+            f"{grid.describe()} (south to north with both poles, from -180)"
+        )
+    metadata = {
+        "kind": "global",
+        "dataset": cfg.data.dataset,
+        "path": str(cfg.data.path),
+        "variables": names,
+        "levels": [],
+        "channels": [[v, lev] for v, lev in normaliser.channels],
+        "units": {n: str(ds[n].attrs.get("units", "")) for n in names},
+        "n_train": int(tensor.shape[0]),
+    }
+    return TrainingData(ds, tensor, grid, normaliser, metadata)
+
+
 def training_data(cfg: TrainRunConfig) -> TrainingData:
-    """Functional curves or gridded fields, as ``cfg.data`` says."""
+    """Functional curves, gridded fields or global states, as ``cfg.data`` says."""
+    if cfg.data.dataset in GLOBAL_DATASETS:
+        return global_training_data(cfg)
     return gridded_training_data(cfg) if is_gridded(cfg) else functional_training_data(cfg)
 
 
@@ -162,6 +204,26 @@ def build_model(
 ) -> PreconditionedDenoiser:
     """The denoiser of ``cfg`` for fields on grids like ``grid`` (default: 1-D), with
     ``statics`` as extra input channels when given."""
+    process = ForwardProcess(cfg.schedule.build(), cfg.noise.build())
+    if isinstance(grid, GlobalGrid) or cfg.model.kind == "sfno":
+        if not isinstance(grid, GlobalGrid) or cfg.model.kind != "sfno":
+            raise ValueError(
+                "a global grid takes model.kind: sfno (and noise.kind: spherical), and an sfno "
+                f"a global grid; got model.kind {cfg.model.kind!r} on "
+                f"{'a 1-D grid' if grid is None else grid.describe()}"
+            )
+        if cfg.noise.kind != "spherical":
+            raise ValueError(f"a global grid takes noise.kind: spherical, got {cfg.noise.kind!r}")
+        backbone = TimeConditionedSFNO(
+            channels=channels,
+            width=cfg.model.width,
+            n_degrees=cfg.model.n_modes,
+            n_layers=cfg.model.n_layers,
+            time_dim=cfg.model.time_dim,
+            static_channels=len(statics) if statics is not None else 0,
+            quadrature=grid.quadrature,
+        )
+        return PreconditionedDenoiser(backbone, process, cfg.model.parameterisation, statics)
     dim = grid.ndim if grid is not None else 1
     modes = cfg.model.n_modes
     if dim == 2:
@@ -175,7 +237,6 @@ def build_model(
         time_dim=cfg.model.time_dim,
         static_channels=len(statics) if statics is not None else 0,
     )
-    process = ForwardProcess(cfg.schedule.build(), cfg.noise.build())
     return PreconditionedDenoiser(backbone, process, cfg.model.parameterisation, statics)
 
 
