@@ -111,6 +111,11 @@ STUDIES: dict[str, Entry] = {
         "the sphere: MMPS/SDA with the oracle denoiser vs the closed form, IGRA2 stations",
         "sphere-exactness",
     ),
+    "sphere_prior": Entry(
+        "benchmarks.studies.sphere_prior",
+        "the sphere: a trained shallow-water prior, spectra and two-sample power vs test states",
+        "sphere-prior",
+    ),
     "teleport_levels": Entry(
         "benchmarks.studies.teleport_levels",
         "teleportation: the level ς* below which the network beats the Gaussian, per model",

@@ -48,8 +48,9 @@ def test_a_trajectory_is_its_seed():
 
 def test_splits_are_whole_trajectories(store):
     assert split_of(10).tolist() == ["train"] * 8 + ["validation", "test"]
+    assert split_of(4).tolist() == ["train", "train", "validation", "test"]
     train, test = open_shallow_water(store, "train"), open_shallow_water(store, "test")
-    assert train.sizes["sample"] == 3 * 3 and test.sizes["sample"] == 3
+    assert train.sizes["sample"] == 2 * 3 and test.sizes["sample"] == 3
     assert not set(train["trajectory"].values) & set(test["trajectory"].values)
     with pytest.raises(ValueError, match="unknown split 'val'"):
         open_shallow_water(store, "val")

@@ -160,15 +160,14 @@ def simulate(cfg: ShallowWaterConfig, trajectory: int) -> np.ndarray:
 
 
 def split_of(trajectories: int) -> np.ndarray:
-    """The split name of each trajectory (:data:`SPLITS`, in order, at least one
-    training trajectory)."""
-    names = np.full(trajectories, "train", dtype="<U10")
-    first = 0
-    for k, (name, fraction) in enumerate(SPLITS.items()):
-        last = trajectories if k == len(SPLITS) - 1 else first + round(fraction * trajectories)
-        names[first:last] = name
-        first = last
-    return names
+    """The split name of each trajectory: the first ones train, then validation, then
+    test, with :data:`SPLITS`' fractions rounded and at least one trajectory in each of
+    validation and test from 3 trajectories on."""
+    small = trajectories < 3
+    n_val = 0 if small else max(1, round(SPLITS["validation"] * trajectories))
+    n_test = 0 if small else max(1, round(SPLITS["test"] * trajectories))
+    n_train = trajectories - n_val - n_test
+    return np.array(["train"] * n_train + ["validation"] * n_val + ["test"] * n_test)
 
 
 def generate(
