@@ -96,3 +96,19 @@ def test_a_spherical_prior_trains_on_the_testbed_and_samples_the_globe(store, tm
     assert samples["h"].attrs["units"] == "m" and float(samples["lat"][0]) == -90.0
     with pytest.raises(ValueError, match=r"global \(spherical\) model: downscaling on the sphere"):
         hdm.downscale(prior, times=["2020-01-01"], progress=False)
+
+
+def test_the_shipped_spherical_prior_draws_fluid_of_the_testbeds_depth(tmp_path):
+    """data/checkpoints/shallow_water: h, u, v on 33 × 64 in physical units; the fluid's
+    area-mean depth is the testbed's 10 km (mass is what the states conserve)."""
+    from hdm.hilbert.grids import GlobalGrid
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "s.nc"
+    args = ["sample", str(root / "data/checkpoints/shallow_water"), "--n", "4", "--steps", "8"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    ds = xr.open_dataset(out)
+    weights = GlobalGrid.make(33, 64).weights()
+    depth = (ds["h"].values * weights).sum(axis=(1, 2)) / weights.sum()
+    assert ds["h"].shape == (4, 33, 64) and np.isfinite(ds["v"]).all()
+    np.testing.assert_allclose(depth, 10_000.0, rtol=0.01)

@@ -17,7 +17,8 @@ test trajectories (never seen), with the validation trajectories as the null sam
 
 Section ``sphere-prior``.
 
-    python -m benchmarks sphere_prior [--checkpoint runs/sw_prior] [--store runs/shallow_water.zarr]
+    hdm shallow-water --out runs/shallow_water.zarr --nlat 33 --nlon 64 --trajectories 120
+    python -m benchmarks sphere_prior [--checkpoint data/checkpoints/shallow_water]
 """
 
 from __future__ import annotations
@@ -138,7 +139,9 @@ def figure(result: dict) -> None:
 
 def main(argv: Sequence[str] = ()) -> list[list[str]]:
     p = parser("sphere_prior", __doc__)
-    p.add_argument("--checkpoint", type=Path, default=PROJECT_ROOT / "runs" / "sw_prior")
+    p.add_argument(
+        "--checkpoint", type=Path, default=PROJECT_ROOT / "data" / "checkpoints" / "shallow_water"
+    )
     p.add_argument("--store", type=Path, default=PROJECT_ROOT / "runs" / "shallow_water.zarr")
     p.add_argument("--n", type=int, default=300)
     p.add_argument("--steps", type=int, default=25)
