@@ -199,22 +199,7 @@ class GRFProblem:
                 PointSample(stations, obs_noise),
             )
         )
-        truth = self.prior.sample(1, self.grid, torch.Generator().manual_seed(seed), torch.float64)
-        self.truth = truth.reshape(-1).numpy()
-        self.y = self.operator.simulate(
-            truth[:, None], self.grid, torch.Generator().manual_seed(seed + 1)
-        )[0]
-        mean, cov = gaussian_posterior(
-            self.prior_cov,
-            np.zeros(self.grid.size),
-            self.operator.matrix(self.grid),
-            self.y.numpy(),
-            self.operator.noise_std() ** 2,
-        )
-        self.post_mean = mean
-        self.post_var = np.clip(np.diag(cov), 0.0, None)
-        self.exact_draws = _gaussian_draws(mean, cov, EXACT_DRAWS, seed + 3)
-        self.prior_std = float(np.sqrt(np.mean(np.diag(self.prior_cov))))
+        attach_closed_form(self, seed)
 
     def describe(self, noise: SpectralCovariance | None = None) -> str:
         """The set-up in one sentence; ``noise``: a network's own Q in place of the
@@ -227,6 +212,31 @@ class GRFProblem:
             f"Q = {q}; {coarse.n_obs()} coarse cells "
             f"(×{COARSE_FACTOR}) + {stations.n_obs()} stations, σ_y = {self.obs_noise:g}"
         )
+
+
+def attach_closed_form(problem, seed: int) -> None:
+    """Draw the truth x* ~ N(0, C) (seed), its observations y = A x* + noise (seed + 1),
+    and set the problem's closed-form answer: ``truth``, ``y``, ``post_mean``, ``post_var``,
+    ``exact_draws`` (seed + 3) and ``prior_std``, from its ``prior`` (a covariance that
+    samples), ``prior_cov``, ``grid`` and ``operator``."""
+    truth = problem.prior.sample(
+        1, problem.grid, torch.Generator().manual_seed(seed), torch.float64
+    )
+    problem.truth = truth.reshape(-1).numpy()
+    problem.y = problem.operator.simulate(
+        truth[:, None], problem.grid, torch.Generator().manual_seed(seed + 1)
+    )[0]
+    mean, cov = gaussian_posterior(
+        problem.prior_cov,
+        np.zeros(problem.grid.size),
+        problem.operator.matrix(problem.grid),
+        problem.y.numpy(),
+        problem.operator.noise_std() ** 2,
+    )
+    problem.post_mean = mean
+    problem.post_var = np.clip(np.diag(cov), 0.0, None)
+    problem.exact_draws = _gaussian_draws(mean, cov, EXACT_DRAWS, seed + 3)
+    problem.prior_std = float(np.sqrt(np.mean(np.diag(problem.prior_cov))))
 
 
 def grf_problem(n: int, seed: int = 0, obs_noise: float = OBS_NOISE_STD) -> GRFProblem:

@@ -26,11 +26,10 @@ import numpy as np
 import torch
 
 from benchmarks.downscale import (
-    EXACT_DRAWS,
     EXACT_TARGETS,
     ORACLE_OPTIONS,
     _draw_members,
-    _gaussian_draws,
+    attach_closed_form,
     posterior_scores,
 )
 from benchmarks.report import (
@@ -40,7 +39,7 @@ from benchmarks.report import (
     parser,
     write_section,
 )
-from hdm.conditioning.guidance import gaussian_posterior, make_guidance
+from hdm.conditioning.guidance import make_guidance
 from hdm.conditioning.observations import CoarseGrain, Composite, PointSample
 from hdm.domains.stations import shipped_station_list
 from hdm.hilbert.covariance import SphericalCovariance
@@ -86,23 +85,7 @@ class SphereGRFProblem:
                 PointSample(points, OBS_NOISE, ids),
             )
         )
-        generator = torch.Generator().manual_seed(seed)
-        truth = self.prior.sample(1, self.grid, generator, torch.float64)
-        self.truth = truth.reshape(-1).numpy()
-        self.y = self.operator.simulate(
-            truth[:, None], self.grid, torch.Generator().manual_seed(seed + 1)
-        )[0]
-        mean, cov = gaussian_posterior(
-            self.prior_cov,
-            np.zeros(self.grid.size),
-            self.operator.matrix(self.grid),
-            self.y.numpy(),
-            self.operator.noise_std() ** 2,
-        )
-        self.post_mean = mean
-        self.post_var = np.clip(np.diag(cov), 0.0, None)
-        self.exact_draws = _gaussian_draws(mean, cov, EXACT_DRAWS, seed + 3)
-        self.prior_std = float(np.sqrt(np.mean(np.diag(self.prior_cov))))
+        attach_closed_form(self, seed)
 
     def polar(self) -> np.ndarray:
         """Mask (P,) of the points poleward of 60°."""
