@@ -41,7 +41,7 @@ from benchmarks.report import (
 )
 from hdm.conditioning.guidance import make_guidance
 from hdm.conditioning.observations import CoarseGrain, Composite, PointSample
-from hdm.domains.stations import shipped_station_list
+from hdm.domains.stations import igra2_worldwide
 from hdm.hilbert.covariance import SphericalCovariance
 from hdm.hilbert.denoisers import GaussianDenoiser
 from hdm.hilbert.grids import GlobalGrid
@@ -50,17 +50,6 @@ from hdm.hilbert.schedules import CosineVP
 
 SECTION = "sphere-exactness"
 OBS_NOISE = 0.1
-
-
-def igra2_worldwide(count: int = 200) -> tuple[tuple[tuple[float, float], ...], tuple[str, ...]]:
-    """``count`` IGRA2 stations active in 2020, evenly through the id-sorted list."""
-    table = shipped_station_list()
-    active = (table["last_year"].values >= 2020) & np.isfinite(table["lat"].values)
-    ids = table["id"].values[active].astype(str)
-    lat, lon = table["lat"].values[active], table["lon"].values[active]
-    order = np.argsort(ids)
-    pick = order[np.linspace(0, len(order) - 1, count).round().astype(int)]
-    return tuple(zip(lat[pick].tolist(), lon[pick].tolist(), strict=True)), tuple(ids[pick])
 
 
 class SphereGRFProblem:

@@ -33,7 +33,7 @@ import torch
 import xarray as xr
 
 from hdm.data.schema import DIM_ORDER, LAT, LEVEL, LON, MEMBER
-from hdm.hilbert.grids import LatLonGrid
+from hdm.hilbert.grids import GlobalGrid, LatLonGrid
 
 __all__ = [
     "HdmDataArrayAccessor",
@@ -222,8 +222,12 @@ def _regular_axis(values: np.ndarray, name: str, rtol: float) -> tuple[float, fl
     return float(v[0]), float(v[-1])
 
 
-def grid_of(obj: xr.Dataset | xr.DataArray, rtol: float = 0.05) -> LatLonGrid:
-    """The :class:`LatLonGrid` of ``obj``'s ``lat``/``lon`` (see the module docstring)."""
+def grid_of(obj: xr.Dataset | xr.DataArray, rtol: float = 0.05) -> LatLonGrid | GlobalGrid:
+    """The grid of ``obj``'s ``lat``/``lon`` (see the module docstring): a
+    :class:`~hdm.hilbert.grids.GlobalGrid` when it is the whole globe in the equiangular
+    layout with both poles (latitudes −90 … 90, longitudes round the circle from −180, as
+    ERA5's 1° and 0.25° grids open), else a :class:`LatLonGrid` (regional boxes, and
+    longitude bands or cell-centred global grids, which are not spherical grids here)."""
     for d in (LAT, LON):
         if d not in obj.coords:
             raise ValueError(f"no {d!r} coordinate for a grid; coordinates: {list(obj.coords)}")
@@ -232,6 +236,9 @@ def grid_of(obj: xr.Dataset | xr.DataArray, rtol: float = 0.05) -> LatLonGrid:
     n_lat, n_lon = obj.sizes[LAT], obj.sizes[LON]
     dlon = (lon1 - lon0) / (n_lon - 1)
     if np.isclose(n_lon * dlon, 360.0, rtol=1e-6):
+        poles = np.isclose(lat0, -90.0) and np.isclose(lat1, 90.0)
+        if poles and np.isclose(lon0, -180.0):
+            return GlobalGrid.make(n_lat, n_lon)
         return LatLonGrid.regular(lat=(lat0, lat1), lon=(lon0, lon0 + 360.0), shape=(n_lat, n_lon))
     return LatLonGrid.regular(lat=(lat0, lat1), lon=(lon0, lon1), shape=(n_lat, n_lon))
 

@@ -464,6 +464,24 @@ def shipped_station_list() -> xr.Dataset:
         return read_igra2_station_list(atmos_data_dir() / IGRA2_STATION_LIST)
 
 
+def igra2_worldwide(
+    count: int = 200, year: int = 2020
+) -> tuple[tuple[tuple[float, float], ...], tuple[str, ...]]:
+    """((lat, lon), ...) and ids of ``count`` IGRA2 stations active in ``year``, evenly
+    through the id-sorted shipped list (so every region, both polar ones included): the
+    stations of observing-system experiments on the whole globe."""
+    table = shipped_station_list()
+    active = (table["last_year"].values >= year) & (table["first_year"].values <= year)
+    active &= np.isfinite(table["lat"].values)
+    ids = table["id"].values[active].astype(str)
+    lat, lon = table["lat"].values[active], table["lon"].values[active]
+    if count > len(ids):
+        raise ValueError(f"only {len(ids)} IGRA2 stations were active in {year}, not {count}")
+    order = np.argsort(ids)
+    pick = order[np.linspace(0, len(order) - 1, count).round().astype(int)]
+    return tuple(zip(lat[pick].tolist(), lon[pick].tolist(), strict=True)), tuple(ids[pick])
+
+
 def stations_by_id(ids: Sequence[str], station_list: xr.Dataset | None = None) -> xr.Dataset:
     """The rows of the IGRA2 station list with these ids, in the order given."""
     table = station_list if station_list is not None else shipped_station_list()
