@@ -3,7 +3,8 @@
     hdm --version
     hdm train CONFIG.yaml [--out DIR] [--resume] [--set key=value ...]
     hdm sample CHECKPOINT --n N --sampler {heun,sde2m,dpm2m,v3,em,pc} --steps K --seed S
-               --out FILE.nc [--points P] [--teleport auto|LEVEL] [--device cpu|auto|cuda:K]
+               --out FILE.nc [--points P | --scale S] [--teleport auto|LEVEL]
+               [--device cpu|auto|cuda:K]
     hdm gaussian-stats MODEL_DIR [--rank R] [--varsigma-star LEVEL]
     hdm model-stats MODEL_DIR [--levels K] [--fields N] [--fit-s]
     hdm downscale [CHECKPOINT] [--config FILE.yaml] [--set key=value ...]
@@ -84,6 +85,9 @@ def _sample_parser(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="netCDF file to write")
     s.add_argument("--points", type=int, help="sample on P points instead of the training grid")
+    s.add_argument(
+        "--scale", type=int, default=1, help="gridded models: sample on a grid S times finer"
+    )
     s.add_argument(
         "--teleport",
         help="auto (the ς* of hdm gaussian-stats) or a level ς*: start from the Gaussian of "
@@ -253,6 +257,7 @@ def _sample(args) -> int:
         steps=args.steps,
         seed=args.seed,
         points=args.points,
+        scale=args.scale,
         batch_size=args.batch_size,
         progress=not args.no_progress,
         teleport=args.teleport,

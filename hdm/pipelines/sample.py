@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from hdm._version import __version__
 from hdm.conditioning.ensembles import draw_members
 from hdm.data.normalization import ScalarNormaliser
-from hdm.downscaling.prior import load_prior, model_path
+from hdm.downscaling.prior import load_prior, model_path, target_grid
 from hdm.hilbert.checkpoints import (
     denoiser_from_checkpoint,
     file_sha256,
@@ -69,8 +69,10 @@ def sample(
     progress: bool = True,
     teleport: float | str | None = None,
     device: str = "cpu",
+    scale: int = 1,
 ) -> xr.Dataset:
-    """Draw ``n`` functions; returns ``y(sample, x)`` in the data's physical units.
+    """Draw ``n`` functions; returns ``y(sample, x)`` in the data's physical units (a
+    gridded model: :func:`sample_fields`, ``scale`` times finer than its grid).
 
     ``teleport``: None (start from N(0, Q) at t_max), "auto" (the ς* that ``hdm
     gaussian-stats`` measured for the model) or a level ς*: start from the Gaussian of
@@ -84,12 +86,15 @@ def sample(
     if isinstance(Grid.from_dict(payload["grid"]), LatLonGrid | GlobalGrid):
         if points is not None or teleport is not None:
             raise GridError(
-                f"{checkpoint} is a gridded model: --points and --teleport apply to 1-D models"
+                f"{checkpoint} is a gridded model: --points and --teleport apply to 1-D "
+                "models (--scale S samples a gridded one on a grid S times finer)"
             )
         return sample_fields(
             checkpoint, n=n, sampler=sampler, steps=steps, seed=seed, device=device,
-            batch_size=min(batch_size, 16), progress=progress,
+            batch_size=min(batch_size, 16), progress=progress, scale=scale,
         )  # fmt: skip
+    if scale != 1:
+        raise GridError(f"--scale applies to gridded models; {checkpoint} is a 1-D one (--points)")
     solver_stats = load_model_statistics(checkpoint)
     if sampler in NEEDS_STATISTICS:
         required_model_statistics(solver_stats, checkpoint, sampler)
@@ -151,21 +156,25 @@ def sample_fields(
     device: str = "cpu",
     batch_size: int = 16,
     progress: bool = True,
+    scale: int = 1,
 ) -> xr.Dataset:
-    """``n`` unconditional fields of a gridded model on its training grid, in physical
-    units: ``{var}(sample, lat, lon)``, ``{var}(sample, level, lat, lon)`` on pressure
-    levels (what the prior believes before any observation: look at them next to the
-    training data). Drawn as :func:`hdm.conditioning.ensembles.draw_members` draws
-    members (chunks of ``batch_size`` seeded by (seed, "sample/k"))."""
+    """``n`` unconditional fields of a gridded model on its training grid (``scale`` > 1:
+    a grid that many times finer, zero-shot), in physical units: ``{var}(sample, lat,
+    lon)``, ``{var}(sample, level, lat, lon)`` on pressure levels (what the prior believes
+    before any observation: look at them next to the training data). Drawn as
+    :func:`hdm.conditioning.ensembles.draw_members` draws members (chunks of
+    ``batch_size`` seeded by (seed, "sample/k")); the noise of one seed is the same
+    function on every grid (:mod:`hdm.hilbert.covariance`)."""
     prior = load_prior(checkpoint).to(device)
+    grid = target_grid(prior, scale if scale != 1 else None)
     t0 = time.perf_counter()
     x, nfe = draw_members(
-        prior.denoiser, make_sampler(sampler, steps, prior.solver_statistics), prior.grid, n,
+        prior.denoiser, make_sampler(sampler, steps, prior.solver_statistics), grid, n,
         seed=seed, key="sample", batch_size=batch_size, channels=len(prior.channels),
     )  # fmt: skip
     wall = time.perf_counter() - t0
     x = x.double().numpy()
-    lat, lon = prior.grid.coords()
+    lat, lon = grid.coords()
     data = {}
     for name in prior.variables:
         levels = prior.levels_of(name) or (None,)
@@ -196,7 +205,8 @@ def sample_fields(
             "nfe": nfe,
             "device": str(device),
             "seed": seed,
-            "grid": prior.grid.describe(),
+            "grid": grid.describe(),
+            "training_grid": prior.grid.describe(),
             "sampling_wall_time_s": wall,
             "hdm_version": __version__,
             "history": f"{datetime.now(UTC).isoformat(timespec='seconds')} hdm sample",
