@@ -40,16 +40,15 @@ from benchmarks.report import (
     parser,
     write_section,
 )
-from hdm.conditioning.observations import PointSample
 from hdm.conditioning.profiles import Profile
 from hdm.data.coarsen import coarse_grain
+from hdm.data.regrid import values_at_points
 from hdm.data.schema import LAT, LEVEL, LON, MEMBER, TIME
 from hdm.domains.atmosphere import GRIDDED_DATASETS, open_split
 from hdm.domains.stations import stations_by_id
 from hdm.downscaling.config import EnsembleConfig
 from hdm.downscaling.core import downscale, profile_noise_settings
 from hdm.downscaling.prior import channel_name, load_prior
-from hdm.hilbert.grids import LatLonGrid
 from hdm.metrics import baselines as bl
 from hdm.metrics import probabilistic as pm
 
@@ -63,28 +62,15 @@ BANDS = {
 }
 
 
-def _grid_of(fields: xr.Dataset | xr.DataArray) -> LatLonGrid:
-    return LatLonGrid.regular(
-        (float(fields[LAT][0]), float(fields[LAT][-1])),
-        (float(fields[LON][0]), float(fields[LON][-1])),
-        (fields.sizes[LAT], fields.sizes[LON]),
-    )
-
-
-def _at_stations(fields: np.ndarray, stations: xr.Dataset, grid: LatLonGrid) -> np.ndarray:
+def _at_stations(fields: xr.DataArray, stations: xr.Dataset) -> np.ndarray:
     """Fields (time, lat, lon) bilinearly at the stations: (time, station)."""
-    pts = tuple(zip(stations["lat"].values, stations["lon"].values, strict=True))
-    op = PointSample(pts, 1.0, tuple(stations["id"].values.astype(str)))
-    return op.apply(torch.as_tensor(fields)[:, None], grid).numpy()
+    return values_at_points(fields, stations["lat"].values, stations["lon"].values).values
 
 
 def _columns(fields: xr.Dataset, stations: xr.Dataset, variables, levels) -> dict:
     """(variable, level) → (time, station) values of the fields at the stations."""
-    grid = _grid_of(fields)
     return {
-        (v, lev): _at_stations(
-            fields[v].sel({LEVEL: lev}).transpose(TIME, LAT, LON).values, stations, grid
-        )
+        (v, lev): _at_stations(fields[v].sel({LEVEL: lev}).transpose(TIME, LAT, LON), stations)
         for v in variables
         for lev in levels
     }
@@ -166,7 +152,6 @@ def _ensemble(arr: np.ndarray, truth: xr.DataArray) -> xr.DataArray:
 def score(result: dict) -> list[list[str]]:
     channels, truth = result["channels"], result["truth"]
     held = result["held"]
-    grid = _grid_of(truth)
     rows = []
     per: dict = {}
     for k, (v, lev) in enumerate(channels):
@@ -191,14 +176,14 @@ def score(result: dict) -> list[list[str]]:
         for label in ("with", "without"):
             ens = _ensemble(result["members"][label][:, :, k], t)
             mean = ens.mean(MEMBER)
-            held_pred = _at_stations(mean.values, held, grid)
+            held_pred = _at_stations(mean.transpose(TIME, LAT, LON), held)
             cols[label] = {
                 "rmse": float(pm.rmse(mean, t)),
                 "crps": float(pm.fair_crps(ens, t)),
                 "ss": float(pm.spread_skill(ens, t)),
                 "held": float(np.sqrt(np.mean((held_pred - result["held_cols"][(v, lev)]) ** 2))),
             }
-        k_held = _at_stations(k_mean.values, held, grid)
+        k_held = _at_stations(k_mean, held)
         cols["kriging"] = {
             "rmse": float(pm.rmse(k_mean, t)),
             "crps": float(pm.gaussian_crps(k_mean, k_std, t)),

@@ -69,10 +69,8 @@ def run(checkpoint: Path, store: Path, n: int, steps: int, seed: int = 0) -> dic
         batch_size=50, channels=len(prior.channels),
     )  # fmt: skip
     wall = time.perf_counter() - t0
-    samples = {
-        v: x[:, prior.channel_index(v)].double().numpy() * prior.stats(v)[1] + prior.stats(v)[0]
-        for v in VARIABLES
-    }
+    physical = prior.normaliser.denormalise(x.double().numpy())
+    samples = {v: physical[:, prior.channel_index(v)] for v in VARIABLES}
     test = open_shallow_water(store, "test").load()
     null = open_shallow_water(store, "validation").load()
     degrees = prior.denoiser.backbone.n_degrees

@@ -27,6 +27,7 @@ per trajectory (``mass_drift``), a check of every run.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -107,7 +108,10 @@ class ShallowWaterConfig:
         return self.max_degree or (self.nlat + 1) // 3
 
 
+@functools.lru_cache(maxsize=4)
 def _solver(cfg: ShallowWaterConfig):
+    """torch-harmonics' solver of ``cfg`` (its transforms precomputed once per config;
+    :func:`simulate` only reads it)."""
     from torch_harmonics.examples import ShallowWaterSolver
 
     size = cfg.degrees

@@ -111,7 +111,6 @@ def _draw_ensemble(
     """The members of every time, (members, time, channel, *grid.shape) float32 in
     physical units, inflated by ``factor``, and the NFE per member. The members of a time
     are seeded by (seed, time) alone."""
-    stats = [prior.channel_stats(v, lev) for v, lev in prior.channels]
     sampler = make_sampler(cfg.sampler, cfg.steps, prior.solver_statistics)
     channels = len(prior.channels)
     teleport = _teleport_setup(prior, target, setup, cfg)
@@ -141,8 +140,7 @@ def _draw_ensemble(
             start=start,
         )
         x = inflate_members(x, setup.operator, setup.values[i], target, factor)
-        for c, (mean, std) in enumerate(stats):
-            out[:, i, c] = (x[:, c].double().numpy() * std + mean).astype(np.float32)
+        out[:, i] = prior.normaliser.denormalise(x.double().numpy()).astype(np.float32)
     return out, nfe
 
 
@@ -306,6 +304,7 @@ def downscale(
     )
     check_solver_statistics(prior, target, cfg.sampler)
     coarse_noise, station_noise = noise_settings(prior, cfg)
+    profile_noise = profile_noise_settings(prior, cfg)
     if coarse is not None:
         coarse = model_fields(coarse, prior, "coarse field")
     soundings = None if not profiles else read_run_profiles(profiles, prior)
@@ -322,7 +321,7 @@ def downscale(
         nan=nan,
         require_station_overlap=require_station_overlap,
         profiles=soundings,
-        profile_noise=profile_noise_settings(prior, cfg),
+        profile_noise=profile_noise,
     )
     t0 = _time.perf_counter()
     options_ = inflation_options or InflationConfig(
@@ -340,7 +339,7 @@ def downscale(
             coarse_noise={c: coarse_noise[c] for c in setup.coarse_channels},
             station_noise={v: station_noise[v] for v in setup.station_variables},
             station_ids=setup.station_ids,
-            profile_noise=profile_noise_settings(prior, cfg) if setup.soundings else None,
+            profile_noise=profile_noise if setup.soundings else None,
             soundings=setup.soundings,
         ),
         device=str(denoiser_device(prior.denoiser)),

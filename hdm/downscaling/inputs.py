@@ -62,8 +62,10 @@ log = logging.getLogger("hdm")
 __all__ = [
     "FAR_FROM_TRAINING",
     "ObservationSetup",
+    "channel_fields",
     "check_near_training",
     "check_station_overlap",
+    "coarse_channel_names",
     "in_model_units",
     "match_times",
     "model_fields",
@@ -193,16 +195,6 @@ def _median_distance(values: np.ndarray, mean: float, std: float) -> tuple[float
     return float(np.median(np.abs(v - mean))) / std, float(np.median(v))
 
 
-def _channel_values(
-    prior: Prior, variable: str, field: xr.DataArray
-) -> list[tuple[float | None, np.ndarray]]:
-    """(level, values) of each of ``field``'s channels: one per level on pressure levels,
-    (None, all values) for a single-level variable."""
-    if LEVEL not in field.dims or not prior.levels_of(variable):
-        return [(None, field.values)]
-    return [(float(lev), field.sel({LEVEL: lev}).values) for lev in field[LEVEL].values]
-
-
 def check_near_training(
     prior: Prior, coarse: Mapping[str, xr.DataArray], stations: Mapping[str, xr.Dataset]
 ) -> None:
@@ -216,9 +208,9 @@ def check_near_training(
     """
     hint = "a units attribute (for CSV tables: a units column, --station-units)"
     sources = [
-        (v, lev, "coarse field's values", values, "a units attribute")
+        (v, lev, "coarse field's values", field.values, "a units attribute")
         for v, f in coarse.items()
-        for lev, values in _channel_values(prior, v, f)
+        for lev, field in channel_fields(prior, v, f)
     ]
     sources += [
         (v, None, "station observations", o["value"].values, hint) for v, o in stations.items()
@@ -509,7 +501,7 @@ def observation_setup(
     dropped = 0
     coarse_channels: list[str] = []
     for var in (v for v in prior.variables if v in coarse):
-        for level, field in _channel_fields(prior, var, coarse[var]):
+        for level, field in channel_fields(prior, var, coarse[var]):
             mean, std = prior.channel_stats(var, level)
             label = channel_name(var, level)
             coarse_channels.append(label)
@@ -577,13 +569,22 @@ def observation_setup(
     )
 
 
-def _channel_fields(
+def channel_fields(
     prior: Prior, variable: str, field: xr.DataArray
 ) -> list[tuple[float | None, xr.DataArray]]:
-    """(level, (time, lat, lon) field) of each channel ``field`` observes."""
+    """(level, (time, lat, lon) field) of each channel of the model that ``field`` (a
+    variable's coarse field) observes: one per level it holds on pressure levels, (None,
+    the field) for a single-level variable."""
     if not prior.levels_of(variable):
         return [(None, field)]
     return [(float(lev), field.sel({LEVEL: lev})) for lev in field[LEVEL].values]
+
+
+def coarse_channel_names(prior: Prior, coarse: Mapping[str, xr.DataArray]) -> list[str]:
+    """The channel names (``t2m``, ``u@850``) that the coarse fields observe."""
+    return [
+        channel_name(v, lev) for v, f in coarse.items() for lev, _ in channel_fields(prior, v, f)
+    ]
 
 
 def _profile_rows(

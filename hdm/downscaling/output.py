@@ -127,7 +127,7 @@ def ensemble_dataset(
     for name in prior.variables:
         levels = prior.levels_of(name)
         if levels:
-            index = [prior.channel_index(name, lev) for lev in levels]
+            index = prior.channel_indices(name)
             stacked = (
                 dask.array.stack([values[:, :, k] for k in index], axis=2)
                 if isinstance(values, dask.array.Array)

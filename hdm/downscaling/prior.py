@@ -113,6 +113,11 @@ class Prior:
             )
         return self.channels.index(key)
 
+    def channel_indices(self, variable: str) -> list[int]:
+        """The channels of ``variable``: its levels' in :meth:`levels_of` order, or its one
+        channel for a single-level variable."""
+        return [self.channel_index(variable, lev) for lev in self.levels_of(variable) or (None,)]
+
     def channel_stats(self, variable: str, level: float | None = None) -> tuple[float, float]:
         """(mean, std) of one channel on the training data, in its variable's units."""
         self.channel_index(variable, level)

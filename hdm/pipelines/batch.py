@@ -479,6 +479,7 @@ def run_profiles(
         return (), {}
     ens = cfg.ensemble
     profiles = read_run_profiles(cfg.inputs.profiles, prior)
+    noise = profile_noise_settings(prior, ens)
     setup = observation_setup(
         prior,
         target_grid(prior, ens.scale if ens.scale != 1 else None),
@@ -489,9 +490,8 @@ def run_profiles(
         station_noise={},
         time_tolerance=ens.time_tolerance,
         profiles=profiles,
-        profile_noise=profile_noise_settings(prior, ens),
+        profile_noise=noise,
     )
-    noise = profile_noise_settings(prior, ens)
     attrs = {"soundings": ",".join(setup.soundings), "profile_noise_std": json.dumps(noise)}
     return tuple(profiles), attrs
 

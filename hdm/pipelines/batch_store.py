@@ -26,7 +26,7 @@ import xarray as xr
 import yaml
 import zarr
 
-from hdm.data.schema import LEVEL, TIME
+from hdm.data.schema import TIME
 from hdm.data.stores import (
     cf_output,
     consolidate,
@@ -37,9 +37,9 @@ from hdm.data.stores import (
     zarr_extensions,
 )
 from hdm.downscaling.core import noise_settings
-from hdm.downscaling.inputs import stations_by_variable
+from hdm.downscaling.inputs import coarse_channel_names, stations_by_variable
 from hdm.downscaling.output import attach_inputs, ensemble_dataset, provenance_attrs
-from hdm.downscaling.prior import Prior, channel_name, target_grid
+from hdm.downscaling.prior import Prior, target_grid
 from hdm.pipelines.config import DownscaleRunConfig, config_dict
 
 log = logging.getLogger("hdm")
@@ -157,7 +157,7 @@ def create_store(
             prior,
             grid,
             ens,
-            coarse_noise={name: coarse_noise[name] for name in _coarse_channels(coarse)},
+            coarse_noise={name: coarse_noise[name] for name in coarse_channel_names(prior, coarse)},
             station_noise={v: station_noise[v] for v in prior.variables if v in observed},
             station_ids=ids,
         )
@@ -172,15 +172,6 @@ def create_store(
     zarr.open_group(str(store), mode="r+").create_group(MARKERS)
     write_manifest(store, manifest)
     consolidate(store)
-
-
-def _coarse_channels(coarse: dict[str, xr.DataArray]) -> list[str]:
-    """The channel names the coarse fields observe (``t2m``; ``u@850`` on levels)."""
-    return [
-        channel_name(v, None if lev is None else float(lev))
-        for v, f in coarse.items()
-        for lev in (f[LEVEL].values if LEVEL in f.dims else [None])
-    ]
 
 
 def open_for_run(

@@ -173,21 +173,12 @@ def sample_fields(
         seed=seed, key="sample", batch_size=batch_size, channels=len(prior.channels),
     )  # fmt: skip
     wall = time.perf_counter() - t0
-    x = x.double().numpy()
+    x = prior.normaliser.denormalise(x.double().numpy())
     lat, lon = grid.coords()
     data = {}
     for name in prior.variables:
-        levels = prior.levels_of(name) or (None,)
-        values = np.stack(
-            [
-                x[:, prior.channel_index(name, lev)] * prior.channel_stats(name, lev)[1]
-                + prior.channel_stats(name, lev)[0]
-                for lev in levels
-            ],
-            axis=1,
-        )
-        dims = ("sample", "level", "lat", "lon")
-        if levels == (None,):
+        values, dims = x[:, prior.channel_indices(name)], ("sample", "level", "lat", "lon")
+        if not prior.levels_of(name):
             values, dims = values[:, 0], ("sample", "lat", "lon")
         data[name] = (dims, values, {"units": prior.units[name]})
     coords = {"sample": np.arange(n), "lat": lat, "lon": lon}
