@@ -142,7 +142,7 @@ def main(argv: Sequence[str] = ()) -> list[list[str]]:
     )
     p.add_argument("--store", type=Path, default=PROJECT_ROOT / "runs" / "shallow_water.zarr")
     p.add_argument("--n", type=int, default=300)
-    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--steps", type=int, default=50)  # the default of hdm sample
     args = p.parse_args(list(argv))
     torch.set_num_threads(2)
     machine = machine_description("torch_harmonics")
