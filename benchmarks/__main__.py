@@ -116,6 +116,11 @@ STUDIES: dict[str, Entry] = {
         "the sphere: a trained shallow-water prior, spectra and two-sample power vs test states",
         "sphere-prior",
     ),
+    "sphere_downscale": Entry(
+        "benchmarks.studies.sphere_downscale",
+        "the sphere: shallow-water downscaling, spherical vs planar prior vs bilinear/kriging",
+        "sphere-downscale",
+    ),
     "teleport_levels": Entry(
         "benchmarks.studies.teleport_levels",
         "teleportation: the level ς* below which the network beats the Gaussian, per model",

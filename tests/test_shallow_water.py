@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from hdm.data.coarsen import coarse_grain_sphere
 from hdm.domains.shallow_water import (
     ShallowWaterConfig,
     generate,
@@ -64,7 +65,8 @@ def test_the_command_refuses_an_odd_longitude_count(tmp_path, capsys):
 
 def test_a_spherical_prior_trains_on_the_testbed_and_samples_the_globe(store, tmp_path):
     """hdm train with the sphere config (2 steps) → a TimeConditionedSFNO with a
-    spherical Q; hdm sample draws h, u, v on its global grid; hdm.downscale refuses it."""
+    spherical Q; hdm sample draws h, u, v on its global grid and hdm.downscale
+    conditions it on sphere cells."""
     import hdm
     from hdm.downscaling.prior import load_prior
     from hdm.hilbert.covariance import SphericalCovariance
@@ -94,8 +96,39 @@ def test_a_spherical_prior_trains_on_the_testbed_and_samples_the_globe(store, tm
     samples = xr.open_dataset(out)
     assert samples["h"].dims == ("sample", "lat", "lon") and np.isfinite(samples["u"]).all()
     assert samples["h"].attrs["units"] == "m" and float(samples["lat"][0]) == -90.0
-    with pytest.raises(ValueError, match=r"global \(spherical\) model: downscaling on the sphere"):
-        hdm.downscale(prior, times=["2020-01-01"], progress=False)
+    state = open_shallow_water(store, "test").isel(sample=[0])
+    state = state.drop_vars(["sample", "trajectory", "step", "hours", "split", "mass_drift"])
+    state = state.rename(sample="time").assign_coords(time=[np.datetime64("2000-01-01", "ns")])
+    out = hdm.downscale(prior, coarse_grain_sphere(state, 4), members=2, steps=3, progress=False)
+    assert out["h"].shape == (2, 1, 17, 32) and np.isfinite(out["v"]).all()
+
+
+def test_a_planar_prior_trains_on_the_testbed_as_a_periodic_box(store, tmp_path):
+    """model.kind fno on a global store (the planar comparison): a planar FNO with a
+    planar Q on the same points as a lat-lon box periodic in longitude."""
+    from hdm.downscaling.prior import load_prior
+    from hdm.hilbert.covariance import SpectralCovariance
+    from hdm.hilbert.grids import LatLonGrid
+    from hdm.hilbert.networks import TimeConditionedFNO
+    from hdm.pipelines.config import TrainRunConfig, load_config
+    from hdm.pipelines.train import run_training
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(
+        TrainRunConfig,
+        root / "configs" / "sphere" / "shallow_water_planar.yaml",
+        [
+            f"data.path={store}", "optim.steps=2", "optim.batch_size=2", "optim.warmup_steps=1",
+            "optim.checkpoint_every=2", "model.width=8", "model.n_layers=1", "model.n_modes=4",
+            "model.n_modes_2=4",
+        ],
+    )  # fmt: skip
+    run_training(cfg, tmp_path / "planar", progress=False)
+    prior = load_prior(tmp_path / "planar")
+    assert isinstance(prior.denoiser.backbone, TimeConditionedFNO)
+    assert isinstance(prior.denoiser.process.covariance, SpectralCovariance)
+    assert isinstance(prior.grid, LatLonGrid) and prior.grid.axes[1].periodic
+    assert prior.grid.coords()[0][0] == -90.0 and prior.grid.shape == (17, 32)
 
 
 def test_the_shipped_spherical_prior_draws_fluid_of_the_testbeds_depth(tmp_path):

@@ -55,6 +55,7 @@ from hdm.hilbert.cells import (
     edges_from_centres,
     fine_cells,
     overlap_lengths,
+    sphere_latitude_overlaps,
 )
 from hdm.hilbert.devices import draw_device
 from hdm.hilbert.grids import (
@@ -544,7 +545,7 @@ class CoarseGrain(ObservationOperator):
             for k, (axis, edges) in enumerate(zip(grid.axes, self.edges)):
                 lat_weighted = k == 0 and isinstance(grid, LatLonGrid | GlobalGrid)
                 if samples[k] is None and k == 0 and isinstance(grid, GlobalGrid):
-                    w = _sphere_latitude_overlaps(np.asarray(edges), grid)
+                    w = sphere_latitude_overlaps(np.asarray(edges), grid)
                 elif samples[k] is None:
                     period = axis.length if axis.periodic else None
                     w = overlap_lengths(np.asarray(edges), *fine_cells(axis), period)
@@ -602,6 +603,34 @@ class CoarseGrain(ObservationOperator):
         return torch.einsum("Ii,bIJ,Jj->bij", w[0], cells, w[1])
 
 
+#: the longitude ranges a station may be given in: degrees east in −180..180 or 0..360
+LONGITUDE_RANGE = (-180.0, 360.0)
+
+
+def check_geographic(
+    points: np.ndarray,
+    ids: Sequence[str],
+    name: str,
+    lon_range: tuple[float, float] = LONGITUDE_RANGE,
+) -> None:
+    """An ObservationError naming the first station whose latitude is beyond ±90° or whose
+    longitude is outside ``lon_range`` (default −180..360°: no convention gives 400°, a
+    typo, not 40°)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    bad_lat = np.flatnonzero(np.abs(pts[:, 0]) > 90.0)
+    if bad_lat.size:
+        k = bad_lat[0]
+        raise ObservationError(f"{name}: station {ids[k]} has latitude {pts[k, 0]:g}, beyond ±90°")
+    lo, hi = lon_range
+    bad_lon = np.flatnonzero((pts[:, 1] < lo) | (pts[:, 1] > hi))
+    if bad_lon.size:
+        k = bad_lon[0]
+        raise ObservationError(
+            f"{name}: station {ids[k]} has longitude {pts[k, 1]:g}, outside {lo:g}..{hi:g}° "
+            "(degrees east, in -180..180 or 0..360)"
+        )
+
+
 def check_observable(grid: Grid, name: str) -> None:
     """An ObservationError for grids the operators cannot read yet: a Gauss–Legendre
     global grid (its latitudes are not a regular axis)."""
@@ -610,18 +639,6 @@ def check_observable(grid: Grid, name: str) -> None:
             f"{name}: observations on {grid.describe()} are not supported; sample on the "
             "equiangular grid of the same size"
         )
-
-
-def _sphere_latitude_overlaps(edges: np.ndarray, grid: GlobalGrid) -> np.ndarray:
-    """(n_cells, nlat) latitude weights of coarse cells on a global grid: the fraction of
-    each point's latitude cell (clipped to the poles) inside the coarse cell, times the
-    point's area weight (the grid's quadrature, exact for the sphere's area: the polar
-    caps included, where cos φ = 0 would drop the pole)."""
-    axis = grid.axes[0]
-    lo, hi = fine_cells(axis)
-    lo, hi = np.maximum(lo, -90.0), np.minimum(hi, 90.0)
-    fraction = overlap_lengths(edges, lo, hi) / (hi - lo)[None, :]
-    return fraction * grid.weights()[:, 0][None, :]
 
 
 def _cell_noise(
@@ -714,6 +731,12 @@ class PointSample(ObservationOperator):
                 f"{self.name}: points have {pts.shape[1]} coordinates, "
                 f"the grid has {grid.ndim} axes"
             )
+        if isinstance(grid, LatLonGrid | GlobalGrid):
+            # a station moved into the grid's longitude window may sit half a spacing west
+            # of −180° (hdm.downscaling.inputs.lon_in_grid)
+            lon = grid.axes[1]
+            west = min(LONGITUDE_RANGE[0], lon.coords[0] - lon.spacing / 2)
+            check_geographic(pts, self.ids, self.name, (west, LONGITUDE_RANGE[1]))
         try:
             idx, wts = multilinear_stencil(grid.axes, pts, ids=self.ids)
         except OutsideGridError as exc:

@@ -50,6 +50,20 @@ by the coordinates' CF ``bounds`` attribute) on a Dataset; a DataArray cannot ho
 them (xarray allows coordinates along its own dims only), so a DataArray result keeps
 the centres, from which :func:`cell_bounds` and the operator derive the same cells for
 every grid whose bounds are the midpoints of its centres (every regular grid).
+
+:func:`coarse_grain_sphere` is the block mean of a global field (the equiangular grid
+with both poles, :class:`~hdm.hilbert.grids.GlobalGrid`): f × f blocks cannot tile
+n_lat = k·f + 1 rows that start and end on a pole, so the cells are instead the
+latitude bands of f·Δφ from pole to pole (the first and last are polar caps' belts
+whose edge is the pole) by f whole grid columns from the first column's western edge,
+and each holds the area mean with the grid's own quadrature,
+
+    U_IJ = Σ_ij a_Ii w_i b_Jj u_ij / Σ_ij a_Ii w_i b_Jj,
+
+w_i the sphere's quadrature weights, a_Ii the fraction of row i's latitude cell (clipped
+to the poles) inside band I, b_Jj = 1 for the f columns of cell J
+(:func:`~hdm.hilbert.cells.sphere_latitude_overlaps`): exactly what
+:class:`~hdm.conditioning.observations.CoarseGrain` observes of the truth on the sphere.
 """
 
 from __future__ import annotations
@@ -66,9 +80,18 @@ from hdm.hilbert.cells import (
     edges_from_bounds,
     edges_from_centres,
     overlap_lengths,
+    sphere_latitude_overlaps,
 )
+from hdm.hilbert.grids import GlobalGrid
 
-__all__ = ["BOUNDS_DIM", "cell_bounds", "coarse_grain", "conservative_regrid"]
+__all__ = [
+    "BOUNDS_DIM",
+    "cell_bounds",
+    "coarse_grain",
+    "coarse_grain_sphere",
+    "conservative_regrid",
+    "sphere_cells",
+]
 
 #: the dim of CF bounds variables (``lat_bnds(lat, bnds)``)
 BOUNDS_DIM = "bnds"
@@ -391,5 +414,112 @@ def _with_cell_coords(
         f"area-overlap (cos lat) means onto {centres[LAT].size} x {centres[LON].size} cells; "
         f"{what}: {outside[LAT]} lat row(s), {outside[LON]} lon column(s) less than half "
         "covered by the fine grid"
+    )
+    return result
+
+
+def sphere_cells(grid: GlobalGrid, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """The latitude and longitude edges (degrees) of the ``factor`` coarse cells of an
+    equiangular global grid (module doc): (n_lat − 1)/f bands from −90° to 90°, n_lon/f
+    cells of f whole columns from the first column's western edge.
+
+    Raises:
+        ValueError: a factor that does not divide n_lat − 1 and n_lon (sizes named), or a
+            Gauss–Legendre grid (no pole rows to start the bands on).
+    """
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) or factor < 1:
+        raise ValueError(f"the coarse-graining factor must be a positive integer, got {factor!r}")
+    if grid.quadrature != "equiangular":
+        raise ValueError(
+            f"sphere cells need the equiangular grid with both poles, got {grid.describe()}"
+        )
+    nlat, nlon = grid.shape
+    if (nlat - 1) % factor or nlon % factor:
+        raise ValueError(
+            f"factor {factor} does not tile {grid.describe()}: it must divide the "
+            f"{nlat - 1} latitude spacings between the poles and the {nlon} longitudes"
+        )
+    step = 360.0 / nlon
+    lat_edges = np.linspace(-90.0, 90.0, (nlat - 1) // factor + 1)
+    lon_edges = grid.coords()[1][0] - step / 2 + factor * step * np.arange(nlon // factor + 1)
+    return lat_edges, lon_edges
+
+
+def _global_grid_of(ds: xr.Dataset) -> GlobalGrid:
+    """The equiangular GlobalGrid whose points ``ds``'s lat and lon are, or a ValueError."""
+    lat, lon = ds[LAT].values, ds[LON].values
+    grid = GlobalGrid.make(lat.size, lon.size)
+    same = lat.size == grid.shape[0] and np.allclose(lat, grid.coords()[0], atol=1e-6)
+    same = same and np.allclose(lon, grid.coords()[1], atol=1e-6)
+    if not same:
+        raise ValueError(
+            f"coarse_grain_sphere needs the points of {grid.describe()} (latitudes -90..90 "
+            f"ascending, longitudes from -180); got lat {lat[0]:g}..{lat[-1]:g}, "
+            f"lon {lon[0]:g}..{lon[-1]:g}"
+        )
+    return grid
+
+
+def coarse_grain_sphere(ds: xr.Dataset | xr.DataArray, factor: int) -> xr.Dataset | xr.DataArray:
+    """Area means of a global field over the ``factor`` cells of :func:`sphere_cells`,
+    with the grid's quadrature (module doc), lazily.
+
+    Args:
+        ds: a dataset (or DataArray) on the equiangular global grid (``lat`` −90…90 with
+            both poles, ``lon`` from −180, as :class:`~hdm.hilbert.grids.GlobalGrid`).
+        factor: cells of ``factor`` × ``factor`` grid spacings.
+
+    Returns:
+        the same kind of object on the cells' centres, with CF ``lat_bnds`` /
+        ``lon_bnds`` on a Dataset, ``lat_weight`` (each band's area fraction) and the
+        ``coarse_grain`` attribute.
+    """
+    if isinstance(ds, xr.DataArray):
+        name = ds.name if ds.name is not None else "__da__"
+        out = coarse_grain_sphere(ds.to_dataset(name=name), factor)
+        return out[name].rename(ds.name).assign_attrs(coarse_grain=out.attrs["coarse_grain"])
+    missing = [d for d in (LAT, LON) if d not in ds.dims]
+    if missing:
+        raise ValueError(f"coarse_grain_sphere needs dims {LAT!r} and {LON!r}; missing {missing}")
+    grid = _global_grid_of(ds)
+    lat_edges, lon_edges = sphere_cells(grid, factor)
+    a = sphere_latitude_overlaps(lat_edges, grid)
+    rows = xr.DataArray(a / a.sum(1, keepdims=True), dims=("__cell_lat", LAT))
+    n_lon = lon_edges.size - 1
+    cols = xr.DataArray(
+        np.kron(np.eye(n_lon), np.full((1, factor), 1.0 / factor)), dims=("__cell_lon", LON)
+    )
+    out_vars = {}
+    for name, var in ds.data_vars.items():
+        if LAT not in var.dims and LON not in var.dims:
+            out_vars[name] = var
+            continue
+        if LAT not in var.dims or LON not in var.dims:
+            raise ValueError(
+                f"variable {name!r} has only one of {LAT!r}, {LON!r} (dims {var.dims})"
+            )
+        lead = [d for d in var.dims if d not in (LAT, LON)]
+        means = xr.dot(rows, var.drop_vars([LAT, LON], errors="ignore"), cols, dim=[LAT, LON])
+        means = means.rename(__cell_lat=LAT, __cell_lon=LON).transpose(*lead, LAT, LON)
+        out_vars[name] = means.astype(var.dtype).assign_attrs(var.attrs)
+    centres = {LAT: (lat_edges[:-1] + lat_edges[1:]) / 2, LON: (lon_edges[:-1] + lon_edges[1:]) / 2}
+    band_area = a.sum(1) / a.sum()
+    coords = _coarse_coords(
+        ds,
+        xr.DataArray(centres[LAT], dims=LAT),
+        xr.DataArray(centres[LON], dims=LON),
+        xr.DataArray(band_area, dims=LAT),
+    )
+    for d, edges in ((LAT, lat_edges), (LON, lon_edges)):
+        coords[f"{d}_bnds"] = (
+            (d, BOUNDS_DIM),
+            np.stack([edges[:-1], edges[1:]], axis=1),
+            {"units": ds[d].attrs.get("units", "degrees")},
+        )
+        coords[d][2]["bounds"] = f"{d}_bnds"
+    result = xr.Dataset(out_vars, coords=coords, attrs=dict(ds.attrs))
+    result.attrs["coarse_grain"] = (
+        f"sphere cells of {factor} x {factor} spacings ({lat_edges.size - 1} x {n_lon}), "
+        "area means with the grid's quadrature"
     )
     return result

@@ -18,7 +18,12 @@ its standard form and the strongest of the three on the UK t2m training period
 (2019-03-01..24 every 6 h, RMSE in K at ×2 / ×4 / ×8: held 0.244 / 0.527 / 0.795, end
 tangent continued 0.338 / 0.606 / 0.939, end cubic continued 0.472 / 0.714 / 1.154;
 bilinear 0.292 / 0.561 / 0.814, with its edge held 0.290 / 0.555 / 0.827).
-Longitude is not treated as periodic.
+A coarse field whose longitudes cover the whole circle (:func:`longitude_period`: a
+global field) is interpolated periodically in longitude — its columns are continued
+round the circle before the spline is made, so the date line is an ordinary meridian —
+and beyond its outermost latitude centres (the polar caps) ``edges`` applies as above:
+bilinear on the sphere in its usual form (bilinear in (lat, lon), periodic in lon).
+A regional field's longitude is not treated as periodic.
 
 Values at points (:func:`values_at_points`)
 -------------------------------------------
@@ -173,7 +178,24 @@ def spline_resample(
                 f"values, got {src.size}"
             )
     along_lat = _spline_axis(src_lat, values, dst_lat, degree, -2, edges)
+    if longitude_period(src_lon) is not None:
+        src_lon, along_lat, dst_lon = _wrapped_longitudes(src_lon, along_lat, dst_lon, degree)
     return _spline_axis(src_lon, along_lat, dst_lon, degree, -1, edges)
+
+
+def _wrapped_longitudes(
+    src_lon: np.ndarray, values: np.ndarray, dst_lon: np.ndarray, degree: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A global field's columns continued round the circle: ``degree + 1`` columns from
+    each end copied beyond the other (shifted by ±360°), and the target longitudes
+    brought into [first source − 360° … ] so that every one of them lies between two
+    source columns; the spline of the padded row is the periodic interpolant up to the
+    not-a-knot ends, which lie ``degree + 1`` columns away from any target point."""
+    pad = min(degree + 1, src_lon.size)
+    lon = np.concatenate([src_lon[-pad:] - 360.0, src_lon, src_lon[:pad] + 360.0])
+    padded = np.concatenate([values[..., -pad:], values, values[..., :pad]], axis=-1)
+    first = src_lon[0] - (360.0 - (src_lon[-1] - src_lon[0])) / 2  # half a gap before
+    return lon, padded, first + np.mod(dst_lon - first, 360.0)
 
 
 def interpolate_coarse(

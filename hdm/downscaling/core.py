@@ -56,8 +56,7 @@ from hdm.downscaling.soundings import PROFILE_UNITS, read_profiles
 from hdm.hilbert.checkpoints import required_model_statistics
 from hdm.hilbert.devices import denoiser_device
 from hdm.hilbert.gaussian import GaussianStart, check_varsigma
-from hdm.hilbert.grids import GlobalGrid, Grid, LatLonGrid
-from hdm.hilbert.networks import GridError
+from hdm.hilbert.grids import Grid, LatLonGrid
 from hdm.hilbert.sampling import NEEDS_STATISTICS, make_sampler
 
 log = logging.getLogger("hdm")
@@ -256,7 +255,9 @@ def downscale(
         coarse: the coarse field (time, lat, lon) in physical units on any regular lat/lon
             grid over the domain; each cell (from CF bounds or midpoints) observes the
             area-weighted mean of the fine field over it
-            (:meth:`~hdm.conditioning.observations.CoarseGrain.for_coarse_grid`).
+            (:meth:`~hdm.conditioning.observations.CoarseGrain.for_coarse_grid`); on a
+            global (spherical) prior, cells of the sphere (area means with the grid's
+            quadrature, e.g. :func:`~hdm.data.coarsen.coarse_grain_sphere`'s).
             Its ``units`` attribute, if any, is converted to the model's (°C → K).
             For a multi-level prior, each variable is (time, level, lat, lon) at any of
             the model's levels (hPa).
@@ -293,11 +294,6 @@ def downscale(
     # over 80 lines: the signature and the docstring (every argument) are 44 of them
     cfg = _config(config, options)
     prior = model if isinstance(model, Prior) else load_prior(model)
-    if isinstance(prior.grid, GlobalGrid):
-        raise GridError(
-            f"the model {prior.path} is a global (spherical) model: downscaling on the sphere "
-            "is not built yet; hdm sample draws from it"
-        )
     prior.to(cfg.device)
     target = target_grid(
         prior, grid if grid is not None else (cfg.scale if cfg.scale != 1 else None)

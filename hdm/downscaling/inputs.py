@@ -46,6 +46,7 @@ from hdm.conditioning.observations import (
     ObservationError,
     ObservationOperator,
     PointSample,
+    check_geographic,
 )
 from hdm.conditioning.profiles import Profile, ProfileError, profile_observations
 from hdm.data.coarsen import cell_bounds
@@ -410,8 +411,10 @@ def _station_rows(
     st_ids = stations["id"].values.astype(str)
     order = first_occurrences(st_ids)
     ids = tuple(st_ids[order])
-    lon = lon_in_grid(stations["lon"].values.astype(np.float64), grid)
-    pts = tuple((float(stations["lat"].values[i]), float(lon[i])) for i in order)
+    given = np.stack([stations["lat"].values, stations["lon"].values], axis=1).astype(np.float64)
+    check_geographic(given[order], ids, name)
+    lon = lon_in_grid(given[:, 1], grid)
+    pts = tuple((float(given[i, 0]), float(lon[i])) for i in order)
     op = PointSample(pts, noise, ids, name, channel)
     op.stencil(grid)  # raises, naming the station, when one lies outside the grid
     vals = stations["value"].values.astype(np.float64)

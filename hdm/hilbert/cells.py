@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdm.hilbert.grids import Axis
+from hdm.hilbert.grids import Axis, GlobalGrid
 
 __all__ = [
     "CellError",
@@ -37,6 +37,7 @@ __all__ = [
     "edges_from_centres",
     "fine_cells",
     "overlap_lengths",
+    "sphere_latitude_overlaps",
 ]
 
 
@@ -216,3 +217,18 @@ def cells_on_axis(
     full = kept.size > 0 and bool(np.all(coverage[keep] >= 1 - 1e-9))
     factor = aligned[1] if aligned is not None and full else None
     return CellsOnAxis(edges, coverage, keep, factor)
+
+
+def sphere_latitude_overlaps(edges: np.ndarray, grid: GlobalGrid) -> np.ndarray:
+    """(n_cells, nlat) latitude weights of coarse cells with latitude ``edges`` on a
+    global grid: the fraction of each point's latitude cell (clipped to the poles) inside
+    the coarse cell, times the point's area weight (the grid's quadrature, exact for the
+    sphere's area: the polar caps included, where cos φ = 0 would drop the pole). Rows
+    normalised to 1 give the area means of
+    :class:`~hdm.conditioning.observations.CoarseGrain` and
+    :func:`~hdm.data.coarsen.coarse_grain_sphere`."""
+    axis = grid.axes[0]
+    lo, hi = fine_cells(axis)
+    lo, hi = np.maximum(lo, -90.0), np.minimum(hi, 90.0)
+    fraction = overlap_lengths(np.asarray(edges, dtype=np.float64), lo, hi) / (hi - lo)[None, :]
+    return fraction * grid.weights()[:, 0][None, :]

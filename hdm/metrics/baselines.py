@@ -14,7 +14,12 @@ a stationary isotropic kernel of the distance in degrees
 
 with c = cos(mean latitude of the training grid) (``lon_factor``; 1 with
 ``scale_lon=False``): the local great-circle distance in degrees of latitude for a
-regional domain, without the cost of a full spherical kernel. ρ is the squared
+regional domain, without the cost of a full spherical kernel. On the whole sphere
+(``metric="chordal"``) d is the chord between the points in degrees,
+d_ab = (180/π) |x_a − x_b| with x the unit vectors: a kernel positive definite in
+R³ restricted to the sphere stays positive definite there (a Matérn kernel of the
+great-circle distance does not, for ν > 1/2), and d equals the great-circle distance
+to within 1 % up to 28° of arc. ρ is the squared
 exponential exp(−r²/2) or the Matérn correlation
 :math:`\frac{2^{1-\nu}}{\Gamma(\nu)} (\sqrt{2\nu} r)^\nu K_\nu(\sqrt{2\nu} r)`
 (closed forms for ν = 1/2, 3/2, 5/2). The nugget τ² is white pixel-scale variance that
@@ -89,6 +94,8 @@ __all__ = [
 
 #: kernel kinds
 _KINDS = ("matern", "se")
+#: distances: local (regional, d² = Δφ² + c² Δλ²) or chordal (the whole sphere)
+_METRICS = ("local", "chordal")
 #: most kernel entries per row chunk of K_f Aᵀ (16 MB each, a few temporaries)
 _CHUNK_ENTRIES = 2_000_000
 #: relative jitter on the diagonal of S = A K_f Aᵀ + diag(v)
@@ -140,6 +147,7 @@ class FittedKernel:
         mean_field: (n_lat, n_lon) per-pixel training mean, the default prior mean.
         grid_lat, grid_lon: coordinates of ``mean_field`` (degrees).
         lon_factor: c in d² = Δφ² + c² Δλ² (cos of the training grid's mean latitude).
+        metric: ``"local"`` (that d) or ``"chordal"`` (the chord in degrees, module doc).
     """
 
     kind: str
@@ -151,8 +159,11 @@ class FittedKernel:
     grid_lat: np.ndarray
     grid_lon: np.ndarray
     lon_factor: float = 1.0
+    metric: str = "local"
 
     def __post_init__(self) -> None:
+        if self.metric not in _METRICS:
+            raise ValueError(f"metric must be one of {_METRICS}, got {self.metric!r}")
         if self.kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
         if self.kind == "matern" and not (self.nu is not None and self.nu > 0):
@@ -171,9 +182,14 @@ class FittedKernel:
             )
 
     def distance(self, points_a: np.ndarray, points_b: np.ndarray) -> np.ndarray:
-        """(n_a, n_b) distances √(Δφ² + c² Δλ²) in degrees between (lat, lon) points."""
+        """(n_a, n_b) distances √(Δφ² + c² Δλ²), or chords, in degrees between (lat, lon)
+        points."""
         a = np.asarray(points_a, dtype=np.float64).reshape(-1, 2)
         b = np.asarray(points_b, dtype=np.float64).reshape(-1, 2)
+        if self.metric == "chordal":
+            xa, xb = _unit_vectors(a), _unit_vectors(b)
+            gram = np.clip(xa @ xb.T, -1.0, 1.0)
+            return np.degrees(np.sqrt(2.0 * (1.0 - gram)))
         dlat = a[:, None, 0] - b[None, :, 0]
         dlon = self.lon_factor * (a[:, None, 1] - b[None, :, 1])
         return np.sqrt(dlat * dlat + dlon * dlon)
@@ -188,6 +204,12 @@ class FittedKernel:
         The nugget is not included (add τ² on the diagonal for values of pixels).
         """
         return self.variance * self.correlation(self.distance(points_a, points_b))
+
+
+def _unit_vectors(points: np.ndarray) -> np.ndarray:
+    """(n, 3) unit vectors of (n, 2) (lat, lon) points in degrees."""
+    lat, lon = np.deg2rad(points[:, 0]), np.deg2rad(points[:, 1])
+    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
 
 
 def _fields_array(train_fields: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -296,6 +318,7 @@ def fit_kernel(
     max_fields: int = 100,
     max_points: int = 600,
     scale_lon: bool = True,
+    metric: str = "local",
     seed: int | np.random.Generator = 0,
 ) -> FittedKernel:
     """Fit a stationary kernel to training fields by maximum likelihood (module doc).
@@ -309,6 +332,8 @@ def fit_kernel(
         max_fields: at most this many random fields enter the likelihood.
         max_points: at most this many random pixels (the same for every field).
         scale_lon: scale longitude differences by cos(mean latitude) (else plain degrees).
+        metric: ``"local"`` (regional domains) or ``"chordal"`` (global fields; then
+            ``scale_lon`` is not used).
         seed: seed or generator for the random fields and pixels.
 
     Returns:
@@ -325,7 +350,7 @@ def fit_kernel(
     if np.any(counts == 0):
         raise ValueError(f"{int(np.sum(counts == 0))} pixel(s) are NaN in every training field")
     mean_field = np.nansum(x, axis=0) / counts
-    lon_factor = float(np.cos(np.deg2rad(lat.mean()))) if scale_lon else 1.0
+    lon_factor = float(np.cos(np.deg2rad(lat.mean()))) if scale_lon and metric == "local" else 1.0
     rng = np.random.default_rng(seed)
     pix, y = _likelihood_sample(x, mean_field, max_fields, max_points, rng)
     template = FittedKernel(
@@ -338,6 +363,7 @@ def fit_kernel(
         grid_lat=lat,
         grid_lon=lon,
         lon_factor=lon_factor,
+        metric=metric,
     )
     points = grid_points(lat, lon)[pix]
     dist = template.distance(points, points)
@@ -358,6 +384,7 @@ def fit_kernel(
         grid_lat=lat,
         grid_lon=lon,
         lon_factor=lon_factor,
+        metric=metric,
     )
 
 
@@ -655,7 +682,7 @@ def _kriging_dataset(
             + (" and stations" if with_stations else ""),
             "kernel": f"{kernel.kind} nu={kernel.nu} variance={kernel.variance:.6g} "
             f"lengthscale={kernel.lengthscale:.6g} deg nugget={kernel.nugget:.6g} "
-            f"lon_factor={kernel.lon_factor:.6g}",
+            f"lon_factor={kernel.lon_factor:.6g} metric={kernel.metric}",
             "coarse_factor": str(factor),
         },
     )

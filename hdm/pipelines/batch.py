@@ -49,7 +49,8 @@ from tqdm.auto import tqdm
 
 from hdm.conditioning.inflation import InflationConfig
 from hdm.conditioning.profiles import Profile
-from hdm.data.coarsen import coarse_grain
+from hdm.data.accessor import grid_of
+from hdm.data.coarsen import coarse_grain, coarse_grain_sphere
 from hdm.data.open import open_fields
 from hdm.data.schema import TIME
 from hdm.data.stores import read_manifest, write_manifest
@@ -73,6 +74,7 @@ from hdm.downscaling.inputs import (
 from hdm.downscaling.output import attach_inputs
 from hdm.downscaling.prior import Prior, load_prior, target_grid
 from hdm.hilbert.devices import resolve_device
+from hdm.hilbert.grids import GlobalGrid
 from hdm.pipelines.batch_store import (
     StoreConflict,
     check_writable,
@@ -200,10 +202,17 @@ def run_times(cfg: DownscaleRunConfig, field: xr.DataArray) -> np.ndarray:
 def coarse_input(
     cfg: DownscaleRunConfig, fields: dict[str, xr.DataArray]
 ) -> dict[str, xr.DataArray]:
-    """The coarse fields: the input itself, or the truth coarse-grained by the factor."""
+    """The coarse fields: the input itself, or the truth coarse-grained by the factor
+    (block means; on a global grid the sphere's cells of
+    :func:`~hdm.data.coarsen.coarse_grain_sphere`)."""
     if not cfg.inputs.truth:
         return fields
-    return {v: coarse_grain(f, cfg.inputs.factor) for v, f in fields.items()}
+    return {
+        v: coarse_grain_sphere(f, cfg.inputs.factor)
+        if isinstance(grid_of(f), GlobalGrid)
+        else coarse_grain(f, cfg.inputs.factor)
+        for v, f in fields.items()
+    }
 
 
 def station_input(

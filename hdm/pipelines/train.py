@@ -33,7 +33,7 @@ from hdm.hilbert import training
 from hdm.hilbert.checkpoints import export_model
 from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.distributed import distributed_session
-from hdm.hilbert.grids import GlobalGrid, Grid, IntervalGrid
+from hdm.hilbert.grids import GlobalGrid, Grid, IntervalGrid, LatLonGrid
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
 from hdm.hilbert.spherical_network import TimeConditionedSFNO
@@ -161,6 +161,11 @@ def global_training_data(cfg: TrainRunConfig) -> TrainingData:
             f"{cfg.data.path}: its latitudes and longitudes are not those of "
             f"{grid.describe()} (south to north with both poles, from -180)"
         )
+    if cfg.model.kind == "fno":
+        # the planar comparison of issue 21: the same points as a lat-lon box (periodic in
+        # longitude, mirror-extended in latitude) for the planar FNO and planar Q
+        grid = LatLonGrid.regular((-90.0, 90.0), (-180.0, 180.0), grid.shape)
+        log.info("model.kind fno on a global store: the planar model on %s", grid.describe())
     metadata = {
         "kind": "global",
         "dataset": cfg.data.dataset,
