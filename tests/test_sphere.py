@@ -119,10 +119,11 @@ def _sfno(**kw):
     return TimeConditionedSFNO(**{"channels": 2, "width": 8, "n_degrees": 8, "n_layers": 2, **kw})
 
 
-def test_the_spherical_network_commutes_with_rotations_about_the_pole():
+@pytest.mark.parametrize("weights", ["degree", "degree_order"])
+def test_the_spherical_network_commutes_with_rotations_about_the_pole(weights):
     """Shifting the input by k longitudes shifts the output by k (the spherical
-    convolutions are zonal and the only coordinate is sin(latitude))."""
-    net = _sfno()
+    convolutions act per (ℓ, m) or per ℓ and the only coordinate is sin(latitude))."""
+    net = _sfno(weights=weights)
     x, tau = torch.randn(3, 2, *GRID.shape), torch.rand(3)
     with torch.no_grad():
         out = net(x, tau, GRID)
@@ -139,10 +140,11 @@ def test_the_spherical_network_commutes_with_rotations_about_the_pole():
         )
 
 
-def test_the_spherical_network_gives_one_function_on_two_resolutions():
+@pytest.mark.parametrize("weights", ["degree", "degree_order"])
+def test_the_spherical_network_gives_one_function_on_two_resolutions(weights):
     """One smooth input at 17 × 32 and at 33 × 64 (one seed of a spherical Q): the
     outputs agree at the shared points to well within the inputs' own difference."""
-    net = _sfno(channels=1)
+    net = _sfno(channels=1, weights=weights)
     q = SphericalCovariance("matern", 30.0, 2.5)
     fine = GRID.refined(2)
     coarse_x = q.sample(4, GRID, torch.Generator().manual_seed(0))[:, None]
@@ -168,6 +170,26 @@ def test_the_spherical_network_refuses_grids_it_cannot_take():
     gauss = GlobalGrid.make(17, 32, "legendre-gauss")
     with pytest.raises(GridError, match="built for equiangular latitudes"):
         net(torch.randn(1, 2, 17, 32), tau, gauss)
+    with pytest.raises(ValueError, match="weights must be one of"):
+        _sfno(weights="order")
+
+
+def test_degree_order_weights_hold_the_zonal_derivative():
+    """A DegreeOrderConv whose weight is i·m at every (ℓ, m) is ∂/∂λ: on cos φ sin λ it
+    gives cos φ cos λ — a map one weight per degree cannot make (it would give the same
+    weight to m = 0 and m = 1 of one degree)."""
+    from hdm.hilbert.spherical_network import DegreeOrderConv
+
+    conv = DegreeOrderConv(1, 1, 8, "equiangular")
+    m = torch.arange(8, dtype=torch.float32)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, :, :, 1] = m[None, :]  # i·m
+    lat, lon = (np.deg2rad(c) for c in GRID.coords())
+    x = torch.as_tensor(np.cos(lat)[:, None] * np.sin(lon)[None, :], dtype=torch.float32)
+    with torch.no_grad():
+        y = conv(x[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(y, np.cos(lat)[:, None] * np.cos(lon)[None, :], atol=1e-4)
 
 
 def test_the_gaussian_oracle_on_the_sphere_is_the_per_degree_wiener_filter():

@@ -139,9 +139,10 @@ def test_stations_off_the_globe_are_refused_by_name(states):
         hdm.downscale(SHIPPED, None, stations, times=states["time"].values[:1], progress=False)
 
 
-def test_hdm_downscale_cuts_a_global_truth_into_sphere_cells(states, tmp_path):
-    """hdm downscale --truth on a global file: the coarse field is the sphere's 22.5°
-    cells (recorded in the store), and the members cover the globe."""
+def test_hdm_downscale_cuts_a_global_truth_into_sphere_cells(states, tmp_path, capsys):
+    """hdm downscale --truth on a global file: the truth is cut into the sphere's 22.5°
+    cells and the members cover the globe; hdm evaluate downscale, whose scores are
+    planar, refuses the global store by name (exit 2)."""
     truth = tmp_path / "sw.nc"
     states.to_netcdf(truth)
     out = tmp_path / "out.zarr"
@@ -152,3 +153,20 @@ def test_hdm_downscale_cuts_a_global_truth_into_sphere_cells(states, tmp_path):
     ds = xr.open_zarr(out)
     assert ds["v"].shape == (2, 2, 33, 64) and np.isfinite(ds["v"].values).all()
     assert float(ds["lat"][0]) == -90.0 and float(ds["lat"][-1]) == 90.0
+    code = main(["evaluate", "downscale", "--prediction", str(out), "--truth", str(truth)])
+    assert code == 2 and "covers the whole globe" in capsys.readouterr().err
+
+
+def test_a_spherical_model_and_a_regional_one_refuse_each_others_grids():
+    """The shipped spherical prior cannot sample a regional box, nor the UK model the
+    globe: one error naming both grids, before anything is drawn."""
+    from hdm.downscaling.prior import load_prior, target_grid
+    from hdm.hilbert.grids import LatLonGrid
+    from hdm.hilbert.networks import GridError
+
+    box = LatLonGrid.regular((40.0, 60.0), (-10.0, 10.0), (21, 21))
+    with pytest.raises(GridError, match=r"lat ∈ \[40, 60\].*does not span.*global 33 × 64"):
+        target_grid(load_prior(SHIPPED), box)
+    uk = load_prior(ROOT / "data" / "checkpoints" / "uk_t2m")
+    with pytest.raises(GridError, match=r"global 65 × 128 .*does not span the model's domain"):
+        target_grid(uk, GlobalGrid.make(65, 128))

@@ -422,6 +422,7 @@ def run(args) -> dict:
     priors = {"sphere": load_prior(args.checkpoint)}
     if args.planar is not None:
         priors["planar"] = load_prior(args.planar)
+    also = dict(spec.split("=", 1) for spec in args.also)
     sphere = priors["sphere"]
     points, ids = igra2_worldwide(args.stations)
     coarse_noise, station_noise = noise_settings(sphere, EnsembleConfig())
@@ -433,8 +434,9 @@ def run(args) -> dict:
     kernels = fit_kernels(train, setup)
     print(f"baselines chosen on validation in {time.perf_counter() - t0:.0f} s", flush=True)
     truth = test_states(args.store, "test", args.states)
+    native_priors = {**priors, **{name: load_prior(path) for name, path in also.items()}}
     native = case(
-        priors, truth, FACTOR, points, ids, kernels, edges, args.members, noise, zero_shot=False
+        native_priors, truth, FACTOR, points, ids, kernels, edges, args.members, noise, False
     )
     out = {"native": native, "kernels": kernels, "edges": edges}
     if args.zero_shot_trajectories:
@@ -460,7 +462,7 @@ def figure(native: dict) -> None:
 
     grid = native["grid"]
     lat, lon = grid.coords()
-    methods = [m for m in ("sphere", "planar") if m in native["fields"]]
+    methods = [m for m in ("sphere", "planar") if m in native["fields"]]  # not --also
     t = 0
     fig = plt.figure(figsize=(16, 3.2 * 2), layout="constrained")
     for r, v in enumerate(("h", "u")):
@@ -537,6 +539,13 @@ def main(argv: Sequence[str] = ()) -> dict:
     p.add_argument("--stations", type=int, default=200)
     p.add_argument("--zero-shot-trajectories", type=int, default=2)
     p.add_argument(
+        "--also",
+        nargs="*",
+        default=[],
+        metavar="NAME=PATH",
+        help="more priors scored beside the others at the native resolution",
+    )
+    p.add_argument(
         "--states", type=int, nargs="+", default=list(STEPS), help="steps of each trajectory"
     )
     args = p.parse_args(list(argv))
@@ -553,6 +562,7 @@ def main(argv: Sequence[str] = ()) -> dict:
         for v, k in result["kernels"].items()
     )
     times = ", ".join(f"{m} {s:.1f} s" for m, s in native["s_per_state"].items())
+    also = "".join(f"\nAlso scored (native grid only): {spec}." for spec in args.also)
     top = (2 * solver_degrees(native["grid"]) // 3, solver_degrees(native["grid"]) - 1)
     body = f"""## Downscaling on the sphere: shallow water, ×4 cells + 200 IGRA2 stations
 
@@ -561,7 +571,7 @@ def main(argv: Sequence[str] = ()) -> dict:
 stations; {args.members} members, `hdm.downscale` defaults (MMPS, Heun 25) for the
 spherical (`{args.checkpoint.name}`) and the planar prior; per state {times}.
 Kriging kernels (chordal; chosen on the validation trajectories): {kern}.
-Bilinear on the sphere holds `{result["edges"]}` at the polar caps (chosen on validation).
+Bilinear on the sphere holds `{result["edges"]}` at the polar caps (chosen on validation).{also}
 RMSE and CRPS in m (h) and m s⁻¹ (u, v), area-weighted; "spectrum": members' mean angular
 power over the truth's, degrees {top[0]}–{top[1]};
 "seam": members' squared jump across 180° relative to other columns, over the truth's.

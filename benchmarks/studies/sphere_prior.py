@@ -43,6 +43,7 @@ from hdm.conditioning.ensembles import draw_members
 from hdm.domains.shallow_water import open_shallow_water
 from hdm.downscaling.prior import load_prior
 from hdm.hilbert.covariance import spherical_transforms
+from hdm.hilbert.grids import GlobalGrid
 from hdm.hilbert.sampling import make_sampler
 from hdm.metrics.two_sample import rigorous_power
 
@@ -73,7 +74,10 @@ def run(checkpoint: Path, store: Path, n: int, steps: int, seed: int = 0) -> dic
     samples = {v: physical[:, prior.channel_index(v)] for v in VARIABLES}
     test = open_shallow_water(store, "test").load()
     null = open_shallow_water(store, "validation").load()
-    degrees = prior.denoiser.backbone.n_degrees
+    # a planar prior of the same points (configs/sphere/shallow_water_planar.yaml) is
+    # scored on the sphere it samples; degrees: the solver's truncation, ℓ < (nlat + 1)/3
+    grid = grid if isinstance(grid, GlobalGrid) else GlobalGrid.make(*grid.shape)
+    degrees = (grid.shape[0] + 1) // 3
     spectra = {}
     for v in VARIABLES:
         spectra[v] = (

@@ -7,12 +7,22 @@ convolutions in place of the Fourier layers (Bonev et al. 2023, SFNO):
     h_{l+1} = h_l + GELU( (1 + a_l(τ)) ⊙ (K_l h_l + W_l h_l) + b_l(τ) )
     F = Π(h_L)                                              projection, pointwise MLP
 
-- K_l: neuraloperator's ``SphericalConv`` with its Driscoll–Healy contraction: the
-  spherical-harmonic transform of h (torch-harmonics), one complex weight per (input
-  channel, output channel, degree ℓ < ``n_degrees``) shared by every order m, the
-  inverse transform. A weight that depends on ℓ alone is a convolution with a zonal
-  kernel, which commutes with every rotation of the sphere: no pole is special and
-  there is no seam at the date line, where a planar FFT sees one.
+- K_l, ``weights="degree"``: neuraloperator's ``SphericalConv`` with its
+  Driscoll–Healy contraction: the spherical-harmonic transform of h (torch-harmonics),
+  one complex weight per (input channel, output channel, degree ℓ < ``n_degrees``)
+  shared by every order m, the inverse transform. A real weight that depends on ℓ alone
+  is a convolution with a zonal kernel, which commutes with every rotation of the
+  sphere: no pole is special and there is no seam at the date line, where a planar FFT
+  sees one.
+- K_l, ``weights="degree_order"`` (:class:`DegreeOrderConv`): one complex weight per
+  (input, output, ℓ, m), m ≤ ℓ < ``n_degrees`` (the "diagonal" operator of Bonev et al.).
+  It commutes with rotations about the polar axis only — the symmetry a rotating planet
+  keeps — and can hold what a weight of ℓ alone cannot: a linear map that depends on the
+  order, like the zonal derivative ∂/∂λ (i·m per coefficient) that relates a height
+  anomaly to its geostrophic meridional wind. It was built because the degree weights
+  downscale the shallow-water winds worse than a planar FNO does; with 8× the
+  parameters it did no better there (BENCHMARKS.md "sphere-downscale"), so the shipped
+  prior keeps one weight per degree.
 - The only coordinate channel is sin φ (latitude φ), so the network commutes exactly
   with rotations about the polar axis (shifts in longitude by whole grid steps); the
   static fields s(grid) (orography, land fraction), when given, break that symmetry as
@@ -36,7 +46,55 @@ from torch import nn
 from hdm.hilbert.grids import GlobalGrid, Grid
 from hdm.hilbert.networks import GridError, sinusoidal_embedding, time_modulation
 
-__all__ = ["TimeConditionedSFNO"]
+__all__ = ["SFNO_WEIGHTS", "DegreeOrderConv", "TimeConditionedSFNO"]
+
+#: the spectral weights of a TimeConditionedSFNO (module doc)
+SFNO_WEIGHTS = ("degree", "degree_order")
+
+
+class DegreeOrderConv(nn.Module):
+    """K h = SHT⁻¹(W ⋅ SHT h) with one complex weight W[i, o, ℓ, m] per input and output
+    channel, degree ℓ < ``n_degrees`` and order m ≤ ℓ (module doc).
+
+    SHT is torch-harmonics' real transform with orthonormal harmonics on the input's own
+    grid (made once per grid size), so the coefficients, and K h, are those of the same
+    function on every resolution that resolves ``n_degrees``. Rows may come in either
+    latitude order as long as it is always the same (a north–south flip multiplies
+    coefficient (ℓ, m) by (−1)^(ℓ+m), which the weights absorb). Initial weights as
+    neuraloperator's: N(0, 2/(in + out)).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, n_degrees: int, quadrature: str):
+        super().__init__()
+        std = (2.0 / (in_channels + out_channels)) ** 0.5
+        self.weight = nn.Parameter(
+            std * torch.randn(in_channels, out_channels, n_degrees, n_degrees, 2)
+        )
+        self.n_degrees = n_degrees
+        self.quadrature = quadrature
+        self._transforms: dict = {}
+
+    def transforms(self, shape: tuple[int, int], x: torch.Tensor) -> tuple[nn.Module, nn.Module]:
+        """The forward and inverse transforms of ``shape`` on x's device and dtype."""
+        key = (shape, x.device, x.dtype)
+        if key not in self._transforms:
+            import torch_harmonics as th
+
+            nlat, nlon = shape
+            size = {"lmax": self.n_degrees, "mmax": self.n_degrees, "norm": "ortho"}
+            forward = th.RealSHT(nlat, nlon, grid=self.quadrature, **size)
+            inverse = th.InverseRealSHT(nlat, nlon, grid=self.quadrature, **size)
+            self._transforms[key] = (
+                forward.to(device=x.device, dtype=x.dtype),
+                inverse.to(device=x.device, dtype=x.dtype),
+            )
+        return self._transforms[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        forward, inverse = self.transforms(tuple(x.shape[-2:]), x)
+        coeff = forward(x)  # (batch, in, ℓ, m), complex
+        weight = torch.view_as_complex(self.weight).to(coeff.dtype)
+        return inverse(torch.einsum("bilm,iolm->bolm", coeff, weight))
 
 
 class TimeConditionedSFNO(nn.Module):
@@ -49,7 +107,9 @@ class TimeConditionedSFNO(nn.Module):
     width: hidden channels. n_degrees: spherical-harmonic degrees ℓ kept by each
     spherical convolution. n_layers: blocks. time_dim: width of the time embedding.
     quadrature: the latitude quadrature of the grids it takes ("equiangular" or
-    "legendre-gauss", :class:`~hdm.hilbert.grids.GlobalGrid`).
+    "legendre-gauss", :class:`~hdm.hilbert.grids.GlobalGrid`). weights: "degree" (one
+    weight per ℓ, neuraloperator's SphericalConv) or "degree_order" (per (ℓ, m),
+    :class:`DegreeOrderConv`).
     """
 
     def __init__(
@@ -61,8 +121,11 @@ class TimeConditionedSFNO(nn.Module):
         time_dim: int = 64,
         static_channels: int = 0,
         quadrature: str = "equiangular",
+        weights: str = "degree",
     ):
         super().__init__()
+        if weights not in SFNO_WEIGHTS:
+            raise ValueError(f"weights must be one of {SFNO_WEIGHTS}, got {weights!r}")
         self.config = {
             "kind": "sfno",
             "channels": channels,
@@ -72,6 +135,7 @@ class TimeConditionedSFNO(nn.Module):
             "time_dim": time_dim,
             "static_channels": static_channels,
             "quadrature": quadrature,
+            "weights": weights,
         }
         self.channels = channels
         self.static_channels = static_channels
@@ -82,7 +146,9 @@ class TimeConditionedSFNO(nn.Module):
         self.lift = ChannelMLP(inputs, width, hidden_channels=width, n_layers=2, n_dim=2)
         self.spectral = nn.ModuleList(
             [
-                SphericalConv(
+                DegreeOrderConv(width, width, n_degrees, quadrature)
+                if weights == "degree_order"
+                else SphericalConv(
                     width,
                     width,
                     n_modes=(n_degrees, 2 * n_degrees),

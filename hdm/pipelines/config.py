@@ -112,12 +112,14 @@ class ModelConfig:
     ``kind``: "fno" (TimeConditionedFNO, intervals and regional boxes) or "sfno"
     (TimeConditionedSFNO, global grids; ``n_modes`` is then the number of
     spherical-harmonic degrees kept). ``n_modes_2``: FNO modes on the second axis of 2-D
-    grids (null: ``n_modes``)."""
+    grids (null: ``n_modes``). ``sfno_weights``: "degree" (one spectral weight per ℓ) or
+    "degree_order" (per (ℓ, m); :mod:`hdm.hilbert.spherical_network`)."""
 
     kind: Literal["fno", "sfno"] = "fno"
     width: int = 48
     n_modes: int = 64
     n_modes_2: int | None = None
+    sfno_weights: Literal["degree", "degree_order"] = "degree"
     n_layers: int = 4
     time_dim: int = 128
     parameterisation: Literal["v", "eps"] = "v"

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from hdm.data.accessor import grid_of
 from hdm.data.open import open_fields
 from hdm.data.regrid import interpolate_coarse, values_at_points
 from hdm.data.schema import lat_weights
@@ -33,6 +34,7 @@ from hdm.domains.statics import static_field
 from hdm.domains.stations import first_occurrences, parse_ids, read_stations, stations_by_id
 from hdm.downscaling.output import noise_std
 from hdm.hilbert.checkpoints import load_checkpoint
+from hdm.hilbert.grids import GlobalGrid
 from hdm.metrics import baselines as bl
 from hdm.metrics import probabilistic as pm
 from hdm.metrics.two_sample import functional_report
@@ -145,6 +147,12 @@ def open_prediction(path: str | Path) -> xr.Dataset:
         raise ValueError(
             f"{path}: {on_levels} are on pressure levels; hdm evaluate downscale scores "
             "single-level variables (levels are scored by python -m benchmarks rhine_profiles)"
+        )
+    if isinstance(grid_of(ds[names[0]]), GlobalGrid):
+        raise ValueError(
+            f"{path} covers the whole globe; hdm evaluate downscale scores regional fields "
+            "(planar spectra, block means, local kriging): the sphere is scored by "
+            "python -m benchmarks sphere_downscale"
         )
     ds.attrs["hdm_variables"] = names
     return ds

@@ -227,6 +227,7 @@ def build_model(
             time_dim=cfg.model.time_dim,
             static_channels=len(statics) if statics is not None else 0,
             quadrature=grid.quadrature,
+            weights=cfg.model.sfno_weights,
         )
         return PreconditionedDenoiser(backbone, process, cfg.model.parameterisation, statics)
     dim = grid.ndim if grid is not None else 1
