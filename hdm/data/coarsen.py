@@ -147,6 +147,22 @@ def _trim_incomplete_blocks(ds: xr.Dataset, rest: dict[str, int]) -> tuple[xr.Da
     return ds.isel(keep), notes
 
 
+def _map_fields(ds: xr.Dataset, reduce) -> dict[str, xr.DataArray]:
+    """``reduce(var)`` of every data variable on (lat, lon); variables with neither are
+    passed through, one with only one of them is an error naming it."""
+    out = {}
+    for name, var in ds.data_vars.items():
+        if LAT not in var.dims and LON not in var.dims:
+            out[name] = var
+        elif LAT not in var.dims or LON not in var.dims:
+            raise ValueError(
+                f"variable {name!r} has only one of {LAT!r}, {LON!r} (dims {var.dims})"
+            )
+        else:
+            out[name] = reduce(var)
+    return out
+
+
 def _block_mean(var: xr.DataArray, w: xr.DataArray, window: dict[str, int]) -> xr.DataArray:
     """U = Σ w_i u_ij / Σ w_i over each block of ``window`` cells, NaNs left out of both
     sums (NaN for a block without a finite value), in float64, then cast back to the
@@ -222,16 +238,7 @@ def coarse_grain(
     lat_c = (w * ds[LAT].astype(np.float64)).coarsen({LAT: f_lat}).sum() / w_sum_lat
     lon_c = ds[LON].astype(np.float64).coarsen({LON: f_lon}).mean()
 
-    out_vars = {}
-    for name, var in ds.data_vars.items():
-        if LAT not in var.dims and LON not in var.dims:
-            out_vars[name] = var
-            continue
-        if LAT not in var.dims or LON not in var.dims:
-            raise ValueError(
-                f"variable {name!r} has only one of {LAT!r}, {LON!r} (dims {var.dims})"
-            )
-        out_vars[name] = _block_mean(var, w, window)
+    out_vars = _map_fields(ds, lambda var: _block_mean(var, w, window))
 
     result = xr.Dataset(
         {k: v.drop_vars([LAT, LON, LAT_WEIGHT], errors="ignore") for k, v in out_vars.items()},
@@ -359,16 +366,7 @@ def conservative_regrid(
     # W_I = Σ_i O_Ii w_i / Σ_i O_Ii, the mean weight over the row's covered part
     rows_weight = np.divide(a.sum(1), o_lat.sum(1), out=np.zeros(len(a)), where=o_lat.sum(1) > 0)
 
-    out_vars = {}
-    for name, var in ds.data_vars.items():
-        if LAT not in var.dims and LON not in var.dims:
-            out_vars[name] = var
-        elif LAT not in var.dims or LON not in var.dims:
-            raise ValueError(
-                f"variable {name!r} has only one of {LAT!r}, {LON!r} (dims {var.dims})"
-            )
-        else:
-            out_vars[name] = _regridded(var, a, o_lon)
+    out_vars = _map_fields(ds, lambda var: _regridded(var, a, o_lon))
     cells = {d: (np.asarray(given[d][0], dtype=np.float64), overlaps[d][0]) for d in (LAT, LON)}
     return _with_cell_coords(ds, out_vars, cells, covered, keep, rows_weight)
 
@@ -489,19 +487,14 @@ def coarse_grain_sphere(ds: xr.Dataset | xr.DataArray, factor: int) -> xr.Datase
     cols = xr.DataArray(
         np.kron(np.eye(n_lon), np.full((1, factor), 1.0 / factor)), dims=("__cell_lon", LON)
     )
-    out_vars = {}
-    for name, var in ds.data_vars.items():
-        if LAT not in var.dims and LON not in var.dims:
-            out_vars[name] = var
-            continue
-        if LAT not in var.dims or LON not in var.dims:
-            raise ValueError(
-                f"variable {name!r} has only one of {LAT!r}, {LON!r} (dims {var.dims})"
-            )
+
+    def cell_means(var: xr.DataArray) -> xr.DataArray:
         lead = [d for d in var.dims if d not in (LAT, LON)]
         means = xr.dot(rows, var.drop_vars([LAT, LON], errors="ignore"), cols, dim=[LAT, LON])
         means = means.rename(__cell_lat=LAT, __cell_lon=LON).transpose(*lead, LAT, LON)
-        out_vars[name] = means.astype(var.dtype).assign_attrs(var.attrs)
+        return means.astype(var.dtype).assign_attrs(var.attrs)
+
+    out_vars = _map_fields(ds, cell_means)
     centres = {LAT: (lat_edges[:-1] + lat_edges[1:]) / 2, LON: (lon_edges[:-1] + lon_edges[1:]) / 2}
     band_area = a.sum(1) / a.sum()
     coords = _coarse_coords(
