@@ -121,6 +121,11 @@ STUDIES: dict[str, Entry] = {
         "the sphere: shallow-water downscaling, spherical vs planar prior vs bilinear/kriging",
         "sphere-downscale",
     ),
+    "sphere_spread_degrees": Entry(
+        "benchmarks.studies.sphere_spread_degrees",
+        "the sphere: the share of a downscaled ensemble's spread at degrees the truth lacks",
+        "sphere-spread-degrees",
+    ),
     "teleport_levels": Entry(
         "benchmarks.studies.teleport_levels",
         "teleportation: the level ς* below which the network beats the Gaussian, per model",
