@@ -59,6 +59,7 @@ from hdm.hilbert.cells import (
 )
 from hdm.hilbert.devices import draw_device
 from hdm.hilbert.grids import (
+    LONGITUDE_RANGE,
     GlobalGrid,
     Grid,
     LatLonGrid,
@@ -601,10 +602,6 @@ class CoarseGrain(ObservationOperator):
             return v @ w[0]
         cells = v.reshape(v.shape[0], *self.cell_shape)
         return torch.einsum("Ii,bIJ,Jj->bij", w[0], cells, w[1])
-
-
-#: the longitude ranges a station may be given in: degrees east in −180..180 or 0..360
-LONGITUDE_RANGE = (-180.0, 360.0)
 
 
 def check_geographic(

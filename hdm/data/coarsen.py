@@ -73,6 +73,7 @@ import numbers
 import numpy as np
 import xarray as xr
 
+from hdm.data.accessor import grid_of
 from hdm.data.regrid import longitude_period
 from hdm.data.schema import LAT, LAT_WEIGHT, LON, lat_weights
 from hdm.hilbert.cells import (
@@ -444,15 +445,14 @@ def sphere_cells(grid: GlobalGrid, factor: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def _global_grid_of(ds: xr.Dataset) -> GlobalGrid:
-    """The equiangular GlobalGrid whose points ``ds``'s lat and lon are, or a ValueError."""
-    lat, lon = ds[LAT].values, ds[LON].values
-    grid = GlobalGrid.make(lat.size, lon.size)
-    same = lat.size == grid.shape[0] and np.allclose(lat, grid.coords()[0], atol=1e-6)
-    same = same and np.allclose(lon, grid.coords()[1], atol=1e-6)
-    if not same:
+    """The GlobalGrid of ``ds``'s lat and lon (:func:`~hdm.data.accessor.grid_of`), or a
+    ValueError."""
+    grid = grid_of(ds)
+    if not isinstance(grid, GlobalGrid):
+        lat, lon = ds[LAT].values, ds[LON].values
         raise ValueError(
-            f"coarse_grain_sphere needs the points of {grid.describe()} (latitudes -90..90 "
-            f"ascending, longitudes from -180); got lat {lat[0]:g}..{lat[-1]:g}, "
+            f"coarse_grain_sphere needs the points of a global grid (latitudes -90..90 "
+            f"ascending, longitudes round the circle from -180); got lat {lat[0]:g}..{lat[-1]:g}, "
             f"lon {lon[0]:g}..{lon[-1]:g}"
         )
     return grid

@@ -42,6 +42,7 @@ from hdm.domains.radiosondes import (
     read_igra2_soundings,
     read_igra2_station_list,
 )
+from hdm.hilbert.grids import LONGITUDE_RANGE
 
 __all__ = [
     "check_stations_in_domain",
@@ -110,7 +111,8 @@ def _table_positions(
     if nan.any():
         rows = [f"station {s!r} (line {n})" for s, n in zip(ids[nan], line[nan])]
         raise ValueError(f"{path}: NaN or missing coordinates for {listing(rows)}")
-    out = (np.abs(lat) > 90) | (lon < -180) | (lon > 360)
+    west, east = LONGITUDE_RANGE
+    out = (np.abs(lat) > 90) | (lon < west) | (lon > east)
     if out.any():
         rows = [
             f"station {s!r} (line {n}: lat {a}, lon {b})"

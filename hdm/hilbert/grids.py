@@ -262,6 +262,9 @@ class LatLonGrid(Grid):
         return w * np.cos(np.deg2rad(self.axes[0].coords))[:, None]
 
 
+#: the longitudes a point may be given in: degrees east in −180..180 or 0..360 (outside
+#: both, e.g. 400°, it is a typo, not 40°)
+LONGITUDE_RANGE = (-180.0, 360.0)
 #: the latitude quadratures of a global grid (:class:`GlobalGrid`)
 SPHERE_QUADRATURES = ("equiangular", "legendre-gauss")
 #: the sphere's area in square degrees (4π sr), the total of a global grid's weights
