@@ -126,6 +126,11 @@ STUDIES: dict[str, Entry] = {
         "the sphere: the share of a downscaled ensemble's spread at degrees the truth lacks",
         "sphere-spread-degrees",
     ),
+    "sphere_guided_stability": Entry(
+        "benchmarks.studies.sphere_guided_stability",
+        "the sphere: guided members that run away, by prior and Heun steps (validation)",
+        "sphere-guided-stability",
+    ),
     "teleport_levels": Entry(
         "benchmarks.studies.teleport_levels",
         "teleportation: the level ς* below which the network beats the Gaussian, per model",

@@ -112,6 +112,57 @@ def test_the_spherical_covariance_round_trips_and_refuses_a_regional_grid():
     assert SpectralCovariance().to_dict()["kind"] == "spectral"
 
 
+def test_a_band_limited_q_is_the_spectral_truncation_of_the_full_one():
+    """band_limit L: the same seed draws the full Q's field with its degrees ℓ ≥ L
+    removed; Q g holds no degree ≥ L; the variance lost is the tail's share."""
+    from hdm.hilbert.covariance import spherical_transforms
+
+    banded = SphericalCovariance("matern", 30.0, 1.5, band_limit=6)
+    forward, inverse = spherical_transforms(GRID, torch.device("cpu"))
+    full = Q.sample(8, GRID, torch.Generator().manual_seed(5), dtype=torch.float64)
+    cut = banded.sample(8, GRID, torch.Generator().manual_seed(5), dtype=torch.float64)
+    low = forward(full.flip(-2))
+    low[:, 6:] = 0
+    # equiangular quadrature and single-precision Legendre tables: round trip to ~1e-3
+    torch.testing.assert_close(cut, inverse(low).flip(-2), rtol=0, atol=3e-3)
+    exact = GlobalGrid.make(17, 32, "legendre-gauss")  # its forward transform is exact
+    forward = spherical_transforms(exact, torch.device("cpu"))[0]
+    g = torch.randn(3, *exact.shape, generator=torch.Generator().manual_seed(1))
+    coeff = forward(banded.apply(g.double(), exact).flip(-2))
+    assert float(coeff[:, 6:].abs().max()) < 1e-6 * float(coeff[:, :6].abs().max())
+    assert coeff[:, :6].abs().amax(dim=(0, 2)).min() > 0
+    lam = Q.degree_eigenvalues(GRID.max_degree)
+    tail = float(sum((2 * ell + 1) * lam[ell] for ell in range(6, len(lam))) / (4 * math.pi))
+    assert math.isclose(banded.truncated_variance(GRID), Q.truncated_variance(GRID) - tail)
+    assert 0.05 < tail < 0.5 and (banded.degree_eigenvalues(GRID.max_degree)[6:] == 0).all()
+    assert covariance_from_dict(banded.to_dict()) == banded and "ℓ < 6" in banded.describe()
+
+
+def test_the_projection_onto_q_s_range_keeps_q_and_is_idempotent():
+    """Π (what a band-limited Q sees of a functional): Q Π g = Q g, Π Π = Π, and Π removes
+    a point functional's degrees ℓ ≥ L (its norm falls); the identity for a full Q."""
+    grid = GlobalGrid.make(17, 32, "legendre-gauss")
+    banded = SphericalCovariance("matern", 30.0, 1.5, band_limit=6)
+    spike = torch.zeros(2, *grid.shape, dtype=torch.float64)
+    spike[0, 8, 3], spike[1, 0, 17] = 1.0, 1.0  # stations' adjoints: point functionals
+    projected = banded.project_to_range(spike, grid)
+    torch.testing.assert_close(banded.apply(projected, grid), banded.apply(spike, grid))
+    torch.testing.assert_close(banded.project_to_range(projected, grid), projected)
+    assert float(projected.norm()) < 0.8 * float(spike.norm())
+    assert Q.project_to_range(spike, grid) is spike
+
+
+def test_a_band_limit_that_is_not_a_degree_count_is_refused():
+    from hdm.pipelines.config import NoiseConfig
+
+    with pytest.raises(ValueError, match=r"whole number of degrees ≥ 1 .* got 0"):
+        SphericalCovariance("matern", 30.0, 1.5, band_limit=0)
+    with pytest.raises(ValueError, match=r"whole number of degrees ≥ 1 .* got 2.5"):
+        SphericalCovariance("matern", 30.0, 1.5, band_limit=2.5)
+    with pytest.raises(ValueError, match=r"noise.band_limit .* not of 'spectral'"):
+        NoiseConfig(kind="spectral", band_limit=8).build()
+
+
 def _sfno(**kw):
     from hdm.hilbert.spherical_network import TimeConditionedSFNO
 

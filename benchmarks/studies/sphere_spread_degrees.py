@@ -10,7 +10,7 @@ variance (from their mean) at ℓ ≥ 11 beside the share of the ensemble mean's
 (truth − mean) there, and the spread–skill ratio of that band alone.
 Section ``sphere-spread-degrees``.
 
-    python -m benchmarks sphere_spread_degrees [--states 2]
+    python -m benchmarks sphere_spread_degrees [--states 2] [--prior NAME=PATH ...]
 """
 
 from __future__ import annotations
@@ -73,7 +73,15 @@ def main(argv: Sequence[str] = ()) -> list[list[str]]:
     p = parser("sphere_spread_degrees", __doc__)
     p.add_argument("--store", type=Path, default=PROJECT_ROOT / "runs" / "shallow_water.zarr")
     p.add_argument("--states", type=int, default=2)
+    p.add_argument(
+        "--prior",
+        nargs="+",
+        default=[f"{n}={PROJECT_ROOT / 'data' / 'checkpoints' / n}" for n in PRIORS],
+        metavar="NAME=PATH",
+        help="priors to score (default: the shipped spherical and planar ones)",
+    )
     args = p.parse_args(list(argv))
+    priors = dict(spec.split("=", 1) for spec in args.prior)
     torch.set_num_threads(2)
     machine = machine_description("torch_harmonics")
     truth = test_states(args.store, "test", STEPS[:1]).isel({TIME: slice(0, args.states)})
@@ -81,8 +89,8 @@ def main(argv: Sequence[str] = ()) -> list[list[str]]:
     band = solver_degrees(grid)
     points, ids = igra2_worldwide(200)
     rows = []
-    for name in PRIORS:
-        prior = load_prior(PROJECT_ROOT / "data" / "checkpoints" / name)
+    for name, path in priors.items():
+        prior = load_prior(Path(path))
         _, station_noise = noise_settings(prior, EnsembleConfig())
         values = station_values(truth, grid, points, station_noise, seed=1)
         obs = station_dataset(values, truth[TIME].values, points, ids, UNITS)
@@ -92,7 +100,10 @@ def main(argv: Sequence[str] = ()) -> list[list[str]]:
             mean = members.mean(0)
             deviations = (members - mean).reshape(-1, *grid.shape)
             error = truth[v].values - mean
-            spread_hi = band_power(deviations, grid, band) * len(members) / (len(members) - 1)
+            unbiased = len(members) / (len(members) - 1)
+            spread_hi = band_power(deviations, grid, band) * unbiased
+            spread_lo = (band_power(deviations, grid, 0) * unbiased) - spread_hi
+            error_lo = band_power(error, grid, 0) - band_power(error, grid, band)
             rows.append(
                 [
                     name,
@@ -100,6 +111,7 @@ def main(argv: Sequence[str] = ()) -> list[list[str]]:
                     f"{100 * variance_share(deviations, grid, band):.0f} %",
                     f"{100 * variance_share(error, grid, band):.0f} %",
                     f"{np.sqrt(spread_hi / band_power(error, grid, band)):.2f}",
+                    f"{np.sqrt(spread_lo / error_lo):.2f}",
                 ]
             )
     header = [
@@ -108,13 +120,15 @@ def main(argv: Sequence[str] = ()) -> list[list[str]]:
         f"spread at ℓ ≥ {band}",
         f"error at ℓ ≥ {band}",
         f"spread–skill at ℓ ≥ {band}",
+        f"spread–skill at ℓ < {band}",
     ]
     body = f"""## Where the spread lives on the sphere: degrees the truth does not hold
 
 {truth.sizes[TIME]} held-out shallow-water states, the inputs of sphere-downscale, 16 members
 per prior (`hdm.downscale` defaults). Share of the members' deviation variance at
 degrees ℓ ≥ {band} (the solver keeps ℓ < {band} of h, vorticity and divergence), beside the
-share of the ensemble mean's error there, and the spread–skill ratio of that band.
+share of the ensemble mean's error there, and the spread–skill ratio of each band
+(√(band spread variance / band error power)).
 
 {markdown_table(header, rows)}
 """

@@ -135,7 +135,10 @@ class Guidance(ABC):
 
     def _vjp(self, x, d, v_obs: torch.Tensor, grid: Grid, retain: bool) -> torch.Tensor:
         """Jᵀ Aᵀ v for v (B, n_obs), as a float64 field (B, C, *grid.shape)."""
-        back = self.operator.adjoint(v_obs, grid, channels=x.shape[1]).to(d.dtype)
+        back = self.operator.adjoint(v_obs, grid, channels=x.shape[1])
+        # Aᵀv enters Q Jᵀ: with a band-limited Q only its part in Q's range may pass
+        # through the network's Jacobian (the identity for a Q of full rank)
+        back = self.process.covariance.project_to_range(back, grid).to(d.dtype)
         (g,) = torch.autograd.grad(d, x, grad_outputs=back, retain_graph=retain)
         return g.to(torch.float64)
 

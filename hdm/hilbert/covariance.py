@@ -101,6 +101,12 @@ class CovarianceOperator(ABC):
     def apply(self, g: torch.Tensor, grid: Grid) -> torch.Tensor:
         """Q g for g of shape (..., *grid.shape) (covariance matrix on grid values)."""
 
+    def project_to_range(self, g: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Π g: g (..., *grid.shape), a functional on grid values (as Q's argument is), with
+        the part Q does not see removed, so that Q Π = Q. The identity for a Q of full
+        rank (every operator here but a band-limited :class:`SphericalCovariance`)."""
+        return g
+
     def dense(self, grid: Grid) -> np.ndarray:
         """The covariance matrix on ``grid``, shape (grid.size, grid.size), float64."""
         eye = torch.eye(grid.size, dtype=torch.float64).reshape(grid.size, *grid.shape)
@@ -426,20 +432,42 @@ class SphericalCovariance(CovarianceOperator):
     transform is the quadrature Σ_j w_j f_j Y*_ℓm(x_j)): exact for the truncated kernel
     up to torch-harmonics 0.8's tables of the Legendre functions, which are single
     precision (relative errors of 10⁻⁵–10⁻⁴; the transforms then run in float64).
+
+    ``band_limit`` L_Q (optional) sets λ_ℓ = 0 for ℓ ≥ L_Q (c unchanged: the operator
+    loses its tail, Σ_{ℓ≥L_Q} (2ℓ+1)/(4π) λ_ℓ of its variance). Q stays trace-class and
+    its range is the band ℓ < L_Q. A prior trained with it draws no noise beyond the
+    band, so its unconditional samples (``hdm sample``) hold there only what the network
+    puts there; but A Q Aᵀ then has rank ≤ the band's dimension, MMPS's preconditioner
+    Σ_y + κ A Q Aᵀ inverts the residuals with the observation noise alone in the other
+    directions, and guided sampling of the shallow-water prior diverged
+    (``hdm.downscale`` refuses such a prior; BENCHMARKS.md sphere-prior).
     """
 
     kernel: str = "matern"
     lengthscale: float = 10.0
     nu: float = 1.5
+    band_limit: int | None = None
 
     def __post_init__(self) -> None:
         check_kernel(self.kernel, self.lengthscale, self.nu)
+        if self.band_limit is not None and (
+            isinstance(self.band_limit, bool)
+            or not isinstance(self.band_limit, (int, np.integer))
+            or self.band_limit < 1
+        ):
+            raise ValueError(
+                f"the band limit of a spherical Q is a whole number of degrees ≥ 1 "
+                f"(λ_ℓ = 0 for ℓ ≥ it), got {self.band_limit!r}"
+            )
 
     def degree_eigenvalues(self, max_degree: int) -> np.ndarray:
-        """λ_ℓ for ℓ = 0 … max_degree − 1, float64."""
+        """λ_ℓ for ℓ = 0 … max_degree − 1, float64; 0 from ``band_limit`` on."""
         degrees = np.arange(int(max_degree), dtype=np.float64)
         scale = _spherical_scale(self.kernel, float(self.lengthscale), float(self.nu))
-        return scale * _degree_spectrum(degrees, self.kernel, self.lengthscale, self.nu)
+        lam = scale * _degree_spectrum(degrees, self.kernel, self.lengthscale, self.nu)
+        if self.band_limit is not None:
+            lam[degrees >= self.band_limit] = 0.0
+        return lam
 
     def truncated_variance(self, grid: Grid) -> float:
         """k(x, x) held on ``grid``: Σ_{ℓ<L} (2ℓ+1)/(4π) λ_ℓ (≤ 1)."""
@@ -483,18 +511,34 @@ class SphericalCovariance(CovarianceOperator):
         out = inverse(coeff * lam[:, None]).flip(-2)
         return out.to(g.dtype)
 
+    def project_to_range(self, g: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Π g = w ⊙ ISHT(1_{ℓ<L_Q} SHT(g / w)) (w: quadrature weights in steradians), the
+        same transforms as :meth:`apply` with λ_ℓ replaced by 1 in the band: Q Π = Q."""
+        if self.band_limit is None:
+            return g
+        grid = _global(grid)
+        forward, inverse = spherical_transforms(grid, g.device)
+        steradians = torch.as_tensor(grid.weights() * (math.pi / 180) ** 2, device=g.device)
+        coeff = forward((g.to(torch.float64) / steradians).flip(-2))
+        coeff[..., self.band_limit :, :] = 0
+        return (inverse(coeff).flip(-2) * steradians).to(g.dtype)
+
     def describe(self) -> str:
+        band = "" if self.band_limit is None else f", degrees ℓ < {self.band_limit}"
         if self.kernel == "se":
-            return f"spherical SE(ℓ={self.lengthscale:g}°)"
-        return f"spherical Matérn(ν={self.nu:g}, ℓ={self.lengthscale:g}°)"
+            return f"spherical SE(ℓ={self.lengthscale:g}°{band})"
+        return f"spherical Matérn(ν={self.nu:g}, ℓ={self.lengthscale:g}°{band})"
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "kind": "spherical",
             "kernel": self.kernel,
             "lengthscale": self.lengthscale,
             "nu": self.nu,
         }
+        if self.band_limit is not None:
+            d["band_limit"] = int(self.band_limit)
+        return d
 
 
 def _global(grid: Grid):

@@ -83,18 +83,25 @@ class NoiseConfig:
     """The covariance Q of the forward noise: ``spectral`` (SE/Matérn on a box),
     ``spherical`` (the same kernels in spherical harmonics, for global grids; the
     lengthscale in degrees of arc) or ``white`` (Q = I). ``lengthscale`` in the units of
-    the dataset's coordinate."""
+    the dataset's coordinate. ``band_limit`` (spherical only): λ_ℓ = 0 for ℓ ≥ it;
+    set it to the SFNO's ``n_modes`` (see :class:`~hdm.hilbert.covariance.SphericalCovariance`)."""
 
     kind: Literal["spectral", "spherical", "white"] = "spectral"
     kernel: Literal["se", "matern"] = "se"
     lengthscale: float = 0.1
     nu: float = 2.5
+    band_limit: int | None = None
 
     def build(self) -> CovarianceOperator:
+        if self.band_limit is not None and self.kind != "spherical":
+            raise ValueError(
+                f"noise.band_limit (degrees) is a setting of noise.kind: spherical, "
+                f"not of {self.kind!r}"
+            )
         if self.kind == "white":
             return WhiteNoise()
         if self.kind == "spherical":
-            return SphericalCovariance(self.kernel, self.lengthscale, self.nu)
+            return SphericalCovariance(self.kernel, self.lengthscale, self.nu, self.band_limit)
         return SpectralCovariance(self.kernel, self.lengthscale, self.nu)
 
 
