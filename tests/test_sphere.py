@@ -135,6 +135,9 @@ def test_a_band_limited_q_is_the_spectral_truncation_of_the_full_one():
     tail = float(sum((2 * ell + 1) * lam[ell] for ell in range(6, len(lam))) / (4 * math.pi))
     assert math.isclose(banded.truncated_variance(GRID), Q.truncated_variance(GRID) - tail)
     assert 0.05 < tail < 0.5 and (banded.degree_eigenvalues(GRID.max_degree)[6:] == 0).all()
+    share = Q.share_beyond(6, GRID)
+    assert math.isclose(share, tail / Q.truncated_variance(GRID))
+    assert banded.share_beyond(6, GRID) == 0
     assert covariance_from_dict(banded.to_dict()) == banded and "ℓ < 6" in banded.describe()
 
 
@@ -310,7 +313,8 @@ def test_stations_on_the_sphere_wrap_the_date_line_and_reach_the_poles():
 
 def test_global_era5_trains_samples_and_conditions_a_spherical_prior(tmp_path):
     """The shipped ERA5 1° sample opens as a GlobalGrid (both poles, 181 × 360); hdm train
-    fits a spherical prior on it (a smoke test: 24 fields, 3 steps), and MMPS conditions
+    fits a spherical prior on it (a smoke test: 24 fields, 3 steps; Q band-limited to the
+    network's degrees, so guidance goes through Q's range projection), and MMPS conditions
     that prior on 4° cells and 200 IGRA2 stations of a real field: the guided member
     meets the observations far better than the free one."""
     from pathlib import Path
@@ -334,6 +338,7 @@ def test_global_era5_trains_samples_and_conditions_a_spherical_prior(tmp_path):
             f"data.path={root / 'data/atmos/era5_global_1deg_2026-03' / GLOBAL_STORE}",
             "optim.steps=3", "optim.batch_size=2", "optim.warmup_steps=1",
             "optim.checkpoint_every=3", "model.width=8", "model.n_layers=1", "model.n_modes=16",
+            "noise.band_limit=16",
         ],
     )  # fmt: skip
     run_training(cfg, tmp_path, progress=False)
@@ -358,3 +363,32 @@ def test_global_era5_trains_samples_and_conditions_a_spherical_prior(tmp_path):
         for k, x in (("free", free), ("guided", guided))
     }
     assert miss["guided"] < 0.3 * miss["free"], miss
+
+
+def test_training_warns_of_noise_beyond_the_sfno_s_degrees(tmp_path, caplog):
+    """Q without a band limit puts variance at degrees the SFNO cannot denoise: hdm train
+    says how much, and how to remove it."""
+    from pathlib import Path
+
+    from hdm.pipelines.config import TrainRunConfig, load_config
+    from hdm.pipelines.train import run_training
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(
+        TrainRunConfig,
+        root / "configs" / "sphere" / "era5_global_t2m.yaml",
+        [
+            f"data.path={root / 'data/atmos/era5_global_1deg_2026-03' / GLOBAL_STORE}",
+            "optim.steps=1", "optim.batch_size=1", "optim.warmup_steps=1",
+            "optim.checkpoint_every=1", "model.width=4", "model.n_layers=1", "model.n_modes=8",
+            "noise.band_limit=null",
+        ],
+    )  # fmt: skip
+    share = cfg.noise.build().share_beyond(8, GlobalGrid.make(181, 360))
+    with caplog.at_level("WARNING", logger="hdm"):
+        run_training(cfg, tmp_path, progress=False)
+    assert (
+        0.01 < share < 1
+        and f"Q puts {100 * share:.1f} % of its variance at degrees ℓ ≥ 8" in (caplog.text)
+        and "noise.band_limit: 8 removes it" in caplog.text
+    )

@@ -435,12 +435,15 @@ class SphericalCovariance(CovarianceOperator):
 
     ``band_limit`` L_Q (optional) sets λ_ℓ = 0 for ℓ ≥ L_Q (c unchanged: the operator
     loses its tail, Σ_{ℓ≥L_Q} (2ℓ+1)/(4π) λ_ℓ of its variance). Q stays trace-class and
-    its range is the band ℓ < L_Q. A prior trained with it draws no noise beyond the
-    band, so its unconditional samples (``hdm sample``) hold there only what the network
-    puts there; but A Q Aᵀ then has rank ≤ the band's dimension, MMPS's preconditioner
-    Σ_y + κ A Q Aᵀ inverts the residuals with the observation noise alone in the other
-    directions, and guided sampling of the shallow-water prior diverged
-    (``hdm.downscale`` refuses such a prior; BENCHMARKS.md sphere-prior).
+    its range is the band ℓ < L_Q. Set it to the SFNO's ``n_degrees``: noise beyond the
+    degrees the network's spectral layers keep reaches it only through its pointwise
+    paths, which did not learn to remove it, so it stayed in every sample (the
+    shallow-water prior without it: 10⁴ m² of h at ℓ ≥ 11 against 0.2 in the test
+    states, 74–80 % of the downscaled spread there; keeping every degree in the network
+    instead made it worse, BENCHMARKS.md sphere-prior). A Q of this rank needs
+    :meth:`project_to_range` in guidance: A Q Aᵀ is singular beyond the band, and a
+    station's Aᵀv passed whole through the network's Jacobian (Q Jᵀ Aᵀ v) carried the
+    residuals the observation noise alone weighs into the band, and MMPS diverged.
     """
 
     kernel: str = "matern"
@@ -468,6 +471,13 @@ class SphericalCovariance(CovarianceOperator):
         if self.band_limit is not None:
             lam[degrees >= self.band_limit] = 0.0
         return lam
+
+    def share_beyond(self, degree: int, grid: Grid) -> float:
+        """The share of Q's variance on ``grid`` at degrees ℓ ≥ ``degree``:
+        Σ_{degree ≤ ℓ < L} (2ℓ+1) λ_ℓ / Σ_{ℓ < L} (2ℓ+1) λ_ℓ."""
+        lam = self.degree_eigenvalues(_global(grid).max_degree)
+        weight = (2 * np.arange(len(lam)) + 1) * lam
+        return float(weight[int(degree) :].sum() / weight.sum())
 
     def truncated_variance(self, grid: Grid) -> float:
         """k(x, x) held on ``grid``: Σ_{ℓ<L} (2ℓ+1)/(4π) λ_ℓ (≤ 1)."""

@@ -31,6 +31,7 @@ from hdm.domains.functional import curves, load_functional, validate_curves
 from hdm.domains.statics import static_inputs, static_sources, statics_record
 from hdm.hilbert import training
 from hdm.hilbert.checkpoints import export_model
+from hdm.hilbert.covariance import SphericalCovariance
 from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.distributed import distributed_session
 from hdm.hilbert.grids import GlobalGrid, Grid, IntervalGrid, LatLonGrid
@@ -263,6 +264,18 @@ def _log_start(cfg: TrainRunConfig, data: TrainingData, denoiser, ctx) -> None:
         cfg.optim.batch_size * ctx.world_size,
         ", bfloat16 autocast" if cfg.optim.amp and ctx.device.type == "cuda" else "",
     )
+    covariance = denoiser.process.covariance
+    if isinstance(covariance, SphericalCovariance):
+        share = covariance.share_beyond(cfg.model.n_modes, data.grid)
+        if share > 1e-3:
+            log.warning(
+                "Q puts %.1f %% of its variance at degrees ℓ ≥ %d, which the SFNO's spectral "
+                "layers do not keep; that noise stays in the samples (noise.band_limit: %d "
+                "removes it; BENCHMARKS.md sphere-prior)",
+                100 * share,
+                cfg.model.n_modes,
+                cfg.model.n_modes,
+            )
 
 
 def train(
