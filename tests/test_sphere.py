@@ -311,13 +311,28 @@ def test_stations_on_the_sphere_wrap_the_date_line_and_reach_the_poles():
         op.apply(torch.zeros(1, 1, 32, 64), gauss)
 
 
+def _era5_global_config(*overrides: str):
+    """configs/sphere/era5_global_t2m.yaml on the shipped ERA5 1° sample, one layer, a
+    one-step warm-up, and ``overrides``."""
+    from pathlib import Path
+
+    from hdm.pipelines.config import TrainRunConfig, load_config
+
+    root = Path(__file__).resolve().parents[1]
+    store = root / "data/atmos/era5_global_1deg_2026-03" / GLOBAL_STORE
+    return load_config(
+        TrainRunConfig,
+        root / "configs" / "sphere" / "era5_global_t2m.yaml",
+        [f"data.path={store}", "optim.warmup_steps=1", "model.n_layers=1", *overrides],
+    )
+
+
 def test_global_era5_trains_samples_and_conditions_a_spherical_prior(tmp_path):
     """The shipped ERA5 1° sample opens as a GlobalGrid (both poles, 181 × 360); hdm train
     fits a spherical prior on it (a smoke test: 24 fields, 3 steps; Q band-limited to the
     network's degrees, so guidance goes through Q's range projection), and MMPS conditions
     that prior on 4° cells and 200 IGRA2 stations of a real field: the guided member
     meets the observations far better than the free one."""
-    from pathlib import Path
 
     from hdm.conditioning.ensembles import draw_members
     from hdm.conditioning.guidance import make_guidance
@@ -327,19 +342,11 @@ def test_global_era5_trains_samples_and_conditions_a_spherical_prior(tmp_path):
     from hdm.domains.stations import igra2_worldwide
     from hdm.downscaling.prior import load_prior
     from hdm.hilbert.sampling import make_sampler
-    from hdm.pipelines.config import TrainRunConfig, load_config
     from hdm.pipelines.train import run_training
 
-    root = Path(__file__).resolve().parents[1]
-    cfg = load_config(
-        TrainRunConfig,
-        root / "configs" / "sphere" / "era5_global_t2m.yaml",
-        [
-            f"data.path={root / 'data/atmos/era5_global_1deg_2026-03' / GLOBAL_STORE}",
-            "optim.steps=3", "optim.batch_size=2", "optim.warmup_steps=1",
-            "optim.checkpoint_every=3", "model.width=8", "model.n_layers=1", "model.n_modes=16",
-            "noise.band_limit=16",
-        ],
+    cfg = _era5_global_config(
+        "optim.steps=3", "optim.batch_size=2", "optim.checkpoint_every=3", "model.width=8",
+        "model.n_modes=16", "noise.band_limit=16",
     )  # fmt: skip
     run_training(cfg, tmp_path, progress=False)
     prior = load_prior(tmp_path / "model.pt")
@@ -368,21 +375,12 @@ def test_global_era5_trains_samples_and_conditions_a_spherical_prior(tmp_path):
 def test_training_warns_of_noise_beyond_the_sfno_s_degrees(tmp_path, caplog):
     """Q without a band limit puts variance at degrees the SFNO cannot denoise: hdm train
     says how much, and how to remove it."""
-    from pathlib import Path
 
-    from hdm.pipelines.config import TrainRunConfig, load_config
     from hdm.pipelines.train import run_training
 
-    root = Path(__file__).resolve().parents[1]
-    cfg = load_config(
-        TrainRunConfig,
-        root / "configs" / "sphere" / "era5_global_t2m.yaml",
-        [
-            f"data.path={root / 'data/atmos/era5_global_1deg_2026-03' / GLOBAL_STORE}",
-            "optim.steps=1", "optim.batch_size=1", "optim.warmup_steps=1",
-            "optim.checkpoint_every=1", "model.width=4", "model.n_layers=1", "model.n_modes=8",
-            "noise.band_limit=null",
-        ],
+    cfg = _era5_global_config(
+        "optim.steps=1", "optim.batch_size=1", "optim.checkpoint_every=1", "model.width=4",
+        "model.n_modes=8", "noise.band_limit=null",
     )  # fmt: skip
     share = cfg.noise.build().share_beyond(8, GlobalGrid.make(181, 360))
     with caplog.at_level("WARNING", logger="hdm"):
