@@ -371,24 +371,6 @@ def _gaussian_setup():
     return denoiser, op, y, mean, post
 
 
-def test_members_that_run_away_are_refused_not_returned():
-    """The exact denoiser of a field whose mean is 1e4 (in the denoiser's units: 1e4
-    training stds for a prior) draws members far beyond RUNAWAY: draw_members refuses
-    them by key, as it refuses non-finite ones; a mean-zero, std-1 field passes."""
-    from hdm.conditioning.ensembles import RUNAWAY
-
-    cov = KernelCovariance("se", 0.2).dense(SMALL)
-    process = ForwardProcess(CosineVP(), SpectralCovariance("matern", 0.15, 2.5))
-    sampler = make_sampler("heun", 4)
-    with pytest.raises(FloatingPointError, match=rf"values beyond ±{RUNAWAY:g} at 2019-03-28"):
-        draw_members(
-            GaussianDenoiser(process, SMALL, cov, mean=1e4), sampler, SMALL, 2, seed=0,
-            key="2019-03-28",
-        )  # fmt: skip
-    fine, _ = draw_members(GaussianDenoiser(process, SMALL, cov), sampler, SMALL, 2, seed=0)
-    assert fine.shape == (2, 1, 12, 12) and float(fine.abs().max()) < 10
-
-
 def test_moment_matching_with_the_exact_denoiser_is_the_exact_posterior_mean():
     # With the analytic denoiser, D̃(x_t) = E[X0 | x_t, y]; at the largest noise level
     # x_t carries no information, so D̃ is the closed-form posterior mean.
