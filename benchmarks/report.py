@@ -148,6 +148,14 @@ def write_section(
     return path
 
 
+def name_and_path(spec: str) -> tuple[str, Path]:
+    """The argparse type of ``NAME=PATH`` (a prior's name in a table, and its folder)."""
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {spec!r}")
+    return name, Path(path)
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A markdown table: the header, one rule cell per column, the rows."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

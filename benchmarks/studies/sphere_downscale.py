@@ -63,6 +63,7 @@ from benchmarks.report import (
     command_line,
     machine_description,
     markdown_table,
+    name_and_path,
     parser,
     write_section,
 )
@@ -159,6 +160,14 @@ def station_values(
         clean = op.apply(x, grid).numpy()
         out[v] = clean + noise[v] * rng.standard_normal(clean.shape)
     return out
+
+
+def prior_stations(prior: Prior, truth: xr.Dataset, grid: GlobalGrid, points, ids):
+    """The stations' observations of ``truth`` with the noise ``hdm.downscale`` assumes for
+    ``prior`` by default (seed 1), in its layout."""
+    _, noise = noise_settings(prior, EnsembleConfig())
+    values = station_values(truth, grid, points, noise, seed=1)
+    return station_dataset(values, truth[TIME].values, points, ids, UNITS)
 
 
 def station_dataset(
@@ -322,7 +331,10 @@ def ensemble(
     stations: xr.Dataset,
     members: int,
     grid: int | None,
+    **options,
 ) -> tuple[xr.Dataset, float]:
+    """``hdm.downscale`` of ``coarse`` and ``stations`` (``options``: its other settings),
+    and the seconds per state."""
     t0 = time.perf_counter()
     out = downscale(
         prior,
@@ -331,6 +343,7 @@ def ensemble(
         members=members,
         grid=grid,
         progress=True,
+        **options,
     )
     return out, (time.perf_counter() - t0) / truth.sizes[TIME]
 
@@ -422,7 +435,7 @@ def run(args) -> dict:
     priors = {"sphere": load_prior(args.checkpoint)}
     if args.planar is not None:
         priors["planar"] = load_prior(args.planar)
-    also = dict(spec.split("=", 1) for spec in args.also)
+    also = dict(args.also)
     sphere = priors["sphere"]
     points, ids = igra2_worldwide(args.stations)
     coarse_noise, station_noise = noise_settings(sphere, EnsembleConfig())
@@ -542,6 +555,7 @@ def main(argv: Sequence[str] = ()) -> dict:
         "--also",
         nargs="*",
         default=[],
+        type=name_and_path,
         metavar="NAME=PATH",
         help="more priors scored beside the others at the native resolution",
     )
@@ -562,7 +576,7 @@ def main(argv: Sequence[str] = ()) -> dict:
         for v, k in result["kernels"].items()
     )
     times = ", ".join(f"{m} {s:.1f} s" for m, s in native["s_per_state"].items())
-    also = "".join(f"\nAlso scored (native grid only): {spec}." for spec in args.also)
+    also = "".join(f"\nAlso scored (native grid only): {n}={p}." for n, p in args.also)
     top = (2 * solver_degrees(native["grid"]) // 3, solver_degrees(native["grid"]) - 1)
     body = f"""## Downscaling on the sphere: shallow water, ×4 cells + 200 IGRA2 stations
 

@@ -4,9 +4,7 @@ away, by prior and number of sampler steps.
 Inputs of ``sphere_downscale`` on validation states (the first state kept of the first
 ``--states`` validation trajectories; never the test ones): ×4 cells (22.5°) and h, u, v
 at 200 IGRA2 stations with the default noise, 8 members, MMPS with EDM's Heun at each of
-``--steps``. The members are drawn through ``hdm.downscale``'s own path
-(``observation_setup`` and ``_draw_ensemble``) but without its refusal of band-limited
-priors, since whether such a prior can be guided is what is measured. A member "runs
+``--steps``, drawn by ``hdm.downscale``. A member "runs
 away" where any value of any variable lies more than 10 of the truth's standard
 deviations from the truth; the RMSE (area-weighted, per variable) is the median over the
 members that did not. Section ``sphere-guided-stability``.
@@ -21,29 +19,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import xarray as xr
 
 from benchmarks.report import (
     PROJECT_ROOT,
     command_line,
     machine_description,
     markdown_table,
+    name_and_path,
     parser,
     write_section,
 )
 from benchmarks.studies.sphere_downscale import (
     STEPS,
-    UNITS,
     VARIABLES,
-    station_dataset,
-    station_values,
+    ensemble,
+    prior_stations,
     test_states,
 )
 from hdm.data.coarsen import coarse_grain_sphere
 from hdm.data.schema import TIME
 from hdm.domains.stations import igra2_worldwide
-from hdm.downscaling.config import EnsembleConfig
-from hdm.downscaling.core import _draw_ensemble, noise_settings
-from hdm.downscaling.inputs import model_fields, observation_setup, select_times
 from hdm.downscaling.prior import load_prior
 from hdm.hilbert.grids import GlobalGrid
 
@@ -52,26 +48,12 @@ RUNAWAY_STDS = 10.0
 MEMBERS = 8
 
 
-def draw(prior, truth, steps: int) -> np.ndarray:
-    """(members, time, channel, lat, lon) in physical units: MMPS + Heun ``steps``."""
-    grid = prior.grid
-    cfg = EnsembleConfig(members=MEMBERS, steps=steps)
-    coarse_noise, station_noise = noise_settings(prior, cfg)
+def draw(prior, truth, steps: int) -> xr.Dataset:
+    """``hdm.downscale`` of the inputs of sphere_downscale: MMPS + Heun ``steps``."""
     points, ids = igra2_worldwide(200)
-    values = station_values(truth, grid, points, station_noise, seed=1)
-    stations = station_dataset(values, truth[TIME].values, points, ids, UNITS)
-    coarse = model_fields(coarse_grain_sphere(truth, 4)[list(VARIABLES)], prior, "coarse")
-    setup = observation_setup(
-        prior,
-        grid,
-        coarse,
-        stations,
-        select_times(coarse, None),
-        coarse_noise=coarse_noise,
-        station_noise=station_noise,
-        time_tolerance=cfg.time_tolerance,
-    )
-    out, _ = _draw_ensemble(prior, grid, setup, cfg, 1.0, True, None)
+    stations = prior_stations(prior, truth, prior.grid, points, ids)
+    coarse = coarse_grain_sphere(truth, 4)
+    out, _ = ensemble(prior, truth, coarse, stations, MEMBERS, None, steps=steps)
     return out
 
 
@@ -83,7 +65,8 @@ def main(argv: Sequence[str] = ()) -> list[list[str]]:
     p.add_argument(
         "--prior",
         nargs="+",
-        default=[f"shallow_water={PROJECT_ROOT / 'data' / 'checkpoints' / 'shallow_water'}"],
+        default=[("shallow_water", PROJECT_ROOT / "data" / "checkpoints" / "shallow_water")],
+        type=name_and_path,
         metavar="NAME=PATH",
     )
     args = p.parse_args(list(argv))
@@ -93,14 +76,14 @@ def main(argv: Sequence[str] = ()) -> list[list[str]]:
     grid = GlobalGrid.make(*truth["h"].shape[1:])
     weights = grid.weights() / grid.weights().sum()
     rows = []
-    for name, path in (spec.split("=", 1) for spec in args.prior):
-        prior = load_prior(Path(path))
+    for name, path in args.prior:
+        prior = load_prior(path)
         for steps in args.steps:
-            members = draw(prior, truth, steps)  # (member, time, channel, lat, lon)
-            runaway = np.zeros(members.shape[:2], dtype=bool)
+            members = draw(prior, truth, steps)  # {v}(member, time, lat, lon)
+            runaway = np.zeros((MEMBERS, truth.sizes[TIME]), dtype=bool)
             errors = {}
             for v in VARIABLES:
-                error = members[:, :, prior.channel_index(v)] - truth[v].values[None]
+                error = members[v].values - truth[v].values[None]
                 scale = float(truth[v].std())
                 runaway |= ~np.isfinite(error).all(axis=(-2, -1))
                 runaway |= np.nan_to_num(np.abs(error), nan=np.inf).max(axis=(-2, -1)) > (

@@ -36,6 +36,7 @@ from benchmarks.report import (
     command_line,
     machine_description,
     markdown_table,
+    name_and_path,
     parser,
     write_section,
 )
@@ -176,13 +177,18 @@ def main(argv: Sequence[str] = ()) -> list[list[str]]:
     p.add_argument("--n", type=int, default=300)
     p.add_argument("--steps", type=int, default=50)  # the default of hdm sample
     p.add_argument(
-        "--also", nargs="*", default=[], metavar="NAME=PATH", help="more priors scored beside"
+        "--also",
+        nargs="*",
+        default=[],
+        type=name_and_path,
+        metavar="NAME=PATH",
+        help="more priors scored beside",
     )
     args = p.parse_args(list(argv))
     torch.set_num_threads(2)
     machine = machine_description("torch_harmonics")
     priors = {args.checkpoint.name: args.checkpoint}
-    priors.update((name, Path(path)) for name, path in (a.split("=", 1) for a in args.also))
+    priors.update(args.also)
     results = {name: run(path, args.store, args.n, args.steps) for name, path in priors.items()}
     result = results[args.checkpoint.name]
     figure(result)

@@ -26,25 +26,22 @@ from benchmarks.report import (
     command_line,
     machine_description,
     markdown_table,
+    name_and_path,
     parser,
     write_section,
 )
 from benchmarks.studies.sphere_downscale import (
     STEPS,
-    UNITS,
     VARIABLES,
     ensemble,
+    prior_stations,
     solver_degrees,
-    station_dataset,
-    station_values,
     test_states,
 )
 from benchmarks.studies.sphere_prior import angular_spectrum
 from hdm.data.coarsen import coarse_grain_sphere
 from hdm.data.schema import TIME
 from hdm.domains.stations import igra2_worldwide
-from hdm.downscaling.config import EnsembleConfig
-from hdm.downscaling.core import noise_settings
 from hdm.downscaling.prior import load_prior
 from hdm.hilbert.grids import GlobalGrid
 
@@ -76,12 +73,13 @@ def main(argv: Sequence[str] = ()) -> list[list[str]]:
     p.add_argument(
         "--prior",
         nargs="+",
-        default=[f"{n}={PROJECT_ROOT / 'data' / 'checkpoints' / n}" for n in PRIORS],
+        default=[(n, PROJECT_ROOT / "data" / "checkpoints" / n) for n in PRIORS],
+        type=name_and_path,
         metavar="NAME=PATH",
         help="priors to score (default: the shipped spherical and planar ones)",
     )
     args = p.parse_args(list(argv))
-    priors = dict(spec.split("=", 1) for spec in args.prior)
+    priors = dict(args.prior)
     torch.set_num_threads(2)
     machine = machine_description("torch_harmonics")
     truth = test_states(args.store, "test", STEPS[:1]).isel({TIME: slice(0, args.states)})
@@ -90,10 +88,8 @@ def main(argv: Sequence[str] = ()) -> list[list[str]]:
     points, ids = igra2_worldwide(200)
     rows = []
     for name, path in priors.items():
-        prior = load_prior(Path(path))
-        _, station_noise = noise_settings(prior, EnsembleConfig())
-        values = station_values(truth, grid, points, station_noise, seed=1)
-        obs = station_dataset(values, truth[TIME].values, points, ids, UNITS)
+        prior = load_prior(path)
+        obs = prior_stations(prior, truth, grid, points, ids)
         out, _ = ensemble(prior, truth, coarse_grain_sphere(truth, 4), obs, 16, None)
         for v in VARIABLES:
             members = out[v].values  # (member, time, lat, lon)
