@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from hdm.data.coarsen import coarse_grain_sphere
@@ -96,6 +97,14 @@ def test_a_spherical_prior_trains_on_the_testbed_and_samples_the_globe(store, tm
     samples = xr.open_dataset(out)
     assert samples["h"].dims == ("sample", "lat", "lon") and np.isfinite(samples["u"]).all()
     assert samples["h"].attrs["units"] == "m" and float(samples["lat"][0]) == -90.0
+    # the winds are one vector field, normalised alike, and the samples lie in Q's range:
+    # winds of band-limited stream function and potential, a band-limited height
+    covariance = prior.denoiser.process.covariance
+    assert covariance.vector == (1, 2) and covariance.band_limit == 11
+    assert prior.stats("u") == prior.stats("v") and prior.stats("u")[0] == 0.0
+    fields = torch.as_tensor(np.stack([samples[v].values for v in ("h", "u", "v")], axis=1))
+    kept = covariance.project_field(fields.double(), prior.grid)  # float32 sampling: 1e-4
+    assert float((kept - fields).norm() / fields.norm()) < 1e-3
     state = open_shallow_water(store, "test").isel(sample=[0])
     state = state.drop_vars(["sample", "trajectory", "step", "hours", "split", "mass_drift"])
     state = state.rename(sample="time").assign_coords(time=[np.datetime64("2000-01-01", "ns")])

@@ -148,11 +148,11 @@ def test_the_projection_onto_q_s_range_keeps_q_and_is_idempotent():
     banded = SphericalCovariance("matern", 30.0, 1.5, band_limit=6)
     spike = torch.zeros(2, *grid.shape, dtype=torch.float64)
     spike[0, 8, 3], spike[1, 0, 17] = 1.0, 1.0  # stations' adjoints: point functionals
-    projected = banded.project_to_range(spike, grid)
+    projected = banded.project_covector(spike, grid)
     torch.testing.assert_close(banded.apply(projected, grid), banded.apply(spike, grid))
-    torch.testing.assert_close(banded.project_to_range(projected, grid), projected)
+    torch.testing.assert_close(banded.project_covector(projected, grid), projected)
     assert float(projected.norm()) < 0.8 * float(spike.norm())
-    assert Q.project_to_range(spike, grid) is spike
+    assert Q.project_covector(spike, grid) is spike
 
 
 def test_a_band_limit_that_is_not_a_degree_count_is_refused():

@@ -138,7 +138,7 @@ class Guidance(ABC):
         back = self.operator.adjoint(v_obs, grid, channels=x.shape[1])
         # Aᵀv enters Q Jᵀ: with a band-limited Q only its part in Q's range may pass
         # through the network's Jacobian (the identity for a Q of full rank)
-        back = self.process.covariance.project_to_range(back, grid).to(d.dtype)
+        back = self.process.covariance.project_covector(back, grid).to(d.dtype)
         (g,) = torch.autograd.grad(d, x, grad_outputs=back, retain_graph=retain)
         return g.to(torch.float64)
 

@@ -377,6 +377,28 @@ class FieldNormaliser:
             span = (str(pd.Timestamp(t[0]).isoformat()), str(pd.Timestamp(t[-1]).isoformat()))
         return cls(tuple(stats), span, weighting)
 
+    def with_vector(self, east: str, north: str) -> FieldNormaliser:
+        """This normaliser with the single-level variables ``east`` and ``north`` (the
+        components of one wind) scaled alike and not shifted: mean 0 and
+        s = √((s_e² + m_e² + s_n² + m_n²) / 2), the root mean square wind component. A
+        vector field's components must be: a rotation mixes them, and the constant
+        −m_e/s_e is not a tangent field on the sphere (it has no limit at the poles), so the
+        per-component normalisation leaves the winds outside the range of a spherical Q
+        with a vector pair (:class:`~hdm.hilbert.covariance.SphericalCovariance`)."""
+        pair = [self.stats(east), self.stats(north)]  # KeyError names the fitted ones
+        if any(v.levels is not None for v in pair):
+            raise ValueError(
+                f"a wind pair ({east}, {north}) is two single-level variables; "
+                f"{[v.name for v in pair if v.levels is not None]} are on levels"
+            )
+        square = sum(v.std[0] ** 2 + v.mean[0] ** 2 for v in pair) / 2
+        scale = math.sqrt(square)
+        variables = tuple(
+            VariableStats(v.name, (0.0,), (scale,), None, v.units) if v.name in (east, north) else v
+            for v in self.variables
+        )
+        return FieldNormaliser(variables, self.time, self.weighting)
+
     # ---------------------------------------------------------------- channels
 
     @property

@@ -101,10 +101,34 @@ class CovarianceOperator(ABC):
     def apply(self, g: torch.Tensor, grid: Grid) -> torch.Tensor:
         """Q g for g of shape (..., *grid.shape) (covariance matrix on grid values)."""
 
-    def project_to_range(self, g: torch.Tensor, grid: Grid) -> torch.Tensor:
-        """Π g: g (..., *grid.shape), a functional on grid values (as Q's argument is), with
-        the part Q does not see removed, so that Q Π = Q. The identity for a Q of full
-        rank (every operator here but a band-limited :class:`SphericalCovariance`)."""
+    def sample_channels(
+        self,
+        n: int,
+        channels: int,
+        grid: Grid,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """n draws of ``channels`` fields, shape (n, channels, *grid.shape): independent
+        draws of :meth:`sample` per channel (a Q that couples channels overrides it)."""
+        xi = self.sample(n * channels, grid, generator=generator, dtype=dtype, device=device)
+        return xi.reshape(n, channels, *grid.shape)
+
+    #: True where Q's range is not every field on a grid (:meth:`project_field`)
+    restricts_range: bool = False
+
+    def project_field(self, f: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Π f: a field f (..., *grid.shape) with its part outside Q's range removed, so
+        that Π Q = Q (every Q-noise draw is left as it is). The identity for a Q of full
+        rank (every operator here but a :class:`SphericalCovariance` with a band limit or
+        a vector pair)."""
+        return f
+
+    def project_covector(self, g: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Πᵀ-like projection of g (..., *grid.shape), a functional on grid values (as Q's
+        argument is): the part Q does not see removed, so that Q Π = Q. The identity for
+        a Q of full rank."""
         return g
 
     def dense(self, grid: Grid) -> np.ndarray:
@@ -441,15 +465,33 @@ class SphericalCovariance(CovarianceOperator):
     shallow-water prior without it: 10⁴ m² of h at ℓ ≥ 11 against 0.2 in the test
     states, 74–80 % of the downscaled spread there; keeping every degree in the network
     instead made it worse, BENCHMARKS.md sphere-prior). A Q of this rank needs
-    :meth:`project_to_range` in guidance: A Q Aᵀ is singular beyond the band, and a
+    :meth:`project_covector` in guidance: A Q Aᵀ is singular beyond the band, and a
     station's Aᵀv passed whole through the network's Jacobian (Q Jᵀ Aᵀ v) carried the
-    residuals the observation noise alone weighs into the band, and MMPS diverged.
+    residuals the observation noise alone weighs into the band, and MMPS diverged; and
+    :meth:`project_field` in the denoiser (:class:`~hdm.hilbert.denoisers.
+    PreconditionedDenoiser`), which fixes the part of its output Q never perturbs.
+
+    ``vector`` (optional): two channel indices (eastward, northward) that are the
+    components of one tangent vector field, the wind. Components are not scalars on the
+    sphere (u at a pole depends on the direction one comes from), so their noise is not a
+    pair of scalar draws: it is the velocity V = ∇χ + r̂ × ∇ψ (unit sphere) of independent
+    isotropic stream function ψ and velocity potential χ whose coefficients on the
+    orthonormal vector harmonics ∇Y_ℓm/√(ℓ(ℓ+1)), r̂ × ∇Y_ℓm/√(ℓ(ℓ+1)) have variance μ_ℓ
+    (:meth:`vector_degree_eigenvalues`: λ_ℓ renormalised without ℓ = 0). By the vector
+    addition theorem E|V|² = 2 Σ_{ℓ≥1} (2ℓ+1)/(4π) μ_ℓ, the same at every point, half of it
+    per component: each wind component has the scalar channels' unit pointwise variance,
+    and Q's range is exactly the winds of band-limited ψ and χ (those of the shallow-water
+    solver's truncated vorticity and divergence: its states keep all but 3·10⁻⁸ under
+    :meth:`project_field`). The pair needs the winds normalised alike and not shifted
+    (:meth:`hdm.data.normalization.FieldNormaliser.with_vector`), so that the normalised
+    winds remain a vector field.
     """
 
     kernel: str = "matern"
     lengthscale: float = 10.0
     nu: float = 1.5
     band_limit: int | None = None
+    vector: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         check_kernel(self.kernel, self.lengthscale, self.nu)
@@ -462,6 +504,22 @@ class SphericalCovariance(CovarianceOperator):
                 f"the band limit of a spherical Q is a whole number of degrees ≥ 1 "
                 f"(λ_ℓ = 0 for ℓ ≥ it), got {self.band_limit!r}"
             )
+        if self.vector is not None:
+            pair = tuple(self.vector)
+            if (
+                len(pair) != 2
+                or not all(isinstance(c, (int, np.integer)) and c >= 0 for c in pair)
+                or pair[0] == pair[1]
+            ):
+                raise ValueError(
+                    f"the vector pair of a spherical Q is two different channel indices "
+                    f"(eastward, northward), got {self.vector!r}"
+                )
+            object.__setattr__(self, "vector", (int(pair[0]), int(pair[1])))
+
+    @property
+    def restricts_range(self) -> bool:  # type: ignore[override]
+        return self.band_limit is not None or self.vector is not None
 
     def degree_eigenvalues(self, max_degree: int) -> np.ndarray:
         """λ_ℓ for ℓ = 0 … max_degree − 1, float64; 0 from ``band_limit`` on."""
@@ -471,6 +529,17 @@ class SphericalCovariance(CovarianceOperator):
         if self.band_limit is not None:
             lam[degrees >= self.band_limit] = 0.0
         return lam
+
+    def vector_degree_eigenvalues(self, max_degree: int) -> np.ndarray:
+        """μ_ℓ, the variance of each orthonormal vector harmonic's coefficient of the vector
+        pair (module doc of the class): λ_ℓ / (1 − λ_0/(4π)) for ℓ ≥ 1, 0 at ℓ = 0 (a
+        tangent field has no degree 0), so each component has the scalar channels'
+        pointwise variance, Σ_{ℓ≥1} (2ℓ+1)/(4π) μ_ℓ = 1 untruncated."""
+        lam = self.degree_eigenvalues(max_degree)
+        lam0 = float(self.degree_eigenvalues(1)[0])  # a band limit is ≥ 1: λ_0 kept
+        mu = lam / (1.0 - lam0 / (4 * math.pi))
+        mu[:1] = 0.0
+        return mu
 
     def share_beyond(self, degree: int, grid: Grid) -> float:
         """The share of Q's variance on ``grid`` at degrees ℓ ≥ ``degree``:
@@ -484,10 +553,10 @@ class SphericalCovariance(CovarianceOperator):
         lam = self.degree_eigenvalues(_global(grid).max_degree)
         return float(np.sum((2 * np.arange(len(lam)) + 1) * lam) / (4 * math.pi))
 
-    def sample(self, n, grid, generator=None, dtype=torch.float32, device=None):
-        grid = _global(grid)
-        where = draw_device(generator)
-        big_l = grid.max_degree
+    def _unit_spectra(self, n: int, big_l: int, generator, where) -> torch.Tensor:
+        """Standard complex coefficients (n, L, L) of n fields: z_ℓ0 ~ N(0, 1) real,
+        z_ℓm = (a + ib)/√2 for m > 0, the normals assigned to (ℓ, m) in the fixed blocks of
+        :func:`_draw_blocks` (two resolutions share their common degrees' draws)."""
         degrees, orders = _spherical_modes(big_l)
         draws = torch.cat(
             [
@@ -496,45 +565,149 @@ class SphericalCovariance(CovarianceOperator):
             ]
         )[: len(degrees)]
         real = orders == 0
-        # m = 0: a real N(0, λ); m > 0: complex with E|z|² = λ (irfft adds its conjugate)
-        scale = np.sqrt(self.degree_eigenvalues(big_l)[degrees]) * np.where(
-            real, 1.0, 1 / math.sqrt(2)
-        )
         coeff = torch.complex(
             draws[..., 0],
             torch.where(torch.from_numpy(real).to(where)[:, None], 0.0, draws[..., 1]),
         )
-        coeff = coeff * torch.from_numpy(scale).to(where)[:, None]
+        coeff = coeff * torch.from_numpy(np.where(real, 1.0, 1 / math.sqrt(2))).to(where)[:, None]
         spectrum = torch.zeros(n, big_l, big_l, dtype=torch.complex128, device=where)
         spectrum[:, torch.from_numpy(degrees).to(where), torch.from_numpy(orders).to(where)] = (
             coeff.T
         )
+        return spectrum
+
+    def sample(self, n, grid, generator=None, dtype=torch.float32, device=None):
+        if self.vector is not None:
+            raise ValueError(
+                "a spherical Q with a vector pair draws its channels together: use "
+                "sample_channels(n, channels, grid)"
+            )
+        grid = _global(grid)
+        where = draw_device(generator)
+        big_l = grid.max_degree
+        spectrum = self._unit_spectra(n, big_l, generator, where)
+        spectrum = spectrum * _per_degree(np.sqrt(self.degree_eigenvalues(big_l)), where)
         field = spherical_transforms(grid, where)[1](spectrum)
         return field.flip(-2).to(dtype=dtype, device=device).contiguous()
 
-    def apply(self, g: torch.Tensor, grid: Grid) -> torch.Tensor:
+    def sample_channels(self, n, channels, grid, generator=None, dtype=torch.float32, device=None):
+        """As the base class for scalar channels (the same draws); the vector pair's two
+        channels are the eastward and northward components of ∇ψ + r̂ × ∇χ-like fields
+        whose spheroidal and toroidal coefficients are the pair's standard draws times
+        √(μ_ℓ / (ℓ(ℓ+1))) (torch-harmonics' vector synthesis is the unnormalised gradient
+        of the scalar harmonics, of squared norm ℓ(ℓ+1))."""
+        if self.vector is None:
+            return super().sample_channels(n, channels, grid, generator, dtype, device)
         grid = _global(grid)
-        forward, inverse = spherical_transforms(grid, g.device)
+        self._check_pair(channels)
+        where = draw_device(generator)
+        big_l = grid.max_degree
+        spectra = self._unit_spectra(n * channels, big_l, generator, where)
+        spectra = spectra.reshape(n, channels, big_l, big_l)
+        scalar = [c for c in range(channels) if c not in self.vector]
+        out = torch.empty(n, channels, *grid.shape, dtype=torch.float64, device=where)
+        if scalar:
+            lam = _per_degree(np.sqrt(self.degree_eigenvalues(big_l)), where)
+            out[:, scalar] = spherical_transforms(grid, where)[1](spectra[:, scalar] * lam)
+        out[:, list(self.vector)] = spherical_vector_transforms(grid, where)[1](
+            spectra[:, list(self.vector)] * _per_degree(self._vector_synthesis(big_l), where)
+        )
+        return out.flip(-2).to(dtype=dtype, device=device).contiguous()
+
+    def _vector_synthesis(self, big_l: int) -> np.ndarray:
+        """√(μ_ℓ / (ℓ(ℓ+1))) per degree (0 at ℓ = 0)."""
+        ell = np.arange(big_l, dtype=np.float64)
+        mu = self.vector_degree_eigenvalues(big_l)
+        return np.sqrt(np.divide(mu, ell * (ell + 1), out=np.zeros_like(mu), where=ell > 0))
+
+    def _check_pair(self, channels: int) -> None:
+        if self.vector is not None and max(self.vector) >= channels:
+            raise ValueError(
+                f"the vector pair of Q is channels {self.vector}, but the fields have "
+                f"{channels} channel(s)"
+            )
+
+    def _spectral(self, f: torch.Tensor, grid, scalar_weights, vector_weights) -> torch.Tensor:
+        """ISHT(w_ℓ SHT(f)) on the scalar channels and the vector synthesis of
+        (w_ℓ × the vector analysis) on the pair, f (..., C, nlat, nlon) south-first, float64
+        on f's device; ``scalar_weights`` None leaves the scalar channels as they are."""
+        forward, inverse = spherical_transforms(grid, f.device)
+        north_first = f.to(torch.float64).flip(-2)
+        if self.vector is None:
+            coeff = forward(north_first) * _per_degree(scalar_weights, f.device)
+            return inverse(coeff).flip(-2)
+        if f.ndim < 3:
+            raise ValueError(
+                "a spherical Q with a vector pair acts on fields with a channel axis "
+                f"(..., C, nlat, nlon), got shape {tuple(f.shape)}"
+            )
+        self._check_pair(f.shape[-3])
+        out = north_first.clone()
+        scalar = [c for c in range(f.shape[-3]) if c not in self.vector]
+        if scalar and scalar_weights is not None:
+            coeff = forward(north_first[..., scalar, :, :]) * _per_degree(scalar_weights, f.device)
+            out[..., scalar, :, :] = inverse(coeff)
+        v_forward, v_inverse = spherical_vector_transforms(grid, f.device)
+        pair = list(self.vector)
+        coeff = v_forward(north_first[..., pair, :, :]) * _per_degree(vector_weights, f.device)
+        out[..., pair, :, :] = v_inverse(coeff)
+        return out.flip(-2)
+
+    def apply(self, g: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Q g = ISHT(λ_ℓ SHT(g / w)) per scalar channel and, on the vector pair,
+        VISHT(μ_ℓ VSHT(g / w)): the vector analysis is the quadrature of the synthesis'
+        basis divided by its squared norm ℓ(ℓ+1), so (synthesis)ᵀ g = ℓ(ℓ+1) VSHT(g / w) and
+        Q = synthesis · diag(μ_ℓ/(ℓ(ℓ+1))) · synthesisᵀ takes this form."""
+        grid = _global(grid)
         steradians = torch.as_tensor(grid.weights() * (math.pi / 180) ** 2, device=g.device)
-        lam = torch.as_tensor(self.degree_eigenvalues(grid.max_degree), device=g.device)
-        coeff = forward((g.to(torch.float64) / steradians).flip(-2))
-        out = inverse(coeff * lam[:, None]).flip(-2)
+        big_l = grid.max_degree
+        out = self._spectral(
+            g.to(torch.float64) / steradians,
+            grid,
+            self.degree_eigenvalues(big_l),
+            self.vector_degree_eigenvalues(big_l) if self.vector is not None else None,
+        )
         return out.to(g.dtype)
 
-    def project_to_range(self, g: torch.Tensor, grid: Grid) -> torch.Tensor:
-        """Π g = w ⊙ ISHT(1_{ℓ<L_Q} SHT(g / w)) (w: quadrature weights in steradians), the
-        same transforms as :meth:`apply` with λ_ℓ replaced by 1 in the band: Q Π = Q."""
-        if self.band_limit is None:
+    def dense(self, grid: Grid) -> np.ndarray:
+        if self.vector is not None:
+            raise ValueError(
+                "a spherical Q with a vector pair couples two channels: it has no matrix on "
+                "one field's grid values (apply it to fields (..., C, nlat, nlon))"
+            )
+        return super().dense(grid)
+
+    def _band(self, big_l: int) -> np.ndarray:
+        band = np.ones(big_l)
+        if self.band_limit is not None:
+            band[self.band_limit :] = 0.0
+        return band
+
+    def project_field(self, f: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Π f = ISHT(1_{ℓ<L_Q} SHT(f)) per scalar channel (the identity without a band
+        limit) and VISHT(1_{1≤ℓ<L_Q} VSHT(f)) on the vector pair: the winds that are the
+        velocity of band-limited stream function and velocity potential, the only ones a
+        Q-noise draw holds. Π Q = Q."""
+        if not self.restricts_range:
+            return f
+        grid = _global(grid)
+        band = self._band(grid.max_degree)
+        scalar = band if self.band_limit is not None else None
+        return self._spectral(f, grid, scalar, band).to(f.dtype)
+
+    def project_covector(self, g: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Π g = w ⊙ Π_field(g / w) (w: quadrature weights in steradians), the
+        transforms of :meth:`apply` with λ_ℓ, μ_ℓ replaced by 1 in the band: Q Π = Q."""
+        if not self.restricts_range:
             return g
         grid = _global(grid)
-        forward, inverse = spherical_transforms(grid, g.device)
         steradians = torch.as_tensor(grid.weights() * (math.pi / 180) ** 2, device=g.device)
-        coeff = forward((g.to(torch.float64) / steradians).flip(-2))
-        coeff[..., self.band_limit :, :] = 0
-        return (inverse(coeff).flip(-2) * steradians).to(g.dtype)
+        return (self.project_field(g.to(torch.float64) / steradians, grid) * steradians).to(g.dtype)
 
     def describe(self) -> str:
         band = "" if self.band_limit is None else f", degrees ℓ < {self.band_limit}"
+        if self.vector is not None:
+            band += f", channels {self.vector[0]}, {self.vector[1]} a wind vector"
         if self.kernel == "se":
             return f"spherical SE(ℓ={self.lengthscale:g}°{band})"
         return f"spherical Matérn(ν={self.nu:g}, ℓ={self.lengthscale:g}°{band})"
@@ -548,7 +721,16 @@ class SphericalCovariance(CovarianceOperator):
         }
         if self.band_limit is not None:
             d["band_limit"] = int(self.band_limit)
+        if self.vector is not None:
+            d["vector"] = list(self.vector)
         return d
+
+
+def _per_degree(values: np.ndarray | None, device) -> torch.Tensor | float:
+    """A per-degree factor (L,) broadcast over orders: shape (L, 1), float64 (1.0 for None)."""
+    if values is None:
+        return 1.0
+    return torch.as_tensor(np.asarray(values, dtype=np.float64), device=device)[:, None]
 
 
 def _global(grid: Grid):
@@ -583,6 +765,22 @@ def spherical_transforms(grid, device):
     size = grid.max_degree
     forward = th.RealSHT(nlat, nlon, lmax=size, mmax=size, grid=kind, norm="ortho")
     inverse = th.InverseRealSHT(nlat, nlon, lmax=size, mmax=size, grid=kind, norm="ortho")
+    return forward.double().to(device), inverse.double().to(device)
+
+
+@lru_cache(maxsize=16)
+def spherical_vector_transforms(grid, device):
+    """torch-harmonics' forward and inverse real vector transforms of ``grid`` (the pair
+    of components (eastward, northward) rows north to south, as the shallow-water solver
+    uses them; synthesis of coefficients (c¹, c²) gives ∇-type and r̂×∇-type fields of
+    Σ c Y_ℓm, unnormalised), float64, on ``device``."""
+    import torch_harmonics as th
+
+    nlat, nlon = grid.shape
+    kind = "equiangular" if grid.quadrature == "equiangular" else "legendre-gauss"
+    size = grid.max_degree
+    forward = th.RealVectorSHT(nlat, nlon, lmax=size, mmax=size, grid=kind, norm="ortho")
+    inverse = th.InverseRealVectorSHT(nlat, nlon, lmax=size, mmax=size, grid=kind, norm="ortho")
     return forward.double().to(device), inverse.double().to(device)
 
 

@@ -37,9 +37,9 @@ class ForwardProcess:
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
-        """ξ ~ N(0, Q) per sample and channel, shape (n, channels, *grid.shape)."""
-        xi = self.covariance.sample(n * channels, grid, generator=generator, dtype=dtype)
-        return xi.reshape(n, channels, *grid.shape)
+        """ξ ~ N(0, Q) per sample, shape (n, channels, *grid.shape): independent per
+        channel, but for a Q that couples channels (a spherical Q's wind pair)."""
+        return self.covariance.sample_channels(n, channels, grid, generator=generator, dtype=dtype)
 
     def sample_times(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """t ~ U[t_min, t_max], shape (n,), float64."""

@@ -32,6 +32,7 @@ import datetime as dt
 import difflib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -84,25 +85,48 @@ class NoiseConfig:
     ``spherical`` (the same kernels in spherical harmonics, for global grids; the
     lengthscale in degrees of arc) or ``white`` (Q = I). ``lengthscale`` in the units of
     the dataset's coordinate. ``band_limit`` (spherical only): λ_ℓ = 0 for ℓ ≥ it;
-    set it to the SFNO's ``n_modes`` (see :class:`~hdm.hilbert.covariance.SphericalCovariance`)."""
+    set it to the SFNO's ``n_modes`` (see :class:`~hdm.hilbert.covariance.SphericalCovariance`).
+    ``vector`` (spherical only): the eastward and northward wind, ``[u, v]``, drawn as one
+    tangent vector field and normalised alike without a shift
+    (:meth:`~hdm.data.normalization.FieldNormaliser.with_vector`)."""
 
     kind: Literal["spectral", "spherical", "white"] = "spectral"
     kernel: Literal["se", "matern"] = "se"
     lengthscale: float = 0.1
     nu: float = 2.5
     band_limit: int | None = None
+    vector: list[str] = field(default_factory=list)
 
-    def build(self) -> CovarianceOperator:
-        if self.band_limit is not None and self.kind != "spherical":
-            raise ValueError(
-                f"noise.band_limit (degrees) is a setting of noise.kind: spherical, "
-                f"not of {self.kind!r}"
-            )
+    def build(self, variables: Sequence[str] = ()) -> CovarianceOperator:
+        """Q; ``variables`` (the model's, in channel order) resolve ``vector``."""
+        for name, value in (("band_limit", self.band_limit), ("vector", self.vector)):
+            if value and self.kind != "spherical":
+                raise ValueError(
+                    f"noise.{name} is a setting of noise.kind: spherical, not of {self.kind!r}"
+                )
         if self.kind == "white":
             return WhiteNoise()
         if self.kind == "spherical":
-            return SphericalCovariance(self.kernel, self.lengthscale, self.nu, self.band_limit)
+            return SphericalCovariance(
+                self.kernel, self.lengthscale, self.nu, self.band_limit, self.vector_pair(variables)
+            )
         return SpectralCovariance(self.kernel, self.lengthscale, self.nu)
+
+    def vector_pair(self, variables: Sequence[str]) -> tuple[int, int] | None:
+        """The channels of ``vector`` (eastward, northward) among ``variables``."""
+        if not self.vector:
+            return None
+        if len(self.vector) != 2 or len(set(self.vector)) != 2:
+            raise ValueError(
+                f"noise.vector names the eastward and northward wind, two variables; "
+                f"got {list(self.vector)}"
+            )
+        missing = [v for v in self.vector if v not in variables]
+        if missing:
+            raise ValueError(
+                f"noise.vector names {missing}, not among the model's variables {list(variables)}"
+            )
+        return (list(variables).index(self.vector[0]), list(variables).index(self.vector[1]))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,15 @@ def is_gridded(cfg: TrainRunConfig) -> bool:
     return cfg.data.dataset in GRIDDED_DATASETS or bool(cfg.data.path)
 
 
+def vector_normaliser(cfg: TrainRunConfig, normaliser: FieldNormaliser) -> FieldNormaliser:
+    """``normaliser`` with the wind pair ``noise.vector`` (if any) scaled alike and unshifted
+    (:meth:`~hdm.data.normalization.FieldNormaliser.with_vector`)."""
+    if not cfg.noise.vector:
+        return normaliser
+    cfg.noise.vector_pair(normaliser.names)  # a clear error for a name that is not there
+    return normaliser.with_vector(*cfg.noise.vector)
+
+
 def gridded_training_data(cfg: TrainRunConfig) -> TrainingData:
     """The training period of a gridded dataset, normalised with statistics fitted on it."""
     d = cfg.data
@@ -91,7 +101,7 @@ def gridded_training_data(cfg: TrainRunConfig) -> TrainingData:
     spec = gridded_spec(d.dataset, d.path or "", d.variables, train, levels=d.levels)
     ds = open_split(spec, "train")
     names = list(spec.variables) or [str(v) for v in ds.data_vars]
-    normaliser = FieldNormaliser.fit(ds, names)
+    normaliser = vector_normaliser(cfg, FieldNormaliser.fit(ds, names))
     normalised = normaliser.normalise(ds[names])
     tensor = to_tensor(normalised, names, dtype=torch.float32)
     if not torch.isfinite(tensor).all():
@@ -153,7 +163,7 @@ def global_training_data(cfg: TrainRunConfig) -> TrainingData:
     ds = open_shallow_water(cfg.data.path, "train").load()
     ds = ds.drop_vars([c for c in ds.coords if c not in ("lat", "lon")]).rename(sample="time")
     names = list(cfg.data.variables) or ["h", "u", "v"]
-    normaliser = FieldNormaliser.fit(ds, names)
+    normaliser = vector_normaliser(cfg, FieldNormaliser.fit(ds, names))
     tensor = to_tensor(normaliser.normalise(ds[names]), names, dtype=torch.float32)
     lat, lon = ds["lat"].values, ds["lon"].values
     grid = GlobalGrid.make(len(lat), len(lon))
@@ -187,6 +197,12 @@ def training_data(cfg: TrainRunConfig) -> TrainingData:
     return gridded_training_data(cfg) if is_gridded(cfg) else functional_training_data(cfg)
 
 
+def channel_names(data: TrainingData) -> list[str]:
+    """A name per channel: the variable, or ``variable@level`` (hPa)."""
+    channels = getattr(data.normaliser, "channels", ())
+    return [v if lev is None else f"{v}@{lev:g}" for v, lev in channels]
+
+
 def training_statics(cfg: TrainRunConfig, data: TrainingData) -> tuple[StaticInputs | None, dict]:
     """The static inputs ``cfg.statics`` names, normalised on the training grid, and their
     checkpoint record (None, {} without statics). The fields must cover the grid."""
@@ -207,10 +223,12 @@ def build_model(
     grid: Grid | None = None,
     channels: int = 1,
     statics: StaticInputs | None = None,
+    variables: Sequence[str] = (),
 ) -> PreconditionedDenoiser:
     """The denoiser of ``cfg`` for fields on grids like ``grid`` (default: 1-D), with
-    ``statics`` as extra input channels when given."""
-    process = ForwardProcess(cfg.schedule.build(), cfg.noise.build())
+    ``statics`` as extra input channels when given; ``variables`` (the channels' names)
+    place ``noise.vector``."""
+    process = ForwardProcess(cfg.schedule.build(), cfg.noise.build(variables))
     if isinstance(grid, GlobalGrid) or cfg.model.kind == "sfno":
         if not isinstance(grid, GlobalGrid) or cfg.model.kind != "sfno":
             raise ValueError(
@@ -322,7 +340,8 @@ def run_training(
         data = training_data(cfg)
         statics, statics_entry = training_statics(cfg, data)
         channels = int(data.tensor.shape[1])
-        denoiser = build_model(cfg, data.grid, channels, statics).to(ctx.device)
+        names = channel_names(data)
+        denoiser = build_model(cfg, data.grid, channels, statics, names).to(ctx.device)
         extra = {
             **statics_entry,
             "config": cfg.to_dict(),
