@@ -62,6 +62,32 @@ def angular_spectrum(fields: np.ndarray, grid, degrees: int) -> np.ndarray:
     return (power.sum(-1) / (2 * torch.arange(degrees) + 1)).mean(0).numpy()
 
 
+def against_test(fields: dict, test, grid) -> tuple[dict, dict]:
+    """Per variable: (mean C_ℓ of ``fields``, of the test states) at the degrees below the
+    solver's truncation, and (their power Σ (2ℓ+1) C_ℓ beyond it)."""
+    degrees = (grid.shape[0] + 1) // 3
+    weight = 2 * np.arange(grid.shape[0]) + 1
+    spectra, beyond = {}, {}
+    for v in VARIABLES:
+        full = (
+            angular_spectrum(np.asarray(fields[v]), grid, grid.shape[0]),
+            angular_spectrum(test[v].values, grid, grid.shape[0]),
+        )
+        spectra[v] = (full[0][:degrees], full[1][:degrees])
+        # power Σ (2ℓ+1) C_ℓ at the degrees the solver does not keep (h holds none)
+        beyond[v] = tuple(float((weight * c)[degrees:].sum()) for c in full)
+    return spectra, beyond
+
+
+def split_against_test(store: Path, split: str, grid) -> dict:
+    """The states of ``split`` scored as samples are: how far a sample of the same law as
+    the test states but of other trajectories lies from them (the spectra's null)."""
+    states = open_shallow_water(store, split).load()
+    test = open_shallow_water(store, "test").load()
+    spectra, beyond = against_test({v: states[v].values for v in VARIABLES}, test, grid)
+    return {"spectra": spectra, "beyond": beyond}
+
+
 def run(checkpoint: Path, store: Path, n: int, steps: int, seed: int = 0) -> dict:
     prior = load_prior(checkpoint)
     grid = prior.grid
@@ -79,16 +105,7 @@ def run(checkpoint: Path, store: Path, n: int, steps: int, seed: int = 0) -> dic
     # scored on the sphere it samples; degrees: the solver's truncation, ℓ < (nlat + 1)/3
     grid = grid if isinstance(grid, GlobalGrid) else GlobalGrid.make(*grid.shape)
     degrees = (grid.shape[0] + 1) // 3
-    spectra, beyond = {}, {}
-    weight = 2 * np.arange(grid.shape[0]) + 1
-    for v in VARIABLES:
-        full = (
-            angular_spectrum(samples[v], grid, grid.shape[0]),
-            angular_spectrum(test[v].values, grid, grid.shape[0]),
-        )
-        spectra[v] = (full[0][:degrees], full[1][:degrees])
-        # power Σ (2ℓ+1) C_ℓ at the degrees the solver does not keep (h holds none)
-        beyond[v] = tuple(float((weight * c)[degrees:].sum()) for c in full)
+    spectra, beyond = against_test(samples, test, grid)
 
     def flat(values: dict) -> np.ndarray:
         parts = [(values[v] - prior.stats(v)[0]) / prior.stats(v)[1] for v in VARIABLES]
@@ -195,6 +212,10 @@ def main(argv: Sequence[str] = ()) -> list[list[str]]:
     rows, described, powers = [], [], []
     for name, res in results.items():
         rows += spectrum_rows(name, res)
+    for split in ("train", "validation"):
+        null = split_against_test(args.store, split, result["grid"])
+        rows += spectrum_rows(f"null: the {split} states", null)
+    for name, res in results.items():
         modes = res["network_degrees"]
         described.append(
             f"`{name}`: Q = {res['noise']}, "
@@ -226,7 +247,10 @@ trained on {result["n_train"]} states of the training trajectories:
 
 Angular power spectra, mean C_ℓ of the samples over that of the test states at every
 degree ℓ < {result["degrees"]} (the solver's truncation; target: within 20 %), and the power
-Σ (2ℓ+1) C_ℓ beyond it (h holds none there; u and v, vector components, a little):
+Σ (2ℓ+1) C_ℓ beyond it (h holds none there; u and v, vector components, a little). The
+null rows score the training and the validation states as if they were samples: the test
+set's 12 trajectories are themselves that far from states of the same law, most at the
+lowest degrees (a trajectory keeps its angular momentum: u's ℓ = 0).
 
 {markdown_table(header, rows)}
 
