@@ -131,6 +131,11 @@ STUDIES: dict[str, Entry] = {
         "the sphere: guided members that run away, by prior and Heun steps (validation)",
         "sphere-guided-stability",
     ),
+    "sphere_calibration": Entry(
+        "benchmarks.studies.sphere_calibration",
+        "the sphere: spread-skill with exact cells vs cells with the assumed noise (validation)",
+        "sphere-calibration",
+    ),
     "teleport_levels": Entry(
         "benchmarks.studies.teleport_levels",
         "teleportation: the level ς* below which the network beats the Gaussian, per model",
