@@ -148,3 +148,22 @@ def test_a_wind_pair_is_named_by_the_model_s_variables_on_the_sphere_only():
         WINDS.dense(GRID)
     with pytest.raises(ValueError, match=r"vector pair of Q is channels \(1, 2\), .* 2 channel"):
         WINDS.sample_channels(1, 2, GRID)
+
+
+def test_real_global_winds_are_normalised_as_one_vector():
+    """The shipped ERA5 1° sample with noise.vector [u10, v10]: the training data's u10 and
+    v10 share one scale, the root-mean-square component (area-weighted), and no shift;
+    the model's Q pairs their channels."""
+    from test_sphere import _era5_global_config
+
+    from hdm.pipelines.train import build_model, channel_names, training_data
+
+    cfg = _era5_global_config("data.variables=[t2m,u10,v10]", "noise.vector=[u10,v10]")
+    data = training_data(cfg)
+    u, v = data.normaliser.stats("u10").at(None), data.normaliser.stats("v10").at(None)
+    assert u == v and u[0] == 0.0
+    weights = np.cos(np.deg2rad(data.dataset["lat"]))
+    square = [float((data.dataset[n] ** 2).weighted(weights).mean()) for n in ("u10", "v10")]
+    assert math.isclose(u[1], math.sqrt(sum(square) / 2), rel_tol=1e-3)
+    model = build_model(cfg, data.grid, 3, None, channel_names(data))
+    assert model.process.covariance.vector == (1, 2)
