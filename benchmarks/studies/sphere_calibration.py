@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from benchmarks.report import (
-    PROJECT_ROOT,
     command_line,
     machine_description,
     markdown_table,
@@ -39,6 +38,7 @@ from benchmarks.studies.sphere_downscale import (
     scores,
     test_states,
 )
+from benchmarks.studies.sphere_prior import SHIPPED_PRIOR, STORE
 from hdm.data.coarsen import coarse_grain_sphere
 from hdm.data.schema import LAT, LON, TIME
 from hdm.domains.stations import igra2_worldwide
@@ -53,10 +53,8 @@ MEMBERS = 16
 
 def main(argv: Sequence[str] = ()) -> list[list[str]]:
     p = parser("sphere_calibration", __doc__)
-    p.add_argument(
-        "--checkpoint", type=Path, default=PROJECT_ROOT / "data" / "checkpoints" / "shallow_water"
-    )
-    p.add_argument("--store", type=Path, default=PROJECT_ROOT / "runs" / "shallow_water.zarr")
+    p.add_argument("--checkpoint", type=Path, default=SHIPPED_PRIOR)
+    p.add_argument("--store", type=Path, default=STORE)
     p.add_argument("--states", type=int, default=6)
     args = p.parse_args(list(argv))
     torch.set_num_threads(2)

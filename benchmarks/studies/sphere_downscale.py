@@ -67,7 +67,7 @@ from benchmarks.report import (
     parser,
     write_section,
 )
-from benchmarks.studies.sphere_prior import angular_spectrum
+from benchmarks.studies.sphere_prior import SHIPPED_PRIOR, STORE, angular_spectrum
 from hdm.conditioning.observations import CoarseGrain, PointSample
 from hdm.data.coarsen import coarse_grain_sphere
 from hdm.data.regrid import interpolate_coarse
@@ -538,16 +538,14 @@ def table(result: dict) -> str:
 
 def main(argv: Sequence[str] = ()) -> dict:
     p = parser("sphere_downscale", __doc__)
-    p.add_argument(
-        "--checkpoint", type=Path, default=PROJECT_ROOT / "data" / "checkpoints" / "shallow_water"
-    )
+    p.add_argument("--checkpoint", type=Path, default=SHIPPED_PRIOR)
     p.add_argument(
         "--planar",
         type=Path,
         default=PROJECT_ROOT / "data" / "checkpoints" / "shallow_water_planar",
         help="the planar prior ('none' to leave it out)",
     )
-    p.add_argument("--store", type=Path, default=PROJECT_ROOT / "runs" / "shallow_water.zarr")
+    p.add_argument("--store", type=Path, default=STORE)
     p.add_argument("--members", type=int, default=16)
     p.add_argument("--stations", type=int, default=200)
     p.add_argument("--zero-shot-trajectories", type=int, default=2)

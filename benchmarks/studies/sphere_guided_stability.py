@@ -22,7 +22,6 @@ import torch
 import xarray as xr
 
 from benchmarks.report import (
-    PROJECT_ROOT,
     command_line,
     machine_description,
     markdown_table,
@@ -37,6 +36,7 @@ from benchmarks.studies.sphere_downscale import (
     prior_stations,
     test_states,
 )
+from benchmarks.studies.sphere_prior import SHIPPED_PRIOR, STORE
 from hdm.data.coarsen import coarse_grain_sphere
 from hdm.data.schema import TIME
 from hdm.domains.stations import igra2_worldwide
@@ -59,13 +59,13 @@ def draw(prior, truth, steps: int) -> xr.Dataset:
 
 def main(argv: Sequence[str] = ()) -> list[list[str]]:
     p = parser("sphere_guided_stability", __doc__)
-    p.add_argument("--store", type=Path, default=PROJECT_ROOT / "runs" / "shallow_water.zarr")
+    p.add_argument("--store", type=Path, default=STORE)
     p.add_argument("--states", type=int, default=2)
     p.add_argument("--steps", type=int, nargs="+", default=[25, 50])
     p.add_argument(
         "--prior",
         nargs="+",
-        default=[("shallow_water", PROJECT_ROOT / "data" / "checkpoints" / "shallow_water")],
+        default=[("shallow_water", SHIPPED_PRIOR)],
         type=name_and_path,
         metavar="NAME=PATH",
     )

@@ -49,6 +49,9 @@ from hdm.hilbert.sampling import make_sampler
 from hdm.metrics.two_sample import rigorous_power
 
 SECTION = "sphere-prior"
+#: the defaults of every sphere benchmark: the shipped prior and the store it was trained on
+SHIPPED_PRIOR = PROJECT_ROOT / "data" / "checkpoints" / "shallow_water"
+STORE = PROJECT_ROOT / "runs" / "shallow_water.zarr"
 FIGURE = PROJECT_ROOT / "benchmarks" / "figures" / "sphere_prior.png"
 VARIABLES = ("h", "u", "v")
 
@@ -207,10 +210,8 @@ def spectrum_rows(name: str, result: dict) -> list[list[str]]:
 
 def main(argv: Sequence[str] = ()) -> list[list[str]]:
     p = parser("sphere_prior", __doc__)
-    p.add_argument(
-        "--checkpoint", type=Path, default=PROJECT_ROOT / "data" / "checkpoints" / "shallow_water"
-    )
-    p.add_argument("--store", type=Path, default=PROJECT_ROOT / "runs" / "shallow_water.zarr")
+    p.add_argument("--checkpoint", type=Path, default=SHIPPED_PRIOR)
+    p.add_argument("--store", type=Path, default=STORE)
     p.add_argument("--n", type=int, default=300)
     p.add_argument("--steps", type=int, default=50)  # the default of hdm sample
     p.add_argument(

@@ -38,7 +38,7 @@ from benchmarks.studies.sphere_downscale import (
     solver_degrees,
     test_states,
 )
-from benchmarks.studies.sphere_prior import angular_spectrum
+from benchmarks.studies.sphere_prior import STORE, angular_spectrum
 from hdm.data.coarsen import coarse_grain_sphere
 from hdm.data.schema import TIME
 from hdm.domains.stations import igra2_worldwide
@@ -68,7 +68,7 @@ def variance_share(fields: np.ndarray, grid: GlobalGrid, first: int) -> float:
 
 def main(argv: Sequence[str] = ()) -> list[list[str]]:
     p = parser("sphere_spread_degrees", __doc__)
-    p.add_argument("--store", type=Path, default=PROJECT_ROOT / "runs" / "shallow_water.zarr")
+    p.add_argument("--store", type=Path, default=STORE)
     p.add_argument("--states", type=int, default=2)
     p.add_argument(
         "--prior",

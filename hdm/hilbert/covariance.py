@@ -634,8 +634,9 @@ class SphericalCovariance(CovarianceOperator):
         forward, inverse = spherical_transforms(grid, f.device)
         north_first = f.to(torch.float64).flip(-2)
         if self.vector is None:
-            coeff = forward(north_first) * _per_degree(scalar_weights, f.device)
-            return inverse(coeff).flip(-2)
+            if scalar_weights is None:
+                return f.to(torch.float64)
+            return inverse(forward(north_first) * _per_degree(scalar_weights, f.device)).flip(-2)
         if f.ndim < 3:
             raise ValueError(
                 "a spherical Q with a vector pair acts on fields with a channel axis "

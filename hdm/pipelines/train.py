@@ -30,6 +30,7 @@ from hdm.domains.atmosphere import GRIDDED_DATASETS, gridded_spec, open_split
 from hdm.domains.functional import DATASETS as FUNCTIONAL_DATASETS
 from hdm.domains.functional import curves, load_functional, validate_curves
 from hdm.domains.statics import static_inputs, static_sources, statics_record
+from hdm.downscaling.prior import channel_name
 from hdm.hilbert import training
 from hdm.hilbert.checkpoints import export_model
 from hdm.hilbert.covariance import SphericalCovariance
@@ -199,8 +200,7 @@ def training_data(cfg: TrainRunConfig) -> TrainingData:
 
 def channel_names(data: TrainingData) -> list[str]:
     """A name per channel: the variable, or ``variable@level`` (hPa)."""
-    channels = getattr(data.normaliser, "channels", ())
-    return [v if lev is None else f"{v}@{lev:g}" for v, lev in channels]
+    return [channel_name(v, lev) for v, lev in getattr(data.normaliser, "channels", ())]
 
 
 def training_statics(cfg: TrainRunConfig, data: TrainingData) -> tuple[StaticInputs | None, dict]:
