@@ -108,7 +108,7 @@ from hdm.hilbert.gaussian import GaussianStatistics
 from hdm.hilbert.grids import Grid, RectGrid
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
-from hdm.hilbert.sampling import SAMPLERS, make_sampler
+from hdm.hilbert.sampling import SAMPLERS, default_steps, make_sampler
 from hdm.hilbert.schedules import CosineVP
 from hdm.hilbert.solver_statistics import estimate_model_statistics
 from hdm.hilbert.training import OptimConfig, train
@@ -488,7 +488,7 @@ SAMPLER_ORACLE_OPTIONS = {**ORACLE_OPTIONS, "dps": DPS_FALLBACK}
 def grf_samplers(
     n: int = 32,
     members: int = 200,
-    steps: int = EnsembleConfig.steps,
+    steps: int | None = None,
     samplers: Sequence[str] = tuple(SAMPLERS),
     methods: Sequence[str] = METHODS,
     noise: Sequence[float] = SAMPLER_NOISE,
@@ -497,7 +497,8 @@ def grf_samplers(
 ) -> list[dict]:
     """Every sampler × guidance pair the CLI can run, with the exact (oracle) denoiser, at
     each observation noise std in ``noise``: one row per (σ_y, sampler, method), with
-    ``steps`` steps each (the CLI's default, so the NFE differ by sampler) and the scores
+    ``steps`` steps each (None: each sampler's CLI default, :func:`default_steps`; the NFE
+    differ by sampler) and the scores
     of :func:`posterior_scores` against the closed form. ``options`` overrides
     :data:`SAMPLER_ORACLE_OPTIONS` per method (DPS: the scan's choice at σ_y = 0.1)."""
     options = {**SAMPLER_ORACLE_OPTIONS, **(options or {})}
@@ -509,7 +510,8 @@ def grf_samplers(
             for method in methods:
                 row = _guided_row(
                     "oracle", method, options.get(method, {}), oracle, problem, members,
-                    steps, members, seed + 2, sampler,
+                    default_steps(sampler) if steps is None else steps, members, seed + 2,
+                    sampler,
                 )  # fmt: skip
                 row["problem"] = problem.describe()
                 log.info("σ_y %g %s %s: std ratio %s", obs_noise, sampler, method, row["std_ratio"])
@@ -543,6 +545,14 @@ def _sampler_cells(rows: Sequence[dict]) -> list[list[str]]:
     return cells
 
 
+def _steps_caption(rows: Sequence[dict]) -> str:
+    """ "25 steps of every sampler", or the steps each sampler ran with where they differ."""
+    by_sampler = {r["sampler"]: r["steps"] for r in rows}
+    if len(set(by_sampler.values())) == 1:
+        return f"{next(iter(by_sampler.values()))} steps of every sampler"
+    return "steps " + ", ".join(f"{k} {v}" for k, v in by_sampler.items())
+
+
 def format_samplers(rows: Sequence[dict]) -> str:
     """The sampler × guidance table (markdown) of :func:`grf_samplers`."""
     first = rows[0]
@@ -557,7 +567,7 @@ def format_samplers(rows: Sequence[dict]) -> str:
         "## Downscaling: every sampler × guidance against the closed-form posterior",
         "",
         f"{first['problem'].split(', σ_y')[0]}; σ_y = {noise}; "
-        f"{first['members']} members, {first['steps']} steps of every sampler (the CLI's "
+        f"{first['members']} members, {_steps_caption(rows)} (the CLI's "
         "default steps; NFE as each sampler spends them), the exact Gaussian denoiser (the "
         "oracle), so the rows measure the sampler and the guidance alone. Mean error in "
         "units of the prior std σ_C (MC floor: what an exact sampler with as many members "
@@ -616,7 +626,7 @@ def grf_teleport(
     samplers: Sequence[str] = TELEPORT_SAMPLERS,
     noise: Sequence[float] = SAMPLER_NOISE,
     level: float = TELEPORT_LEVEL,
-    steps: tuple[int, ...] = (EnsembleConfig.steps, 13, 9),
+    steps: tuple[int, ...] = (EnsembleConfig().steps, 13, 9),
     seed: int = 0,
 ) -> list[dict]:
     """MMPS with the oracle, each sampler at ``steps[0]`` steps from t_max, and at each

@@ -411,6 +411,76 @@ def test_conjugate_gradients_stop_where_the_covariance_has_no_positive_curvature
     assert torch.equal(out, plain)
 
 
+def _whitened_misfit(op, y, field, grid):
+    """‖y − A field‖² in the Σ_y⁻¹ metric, per row."""
+    r = y - op.apply(field.double(), grid)
+    return ((r**2) / torch.as_tensor(op.noise_std() ** 2)).sum(-1)
+
+
+@pytest.mark.parametrize("t", [0.3, 0.7, 0.95])
+def test_the_exact_mmps_update_never_overshoots_the_observations(t):
+    # For the exact denoiser and the solved system, A D̃ − A D = K r with I − K a
+    # contraction in the Σ_y⁻¹ metric: the guided estimate is nearer the observations and
+    # the overshoot guard leaves every row as it is (shrink = 1).
+    denoiser, op, y, _, _ = _gaussian_setup()
+    reports = []
+    guided = make_guidance("mmps", denoiser, op, y, cg_steps=200, cg_tol=1e-12,
+                           callback=reports.append)  # fmt: skip
+    tt = torch.full((3,), t, dtype=torch.float64)
+    x = denoiser.process.prior_sample(3, 1, SMALL, torch.Generator().manual_seed(2)).double()
+    d, d_guided = denoiser(x, tt, SMALL), guided(x, tt, SMALL)
+    assert torch.equal(reports[0]["shrink"], torch.ones(3, dtype=torch.float64))
+    assert (_whitened_misfit(op, y, d_guided, SMALL) < _whitened_misfit(op, y, d, SMALL)).all()
+
+
+class _SkewedJacobian:
+    """D(x, t) = 10⁻³ (low modes of x) + 10³ (high modes of x): a learned Jacobian at its
+    worst for the preconditioner, whose scale is fitted along the (smooth) residual of the
+    coarse cells, where this Jacobian is nearly zero, and is far too small elsewhere."""
+
+    def __init__(self, process):
+        self.process = process
+
+    def __call__(self, x, t, grid):
+        spectrum = torch.fft.fft2(x)
+        k = torch.fft.fftfreq(x.shape[-1]).abs()
+        high = (k[:, None] + k[None, :]) > 0.2
+        gain = torch.where(high, 1e3, 1e-3).to(spectrum.dtype)
+        return torch.fft.ifft2(spectrum * gain).real.to(x.dtype)
+
+
+def test_an_overshooting_update_is_shrunk_to_its_least_squares_multiple():
+    denoiser, op, y, _, _ = _gaussian_setup()
+    skewed = _SkewedJacobian(denoiser.process)
+    t = torch.full((2,), 0.6, dtype=torch.float64)
+    x = denoiser.process.prior_sample(2, 1, SMALL, torch.Generator().manual_seed(0)).double()
+    reports = []
+    out = make_guidance("mmps", skewed, op, y, callback=reports.append)(x, t, SMALL)
+    d = skewed(x, t, SMALL)
+    shrink = reports[0]["shrink"]
+    assert torch.isfinite(out).all() and ((shrink > 0) & (shrink < 1)).all()
+    # the shrunk update is the best multiple of the raw one: nearer the observations
+    # than no update, and than the raw update (s = 1)
+    raw = d + (out - d) / shrink[:, None, None, None]
+    before, after = _whitened_misfit(op, y, d, SMALL), _whitened_misfit(op, y, out, SMALL)
+    assert (after <= before).all() and (_whitened_misfit(op, y, raw, SMALL) > before).all()
+    for scale in (0.5, 2.0):  # a local minimum along the update's direction
+        nearby = d + scale * (out - d)
+        assert (_whitened_misfit(op, y, nearby, SMALL) >= after - 1e-9).all()
+
+
+def test_first_order_stochastic_samplers_default_to_the_steps_the_closed_form_allows(caplog):
+    # em and pc leave the closed-form posterior's std by 12-13 % at 25 steps, so they get
+    # 50 unless told otherwise; a sampler change carries a default along, not a choice
+    assert EnsembleConfig().steps == 25 and EnsembleConfig(sampler="em").steps == 50
+    assert EnsembleConfig().replace(sampler="pc").steps == 50
+    assert EnsembleConfig(sampler="em").replace(sampler="dpm2m").steps == 25
+    assert EnsembleConfig(steps=30).replace(sampler="em").steps == 30
+    with caplog.at_level("WARNING", logger="hdm"):
+        EnsembleConfig(sampler="em", steps=25)
+    assert "below its default 50" in caplog.text
+
+
 def test_guided_sampler_reproduces_the_closed_form_posterior():
     denoiser, op, y, mean, post = _gaussian_setup()
     guided = make_guidance("mmps", denoiser, op, y, cg_steps=20)  # exact denoiser: full CG

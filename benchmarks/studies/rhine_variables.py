@@ -58,7 +58,7 @@ class StudyConfig:
     train_steps: int | None = None  # None: the config's
     times: tuple[str, str] = ("2020-01-01T18", "2020-01-01T23")
     members: int = 16
-    steps: int = EnsembleConfig.steps  # the default sampler's default steps
+    steps: int = EnsembleConfig().steps  # the default sampler's default steps
 
 
 FULL = StudyConfig()

@@ -64,7 +64,7 @@ class StudyConfig:
     every_hours: int = 6
     times: int | None = None  # the first ``times`` fields only
     members: int = 16
-    steps: int = EnsembleConfig.steps  # the default sampler's default steps
+    steps: int = EnsembleConfig().steps  # the default sampler's default steps
     seed: int = 0
 
 

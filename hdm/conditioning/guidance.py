@@ -41,8 +41,10 @@ times with different stations reporting.
 Diagnostics are reported by ``callback`` (k-diffusion's convention): a guidance made with
 ``callback=f`` calls ``f(info)`` after each guided chunk of fields, with ``info`` a dict
 holding ``guidance`` (the name), ``t`` (B,) and what the method measured: MMPS gives
-``kappa`` (B,), the preconditioner's scale over the heuristic's (σ/α)², and
-``cg_iterations``, the conjugate-gradient iterations of the chunk.
+``kappa`` (B,), the preconditioner's scale over the heuristic's (σ/α)²,
+``cg_iterations``, the conjugate-gradient iterations of the chunk, and ``shrink`` (B,),
+the factor (1 unless the update overshot the observations, see :func:`_no_overshoot`)
+the update was scaled by.
 """
 
 from __future__ import annotations
@@ -359,9 +361,43 @@ class MomentMatching(Guidance):
                 p = z + torch.where(active, rz_new / rz.clamp_min(1e-300), 0.0)[:, None] * p
                 rz = rz_new
                 iterations += 1
-        self._report(t, kappa=ratio, cg_iterations=iterations)
         update = c * self._q(self._vjp(x, d, mask * v, grid, retain=False), grid)
+        shrink = _no_overshoot(r, mask * self.operator.apply(update, grid), self.noise_var, mask)
+        self._report(t, kappa=ratio, cg_iterations=iterations, shrink=shrink)
+        update = expand_to(shrink, update) * update
         return (d.detach().to(torch.float64) + update).to(x.dtype)
+
+
+def _no_overshoot(
+    r: torch.Tensor, a_update: torch.Tensor, noise_var: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """The factor s ∈ [0, 1] per row that keeps a guided update from overshooting.
+
+    The exact MMPS update u = Cov Aᵀ (Σ_y + A Cov Aᵀ)⁻¹ r moves the observed values by
+    A u = K r, K = A Cov Aᵀ (Σ_y + A Cov Aᵀ)⁻¹, and I − K = Σ_y (Σ_y + A Cov Aᵀ)⁻¹ is,
+    in the Σ_y⁻¹ metric, symmetric with eigenvalues in (0, 1]: the guided estimate is
+    never farther from the observations than the unguided one,
+    ‖r − A u‖_{Σ_y⁻¹} ≤ ‖r‖_{Σ_y⁻¹}. A learned Jacobian can break that: on the UK prior a
+    member whose Rayleigh quotient along r fell to 1e-5 of the others' got
+    v ≈ Σ_y⁻¹ r, an update of 4e3 (normalised units) at ς = 7.2, and ended 28 K from the
+    ensemble mean (BENCHMARKS.md, uk-evaluation-heun-week). Where a row breaks it, its
+    update is scaled by the least-squares factor s* = ⟨r, A u⟩ / ‖A u‖² (Σ_y⁻¹ inner
+    product, clipped to [0, 1]), which gives ‖r − s* A u‖² = ‖r‖² − ⟨r, A u⟩²/‖A u‖²
+    ≤ ‖r‖²; rows that keep it get s = 1, so the exact denoiser is never changed.
+
+    Args:
+        r: (B, n_obs) residuals y − A D, zero where missing; a_update: (B, n_obs) A u,
+        zero where missing; noise_var: (n_obs,) Σ_y's diagonal; mask: (B, n_obs).
+
+    Returns:
+        (B,) float64 factors.
+    """
+    w = mask / noise_var
+    before = (w * r * r).sum(1)
+    after = (w * (r - a_update) ** 2).sum(1)
+    best = (w * r * a_update).sum(1) / (w * a_update * a_update).sum(1).clamp_min(1e-300)
+    overshoots = after > before * (1 + 1e-9)
+    return torch.where(overshoots, best.clamp(0.0, 1.0), torch.ones_like(best))
 
 
 class Replacement(Guidance):

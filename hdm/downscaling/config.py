@@ -9,6 +9,7 @@ is made, so every entry point gives the same messages.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,7 +19,7 @@ import pandas as pd
 from hdm.conditioning.guidance import GUIDANCE, check_guidance_options
 from hdm.conditioning.inflation import parse_inflation
 from hdm.hilbert.devices import check_device_spec
-from hdm.hilbert.sampling import SAMPLERS, make_sampler
+from hdm.hilbert.sampling import SAMPLERS, default_steps, make_sampler
 
 __all__ = [
     "COARSE_NOISE_FRACTION",
@@ -61,6 +62,8 @@ PROFILE_NOISE_FRACTION = 0.1
 
 Noise = float | dict[str, float] | None
 
+log = logging.getLogger("hdm")
+
 
 @dataclass(frozen=True)
 class EnsembleConfig:
@@ -80,7 +83,12 @@ class EnsembleConfig:
             ("downscale-grf-samplers"). DPM-Solver++(2M) 25 (26 NFE) was the default for
             one evaluation: one member of 7,488 on the test week diverged (55 K at the
             domain's edge; "uk-evaluation"), where Heun 25 and dpm2m 50 stay within 2 K of
-            the mean on that field. Euler–Maruyama and PC refuse fewer than 20 steps).
+            the mean on that field; that divergence, and Heun's one member in 4,032, came
+            from MMPS updates that overshot the observations, which the guidance now
+            shrinks (:func:`hdm.conditioning.guidance._no_overshoot`). ``steps=None``
+            gives the sampler's default (:func:`hdm.hilbert.sampling.default_steps`: 25;
+            50 for Euler–Maruyama and PC, whose std is 12–13 % too wide at 25 steps on
+            the closed-form check); Euler–Maruyama and PC refuse fewer than 20 steps.
         seed: the run's seed; the members of a time depend only on (seed, time).
         scale: sample on ``scale`` × the training grid's resolution (zero-shot).
         coarse_noise: std of the coarse observations in the field's units (a number for
@@ -116,7 +124,7 @@ class EnsembleConfig:
     guidance: GuidanceName = "mmps"
     guidance_options: dict[str, Any] = field(default_factory=dict)
     sampler: SamplerName = "heun"
-    steps: int = 25
+    steps: int | None = None
     seed: int = 0
     scale: int = 1
     coarse_noise: Noise = None
@@ -130,6 +138,8 @@ class EnsembleConfig:
     quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 
     def __post_init__(self) -> None:
+        if self.steps is None:
+            object.__setattr__(self, "steps", default_steps(self.sampler))
         for name in ("members", "steps", "scale", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -138,6 +148,12 @@ class EnsembleConfig:
         options = check_guidance_options(self.guidance, self.guidance_options)
         object.__setattr__(self, "guidance_options", options)
         make_sampler(self.sampler, self.steps)  # validates the name
+        if self.steps < default_steps(self.sampler):
+            log.warning(
+                "sampler %r with %d steps: below its default %d, where its members' std "
+                "left the closed-form posterior's by more than 10 %% (BENCHMARKS.md, "
+                "downscale-grf-samplers)", self.sampler, self.steps, default_steps(self.sampler),
+            )  # fmt: skip
         for name in ("coarse_noise", "station_noise", "profile_noise"):
             object.__setattr__(self, name, _checked_noise(name, getattr(self, name)))
         # None / "none": off; "auto"; a number >= 1 (kept as given, 1.0 included, so a
@@ -170,6 +186,10 @@ class EnsembleConfig:
             close = difflib.get_close_matches(unknown[0], names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise TypeError(f"unknown ensemble option {unknown[0]!r}{hint}; options: {names}")
+        if "sampler" in changes and "steps" not in changes:
+            # steps that were the old sampler's default become the new sampler's
+            if self.steps == default_steps(self.sampler):
+                changes["steps"] = None
         return dataclasses.replace(self, **changes)
 
     def coarse_noise_for(self, variable: str, training_std: float) -> float:

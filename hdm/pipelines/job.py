@@ -89,7 +89,7 @@ DOWNSCALE_FLAGS: tuple[Flag, ...] = (
     Flag("scale", "ensemble.scale", int, "sample at S x the training resolution"),
     Flag("guidance", "ensemble.guidance", help="mmps (default), sda, dps or replacement"),
     Flag("sampler", "ensemble.sampler", help="heun (default), dpm2m, v3, sde2m, em or pc"),
-    Flag("steps", "ensemble.steps", int, "sampler steps (default 25)"),
+    Flag("steps", "ensemble.steps", int, "sampler steps (default 25; em and pc 50)"),
     Flag("seed", "ensemble.seed", int, "the run's seed (default 0)"),
     Flag(
         "inflation",
