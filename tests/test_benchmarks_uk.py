@@ -169,3 +169,15 @@ def test_the_fastest_setting_is_chosen_among_those_within_2_percent_of_the_best_
     ]
     assert fastest_within(rows) is rows[1]
     assert fastest_within(rows, tolerance=0.03) is rows[2]
+
+
+def test_the_shifted_validation_days_are_rougher_than_their_training_days():
+    # the shifted split stands for the test week only if its days hold more t2m below the
+    # coarse cells than the days its prior is trained on (ERA5 alone, no scores)
+    from benchmarks.studies.uk_validation_split import SHIFT_TIMES, subcoarse_rms
+
+    train = subcoarse_rms(slice("2019-03-12T00", "2019-03-24T23"))
+    valid = subcoarse_rms(list(SHIFT_TIMES))
+    assert (train["fields"], valid["fields"]) == (52, 14)
+    assert valid["grid"] > 1.1 * train["grid"] and valid["stations"] > train["stations"]
+    assert subcoarse_rms(list(SHIFT_TIMES), factor=1)["grid"] < 1e-9  # no coarse-graining
