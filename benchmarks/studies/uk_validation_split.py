@@ -377,8 +377,10 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
             for f in factors
             for i in (None, "auto")
         ]
+        for r in rows:
+            print(json.dumps(r), flush=True)
         start, end = rows[0]["train_period"].split("..")
-        train = subcoarse_rms(slice(start, end + "T23"))
+        train = subcoarse_rms(slice(start, end if "T" in end else end + "T23"))
         body = shift_section(rows, train, subcoarse_rms(list(SHIFT_TIMES)))
         section = "uk-validation-shift"
     elif args.factors:
