@@ -506,12 +506,13 @@ def grf_samplers(
     for obs_noise in noise:
         problem = grf_problem(n, seed, obs_noise)
         oracle = GaussianDenoiser(problem.process, problem.grid, problem.prior_cov)
+        v3_stats = oracle_statistics(problem) if "v3" in samplers else None
         for sampler in samplers:
             for method in methods:
                 row = _guided_row(
                     "oracle", method, options.get(method, {}), oracle, problem, members,
                     default_steps(sampler) if steps is None else steps, members, seed + 2,
-                    sampler,
+                    sampler, None, v3_stats,
                 )  # fmt: skip
                 row["problem"] = problem.describe()
                 log.info("σ_y %g %s %s: std ratio %s", obs_noise, sampler, method, row["std_ratio"])
