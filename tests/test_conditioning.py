@@ -476,7 +476,10 @@ def test_first_order_stochastic_samplers_default_to_the_steps_the_closed_form_al
     assert EnsembleConfig().replace(sampler="pc").steps == 50
     assert EnsembleConfig(sampler="em").replace(sampler="dpm2m").steps == 25
     assert EnsembleConfig(steps=30).replace(sampler="em").steps == 30
+    caplog.clear()
     with caplog.at_level("WARNING", logger="hdm"):
+        EnsembleConfig(sampler="heun", steps=13)  # fewer steps, but no measured loss
+        assert caplog.text == ""
         EnsembleConfig(sampler="em", steps=25)
     assert "below its default 50" in caplog.text
 
