@@ -230,24 +230,13 @@ SHIFT_TIMES = tuple(f"2019-03-{d:02d}T{h}" for d in range(4, 11) for h in ("00",
 def subcoarse_rms(times: Sequence[str] | slice, factor: int = 4) -> dict:
     """RMS (K) of truth − bilinear interpolation of its ×``factor`` coarse field over the grid
     and at the 12 conditioning stations, for the fields at ``times`` (a slice: every 6 h)."""
-    from benchmarks.uk import coarse_interpolated, conditioning_stations
+    from benchmarks.uk import subcoarse_rms_of
     from hdm.data.open import open_fields
-    from hdm.data.regrid import values_at_points
-    from hdm.metrics import probabilistic as pm
 
     truth = open_fields(UK.resolved_path(), "t2m", time=times)["t2m"].load()
     if isinstance(times, slice):
         truth = truth.isel(time=slice(None, None, 6))
-    smooth = coarse_interpolated(truth, factor)
-    st = conditioning_stations()
-    lat, lon = st["lat"].values, st["lon"].values
-    return {
-        "fields": int(truth.sizes["time"]),
-        "grid": float(pm.rmse(smooth, truth)),
-        "stations": float(
-            pm.rmse(values_at_points(smooth, lat, lon), values_at_points(truth, lat, lon))
-        ),
-    }
+    return {"fields": int(truth.sizes["time"]), **subcoarse_rms_of(truth, factor)}
 
 
 def shift_section(rows: list[dict], train: dict, valid: dict) -> str:
