@@ -7,7 +7,12 @@ import pytest
 import torch
 import xarray as xr
 
-from hdm.conditioning.ensembles import draw_members, member_seed
+from hdm.conditioning.ensembles import (
+    RUNAWAY_BOUND,
+    SamplingDiverged,
+    draw_members,
+    member_seed,
+)
 from hdm.conditioning.guidance import gaussian_posterior, make_guidance
 from hdm.conditioning.observations import (
     CoarseGrain,
@@ -559,6 +564,31 @@ def test_members_depend_only_on_seed_and_time_key():
         draw_members(guided, sampler, SMALL, 0, seed=3)
     with pytest.raises(ValueError, match=r"members must be at least 1 \(an integer\)"):
         EnsembleConfig(members=0)
+
+
+class _ScaledDenoiser:
+    """A denoiser whose estimates are ``scale`` times another's: a sampler that runs away."""
+
+    def __init__(self, inner, scale: float) -> None:
+        self.inner, self.scale, self.process = inner, scale, inner.process
+
+    def __call__(self, x, t, grid):
+        return self.scale * self.inner(x, t, grid)
+
+
+def test_a_member_that_runs_away_is_refused_naming_member_and_time():
+    denoiser, _, _, _, _ = _gaussian_setup()
+    sampler = make_sampler("heun", 4)
+    kwargs = dict(seed=3, key="2019-03-29T12:00:00", batch_size=2)
+    calm, _ = draw_members(denoiser, sampler, SMALL, 4, **kwargs)
+    assert float(calm.abs().max()) < RUNAWAY_BOUND  # the prior's own members pass
+    with pytest.raises(
+        SamplingDiverged, match=r"member 0 at 2019-03-29T12:00:00 ran away: .*training stds"
+    ):
+        draw_members(_ScaledDenoiser(denoiser, 1e3), sampler, SMALL, 4, **kwargs)
+    # the bound is the check: without it the same members come back, |values| > bound
+    wild, _ = draw_members(_ScaledDenoiser(denoiser, 1e3), sampler, SMALL, 4, bound=None, **kwargs)
+    assert float(wild.abs().max()) > RUNAWAY_BOUND
 
 
 def test_summarise_mean_std_quantiles():

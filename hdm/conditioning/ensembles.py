@@ -20,7 +20,18 @@ from hdm.hilbert.devices import denoiser_device, seeded_generator
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.sampling import Sampler, Start
 
-__all__ = ["draw_members", "member_seed"]
+__all__ = ["RUNAWAY_BOUND", "SamplingDiverged", "draw_members", "member_seed"]
+
+#: Members live in normalised units (each variable's training mean 0, std 1; see
+#: :mod:`hdm.data.normalization`). A value this many training standard deviations from
+#: the training mean is no weather (for 2 m temperature, ±15 K about 280 K: ±750 K); a
+#: sampler that gets there has run away. The guided samplers can, with a learned Jacobian
+#: (:func:`hdm.conditioning.guidance._no_overshoot`); an unguarded member reached 1e4.
+RUNAWAY_BOUND = 50.0
+
+
+class SamplingDiverged(FloatingPointError):
+    """A member with non-finite values or values beyond :data:`RUNAWAY_BOUND`."""
 
 
 def member_seed(seed: int, key: str | int) -> int:
@@ -40,6 +51,7 @@ def draw_members(
     batch_size: int = 16,
     channels: int = 1,
     start: Start | None = None,
+    bound: float | None = RUNAWAY_BOUND,
 ) -> tuple[torch.Tensor, int]:
     """``members`` samples (N, C, *grid.shape) of ``denoiser`` (guided or not).
 
@@ -47,10 +59,13 @@ def draw_members(
     ``member_seed(seed, f"{key}/{k}")``; ``start``: where a teleported sampler starts
     (:mod:`hdm.conditioning.teleport`). The members are drawn on the denoiser's device
     (:func:`hdm.hilbert.devices.denoiser_device`; the generator lives there) and
-    returned on the CPU, with the NFE per member.
+    returned on the CPU, with the NFE per member. ``bound``: the largest |value| a member
+    may hold (normalised units; None: no check), :data:`RUNAWAY_BOUND` by default.
 
     Raises:
-        FloatingPointError: a chunk with non-finite values (naming the key).
+        SamplingDiverged: a member with non-finite values or values beyond ``bound``
+            (naming the key, the member and its largest |value|); nothing is returned, so
+            no run writes it.
     """
     if isinstance(members, bool) or int(members) < 1:
         raise ValueError(f"members must be at least 1, got {members}")
@@ -62,12 +77,29 @@ def draw_members(
         n = min(batch_size, members - first)
         gen = seeded_generator(member_seed(seed, f"{key}/{k}"), device)
         result = sampler(denoiser, n, grid, channels=channels, generator=gen, start=start)
-        if not torch.isfinite(result.samples).all():
-            name = getattr(denoiser, "name", "unguided")
-            raise FloatingPointError(
-                f"the sampler ({name}, {sampler.name} {sampler.steps} steps) produced "
-                f"non-finite values at {key}; lower the guidance scale or use more steps"
-            )
+        _check_members(result.samples.detach(), first, bound, key, denoiser, sampler)
         out.append(result.samples.detach().cpu())
         nfe = result.nfe
     return torch.cat(out), nfe
+
+
+def _check_members(x: torch.Tensor, first: int, bound, key, denoiser, sampler) -> None:
+    """Raise :class:`SamplingDiverged` for the first member of the chunk ``x`` (members
+    ``first``, ``first`` + 1, ...) that is not finite or reaches beyond ``bound``."""
+    largest = x.abs().flatten(1).amax(1)  # NaN where a member holds NaN
+    bad = ~torch.isfinite(largest)
+    if bound is not None:
+        bad |= largest > bound
+    if not bool(bad.any()):
+        return
+    i = int(torch.nonzero(bad)[0])
+    name = getattr(denoiser, "name", "unguided")
+    what = (
+        "non-finite values"
+        if not torch.isfinite(largest[i])
+        else f"|values| up to {float(largest[i]):.3g} training stds (bound {bound:g})"
+    )
+    raise SamplingDiverged(
+        f"member {first + i} at {key} ran away: the sampler ({name}, {sampler.name} "
+        f"{sampler.steps} steps) produced {what}; use more steps or another sampler"
+    )

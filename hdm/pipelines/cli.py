@@ -466,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
 
         use_huge_pages()  # before torch loads (hdm.allocator)
 
+    from hdm.conditioning.ensembles import SamplingDiverged
     from hdm.hilbert.training import TrainingDiverged
     from hdm.pipelines.cluster import BatchError, BatchInputError, SchedulerUnreachable
     from hdm.pipelines.runlog import configure_logging, current_run_id
@@ -476,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except TrainingDiverged as exc:
         print(f"hdm: training failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except SamplingDiverged as exc:
+        print(f"hdm: sampling failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except SchedulerUnreachable as exc:
         print(f"hdm: error: {exc}", file=sys.stderr)
