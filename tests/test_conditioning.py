@@ -474,6 +474,31 @@ def test_an_overshooting_update_is_shrunk_to_its_least_squares_multiple():
         assert (_whitened_misfit(op, y, nearby, SMALL) >= after - 1e-9).all()
 
 
+def test_an_overshoot_within_the_tolerance_is_kept_and_beyond_it_shrunk():
+    denoiser, op, y, _, _ = _gaussian_setup()
+    skewed = _SkewedJacobian(denoiser.process)
+    t = torch.full((2,), 0.6, dtype=torch.float64)
+    x = denoiser.process.prior_sample(2, 1, SMALL, torch.Generator().manual_seed(0)).double()
+    d = skewed(x, t, SMALL)
+
+    def guided(tolerance):
+        reports = []
+        options = dict(overshoot_tolerance=tolerance, callback=reports.append)
+        return make_guidance("mmps", skewed, op, y, **options)(x, t, SMALL), reports[0]["shrink"]
+
+    raw, _ = guided(1e12)  # no row is that far off: the raw update, s = 1
+    ratio = torch.sqrt(_whitened_misfit(op, y, raw, SMALL) / _whitened_misfit(op, y, d, SMALL))
+    assert (ratio > 1).all()  # the raw update overshoots by this factor
+    kept, kept_shrink = guided(float(ratio.max()) * 1.01)
+    assert torch.equal(kept_shrink, torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(kept, raw)
+    cut, cut_shrink = guided(float(ratio.min()) * 0.99)
+    assert ((cut_shrink > 0) & (cut_shrink < 1)).all()
+    torch.testing.assert_close(cut, guided(1.0)[0])  # shrunk rows get the same multiple
+    with pytest.raises(ValueError, match="overshoot_tolerance must be at least 1"):
+        make_guidance("mmps", skewed, op, y, overshoot_tolerance=0.5)
+
+
 def test_first_order_stochastic_samplers_default_to_the_steps_the_closed_form_allows(caplog):
     # em and pc leave the closed-form posterior's std by 12-13 % at 25 steps, so they get
     # 50 unless told otherwise; a sampler change carries a default along, not a choice

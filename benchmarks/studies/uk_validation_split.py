@@ -14,6 +14,8 @@ that no validation field is an hour away from a training field):
     python -m benchmarks uk_validation_split --inflation runs/uk_val_w16m32
     python -m benchmarks uk_validation_split --samplers em:50,sde2m:50,dpm2m:25 runs/uk_val_statics
     python -m benchmarks uk_validation_split --factors 2,4,8 runs/uk_val_statics
+    python -m benchmarks uk_validation_split --factors 2,4,8 --overshoot-tolerances 1,10 \
+        runs/uk_val_statics
     hdm train configs/atmos/uk_t2m.yaml --out runs/uk_val_shift \
         --set data.train_start=2019-03-12T00 --set data.train_end=2019-03-24T23
     python -m benchmarks uk_validation_split --shift runs/uk_val_shift
@@ -61,8 +63,10 @@ def score(
     factor: int = 4,
     teleport: str | None = None,
     times: Sequence[str] = tuple(VALIDATION_TIMES),
+    guidance_options: dict | None = None,
 ) -> dict:
-    """Scores of one prior on the validation fields ``times`` (see the module docstring)."""
+    """Scores of one prior on the validation fields ``times`` (see the module docstring);
+    ``guidance_options``: MMPS's options (e.g. ``overshoot_tolerance``)."""
     prior = load_prior(checkpoint)
     scores = score_on_fields(
         prior,
@@ -74,6 +78,7 @@ def score(
         inflation=inflation,
         factor=factor,
         teleport=teleport,
+        guidance_options=guidance_options,
     )
     return {
         "checkpoint": checkpoint,
@@ -86,6 +91,7 @@ def score(
         "network": network_size(prior),
         **scores,
         "inflation_setting": inflation,
+        "guidance_options": dict(guidance_options or {}),
         "power": scores["spectrum_ratio"],
     }
 
@@ -320,6 +326,32 @@ def parse_samplers(text: str) -> list[tuple[str, int]]:
     return out
 
 
+def overshoot_section(rows: list[dict]) -> str:
+    """Section ``uk-validation-overshoot``: MMPS's overshoot tolerance τ by coarse factor
+    (the command, machine and date are added by :func:`benchmarks.report.write_section`)."""
+    table = "\n".join(
+        f"| `{r['checkpoint']}` | ×{r['factor']} | "
+        f"{r['guidance_options']['overshoot_tolerance']:g} | "
+        f"{r['rmse']:.3f} | {r['crps']:.3f} | {r['spread_skill']:.3f} | "
+        f"{r['coverage90']:.3f} | {r['power']:.3f} |"
+        for r in rows
+    )
+    return f"""## UK t2m: MMPS's overshoot tolerance on the validation split
+
+The validation fields of section uk-validation (2019-03-22..24 at 00 and 12 UTC, never seen
+by priors trained on 03-01..20; not the test week), coarse ×2/×4/×8 + 12 stations
+(σ = 0.5 K), MMPS, {rows[0]["sampler"]} {rows[0]["steps"]} steps, 16 members, no inflation.
+τ = `overshoot_tolerance`: a guided update that leaves the denoised estimate more than τ
+times farther from the observations than no update is scaled back to its least-squares
+multiple (`hdm.conditioning.guidance._no_overshoot`; τ = 1, the default, is the exact
+update's property).
+
+| checkpoint | coarse | τ | RMSE K | fair CRPS | spread–skill | cov. 90 % | power ratio |
+|---|---|---|---|---|---|---|---|
+{table}
+"""
+
+
 def main(argv: Sequence[str] = ()) -> list[dict]:
     """``python -m benchmarks uk_validation_split [--inflation] CHECKPOINT_DIR [...]``."""
     p = parser("uk_validation_split", __doc__)
@@ -356,9 +388,24 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         help="score on the rougher days 2019-03-04..10 (priors trained on 03-12..24) at the "
         "--factors (default 2,4,8), without and with inflation auto (section uk-validation-shift)",
     )
+    p.add_argument(
+        "--overshoot-tolerances",
+        help="with --factors: score each prior at each factor with these values of MMPS's "
+        "overshoot_tolerance, e.g. 1,10, no inflation (section uk-validation-overshoot)",
+    )
     args = p.parse_args(list(argv))
     machine = machine_description()
-    if args.shift:
+    if args.overshoot_tolerances:
+        factors = [int(f) for f in (args.factors or "2,4,8").split(",") if f.strip()]
+        taus = [float(v) for v in args.overshoot_tolerances.split(",") if v.strip()]
+        rows = [
+            score(c, factor=f, guidance_options={"overshoot_tolerance": tau})
+            for c in args.checkpoints
+            for f in factors
+            for tau in taus
+        ]
+        section, body = "uk-validation-overshoot", overshoot_section(rows)
+    elif args.shift:
         factors = [int(f) for f in (args.factors or "2,4,8").split(",") if f.strip()]
         rows = [
             score(c, factor=f, inflation=i, times=SHIFT_TIMES)

@@ -282,17 +282,31 @@ class MomentMatching(Guidance):
     (RMSE 0.230 vs 0.224 K, spread–skill 1.41 vs 1.20), and on the validation split
     for clearly worse ones (RMSE 0.312 vs 0.273 K, CRPS 0.155 vs 0.136;
     ``python -m benchmarks uk_cg_steps``), hence the default.
+
+    ``overshoot_tolerance`` τ (default 1): an update that leaves the estimate more than τ
+    times farther from the observations than no update is scaled back
+    (:func:`_no_overshoot`; the factor is reported as ``shrink``).
     """
 
     name = "mmps"
 
     def __init__(
-        self, denoiser, operator, y, cg_steps: int = 0, cg_tol: float = 1e-4, callback=None
+        self,
+        denoiser,
+        operator,
+        y,
+        cg_steps: int = 0,
+        cg_tol: float = 1e-4,
+        overshoot_tolerance: float = 1.0,
+        callback=None,
     ):
         super().__init__(denoiser, operator, y, callback)
         if cg_steps < 0:
             raise ValueError(f"cg_steps must be non-negative, got {cg_steps}")
+        if not overshoot_tolerance >= 1.0:
+            raise ValueError(f"overshoot_tolerance must be at least 1, got {overshoot_tolerance}")
         self.cg_steps, self.cg_tol = int(cg_steps), float(cg_tol)
+        self.overshoot_tolerance = float(overshoot_tolerance)
         self._aqa = _DenseObservationCovariance()
 
     def guide(self, x, t, grid, y, mask):
@@ -362,14 +376,19 @@ class MomentMatching(Guidance):
                 rz = rz_new
                 iterations += 1
         update = c * self._q(self._vjp(x, d, mask * v, grid, retain=False), grid)
-        shrink = _no_overshoot(r, mask * self.operator.apply(update, grid), self.noise_var, mask)
+        a_update = mask * self.operator.apply(update, grid)
+        shrink = _no_overshoot(r, a_update, self.noise_var, mask, self.overshoot_tolerance)
         self._report(t, kappa=ratio, cg_iterations=iterations, shrink=shrink)
         update = expand_to(shrink, update) * update
         return (d.detach().to(torch.float64) + update).to(x.dtype)
 
 
 def _no_overshoot(
-    r: torch.Tensor, a_update: torch.Tensor, noise_var: torch.Tensor, mask: torch.Tensor
+    r: torch.Tensor,
+    a_update: torch.Tensor,
+    noise_var: torch.Tensor,
+    mask: torch.Tensor,
+    tolerance: float = 1.0,
 ) -> torch.Tensor:
     """The factor s ∈ [0, 1] per row that keeps a guided update from overshooting.
 
@@ -385,9 +404,18 @@ def _no_overshoot(
     product, clipped to [0, 1]), which gives ‖r − s* A u‖² = ‖r‖² − ⟨r, A u⟩²/‖A u‖²
     ≤ ‖r‖²; rows that keep it get s = 1, so the exact denoiser is never changed.
 
+    ``tolerance`` τ ≥ 1 (MMPS's ``overshoot_tolerance``) shrinks only the rows with
+    ‖r − A u‖ > τ ‖r‖: the property above is the exact update's, and a learned Jacobian's
+    update may overshoot moderately at high noise and be pulled back by the later steps.
+    On 6 validation states of the shallow-water prior no row of the default sampler
+    exceeded τ = 10 (the members and scores equal those with no guard, h RMSE 8.43 m
+    against 8.74 with τ = 1), while the UK member that ran away had an update of 4e3.
+    τ = 1 stays the default until the UK validation and test tables are rerun with another.
+
     Args:
         r: (B, n_obs) residuals y − A D, zero where missing; a_update: (B, n_obs) A u,
-        zero where missing; noise_var: (n_obs,) Σ_y's diagonal; mask: (B, n_obs).
+        zero where missing; noise_var: (n_obs,) Σ_y's diagonal; mask: (B, n_obs);
+        tolerance: τ.
 
     Returns:
         (B,) float64 factors.
@@ -396,7 +424,7 @@ def _no_overshoot(
     before = (w * r * r).sum(1)
     after = (w * (r - a_update) ** 2).sum(1)
     best = (w * r * a_update).sum(1) / (w * a_update * a_update).sum(1).clamp_min(1e-300)
-    overshoots = after > before * (1 + 1e-9)
+    overshoots = after > before * (tolerance**2 * (1 + 1e-9))
     return torch.where(overshoots, best.clamp(0.0, 1.0), torch.ones_like(best))
 
 
