@@ -605,15 +605,18 @@ def test_a_member_that_runs_away_is_refused_naming_member_and_time():
     denoiser, _, _, _, _ = _gaussian_setup()
     sampler = make_sampler("heun", 4)
     kwargs = dict(seed=3, key="2019-03-29T12:00:00", batch_size=2)
-    calm, _ = draw_members(denoiser, sampler, SMALL, 4, **kwargs)
+    calm, _ = draw_members(denoiser, sampler, SMALL, 4, bound=RUNAWAY_BOUND, **kwargs)
     assert float(calm.abs().max()) < RUNAWAY_BOUND  # the prior's own members pass
+    wild = _ScaledDenoiser(denoiser, 1e3)
     with pytest.raises(
         SamplingDiverged, match=r"member 0 at 2019-03-29T12:00:00 ran away: .*training stds"
     ):
-        draw_members(_ScaledDenoiser(denoiser, 1e3), sampler, SMALL, 4, **kwargs)
+        draw_members(wild, sampler, SMALL, 4, bound=RUNAWAY_BOUND, **kwargs)
     # the bound is the check: without it the same members come back, |values| > bound
-    wild, _ = draw_members(_ScaledDenoiser(denoiser, 1e3), sampler, SMALL, 4, bound=None, **kwargs)
-    assert float(wild.abs().max()) > RUNAWAY_BOUND
+    far, _ = draw_members(wild, sampler, SMALL, 4, **kwargs)
+    assert float(far.abs().max()) > RUNAWAY_BOUND
+    with pytest.raises(SamplingDiverged, match=r"member 0 at .* produced non-finite values"):
+        draw_members(_ScaledDenoiser(denoiser, float("nan")), sampler, SMALL, 4, **kwargs)
 
 
 def test_summarise_mean_std_quantiles():
