@@ -808,7 +808,7 @@ def sampler_choice(quick: bool) -> list[dict]:
     prior = shipped_prior()
     times = TRAINING_DAY_TIMES[:2] if quick else TRAINING_DAY_TIMES
     rows = []
-    for sampler, steps in SAMPLER_CANDIDATES if not quick else (("heun", 3), ("sde2m", 4)):
+    for sampler, steps in SAMPLER_CANDIDATES if not quick else (("heun", 6), ("sde2m", 4)):
         scores = score_on_fields(
             prior, times, sampler=sampler, steps=steps, members=16 if not quick else 2
         )

@@ -74,7 +74,7 @@ def test_sampler_choice_scores_each_candidate_on_a_training_day(tmp_path):
 
     md = tmp_path / "B.md"
     rows = run_sampler_choice(True, md, "python -m benchmarks downscale --quick --parts sampler")
-    assert [(r["sampler"], r["nfe"]) for r in rows] == [("heun", 5), ("sde2m", 4)]
+    assert [(r["sampler"], r["nfe"]) for r in rows] == [("heun", 11), ("sde2m", 4)]
     for r in rows:
         assert all(np.isfinite(r[k]) for k in ("rmse", "crps", "spread_skill", "spectrum_ratio"))
         assert r["rmse"] > 0 and 0 <= r["coverage90"] <= 1

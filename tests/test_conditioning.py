@@ -10,6 +10,7 @@ import xarray as xr
 from hdm.conditioning.ensembles import (
     RUNAWAY_BOUND,
     SamplingDiverged,
+    checked_bound,
     draw_members,
     member_seed,
 )
@@ -605,18 +606,30 @@ def test_a_member_that_runs_away_is_refused_naming_member_and_time():
     denoiser, _, _, _, _ = _gaussian_setup()
     sampler = make_sampler("heun", 4)
     kwargs = dict(seed=3, key="2019-03-29T12:00:00", batch_size=2)
-    calm, _ = draw_members(denoiser, sampler, SMALL, 4, bound=RUNAWAY_BOUND, **kwargs)
+    calm, _ = draw_members(denoiser, sampler, SMALL, 4, **kwargs)  # the bound is the default
     assert float(calm.abs().max()) < RUNAWAY_BOUND  # the prior's own members pass
     wild = _ScaledDenoiser(denoiser, 1e3)
     with pytest.raises(
         SamplingDiverged, match=r"member 0 at 2019-03-29T12:00:00 ran away: .*training stds"
     ):
-        draw_members(wild, sampler, SMALL, 4, bound=RUNAWAY_BOUND, **kwargs)
+        draw_members(wild, sampler, SMALL, 4, **kwargs)
     # the bound is the check: without it the same members come back, |values| > bound
-    far, _ = draw_members(wild, sampler, SMALL, 4, **kwargs)
+    far, _ = draw_members(wild, sampler, SMALL, 4, bound=None, **kwargs)
     assert float(far.abs().max()) > RUNAWAY_BOUND
     with pytest.raises(SamplingDiverged, match=r"member 0 at .* produced non-finite values"):
-        draw_members(_ScaledDenoiser(denoiser, float("nan")), sampler, SMALL, 4, **kwargs)
+        draw_members(_ScaledDenoiser(denoiser, float("nan")), sampler, SMALL, 4, bound=None,
+                     **kwargs)  # fmt: skip
+
+
+def test_the_runaway_bound_is_on_by_default_and_reads_none_or_a_positive_number():
+    from hdm.downscaling.config import EnsembleConfig
+
+    assert EnsembleConfig().runaway_bound == RUNAWAY_BOUND
+    assert EnsembleConfig(runaway_bound="none").runaway_bound is None
+    assert EnsembleConfig(runaway_bound="20").runaway_bound == 20.0
+    for bad in (0, -1.0, float("inf"), True, "big"):
+        with pytest.raises(ValueError, match="runaway_bound must be none or a number"):
+            checked_bound(bad)
 
 
 def test_summarise_mean_std_quantiles():

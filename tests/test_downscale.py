@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,9 @@ from hdm.pipelines.cli import main
 
 UK_FILE = GRIDDED_DATASETS["uk_t2m"].resolved_path()
 STATIONS = "UKM00003808,UKM00003882,UKM00003354"
+#: the tiny model (conftest) is barely trained: its members are not weather and reach
+#: 1e2-1e3 training stds, so these plumbing tests turn the run-away bound off
+UNTRAINED = {"runaway_bound": None}
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +42,7 @@ def test_downscale_returns_members_and_summaries_in_kelvin(tiny_model, truth):
         members=2,
         steps=2,
         guidance="sda",
+        **UNTRAINED,
         progress=False,
     )
     assert ds["t2m"].dims == ("member", "time", "lat", "lon")
@@ -57,6 +62,7 @@ def test_downscale_returns_members_and_summaries_in_kelvin(tiny_model, truth):
         members=2,
         steps=2,
         guidance="sda",
+        **UNTRAINED,
         progress=False,
     )
     np.testing.assert_array_equal(one["t2m"].isel(time=0), ds["t2m"].isel(time=1))
@@ -70,6 +76,7 @@ def test_zero_shot_grid_is_twice_as_fine(tiny_model, truth):
         grid=2,
         steps=2,
         guidance="sda",
+        **UNTRAINED,
         progress=False,
     )
     assert ds["t2m"].shape == (1, 1, 65, 97)
@@ -233,6 +240,23 @@ def test_cli_downscale_and_evaluate_round_trip(tiny_model, tmp_path, capsys):
     assert (tmp_path / "eval_spectra.png").exists()
 
 
+def test_members_beyond_the_runaway_bound_end_the_cli_run_in_one_line(tiny_model, tmp_path, capsys):
+    """The default bound (50 training stds) refuses the barely trained model's members
+    (1e2-1e3 stds, not weather): exit 1 and one line naming the member, time and bound;
+    ``--runaway-bound none`` lets them through; a bound that is no number is bad input."""
+    args = ["downscale", tiny_model.path, "--truth", str(UK_FILE), "--factor", "4"]
+    args += ["--members", "2", "--steps", "2", "--guidance", "sda", "--no-progress"]
+    args += ["--times", "2019-03-25T00", "2019-03-25T00", "--no-plots"]
+    assert main([*args, "--out", str(tmp_path / "a.zarr")]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"member \d at 2019-03-25T00:00:00 ran away: .*training stds "
+                     r"\(runaway_bound 50\)", err), err  # fmt: skip
+    assert "Traceback" not in err
+    assert main([*args, "--out", str(tmp_path / "b.zarr"), "--runaway-bound", "none"]) == 0
+    assert main([*args, "--out", str(tmp_path / "c.zarr"), "--runaway-bound", "big"]) == 2
+    assert "runaway_bound must be" in capsys.readouterr().err
+
+
 def test_cli_names_an_unknown_station(tiny_model, tmp_path, capsys):
     code = main(
         [
@@ -313,7 +337,7 @@ def test_inflation_widens_only_the_spread_the_observations_do_not_see(tiny_model
 
     coarse = coarse_grain(truth, 4)
     stations = _stations(truth)
-    kw = dict(coarse=coarse, stations=stations, members=3, steps=2, guidance="sda")
+    kw = dict(coarse=coarse, stations=stations, members=3, steps=2, guidance="sda", **UNTRAINED)
     raw = downscale(tiny_model, progress=False, **kw)
     wide = downscale(tiny_model, progress=False, inflation=1.5, **kw)
     assert wide.attrs["inflation"] == 1.5 and raw.attrs["inflation"] == 1.0
@@ -339,7 +363,7 @@ def test_inputs_in_celsius_downscale_as_in_kelvin(tiny_model, truth):
     from hdm.data.units import UnitsError
 
     coarse, obs = coarse_grain(truth, 4), _stations(truth)
-    kw = {"members": 2, "steps": 2, "guidance": "sda", "progress": False}
+    kw = {"members": 2, "steps": 2, "guidance": "sda", "progress": False, **UNTRAINED}
     kelvin = downscale(tiny_model, coarse=coarse, stations=obs, **kw)
     c_coarse = (coarse - 273.15).assign_attrs({**coarse.attrs, "units": "degC"})
     c_obs = obs.assign(value=(obs["value"] - 273.15).assign_attrs(units="°C"))
@@ -432,7 +456,7 @@ def test_in_memory_inputs_get_the_conventions_of_files(tiny_model, truth, conven
         other = coarse.isel(lat=slice(None, None, -1))
     else:
         other = coarse.assign_coords(lon=np.mod(coarse.lon, 360.0)).sortby("lon")
-    run = {"members": 2, "steps": 2, "sampler": "heun", "progress": False}
+    run = {"members": 2, "steps": 2, "sampler": "heun", "progress": False, **UNTRAINED}
     expected = downscale(tiny_model, coarse, **run)["t2m"].values
     np.testing.assert_array_equal(downscale(tiny_model, other, **run)["t2m"].values, expected)
 
@@ -441,7 +465,7 @@ def test_stations_with_longitudes_in_0_360_are_the_same_stations(tiny_model, tru
     obs = _stations(truth)
     turned = obs.assign_coords(lon=("obs", np.mod(obs["lon"].values, 360.0)))
     assert (turned["lon"].values > 180).any()
-    run = {"members": 2, "steps": 2, "sampler": "heun", "progress": False}
+    run = {"members": 2, "steps": 2, "sampler": "heun", "progress": False, **UNTRAINED}
     expected = downscale(tiny_model, stations=obs, times=truth.time.values, **run)["t2m"].values
     got = downscale(tiny_model, stations=turned, times=truth.time.values, **run)["t2m"].values
     np.testing.assert_array_equal(got, expected)

@@ -138,6 +138,7 @@ def test_simulated_stations_of_variables_in_other_units_are_each_converted(
         simulate_stations=",".join(RHINE.conditioning_stations[:4]),
         station_variables=["u10", "v10"], station_noise=1e-3, members=1, steps=2,
         sampler="heun", times=(t, t), plots=False,
+        runaway_bound="none",  # a barely trained model: its members are not weather
     )  # fmt: skip
     from hdm.data.stores import open_store
 

@@ -176,7 +176,10 @@ def test_v3_downscales_with_the_stored_statistics_on_their_grid_only(model_dir):
     prior = load_prior(model_dir)
     stats = prior.solver_statistics
     assert stats.l.shape == (4, 1, 33, 49) and stats.grid == prior.grid
-    ds = downscale(prior, coarse, members=2, sampler="v3", steps=3, progress=False)
+    # the tiny model is barely trained: its members are not weather (no run-away bound)
+    ds = downscale(
+        prior, coarse, members=2, sampler="v3", steps=3, progress=False, runaway_bound=None
+    )
     assert ds.attrs["nfe_per_member"] == 4 and np.isfinite(ds["t2m"].values).all()
     with pytest.raises(SolverStatisticsError, match="cannot be transferred to"):
         downscale(prior, coarse, members=1, sampler="v3", steps=2, scale=2, progress=False)

@@ -148,7 +148,7 @@ def test_hdm_downscale_cuts_a_global_truth_into_sphere_cells(states, tmp_path, c
     out = tmp_path / "out.zarr"
     args = ["downscale", str(SHIPPED), "--truth", str(truth), "--factor", "4"]
     args += ["--simulate-stations", ",".join(igra2_worldwide(20)[1]), "--members", "2"]
-    args += ["--steps", "4", "--out", str(out), "--no-plots", "--no-progress"]
+    args += ["--steps", "8", "--out", str(out), "--no-plots", "--no-progress"]
     assert main(args) == 0
     ds = xr.open_zarr(out)
     assert ds["v"].shape == (2, 2, 33, 64) and np.isfinite(ds["v"].values).all()

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from hdm.conditioning.ensembles import RUNAWAY_BOUND, checked_bound
 from hdm.conditioning.guidance import GUIDANCE, check_guidance_options
 from hdm.conditioning.inflation import parse_inflation
 from hdm.hilbert.devices import check_device_spec
@@ -109,6 +110,11 @@ class EnsembleConfig:
             posterior pushed to ς* (:mod:`hdm.conditioning.teleport`) and spends its
             ``steps`` below it.
         batch_size: members per sampler call (memory).
+        runaway_bound: the largest |value| a member may hold, in training standard
+            deviations about the training mean (default :data:`RUNAWAY_BOUND`, 50); a
+            member beyond it, or with a non-finite value, ends the run with
+            :class:`~hdm.conditioning.ensembles.SamplingDiverged` naming the member and
+            time, and nothing is written. None ("none"): only non-finite members are refused.
         device: where the members are drawn: "cpu" (the default: the device every
             benchmark and calibration check of this project ran on), "auto" (the first
             CUDA device where torch sees one, else the CPU), "cuda" or "cuda:K"
@@ -133,6 +139,7 @@ class EnsembleConfig:
     inflation: float | Literal["auto", "none"] | None = None
     teleport: float | Literal["auto", "none"] | None = None
     batch_size: int = 16
+    runaway_bound: float | Literal["none"] | None = RUNAWAY_BOUND
     device: str = "cpu"
     time_tolerance: str = "30min"
     quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -163,6 +170,7 @@ class EnsembleConfig:
             inflation = float(self.inflation)  # exactly 1
         object.__setattr__(self, "inflation", inflation)
         object.__setattr__(self, "teleport", _checked_teleport(self.teleport))
+        object.__setattr__(self, "runaway_bound", checked_bound(self.runaway_bound))
         object.__setattr__(self, "device", check_device_spec(self.device))
         try:
             pd.Timedelta(self.time_tolerance)

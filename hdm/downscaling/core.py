@@ -137,6 +137,7 @@ def _draw_ensemble(
             batch_size=cfg.batch_size,
             channels=channels,
             start=start,
+            bound=cfg.runaway_bound,
         )
         x = inflate_members(x, setup.operator, setup.values[i], target, factor)
         out[:, i] = prior.normaliser.denormalise(x.double().numpy()).astype(np.float32)

@@ -94,6 +94,12 @@ def _sample_parser(sub) -> None:
         "the training data there (fewer model calls)",
     )
     s.add_argument("--batch-size", type=int, default=1000)
+    s.add_argument(
+        "--runaway-bound",
+        default="50",
+        help="refuse a sample with a |value| beyond this many training stds (default 50; "
+        "none: only non-finite samples are refused)",
+    )
     s.add_argument("--device", default="cpu", help=DEVICE_HELP)
     s.add_argument("--no-progress", action="store_true")
 
@@ -262,6 +268,7 @@ def _sample(args) -> int:
         progress=not args.no_progress,
         teleport=args.teleport,
         device=args.device,
+        runaway_bound=args.runaway_bound,
     )
     path = write_netcdf(ds, args.out)
     where = f"{ds.sizes['x']} points" if "x" in ds.sizes else ds.attrs["grid"]

@@ -80,7 +80,9 @@ def dask_client(cfg: DownscaleRunConfig) -> Iterator[object]:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
-                silence_logs=logging.ERROR,
+                # a failed task is reported once, by BatchError, in one line; the
+                # worker's own "Compute Failed" log with its traceback is for --verbose
+                silence_logs=logging.ERROR if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL,
             )
         with cluster, Client(cluster) as client:
             yield client
@@ -160,7 +162,9 @@ def _local_gpu_cluster(threads: int) -> Iterator[object]:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
-                silence_logs=logging.ERROR,
+                # a failed task is reported once, by BatchError, in one line; the
+                # worker's own "Compute Failed" log with its traceback is for --verbose
+                silence_logs=logging.ERROR if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL,
             )
     log.info("batch: %d GPU worker(s)", len(cluster.workers))
     with cluster:

@@ -104,6 +104,12 @@ DOWNSCALE_FLAGS: tuple[Flag, ...] = (
         "level ς*: start from the exact Gaussian posterior at ς* (fewer model calls)",
     ),
     Flag(
+        "runaway_bound",
+        "ensemble.runaway_bound",
+        help="refuse members with a |value| beyond this many training stds (default 50; "
+        "none: only non-finite members are refused)",
+    ),
+    Flag(
         "device",
         "ensemble.device",
         help="where to sample: cpu (default), auto (CUDA where torch sees it), cuda or "

@@ -19,7 +19,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from hdm._version import __version__
-from hdm.conditioning.ensembles import draw_members
+from hdm.conditioning.ensembles import RUNAWAY_BOUND, check_members, checked_bound, draw_members
 from hdm.data.normalization import ScalarNormaliser
 from hdm.downscaling.prior import load_prior, model_path, target_grid
 from hdm.hilbert.checkpoints import (
@@ -70,6 +70,7 @@ def sample(
     teleport: float | str | None = None,
     device: str = "cpu",
     scale: int = 1,
+    runaway_bound: float | str | None = RUNAWAY_BOUND,
 ) -> xr.Dataset:
     """Draw ``n`` functions; returns ``y(sample, x)`` in the data's physical units (a
     gridded model: :func:`sample_fields`, ``scale`` times finer than its grid).
@@ -78,9 +79,12 @@ def sample(
     gaussian-stats`` measured for the model) or a level ς*: start from the Gaussian of
     the training data at ς* (:mod:`hdm.hilbert.gaussian`). ``device``: where to sample
     ("cpu", "auto", "cuda", "cuda:K"; :func:`hdm.hilbert.devices.resolve_device`): the
-    model and the generator live there."""
+    model and the generator live there. ``runaway_bound``: a sample with a |value| beyond
+    it (training stds; None: non-finite values only) ends the run with
+    :class:`~hdm.conditioning.ensembles.SamplingDiverged`, before anything is written."""
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
+    runaway_bound = checked_bound(runaway_bound)
     checkpoint = model_path(checkpoint)
     payload = load_checkpoint(checkpoint)
     if isinstance(Grid.from_dict(payload["grid"]), LatLonGrid | GlobalGrid):
@@ -92,6 +96,7 @@ def sample(
         return sample_fields(
             checkpoint, n=n, sampler=sampler, steps=steps, seed=seed, device=device,
             batch_size=min(batch_size, 16), progress=progress, scale=scale,
+            runaway_bound=runaway_bound,
         )  # fmt: skip
     if scale != 1:
         raise GridError(f"--scale applies to gridded models; {checkpoint} is a 1-D one (--points)")
@@ -117,6 +122,8 @@ def sample(
                 generator=generator,
                 start=start,
             )
+            check_members(result.samples, runaway_bound, first=first, key="sample",
+                          source=f"{sampler_obj.name} {sampler_obj.steps} steps")  # fmt: skip
             chunks.append(result.samples[:, 0].double().cpu().numpy())
             nfe = result.nfe
     wall = time.perf_counter() - t0
@@ -157,6 +164,7 @@ def sample_fields(
     batch_size: int = 16,
     progress: bool = True,
     scale: int = 1,
+    runaway_bound: float | str | None = RUNAWAY_BOUND,
 ) -> xr.Dataset:
     """``n`` unconditional fields of a gridded model on its training grid (``scale`` > 1:
     a grid that many times finer, zero-shot), in physical units: ``{var}(sample, lat,
@@ -164,13 +172,15 @@ def sample_fields(
     before any observation: look at them next to the training data). Drawn as
     :func:`hdm.conditioning.ensembles.draw_members` draws members (chunks of
     ``batch_size`` seeded by (seed, "sample/k")); the noise of one seed is the same
-    function on every grid (:mod:`hdm.hilbert.covariance`)."""
+    function on every grid (:mod:`hdm.hilbert.covariance`); ``runaway_bound`` as in
+    :func:`sample`."""
     prior = load_prior(checkpoint).to(device)
     grid = target_grid(prior, scale if scale != 1 else None)
     t0 = time.perf_counter()
     x, nfe = draw_members(
         prior.denoiser, make_sampler(sampler, steps, prior.solver_statistics), grid, n,
         seed=seed, key="sample", batch_size=batch_size, channels=len(prior.channels),
+        bound=checked_bound(runaway_bound),
     )  # fmt: skip
     wall = time.perf_counter() - t0
     x = prior.normaliser.denormalise(x.double().numpy())
