@@ -752,6 +752,11 @@ VALIDATION_TIMES = [f"2019-03-{d}T{h}" for d in ("22", "23", "24") for h in ("00
 SAMPLER_CANDIDATES = (("heun", 25), ("em", 50), ("pc", 25), ("dpm2m", 25), ("sde2m", 50))
 
 
+#: wavenumber bands (cycles/degree) of the spread–skill by scale: wavelengths > 8°, 4–8°,
+#: 2–4°, 1–2° and < 1° (the 0.25° grid resolves down to 0.5°)
+BANDS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.5)
+
+
 def score_on_fields(
     prior,
     times: list[str],
@@ -769,7 +774,7 @@ def score_on_fields(
     simulated obs σ = 0.5 K, MMPS with ``guidance_options``, ``inflation`` as in
     :class:`~hdm.downscaling.config.EnsembleConfig`) with ``prior`` and score the
     ensemble against them: nfe, s_per_field, rmse, crps (fair), spread_skill, coverage90,
-    spectrum_ratio, and the inflation factor used."""
+    spectrum_ratio, band_spread_skill (:data:`BANDS`), and the inflation factor used."""
     truth = open_fields(UK.resolved_path(), "t2m", time=times)["t2m"].load()
     stations = simulate_observations(truth, conditioning_stations(), 0.5, 0)
     config = EnsembleConfig(
@@ -796,6 +801,7 @@ def score_on_fields(
         "spread_skill": float(pm.spread_skill(ens, truth)),
         "coverage90": float(pm.coverage(ens, truth, 0.9)),
         "spectrum_ratio": float(pm.spectrum_ratio(ens, truth)),
+        "band_spread_skill": pm.spread_skill_by_band(ens, truth, BANDS).values.tolist(),
         "inflation": float(ds.attrs["inflation"]),
         "teleport": ds.attrs["teleport_varsigma"],
     }

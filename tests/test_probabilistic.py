@@ -22,6 +22,7 @@ from hdm.metrics.probabilistic import (
     rmse,
     spectrum_ratio,
     spread_skill,
+    spread_skill_by_band,
     spread_skill_interval,
 )
 
@@ -280,3 +281,31 @@ def test_laplacian_ratio_is_one_for_the_truth_and_sees_speckle_only_where_it_is(
     assert float(laplacian_ratio(speckled, truth, sea)) == pytest.approx(expected, rel=0.15)
     land = xr.DataArray(xx > 5.5, dims=("lat", "lon"), coords={"lat": lat, "lon": lon})
     assert float(laplacian_ratio(speckled, truth, land)) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_spread_skill_by_band_is_the_deviation_scale_in_every_band():
+    """Members mean + c·ε_i and truth mean + ε_0 with ε white: every band's ratio is c
+    (within sampling error), and a smooth deviation added to the members only widens
+    the low-wavenumber bands; the error shares sum to 1."""
+    rng = np.random.default_rng(0)
+    lat, lon = np.linspace(40, 56, 33), np.linspace(-10, 14, 49)
+    base = rng.normal(size=(24, 33, 49))
+    noise = rng.normal(size=(17, 24, 33, 49))
+    coords = {"lat": lat, "lon": lon}
+    truth = xr.DataArray(base + noise[0], dims=("time", "lat", "lon"), coords=coords)
+
+    def ensemble(deviations):
+        return xr.DataArray(base + deviations, dims=("member", "time", "lat", "lon"), coords=coords)
+
+    edges = [0, 0.35, 0.7, 1.1]  # the 0.5° grid's Nyquist: 1 cycle/degree
+    for c in (0.5, 1.0):
+        r = spread_skill_by_band(ensemble(c * noise[1:]), truth, edges)
+        np.testing.assert_allclose(r.values, c, rtol=0.08)
+        assert r.sizes["band"] == 3 and abs(float(r["error_share"].sum()) - 1) < 1e-9
+    # a large-scale wave of random amplitude in each member: spread at k ≈ 1/16 only
+    wave = np.sin(2 * np.pi * lon / 16.0)[None, None, None, :] * np.ones((1, 1, 33, 1))
+    smooth = noise[1:] + 3 * rng.normal(size=(16, 24, 1, 1)) * wave
+    r = spread_skill_by_band(ensemble(smooth), truth, edges)
+    assert r.values[0] > 2 and abs(r.values[-1] - 1) < 0.08
+    with pytest.raises(ValueError, match="increasing"):
+        spread_skill_by_band(ensemble(noise[1:]), truth, [0, 0])

@@ -22,6 +22,8 @@ that no validation field is an hour away from a training field):
     hdm gaussian-stats runs/uk_val_statics
     python -m benchmarks uk_validation_split --samplers heun:25,heun:13,dpm2m:13,heun:8 \
         --teleport none,auto runs/uk_val_statics
+    python -m benchmarks uk_validation_split --factors 2,4,8 --teleport none,auto \
+        runs/uk_val_statics
     hdm model-stats runs/uk_val_statics
     python -m benchmarks uk_validation_split --nfe --teleport none,auto \
         --samplers dpm2m:9,dpm2m:19,dpm2m:49,v3:9,v3:19,v3:49,heun:5,heun:10,heun:25,em:50 \
@@ -42,12 +44,13 @@ without and with ``inflation="auto"``, into section ``uk-validation-inflation``.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.report import command_line, machine_description, parser, write_section
-from benchmarks.uk import UK, VALIDATION_TIMES, load_checkpoint_metadata, score_on_fields
+from benchmarks.uk import BANDS, UK, VALIDATION_TIMES, load_checkpoint_metadata, score_on_fields
 from hdm.downscaling.config import EnsembleConfig
 from hdm.downscaling.prior import load_prior
 from hdm.pipelines.config import load_train_config
@@ -283,6 +286,49 @@ the exact Gaussian posterior at the prior's measured ς*: `hdm gaussian-stats`, 
 """
 
 
+def band_label(lo: float, hi: float) -> str:
+    """A band of wavenumbers (cycles/degree) as wavelengths: "2–4°", "> 8°", "< 1°"."""
+    if lo == 0:
+        return f"> {1 / hi:g}°"
+    if hi >= BANDS[-1]:
+        return f"< {1 / lo:g}°"
+    return f"{1 / hi:g}–{1 / lo:g}°"
+
+
+def teleport_factors_section(rows: list[dict]) -> str:
+    """Section ``uk-validation-teleport-factors``: the default sampler from t_max and
+    teleported at each coarse factor, with the spread–skill by wavenumber band."""
+    bands = [band_label(lo, hi) for lo, hi in itertools.pairwise(BANDS)]
+    lines = [
+        "| checkpoint | coarse | teleport ς* | RMSE K | fair CRPS | spread–skill | "
+        "cov. 90 % | power ratio | " + " | ".join(bands) + " | s / field |",
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(bands) + "---|",
+    ]
+    for r in rows:
+        teleport = "none" if r["teleport"] in (None, "none") else f"{float(r['teleport']):.2f}"
+        lines.append(
+            f"| `{r['checkpoint']}` | ×{r['factor']} | {teleport} | {r['rmse']:.3f} | "
+            f"{r['crps']:.3f} | {r['spread_skill']:.3f} | {r['coverage90']:.3f} | "
+            f"{r['power']:.3f} | "
+            + " | ".join(f"{v:.2f}" for v in r["band_spread_skill"])
+            + f" | {r['s_per_field']:.1f} |"
+        )
+    table = "\n".join(lines)
+    return f"""## UK t2m: teleportation by coarse factor on the validation split; spread by scale
+
+The validation fields of section uk-validation (2019-03-22..24 at 00 and 12 UTC, never seen
+by priors trained on 03-01..20; not the test week), coarse ×2/×4/×8 + 12 stations
+(σ = 0.5 K), MMPS, the default sampler (heun 25 steps), 16 members, no inflation; from
+t_max and teleported (the start drawn from the exact Gaussian posterior at the prior's
+measured ς*, `hdm gaussian-stats`). The band columns are the spread–skill by wavelength
+(`hdm.metrics.probabilistic.spread_skill_by_band`: √((M+1)/M · spread power ÷ error power)
+summed over the band's radial bins): where in scale the spread falls short (< 1) or is too
+wide (> 1).
+
+{table}
+"""
+
+
 def fastest_within(rows: list[dict], tolerance: float = 0.02) -> dict:
     """The row with the least wall time per field among those within ``tolerance`` of the
     lowest CRPS."""
@@ -374,7 +420,9 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
     p.add_argument(
         "--teleport",
         default="none",
-        help="with --samplers: teleport settings to cross them with, e.g. none,auto",
+        help="with --samplers or --factors: teleport settings to cross them with, e.g. "
+        "none,auto (with --factors: section uk-validation-teleport-factors, with the "
+        "spread-skill by wavenumber band)",
     )
     p.add_argument(
         "--nfe",
@@ -419,6 +467,16 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         train = subcoarse_rms(slice(start, end if "T" in end else end + "T23"))
         body = shift_section(rows, train, subcoarse_rms(list(SHIFT_TIMES)))
         section = "uk-validation-shift"
+    elif args.factors and args.teleport != "none":
+        factors = [int(f) for f in args.factors.split(",") if f.strip()]
+        teleports = [t.strip() for t in args.teleport.split(",") if t.strip()]
+        rows = [
+            score(c, factor=f, teleport=None if t == "none" else t)
+            for c in args.checkpoints
+            for f in factors
+            for t in teleports
+        ]
+        section, body = "uk-validation-teleport-factors", teleport_factors_section(rows)
     elif args.factors:
         factors = [int(f) for f in args.factors.split(",") if f.strip()]
         rows = [

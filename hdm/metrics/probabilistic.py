@@ -106,6 +106,7 @@ one) and both ends are None.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
@@ -136,6 +137,7 @@ __all__ = [
     "rmse",
     "spectrum_ratio",
     "spread_skill",
+    "spread_skill_by_band",
     "spread_skill_interval",
 ]
 
@@ -618,6 +620,63 @@ def spectrum_ratio(
     if not bool(ratio.notnull().any()):
         raise ValueError(f"no shared wavenumber bin above kmin = {threshold:g} cycles/degree")
     return ratio.mean(WAVENUMBER).rename("spectrum_ratio")
+
+
+def spread_skill_by_band(
+    ensemble: xr.DataArray, truth: xr.DataArray, edges: Sequence[float]
+) -> xr.DataArray:
+    """Spread–skill in wavenumber bands: where in scale an ensemble is too narrow or wide.
+
+    With S(k) the power spectrum (:func:`power_spectrum`, averaged over members and
+    every other leading dim) of the members' deviations from their mean, scaled by
+    M/(M − 1) (the unbiased member variance), and E(k) that of the ensemble mean's error,
+
+        r_b = √((M+1)/M · Σ_{k∈b} S(k) / Σ_{k∈b} E(k)),   b = [edges_i, edges_{i+1}),
+
+    the sums running over the radial bins whose centre lies in the band (both spectra
+    share the bins, so the band sums weigh them alike). By Parseval the bands split the
+    overall ratio of :func:`spread_skill` (up to the spectral window and the bins' mode
+    counts); r_b ≈ 1 for an ensemble whose members and truth are exchangeable at those
+    scales, < 1 where the spread there falls short of the error. The domain mean (k = 0)
+    is left out, as in :func:`power_spectrum`.
+
+    Args:
+        ensemble: (member, ..., lat, lon); truth: (..., lat, lon), on the same grid.
+        edges: increasing band edges in cycles/degree (e.g. [0, 0.25, 0.5, 1, inf]).
+
+    Returns:
+        DataArray ``spread_skill`` on ``band`` (labels "lo–hi"), with coordinates
+        ``k_low``, ``k_high`` and ``error_share`` (the band's share of Σ E: which bands
+        the ensemble mean's error lives in). Bands without a bin are NaN.
+    """
+    ens = _matched(ensemble, truth, "ensemble", "truth", member=True)
+    m = _members(ens, "ensemble", 2)
+    edges = [float(e) for e in edges]
+    if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
+        raise ValueError(f"edges must be at least two increasing values, got {edges}")
+    mean = ens.mean(MEMBER)
+    spread = power_spectrum((ens - mean).rename("deviation")) * (m / (m - 1))
+    error = power_spectrum((mean - truth).rename("error"))
+    k = error[WAVENUMBER].values
+    ratios, shares = [], []
+    total = float(error.sum())
+    for lo, hi in itertools.pairwise(edges):
+        band = (k >= lo) & (k < hi)
+        e, sp = float(error.values[band].sum()), float(spread.values[band].sum())
+        ratios.append(np.sqrt((m + 1) / m * sp / e) if band.any() and e > 0 else np.nan)
+        shares.append(e / total if total > 0 else np.nan)
+    labels = [f"{lo:g}–{hi:g}" for lo, hi in itertools.pairwise(edges)]
+    return xr.DataArray(
+        np.array(ratios),
+        dims="band",
+        coords={
+            "band": labels,
+            "k_low": ("band", edges[:-1], {"units": "cycles/degree"}),
+            "k_high": ("band", edges[1:], {"units": "cycles/degree"}),
+            "error_share": ("band", np.array(shares)),
+        },
+        name="spread_skill",
+    )
 
 
 def laplacian(field: xr.DataArray) -> xr.DataArray:
