@@ -58,9 +58,32 @@ def test_teleported_downscaling_starts_at_the_given_level(model_dir, coarse):
     ds = downscale(prior, coarse, members=2, steps=3, teleport=1.0, progress=False)
     assert np.isfinite(ds["t2m"].values).all()
     assert ds.attrs["teleport_varsigma"] == 1.0 and ds.attrs["nfe_per_member"] == 5
-    plain = downscale(prior, coarse, members=2, steps=3, progress=False)
+    plain = downscale(prior, coarse, members=2, steps=3, teleport=None, progress=False)
     assert plain.attrs["teleport_varsigma"] == "none"
     assert not np.allclose(ds["t2m"].values, plain["t2m"].values)
+
+
+def test_the_default_teleports_where_the_statistics_are_and_not_elsewhere(
+    tiny_model, model_dir, coarse
+):
+    """teleport "available" (the default): the measured ς* of a model with statistics on
+    the grid sampled; from t_max for a model without them and on a zero-shot grid, where
+    "auto" is an error."""
+    from hdm.domains.shipped import shipped_path
+
+    assert EnsembleConfig().teleport == "available"
+    shipped = load_prior(shipped_path("checkpoints/uk_t2m"))
+    star = shipped.gaussian.varsigma_star
+    run = dict(members=1, steps=2, runaway_bound=None, progress=False)
+    assert star is not None and downscale(shipped, coarse, **run).attrs["teleport_varsigma"] == star
+    zero_shot = downscale(shipped, coarse, scale=2, **run)
+    assert zero_shot.attrs["teleport_varsigma"] == "none"
+    with pytest.raises(TeleportError, match="cannot be transferred to"):
+        downscale(shipped, coarse, scale=2, teleport="auto", **run)
+    # no statistics; statistics without a measured ς* (too few levels to meet the criterion)
+    assert downscale(tiny_model, coarse, **run).attrs["teleport_varsigma"] == "none"
+    assert load_gaussian(model_dir / "model.pt").varsigma_star is None
+    assert downscale(load_prior(model_dir), coarse, **run).attrs["teleport_varsigma"] == "none"
 
 
 def test_teleportation_errors_name_what_is_missing(tiny_model, model_dir, coarse):
@@ -71,7 +94,7 @@ def test_teleportation_errors_name_what_is_missing(tiny_model, model_dir, coarse
         downscale(prior, coarse, members=1, steps=2, teleport=1.0, scale=2, progress=False)
     with pytest.raises(TeleportError, match=r"ς\* = 10000 .*outside"):
         downscale(prior, coarse, members=1, steps=2, teleport=1e4, progress=False)
-    with pytest.raises(ValueError, match="teleport must be none, auto or a noise level"):
+    with pytest.raises(ValueError, match="teleport must be available, auto, none or a noise level"):
         EnsembleConfig(teleport="fast")
 
 

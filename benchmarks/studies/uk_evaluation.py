@@ -152,6 +152,7 @@ def run_case(study: StudyConfig, period: str, factor: int, stations: str, work: 
     report = evaluate_downscale(out, UK.resolved_path(), heldout=HELDOUT, checkpoint=prior.path)
     with open_store(out) as ds:
         wall = float(ds.attrs["wall_time_s"])
+        started = ds.attrs.get("teleport_varsigma", "none")
     return {
         "period": period,
         "factor": factor,
@@ -159,6 +160,7 @@ def run_case(study: StudyConfig, period: str, factor: int, stations: str, work: 
         "sampler": cfg.sampler,
         "steps": cfg.steps,
         "teleport": cfg.teleport,
+        "teleport_varsigma": started,
         "s_per_field": wall / truth.sizes["time"],
         "store": str(out),
         **report,
@@ -246,7 +248,8 @@ def section_body(
         if figure is not None
         else ""
     )
-    teleported = "" if study.teleport is None else f"; teleported from ς* = {study.teleport}"
+    level = r0.get("teleport_varsigma", "none")
+    teleported = "" if level in ("none", None) else f"; teleported from ς* = {float(level):.3g}"
     default = study.teleport is None and study.steps is None and study.sampler is None
     which = "The defaults of" if default else "Not the defaults of"
     return f"""## UK t2m: the evaluation matrix{label}
@@ -282,7 +285,7 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
     p.add_argument("--section", help="write this BENCHMARKS.md section instead of the default")
     p.add_argument("--steps", type=int, help="sampler steps instead of the default")
     p.add_argument("--sampler", help="sampler instead of the default")
-    p.add_argument("--teleport", help="auto or a level: teleported sampling (default: none)")
+    p.add_argument("--teleport", help="auto, a level or none (default: hdm downscale's, available)")
     args = p.parse_args(list(argv))
     study = QUICK if args.quick else FULL
     study = replace(

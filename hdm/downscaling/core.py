@@ -55,7 +55,7 @@ from hdm.downscaling.prior import Prior, channel_name, load_prior, target_grid
 from hdm.downscaling.soundings import PROFILE_UNITS, read_profiles
 from hdm.hilbert.checkpoints import required_model_statistics
 from hdm.hilbert.devices import denoiser_device
-from hdm.hilbert.gaussian import GaussianStart, check_varsigma
+from hdm.hilbert.gaussian import GaussianStart, TeleportError, check_varsigma
 from hdm.hilbert.grids import Grid, LatLonGrid
 from hdm.hilbert.sampling import NEEDS_STATISTICS, make_sampler
 
@@ -69,6 +69,7 @@ __all__ = [
     "noise_settings",
     "profile_noise_settings",
     "read_run_profiles",
+    "resolve_teleport_level",
     "teleport_level",
 ]
 
@@ -151,6 +152,28 @@ def teleport_level(prior: Prior, target: LatLonGrid, teleport: float | str) -> f
     gaussian, varsigma = prior.teleport_statistics(teleport)
     gaussian.check_grid(target, f"the Gaussian statistics of {prior.path}")
     return check_varsigma(prior.denoiser.process, varsigma)
+
+
+def resolve_teleport_level(
+    prior: Prior, target: LatLonGrid, teleport: float | str | None
+) -> float | None:
+    """The ς* the members start from, or None (from N(0, Q) at t_max).
+
+    ``teleport``: None (off); "auto" or a level (required: a
+    :class:`~hdm.hilbert.gaussian.TeleportError` names what is missing, as
+    :func:`teleport_level`); "available" (the default of
+    :class:`~hdm.downscaling.config.EnsembleConfig`): the model's measured ς* where it has
+    Gaussian statistics with a measured ς* on the grid sampled, else None, with a log line
+    saying why (a model without ``gaussian.pt``, several channels, a zero-shot grid)."""
+    if teleport is None:
+        return None
+    if teleport != "available":
+        return teleport_level(prior, target, teleport)
+    try:
+        return teleport_level(prior, target, "auto")
+    except TeleportError as exc:
+        log.info("not teleporting (sampling from t_max): %s", exc)
+        return None
 
 
 def check_solver_statistics(prior: Prior, target: LatLonGrid, sampler: str) -> None:
@@ -300,6 +323,7 @@ def downscale(
         prior, grid if grid is not None else (cfg.scale if cfg.scale != 1 else None)
     )
     check_solver_statistics(prior, target, cfg.sampler)
+    cfg = cfg.replace(teleport=resolve_teleport_level(prior, target, cfg.teleport))
     coarse_noise, station_noise = noise_settings(prior, cfg)
     profile_noise = profile_noise_settings(prior, cfg)
     if coarse is not None:

@@ -61,7 +61,7 @@ from hdm.downscaling.core import (
     noise_settings,
     profile_noise_settings,
     read_run_profiles,
-    teleport_level,
+    resolve_teleport_level,
 )
 from hdm.downscaling.inputs import (
     check_near_training,
@@ -259,7 +259,8 @@ def resolve_teleport(cfg: DownscaleRunConfig, prior: Prior) -> DownscaleRunConfi
     if ens.teleport is None:
         return cfg
     grid = target_grid(prior, ens.scale if ens.scale != 1 else None)
-    return replace(cfg, ensemble=ens.replace(teleport=teleport_level(prior, grid, ens.teleport)))
+    level = resolve_teleport_level(prior, grid, ens.teleport)
+    return replace(cfg, ensemble=ens.replace(teleport=level))
 
 
 def resolve_inflation(

@@ -100,8 +100,9 @@ DOWNSCALE_FLAGS: tuple[Flag, ...] = (
     Flag(
         "teleport",
         "ensemble.teleport",
-        help="none (default), auto (start at the ς* measured by hdm gaussian-stats) or a "
-        "level ς*: start from the exact Gaussian posterior at ς* (fewer model calls)",
+        help="available (default: the ς* measured by hdm gaussian-stats where the model has "
+        "it for the grid sampled, else none), auto (the same, required), a level ς*, or "
+        "none: start from the exact Gaussian posterior at ς*",
     ),
     Flag(
         "runaway_bound",
