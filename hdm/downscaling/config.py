@@ -251,9 +251,8 @@ def _checked_teleport(value) -> float | str | None:
         level = math.nan
     if not (math.isfinite(level) and level > 0):
         raise ValueError(
-            f"teleport must be available, auto, none or a noise level ς* > 0 (σ/α where the "
-            f"sampler "
-            f"starts), got {value!r}"
+            "teleport must be available, auto, none or a noise level ς* > 0 (σ/α where the "
+            f"sampler starts), got {value!r}"
         )
     return level
 

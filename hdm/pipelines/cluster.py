@@ -54,6 +54,13 @@ def _quiet_distributed() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _worker_log_level() -> int:
+    """The LocalCluster workers' log level: a failed task is reported once, by
+    :class:`BatchError`, in one line; the worker's own "Compute Failed" log with its
+    traceback is for ``--verbose``."""
+    return logging.ERROR if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL
+
+
 @contextlib.contextmanager
 def dask_client(cfg: DownscaleRunConfig) -> Iterator[object]:
     """A ``distributed.Client`` for ``batch.scheduler`` (None for ``synchronous``)."""
@@ -80,9 +87,7 @@ def dask_client(cfg: DownscaleRunConfig) -> Iterator[object]:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
-                # a failed task is reported once, by BatchError, in one line; the
-                # worker's own "Compute Failed" log with its traceback is for --verbose
-                silence_logs=logging.ERROR if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL,
+                silence_logs=_worker_log_level(),
             )
         with cluster, Client(cluster) as client:
             yield client
@@ -162,9 +167,7 @@ def _local_gpu_cluster(threads: int) -> Iterator[object]:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
-                # a failed task is reported once, by BatchError, in one line; the
-                # worker's own "Compute Failed" log with its traceback is for --verbose
-                silence_logs=logging.ERROR if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL,
+                silence_logs=_worker_log_level(),
             )
     log.info("batch: %d GPU worker(s)", len(cluster.workers))
     with cluster:
