@@ -8,6 +8,7 @@ from hdm.data.coarsen import coarse_grain
 from hdm.data.regrid import interpolate_coarse
 from hdm.metrics.baselines import (
     FittedKernel,
+    fit_empirical_covariance,
     fit_kernel,
     gp_posterior,
     grid_points,
@@ -131,3 +132,27 @@ def test_kriging_with_stations_pulls_the_mean_to_the_station_value():
     )
     assert float(out["mean"][0, 5, 7]) > 1.0
     assert float(out["std"][0, 5, 7]) < 0.05
+
+
+def test_optimal_interpolation_is_the_gaussian_update_with_the_sample_covariance():
+    lat, lon = np.array([0.0, 1.0, 2.0, 3.0]), np.array([10.0, 11.0, 12.0, 13.0])
+    kernel = kernel_on(lat, lon, lengthscale=1.5)
+    fields = sample_fields(kernel, 7, seed=4)
+    covariance = fit_empirical_covariance(as_field(fields, lat, lon))
+    c = np.cov(fields.reshape(7, -1), rowvar=False)  # rank 6 of 16: singular
+    a = coarse_grain(as_field(np.eye(16).reshape(16, 4, 4), lat, lon), 2).values.reshape(16, 4).T
+    rng = np.random.default_rng(5)
+    y, noise = rng.standard_normal(4), rng.uniform(0.01, 0.1, 4)
+    m = fields.mean(0).ravel()
+    gain = c @ a.T @ np.linalg.inv(a @ c @ a.T + np.diag(noise))
+    mean, var = gp_posterior(covariance, lat, lon, a, y, noise)
+    np.testing.assert_allclose(mean.ravel(), m + gain @ (y - a @ m), atol=1e-8)
+    np.testing.assert_allclose(var.ravel(), np.diag(c - gain @ a @ c), atol=1e-8)
+
+
+def test_optimal_interpolation_refuses_a_grid_other_than_the_training_grid():
+    kernel = kernel_on(FINE_LAT, FINE_LON)
+    covariance = fit_empirical_covariance(as_field(sample_fields(kernel, 5, 6), FINE_LAT, FINE_LON))
+    coarse = coarse_grain(as_field(np.zeros((1, 8, 24)), FINE_LAT[:8], FINE_LON), 4)
+    with pytest.raises(ValueError, match=r"lives on its training grid \(16 × 24\).* 8 × 24"):
+        kriging_downscale(covariance, coarse, FINE_LAT[:8], FINE_LON, 4, noise_std_coarse=0.1)

@@ -181,3 +181,22 @@ def test_the_shifted_validation_days_are_rougher_than_their_training_days():
     assert (train["fields"], valid["fields"]) == (52, 14)
     assert valid["grid"] > 1.1 * train["grid"] and valid["stations"] > train["stations"]
     assert subcoarse_rms(list(SHIFT_TIMES), factor=1)["grid"] < 1e-9  # no coarse-graining
+
+
+def test_the_evaluation_table_marks_the_ensemble_against_the_best_baseline():
+    from benchmarks.studies.uk_evaluation import HEADER, table_rows
+
+    row = {
+        "period": "week", "factor": 8, "stations": "none", "rmse": 0.55, "rmse_bicubic": 1.0,
+        "rmse_kriging": 0.8, "rmse_oi": 0.5, "crps": 0.28, "crps_kriging": 0.4,
+        "crps_oi": 0.3, "heldout_rmse": 0.6, "heldout_rmse_kriging": 0.7,
+        "heldout_rmse_oi": 0.65, "spread_skill": 0.7, "coverage50": 0.5, "coverage90": 0.9,
+        "spectrum_ratio": 1.0, "laplacian_ratio_sea": 1.0, "laplacian_ratio_land": 1.0,
+        "s_per_field": 10.0, "best_baseline_rmse": {"baseline": "oi", "value": 0.5},
+        "best_baseline_crps": {"baseline": "oi", "value": 0.3},
+    }  # fmt: skip
+    (line,) = table_rows([row])
+    assert line.count("|") == HEADER.splitlines()[0].count("|")
+    # RMSE beats kriging but loses to OI by 10 %; CRPS beats both
+    assert "0.550 ✓ | 0.800 | 0.500 | 0.500 oi, ens. 0.550 ✗ (+10 %)" in line
+    assert "0.300 oi, ens. 0.280 ✓" in line

@@ -54,6 +54,24 @@ observations takes ≈ 3 s and ≈ 0.4 GB on one core. Observations that are NaN
 out (per batch row: the Cholesky factor of each distinct pattern of missing values is
 computed once).
 
+Optimal interpolation with the training covariance
+--------------------------------------------------
+The stationary kernel above is kriging in its geostatistical form. The stronger linear
+baseline for a gridded archive uses the training fields' own covariance: with the N
+training fields x_k on the grid, their per-pixel mean m and anomalies
+F = (x_k − m)ᵀ / √(N − 1) (n × N),
+
+.. math:: K_f = F F^\top,
+
+the sample covariance, non-stationary (land, sea and orography set its variance and
+correlations) and of rank ≤ N − 1 (:func:`fit_empirical_covariance`). The posterior is
+the same Gaussian update, with B = K_f Aᵀ = F (A F)ᵀ formed from F without an n × n
+matrix. This is optimal interpolation (the BLUE) with the climatological covariance:
+the answer of the Gaussian that :mod:`hdm.hilbert.gaussian` fits for teleportation,
+pushed to t = 0. It lives on the training grid only (a sample covariance has no
+values between its pixels). Its variance lacks what the N fields do not span (the
+scales below their rank), so its spread is too small; its mean is hard to beat.
+
 *Convenience* (:func:`kriging_downscale`). A for the coarse field is the area-weighted
 block mean of :func:`hdm.data.coarsen.coarse_grain` (boundary="trim"): block (I, J)
 averages the f_φ × f_λ fine cells from the start of the target grid with weights cos φ_i,
@@ -85,7 +103,9 @@ from hdm.data.schema import LAT, LON
 from hdm.hilbert.grids import multilinear_stencil
 
 __all__ = [
+    "EmpiricalCovariance",
     "FittedKernel",
+    "fit_empirical_covariance",
     "fit_kernel",
     "gp_posterior",
     "grid_points",
@@ -181,6 +201,14 @@ class FittedKernel:
                 f"mean_field has shape {np.shape(self.mean_field)}, its grid is {shape}"
             )
 
+    def describe(self) -> str:
+        """One line: the kernel and its fitted parameters."""
+        return (
+            f"{self.kind} nu={self.nu} variance={self.variance:.6g} "
+            f"lengthscale={self.lengthscale:.6g} deg nugget={self.nugget:.6g} "
+            f"lon_factor={self.lon_factor:.6g} metric={self.metric}"
+        )
+
     def distance(self, points_a: np.ndarray, points_b: np.ndarray) -> np.ndarray:
         """(n_a, n_b) distances √(Δφ² + c² Δλ²), or chords, in degrees between (lat, lon)
         points."""
@@ -210,6 +238,67 @@ def _unit_vectors(points: np.ndarray) -> np.ndarray:
     """(n, 3) unit vectors of (n, 2) (lat, lon) points in degrees."""
     lat, lon = np.deg2rad(points[:, 0]), np.deg2rad(points[:, 1])
     return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
+
+
+@dataclass(frozen=True, eq=False)
+class EmpiricalCovariance:
+    """The training fields' own covariance K_f = F Fᵀ on their grid (module doc).
+
+    Attributes:
+        anomalies: F as (N, n) float64, (x_k − m) / √(N − 1), n = n_lat · n_lon
+            row-major; field units.
+        mean_field: m, (n_lat, n_lon), the default prior mean.
+        grid_lat, grid_lon: the training grid (degrees).
+    """
+
+    anomalies: np.ndarray
+    mean_field: np.ndarray
+    grid_lat: np.ndarray
+    grid_lon: np.ndarray
+
+    @property
+    def n_fields(self) -> int:
+        return int(self.anomalies.shape[0]) + 1
+
+    def describe(self) -> str:
+        return f"empirical covariance of {self.n_fields} training fields"
+
+    def variance(self) -> np.ndarray:
+        """diag K_f, (n,)."""
+        return np.einsum("kn,kn->n", self.anomalies, self.anomalies)
+
+    def times_operator(self, op: sp.csr_array) -> np.ndarray:
+        """K_f Aᵀ = F (A F)ᵀ, (n × n_obs)."""
+        seen = op @ self.anomalies.T  # A F: (n_obs, N)
+        return self.anomalies.T @ seen.T
+
+    def check_grid(self, grid_lat: np.ndarray, grid_lon: np.ndarray) -> None:
+        """A ValueError unless (grid_lat, grid_lon) is the training grid."""
+        same = (
+            grid_lat.size == self.grid_lat.size
+            and grid_lon.size == self.grid_lon.size
+            and np.allclose(grid_lat, self.grid_lat, rtol=0.0, atol=_COORD_ATOL)
+            and np.allclose(grid_lon, self.grid_lon, rtol=0.0, atol=_COORD_ATOL)
+        )
+        if not same:
+            raise ValueError(
+                f"the empirical covariance lives on its training grid ({self.grid_lat.size} × "
+                f"{self.grid_lon.size}); the target grid is {grid_lat.size} × "
+                f"{grid_lon.size}: use a fitted kernel (fit_kernel) there"
+            )
+
+
+def fit_empirical_covariance(train_fields: xr.DataArray) -> EmpiricalCovariance:
+    """The per-pixel mean and scaled anomalies of (..., lat, lon) training fields (every
+    leading dim indexes fields, ≥ 2 in all, none with a NaN)."""
+    x, lat, lon = _fields_array(train_fields)
+    if x.shape[0] < 2:
+        raise ValueError(f"a covariance needs at least 2 training fields, got {x.shape[0]}")
+    if not np.isfinite(x).all():
+        raise ValueError("the training fields hold NaN: the empirical covariance needs full fields")
+    mean = x.mean(axis=0)
+    anomalies = (x - mean).reshape(x.shape[0], -1) / math.sqrt(x.shape[0] - 1)
+    return EmpiricalCovariance(anomalies=anomalies, mean_field=mean, grid_lat=lat, grid_lon=lon)
 
 
 def _fields_array(train_fields: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -392,7 +481,7 @@ def fit_kernel(
 
 
 def _prior_mean(
-    kernel: FittedKernel,
+    kernel: FittedKernel | EmpiricalCovariance,
     grid_lat: np.ndarray,
     grid_lon: np.ndarray,
     prior_mean: float | np.ndarray | None,
@@ -469,7 +558,7 @@ def _posterior_batch(
 
 
 def _gaussian_update(
-    kernel: FittedKernel,
+    kernel: FittedKernel | EmpiricalCovariance,
     grid_lat: np.ndarray,
     grid_lon: np.ndarray,
     op: sp.csr_array,
@@ -478,16 +567,21 @@ def _gaussian_update(
     prior_mean: float | np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     n = grid_lat.size * grid_lon.size
+    if isinstance(kernel, EmpiricalCovariance):
+        kernel.check_grid(grid_lat, grid_lon)
+        b = kernel.times_operator(op)
+        prior_var = kernel.variance()
+    else:
+        b = _cov_times_operator(kernel, grid_points(grid_lat, grid_lon), op)
+        prior_var = np.full(n, kernel.variance + kernel.nugget)
     m = _prior_mean(kernel, grid_lat, grid_lon, prior_mean).ravel()
-    b = _cov_times_operator(kernel, grid_points(grid_lat, grid_lon), op)
     s = op @ b
     s[np.diag_indices_from(s)] += noise_var
-    prior_var = np.full(n, kernel.variance + kernel.nugget)
     return _posterior_batch(b, s, op, m, prior_var, y)
 
 
 def gp_posterior(
-    kernel: FittedKernel,
+    kernel: FittedKernel | EmpiricalCovariance,
     grid_lat: np.ndarray,
     grid_lon: np.ndarray,
     A: np.ndarray | sp.sparray | sp.spmatrix,
@@ -498,7 +592,8 @@ def gp_posterior(
     """Posterior mean and variance of the grid values given y = A f + η (module doc).
 
     Args:
-        kernel: the prior covariance K_f = K + τ² I (and default mean).
+        kernel: the prior covariance K_f = K + τ² I, or the empirical F Fᵀ (and the
+            default mean).
         grid_lat, grid_lon: (n_lat,), (n_lon,) ascending target coordinates (degrees);
             the grid has n = n_lat · n_lon points, row-major (lat, then lon).
         A: (n_obs, n) observation operator, dense or scipy.sparse.
@@ -652,7 +747,7 @@ def _check_coarse_grid(
 
 
 def _kriging_dataset(
-    kernel: FittedKernel,
+    kernel: FittedKernel | EmpiricalCovariance,
     coarse: xr.DataArray,
     target_lat: np.ndarray,
     target_lon: np.ndarray,
@@ -680,16 +775,14 @@ def _kriging_dataset(
         attrs={
             "method": "GP regression (kriging) from coarse block means"
             + (" and stations" if with_stations else ""),
-            "kernel": f"{kernel.kind} nu={kernel.nu} variance={kernel.variance:.6g} "
-            f"lengthscale={kernel.lengthscale:.6g} deg nugget={kernel.nugget:.6g} "
-            f"lon_factor={kernel.lon_factor:.6g} metric={kernel.metric}",
+            "kernel": kernel.describe(),
             "coarse_factor": str(factor),
         },
     )
 
 
 def kriging_downscale(
-    kernel: FittedKernel,
+    kernel: FittedKernel | EmpiricalCovariance,
     coarse: xr.DataArray,
     target_lat: np.ndarray,
     target_lon: np.ndarray,
@@ -705,7 +798,9 @@ def kriging_downscale(
     """Kriging of the target grid from the coarse field and (optionally) stations.
 
     Args:
-        kernel: the fitted prior (:func:`fit_kernel`).
+        kernel: the prior: a stationary kernel (:func:`fit_kernel`), or the training
+            fields' own covariance (:func:`fit_empirical_covariance`: optimal
+            interpolation, on the training grid only).
         coarse: (..., lat, lon) block means on the grid that
             ``coarse_grain(<target grid>, factor)`` gives (coordinates checked); NaN
             cells are treated as missing.

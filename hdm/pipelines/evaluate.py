@@ -15,6 +15,7 @@ ensemble, interpolation and kriging; :func:`plot_downscale_scores` draws them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ from hdm.plotting import (
     plot_spread_skill,
     spread_skill_bins,
 )
+
+log = logging.getLogger(__name__)
 
 
 def open_samples(path: str | Path) -> xr.Dataset:
@@ -293,26 +296,43 @@ def read_downscale(
 
 def kriging_baseline(ev: DownscaleEvaluation, checkpoint: str | None, seed: int = 0) -> dict:
     """Kriging of the stored inputs on the truth's grid, with a Matérn-1.5 kernel fitted
-    on the model's training period: ``{"mean", "std", "kernel"}``."""
-    kernel = bl.fit_kernel(_training_fields(ev.prediction, ev.variable, checkpoint), seed=seed)
+    on the model's training period: ``{"mean", "std", "kernel", "oi"}``. ``oi`` is the
+    same update with the training fields' own covariance (optimal interpolation,
+    :func:`hdm.metrics.baselines.fit_empirical_covariance`) as ``{"mean", "std",
+    "fields"}``, where the truth is on the training grid, else None."""
+    training = _training_fields(ev.prediction, ev.variable, checkpoint)
+    kernel = bl.fit_kernel(training, seed=seed)
     st_lat = st_lon = st_vals = None
     station_noise = None
     if ev.stations is not None:
         _, st_lat, st_lon, st_vals = ev.stations
         station_noise = noise_std(ev.prediction.attrs, "station_noise_std", ev.variable)
-    krig = bl.kriging_downscale(
-        kernel,
-        ev.coarse,
-        ev.truth.lat.values,
-        ev.truth.lon.values,
-        ev.factor,
-        st_lat,
-        st_lon,
-        st_vals,
-        noise_std_coarse=noise_std(ev.prediction.attrs, "coarse_noise_std", ev.variable),
-        noise_std_station=station_noise,
-    )
-    return {"mean": krig["mean"], "std": krig["std"], "kernel": kernel}
+
+    def update(prior) -> xr.Dataset:
+        return bl.kriging_downscale(
+            prior,
+            ev.coarse,
+            ev.truth.lat.values,
+            ev.truth.lon.values,
+            ev.factor,
+            st_lat,
+            st_lon,
+            st_vals,
+            noise_std_coarse=noise_std(ev.prediction.attrs, "coarse_noise_std", ev.variable),
+            noise_std_station=station_noise,
+        )
+
+    krig = update(kernel)
+    oi = None
+    covariance = bl.fit_empirical_covariance(training)
+    try:
+        covariance.check_grid(ev.truth.lat.values, ev.truth.lon.values)
+    except ValueError as exc:
+        log.info("no optimal-interpolation baseline: %s", exc)
+    else:
+        fitted = update(covariance)
+        oi = {"mean": fitted["mean"], "std": fitted["std"], "fields": covariance.n_fields}
+    return {"mean": krig["mean"], "std": krig["std"], "kernel": kernel, "oi": oi}
 
 
 #: land fraction at most / at least this: a sea / land point of the realism scores
@@ -375,6 +395,13 @@ def _baseline_scores(ev: DownscaleEvaluation, krig: dict, seed: int) -> dict:
     report["crps_kriging"] = float(pm.gaussian_crps(k_mean, k_std, truth))
     report["coverage90_kriging"] = float(pm.gaussian_coverage(k_mean, k_std, truth, 0.9))
     report["spectrum_ratio_kriging"] = float(pm.spectrum_ratio(k_mean, truth))
+    oi = krig.get("oi")
+    if oi is not None:
+        report["rmse_oi"] = float(pm.rmse(oi["mean"], truth))
+        report["crps_oi"] = float(pm.gaussian_crps(oi["mean"], oi["std"], truth))
+        report["coverage90_oi"] = float(pm.gaussian_coverage(oi["mean"], oi["std"], truth, 0.9))
+        report["spectrum_ratio_oi"] = float(pm.spectrum_ratio(oi["mean"], truth))
+        report["oi_fields"] = oi["fields"]
     kernel = krig["kernel"]
     report["kriging_kernel"] = {
         "kind": kernel.kind,
@@ -439,6 +466,11 @@ def _heldout_scores(ev: DownscaleEvaluation, krig: dict | None, heldout: str | N
         report["heldout_crps_kriging"] = float(
             pm.gaussian_crps(at(krig["mean"]), at(krig["std"]), truth)
         )
+        if krig.get("oi") is not None:
+            oi = krig["oi"]
+            report["heldout_rmse_oi"] = float(pm.rmse(at(oi["mean"]), truth))
+            oi_crps = pm.gaussian_crps(at(oi["mean"]), at(oi["std"]), truth)
+            report["heldout_crps_oi"] = float(oi_crps)
     return report
 
 
@@ -464,7 +496,9 @@ def score_downscale(
     return report
 
 
-BASELINES = ("bilinear", "bicubic", "kriging")
+#: the baselines a best-baseline column chooses from: interpolation of the coarse field,
+#: kriging with a stationary kernel, optimal interpolation with the training covariance
+BASELINES = ("bilinear", "bicubic", "kriging", "oi")
 
 
 def best_baselines(report: dict) -> dict:
@@ -492,6 +526,8 @@ def plot_downscale_scores(
         bicubic = interpolate_coarse(ev.coarse, ev.truth, method="bicubic")
         spectra["bicubic"] = pm.power_spectrum(bicubic)
         spectra["kriging mean"] = pm.power_spectrum(krig["mean"])
+        if krig.get("oi") is not None:
+            spectra["OI mean"] = pm.power_spectrum(krig["oi"]["mean"])
     plots = [
         plot_rank_histogram(f"{prefix}_rank_histogram.png", report["rank_histogram"]),
         plot_spectra(f"{prefix}_spectra.png", spectra, title=f"{ev.variable} power spectra"),
@@ -544,7 +580,9 @@ def evaluate_downscale(
     than the truth (zero-shot super-resolution), the truth is interpolated (bilinear)
     onto it for the model's scores, and the baselines are scored on the truth's grid.
     Kriging uses the coarse field and the conditioning stations stored in the
-    prediction, with a Matérn-1.5 kernel fitted on the model's training period.
+    prediction, with a Matérn-1.5 kernel fitted on the model's training period; optimal
+    interpolation ("oi") the same inputs with the training fields' own covariance, where
+    the truth is on the training grid.
     """
     pred = open_prediction(prediction)
     names = pred.attrs["hdm_variables"]
