@@ -18,7 +18,7 @@ from hdm.downscaling.prior import load_prior
 from hdm.hilbert.checkpoints import CheckpointError, load_gaussian
 from hdm.hilbert.gaussian import TeleportError
 from hdm.pipelines.cli import main
-from hdm.pipelines.gaussian_stats import GaussianStatsConfig, gaussian_statistics
+from hdm.pipelines.gaussian_stats import GaussianStatsConfig, gaussian_statistics, heldout_fields
 
 UK_FILE = GRIDDED_DATASETS["uk_t2m"].resolved_path()
 QUICK = GaussianStatsConfig(levels=6, max_fields=8)
@@ -51,6 +51,31 @@ def test_gaussian_stats_keep_every_mode_and_measure_both_denoisers(model_dir):
     assert 0.5 < curve["gaussian_error"][-1] <= 1.05
     assert curve["gaussian_error"][0] < 0.2 * curve["gaussian_error"][-1]
     assert (model_dir / "gaussian_curve.png").stat().st_size > 10_000
+
+
+def test_gaussian_stats_measure_on_a_period_the_network_never_saw(model_dir, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    period = ("2019-03-25T00", "2019-03-25T05")  # after the tiny model's training period
+    cfg = GaussianStatsConfig(levels=6, max_fields=8, heldout=period)
+    stats, _ = gaussian_statistics(folder, cfg)
+    curve = stats.curve
+    assert curve["fields"] == "2019-03-25T00..2019-03-25T05" and curve["n_fields"] == 6
+    assert curve["n_fit"] == stats.n_fields  # the basis of every training field
+    # the curve's fields are the period's, in the model's normalisation (a round trip)
+    prior = load_prior(folder)
+    held = heldout_fields(folder / "model.pt", period, prior.grid)
+    truth = open_fields(UK_FILE, "t2m", time=slice(*period))["t2m"].values
+    back = prior.normaliser.denormalise(held.double().numpy())[:, 0]
+    np.testing.assert_allclose(back, truth, atol=1e-3)
+    with pytest.raises(TeleportError, match=r"overlaps the training period .* network saw"):
+        heldout_fields(folder / "model.pt", ("2019-03-24T12", "2019-03-25T05"), prior.grid)
+
+
+def test_cli_heldout_period_must_be_start_dot_dot_end(model_dir, capsys):
+    assert main(["gaussian-stats", str(model_dir), "--heldout", "2019-03-25"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a period is START..END" in err
 
 
 def test_teleported_downscaling_starts_at_the_given_level(model_dir, coarse):

@@ -5,7 +5,7 @@
     hdm sample CHECKPOINT --n N --sampler {heun,sde2m,dpm2m,v3,em,pc} --steps K --seed S
                --out FILE.nc [--points P | --scale S] [--teleport auto|LEVEL]
                [--device cpu|auto|cuda:K]
-    hdm gaussian-stats MODEL_DIR [--rank R] [--varsigma-star LEVEL]
+    hdm gaussian-stats MODEL_DIR [--heldout START..END] [--rank R] [--varsigma-star LEVEL]
     hdm model-stats MODEL_DIR [--levels K] [--fields N] [--fit-s]
     hdm downscale [CHECKPOINT] [--config FILE.yaml] [--set key=value ...]
                (--coarse FILE | --truth FILE --factor F)
@@ -124,7 +124,16 @@ def _gaussian_stats_parser(sub) -> None:
     )
     g.add_argument("model", help="model.pt (or its folder), with the config.yaml beside it")
     g.add_argument("--rank", type=int, help="PCA modes kept (default: all)")
-    g.add_argument("--holdout", type=float, default=0.2, help="held-out fraction (default 0.2)")
+    g.add_argument(
+        "--heldout",
+        metavar="START..END",
+        help="measure ς* on this period of the model's dataset, which it was not trained on "
+        "(e.g. a validation split); default: the last --holdout fraction of the training "
+        "fields, which the network saw (ς* too high)",
+    )
+    g.add_argument(
+        "--holdout", type=float, default=0.2, help="held-out fraction without --heldout (0.2)"
+    )
     g.add_argument(
         "--threshold", type=float, default=0.05, help="largest denoiser difference above ς*"
     )
@@ -403,11 +412,16 @@ def _demo(args) -> int:
 
 
 def _gaussian_stats(args) -> int:
-    from hdm.pipelines.gaussian_stats import GaussianStatsConfig, gaussian_statistics
+    from hdm.pipelines.gaussian_stats import (
+        GaussianStatsConfig,
+        gaussian_statistics,
+        parse_period,
+    )
 
     cfg = GaussianStatsConfig(
         rank=args.rank,
         holdout=args.holdout,
+        heldout=None if args.heldout is None else parse_period(args.heldout),
         threshold=args.threshold,
         varsigma_star=args.varsigma_star,
         seed=args.seed,

@@ -4,11 +4,20 @@ Teleportation (:mod:`hdm.hilbert.gaussian`) replaces the sampler's steps above a
 level ς* = σ/α by one exact draw from the Gaussian N(m, C) of the training data. Where
 that is safe depends on the model, so ς* is measured, once per model, here:
 
-1. The model's training fields (read again through the config beside ``model.pt``, in
-   its normalisation) are split in time: the last ``holdout`` fraction is held out, the
-   rest gives the PCA basis (:meth:`GaussianStatistics.fit`); the mean is that of every
-   training field, as the network saw them (a mean of the first fields only would add
-   the period's drift to the difference at every level).
+1. The fields the curve is measured on must be new to both denoisers. With ``heldout``
+   (``--heldout START..END``: a period of the model's dataset outside its training
+   period, e.g. a validation split) they are that period's fields, in the model's
+   normalisation, and the PCA basis is fitted on every training field. Without it, the
+   model's training fields (read again through the config beside ``model.pt``) are split
+   in time: the last ``holdout`` fraction is held out from the PCA, the rest gives the
+   basis (:meth:`GaussianStatistics.fit`); the mean is that of every training field, as
+   the network saw them (a mean of the first fields only would add the period's drift
+   to the difference at every level). The network was trained on that tail, so there
+   the comparison favours it and ς* comes out too high (the network is trusted to
+   higher noise than it earns): on the UK t2m prior the tail gives ς* = 1.48, while on
+   days neither saw (a prior trained on 03-01..20, fields of 03-22..24) the Gaussian
+   denoises better than the network down to ς ≈ 0.5 (BENCHMARKS.md,
+   uk-validation-teleport-levels). The curve records which fields it used.
 2. On the held-out fields x_0, at noise levels ς_1 < … < ς_K spaced uniformly in log ς
    over the process's range, x_t = α x_0 + σ ξ (ξ ~ N(0, Q), seeded) is denoised by the
    network (D_θ) and by the exact Gaussian denoiser (D_G, dense: one channel and at most
@@ -40,6 +49,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hdm.data.accessor import grid_of, to_tensor
+from hdm.data.normalization import normaliser_from_dict
+from hdm.data.schema import TIME
+from hdm.domains.atmosphere import open_split, training_spec
 from hdm.domains.statics import statics_from_record
 from hdm.hilbert.checkpoints import (
     denoiser_from_checkpoint,
@@ -65,7 +78,9 @@ __all__ = [
     "GaussianStatsConfig",
     "denoiser_difference",
     "gaussian_statistics",
+    "heldout_fields",
     "model_and_training_fields",
+    "parse_period",
 ]
 
 
@@ -76,7 +91,9 @@ class GaussianStatsConfig:
     Attributes:
         rank: PCA modes kept (None: all, at most N − 1).
         holdout: the fraction of the training fields (the last in time) that the curve
-            is measured on.
+            is measured on when no ``heldout`` period is given.
+        heldout: (START, END), a period of the model's dataset outside its training
+            period that the curve is measured on (module doc, step 1).
         threshold: τ, the largest relative loss of denoising accuracy accepted above ς*.
         levels: K, the noise levels of the curve.
         max_fields: at most this many held-out fields enter the curve.
@@ -86,6 +103,7 @@ class GaussianStatsConfig:
 
     rank: int | None = None
     holdout: float = 0.2
+    heldout: tuple[str, str] | None = None
     threshold: float = 0.05
     levels: int = 25
     max_fields: int = 64
@@ -99,6 +117,49 @@ class GaussianStatsConfig:
             raise ValueError(f"threshold must be positive, got {self.threshold}")
         if self.rank is not None and self.rank < 1:
             raise ValueError(f"rank must be at least 1, got {self.rank}")
+        if self.heldout is not None:
+            start, end = (np.datetime64(v) for v in self.heldout)
+            if not start <= end:
+                raise ValueError(f"the held-out period {self.heldout} ends before it starts")
+
+
+def parse_period(text: str) -> tuple[str, str]:
+    """'START..END' (ISO times) → (START, END); a ValueError naming the text otherwise."""
+    parts = text.split("..")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"a period is START..END (e.g. 2019-03-22..2019-03-24T23), got {text!r}")
+    for part in parts:
+        try:
+            np.datetime64(part)
+        except ValueError as exc:
+            raise ValueError(f"{part!r} in the period {text!r} is not an ISO time") from exc
+    return parts[0], parts[1]
+
+
+def heldout_fields(path: Path, period: tuple[str, str], grid: Grid) -> torch.Tensor:
+    """The fields of ``period`` of the dataset the model at ``path`` was trained on, in its
+    normalisation, (N, 1, *grid.shape) float32: a :class:`TeleportError` where the period
+    overlaps the training period (the network saw those fields) or selects no field."""
+    payload = load_checkpoint(path)
+    metadata = payload.get("metadata", {})
+    spec = training_spec(metadata)
+    train = spec.period("train")
+    start, end = (np.datetime64(v) for v in period)
+    if train is not None and start <= np.datetime64(train[1]) and end >= np.datetime64(train[0]):
+        raise TeleportError(
+            f"the held-out period {period[0]}..{period[1]} overlaps the training period "
+            f"{train[0]}..{train[1]} of {path}: the network saw those fields"
+        )
+    names = list(metadata.get("variables", ())) or list(spec.variables)
+    ds = open_split(spec, "all")[names].sel({TIME: slice(*period)})
+    if ds.sizes[TIME] == 0:
+        raise TeleportError(f"the held-out period {period[0]}..{period[1]} selects no field")
+    if grid_of(ds) != grid:
+        raise TeleportError(
+            f"the held-out fields are on {grid_of(ds).describe()}, the model on {grid.describe()}"
+        )
+    normaliser = normaliser_from_dict(payload["normaliser"])
+    return to_tensor(normaliser.normalise(ds), names, dtype=torch.float32)
 
 
 def denoiser_difference(
@@ -194,17 +255,31 @@ def gaussian_statistics(
     star = cfg.varsigma_star
     single = fields.shape[1] == 1 and grid.size <= DENSE_DENOISER_LIMIT
     if single:
-        fit = GaussianStatistics.fit(fields[:cut], grid, cfg.rank)
-        # the mean of every training field, which the network learned too: a mean fitted
-        # on the first fields only differs from it by the period's drift (in March 2019,
-        # 0.2 of the held-out anomalies' norm), which would read as a denoiser difference
-        # at every noise level
-        fit.mean = fields.to(torch.float64).mean(0)
-        held = fields[cut:][: cfg.max_fields]
+        if cfg.heldout is not None:
+            fit = GaussianStatistics.fit(fields, grid, cfg.rank)
+            held = heldout_fields(path, cfg.heldout, grid)
+            source, n_fit = f"{cfg.heldout[0]}..{cfg.heldout[1]}", n
+        else:
+            fit = GaussianStatistics.fit(fields[:cut], grid, cfg.rank)
+            # the mean of every training field, which the network learned too: a mean
+            # fitted on the first fields only differs from it by the period's drift (in
+            # March 2019, 0.2 of the held-out anomalies' norm), which would read as a
+            # denoiser difference at every noise level
+            fit.mean = fields.to(torch.float64).mean(0)
+            held = fields[cut:]
+            source, n_fit = f"the last {cfg.holdout:.0%} of the training fields", cut
+            log.warning(
+                "measuring ς* on %s, which the network was trained on: it favours the "
+                "network (ς* too high); give --heldout START..END, a period it never saw",
+                source,
+            )
+        held = held[: cfg.max_fields]
         curve = denoiser_difference(
             denoiser, fit, held, _levels(denoiser.process, cfg.levels), cfg.seed
         )
-        curve.update(threshold=cfg.threshold, n_fields=int(held.shape[0]), n_fit=cut)
+        curve.update(
+            threshold=cfg.threshold, n_fields=int(held.shape[0]), n_fit=n_fit, fields=source
+        )
         measured = lowest_safe_level(curve, cfg.threshold)
         curve["varsigma_star"] = measured
         star = measured if star is None else star
