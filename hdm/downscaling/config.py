@@ -104,17 +104,21 @@ class EnsembleConfig:
             variable (every level of it).
         inflation: None (off), "auto" (λ from the stations' residuals,
             :mod:`hdm.conditioning.inflation`) or a factor λ ≥ 1.
-        teleport: "available" (the default): start every member at the ς* measured for
-            the model by ``hdm gaussian-stats`` where the model has those statistics for
-            the grid sampled, else from t_max (logged; a model without ``gaussian.pt``,
-            with several channels, or a zero-shot grid); "auto": the same, required (an
+        teleport: "available" (the default): start every member at the ς* recorded with
+            the model's ``hdm gaussian-stats`` statistics where it has them for the grid
+            sampled, else from t_max (logged; a model without ``gaussian.pt``, with
+            several channels, or a zero-shot grid); "auto": the same, required (an
             error where it cannot); a level ς* > 0; None ("none"): from t_max. The
             sampler starts from the exact Gaussian posterior pushed to ς*
             (:mod:`hdm.conditioning.teleport`) and spends its ``steps`` below it. On the
-            validation split the default sampler teleported has 7.5–9.5 % lower RMSE
-            and 6.7–8.7 % lower CRPS at ×2/×4/×8, spread–skill as high (BENCHMARKS.md
-            "uk-validation-teleport-factors"); its closed-form std ratios are in
-            "downscale-grf-teleport".
+            validation split the default sampler teleported from ς* = 1.48 has 7.5–9.5 %
+            lower RMSE and 6.7–8.7 % lower CRPS at ×2/×4/×8 than from t_max
+            ("uk-validation-teleport-factors"), and from ς* = 0.5 (the level where the
+            Gaussian stops denoising fields neither saw better than the network,
+            measured 0.56) another 2–8 % lower RMSE and 1.5–8.5 % lower CRPS, with the
+            high-wavenumber power 0.11–0.16 closer to the truth's and spread–skill
+            0.07–0.19 lower ("uk-validation-teleport-levels"); its closed-form std
+            ratios are in "downscale-grf-teleport".
         batch_size: members per sampler call (memory).
         runaway_bound: the largest |value| a member may hold, in training standard
             deviations about the training mean (default :data:`RUNAWAY_BOUND`, 50); a
