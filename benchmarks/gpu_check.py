@@ -5,9 +5,9 @@ that writes section ``gpu-check`` (``gpu-check-cpu`` when it ran on the CPU):
 
 1. GRF exactness on the device: the closed-form Gaussian prior (32 × 32, ×4 coarse cells
    + 20 stations, σ_y = 0.1) with the oracle denoiser, MMPS, Heun 25 from t_max and
-   Heun 13 teleported to ς* = 1.48, 200 members; mean error over the prior std and the
-   std ratio against the closed-form posterior (targets ≤ 0.05 and [0.9, 1.1]), beside
-   the same rows on the CPU.
+   Heun 13 teleported to ς* = ``TELEPORT_LEVEL`` (0.56), 200 members; mean error over the
+   prior std and the std ratio against the closed-form posterior (targets ≤ 0.05 and
+   [0.9, 1.1]), beside the same rows on the CPU.
 2. One UK field (33 × 49, ×4 + 12 stations, 16 members, the shipped prior): wall seconds
    on the device and on the CPU, the default Heun 25 beside Euler–Maruyama 50 and the
    fast setting (DPM-Solver++(2M) 9 steps teleported, section uk-validation-nfe), after one

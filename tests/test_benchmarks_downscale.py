@@ -10,6 +10,7 @@ import pytest
 from benchmarks.downscale import (
     EXACTNESS_HEADER,
     SPEED_HEADER,
+    TELEPORT_LEVEL,
     format_exactness,
     format_speed,
     format_teleport,
@@ -47,18 +48,18 @@ def test_oracle_mmps_reproduces_the_closed_form_posterior(exact_rows):
 def test_teleported_rows_start_at_the_level_and_keep_the_posterior_width():
     rows = grf_teleport(n=12, members=100, samplers=("dpm2m",), noise=(0.1,), steps=(25, 8))
     _, full_teleported, _, teleported = rows
-    assert [r["teleport"] for r in rows] == [None, 1.48, None, 1.48]
+    assert [r["teleport"] for r in rows] == [None, TELEPORT_LEVEL, None, TELEPORT_LEVEL]
     assert [r["nfe"] for r in rows] == [26, 26, 9, 9]
     for row in (full_teleported, teleported):
         assert row["status"] == "ok" and 0.85 <= row["std_ratio"] <= 1.15
     table = format_teleport(rows)
-    assert "| 0.1 | dpm2m | 8 | 1.48 | 9 |" in table
+    assert f"| 0.1 | dpm2m | 8 | {TELEPORT_LEVEL:g} | 9 |" in table
 
 
 def test_v3_rows_use_the_oracles_statistics_and_teleport_exactly():
     rows = grf_teleport(n=12, members=100, samplers=("v3",), noise=(0.1,), steps=(13, 9))
     assert [(r["steps"], r["teleport"], r["nfe"]) for r in rows] == [
-        (13, None, 14), (13, 1.48, 14), (9, None, 10), (9, 1.48, 10),
+        (13, None, 14), (13, TELEPORT_LEVEL, 14), (9, None, 10), (9, TELEPORT_LEVEL, 10),
     ]  # fmt: skip
     teleported = rows[-1]
     assert teleported["status"] == "ok" and 0.85 <= teleported["std_ratio"] <= 1.15
