@@ -141,6 +141,11 @@ STUDIES: dict[str, Entry] = {
         "teleportation: the level ς* below which the network beats the Gaussian, per model",
         "teleport-levels",
     ),
+    "uk_generalisation": Entry(
+        "benchmarks.studies.uk_generalisation",
+        "UK t2m: the prior's denoising error on its training days against unseen days",
+        "uk-generalisation",
+    ),
     "uk_coarse_grids": Entry(
         "benchmarks.studies.uk_coarse_grids",
         "UK t2m: coarse fields on offset and non-integer grids (conservative regridding)",

@@ -200,3 +200,18 @@ def test_the_evaluation_table_marks_the_ensemble_against_the_best_baseline():
     # RMSE beats kriging but loses to OI by 10 %; CRPS beats both
     assert "0.550 ✓ | 0.800 | 0.500 | 0.500 oi, ens. 0.550 ✗ (+10 %)" in line
     assert "0.300 oi, ens. 0.280 ✓" in line
+
+
+def test_generalisation_compares_the_training_tail_with_an_unseen_period(tiny_model):
+    from benchmarks.studies.uk_generalisation import generalisation, section_body
+
+    model = tiny_model.path
+    result = generalisation(
+        model, ("2019-03-25T00", "2019-03-25T03"), max_fields=5, levels=(0.1, 100.0)
+    )
+    # the tiny model trains on 03-01..24 hourly (576 fields): its last 20 % are 115
+    assert result["seen"]["fields"] == 5 and result["unseen"]["fields"] == 4
+    # at ς = 100 x_t holds almost nothing of x_0: the Gaussian returns about its mean
+    assert 0.8 < result["seen"]["gaussian"][1] < 1.2
+    assert result["unseen"]["gaussian"][0] < result["unseen"]["gaussian"][1]
+    assert section_body(result).count("\n| ") == 3  # the header and one row per level
