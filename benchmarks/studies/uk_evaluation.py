@@ -54,7 +54,7 @@ from hdm.data.open import open_fields
 from hdm.data.stores import open_store
 from hdm.domains.stations import simulate_observations, stations_by_id
 from hdm.downscaling.config import EnsembleConfig
-from hdm.downscaling.core import downscale
+from hdm.downscaling.core import downscale, resolve_teleport_level
 from hdm.downscaling.output import attach_inputs, write_output
 from hdm.downscaling.prior import load_prior
 from hdm.pipelines.evaluate import evaluate_downscale
@@ -129,6 +129,19 @@ def _settings(cfg: EnsembleConfig, prior_hash: str, times: int) -> dict:
     }
 
 
+def _level(prior, cfg: EnsembleConfig) -> float | str:
+    """The ς* ``hdm downscale`` starts from with ``cfg`` ("none": t_max), as stored."""
+    level = resolve_teleport_level(prior, prior.grid, cfg.teleport)
+    return "none" if level is None else float(level)
+
+
+def _stored_level(store: Path) -> float | str | None:
+    """The ς* a store's members started from (the level in the model's ``gaussian.pt``
+    can change without the model, so the settings alone do not say it)."""
+    with open_store(store) as ds:
+        return ds.attrs.get("teleport_varsigma")
+
+
 def run_case(study: StudyConfig, period: str, factor: int, stations: str, work: Path) -> dict:
     """Downscale one case (or reuse its store) and score it."""
     prior = shipped_prior() if study.checkpoint is None else load_prior(study.checkpoint)
@@ -142,7 +155,12 @@ def run_case(study: StudyConfig, period: str, factor: int, stations: str, work: 
     settings = _settings(cfg, prior.sha256, truth.sizes["time"])
     out = work / f"{period}_x{factor}_{stations.replace(' ', '')}.zarr"
     stored = out.with_suffix(".settings.json")
-    if not (out.exists() and stored.exists() and json.loads(stored.read_text()) == settings):
+    if not (
+        out.exists()
+        and stored.exists()
+        and json.loads(stored.read_text()) == settings
+        and _stored_level(out) == _level(prior, cfg)
+    ):
         t0 = time.perf_counter()
         ds = downscale(prior, coarse=coarse, stations=obs, config=cfg, progress=False)
         ds.attrs["wall_time_s"] = time.perf_counter() - t0
