@@ -135,14 +135,16 @@ def test_kriging_with_stations_pulls_the_mean_to_the_station_value():
 
 
 def test_optimal_interpolation_is_the_gaussian_update_with_the_sample_covariance():
-    lat, lon = np.array([0.0, 1.0, 2.0, 3.0]), np.array([10.0, 11.0, 12.0, 13.0])
+    lat, lon = np.array([0.0, 1.0, 2.0, 3.0]), np.array([10.0, 11.0, 12.0, 13.0, 14.0, 15.0])
     kernel = kernel_on(lat, lon, lengthscale=1.5)
     fields = sample_fields(kernel, 7, seed=4)
     covariance = fit_empirical_covariance(as_field(fields, lat, lon))
-    c = np.cov(fields.reshape(7, -1), rowvar=False)  # rank 6 of 16: singular
-    a = coarse_grain(as_field(np.eye(16).reshape(16, 4, 4), lat, lon), 2).values.reshape(16, 4).T
+    assert covariance.n_fields == 7
+    c = np.cov(fields.reshape(7, -1), rowvar=False)  # rank 6 of 24: singular
+    # the 2 × 2 block means of a 4 × 6 grid (row-major lat, lon), 6 cells
+    a = coarse_grain(as_field(np.eye(24).reshape(24, 4, 6), lat, lon), 2).values.reshape(24, 6).T
     rng = np.random.default_rng(5)
-    y, noise = rng.standard_normal(4), rng.uniform(0.01, 0.1, 4)
+    y, noise = rng.standard_normal(6), rng.uniform(0.01, 0.1, 6)
     m = fields.mean(0).ravel()
     gain = c @ a.T @ np.linalg.inv(a @ c @ a.T + np.diag(noise))
     mean, var = gp_posterior(covariance, lat, lon, a, y, noise)

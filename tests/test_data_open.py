@@ -288,3 +288,21 @@ def test_a_numeric_time_dimension_without_units_is_named(tmp_path):
     ds.attrs["time_units"] = "hours since 2000-01-01"
     ds.to_netcdf(tmp_path / "g.nc")
     assert str(open_fields(tmp_path / "g.nc").time.values[2])[:13] == "2000-01-01T02"
+
+
+def test_an_unseen_period_is_refused_where_it_overlaps_training_or_holds_nan(tmp_path):
+    from hdm.domains.atmosphere import gridded_spec, open_unseen_period
+
+    ds = raw_like_era5(n_time=4)
+    path = write(ds, tmp_path / "fields.nc")
+    times = open_fields(path)["time"].values
+    first, last = (str(t)[:19] for t in (times[0], times[-1]))
+    spec = gridded_spec("mine", str(path), ["t2m"], train=(first, first))
+    unseen = open_unseen_period(spec, (str(times[1])[:19], last), "mine")
+    assert unseen.sizes["time"] == 3
+    with pytest.raises(ValueError, match=r"overlaps the training period .* \(1 time steps\)"):
+        open_unseen_period(spec, (first, last), "mine")
+    ds["t2m"][2, 0, 0] = np.nan
+    spec = gridded_spec("mine", str(write(ds, tmp_path / "nan.nc")), ["t2m"], train=(first, first))
+    with pytest.raises(ValueError, match=r"t2m of the period .* holds 1 NaN"):
+        open_unseen_period(spec, (str(times[1])[:19], last), "mine")

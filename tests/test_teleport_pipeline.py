@@ -68,8 +68,9 @@ def test_gaussian_stats_measure_on_a_period_the_network_never_saw(model_dir, tmp
     truth = open_fields(UK_FILE, "t2m", time=slice(*period))["t2m"].values
     back = prior.normaliser.denormalise(held.double().numpy())[:, 0]
     np.testing.assert_allclose(back, truth, atol=1e-3)
-    with pytest.raises(TeleportError, match=r"overlaps the training period .* network saw"):
-        heldout_fields(folder / "model.pt", ("2019-03-24T12", "2019-03-25T05"), prior.grid)
+    # a date-only end covers its whole day: 24 hours of 03-24 are training fields
+    with pytest.raises(TeleportError, match=r"overlaps the training period .*\(24 time steps\)"):
+        heldout_fields(folder / "model.pt", ("2019-03-24", "2019-03-24"), prior.grid)
 
 
 def test_cli_heldout_period_must_be_start_dot_dot_end(model_dir, capsys):

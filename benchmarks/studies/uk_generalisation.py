@@ -31,15 +31,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from benchmarks.report import PROJECT_ROOT, command_line, machine_description, parser, write_section
-from hdm.hilbert.gaussian import GaussianStatistics
 from hdm.pipelines.gaussian_stats import (
     denoiser_difference,
     heldout_fields,
     model_and_training_fields,
     parse_period,
+    tail_split,
 )
 
 SECTION = "uk-generalisation"
@@ -60,14 +59,17 @@ def generalisation(
     """The errors of the network and of the Gaussian on the seen and the unseen fields
     (module doc), per level."""
     path, denoiser, grid, fields = model_and_training_fields(model)
-    cut = round(fields.shape[0] * (1 - holdout))
-    gaussian = GaussianStatistics.fit(fields[:cut], grid)
-    gaussian.mean = fields.to(torch.float64).mean(0)
+    gaussian, seen = tail_split(fields, grid, holdout)
     sets = {
-        "seen": fields[cut:][:max_fields],
+        "seen": seen[:max_fields],
         "unseen": heldout_fields(path, heldout, grid)[:max_fields],
     }
-    out: dict = {"model": str(model), "levels": list(levels), "heldout": list(heldout)}
+    out: dict = {
+        "model": str(model),
+        "levels": list(levels),
+        "heldout": list(heldout),
+        "holdout": holdout,
+    }
     for name, x0 in sets.items():
         curve = denoiser_difference(denoiser, gaussian, x0, np.asarray(levels), seed)
         out[name] = {
@@ -101,11 +103,12 @@ def section_body(result: dict) -> str:
     start, end = result["heldout"]
     return f"""## UK t2m: does the prior generalise? Denoising seen and unseen days
 
-The prior `{model}` and the Gaussian of the first 80 % of its training fields denoise
-x_t = α x_0 + σ ξ (ξ ~ N(0, Q), the same draws for both sets) of **seen** fields (the last
-20 % of its training fields, hourly, {seen["fields"]} fields: the network trained on them,
-the Gaussian did not) and **unseen** ones ({start}..{end} hourly, {unseen["fields"]} fields:
-new to both). Errors relative to the fields' anomalies (`hdm gaussian-stats`'s e_θ and e_G).
+The prior `{model}` and the Gaussian of the first {1 - result["holdout"]:.0%} of its training
+fields denoise x_t = α x_0 + σ ξ (ξ ~ N(0, Q), the same draws for both sets) of **seen**
+fields (the last {result["holdout"]:.0%} of its training fields, hourly, {seen["fields"]}
+fields: the network trained on them, the Gaussian did not) and **unseen** ones
+({start}..{end} hourly, {unseen["fields"]} fields: new to both). Errors relative to the
+fields' anomalies (`hdm gaussian-stats`'s e_θ and e_G).
 The Gaussian's unseen ÷ seen ratio is how much harder the unseen days are; the last column,
 the network's ratio over the Gaussian's, is the network's excess error on days it never saw
 (1: it generalises like the Gaussian; above 1: it memorised its training days).

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from hdm.data.open import open_fields
@@ -200,4 +201,34 @@ def open_split(spec: GriddedSpec, split: str = "train", **kwargs) -> xr.Dataset:
             f"the {split} period {period[0]}..{period[1]} selects no time step of "
             f"{spec.resolved_path()} (its times run {str(times[0])[:16]}..{str(times[-1])[:16]})"
         )
+    return chosen
+
+
+def open_unseen_period(spec: GriddedSpec, period: tuple[str, str], what: str) -> xr.Dataset:
+    """The fields of ``period`` (START, END; inclusive, as ``.sel`` reads it) of the
+    dataset, loaded: a ValueError naming ``what`` (e.g. the model) where the period selects
+    no time step, where a selected time lies in the training period (the selected times
+    are checked, so a date-only bound covers its whole day), or where a value is NaN."""
+    ds = open_split(spec, "all")
+    chosen = ds.sel({TIME: slice(*period)})
+    if chosen.sizes[TIME] == 0:
+        raise ValueError(f"the period {period[0]}..{period[1]} selects no time step of {what}")
+    train = spec.period("train")
+    if train is not None:
+        times = chosen[TIME].values
+        inside = (times >= np.datetime64(train[0])) & (times <= np.datetime64(train[1]))
+        if inside.any():
+            raise ValueError(
+                f"the period {period[0]}..{period[1]} overlaps the training period "
+                f"{train[0]}..{train[1]} of {what} ({int(inside.sum())} time steps): it "
+                "was trained on those fields"
+            )
+    chosen = chosen.load()
+    for name, values in chosen.data_vars.items():
+        bad = ~np.isfinite(values.values)
+        if bad.any():
+            raise ValueError(
+                f"{name} of the period {period[0]}..{period[1]} holds {int(bad.sum())} NaN or "
+                "infinite values: the curve needs full fields"
+            )
     return chosen

@@ -58,8 +58,8 @@ Optimal interpolation with the training covariance
 --------------------------------------------------
 The stationary kernel above is kriging in its geostatistical form. The stronger linear
 baseline for a gridded archive uses the training fields' own covariance: with the N
-training fields x_k on the grid, their per-pixel mean m and anomalies
-F = (x_k − m)ᵀ / √(N − 1) (n × N),
+training fields x_k on the grid, their per-pixel mean m and the anomalies as columns,
+F = [x_1 − m, …, x_N − m] / √(N − 1) (n × N; stored as Fᵀ, (N, n)),
 
 .. math:: K_f = F F^\top,
 
@@ -245,8 +245,8 @@ class EmpiricalCovariance:
     """The training fields' own covariance K_f = F Fᵀ on their grid (module doc).
 
     Attributes:
-        anomalies: F as (N, n) float64, (x_k − m) / √(N − 1), n = n_lat · n_lon
-            row-major; field units.
+        anomalies: Fᵀ as (N, n) float64, rows (x_k − m) / √(N − 1), n = n_lat · n_lon
+            row-major (lat, then lon); field units.
         mean_field: m, (n_lat, n_lon), the default prior mean.
         grid_lat, grid_lon: the training grid (degrees).
     """
@@ -258,7 +258,7 @@ class EmpiricalCovariance:
 
     @property
     def n_fields(self) -> int:
-        return int(self.anomalies.shape[0]) + 1
+        return int(self.anomalies.shape[0])
 
     def describe(self) -> str:
         return f"empirical covariance of {self.n_fields} training fields"

@@ -324,14 +324,21 @@ def kriging_baseline(ev: DownscaleEvaluation, checkpoint: str | None, seed: int 
 
     krig = update(kernel)
     oi = None
-    covariance = bl.fit_empirical_covariance(training)
-    try:
-        covariance.check_grid(ev.truth.lat.values, ev.truth.lon.values)
-    except ValueError as exc:
-        log.info("no optimal-interpolation baseline: %s", exc)
+    same_grid = all(
+        training.sizes[d] == ev.truth.sizes[d]
+        and np.allclose(training[d].values, ev.truth[d].values, rtol=0.0, atol=1e-6)
+        for d in ("lat", "lon")
+    )
+    if not same_grid:
+        log.info("no optimal-interpolation baseline: the truth is not on the training grid")
     else:
-        fitted = update(covariance)
-        oi = {"mean": fitted["mean"], "std": fitted["std"], "fields": covariance.n_fields}
+        try:
+            covariance = bl.fit_empirical_covariance(training)
+        except ValueError as exc:  # e.g. NaN in the training fields
+            log.info("no optimal-interpolation baseline: %s", exc)
+        else:
+            fitted = update(covariance)
+            oi = {"mean": fitted["mean"], "std": fitted["std"], "fields": covariance.n_fields}
     return {"mean": krig["mean"], "std": krig["std"], "kernel": kernel, "oi": oi}
 
 

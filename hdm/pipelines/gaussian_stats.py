@@ -51,8 +51,7 @@ import torch
 
 from hdm.data.accessor import grid_of, to_tensor
 from hdm.data.normalization import normaliser_from_dict
-from hdm.data.schema import TIME
-from hdm.domains.atmosphere import open_split, training_spec
+from hdm.domains.atmosphere import open_unseen_period, training_spec
 from hdm.domains.statics import statics_from_record
 from hdm.hilbert.checkpoints import (
     denoiser_from_checkpoint,
@@ -81,6 +80,7 @@ __all__ = [
     "heldout_fields",
     "model_and_training_fields",
     "parse_period",
+    "tail_split",
 ]
 
 
@@ -138,28 +138,41 @@ def parse_period(text: str) -> tuple[str, str]:
 
 def heldout_fields(path: Path, period: tuple[str, str], grid: Grid) -> torch.Tensor:
     """The fields of ``period`` of the dataset the model at ``path`` was trained on, in its
-    normalisation, (N, 1, *grid.shape) float32: a :class:`TeleportError` where the period
-    overlaps the training period (the network saw those fields) or selects no field."""
+    normalisation, (N, C, *grid.shape) float32: a :class:`TeleportError` where the period
+    overlaps the training period (the network saw those fields), selects no field, holds
+    NaN (:func:`hdm.domains.atmosphere.open_unseen_period`) or lies on another grid."""
     payload = load_checkpoint(path)
     metadata = payload.get("metadata", {})
     spec = training_spec(metadata)
-    train = spec.period("train")
-    start, end = (np.datetime64(v) for v in period)
-    if train is not None and start <= np.datetime64(train[1]) and end >= np.datetime64(train[0]):
-        raise TeleportError(
-            f"the held-out period {period[0]}..{period[1]} overlaps the training period "
-            f"{train[0]}..{train[1]} of {path}: the network saw those fields"
-        )
     names = list(metadata.get("variables", ())) or list(spec.variables)
-    ds = open_split(spec, "all")[names].sel({TIME: slice(*period)})
-    if ds.sizes[TIME] == 0:
-        raise TeleportError(f"the held-out period {period[0]}..{period[1]} selects no field")
+    try:
+        ds = open_unseen_period(spec, period, str(path))[names]
+    except ValueError as exc:
+        raise TeleportError(f"held-out fields: {exc}") from exc
     if grid_of(ds) != grid:
         raise TeleportError(
             f"the held-out fields are on {grid_of(ds).describe()}, the model on {grid.describe()}"
         )
     normaliser = normaliser_from_dict(payload["normaliser"])
     return to_tensor(normaliser.normalise(ds), names, dtype=torch.float32)
+
+
+def tail_split(
+    fields: torch.Tensor, grid: Grid, holdout: float, rank: int | None = None
+) -> tuple[GaussianStatistics, torch.Tensor]:
+    """(the Gaussian of the first 1 − ``holdout`` of ``fields`` (N, C, *grid.shape), with
+    the mean of all of them; the held-out last ``holdout``): module doc, step 1."""
+    n = fields.shape[0]
+    cut = round(n * (1 - holdout))
+    if cut < 2 or cut >= n:
+        raise TeleportError(f"{n} training fields cannot be split {1 - holdout:.0%} / rest")
+    fit = GaussianStatistics.fit(fields[:cut], grid, rank)
+    # the mean of every training field, which the network learned too: a mean fitted on
+    # the first fields only differs from it by the period's drift (in March 2019, 0.2 of
+    # the held-out anomalies' norm), which would read as a denoiser difference at every
+    # noise level
+    fit.mean = fields.to(torch.float64).mean(0)
+    return fit, fields[cut:]
 
 
 def denoiser_difference(
@@ -248,9 +261,6 @@ def gaussian_statistics(
     cfg = config or GaussianStatsConfig()
     path, denoiser, grid, fields = model_and_training_fields(model)
     n = fields.shape[0]
-    cut = round(n * (1 - cfg.holdout))
-    if cut < 2 or cut >= n:
-        raise TeleportError(f"{n} training fields cannot be split {1 - cfg.holdout:.0%} / rest")
     curve = None
     star = cfg.varsigma_star
     single = fields.shape[1] == 1 and grid.size <= DENSE_DENOISER_LIMIT
@@ -260,14 +270,8 @@ def gaussian_statistics(
             held = heldout_fields(path, cfg.heldout, grid)
             source, n_fit = f"{cfg.heldout[0]}..{cfg.heldout[1]}", n
         else:
-            fit = GaussianStatistics.fit(fields[:cut], grid, cfg.rank)
-            # the mean of every training field, which the network learned too: a mean
-            # fitted on the first fields only differs from it by the period's drift (in
-            # March 2019, 0.2 of the held-out anomalies' norm), which would read as a
-            # denoiser difference at every noise level
-            fit.mean = fields.to(torch.float64).mean(0)
-            held = fields[cut:]
-            source, n_fit = f"the last {cfg.holdout:.0%} of the training fields", cut
+            fit, held = tail_split(fields, grid, cfg.holdout, cfg.rank)
+            source, n_fit = f"the last {cfg.holdout:.0%} of the training fields", n - len(held)
             log.warning(
                 "measuring ς* on %s, which the network was trained on: it favours the "
                 "network (ς* too high); give --heldout START..END, a period it never saw",
@@ -291,7 +295,9 @@ def gaussian_statistics(
         )
     if star is not None:
         check_varsigma(denoiser.process, star)
-    stats = GaussianStatistics.fit(fields, grid, cfg.rank)
+    # with --heldout the curve's Gaussian is already the one of every training field
+    reuse = single and cfg.heldout is not None
+    stats = fit if reuse else GaussianStatistics.fit(fields, grid, cfg.rank)
     stats.varsigma_star, stats.curve = star, curve
     stats.model_sha256 = file_sha256(path)
     out = save_gaussian(path, stats)
