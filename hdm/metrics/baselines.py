@@ -110,6 +110,7 @@ __all__ = [
     "gp_posterior",
     "grid_points",
     "kriging_downscale",
+    "on_grid",
 ]
 
 #: kernel kinds
@@ -240,6 +241,14 @@ def _unit_vectors(points: np.ndarray) -> np.ndarray:
     return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
 
 
+def on_grid(lat_a: np.ndarray, lon_a: np.ndarray, lat_b: np.ndarray, lon_b: np.ndarray) -> bool:
+    """Whether two (lat, lon) grids are the same: same sizes, coordinates within 1e-6°."""
+    return all(
+        np.size(a) == np.size(b) and np.allclose(a, b, rtol=0.0, atol=_COORD_ATOL)
+        for a, b in ((lat_a, lat_b), (lon_a, lon_b))
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class EmpiricalCovariance:
     """The training fields' own covariance K_f = F Fᵀ on their grid (module doc).
@@ -274,13 +283,7 @@ class EmpiricalCovariance:
 
     def check_grid(self, grid_lat: np.ndarray, grid_lon: np.ndarray) -> None:
         """A ValueError unless (grid_lat, grid_lon) is the training grid."""
-        same = (
-            grid_lat.size == self.grid_lat.size
-            and grid_lon.size == self.grid_lon.size
-            and np.allclose(grid_lat, self.grid_lat, rtol=0.0, atol=_COORD_ATOL)
-            and np.allclose(grid_lon, self.grid_lon, rtol=0.0, atol=_COORD_ATOL)
-        )
-        if not same:
+        if not on_grid(self.grid_lat, self.grid_lon, grid_lat, grid_lon):
             raise ValueError(
                 f"the empirical covariance lives on its training grid ({self.grid_lat.size} × "
                 f"{self.grid_lon.size}); the target grid is {grid_lat.size} × "
@@ -491,12 +494,7 @@ def _prior_mean(
     if prior_mean is not None:
         m = np.broadcast_to(np.asarray(prior_mean, dtype=np.float64), shape)
         return np.array(m)
-    same_grid = (
-        kernel.mean_field.shape == shape
-        and np.allclose(kernel.grid_lat, grid_lat, rtol=0.0, atol=_COORD_ATOL)
-        and np.allclose(kernel.grid_lon, grid_lon, rtol=0.0, atol=_COORD_ATOL)
-    )
-    if same_grid:
+    if on_grid(kernel.grid_lat, kernel.grid_lon, grid_lat, grid_lon):
         return np.asarray(kernel.mean_field, dtype=np.float64)
     if kernel.grid_lat.size < 2 or kernel.grid_lon.size < 2:
         raise ValueError("the kernel's mean field is too small to interpolate; pass prior_mean")

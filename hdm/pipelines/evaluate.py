@@ -324,12 +324,8 @@ def kriging_baseline(ev: DownscaleEvaluation, checkpoint: str | None, seed: int 
 
     krig = update(kernel)
     oi = None
-    same_grid = all(
-        training.sizes[d] == ev.truth.sizes[d]
-        and np.allclose(training[d].values, ev.truth[d].values, rtol=0.0, atol=1e-6)
-        for d in ("lat", "lon")
-    )
-    if not same_grid:
+    coords = (training.lat.values, training.lon.values, ev.truth.lat.values, ev.truth.lon.values)
+    if not bl.on_grid(*coords):
         log.info("no optimal-interpolation baseline: the truth is not on the training grid")
     else:
         try:
@@ -385,6 +381,12 @@ def _ensemble_scores(ev: DownscaleEvaluation, seed: int) -> dict:
     return report
 
 
+def _gaussian_baselines(krig: dict) -> list[tuple[str, dict]]:
+    """(name, {"mean", "std"}) of the Gaussian baselines :func:`kriging_baseline` made:
+    kriging, and OI where it was scored."""
+    return [("kriging", krig)] + ([("oi", krig["oi"])] if krig.get("oi") is not None else [])
+
+
 def _baseline_scores(ev: DownscaleEvaluation, krig: dict, seed: int) -> dict:
     """Interpolation and kriging scores on the truth's grid, and the paired differences
     of the ensemble against kriging (moving-block intervals of one day)."""
@@ -398,17 +400,14 @@ def _baseline_scores(ev: DownscaleEvaluation, krig: dict, seed: int) -> dict:
     bicubic = interpolate_coarse(ev.coarse, truth, method="bicubic")
     report["spectrum_ratio_bicubic"] = float(pm.spectrum_ratio(bicubic, truth))
     k_mean, k_std = krig["mean"], krig["std"]
-    report["rmse_kriging"] = float(pm.rmse(k_mean, truth))
-    report["crps_kriging"] = float(pm.gaussian_crps(k_mean, k_std, truth))
-    report["coverage90_kriging"] = float(pm.gaussian_coverage(k_mean, k_std, truth, 0.9))
-    report["spectrum_ratio_kriging"] = float(pm.spectrum_ratio(k_mean, truth))
-    oi = krig.get("oi")
-    if oi is not None:
-        report["rmse_oi"] = float(pm.rmse(oi["mean"], truth))
-        report["crps_oi"] = float(pm.gaussian_crps(oi["mean"], oi["std"], truth))
-        report["coverage90_oi"] = float(pm.gaussian_coverage(oi["mean"], oi["std"], truth, 0.9))
-        report["spectrum_ratio_oi"] = float(pm.spectrum_ratio(oi["mean"], truth))
-        report["oi_fields"] = oi["fields"]
+    for name, base in _gaussian_baselines(krig):
+        mean, std = base["mean"], base["std"]
+        report[f"rmse_{name}"] = float(pm.rmse(mean, truth))
+        report[f"crps_{name}"] = float(pm.gaussian_crps(mean, std, truth))
+        report[f"coverage90_{name}"] = float(pm.gaussian_coverage(mean, std, truth, 0.9))
+        report[f"spectrum_ratio_{name}"] = float(pm.spectrum_ratio(mean, truth))
+    if krig.get("oi") is not None:
+        report["oi_fields"] = krig["oi"]["fields"]
     kernel = krig["kernel"]
     report["kriging_kernel"] = {
         "kind": kernel.kind,
@@ -469,15 +468,10 @@ def _heldout_scores(ev: DownscaleEvaluation, krig: dict | None, heldout: str | N
         "heldout_crps": float(pm.fair_crps(at(ev.ensemble), truth)),
     }
     if krig is not None:
-        report["heldout_rmse_kriging"] = float(pm.rmse(at(krig["mean"]), truth))
-        report["heldout_crps_kriging"] = float(
-            pm.gaussian_crps(at(krig["mean"]), at(krig["std"]), truth)
-        )
-        if krig.get("oi") is not None:
-            oi = krig["oi"]
-            report["heldout_rmse_oi"] = float(pm.rmse(at(oi["mean"]), truth))
-            oi_crps = pm.gaussian_crps(at(oi["mean"]), at(oi["std"]), truth)
-            report["heldout_crps_oi"] = float(oi_crps)
+        for name, base in _gaussian_baselines(krig):
+            mean, std = at(base["mean"]), at(base["std"])
+            report[f"heldout_rmse_{name}"] = float(pm.rmse(mean, truth))
+            report[f"heldout_crps_{name}"] = float(pm.gaussian_crps(mean, std, truth))
     return report
 
 
