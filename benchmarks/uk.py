@@ -48,7 +48,7 @@ from hdm.downscaling.core import downscale, inflate_ensemble
 from hdm.downscaling.output import attach_inputs, write_output
 from hdm.downscaling.prior import Prior, load_prior
 from hdm.metrics import probabilistic as pm
-from hdm.pipelines.evaluate import evaluate_downscale
+from hdm.pipelines.evaluate import evaluate_downscale, realism_scores
 
 log = logging.getLogger("hdm")
 
@@ -773,8 +773,10 @@ def score_on_fields(
     """Downscale the UK t2m fields at ``times`` (coarse ×``factor`` + the 12 conditioning stations,
     simulated obs σ = 0.5 K, MMPS with ``guidance_options``, ``inflation`` as in
     :class:`~hdm.downscaling.config.EnsembleConfig`) with ``prior`` and score the
-    ensemble against them: nfe, s_per_field, rmse, crps (fair), spread_skill, coverage90,
-    spectrum_ratio, band_spread_skill (:data:`BANDS`), and the inflation factor used."""
+    ensemble against them: nfe, s_per_field, rmse, crps (fair), spread_skill, coverage50,
+    coverage90, spectrum_ratio, the speckle numbers over sea and land
+    (``laplacian_ratio_sea``/``_land``), band_spread_skill (:data:`BANDS`), and the
+    inflation factor used."""
     truth = open_fields(UK.resolved_path(), "t2m", time=times)["t2m"].load()
     stations = simulate_observations(truth, conditioning_stations(), 0.5, 0)
     config = EnsembleConfig(
@@ -799,8 +801,10 @@ def score_on_fields(
         "rmse": float(pm.rmse(mean, truth)),
         "crps": float(pm.fair_crps(ens, truth)),
         "spread_skill": float(pm.spread_skill(ens, truth)),
+        "coverage50": float(pm.coverage(ens, truth, 0.5)),
         "coverage90": float(pm.coverage(ens, truth, 0.9)),
         "spectrum_ratio": float(pm.spectrum_ratio(ens, truth)),
+        **realism_scores(ens, truth),
         "band_spread_skill": pm.spread_skill_by_band(ens, truth, BANDS).values.tolist(),
         "inflation": float(ds.attrs["inflation"]),
         "teleport": ds.attrs["teleport_varsigma"],

@@ -183,6 +183,26 @@ def test_the_shifted_validation_days_are_rougher_than_their_training_days():
     assert subcoarse_rms(list(SHIFT_TIMES), factor=1)["grid"] < 1e-9  # no coarse-graining
 
 
+def test_the_shift_table_has_a_cell_per_column_and_names_the_start():
+    from benchmarks.studies.uk_validation_split import SHIFT_HEADER, shift_section
+
+    row = {
+        "checkpoint": "runs/x", "factor": 4, "inflation_setting": None, "inflation": 1.0,
+        "rmse": 0.28, "crps": 0.14, "spread_skill": 0.76, "coverage50": 0.49,
+        "coverage90": 0.84, "power": 1.09, "laplacian_ratio_sea": 1.13,
+        "laplacian_ratio_land": 1.02, "band_spread_skill": [0.9, 1.0, 0.77, 0.74, 0.85],
+        "teleport": 0.5604, "train_period": "2019-03-12T00..2019-03-24T23",
+        "train_steps": 2000, "sampler": "heun", "steps": 25,
+    }  # fmt: skip
+    rms = {"fields": 14, "grid": 0.6, "stations": 0.6}
+    body = shift_section([row], rms, rms)
+    (line,) = [x for x in body.splitlines() if x.startswith("| `runs/x`")]
+    assert line.count("|") == SHIFT_HEADER.splitlines()[0].count("|")
+    assert "0.90 / 1.00 / 0.77 / 0.74 / 0.85" in line
+    assert "teleported from ς* = 0.56" in body
+    assert "from t_max" in shift_section([{**row, "teleport": None}], rms, rms)
+
+
 def test_the_evaluation_table_marks_the_ensemble_against_the_best_baseline():
     from benchmarks.studies.uk_evaluation import HEADER, table_rows
 

@@ -248,24 +248,44 @@ def subcoarse_rms(times: Sequence[str] | slice, factor: int = 4) -> dict:
     return {"fields": int(truth.sizes["time"]), **subcoarse_rms_of(truth, factor)}
 
 
+SHIFT_HEADER = (
+    "| checkpoint | coarse | inflation | λ | RMSE K | fair CRPS | spread–skill | cov. 50 % "
+    "| cov. 90 % | power ratio | speckle sea | speckle land | spread–skill by band "
+    "|\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
 def shift_section(rows: list[dict], train: dict, valid: dict) -> str:
     """Section ``uk-validation-shift``: calibration when the validation days are rougher
     than the training days, without and with the adaptive inflation."""
-    table = factors_section(rows).split(FACTORS_HEADER, 1)[1].strip()
+    table = "\n".join(
+        f"| `{r['checkpoint']}` | ×{r['factor']} | {r['inflation_setting'] or 'none'} | "
+        f"{r['inflation']:.3f} | {r['rmse']:.3f} | {r['crps']:.3f} | {r['spread_skill']:.3f} | "
+        f"{r['coverage50']:.3f} | {r['coverage90']:.3f} | {r['power']:.3f} | "
+        f"{r['laplacian_ratio_sea']:.3f} | {r['laplacian_ratio_land']:.3f} | "
+        + " / ".join(f"{v:.2f}" for v in r["band_spread_skill"])
+        + " |"
+        for r in rows
+    )
+    bands = " / ".join(band_label(lo, hi) for lo, hi in itertools.pairwise(BANDS))
+    teleport = rows[0]["teleport"]
+    start = "from t_max" if teleport is None else f"teleported from ς* = {float(teleport):.2f}"
     return f"""## UK t2m: calibration on a shifted validation split (rougher days than training)
 
-A prior trained on {rows[0]["train_period"]} only, scored on 2019-03-04..10 at 00 and 12
-UTC ({valid["fields"]} fields it never saw; not the test week). The RMS of truth − bilinear
-interpolation of its ×4 coarse field (the variability below 1° the prior must supply, data
-only) is {valid["grid"]:.3f} K on these fields against {train["grid"]:.3f} K on the training
-days every 6 h ({valid["grid"] / train["grid"]:.2f}×; at the 12 stations {valid["stations"]:.3f}
-against {train["stations"]:.3f} K, {valid["stations"] / train["stations"]:.2f}×); the test week
-is 1.29× the full training period. Coarse ×2/×4/×8 + 12 stations (σ = 0.5 K), MMPS,
-{rows[0]["sampler"]} {rows[0]["steps"]} steps, 16 members, without and with
-`inflation="auto"` (λ from the stations' residuals about the coarse field against the
-prior's own).
+A prior trained on {rows[0]["train_period"]} only ({rows[0]["train_steps"]} steps), scored on
+2019-03-04..10 at 00 and 12 UTC ({valid["fields"]} fields it never saw; not the test week).
+The RMS of truth − bilinear interpolation of its ×4 coarse field (the variability below 1°
+the prior must supply, data only) is {valid["grid"]:.3f} K on these fields against
+{train["grid"]:.3f} K on the training days every 6 h ({valid["grid"] / train["grid"]:.2f}×; at
+the 12 stations {valid["stations"]:.3f} against {train["stations"]:.3f} K,
+{valid["stations"] / train["stations"]:.2f}×); the test week is 1.29× the full training
+period. Coarse ×2/×4/×8 + 12 stations (σ = 0.5 K), MMPS, {rows[0]["sampler"]}
+{rows[0]["steps"]} steps {start}, 16 members, without and with `inflation="auto"` (λ from
+the stations' residuals about the coarse field against the prior's own). Speckle: the
+members' mean squared Laplacian over the truth's, over sea and over land points. Spread–skill
+by band of wavelengths {bands}.
 
-{FACTORS_HEADER}
+{SHIFT_HEADER}
 {table}
 """
 
@@ -422,7 +442,7 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         default="none",
         help="with --samplers or --factors: teleport settings to cross them with, e.g. "
         "none,auto (with --factors: section uk-validation-teleport-factors, with the "
-        "spread-skill by wavenumber band)",
+        "spread-skill by wavenumber band); with --shift: one teleport level or none",
     )
     p.add_argument(
         "--nfe",
@@ -454,9 +474,10 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         ]
         section, body = "uk-validation-overshoot", overshoot_section(rows)
     elif args.shift:
+        teleport = None if args.teleport == "none" else args.teleport
         factors = [int(f) for f in (args.factors or "2,4,8").split(",") if f.strip()]
         rows = [
-            score(c, factor=f, inflation=i, times=SHIFT_TIMES)
+            score(c, factor=f, inflation=i, times=SHIFT_TIMES, teleport=teleport)
             for c in args.checkpoints
             for f in factors
             for i in (None, "auto")

@@ -45,6 +45,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hdm._version import __version__
+from hdm.hilbert.augmentation import draw_amplitudes, scale_small_scales
 from hdm.hilbert.checkpoints import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_FORMAT_VERSION,
@@ -53,7 +54,7 @@ from hdm.hilbert.checkpoints import (
 )
 from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.distributed import DistributedContext, current_context
-from hdm.hilbert.grids import Grid
+from hdm.hilbert.grids import Grid, LatLonGrid
 from hdm.hilbert.losses import loss_given_noise
 from hdm.hilbert.process import ForwardProcess
 
@@ -87,6 +88,19 @@ class OptimConfig:
     checkpoint_every: int = 500
     seed: int = 0
     amp: bool = True
+    small_scale_amplitude: float = 1.0
+    small_scale_sigma: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.small_scale_amplitude >= 1:
+            raise ValueError(
+                f"optim.small_scale_amplitude must be >= 1 (1: off), got "
+                f"{self.small_scale_amplitude}"
+            )
+        if not self.small_scale_sigma > 0:
+            raise ValueError(
+                f"optim.small_scale_sigma must be positive, got {self.small_scale_sigma}"
+            )
 
 
 def lr_factor(step: int, cfg: OptimConfig) -> float:
@@ -226,6 +240,11 @@ class _TrainingRun:
                 f"the global batch ({cfg.batch_size} × {self.ctx.world_size} processes = "
                 f"{self.global_batch}) is larger than the {len(data)} training samples"
             )
+        if cfg.small_scale_amplitude > 1 and not isinstance(grid, LatLonGrid):
+            raise ValueError(
+                "optim.small_scale_amplitude scales the small scales of regional lat/lon "
+                f"fields; the grid here is a {type(grid).__name__}"
+            )
         rank = self.ctx.rank
         self.local = slice(rank * cfg.batch_size, (rank + 1) * cfg.batch_size)
         self.optimizer = torch.optim.AdamW(
@@ -328,6 +347,9 @@ class _TrainingRun:
         )
         x0 = self.data[batch[self.local]].to(self.device, non_blocking=True)
         t, xi = t[self.local].to(self.device), xi[self.local].to(self.device)
+        if self.cfg.small_scale_amplitude > 1:  # drawn for the global batch, as t and ξ
+            a = draw_amplitudes(len(batch), self.cfg.small_scale_amplitude, self.noise_gen)
+            x0 = scale_small_scales(x0, a[self.local].to(self.device), self.cfg.small_scale_sigma)
         return x0, t, xi
 
     def diverged(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> TrainingDiverged:

@@ -342,7 +342,7 @@ def kriging_baseline(ev: DownscaleEvaluation, checkpoint: str | None, seed: int 
 SEA_MAX, LAND_MIN = 0.1, 0.9
 
 
-def _realism_scores(ens: xr.DataArray, truth: xr.DataArray) -> dict:
+def realism_scores(ens: xr.DataArray, truth: xr.DataArray) -> dict:
     """The speckle number (:func:`hdm.metrics.probabilistic.laplacian_ratio`) over sea
     and over land points (Natural Earth land fraction of each cell; coastal cells in
     between count in neither); None where the grid has no such point."""
@@ -371,7 +371,7 @@ def _ensemble_scores(ev: DownscaleEvaluation, seed: int) -> dict:
         "coverage90": float(pm.coverage(ens, truth, 0.9)),
         "rank_histogram": pm.rank_histogram(ens, truth, seed=seed).values.tolist(),
         "spectrum_ratio": float(pm.spectrum_ratio(ens, truth)),
-        **_realism_scores(ens, truth),
+        **realism_scores(ens, truth),
     }
     if len(ev.times) >= 2:
         # moving blocks of one day for the bootstrap intervals over time
