@@ -16,9 +16,10 @@ that no validation field is an hour away from a training field):
     python -m benchmarks uk_validation_split --factors 2,4,8 runs/uk_val_statics
     python -m benchmarks uk_validation_split --factors 2,4,8 --overshoot-tolerances 1,10 \
         runs/uk_val_statics
-    hdm train configs/atmos/uk_t2m.yaml --out runs/uk_val_shift \
+    hdm train configs/atmos/uk_t2m.yaml --out runs/uk_val_shift2k \
         --set data.train_start=2019-03-12T00 --set data.train_end=2019-03-24T23
-    python -m benchmarks uk_validation_split --shift runs/uk_val_shift
+    hdm gaussian-stats runs/uk_val_shift2k --varsigma-star 0.5604
+    python -m benchmarks uk_validation_split --shift --teleport 0.5604 runs/uk_val_shift2k
     hdm gaussian-stats runs/uk_val_statics
     python -m benchmarks uk_validation_split --samplers heun:25,heun:13,dpm2m:13,heun:8 \
         --teleport none,auto runs/uk_val_statics
