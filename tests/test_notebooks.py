@@ -76,7 +76,10 @@ def test_quickstart_downscales_to_a_finite_ensemble_on_the_fine_grid(tmp_path, m
     assert _images(nb) == 2
     assert summary["shape"] == [2, 1, 33, 49]
     assert summary["dims"] == ["member", "time", "lat", "lon"]
-    assert summary["finite"] and summary["min_std"] > 0
+    # the members differ: two float32 members coincide at a point only by chance (about 1e-4
+    # of the points at a 0.2 K spread), so a zero std at one point is no collapse
+    assert summary["finite"] and summary["mean_std"] > 0.05
+    assert summary["zero_std_fraction"] < 0.01
     # 19 NFE and two members already put the ensemble mean closer to the truth than
     # bicubic interpolation of the coarse input.
     assert summary["rmse_ensemble_mean"] < summary["rmse_bicubic"]
