@@ -16,6 +16,10 @@ small-scale part (coastal contrasts, orographic detail, fronts' sharpness) is sc
 by a ∈ [1/r, r]. Symmetric in log a, so the mean log-amplitude is the data's.
 
 Shapes: x (B, C, H, W) on a 2-D grid, a (B,).
+
+The filter is two torch convolutions rather than ``scipy.ndimage.gaussian_filter``: it runs
+on every training batch where the batch lives (a GPU under ``torchrun`` included), and a
+round trip through NumPy on the host would cost more than the filter.
 """
 
 from __future__ import annotations
