@@ -161,6 +161,11 @@ STUDIES: dict[str, Entry] = {
         "UK t2m: the adaptive inflation λ by period",
         "uk-inflation",
     ),
+    "uk_spread_by_time": Entry(
+        "benchmarks.studies.uk_spread_by_time",
+        "UK t2m: does the spread follow the error from time to time (stored runs)",
+        "uk-spread-by-time",
+    ),
     "uk_validation_split": Entry(
         "benchmarks.studies.uk_validation_split",
         "UK t2m: priors scored on a validation split of the training period",

@@ -235,3 +235,47 @@ def test_generalisation_compares_the_training_tail_with_an_unseen_period(tiny_mo
     assert 0.8 < result["seen"]["gaussian"][1] < 1.2
     assert result["unseen"]["gaussian"][0] < result["unseen"]["gaussian"][1]
     assert section_body(result).count("\n| ") == 3  # the header and one row per level
+
+
+def _store_about_truth(path, spread_per_time, error_per_time, members: int = 16, seed: int = 0):
+    """A store of uk_evaluation's layout around the ERA5 truth of four test-week times:
+    members = truth + e_t η + s_t ξ_m with η shared and ξ_m per member (N(0, 1) per point),
+    so the ensemble mean's error is ≈ e_t √(1 + s_t²/(M e_t²)) and the spread ≈ s_t."""
+    from benchmarks.uk import UK
+    from hdm.data.open import open_fields
+
+    times = ["2019-03-25T00", "2019-03-25T06", "2019-03-25T12", "2019-03-25T18"]
+    truth = open_fields(UK.resolved_path(), "t2m", time=times)["t2m"].load()
+    rng = np.random.default_rng(seed)
+    shape = truth.shape
+    s = np.asarray(spread_per_time)[None, :, None, None]
+    e = np.asarray(error_per_time)[None, :, None, None]
+    values = truth.values[None] + e * rng.standard_normal((1, *shape))
+    values = values + s * rng.standard_normal((members, *shape))
+    ds = xr.Dataset(
+        {
+            "t2m": (("member", "time", "lat", "lon"), values.astype(np.float32)),
+            "t2m_coarse": (("time", "coarse_lat", "coarse_lon"), np.zeros((4, 8, 12))),
+        },
+        coords={"time": truth["time"].values, "lat": truth["lat"], "lon": truth["lon"]},
+    )
+    ds.to_zarr(path)
+    return path
+
+
+def test_spread_by_time_tells_a_spread_that_follows_the_error_from_one_that_does_not(tmp_path):
+    from benchmarks.studies.uk_spread_by_time import format_section, store_row, training_fields
+
+    training = training_fields().isel(time=slice(0, 48))
+    error = np.array([0.1, 0.2, 0.4, 0.8])
+    # calibrated at every time: e_t η with the members' own spread e_t (fair ratio 1)
+    follows = store_row(_store_about_truth(tmp_path / "week_x4_a.zarr", error, error), training)
+    # the same spread 0.3 K at every time while the error grows 8×
+    fixed = store_row(_store_about_truth(tmp_path / "week_x4_b.zarr", [0.3] * 4, error), training)
+    assert follows["factor"] == 4 and follows["stations"] == "a" and follows["times"] == 4
+    assert abs(follows["slope"] - 1) < 0.05 and abs(follows["pooled"] - 1) < 0.05
+    assert all(abs(v - 1) < 0.05 for v in follows["by_hour"].values())
+    assert abs(fixed["slope"]) < 0.05
+    assert fixed["by_hour"][0] > 2 and fixed["by_hour"][18] < 0.5  # over- then under-dispersed
+    assert set(follows["truth_rough"]) == {0, 6, 12, 18}
+    assert "| `week_x4_a.zarr` | ×4 | a | 4 | 1.0" in format_section([follows, fixed])
