@@ -58,9 +58,8 @@ def _factor(store: Path, ds: xr.Dataset) -> int:
 
 def _hourly_subcoarse_rms(truth: xr.DataArray, factor: int) -> dict[int, float]:
     """RMS (K) of truth − bilinear interpolation of its ×factor coarse field, by UTC hour."""
-    weights = np.cos(np.deg2rad(truth["lat"]))
-    sq = ((truth - coarse_interpolated(truth, factor)) ** 2).weighted(weights).mean(["lat", "lon"])
-    by_hour = np.sqrt(sq.groupby("time.hour").mean())
+    per_time = pm.rmse(coarse_interpolated(truth, factor), truth, dim=["lat", "lon"])
+    by_hour = np.sqrt((per_time**2).groupby("time.hour").mean())
     return {int(h): float(v) for h, v in zip(by_hour["hour"].values, by_hour.values)}
 
 
