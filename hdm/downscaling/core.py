@@ -20,6 +20,7 @@ as ``config=`` or its fields as keyword arguments (``members=16, guidance="mmps"
 
 from __future__ import annotations
 
+import json
 import logging
 import time as _time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ from hdm.conditioning.inflation import (
     inflate_members,
     parse_inflation,
 )
+from hdm.conditioning.observations import ObservationError
 from hdm.conditioning.profiles import Profile, ProfileError
 from hdm.conditioning.teleport import guided_start, observed_basis
 from hdm.data.schema import LAT, LON, MEMBER, TIME
@@ -57,6 +59,7 @@ from hdm.hilbert.checkpoints import required_model_statistics
 from hdm.hilbert.devices import denoiser_device
 from hdm.hilbert.gaussian import GaussianStart, TeleportError, check_varsigma
 from hdm.hilbert.grids import Grid, LatLonGrid
+from hdm.hilbert.regime import LevelError, spacing_ratio
 from hdm.hilbert.sampling import NEEDS_STATISTICS, make_sampler
 
 log = logging.getLogger("hdm")
@@ -107,10 +110,12 @@ def _draw_ensemble(
     factor: float,
     progress: bool,
     callback: Callable[[dict], None] | None,
+    levels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """The members of every time, (members, time, channel, *grid.shape) float32 in
     physical units, inflated by ``factor``, and the NFE per member. The members of a time
-    are seeded by (seed, time) alone."""
+    are seeded by (seed, time) alone; ``levels`` (time,): the small-scale level z bound to
+    a conditioned prior at each time (:func:`small_scale_levels`)."""
     sampler = make_sampler(cfg.sampler, cfg.steps, prior.solver_statistics)
     channels = len(prior.channels)
     teleport = _teleport_setup(prior, target, setup, cfg)
@@ -119,9 +124,10 @@ def _draw_ensemble(
     for i in tqdm(range(len(setup.times)), desc="downscale", disable=not progress, unit="time"):
         key = str(np.datetime_as_string(setup.times[i], unit="s"))
         report = None if callback is None else (lambda info, k=key: callback({**info, "time": k}))
+        denoiser = prior.denoiser if levels is None else prior.denoiser.at_level(levels[i])
         guided = make_guidance(
             cfg.guidance,
-            prior.denoiser,
+            denoiser,
             setup.operator,
             setup.values[i],
             callback=report,
@@ -143,6 +149,46 @@ def _draw_ensemble(
         x = inflate_members(x, setup.operator, setup.values[i], target, factor)
         out[:, i] = prior.normaliser.denormalise(x.double().numpy()).astype(np.float32)
     return out, nfe
+
+
+def small_scale_levels(
+    prior: Prior, coarse: dict[str, xr.DataArray] | None, times: np.ndarray
+) -> tuple[np.ndarray | None, dict]:
+    """For a prior conditioned on its small-scale level (:mod:`hdm.hilbert.regime`): the
+    normalised level ẑ of each time, estimated from the coarse field's own finest scales,
+    and the attributes that record it; without a coarse field the training fields' mean
+    level (z = 0), said in a log line. (None, {}) for any other prior.
+
+    Raises:
+        ObservationError: a coarse field the level cannot be estimated from (fewer than
+            4 cells per axis, cells outside the factors the model was fitted for).
+    """
+    regime = getattr(prior.denoiser, "regime", None)
+    if regime is None:
+        return None, {}
+    if not coarse:
+        log.info("no coarse field: the small-scale level is the training mean (z = 0)")
+        return np.zeros(len(times)), {"small_scale_level_source": "training mean"}
+    ((name, field),) = coarse.items()
+    lat, lon = field[LAT].values, field[LON].values
+    values = prior.normaliser.normalise(field.sel({TIME: times}).to_dataset(name=name))[name]
+    ratio = spacing_ratio(lat, lon, prior.grid)
+    try:
+        levels = regime.estimate(values.values, lat, ratio)
+    except LevelError as exc:
+        raise ObservationError(f"the coarse field of {name!r}: {exc}") from exc
+    fit = regime.estimator_at(ratio)
+    log.info(
+        "small-scale level from the coarse field (x%.3g, correlation %.2f in training): z = %s",
+        ratio,
+        fit.correlation,
+        " ".join(f"{z:+.2f}" for z in levels),
+    )
+    attrs = {
+        "small_scale_level_source": f"coarse field, x{ratio:.4g}",
+        "small_scale_level": json.dumps([round(float(z), 4) for z in levels]),
+    }
+    return levels, attrs
 
 
 def teleport_level(prior: Prior, target: LatLonGrid, teleport: float | str) -> float:
@@ -349,7 +395,8 @@ def downscale(
         sampler=cfg.sampler, steps=cfg.steps, seed=cfg.seed
     )
     factor, inflation_attrs = inflation_factor(prior, target, setup, cfg.inflation, options_)
-    out, nfe = _draw_ensemble(prior, target, setup, cfg, factor, progress, callback)
+    levels, level_attrs = small_scale_levels(prior, coarse, field_times)
+    out, nfe = _draw_ensemble(prior, target, setup, cfg, factor, progress, callback, levels)
     wall = _time.perf_counter() - t0
     ds = ensemble_dataset(out, prior, target, field_times, cfg.quantiles)
     ds.attrs.update(
@@ -370,6 +417,7 @@ def downscale(
         wall_time_s=round(wall, 3),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         **inflation_attrs,
+        **level_attrs,
     )
     return ds
 

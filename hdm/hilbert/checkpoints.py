@@ -36,6 +36,7 @@ from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.gaussian import GaussianStatistics, TeleportError
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
+from hdm.hilbert.regime import SmallScaleLevel
 from hdm.hilbert.solver_statistics import ModelStatistics, SolverStatisticsError
 from hdm.hilbert.statics import StaticInputs
 
@@ -68,11 +69,17 @@ class CheckpointError(RuntimeError):
 
 
 def build_denoiser(
-    network: dict, process: dict, parameterisation: str, statics: StaticInputs | None = None
+    network: dict,
+    process: dict,
+    parameterisation: str,
+    statics: StaticInputs | None = None,
+    regime: dict | None = None,
 ) -> PreconditionedDenoiser:
     """A denoiser from the plain descriptions stored in a checkpoint (``statics``: the
-    static inputs of a model that has static channels); ``network["kind"]`` "sfno" is a
-    :class:`~hdm.hilbert.spherical_network.TimeConditionedSFNO`, else the planar FNO."""
+    static inputs of a model that has static channels; ``regime``: the record of a model
+    conditioned on its small-scale level, :mod:`hdm.hilbert.regime`); ``network["kind"]``
+    "sfno" is a :class:`~hdm.hilbert.spherical_network.TimeConditionedSFNO`, else the
+    planar FNO."""
     if network.get("kind") == "sfno":
         from hdm.hilbert.spherical_network import TimeConditionedSFNO
 
@@ -80,7 +87,11 @@ def build_denoiser(
     else:
         backbone = TimeConditionedFNO(**network)
     return PreconditionedDenoiser(
-        backbone, ForwardProcess.from_dict(process), parameterisation, statics
+        backbone,
+        ForwardProcess.from_dict(process),
+        parameterisation,
+        statics,
+        None if regime is None else SmallScaleLevel.from_dict(regime),
     )
 
 
@@ -150,7 +161,11 @@ def denoiser_from_checkpoint(
     channels needs ``statics`` with the normalisation recorded at training (the
     checkpoint's ``statics`` entry); without them it raises when called, saying so."""
     denoiser = build_denoiser(
-        payload["network"], payload["process"], payload["parameterisation"], statics
+        payload["network"],
+        payload["process"],
+        payload["parameterisation"],
+        statics,
+        payload.get("regime"),
     )
     try:
         denoiser.load_state_dict(payload["ema" if use_ema else "model"])

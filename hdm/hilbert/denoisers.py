@@ -26,6 +26,7 @@ and guidance from the network.
 
 from __future__ import annotations
 
+import copy
 from typing import Protocol
 
 import numpy as np
@@ -35,6 +36,7 @@ from torch import nn
 
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.process import ForwardProcess, expand_to
+from hdm.hilbert.regime import SmallScaleLevel
 from hdm.hilbert.statics import StaticInputs
 
 
@@ -59,7 +61,10 @@ PARAMETERISATIONS = ("v", "eps")
 class PreconditionedDenoiser(nn.Module):
     """D(x, t) from a backbone F(x, c_noise, grid) (see module docstring); a backbone with
     static channels gets them from ``statics`` (:class:`hdm.hilbert.statics.StaticInputs`),
-    on whatever grid it is called."""
+    on whatever grid it is called. A backbone conditioned on the small-scale level
+    (``regime``, :mod:`hdm.hilbert.regime`) gets the normalised level z: per sample in
+    training (``condition``), else the one bound by :meth:`at_level` (default 0, the
+    training fields' mean level)."""
 
     def __init__(
         self,
@@ -67,6 +72,7 @@ class PreconditionedDenoiser(nn.Module):
         process: ForwardProcess,
         parameterisation: str = "v",
         statics: StaticInputs | None = None,
+        regime: SmallScaleLevel | None = None,
     ):
         super().__init__()
         if parameterisation not in PARAMETERISATIONS:
@@ -77,6 +83,24 @@ class PreconditionedDenoiser(nn.Module):
         self.process = process
         self.parameterisation = parameterisation
         self.statics = statics
+        if (regime is None) != (getattr(backbone, "condition_inputs", 0) == 0):
+            raise ValueError(
+                "a backbone with condition inputs needs the small-scale level's record "
+                "(regime), and only such a backbone takes one"
+            )
+        self.regime = regime
+        self.level = 0.0
+
+    def at_level(self, level: float) -> PreconditionedDenoiser:
+        """This denoiser (the same network, not a copy of it) with the normalised
+        small-scale level z = ``level`` bound for sampling."""
+        if self.regime is None:
+            raise ValueError("this model is not conditioned on a small-scale level")
+        if not np.isfinite(level):
+            raise ValueError(f"the small-scale level must be finite, got {level}")
+        bound = copy.copy(self)
+        bound.level = float(level)
+        return bound
 
     def chunk_size(self, x: torch.Tensor, grid: Grid, budget: int | None = None) -> int:
         """Fields per chunk in which the backbone splits a batch for a budget in bytes
@@ -88,13 +112,27 @@ class PreconditionedDenoiser(nn.Module):
     def c_noise(self, t: torch.Tensor) -> torch.Tensor:
         return 0.25 * torch.log(self.process.schedule.varsigma(t))
 
-    def network_output(self, x: torch.Tensor, t: torch.Tensor, grid: Grid) -> torch.Tensor:
-        """F(x, c_noise(t)): the raw backbone output."""
+    def network_output(
+        self, x: torch.Tensor, t: torch.Tensor, grid: Grid, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """F(x, c_noise(t)): the raw backbone output (``condition``: z per sample, (B, 1),
+        for a model conditioned on the small-scale level; default the bound level)."""
         tau = self.c_noise(t).to(x.dtype)
-        if self.statics is None:
-            f = self.backbone(x, tau, grid)
+        statics = (
+            None if self.statics is None else self.statics(grid, dtype=x.dtype, device=x.device)
+        )
+        if self.regime is None:
+            if condition is not None:
+                raise ValueError("this model is not conditioned on a small-scale level")
+            f = (
+                self.backbone(x, tau, grid)
+                if statics is None
+                else self.backbone(x, tau, grid, statics)
+            )
         else:
-            f = self.backbone(x, tau, grid, self.statics(grid, dtype=x.dtype, device=x.device))
+            if condition is None:
+                condition = torch.full((x.shape[0], 1), self.level, dtype=x.dtype, device=x.device)
+            f = self.backbone(x, tau, grid, statics, condition)
         return self._within_range(f, x, t, grid)
 
     def _within_range(self, f: torch.Tensor, x: torch.Tensor, t: torch.Tensor, grid: Grid):

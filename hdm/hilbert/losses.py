@@ -49,9 +49,11 @@ def loss_given_noise(
     t: torch.Tensor,
     xi: torch.Tensor,
     grid: Grid,
+    condition: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L for drawn times t (batch,) and noise ξ (batch, C, *grid.shape):
-    ``mean_b Σ_i w_i (F_θ(α_t x0 + σ_t ξ, t) − F*(x0, ξ, t))_i² / Σ_i w_i``."""
+    ``mean_b Σ_i w_i (F_θ(α_t x0 + σ_t ξ, t) − F*(x0, ξ, t))_i² / Σ_i w_i``; ``condition``
+    (batch, 1): the small-scale level z of each x0 for a model conditioned on it."""
     xt = denoiser.process.perturb(x0, t, xi)
-    residual = denoiser.network_output(xt, t, grid) - denoiser.training_target(x0, xi, t)
+    residual = denoiser.network_output(xt, t, grid, condition) - denoiser.training_target(x0, xi, t)
     return weighted_mean_square(residual, grid)

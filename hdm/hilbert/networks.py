@@ -2,7 +2,7 @@
 
 Architecture (Li et al. 2021, FNO; with per-sample time conditioning):
 
-    h_0 = P([x, s(grid), c(grid)])                     lifting, pointwise
+    h_0 = P([x, s(grid), z, c(grid)])                  lifting, pointwise
     h_{l+1} = h_l + GELU( (1 + a_l(τ)) ⊙ (K_l h_l + W_l h_l) + b_l(τ) )
     F = Π(h_L)                                         projection, pointwise MLP
 
@@ -19,8 +19,12 @@ Architecture (Li et al. 2021, FNO; with per-sample time conditioning):
   spectral-layer of BENCHMARKS.md);
   W_l: a pointwise linear map.
 - τ = c_noise (batch,): sinusoidal embedding → MLP → per-layer FiLM (a_l, b_l) per
-  sample and channel. neuraloperator's own ``FNO.forward`` takes no time input and its
-  ``AdaIN`` holds one embedding for the whole batch, hence this module.
+  sample and channel. A model with ``condition_inputs`` R > 0 takes per-sample scalars
+  z (batch, R) beside τ (the small-scale level of :mod:`hdm.hilbert.regime`): the MLP
+  sees embedding(τ) + A z, A zero-initialised, so τ and z act jointly on every FiLM, and
+  the lifting P sees z as R constant input fields.
+  neuraloperator's own ``FNO.forward`` takes no time input and its ``AdaIN`` holds one
+  embedding for the whole batch, hence this module.
 - Non-periodic axes are extended by their mirror image (even extension, period 2L)
   after the lifting, and cropped before the projection, so the FFT of the spectral
   layers sees a continuous periodic function. Zero padding would leave a jump at the
@@ -93,6 +97,7 @@ class TimeConditionedFNO(nn.Module):
     width: hidden channels. n_modes: Fourier modes kept per axis (int or tuple).
     n_layers: spectral blocks.
     time_dim: width of the time embedding.
+    condition_inputs: per-sample scalar conditions R beside τ (0: none).
 
     ``cpu_chunk_bytes`` (attribute, not saved with the weights): the largest hidden
     activation of one chunk on the CPU, in bytes; 0 runs every batch whole.
@@ -109,6 +114,7 @@ class TimeConditionedFNO(nn.Module):
         n_layers: int = 4,
         time_dim: int = 128,
         static_channels: int = 0,
+        condition_inputs: int = 0,
     ):
         super().__init__()
         if dim not in (1, 2):
@@ -125,10 +131,12 @@ class TimeConditionedFNO(nn.Module):
             "time_dim": time_dim,
             "static_channels": static_channels,
         }
+        if condition_inputs:  # absent from the configs of models without (and their files)
+            self.config["condition_inputs"] = condition_inputs
         self.dim = dim
         self.channels = channels
         self.static_channels = static_channels
-        inputs = channels + static_channels + dim
+        inputs = channels + static_channels + condition_inputs + dim
         self.lift = ChannelMLP(inputs, width, hidden_channels=width, n_layers=2, n_dim=dim)
         self.spectral = nn.ModuleList(
             [TruncatedSpectralConv(width, width, n_modes=modes) for _ in range(n_layers)]
@@ -136,6 +144,11 @@ class TimeConditionedFNO(nn.Module):
         conv = nn.Conv1d if dim == 1 else nn.Conv2d
         self.pointwise = nn.ModuleList([conv(width, width, 1) for _ in range(n_layers)])
         self.time_mlp, self.film = time_modulation(time_dim, width, n_layers)
+        self.condition_inputs = condition_inputs
+        if condition_inputs:
+            self.condition = nn.Linear(condition_inputs, time_dim)
+            nn.init.zeros_(self.condition.weight)
+            nn.init.zeros_(self.condition.bias)
         self.project = ChannelMLP(width, channels, hidden_channels=2 * width, n_layers=2, n_dim=dim)
         self.time_dim = time_dim
 
@@ -197,30 +210,54 @@ class TimeConditionedFNO(nn.Module):
                 f"{(self.static_channels, *grid.shape)}"
             )
 
+    def check_condition(self, condition: torch.Tensor | None, batch: int) -> None:
+        if self.condition_inputs == 0:
+            if condition is not None:
+                raise GridError("this model takes no per-sample conditions, but some were given")
+            return
+        if condition is None or tuple(condition.shape) != (batch, self.condition_inputs):
+            raise GridError(
+                f"this model needs {self.condition_inputs} condition value(s) per field, "
+                f"shape ({batch}, {self.condition_inputs}), got "
+                f"{None if condition is None else tuple(condition.shape)}"
+            )
+
     def forward(
         self,
         x: torch.Tensor,
         tau: torch.Tensor,
         grid: Grid,
         statics: torch.Tensor | None = None,
+        condition: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """F(x, τ) on ``grid``: x (batch, C, *grid.shape), τ (batch,), ``statics``
-        (K, *grid.shape) when the model has static channels."""
+        (K, *grid.shape) when the model has static channels, ``condition`` (batch, R) when
+        it has condition inputs."""
         self.check_input(x, grid)
         self.check_statics(statics, grid)
+        self.check_condition(condition, x.shape[0])
         if tau.shape != (x.shape[0],):
             raise GridError(
                 f"expected one noise level per field, shape ({x.shape[0]},), got {tuple(tau.shape)}"
             )
         size = self.chunk_size(x, grid)
         if size >= x.shape[0]:
-            return self._forward(x, tau, grid, statics)
+            return self._forward(x, tau, grid, statics, condition)
+        conditions = [None] * len(x.split(size)) if condition is None else condition.split(size)
         return torch.cat(
-            [self._forward(xc, tc, grid, statics) for xc, tc in zip(x.split(size), tau.split(size))]
+            [
+                self._forward(xc, tc, grid, statics, cc)
+                for xc, tc, cc in zip(x.split(size), tau.split(size), conditions)
+            ]
         )
 
     def _forward(
-        self, x: torch.Tensor, tau: torch.Tensor, grid: Grid, statics: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        tau: torch.Tensor,
+        grid: Grid,
+        statics: torch.Tensor | None,
+        condition: torch.Tensor | None = None,
     ) -> torch.Tensor:
         coords = grid.normalised_coords(dtype=x.dtype, device=x.device)
         inputs = [x]
@@ -228,10 +265,19 @@ class TimeConditionedFNO(nn.Module):
             inputs.append(
                 statics.to(dtype=x.dtype, device=x.device).expand(x.shape[0], -1, *grid.shape)
             )
+        if condition is not None:  # constant input fields too: z reaches every point directly
+            inputs.append(
+                condition.to(x.dtype)
+                .reshape(*condition.shape, *[1] * self.dim)
+                .expand(-1, -1, *grid.shape)
+            )
         inputs.append(coords.unsqueeze(0).expand(x.shape[0], *coords.shape))
         h = self.lift(torch.cat(inputs, dim=1))
         h = self.even_extension(h, grid)
-        emb = self.time_mlp(sinusoidal_embedding(tau, self.time_dim).to(x.dtype))
+        emb = sinusoidal_embedding(tau, self.time_dim).to(x.dtype)
+        if condition is not None:
+            emb = emb + self.condition(condition.to(x.dtype))
+        emb = self.time_mlp(emb)
         view = (x.shape[0], -1) + (1,) * self.dim
         for spectral, pointwise, film in zip(self.spectral, self.pointwise, self.film):
             scale, shift = film(emb).chunk(2, dim=1)

@@ -59,6 +59,12 @@ from hdm.hilbert.losses import loss_given_noise
 from hdm.hilbert.process import ForwardProcess
 
 
+def _regime_record(model: nn.Module) -> dict:
+    """``{"regime": ...}`` for a model conditioned on its small-scale level, else {}."""
+    regime = getattr(model, "regime", None)
+    return {} if regime is None else {"regime": regime.to_dict()}
+
+
 class TrainingDiverged(RuntimeError):
     """The loss or the gradients became non-finite."""
 
@@ -162,9 +168,14 @@ class DenoisingObjective(nn.Module):
         self.denoiser = denoiser
 
     def forward(
-        self, x0: torch.Tensor, t: torch.Tensor, xi: torch.Tensor, grid: Grid
+        self,
+        x0: torch.Tensor,
+        t: torch.Tensor,
+        xi: torch.Tensor,
+        grid: Grid,
+        condition: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return loss_given_noise(self.denoiser, x0, t, xi, grid)
+        return loss_given_noise(self.denoiser, x0, t, xi, grid, condition)
 
 
 @contextlib.contextmanager
@@ -298,6 +309,7 @@ class _TrainingRun:
             "process": model.process.to_dict(),
             "grid": self.grid.to_dict(),
             "parameterisation": model.parameterisation,
+            **_regime_record(model),
             "optim": asdict(self.cfg),
             **(self.extra or {}),
         }
@@ -323,9 +335,10 @@ class _TrainingRun:
             )
         return objective
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """This process's slice of the next global batch: x0 (B, C, *grid.shape), t (B,)
-        and ξ (B, C, *grid.shape), on the model's device.
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """This process's slice of the next global batch: x0 (B, C, *grid.shape), t (B,),
+        ξ (B, C, *grid.shape) and, for a model conditioned on the small-scale level, the
+        level z of each (augmented) x0 (B, 1), else None; on the model's device.
 
         The G indices come from the data order (a fresh permutation from ``data_gen``
         when fewer than G are left); every process draws the G times and noise fields
@@ -350,7 +363,9 @@ class _TrainingRun:
         if self.cfg.small_scale_amplitude > 1:  # drawn for the global batch, as t and ξ
             a = draw_amplitudes(len(batch), self.cfg.small_scale_amplitude, self.noise_gen)
             x0 = scale_small_scales(x0, a[self.local].to(self.device), self.cfg.small_scale_sigma)
-        return x0, t, xi
+        regime = getattr(self.model, "regime", None)
+        condition = None if regime is None else regime.training_input(x0, self.grid)
+        return x0, t, xi, condition
 
     def diverged(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> TrainingDiverged:
         """The error for a non-finite loss or gradient at the coming step."""
@@ -374,9 +389,9 @@ class _TrainingRun:
         step if the loss or the gradient norm is not finite.
         """
         t0 = time.perf_counter()
-        x0, t, xi = self.next_batch()
+        x0, t, xi, condition = self.next_batch()
         with torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext():
-            loss = objective(x0, t, xi, self.grid)
+            loss = objective(x0, t, xi, self.grid, condition)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)

@@ -93,6 +93,12 @@ def _sample_parser(sub) -> None:
         help="auto (the ς* of hdm gaussian-stats) or a level ς*: start from the Gaussian of "
         "the training data there (fewer model calls)",
     )
+    s.add_argument(
+        "--small-scale-level",
+        type=float,
+        help="models trained with model.small_scale_level: the level z of the fields' small "
+        "scales, in stds of the training fields' levels (default 0: their mean)",
+    )
     s.add_argument("--batch-size", type=int, default=1000)
     s.add_argument(
         "--runaway-bound",
@@ -278,6 +284,7 @@ def _sample(args) -> int:
         teleport=args.teleport,
         device=args.device,
         runaway_bound=args.runaway_bound,
+        small_scale_level=args.small_scale_level,
     )
     path = write_netcdf(ds, args.out)
     where = f"{ds.sizes['x']} points" if "x" in ds.sizes else ds.attrs["grid"]

@@ -144,7 +144,10 @@ class ModelConfig:
     (TimeConditionedSFNO, global grids; ``n_modes`` is then the number of
     spherical-harmonic degrees kept). ``n_modes_2``: FNO modes on the second axis of 2-D
     grids (null: ``n_modes``). ``sfno_weights``: "degree" (one spectral weight per ℓ) or
-    "degree_order" (per (ℓ, m); :mod:`hdm.hilbert.spherical_network`)."""
+    "degree_order" (per (ℓ, m); :mod:`hdm.hilbert.spherical_network`).
+    ``small_scale_level``: condition the network on the level of the fields' small scales
+    (:mod:`hdm.hilbert.regime`; the low-pass is ``optim.small_scale_sigma``), estimated
+    from the coarse field at sampling time; one-channel regional FNO models only."""
 
     kind: Literal["fno", "sfno"] = "fno"
     width: int = 48
@@ -154,6 +157,7 @@ class ModelConfig:
     n_layers: int = 4
     time_dim: int = 128
     parameterisation: Literal["v", "eps"] = "v"
+    small_scale_level: bool = False
 
 
 @dataclass(frozen=True)

@@ -71,9 +71,11 @@ def sample(
     device: str = "cpu",
     scale: int = 1,
     runaway_bound: float | str | None = RUNAWAY_BOUND,
+    small_scale_level: float | None = None,
 ) -> xr.Dataset:
     """Draw ``n`` functions; returns ``y(sample, x)`` in the data's physical units (a
-    gridded model: :func:`sample_fields`, ``scale`` times finer than its grid).
+    gridded model: :func:`sample_fields`, ``scale`` times finer than its grid, at
+    ``small_scale_level`` z for a model conditioned on it).
 
     ``teleport``: None (start from N(0, Q) at t_max), "auto" (the ς* that ``hdm
     gaussian-stats`` measured for the model) or a level ς*: start from the Gaussian of
@@ -96,10 +98,13 @@ def sample(
         return sample_fields(
             checkpoint, n=n, sampler=sampler, steps=steps, seed=seed, device=device,
             batch_size=min(batch_size, 16), progress=progress, scale=scale,
-            runaway_bound=runaway_bound,
+            runaway_bound=runaway_bound, small_scale_level=small_scale_level,
         )  # fmt: skip
-    if scale != 1:
-        raise GridError(f"--scale applies to gridded models; {checkpoint} is a 1-D one (--points)")
+    if scale != 1 or small_scale_level is not None:
+        raise GridError(
+            f"--scale and --small-scale-level apply to gridded models; {checkpoint} is a 1-D "
+            "one (--points)"
+        )
     solver_stats = load_model_statistics(checkpoint)
     if sampler in NEEDS_STATISTICS:
         required_model_statistics(solver_stats, checkpoint, sampler)
@@ -165,6 +170,7 @@ def sample_fields(
     progress: bool = True,
     scale: int = 1,
     runaway_bound: float | str | None = RUNAWAY_BOUND,
+    small_scale_level: float | None = None,
 ) -> xr.Dataset:
     """``n`` unconditional fields of a gridded model on its training grid (``scale`` > 1:
     a grid that many times finer, zero-shot), in physical units: ``{var}(sample, lat,
@@ -173,12 +179,19 @@ def sample_fields(
     :func:`hdm.conditioning.ensembles.draw_members` draws members (chunks of
     ``batch_size`` seeded by (seed, "sample/k")); the noise of one seed is the same
     function on every grid (:mod:`hdm.hilbert.covariance`); ``runaway_bound`` as in
-    :func:`sample`."""
+    :func:`sample`. A model conditioned on its small-scale level (:mod:`hdm.hilbert.regime`)
+    samples at ``small_scale_level`` z (default 0: its training fields' mean level, in
+    their stds); other models refuse one."""
     prior = load_prior(checkpoint).to(device)
     grid = target_grid(prior, scale if scale != 1 else None)
+    denoiser = prior.denoiser
+    if getattr(denoiser, "regime", None) is not None:
+        denoiser = denoiser.at_level(0.0 if small_scale_level is None else small_scale_level)
+    elif small_scale_level is not None:
+        raise ValueError(f"{checkpoint} is not conditioned on a small-scale level")
     t0 = time.perf_counter()
     x, nfe = draw_members(
-        prior.denoiser, make_sampler(sampler, steps, prior.solver_statistics), grid, n,
+        denoiser, make_sampler(sampler, steps, prior.solver_statistics), grid, n,
         seed=seed, key="sample", batch_size=batch_size, channels=len(prior.channels),
         bound=checked_bound(runaway_bound),
     )  # fmt: skip
@@ -208,6 +221,11 @@ def sample_fields(
             "seed": seed,
             "grid": grid.describe(),
             "training_grid": prior.grid.describe(),
+            **(
+                {"small_scale_level": denoiser.level}
+                if getattr(denoiser, "regime", None) is not None
+                else {}
+            ),
             "sampling_wall_time_s": wall,
             "hdm_version": __version__,
             "history": f"{datetime.now(UTC).isoformat(timespec='seconds')} hdm sample",

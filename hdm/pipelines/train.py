@@ -39,6 +39,7 @@ from hdm.hilbert.distributed import distributed_session
 from hdm.hilbert.grids import GlobalGrid, Grid, IntervalGrid, LatLonGrid
 from hdm.hilbert.networks import TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
+from hdm.hilbert.regime import SmallScaleLevel
 from hdm.hilbert.spherical_network import TimeConditionedSFNO
 from hdm.hilbert.statics import StaticInputs
 from hdm.pipelines.config import (
@@ -218,16 +219,47 @@ def training_statics(cfg: TrainRunConfig, data: TrainingData) -> tuple[StaticInp
     return inputs, {"statics": statics_record(sources, inputs)}
 
 
+def training_regime(cfg: TrainRunConfig, data: TrainingData) -> SmallScaleLevel | None:
+    """The small-scale level's record fitted on the training fields when
+    ``model.small_scale_level`` is set (:mod:`hdm.hilbert.regime`), else None; refused
+    (naming why) for anything but one-channel regional lat-lon FNO models."""
+    if not cfg.model.small_scale_level:
+        return None
+    grid = data.grid
+    if not isinstance(grid, LatLonGrid) or cfg.model.kind != "fno":
+        raise ValueError(
+            "model.small_scale_level conditions regional lat/lon FNO models; "
+            f"{cfg.data.dataset!r} is on {grid.describe()} with model.kind {cfg.model.kind!r}"
+        )
+    if data.tensor.shape[1] != 1:
+        raise ValueError(
+            f"model.small_scale_level conditions one-channel models; {cfg.data.dataset!r} "
+            f"has {data.tensor.shape[1]} channels"
+        )
+    regime = SmallScaleLevel.fit(data.tensor, grid, cfg.optim.small_scale_sigma)
+    for e in regime.estimators:
+        log.info(
+            "small-scale level from coarse ×%d: slope %.3f, correlation %.3f, residual std %.3f",
+            e.factor,
+            e.slope,
+            e.correlation,
+            e.residual_std,
+        )
+    return regime
+
+
 def build_model(
     cfg: TrainRunConfig,
     grid: Grid | None = None,
     channels: int = 1,
     statics: StaticInputs | None = None,
     variables: Sequence[str] = (),
+    regime: SmallScaleLevel | None = None,
 ) -> PreconditionedDenoiser:
     """The denoiser of ``cfg`` for fields on grids like ``grid`` (default: 1-D), with
     ``statics`` as extra input channels when given; ``variables`` (the channels' names)
-    place ``noise.vector``."""
+    place ``noise.vector``; ``regime``: the small-scale level the network is conditioned
+    on (:func:`training_regime`)."""
     process = ForwardProcess(cfg.schedule.build(), cfg.noise.build(variables))
     if isinstance(grid, GlobalGrid) or cfg.model.kind == "sfno":
         if not isinstance(grid, GlobalGrid) or cfg.model.kind != "sfno":
@@ -261,8 +293,9 @@ def build_model(
         n_layers=cfg.model.n_layers,
         time_dim=cfg.model.time_dim,
         static_channels=len(statics) if statics is not None else 0,
+        condition_inputs=0 if regime is None else 1,
     )
-    return PreconditionedDenoiser(backbone, process, cfg.model.parameterisation, statics)
+    return PreconditionedDenoiser(backbone, process, cfg.model.parameterisation, statics, regime)
 
 
 def _log_start(cfg: TrainRunConfig, data: TrainingData, denoiser, ctx) -> None:
@@ -341,7 +374,8 @@ def run_training(
         statics, statics_entry = training_statics(cfg, data)
         channels = int(data.tensor.shape[1])
         names = channel_names(data)
-        denoiser = build_model(cfg, data.grid, channels, statics, names).to(ctx.device)
+        regime = training_regime(cfg, data)
+        denoiser = build_model(cfg, data.grid, channels, statics, names, regime).to(ctx.device)
         extra = {
             **statics_entry,
             "config": cfg.to_dict(),
