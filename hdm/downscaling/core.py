@@ -73,6 +73,7 @@ __all__ = [
     "profile_noise_settings",
     "read_run_profiles",
     "resolve_teleport_level",
+    "small_scale_levels",
     "teleport_level",
 ]
 
