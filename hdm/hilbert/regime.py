@@ -100,11 +100,11 @@ def coarse_roughness(coarse: np.ndarray, lat: np.ndarray) -> np.ndarray:
     if not np.isfinite(coarse).all():
         raise LevelError("the coarse field has non-finite values")
     h, w = coarse.shape[1] // 2 * 2, coarse.shape[2] // 2 * 2
-    c = torch.as_tensor(coarse[:, None, :h, :w])
+    blocks = torch.as_tensor(block_means(coarse, 2)[:, None])
     # align_corners=False puts output cell i at input coordinate (i + ½)/2 − ½: between the
     # block centres exactly, clamped (held) beyond the outermost ones
-    smooth = F.interpolate(F.avg_pool2d(c, 2), size=(h, w), mode="bilinear", align_corners=False)
-    residual = (c - smooth)[:, 0].numpy()
+    smooth = F.interpolate(blocks, size=(h, w), mode="bilinear", align_corners=False)
+    residual = coarse[:, :h, :w] - smooth[:, 0].numpy()
     v = np.cos(np.deg2rad(np.asarray(lat, dtype=np.float64)[:h]))[:, None] * np.ones(w)
     v = v / v.sum()
     return 0.5 * np.log(np.maximum((residual**2 * v).sum(axis=(1, 2)), 1e-30))
@@ -159,7 +159,7 @@ class SmallScaleLevel:
         x = fields[:, 0].double().numpy()
         estimators = []
         for f in sorted(factors):
-            coarse_lat = block_means(lat[None, :, None].repeat(f, axis=2), f)[0, :, 0]
+            coarse_lat = lat[: len(lat) // f * f].reshape(-1, f).mean(axis=1)
             r = coarse_roughness(block_means(x, f), coarse_lat)
             slope, intercept = np.polyfit(r, rho, 1)
             residual = rho - (intercept + slope * r)
