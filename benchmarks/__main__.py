@@ -156,6 +156,11 @@ STUDIES: dict[str, Entry] = {
         "UK t2m: spread and error along the domain edges of a stored run",
         "uk-edges",
     ),
+    "uk_gaussian_shrinkage": Entry(
+        "benchmarks.studies.uk_gaussian_shrinkage",
+        "UK t2m: the teleport Gaussian shrunk toward the low-passed Q, both validation splits",
+        "uk-gaussian-shrinkage",
+    ),
     "uk_inflation": Entry(
         "benchmarks.studies.uk_inflation",
         "UK t2m: the adaptive inflation λ by period",

@@ -45,6 +45,30 @@ def test_pca_of_fields_is_their_empirical_covariance_and_mean():
     assert top.explained == pytest.approx(eig[:5].sum() / eig.sum(), rel=1e-9)
 
 
+def test_shrinkage_is_the_convex_combination_and_fills_the_directions_the_days_lack():
+    rng = np.random.default_rng(2)
+    fields = torch.as_tensor(rng.standard_normal((10, 1, 12, 12)).cumsum(-1))
+    sample = GaussianStatistics.fit(fields, GRID)
+    target = PROCESS.covariance.dense(GRID)
+    shrunk = sample.shrunk(target, 0.3, {"target": "Q"})
+    np.testing.assert_allclose(
+        shrunk.covariance(), 0.7 * sample.covariance() + 0.3 * target, atol=1e-9
+    )
+    # 9 modes of the days, full rank after: a direction orthogonal to every training
+    # anomaly has no variance in the sample Gaussian and 0.3 uᵀQu in the shrunk one
+    u = np.linalg.svd(fields.reshape(10, -1).numpy() - fields.reshape(10, -1).numpy().mean(0))[2][
+        -1
+    ]
+    assert sample.rank == 9 and shrunk.rank > 100
+    assert u @ sample.covariance() @ u < 1e-10
+    assert u @ shrunk.covariance() @ u == pytest.approx(0.3 * u @ target @ u, rel=1e-6)
+    assert shrunk.shrinkage == {"weight": 0.3, "sample_rank": 9, "target": "Q"}
+    back = GaussianStatistics.from_dict(shrunk.to_dict())
+    assert back.shrinkage == shrunk.shrinkage
+    with pytest.raises(TeleportError, match=r"weight must lie in \[0, 1\), got 1"):
+        sample.shrunk(target, 1.0)
+
+
 def test_the_posterior_in_the_basis_is_the_closed_form_kriging_posterior():
     cov, op, y = _problem()
     stats = GaussianStatistics.from_covariance(cov, GRID)

@@ -15,10 +15,21 @@ from hdm.domains.atmosphere import GRIDDED_DATASETS
 from hdm.downscaling.config import EnsembleConfig
 from hdm.downscaling.core import downscale
 from hdm.downscaling.prior import load_prior
+from hdm.hilbert.augmentation import gaussian_lowpass
 from hdm.hilbert.checkpoints import CheckpointError, load_gaussian
-from hdm.hilbert.gaussian import TeleportError
+from hdm.hilbert.covariance import SpectralCovariance
+from hdm.hilbert.gaussian import GaussianStatistics, TeleportError
+from hdm.hilbert.grids import Axis, GlobalGrid
+from hdm.hilbert.process import ForwardProcess
+from hdm.hilbert.schedules import CosineVP
 from hdm.pipelines.cli import main
-from hdm.pipelines.gaussian_stats import GaussianStatsConfig, gaussian_statistics, heldout_fields
+from hdm.pipelines.gaussian_stats import (
+    DEFAULT_SHRINK,
+    GaussianStatsConfig,
+    gaussian_statistics,
+    heldout_fields,
+    shrink_toward_lowpassed_q,
+)
 
 UK_FILE = GRIDDED_DATASETS["uk_t2m"].resolved_path()
 QUICK = GaussianStatsConfig(levels=6, max_fields=8)
@@ -42,7 +53,11 @@ def coarse():
 def test_gaussian_stats_keep_every_mode_and_measure_both_denoisers(model_dir):
     stats = load_gaussian(model_dir / "model.pt")
     curve = stats.curve
-    assert stats.rank == stats.n_fields - 1 and stats.explained == pytest.approx(1.0)
+    # the default shrinks the sample covariance toward the low-passed Q (module doc of
+    # hdm.pipelines.gaussian_stats): more modes than the N − 1 of the days
+    weight, sigma = DEFAULT_SHRINK
+    assert stats.shrinkage["weight"] == weight and stats.shrinkage["lowpass_cells"] == sigma
+    assert stats.rank > stats.n_fields - 1 and stats.explained == pytest.approx(1.0)
     assert stats.mean.shape == (1, 33, 49) and torch.isfinite(stats.basis).all()
     assert len(curve["varsigma"]) == 6 and curve["n_fields"] == 8
     # at the top of the range x_t holds little of x_0 (only its largest modes, where C
@@ -71,6 +86,54 @@ def test_gaussian_stats_measure_on_a_period_the_network_never_saw(model_dir, tmp
     # a date-only end covers its whole day: 24 hours of 03-24 are training fields
     with pytest.raises(TeleportError, match=r"overlaps the training period .*\(24 time steps\)"):
         heldout_fields(folder / "model.pt", ("2019-03-24", "2019-03-24"), prior.grid)
+
+
+def test_the_shrunk_gaussian_adds_smooth_variance_to_the_sample_covariance(model_dir, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    sample, _ = gaussian_statistics(folder, GaussianStatsConfig(varsigma_star=1.0, shrink=0))
+    assert sample.shrinkage is None and sample.rank == sample.n_fields - 1
+    shrunk = load_gaussian(model_dir / "model.pt")
+    c0, c1 = sample.covariance(), shrunk.covariance()
+    record = shrunk.shrinkage
+    prior = load_prior(model_dir)
+    q = prior.denoiser.process.covariance.dense(prior.grid)
+    # s = tr C / tr Q: Q rescaled to the data's total variance
+    assert record["scale"] == pytest.approx(np.trace(c0) / np.trace(q), rel=1e-6)
+    weight = record["weight"]
+    added = (c1 - (1 - weight) * c0) / weight  # s L Q Lᵀ, up to float32 storage
+    assert np.abs(added - added.T).max() < 1e-4 * np.abs(added).max()
+    # the closed form with L as a matrix: column j is the low-pass of the unit field e_j
+    h, w = prior.grid.shape
+    d = h * w
+    unit = torch.eye(d, dtype=torch.float64).reshape(d, 1, h, w)
+    low = gaussian_lowpass(unit, record["lowpass_cells"]).reshape(d, d).numpy().T
+    field = torch.randn(1, 1, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(
+        low @ field.reshape(-1).numpy(),
+        gaussian_lowpass(field, record["lowpass_cells"]).reshape(-1),
+    )
+    expected = record["scale"] * low @ q @ low.T
+    assert np.abs(added - expected).max() < 1e-3 * np.abs(expected).max()
+    # smoother than Q: neighbouring points more correlated
+    i = (h // 2) * w + w // 2
+    corr_added = added[i, i + 1] / np.sqrt(added[i, i] * added[i + 1, i + 1])
+    assert corr_added > q[i, i + 1] / np.sqrt(q[i, i] * q[i + 1, i + 1])
+
+
+def test_shrinkage_refuses_a_periodic_grid_where_the_lowpass_would_reflect():
+    sphere = GlobalGrid((Axis(-90, 90, 9, False, "lat"), Axis(-180, 180, 16, True, "lon")))
+    rng = np.random.default_rng(0)
+    stats = GaussianStatistics.fit(torch.as_tensor(rng.standard_normal((5, 1, 9, 16))), sphere)
+    process = ForwardProcess(CosineVP(), SpectralCovariance("matern", 0.15, 2.5))
+    with pytest.raises(TeleportError, match=r"without periodic axes.*--shrink 0"):
+        shrink_toward_lowpassed_q(stats, process, 0.3, 2.0)
+
+
+def test_cli_shrinkage_weight_out_of_range_is_one_line(model_dir, capsys):
+    assert main(["gaussian-stats", str(model_dir), "--shrink", "1.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "shrinkage weight must lie in [0, 1)" in err
 
 
 def test_cli_heldout_period_must_be_start_dot_dot_end(model_dir, capsys):

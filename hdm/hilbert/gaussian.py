@@ -21,6 +21,20 @@ span(B). That is why it is used only down to t*, where σ_{t*} ξ still covers t
 it lacks, and why t* is measured (:mod:`hdm.pipelines.gaussian_stats`) rather than
 assumed.
 
+The sample covariance of N strongly autocorrelated fields (24 days of hourly t2m: 575
+modes in 1,617 dimensions) has no variance outside span(B), so at the coarse cells' scales
+the posterior of the start is narrower than the days it meets. :meth:`GaussianStatistics.shrunk`
+shrinks it toward a full-rank target T (a Ledoit–Wolf-style convex combination with a
+fixed weight, kept here because the target is the model's own Q rather than a multiple
+of I, and the weight is chosen on validation skill rather than by Ledoit–Wolf's
+Frobenius-loss formula):
+
+    C' = (1 − δ) B Bᵀ + δ T,
+
+stored the same way, B' from the eigendecomposition of C' (one channel, dense: at most
+:data:`DENSE_DENOISER_LIMIT` values; the pipeline's T is a low-pass of Q scaled to the
+data's variance, :mod:`hdm.pipelines.gaussian_stats`). ``shrinkage`` records δ and what T was.
+
 A draw is x_0 = m + B z with z ~ N(0, I_r) (the prior) or z ~ N(μ_z, Σ_z), a Gaussian in
 coefficient space (:class:`CoefficientLaw`; the posterior given linear observations is
 one, see :mod:`hdm.conditioning.teleport`). The statistics live on the grid they were
@@ -94,6 +108,9 @@ class GaussianStatistics:
         curve: the measurement behind ς*: ``{"varsigma": [...], "difference": [...],
             "threshold": τ, "n_fields": M}`` (see :mod:`hdm.pipelines.gaussian_stats`).
         model_sha256: the model the curve was measured with.
+        shrinkage: how B Bᵀ was shrunk toward a full-rank target (:meth:`shrunk`):
+            ``{"weight": δ, ...}`` with what the caller says the target was; None: the
+            sample covariance as it is.
     """
 
     grid: Grid
@@ -104,6 +121,7 @@ class GaussianStatistics:
     varsigma_star: float | None = None
     curve: dict | None = None
     model_sha256: str | None = None
+    shrinkage: dict | None = None
 
     @property
     def rank(self) -> int:
@@ -162,6 +180,35 @@ class GaussianStatistics:
             n_fields=0,
         )
 
+    def shrunk(
+        self, target: np.ndarray, weight: float, record: dict | None = None, tol: float = 1e-10
+    ) -> GaussianStatistics:
+        """N(m, (1 − δ) B Bᵀ + δ T) for δ = ``weight`` in [0, 1) and a dense symmetric
+        positive semi-definite ``target`` T (D, D) (module doc); B' keeps the
+        eigenvalues above ``tol`` × the largest. ``record`` (what T was) is kept in
+        ``shrinkage`` with δ. One channel and D ≤ :data:`DENSE_DENOISER_LIMIT` only."""
+        d = self.mean.numel()
+        if self.channels != 1 or d > DENSE_DENOISER_LIMIT:
+            raise TeleportError(
+                f"shrinking the Gaussian needs one channel and at most {DENSE_DENOISER_LIMIT} "
+                f"values per field (a dense eigendecomposition), got {self.channels} "
+                f"channel(s) × {self.grid.size} points"
+            )
+        if not 0 <= weight < 1:
+            raise TeleportError(f"the shrinkage weight must lie in [0, 1), got {weight}")
+        target = np.asarray(target, dtype=np.float64)
+        if target.shape != (d, d):
+            raise TeleportError(f"the shrinkage target must be ({d}, {d}), got {target.shape}")
+        cov = (1 - weight) * self.covariance() + weight * target
+        out = GaussianStatistics.from_covariance(
+            0.5 * (cov + cov.T), self.grid, self.mean[0].numpy(), tol=tol
+        )
+        # the data's variance kept by the sample modes is what `explained` reported; the
+        # shrunk Gaussian is no longer a truncation of it
+        out.explained, out.n_fields = self.explained, self.n_fields
+        out.shrinkage = {"weight": float(weight), "sample_rank": self.rank, **(record or {})}
+        return out
+
     def check_grid(self, grid: Grid, what: str = "the Gaussian statistics") -> None:
         """A :class:`TeleportError` naming both grids unless ``grid`` is theirs."""
         if grid != self.grid:
@@ -211,6 +258,7 @@ class GaussianStatistics:
             "varsigma_star": self.varsigma_star,
             "curve": self.curve,
             "model_sha256": self.model_sha256,
+            "shrinkage": self.shrinkage,
         }
 
     @staticmethod
@@ -224,6 +272,7 @@ class GaussianStatistics:
             varsigma_star=None if d.get("varsigma_star") is None else float(d["varsigma_star"]),
             curve=d.get("curve"),
             model_sha256=d.get("model_sha256"),
+            shrinkage=d.get("shrinkage"),
         )
 
 

@@ -6,6 +6,7 @@
                --out FILE.nc [--points P | --scale S] [--teleport auto|LEVEL]
                [--device cpu|auto|cuda:K]
     hdm gaussian-stats MODEL_DIR [--heldout START..END] [--rank R] [--varsigma-star LEVEL]
+                                 [--shrink δ] [--shrink-lowpass CELLS]
     hdm model-stats MODEL_DIR [--levels K] [--fields N] [--fit-s]
     hdm downscale [CHECKPOINT] [--config FILE.yaml] [--set key=value ...]
                (--coarse FILE | --truth FILE --factor F)
@@ -144,6 +145,19 @@ def _gaussian_stats_parser(sub) -> None:
         "--threshold", type=float, default=0.05, help="largest denoiser difference above ς*"
     )
     g.add_argument("--varsigma-star", type=float, help="use this ς* instead of measuring it")
+    g.add_argument(
+        "--shrink",
+        type=float,
+        help="δ: shrink the sample covariance toward the low-passed, rescaled Q, "
+        "(1 − δ) C + δ s L Q Lᵀ (default 0.3 for one-channel grids of at most 4,096 "
+        "points; 0: the sample covariance as it is)",
+    )
+    g.add_argument(
+        "--shrink-lowpass",
+        type=float,
+        metavar="CELLS",
+        help="the low-pass L of the shrinkage target, in grid spacings (default 8)",
+    )
     g.add_argument("--seed", type=int, default=0)
 
 
@@ -432,6 +446,8 @@ def _gaussian_stats(args) -> int:
         threshold=args.threshold,
         varsigma_star=args.varsigma_star,
         seed=args.seed,
+        shrink=args.shrink,
+        shrink_lowpass=args.shrink_lowpass,
     )
     stats, out = gaussian_statistics(args.model, cfg)
     star = "not measured" if stats.varsigma_star is None else f"{stats.varsigma_star:.4g}"

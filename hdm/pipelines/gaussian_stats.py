@@ -38,6 +38,24 @@ that is safe depends on the model, so ς* is measured, once per model, here:
 
 For a model with several channels, or a grid too large for the dense denoiser, no curve
 is measured: give ``--varsigma-star`` (and say where it came from).
+
+Shrinkage (``--shrink δ``, ``--shrink-lowpass σ``): the sample covariance C of N
+autocorrelated days has no variance outside the span of those days, and the members start
+from its posterior, so on days unlike the training days the spread at the coarse cells'
+scales falls short (BENCHMARKS.md, uk-validation-shift). The statistics kept are then
+
+    C' = (1 − δ) C + δ s L Q Lᵀ,      s = tr C / tr Q,
+
+(:meth:`GaussianStatistics.shrunk`): Q the model's own noise covariance (full rank, the
+data's radial spectrum, :mod:`hdm.hilbert.covariance`) scaled to the data's total
+variance, and L the Gaussian low-pass of σ grid spacings of the augmentation
+(:func:`hdm.hilbert.augmentation.gaussian_lowpass`), so the added directions are smooth: Q
+itself would add small scales over a sea where the data have none (speckle 1.5–1.6 on the
+validation splits). ς* is measured with C' (the Gaussian the sampler starts from). The
+default, :data:`DEFAULT_SHRINK` (δ = 0.3, σ = 8), was chosen on the calm and shifted
+validation splits; it applies where the Gaussian is dense-able (one channel, at most
+4,096 points) on a 2-D grid without periodic axes (the low-pass reflects at the edges, a
+global grid's longitude wraps), and is left out, with a log line, elsewhere.
 """
 
 from __future__ import annotations
@@ -53,6 +71,7 @@ from hdm.data.accessor import grid_of, to_tensor
 from hdm.data.normalization import normaliser_from_dict
 from hdm.domains.atmosphere import open_unseen_period, training_spec
 from hdm.domains.statics import statics_from_record
+from hdm.hilbert.augmentation import gaussian_lowpass
 from hdm.hilbert.checkpoints import (
     denoiser_from_checkpoint,
     file_sha256,
@@ -74,14 +93,20 @@ from hdm.plotting import plot_gaussian_curve
 log = logging.getLogger("hdm")
 
 __all__ = [
+    "DEFAULT_SHRINK",
     "GaussianStatsConfig",
     "denoiser_difference",
     "gaussian_statistics",
     "heldout_fields",
     "model_and_training_fields",
     "parse_period",
+    "shrink_toward_lowpassed_q",
     "tail_split",
 ]
+
+#: (δ, σ in grid spacings) of the shrinkage applied by default (module doc), chosen on the
+#: UK t2m validation splits (BENCHMARKS.md, uk-validation-shift)
+DEFAULT_SHRINK = (0.3, 8.0)
 
 
 @dataclass(frozen=True)
@@ -99,6 +124,9 @@ class GaussianStatsConfig:
         max_fields: at most this many held-out fields enter the curve.
         varsigma_star: a given ς* instead of the measured one.
         seed: the noise draws of the curve.
+        shrink: δ, the weight of the full-rank target (module doc); 0: the sample
+            covariance as it is; None: :data:`DEFAULT_SHRINK` where it applies.
+        shrink_lowpass: σ, the target's low-pass in grid spacings (None: the default's).
     """
 
     rank: int | None = None
@@ -109,6 +137,8 @@ class GaussianStatsConfig:
     max_fields: int = 64
     varsigma_star: float | None = None
     seed: int = 0
+    shrink: float | None = None
+    shrink_lowpass: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout < 1:
@@ -117,6 +147,10 @@ class GaussianStatsConfig:
             raise ValueError(f"threshold must be positive, got {self.threshold}")
         if self.rank is not None and self.rank < 1:
             raise ValueError(f"rank must be at least 1, got {self.rank}")
+        if self.shrink is not None and not 0 <= self.shrink < 1:
+            raise ValueError(f"the shrinkage weight must lie in [0, 1), got {self.shrink}")
+        if self.shrink_lowpass is not None and not self.shrink_lowpass > 0:
+            raise ValueError(f"the shrinkage low-pass must be positive, got {self.shrink_lowpass}")
         if self.heldout is not None:
             start, end = (np.datetime64(v) for v in self.heldout)
             if not start <= end:
@@ -210,6 +244,56 @@ def denoiser_difference(
     }
 
 
+def shrink_toward_lowpassed_q(
+    stats: GaussianStatistics, process, weight: float, sigma_cells: float
+) -> GaussianStatistics:
+    """``stats`` shrunk to (1 − δ) C + δ s L Q Lᵀ, s = tr C / tr Q (module doc), for a
+    one-channel 2-D grid of at most 4,096 points; a :class:`TeleportError` otherwise."""
+    grid = stats.grid
+    if not _lowpass_applies(grid):
+        raise TeleportError(
+            "the low-passed target is made on 2-D grids without periodic axes (the "
+            f"low-pass reflects at the edges); {grid.describe()} is not one: give --shrink 0"
+        )
+    if stats.channels != 1 or grid.size > DENSE_DENOISER_LIMIT:
+        raise TeleportError(
+            f"shrinking the Gaussian needs one channel and at most {DENSE_DENOISER_LIMIT} "
+            f"points, got {stats.channels} channel(s) × {grid.size} points: give --shrink 0"
+        )
+    d = grid.size
+    q = process.covariance.dense(grid)
+    unit = torch.eye(d, dtype=torch.float64).reshape(d, 1, *grid.shape)
+    # row j of the filtered identity is L e_j, so the matrix of L is its transpose
+    low = gaussian_lowpass(unit, sigma_cells).reshape(d, d).numpy().T
+    scale = float(np.trace(stats.covariance()) / np.trace(q))
+    target = scale * (low @ q @ low.T)
+    record = {"target": "s L Q L^T", "lowpass_cells": float(sigma_cells), "scale": scale}
+    return stats.shrunk(target, weight, record)
+
+
+def _lowpass_applies(grid: Grid) -> bool:
+    """A 2-D grid without periodic axes (a global grid's longitude wraps, which the
+    reflecting low-pass does not)."""
+    return grid.ndim == 2 and not any(axis.periodic for axis in grid.axes)
+
+
+def _shrinkage(cfg: GaussianStatsConfig, channels: int, grid: Grid) -> tuple[float, float]:
+    """(δ, σ) to apply: the config's, or :data:`DEFAULT_SHRINK` where it applies."""
+    sigma = cfg.shrink_lowpass if cfg.shrink_lowpass is not None else DEFAULT_SHRINK[1]
+    if cfg.shrink is not None:
+        return cfg.shrink, sigma
+    if channels == 1 and _lowpass_applies(grid) and grid.size <= DENSE_DENOISER_LIMIT:
+        return DEFAULT_SHRINK[0], sigma
+    log.info(
+        "the Gaussian is kept unshrunk: shrinkage needs one channel on a 2-D grid without "
+        "periodic axes, of at most %d points (%d channel(s) on %s)",
+        DENSE_DENOISER_LIMIT,
+        channels,
+        grid.describe(),
+    )
+    return 0.0, sigma
+
+
 def lowest_safe_level(curve: dict, threshold: float) -> float | None:
     """The lowest ς from which e_G ≤ (1 + τ) e_θ at every level above (None: not even at
     the top)."""
@@ -264,6 +348,13 @@ def gaussian_statistics(
     curve = None
     star = cfg.varsigma_star
     single = fields.shape[1] == 1 and grid.size <= DENSE_DENOISER_LIMIT
+    weight, sigma = _shrinkage(cfg, fields.shape[1], grid)
+
+    def shrink(stats: GaussianStatistics) -> GaussianStatistics:
+        if weight == 0:
+            return stats
+        return shrink_toward_lowpassed_q(stats, denoiser.process, weight, sigma)
+
     if single:
         if cfg.heldout is not None:
             fit = GaussianStatistics.fit(fields, grid, cfg.rank)
@@ -277,6 +368,7 @@ def gaussian_statistics(
                 "network (ς* too high); give --heldout START..END, a period it never saw",
                 source,
             )
+        fit = shrink(fit)
         held = held[: cfg.max_fields]
         curve = denoiser_difference(
             denoiser, fit, held, _levels(denoiser.process, cfg.levels), cfg.seed
@@ -297,17 +389,18 @@ def gaussian_statistics(
         check_varsigma(denoiser.process, star)
     # with --heldout the curve's Gaussian is already the one of every training field
     reuse = single and cfg.heldout is not None
-    stats = fit if reuse else GaussianStatistics.fit(fields, grid, cfg.rank)
+    stats = fit if reuse else shrink(GaussianStatistics.fit(fields, grid, cfg.rank))
     stats.varsigma_star, stats.curve = star, curve
     stats.model_sha256 = file_sha256(path)
     out = save_gaussian(path, stats)
     if plot and curve is not None:
         plot_gaussian_curve(path.with_name("gaussian_curve.png"), curve, star, path.parent.name)
     log.info(
-        "wrote %s: %d modes (%.1f%% of the variance), ς* = %s",
+        "wrote %s: %d modes (%.1f%% of the variance), shrinkage %s, ς* = %s",
         out,
         stats.rank,
         100 * stats.explained,
+        stats.shrinkage,
         star,
     )
     return stats, out
