@@ -156,7 +156,7 @@ def _gaussian_stats_parser(sub) -> None:
         "--shrink-lowpass",
         type=float,
         metavar="CELLS",
-        help="the low-pass L of the shrinkage target, in grid spacings (default 8)",
+        help="the low-pass L of the shrinkage target, in grid spacings (default 2)",
     )
     g.add_argument("--seed", type=int, default=0)
 
