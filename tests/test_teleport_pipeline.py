@@ -149,6 +149,11 @@ def test_teleported_downscaling_starts_at_the_given_level(model_dir, coarse):
     assert ds.attrs["teleport_varsigma"] == 1.0 and ds.attrs["nfe_per_member"] == 5
     plain = downscale(prior, coarse, members=2, steps=3, teleport=None, progress=False)
     assert plain.attrs["teleport_varsigma"] == "none"
+    # the store says which Gaussian the members started from (here: the default shrinkage)
+    weight = prior.gaussian.shrinkage["weight"]
+    assert ds.attrs["teleport_gaussian"].startswith(f"{prior.gaussian.rank} modes from ")
+    assert f"shrunk {1 - weight:g} C + {weight:g} s L Q L^T" in ds.attrs["teleport_gaussian"]
+    assert plain.attrs["teleport_gaussian"] == "none"
     assert not np.allclose(ds["t2m"].values, plain["t2m"].values)
 
 

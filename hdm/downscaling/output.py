@@ -227,6 +227,7 @@ def provenance_attrs(
         ),
         "inflation": float(inflation) if isinstance(inflation, float) else 1.0,
         "teleport_varsigma": _teleport_attr(prior, cfg),
+        "teleport_gaussian": _gaussian_attr(prior, cfg),
         "device": cfg.device,
     }
 
@@ -239,6 +240,22 @@ def _teleport_attr(prior: Prior, cfg: EnsembleConfig) -> float | str:
         star = prior.gaussian.varsigma_star if prior.gaussian is not None else None
         return "auto" if star is None else float(star)
     return float(cfg.teleport)
+
+
+def _gaussian_attr(prior: Prior, cfg: EnsembleConfig) -> str:
+    """The Gaussian the members started from (:mod:`hdm.pipelines.gaussian_stats`):
+    its modes, fields and shrinkage; "none" without teleportation."""
+    if cfg.teleport is None or prior.gaussian is None:
+        return "none"
+    g = prior.gaussian
+    text = f"{g.rank} modes from {g.n_fields} training fields"
+    shrink = g.shrinkage
+    if shrink:
+        text += (
+            f", shrunk {1 - shrink['weight']:g} C + {shrink['weight']:g} "
+            f"{shrink.get('target', 'T')}, low-pass {shrink.get('lowpass_cells', '?')} cells"
+        )
+    return text
 
 
 #: CF attributes of the horizontal axes of the coarse input

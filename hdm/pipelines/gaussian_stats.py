@@ -108,7 +108,7 @@ __all__ = [
 ]
 
 #: (δ, σ in grid spacings) of the shrinkage applied by default (module doc), chosen on the
-#: UK t2m validation splits (BENCHMARKS.md, uk-validation-shift)
+#: UK t2m validation splits (BENCHMARKS.md, uk-gaussian-shrinkage)
 DEFAULT_SHRINK = (0.3, 2.0)
 
 
