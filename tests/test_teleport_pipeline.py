@@ -24,7 +24,7 @@ from hdm.hilbert.process import ForwardProcess
 from hdm.hilbert.schedules import CosineVP
 from hdm.pipelines.cli import main
 from hdm.pipelines.gaussian_stats import (
-    DEFAULT_SHRINK,
+    DEFAULT_SHRINK_LOWPASS,
     GaussianStatsConfig,
     gaussian_statistics,
     heldout_fields,
@@ -53,11 +53,8 @@ def coarse():
 def test_gaussian_stats_keep_every_mode_and_measure_both_denoisers(model_dir):
     stats = load_gaussian(model_dir / "model.pt")
     curve = stats.curve
-    # the default shrinks the sample covariance toward the low-passed Q (module doc of
-    # hdm.pipelines.gaussian_stats): more modes than the N − 1 of the days
-    weight, sigma = DEFAULT_SHRINK
-    assert stats.shrinkage["weight"] == weight and stats.shrinkage["lowpass_cells"] == sigma
-    assert stats.rank > stats.n_fields - 1 and stats.explained == pytest.approx(1.0)
+    assert stats.shrinkage is None  # the default: the sample covariance as it is
+    assert stats.rank == stats.n_fields - 1 and stats.explained == pytest.approx(1.0)
     assert stats.mean.shape == (1, 33, 49) and torch.isfinite(stats.basis).all()
     assert len(curve["varsigma"]) == 6 and curve["n_fields"] == 8
     # at the top of the range x_t holds little of x_0 (only its largest modes, where C
@@ -88,12 +85,19 @@ def test_gaussian_stats_measure_on_a_period_the_network_never_saw(model_dir, tmp
         heldout_fields(folder / "model.pt", ("2019-03-24", "2019-03-24"), prior.grid)
 
 
-def test_the_shrunk_gaussian_adds_smooth_variance_to_the_sample_covariance(model_dir, tmp_path):
+def test_the_shrunk_gaussian_adds_smooth_variance_to_the_sample_covariance(
+    model_dir, coarse, tmp_path
+):
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)
-    sample, _ = gaussian_statistics(folder, GaussianStatsConfig(varsigma_star=1.0, shrink=0))
-    assert sample.shrinkage is None and sample.rank == sample.n_fields - 1
-    shrunk = load_gaussian(model_dir / "model.pt")
+    sample = load_gaussian(model_dir / "model.pt")
+    cfg = GaussianStatsConfig(varsigma_star=1.0, shrink=0.3)
+    shrunk, _ = gaussian_statistics(folder, cfg)
+    assert shrunk.shrinkage["lowpass_cells"] == DEFAULT_SHRINK_LOWPASS
+    assert shrunk.rank > sample.n_fields - 1  # full-rank directions the days lack
+    run = dict(members=1, steps=2, teleport=1.0, progress=False)
+    attrs = downscale(load_prior(folder), coarse, **run).attrs
+    assert "shrunk 0.7 C + 0.3 s L Q L^T, low-pass 2.0 cells" in attrs["teleport_gaussian"]
     c0, c1 = sample.covariance(), shrunk.covariance()
     record = shrunk.shrinkage
     prior = load_prior(model_dir)
@@ -149,10 +153,9 @@ def test_teleported_downscaling_starts_at_the_given_level(model_dir, coarse):
     assert ds.attrs["teleport_varsigma"] == 1.0 and ds.attrs["nfe_per_member"] == 5
     plain = downscale(prior, coarse, members=2, steps=3, teleport=None, progress=False)
     assert plain.attrs["teleport_varsigma"] == "none"
-    # the store says which Gaussian the members started from (here: the default shrinkage)
-    weight = prior.gaussian.shrinkage["weight"]
-    assert ds.attrs["teleport_gaussian"].startswith(f"{prior.gaussian.rank} modes from ")
-    assert f"shrunk {1 - weight:g} C + {weight:g} s L Q L^T" in ds.attrs["teleport_gaussian"]
+    # the store says which Gaussian the members started from (here: the sample covariance)
+    g = prior.gaussian
+    assert ds.attrs["teleport_gaussian"] == f"{g.rank} modes from {g.n_fields} training fields"
     assert plain.attrs["teleport_gaussian"] == "none"
     assert not np.allclose(ds["t2m"].values, plain["t2m"].values)
 

@@ -148,9 +148,10 @@ def _gaussian_stats_parser(sub) -> None:
     g.add_argument(
         "--shrink",
         type=float,
+        default=0.0,
         help="δ: shrink the sample covariance toward the low-passed, rescaled Q, "
-        "(1 − δ) C + δ s L Q Lᵀ (default 0.3 for one-channel grids of at most 4,096 "
-        "points; 0: the sample covariance as it is)",
+        "(1 − δ) C + δ s L Q Lᵀ (default 0: the sample covariance; one-channel regional "
+        "grids of at most 4,096 points)",
     )
     g.add_argument(
         "--shrink-lowpass",
@@ -447,7 +448,7 @@ def _gaussian_stats(args) -> int:
         varsigma_star=args.varsigma_star,
         seed=args.seed,
         shrink=args.shrink,
-        shrink_lowpass=args.shrink_lowpass,
+        **({} if args.shrink_lowpass is None else {"shrink_lowpass": args.shrink_lowpass}),
     )
     stats, out = gaussian_statistics(args.model, cfg)
     star = "not measured" if stats.varsigma_star is None else f"{stats.varsigma_star:.4g}"

@@ -51,14 +51,18 @@ data's radial spectrum, :mod:`hdm.hilbert.covariance`) scaled to the data's tota
 variance, and L the Gaussian low-pass of σ grid spacings of the augmentation
 (:func:`hdm.hilbert.augmentation.gaussian_lowpass`), so the added directions are smooth: Q
 itself would add small scales over a sea where the data have none (speckle 1.5–1.6 on the
-validation splits). ς* is measured with C' (the Gaussian the sampler starts from). The
-default, :data:`DEFAULT_SHRINK` (δ = 0.3, σ = 2: 0.5° on the UK grid), was chosen on the
-calm and shifted validation splits (BENCHMARKS.md, uk-gaussian-shrinkage: against the
-sample covariance, CRPS −1…−10 %, the shifted days' spread–skill 0.82 / 0.80 → 0.92 / 0.88
-at ×4 / ×8, the sea speckle lower on both; σ = 1 overshoots on the calm days, σ = 4 and 8
-add less spread); it applies where the Gaussian is dense-able (one channel, at most
-4,096 points) on a 2-D grid without periodic axes (the low-pass reflects at the edges, a
-global grid's longitude wraps), and is left out, with a log line, elsewhere.
+validation splits). ς* is measured with C' (the Gaussian the sampler starts from).
+
+It is off by default (``shrink=0``). On the UK t2m validation splits δ = 0.3 with σ = 2
+(0.5°) was the best variant (BENCHMARKS.md, uk-gaussian-shrinkage: against the sample
+covariance, the rougher days' spread–skill 0.82 / 0.80 → 0.92 / 0.88 at ×4 / ×8, CRPS
+−10 % / −3 %; the calm days' CRPS −1 %), but with the shipped prior (trained on 576
+fields, more than either validation prior's 312 and 480) it lost on the test week at ×4
+and ×8: RMSE +3…+4 %, CRPS +1…+3 %, spread–skill no higher, and 8–10 % less high-wavenumber
+power (section uk-evaluation-shrink-week). The convex weight takes 30 % of C's small-scale
+variance away along with adding smooth directions, and the benefit falls as N grows. The
+option applies to one-channel 2-D grids without periodic axes of at most 4,096 points (the
+low-pass reflects at the edges; a global grid's longitude wraps); elsewhere it is refused.
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ from hdm.plotting import plot_gaussian_curve
 log = logging.getLogger("hdm")
 
 __all__ = [
-    "DEFAULT_SHRINK",
+    "DEFAULT_SHRINK_LOWPASS",
     "GaussianStatsConfig",
     "denoiser_difference",
     "gaussian_statistics",
@@ -107,9 +111,9 @@ __all__ = [
     "tail_split",
 ]
 
-#: (δ, σ in grid spacings) of the shrinkage applied by default (module doc), chosen on the
-#: UK t2m validation splits (BENCHMARKS.md, uk-gaussian-shrinkage)
-DEFAULT_SHRINK = (0.3, 2.0)
+#: σ of the shrinkage target's low-pass, in grid spacings, when none is given: the best
+#: on the UK t2m validation splits (BENCHMARKS.md, uk-gaussian-shrinkage)
+DEFAULT_SHRINK_LOWPASS = 2.0
 
 
 @dataclass(frozen=True)
@@ -128,8 +132,8 @@ class GaussianStatsConfig:
         varsigma_star: a given ς* instead of the measured one.
         seed: the noise draws of the curve.
         shrink: δ, the weight of the full-rank target (module doc); 0: the sample
-            covariance as it is; None: :data:`DEFAULT_SHRINK` where it applies.
-        shrink_lowpass: σ, the target's low-pass in grid spacings (None: the default's).
+            covariance as it is (the default).
+        shrink_lowpass: σ, the target's low-pass in grid spacings.
     """
 
     rank: int | None = None
@@ -140,8 +144,8 @@ class GaussianStatsConfig:
     max_fields: int = 64
     varsigma_star: float | None = None
     seed: int = 0
-    shrink: float | None = None
-    shrink_lowpass: float | None = None
+    shrink: float = 0.0
+    shrink_lowpass: float = DEFAULT_SHRINK_LOWPASS
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout < 1:
@@ -150,9 +154,9 @@ class GaussianStatsConfig:
             raise ValueError(f"threshold must be positive, got {self.threshold}")
         if self.rank is not None and self.rank < 1:
             raise ValueError(f"rank must be at least 1, got {self.rank}")
-        if self.shrink is not None and not 0 <= self.shrink < 1:
+        if not 0 <= self.shrink < 1:
             raise ValueError(f"the shrinkage weight must lie in [0, 1), got {self.shrink}")
-        if self.shrink_lowpass is not None and not self.shrink_lowpass > 0:
+        if not self.shrink_lowpass > 0:
             raise ValueError(f"the shrinkage low-pass must be positive, got {self.shrink_lowpass}")
         if self.heldout is not None:
             start, end = (np.datetime64(v) for v in self.heldout)
@@ -280,23 +284,6 @@ def _lowpass_applies(grid: Grid) -> bool:
     return grid.ndim == 2 and not any(axis.periodic for axis in grid.axes)
 
 
-def _shrinkage(cfg: GaussianStatsConfig, channels: int, grid: Grid) -> tuple[float, float]:
-    """(δ, σ) to apply: the config's, or :data:`DEFAULT_SHRINK` where it applies."""
-    sigma = cfg.shrink_lowpass if cfg.shrink_lowpass is not None else DEFAULT_SHRINK[1]
-    if cfg.shrink is not None:
-        return cfg.shrink, sigma
-    if channels == 1 and _lowpass_applies(grid) and grid.size <= DENSE_DENOISER_LIMIT:
-        return DEFAULT_SHRINK[0], sigma
-    log.info(
-        "the Gaussian is kept unshrunk: shrinkage needs one channel on a 2-D grid without "
-        "periodic axes, of at most %d points (%d channel(s) on %s)",
-        DENSE_DENOISER_LIMIT,
-        channels,
-        grid.describe(),
-    )
-    return 0.0, sigma
-
-
 def lowest_safe_level(curve: dict, threshold: float) -> float | None:
     """The lowest ς from which e_G ≤ (1 + τ) e_θ at every level above (None: not even at
     the top)."""
@@ -351,12 +338,11 @@ def gaussian_statistics(
     curve = None
     star = cfg.varsigma_star
     single = fields.shape[1] == 1 and grid.size <= DENSE_DENOISER_LIMIT
-    weight, sigma = _shrinkage(cfg, fields.shape[1], grid)
 
     def shrink(stats: GaussianStatistics) -> GaussianStatistics:
-        if weight == 0:
+        if cfg.shrink == 0:
             return stats
-        return shrink_toward_lowpassed_q(stats, denoiser.process, weight, sigma)
+        return shrink_toward_lowpassed_q(stats, denoiser.process, cfg.shrink, cfg.shrink_lowpass)
 
     if single:
         if cfg.heldout is not None:
