@@ -256,16 +256,23 @@ SHIFT_HEADER = (
 )
 
 
+def calibration_cells(r: dict) -> str:
+    """RMSE | CRPS | spread–skill | cov. 50 % | cov. 90 % | power | speckle sea | speckle
+    land | band spread–skill, the cells of a row of :data:`SHIFT_HEADER` after λ."""
+    return (
+        f"{r['rmse']:.3f} | {r['crps']:.3f} | {r['spread_skill']:.3f} | "
+        f"{r['coverage50']:.3f} | {r['coverage90']:.3f} | {r['power']:.3f} | "
+        f"{r['laplacian_ratio_sea']:.3f} | {r['laplacian_ratio_land']:.3f} | "
+        + " / ".join(f"{v:.2f}" for v in r["band_spread_skill"])
+    )
+
+
 def shift_section(rows: list[dict], train: dict, valid: dict) -> str:
     """Section ``uk-validation-shift``: calibration when the validation days are rougher
     than the training days, without and with the adaptive inflation."""
     table = "\n".join(
         f"| `{r['checkpoint']}` | ×{r['factor']} | {r['inflation_setting'] or 'none'} | "
-        f"{r['inflation']:.3f} | {r['rmse']:.3f} | {r['crps']:.3f} | {r['spread_skill']:.3f} | "
-        f"{r['coverage50']:.3f} | {r['coverage90']:.3f} | {r['power']:.3f} | "
-        f"{r['laplacian_ratio_sea']:.3f} | {r['laplacian_ratio_land']:.3f} | "
-        + " / ".join(f"{v:.2f}" for v in r["band_spread_skill"])
-        + " |"
+        f"{r['inflation']:.3f} | {calibration_cells(r)} |"
         for r in rows
     )
     bands = " / ".join(band_label(lo, hi) for lo, hi in itertools.pairwise(BANDS))

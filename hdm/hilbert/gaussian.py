@@ -180,6 +180,17 @@ class GaussianStatistics:
             n_fields=0,
         )
 
+    def _require_dense(self, what: str, advice: str) -> int:
+        """D = values per field, or a :class:`TeleportError` saying that ``what`` needs
+        one channel and at most :data:`DENSE_DENOISER_LIMIT` values (then ``advice``)."""
+        d = self.mean.numel()
+        if self.channels != 1 or d > DENSE_DENOISER_LIMIT:
+            raise TeleportError(
+                f"{what} needs one channel and at most {DENSE_DENOISER_LIMIT} values per "
+                f"field, got {self.channels} channel(s) × {self.grid.size} points{advice}"
+            )
+        return d
+
     def shrunk(
         self, target: np.ndarray, weight: float, record: dict | None = None, tol: float = 1e-10
     ) -> GaussianStatistics:
@@ -187,13 +198,7 @@ class GaussianStatistics:
         positive semi-definite ``target`` T (D, D) (module doc); B' keeps the
         eigenvalues above ``tol`` × the largest. ``record`` (what T was) is kept in
         ``shrinkage`` with δ. One channel and D ≤ :data:`DENSE_DENOISER_LIMIT` only."""
-        d = self.mean.numel()
-        if self.channels != 1 or d > DENSE_DENOISER_LIMIT:
-            raise TeleportError(
-                f"shrinking the Gaussian needs one channel and at most {DENSE_DENOISER_LIMIT} "
-                f"values per field (a dense eigendecomposition), got {self.channels} "
-                f"channel(s) × {self.grid.size} points"
-            )
+        d = self._require_dense("shrinking the Gaussian (a dense eigendecomposition)", "")
         if not 0 <= weight < 1:
             raise TeleportError(f"the shrinkage weight must lie in [0, 1), got {weight}")
         target = np.asarray(target, dtype=np.float64)
@@ -235,13 +240,9 @@ class GaussianStatistics:
         channel, D ≤ :data:`DENSE_DENOISER_LIMIT`): the reference that t* is measured
         against. The jitter keeps the generalised eigenproblem well posed where B Bᵀ is
         singular."""
-        d = self.mean.numel()
-        if self.channels != 1 or d > DENSE_DENOISER_LIMIT:
-            raise TeleportError(
-                f"the dense Gaussian denoiser needs one channel and at most "
-                f"{DENSE_DENOISER_LIMIT} values per field, got {self.channels} channel(s) "
-                f"× {self.grid.size} points; give ς* explicitly instead of measuring it"
-            )
+        d = self._require_dense(
+            "the dense Gaussian denoiser", "; give ς* explicitly instead of measuring it"
+        )
         cov = self.covariance()
         cov += jitter * np.trace(cov) / d * np.eye(d)
         return GaussianDenoiser(process, self.grid, cov, self.mean[0].numpy())
