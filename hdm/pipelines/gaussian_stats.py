@@ -59,8 +59,10 @@ covariance, the rougher days' spread–skill 0.82 / 0.80 → 0.92 / 0.88 at ×4 
 −10 % / −3 %; the calm days' CRPS −1 %), but with the shipped prior (trained on 576
 fields, more than either validation prior's 312 and 480) it lost on the test week at ×4
 and ×8: RMSE +3…+4 %, CRPS +1…+3 %, spread–skill no higher, and 8–10 % less high-wavenumber
-power (section uk-evaluation-shrink-week). The convex weight takes 30 % of C's small-scale
-variance away along with adding smooth directions, and the benefit falls as N grows. The
+power (section uk-evaluation-shrink-week). A full-rank start lowers the members'
+small-scale power (convex or additive, section uk-gaussian-shrinkage), which helped the
+validation priors (too much of it) and hurt the shipped one (too little), and what a
+sample covariance lacks shrinks as N grows. The
 option applies to one-channel 2-D grids without periodic axes of at most 4,096 points (the
 low-pass reflects at the edges; a global grid's longitude wraps); elsewhere it is refused.
 """
