@@ -180,7 +180,7 @@ class GaussianStatistics:
             n_fields=0,
         )
 
-    def _require_dense(self, what: str, advice: str) -> int:
+    def require_dense(self, what: str, advice: str = "") -> int:
         """D = values per field, or a :class:`TeleportError` saying that ``what`` needs
         one channel and at most :data:`DENSE_DENOISER_LIMIT` values (then ``advice``)."""
         d = self.mean.numel()
@@ -198,7 +198,7 @@ class GaussianStatistics:
         positive semi-definite ``target`` T (D, D) (module doc); B' keeps the
         eigenvalues above ``tol`` × the largest. ``record`` (what T was) is kept in
         ``shrinkage`` with δ. One channel and D ≤ :data:`DENSE_DENOISER_LIMIT` only."""
-        d = self._require_dense("shrinking the Gaussian (a dense eigendecomposition)", "")
+        d = self.require_dense("shrinking the Gaussian (a dense eigendecomposition)")
         if not 0 <= weight < 1:
             raise TeleportError(f"the shrinkage weight must lie in [0, 1), got {weight}")
         target = np.asarray(target, dtype=np.float64)
@@ -240,7 +240,7 @@ class GaussianStatistics:
         channel, D ≤ :data:`DENSE_DENOISER_LIMIT`): the reference that t* is measured
         against. The jitter keeps the generalised eigenproblem well posed where B Bᵀ is
         singular."""
-        d = self._require_dense(
+        d = self.require_dense(
             "the dense Gaussian denoiser", "; give ς* explicitly instead of measuring it"
         )
         cov = self.covariance()

@@ -259,17 +259,14 @@ def shrink_toward_lowpassed_q(
     """``stats`` shrunk to (1 − δ) C + δ s L Q Lᵀ, s = tr C / tr Q (module doc), for a
     one-channel 2-D grid of at most 4,096 points; a :class:`TeleportError` otherwise."""
     grid = stats.grid
-    if not _lowpass_applies(grid):
+    # a global grid's longitude wraps, which the reflecting low-pass does not
+    if grid.ndim != 2 or any(axis.periodic for axis in grid.axes):
         raise TeleportError(
             "the low-passed target is made on 2-D grids without periodic axes (the "
             f"low-pass reflects at the edges); {grid.describe()} is not one: give --shrink 0"
         )
-    if stats.channels != 1 or grid.size > DENSE_DENOISER_LIMIT:
-        raise TeleportError(
-            f"shrinking the Gaussian needs one channel and at most {DENSE_DENOISER_LIMIT} "
-            f"points, got {stats.channels} channel(s) × {grid.size} points: give --shrink 0"
-        )
-    d = grid.size
+    # before the dense D × D matrices below are built
+    d = stats.require_dense("shrinking the Gaussian", ": give --shrink 0")
     q = process.covariance.dense(grid)
     unit = torch.eye(d, dtype=torch.float64).reshape(d, 1, *grid.shape)
     # row j of the filtered identity is L e_j, so the matrix of L is its transpose
@@ -278,12 +275,6 @@ def shrink_toward_lowpassed_q(
     target = scale * (low @ q @ low.T)
     record = {"target": "s L Q L^T", "lowpass_cells": float(sigma_cells), "scale": scale}
     return stats.shrunk(target, weight, record)
-
-
-def _lowpass_applies(grid: Grid) -> bool:
-    """A 2-D grid without periodic axes (a global grid's longitude wraps, which the
-    reflecting low-pass does not)."""
-    return grid.ndim == 2 and not any(axis.periodic for axis in grid.axes)
 
 
 def lowest_safe_level(curve: dict, threshold: float) -> float | None:
