@@ -161,6 +161,11 @@ STUDIES: dict[str, Entry] = {
         "UK t2m: the teleport Gaussian shrunk toward the low-passed Q, both validation splits",
         "uk-gaussian-shrinkage",
     ),
+    "uk_network_ensemble": Entry(
+        "benchmarks.studies.uk_network_ensemble",
+        "UK t2m: one network against an ensemble of K seeds' networks, both validation splits",
+        "uk-network-ensemble",
+    ),
     "uk_inflation": Entry(
         "benchmarks.studies.uk_inflation",
         "UK t2m: the adaptive inflation λ by period",

@@ -15,7 +15,7 @@ import hashlib
 
 import torch
 
-from hdm.hilbert.denoisers import Denoiser
+from hdm.hilbert.denoisers import Denoiser, network_count
 from hdm.hilbert.devices import denoiser_device, seeded_generator
 from hdm.hilbert.grids import Grid
 from hdm.hilbert.sampling import Sampler, Start
@@ -67,9 +67,11 @@ def draw_members(
 ) -> tuple[torch.Tensor, int]:
     """``members`` samples (N, C, *grid.shape) of ``denoiser`` (guided or not).
 
-    Members are drawn in chunks of ``batch_size`` (memory); chunk k is seeded with
-    ``member_seed(seed, f"{key}/{k}")``; ``start``: where a teleported sampler starts
-    (:mod:`hdm.conditioning.teleport`). The members are drawn on the denoiser's device
+    Members are drawn in chunks of ``batch_size`` (memory; for a denoiser of K networks,
+    :class:`~hdm.hilbert.networks.NetworkEnsemble`, rounded down to a multiple of K and at
+    least K, so that member m is drawn by network m mod K whatever the chunks); chunk k is
+    seeded with ``member_seed(seed, f"{key}/{k}")``; ``start``: where a teleported sampler
+    starts (:mod:`hdm.conditioning.teleport`). The members are drawn on the denoiser's device
     (:func:`hdm.hilbert.devices.denoiser_device`; the generator lives there) and
     returned on the CPU, with the NFE per member. ``bound``: the largest |value| a member
     may hold (normalised units; default :data:`RUNAWAY_BOUND`; None: only non-finite
@@ -84,6 +86,9 @@ def draw_members(
         raise ValueError(f"members must be at least 1, got {members}")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    networks = network_count(denoiser)
+    if networks > 1:  # chunks start at multiples of K: member m is drawn by network m mod K
+        batch_size = networks * max(1, int(batch_size) // networks)
     out, nfe = [], 0
     device = denoiser_device(denoiser)
     for k, first in enumerate(range(0, members, batch_size)):

@@ -28,6 +28,7 @@ from hdm.data.units import to_units
 from hdm.downscaling.config import EnsembleConfig
 from hdm.downscaling.inputs import stations_in_units, within_times
 from hdm.downscaling.prior import Prior
+from hdm.hilbert.denoisers import network_count
 from hdm.hilbert.grids import LatLonGrid
 
 __all__ = [
@@ -193,7 +194,8 @@ def provenance_attrs(
     soundings: Sequence[str] = (),
 ) -> dict:
     """The attributes that say how an ensemble was made (the same for :func:`hdm.downscale`
-    and batch stores): the model and its hash, the guidance and its options (JSON), the
+    and batch stores): the model, its hash and its networks (K of an ensemble prior, member
+    m drawn by network m mod K; 1 otherwise), the guidance and its options (JSON), the
     sampler, steps, members, seed, the sampled and training grids, the observation noise
     stds of each observed variable in its units (a number for one variable, JSON for
     several, "none" for an absent source), the stations used, the soundings used
@@ -206,6 +208,7 @@ def provenance_attrs(
         "hdm_version": __version__,
         "checkpoint": prior.path,
         "checkpoint_hash": prior.sha256,
+        "networks": network_count(prior.denoiser),
         "guidance": cfg.guidance,
         "guidance_options": json.dumps(cfg.guidance_options, sort_keys=True),
         "sampler": cfg.sampler,

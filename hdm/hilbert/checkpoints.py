@@ -34,7 +34,7 @@ import torch
 from hdm._version import __version__
 from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.gaussian import GaussianStatistics, TeleportError
-from hdm.hilbert.networks import TimeConditionedFNO
+from hdm.hilbert.networks import NetworkEnsemble, TimeConditionedFNO
 from hdm.hilbert.process import ForwardProcess
 from hdm.hilbert.regime import SmallScaleLevel
 from hdm.hilbert.solver_statistics import ModelStatistics, SolverStatisticsError
@@ -48,6 +48,7 @@ __all__ = [
     "CheckpointError",
     "build_denoiser",
     "denoiser_from_checkpoint",
+    "export_ensemble",
     "export_model",
     "file_sha256",
     "load_checkpoint",
@@ -79,13 +80,21 @@ def build_denoiser(
     static inputs of a model that has static channels; ``regime``: the record of a model
     conditioned on its small-scale level, :mod:`hdm.hilbert.regime`); ``network["kind"]``
     "sfno" is a :class:`~hdm.hilbert.spherical_network.TimeConditionedSFNO`, else the
-    planar FNO."""
+    planar FNO; ``network["ensemble"]`` K > 1: a
+    :class:`~hdm.hilbert.networks.NetworkEnsemble` of K such networks."""
+    network = dict(network)
+    size = int(network.pop("ensemble", 1))
     if network.get("kind") == "sfno":
         from hdm.hilbert.spherical_network import TimeConditionedSFNO
 
-        backbone = TimeConditionedSFNO(**{k: v for k, v in network.items() if k != "kind"})
+        def build() -> torch.nn.Module:
+            return TimeConditionedSFNO(**{k: v for k, v in network.items() if k != "kind"})
     else:
-        backbone = TimeConditionedFNO(**network)
+
+        def build() -> torch.nn.Module:
+            return TimeConditionedFNO(**network)
+
+    backbone = build() if size == 1 else NetworkEnsemble([build() for _ in range(size)])
     return PreconditionedDenoiser(
         backbone,
         ForwardProcess.from_dict(process),
@@ -152,6 +161,54 @@ def export_model(checkpoint_path: str | Path, model_path: str | Path) -> Path:
     slim = {k: v for k, v in payload.items() if k not in _TRAINING_STATE}
     slim["exported_from_step"] = payload["step"]
     return save_checkpoint(model_path, slim)
+
+
+#: What the networks of an ensemble must share (their weights, seeds, step counts and run
+#: metadata may differ).
+_ENSEMBLE_SHARED = ("network", "process", "grid", "parameterisation", "normaliser", "statics")
+
+
+def export_ensemble(member_models: list[str | Path], model_path: str | Path) -> Path:
+    """Write one model file of the networks in ``member_models`` (exported ``model.pt``
+    files of one recipe trained with different seeds): the first's payload with
+    ``network["ensemble"] = K`` and the EMA weights of network k under
+    ``backbone.members.k.``, sampled as a :class:`~hdm.hilbert.networks.NetworkEnsemble`.
+    ``ensemble_members`` records each network's seed, step and file hash.
+
+    Raises:
+        CheckpointError: fewer than 2 files, an ensemble among them, or two that differ in
+            what they must share (network, Q and schedule, grid, normaliser, statics),
+            naming the file and the entry.
+    """
+    if len(member_models) < 2:
+        raise CheckpointError(f"an ensemble needs at least 2 models, got {len(member_models)}")
+    payloads = [load_checkpoint(p) for p in member_models]
+    first = payloads[0]
+    for path, payload in zip(member_models, payloads):
+        if "ensemble" in payload["network"]:
+            raise CheckpointError(f"{path} is an ensemble already; give its networks' files")
+        for key in _ENSEMBLE_SHARED:
+            if payload.get(key) != first.get(key):
+                raise CheckpointError(
+                    f"{path} differs from {member_models[0]} in its {key!r}: the networks "
+                    "of an ensemble are one recipe trained with different seeds"
+                )
+    out = {k: v for k, v in first.items() if k != "ema"}
+    out["network"] = {**first["network"], "ensemble": len(payloads)}
+    out["ema"] = {
+        f"backbone.members.{k}.{name.removeprefix('backbone.')}": value
+        for k, payload in enumerate(payloads)
+        for name, value in payload["ema"].items()
+    }
+    out["ensemble_members"] = [
+        {
+            "seed": payload.get("optim", {}).get("seed"),
+            "step": payload.get("exported_from_step", payload["step"]),
+            "sha256": file_sha256(path),
+        }
+        for path, payload in zip(member_models, payloads)
+    ]
+    return save_checkpoint(model_path, out)
 
 
 def denoiser_from_checkpoint(

@@ -55,6 +55,15 @@ def q_score(denoiser: Denoiser, x: torch.Tensor, t: torch.Tensor, grid: Grid) ->
     return (alpha * denoiser(x, t, grid) - x) / sigma**2
 
 
+def network_count(denoiser) -> int:
+    """K, the networks whose rows a denoiser's batch goes through (a
+    :class:`~hdm.hilbert.networks.NetworkEnsemble` backbone; a guided denoiser: that of the
+    one it wraps); 1 for any other."""
+    while not isinstance(denoiser, nn.Module) and hasattr(denoiser, "denoiser"):
+        denoiser = denoiser.denoiser
+    return int(getattr(getattr(denoiser, "backbone", None), "n_networks", 1))
+
+
 PARAMETERISATIONS = ("v", "eps")
 
 

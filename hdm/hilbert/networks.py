@@ -50,6 +50,7 @@ dimension, channel count, or too few points raises :class:`GridError`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -285,3 +286,72 @@ class TimeConditionedFNO(nn.Module):
             h = h + F.gelu((1 + scale.reshape(view)) * z + shift.reshape(view))
         h = h[(..., *[slice(0, a.n) for a in grid.axes])]
         return self.project(h)
+
+
+class NetworkEnsemble(nn.Module):
+    """K backbones of one architecture, each trained on its own with its own seed (a deep
+    ensemble, Lakshminarayanan et al. 2017), used as one backbone: row b of a batch goes
+    through network b mod K, so K consecutive rows see every network once.
+
+    Why: one network trained on a few weeks of fields is sure of sub-grid structure it
+    has only learned from those weeks; networks trained from different initialisations
+    and data orders agree where the data pin them down and disagree where they do not.
+    Drawing the members of an ensemble from different networks puts that disagreement
+    (the prior's epistemic uncertainty) into the spread, and averages the networks' errors
+    in the ensemble mean. A member must see one network along its whole trajectory: the
+    callers keep the row of a member fixed and split batches only at multiples of K
+    (:meth:`chunk_size`, :func:`hdm.conditioning.ensembles.draw_members`).
+
+    ``config`` is the members' own plus ``"ensemble": K`` (what a checkpoint records).
+    """
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 networks, got {len(members)}")
+        first = dict(members[0].config)
+        for k, member in enumerate(members[1:], 1):
+            if dict(member.config) != first:
+                raise ValueError(
+                    f"network {k} of the ensemble is {member.config}, network 0 {first}: "
+                    "the networks of an ensemble share one architecture"
+                )
+        self.members = nn.ModuleList(members)
+        self.config = {**first, "ensemble": len(members)}
+        self.channels = members[0].channels
+        self.static_channels = members[0].static_channels
+        self.condition_inputs = getattr(members[0], "condition_inputs", 0)
+
+    @property
+    def n_networks(self) -> int:
+        """K, the number of networks."""
+        return len(self.members)
+
+    def chunk_size(self, x: torch.Tensor, grid: Grid, budget: int | None = None) -> int:
+        """The first network's chunk for ``budget`` rounded up to a multiple of K, so that
+        a chunk's row b is the batch's row b mod K as well (the same network)."""
+        size = self.members[0].chunk_size(x, grid, budget)
+        return min(max(x.shape[0], 1), self.n_networks * -(-size // self.n_networks))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        tau: torch.Tensor,
+        grid: Grid,
+        statics: torch.Tensor | None = None,
+        condition: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """F(x, τ) as :meth:`TimeConditionedFNO.forward`, rows b = k, k + K, ... through
+        network k; (batch, C, *grid.shape)."""
+        out = x.new_empty(x.shape)
+        for k, member in enumerate(self.members):
+            rows = slice(k, None, self.n_networks)
+            if x[rows].shape[0] == 0:
+                continue
+            args = (x[rows], tau[rows], grid)
+            if statics is not None or condition is not None:
+                args += (statics,)
+            if condition is not None:
+                args += (condition[rows],)
+            out[rows] = member(*args)
+        return out

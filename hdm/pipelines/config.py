@@ -147,7 +147,10 @@ class ModelConfig:
     "degree_order" (per (ℓ, m); :mod:`hdm.hilbert.spherical_network`).
     ``small_scale_level``: condition the network on the level of the fields' small scales
     (:mod:`hdm.hilbert.regime`; the low-pass is ``optim.small_scale_sigma``), estimated
-    from the coarse field at sampling time; one-channel regional FNO models only."""
+    from the coarse field at sampling time; one-channel regional FNO models only.
+    ``ensemble``: K ≥ 1 networks, network k trained on its own with ``optim.seed`` + k and
+    all K sampled as one model (:class:`~hdm.hilbert.networks.NetworkEnsemble`: member b of
+    an ensemble from network b mod K)."""
 
     kind: Literal["fno", "sfno"] = "fno"
     width: int = 48
@@ -158,6 +161,11 @@ class ModelConfig:
     time_dim: int = 128
     parameterisation: Literal["v", "eps"] = "v"
     small_scale_level: bool = False
+    ensemble: int = 1
+
+    def __post_init__(self) -> None:
+        if self.ensemble < 1:
+            raise ValueError(f"model.ensemble must be at least 1, got {self.ensemble}")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import json
 import logging
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from hdm.domains.functional import curves, load_functional, validate_curves
 from hdm.domains.statics import static_inputs, static_sources, statics_record
 from hdm.downscaling.prior import channel_name
 from hdm.hilbert import training
-from hdm.hilbert.checkpoints import export_model
+from hdm.hilbert.checkpoints import export_ensemble, export_model
 from hdm.hilbert.covariance import SphericalCovariance
 from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.distributed import distributed_session
@@ -366,6 +366,8 @@ def run_training(
     """
     out = Path(out)
     run_id = run_id or current_run_id()
+    if cfg.model.ensemble > 1:
+        return run_ensemble_training(cfg, out, resume=resume, progress=progress, run_id=run_id)
     with distributed_session() as ctx:
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
@@ -417,6 +419,68 @@ def run_training(
             "model": str(model_path),
             "model_bytes": model_path.stat().st_size,
             "n_parameters": sum(p.numel() for p in denoiser.parameters()),
+        }
+        if ctx.is_main:
+            (out / "train_log.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+#: where network k of an ensemble is trained: OUT/networks/k (a run of its own)
+ENSEMBLE_DIR = "networks"
+
+
+def run_ensemble_training(
+    cfg: TrainRunConfig, out: Path, *, resume: bool, progress: bool, run_id: str
+) -> dict:
+    """Train the K = ``model.ensemble`` networks of ``cfg`` one after another, network k a
+    run of its own into ``OUT/networks/k`` with ``optim.seed`` + k (its checkpoint, model,
+    config and log: ``--resume`` continues each, and one that has reached ``optim.steps``
+    takes no step), then write ``OUT/model.pt``, one file of all K
+    (:func:`~hdm.hilbert.checkpoints.export_ensemble`), ``config.yaml`` and
+    ``train_log.json`` (the networks' wall times summed, their final losses averaged)."""
+    size = cfg.model.ensemble
+    with distributed_session() as ctx:  # the networks' runs join this one group
+        summaries = []
+        for k in range(size):
+            network = replace(
+                cfg,
+                model=replace(cfg.model, ensemble=1),
+                optim=replace(cfg.optim, seed=cfg.optim.seed + k),
+            )
+            log.info("ensemble: network %d of %d (optim.seed %d)", k + 1, size, network.optim.seed)
+            summaries.append(
+                run_training(
+                    network,
+                    out / ENSEMBLE_DIR / str(k),
+                    resume=resume,
+                    progress=progress,
+                    run_id=run_id,
+                )
+            )
+        model_path = out / "model.pt"
+        if ctx.is_main:
+            save_config(cfg, out / "config.yaml")
+            export_ensemble([s["model"] for s in summaries], model_path)
+        ctx.barrier()
+        summary = {
+            "name": cfg.name,
+            "run_id": run_id,
+            "hdm_version": __version__,
+            "steps": summaries[0]["steps"],
+            "final_loss": float(np.mean([s["final_loss"] for s in summaries])),
+            "wall_time_s": float(sum(s["wall_time_s"] for s in summaries)),
+            "checkpoint": str(out / ENSEMBLE_DIR),
+            "model": str(model_path),
+            "model_bytes": model_path.stat().st_size,
+            "n_parameters": sum(s["n_parameters"] for s in summaries),
+            "ensemble": [
+                {
+                    "seed": cfg.optim.seed + k,
+                    "final_loss": s["final_loss"],
+                    "wall_time_s": s["wall_time_s"],
+                }
+                for k, s in enumerate(summaries)
+            ],
         }
         if ctx.is_main:
             (out / "train_log.json").write_text(json.dumps(summary, indent=2))
