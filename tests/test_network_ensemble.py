@@ -43,6 +43,7 @@ def test_each_network_is_a_run_of_its_own_seed_and_the_model_holds_all(ensemble_
     assert payload["network"]["ensemble"] == 2
     assert [m["seed"] for m in payload["ensemble_members"]] == [5, 6]
     assert [e["seed"] for e in summary["ensemble"]] == [5, 6]
+    assert payload["config"]["model"]["ensemble"] == 2  # the run's config, not network 0's
     networks = [load_checkpoint(out / ENSEMBLE_DIR / str(k) / "model.pt") for k in (0, 1)]
     for k, network in enumerate(networks):
         assert network["optim"]["seed"] == 5 + k

@@ -168,12 +168,15 @@ def export_model(checkpoint_path: str | Path, model_path: str | Path) -> Path:
 _ENSEMBLE_SHARED = ("network", "process", "grid", "parameterisation", "normaliser", "statics")
 
 
-def export_ensemble(member_models: list[str | Path], model_path: str | Path) -> Path:
+def export_ensemble(
+    member_models: list[str | Path], model_path: str | Path, config: dict | None = None
+) -> Path:
     """Write one model file of the networks in ``member_models`` (exported ``model.pt``
     files of one recipe trained with different seeds): the first's payload with
     ``network["ensemble"] = K`` and the EMA weights of network k under
     ``backbone.members.k.``, sampled as a :class:`~hdm.hilbert.networks.NetworkEnsemble`.
-    ``ensemble_members`` records each network's seed, step and file hash.
+    ``ensemble_members`` records each network's seed, step and file hash; ``config`` (the
+    run's config as a mapping) replaces the first network's, which names one network.
 
     Raises:
         CheckpointError: fewer than 2 files, an ensemble among them, or two that differ in
@@ -195,6 +198,8 @@ def export_ensemble(member_models: list[str | Path], model_path: str | Path) -> 
                 )
     out = {k: v for k, v in first.items() if k != "ema"}
     out["network"] = {**first["network"], "ensemble": len(payloads)}
+    if config is not None:
+        out["config"] = config
     out["ema"] = {
         f"backbone.members.{k}.{name.removeprefix('backbone.')}": value
         for k, payload in enumerate(payloads)

@@ -460,7 +460,7 @@ def run_ensemble_training(
         model_path = out / "model.pt"
         if ctx.is_main:
             save_config(cfg, out / "config.yaml")
-            export_ensemble([s["model"] for s in summaries], model_path)
+            export_ensemble([s["model"] for s in summaries], model_path, cfg.to_dict())
         ctx.barrier()
         summary = {
             "name": cfg.name,
