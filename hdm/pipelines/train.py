@@ -3,6 +3,8 @@
 Writes into the output folder: ``checkpoint.pt`` (full training state, resumable),
 ``model.pt`` (EMA weights + descriptions: what ``hdm sample`` reads and what is
 shipped), ``config.yaml`` (the resolved config) and ``train_log.json`` (losses, wall time).
+With ``model.ensemble: K`` the K networks are K such runs in ``OUT/networks/k`` (seeds
+``optim.seed`` + k), and ``OUT/model.pt`` holds all K (:func:`run_ensemble_training`).
 
 Under ``torchrun --nproc_per_node W`` the W processes train one model data-parallel
 (DistributedDataParallel; NCCL with one GPU per process, gloo on CPU), ``optim.batch_size``
