@@ -55,15 +55,16 @@ def test_each_network_is_a_run_of_its_own_seed_and_the_model_holds_all(ensemble_
     assert not torch.equal(networks[0]["ema"][name], networks[1]["ema"][name])
 
 
-def test_row_b_goes_through_network_b_mod_k_with_its_gradient(ensemble_run):
+@pytest.mark.parametrize("batch", [4, 5])  # vectorised over the networks / one by one
+def test_row_b_goes_through_network_b_mod_k_with_its_gradient(ensemble_run, batch):
     out, _ = ensemble_run
     prior = load_prior(out / "model.pt")
     singles = [load_prior(out / ENSEMBLE_DIR / str(k) / "model.pt") for k in (0, 1)]
     assert network_count(prior.denoiser) == 2 and network_count(singles[0].denoiser) == 1
     grid = prior.grid
-    x = torch.randn(5, 1, *grid.shape, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(batch, 1, *grid.shape, generator=torch.Generator().manual_seed(0))
     x.requires_grad_(True)
-    t = torch.linspace(0.2, 0.8, 5)
+    t = torch.linspace(0.2, 0.8, batch)
     y = prior.denoiser(x, t, grid)
     (grad,) = torch.autograd.grad(y.square().sum(), x)
     for k, single in enumerate(singles):
@@ -72,6 +73,19 @@ def test_row_b_goes_through_network_b_mod_k_with_its_gradient(ensemble_run):
         (gk,) = torch.autograd.grad(yk.square().sum(), xk)
         torch.testing.assert_close(y.detach()[k::2], yk.detach())
         torch.testing.assert_close(grad[k::2], gk)
+
+
+def test_new_weights_reach_the_vectorised_call():
+    nets = [TimeConditionedFNO(dim=2, width=8, n_modes=4, n_layers=1, time_dim=8) for _ in "ab"]
+    ensemble = NetworkEnsemble(nets)
+    grid = LatLonGrid.regular((50, 58), (-10, 2), (17, 25))
+    x, t = torch.randn(4, 1, *grid.shape), torch.full((4,), 0.5)
+    with torch.no_grad():
+        before = ensemble(x, t, grid)
+        nets[1].project.fcs[-1].bias.add_(1.0)  # in place: the stacked copy is stale
+        after = ensemble(x, t, grid)
+    torch.testing.assert_close(after[0::2], before[0::2])
+    torch.testing.assert_close(after[1::2], before[1::2] + 1.0)
 
 
 def test_chunks_start_at_multiples_of_k():
