@@ -61,6 +61,11 @@ STUDIES: dict[str, Entry] = {
         "per-NFE time of the UK FNO by CPU chunk budget",
         "fno-chunking",
     ),
+    "network_ensemble_speed": Entry(
+        "benchmarks.studies.network_ensemble_speed",
+        "sampling with K networks: vectorised (vmap) against one network after the other",
+        "network-ensemble-speed",
+    ),
     "grf_trained_64": Entry(
         "benchmarks.studies.grf_trained_64",
         "GRF exactness at 64 × 64 with an FNO trained on prior draws",

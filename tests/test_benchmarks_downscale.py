@@ -19,7 +19,8 @@ from benchmarks.downscale import (
     sampling_speed,
 )
 from benchmarks.report import write_section
-from benchmarks.studies import fno_chunking, grf_trained_64
+from benchmarks.studies import fno_chunking, grf_trained_64, network_ensemble_speed
+from benchmarks.uk import shipped_prior
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +181,33 @@ def test_chunking_script_rejects_tiny_grids(capsys):
     with pytest.raises(SystemExit):
         fno_chunking.main(["--sizes", "4"])
     assert "--sizes wants grid sizes of at least 8: '4'" in capsys.readouterr().err
+
+
+def test_network_ensemble_speed_times_each_variant_and_restores_the_prior(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    argv = ["--repeats", "1", "--field-repeats", "0", "--benchmarks-file", str(out)]
+    results = network_ensemble_speed.main(argv)
+    assert set(results) == {"plain NFE", "NFE with gradient"}
+    for timed in results.values():
+        assert set(timed) == set(network_ensemble_speed.VARIANTS)
+        assert all(len(v) == 1 and v[0] > 0 for v in timed.values())
+    text = out.read_text()
+    assert "python -m benchmarks network_ensemble_speed --repeats 1" in text
+    assert text.count("| network 0 alone |") == 1
+    # a variant swaps the backbone or the flag only while it runs
+    prior = shipped_prior()
+    ensemble = prior.denoiser.backbone
+    with network_ensemble_speed.variant(prior.denoiser, "network 0 alone"):
+        assert prior.denoiser.backbone is ensemble.members[0]
+    with network_ensemble_speed.variant(prior.denoiser, "one after the other"):
+        assert ensemble.vectorised is False
+    assert prior.denoiser.backbone is ensemble and ensemble.vectorised is True
+    table = network_ensemble_speed.format_table(
+        {
+            "plain NFE": {v: [0.04] for v in network_ensemble_speed.VARIANTS},
+            "NFE with gradient": {v: [0.1] for v in network_ensemble_speed.VARIANTS},
+            "field": {"vectorised": [8.0], "one after the other": [12.0], "network 0 alone": [9.0]},
+        },
+        1,
+    )
+    assert "| one after the other | 40 (40–40) | 100 (100–100) | 12.0 (12.0–12.0) | 1.50 |" in table

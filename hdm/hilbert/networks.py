@@ -305,7 +305,11 @@ class NetworkEnsemble(nn.Module):
     (:meth:`chunk_size`, :func:`hdm.conditioning.ensembles.draw_members`).
 
     ``config`` is the members' own plus ``"ensemble": K`` (what a checkpoint records).
+    ``vectorised`` (class or instance attribute): False runs the networks one after the
+    other for every batch (``python -m benchmarks network_ensemble_speed`` times the two).
     """
+
+    vectorised: bool = True
 
     def __init__(self, members: Sequence[nn.Module]):
         super().__init__()
@@ -371,7 +375,7 @@ class NetworkEnsemble(nn.Module):
         batches go through the networks one after the other; both give the same output
         to float rounding."""
         batch, k_networks = x.shape[0], self.n_networks
-        if batch == 0 or batch % k_networks:
+        if not self.vectorised or batch == 0 or batch % k_networks:
             return self._forward_each(x, tau, grid, statics, condition)
         groups = batch // k_networks
 
