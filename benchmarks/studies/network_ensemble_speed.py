@@ -7,7 +7,8 @@ networks as one ``torch.func.vmap`` call over their stacked weights; with
 This script times, with the shipped prior on the UK grid (33 × 49, 16 members):
 
 - one NFE of the denoiser under no_grad, and one with the gradient of its output's
-  sum with respect to the input (the vector-Jacobian product guidance takes), at ς = 1;
+  sum with respect to the input (the vector-Jacobian product guidance takes), at
+  diffusion time t = 0.5;
 - one whole field as ``hdm downscale`` makes it by default (MMPS, Heun 25, teleported;
   the speed case's inputs: the first test-week time at ×4 with the 12 config stations),
 
@@ -73,7 +74,7 @@ def time_calls(repeats: int, field_repeats: int) -> dict[str, dict[str, list[flo
     prior, coarse, stations = speed_field(cfg)
     denoiser, grid = prior.denoiser, prior.grid
     x = torch.randn(MEMBERS, 1, *grid.shape, generator=torch.Generator().manual_seed(0))
-    times = torch.full((MEMBERS,), 0.5, dtype=torch.float64)  # a mid-trajectory level
+    times = torch.full((MEMBERS,), 0.5, dtype=torch.float64)  # diffusion time, mid-trajectory
 
     def plain():
         with torch.no_grad():
@@ -111,12 +112,13 @@ def format_table(results: dict[str, dict[str, list[float]]], repeats: int) -> st
         "## Sampling with four networks: vectorised against one network after the other",
         "",
         f"The shipped UK t2m prior (four networks, width 16, 32 × 32 modes, 4 layers), "
-        f"{MEMBERS} members on the 33 × 49 grid. NFE: one call of the denoiser at ς = 1, "
-        "without and with the gradient of its output's sum with respect to the input (what "
-        "guidance takes); field: one field of `hdm downscale`'s defaults (MMPS, Heun 25, "
-        "teleported) with the speed case's inputs (×4 coarse cells + 12 stations). Median "
-        f"(range) of {repeats} NFE calls and of the field calls given below, the variants "
-        "taking turns call by call after a warm-up each. 'Network 0 alone' is the "
+        f"{MEMBERS} members on the 33 × 49 grid. NFE: one call of the denoiser at "
+        "diffusion time t = 0.5, without and with the gradient of its output's sum with "
+        "respect to the input (what guidance takes); field: one field of `hdm downscale`'s "
+        "defaults (MMPS, Heun 25, teleported) with the speed case's inputs (×4 coarse "
+        f"cells + 12 stations). Median (range) of {repeats} NFE calls and of the field "
+        "calls given below, the variants taking turns call by call after a warm-up each. "
+        "'Network 0 alone' is the "
         "one-network prior (all members through network 0).",
         "",
         "| variant | plain NFE, ms | NFE with gradient, ms | field, s | field ÷ vectorised |",
