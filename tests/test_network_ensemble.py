@@ -88,6 +88,20 @@ def test_new_weights_reach_the_vectorised_call():
     torch.testing.assert_close(after[1::2], before[1::2] + 1.0)
 
 
+def test_the_chunk_budget_reaches_every_network_and_keeps_the_output():
+    nets = [TimeConditionedFNO(dim=2, width=8, n_modes=4, n_layers=1, time_dim=8) for _ in "ab"]
+    ensemble = NetworkEnsemble(nets)
+    grid = LatLonGrid.regular((50, 58), (-10, 2), (17, 25))
+    x, t = torch.randn(8, 1, *grid.shape), torch.linspace(0.1, 0.9, 8)
+    with torch.no_grad():
+        whole = ensemble(x, t, grid)
+        ensemble.cpu_chunk_bytes = 1  # one field per chunk in every network
+        assert [n.cpu_chunk_bytes for n in [*nets, *ensemble._template]] == [1, 1, 1]
+        assert ensemble.chunk_size(x, grid) == 2  # one row per network, rounded to K
+        chunked = ensemble(x, t, grid)
+    torch.testing.assert_close(chunked, whole)
+
+
 def test_chunks_start_at_multiples_of_k():
     nets = [TimeConditionedFNO(dim=2, width=8, n_modes=4, n_layers=1, time_dim=8) for _ in "abc"]
     ensemble = NetworkEnsemble(nets)

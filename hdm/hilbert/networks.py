@@ -333,6 +333,18 @@ class NetworkEnsemble(nn.Module):
         self.condition_inputs = getattr(members[0], "condition_inputs", 0)
 
     @property
+    def cpu_chunk_bytes(self) -> int:
+        """The networks' CPU chunk budget (:class:`TimeConditionedFNO`); setting it sets
+        every network's and that of the vectorised call's weightless copy, so both paths
+        chunk alike."""
+        return self.members[0].cpu_chunk_bytes
+
+    @cpu_chunk_bytes.setter
+    def cpu_chunk_bytes(self, value: int) -> None:
+        for network in [*self.members, *self._template]:
+            network.cpu_chunk_bytes = value
+
+    @property
     def n_networks(self) -> int:
         """K, the number of networks."""
         return len(self.members)
