@@ -118,8 +118,7 @@ def format_table(results: dict[str, dict[str, list[float]]], repeats: int) -> st
         "defaults (MMPS, Heun 25, teleported) with the speed case's inputs (×4 coarse "
         f"cells + 12 stations). Median (range) of {repeats} NFE calls and of the field "
         "calls given below, the variants taking turns call by call after a warm-up each. "
-        "'Network 0 alone' is the "
-        "one-network prior (all members through network 0).",
+        "'Network 0 alone' is the one-network prior (all members through network 0).",
         "",
         "| variant | plain NFE, ms | NFE with gradient, ms | field, s | field ÷ vectorised |",
         "|---|---|---|---|---|",
