@@ -171,6 +171,11 @@ STUDIES: dict[str, Entry] = {
         "UK t2m: one network against an ensemble of K seeds' networks, both validation splits",
         "uk-network-ensemble",
     ),
+    "uk_bagged_ensemble": Entry(
+        "benchmarks.studies.uk_bagged_ensemble",
+        "UK t2m: networks trained on resampled days (bagging), both validation splits",
+        "uk-bagged-ensemble",
+    ),
     "uk_inflation": Entry(
         "benchmarks.studies.uk_inflation",
         "UK t2m: the adaptive inflation λ by period",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from benchmarks.studies import uk_cg_steps
@@ -201,6 +202,40 @@ def test_the_shift_table_has_a_cell_per_column_and_names_the_start():
     assert "0.90 / 1.00 / 0.77 / 0.74 / 0.85" in line
     assert "teleported from ς* = 0.56" in body
     assert "from t_max" in shift_section([{**row, "teleport": None}], rms, rms)
+
+
+def test_the_bagging_study_tells_bagged_networks_from_seeds_and_fills_every_column(tmp_path):
+    from benchmarks.studies import uk_bagged_ensemble as study
+    from hdm.hilbert.checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION
+
+    def network(k: int, days: list[str] | None) -> None:
+        folder = tmp_path / "run" / "networks" / str(k)
+        folder.mkdir(parents=True)
+        metadata = {} if days is None else {"bootstrap_days": {"seed": k, "days": days}}
+        payload = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_FORMAT_VERSION}
+        payload |= {"ema": {}, "network": {}, "process": {}, "grid": {}, "metadata": metadata}
+        torch.save(payload, folder / "model.pt")
+
+    for k in (1, 0, 10):  # the networks' order is numeric, not that of the names
+        network(k, ["2019-03-02"] * 3 if k == 10 else ["2019-03-01", "2019-03-01", "2019-03-03"])
+    folders = study.network_runs(tmp_path / "run")
+    assert [f.name for f in folders] == ["0", "1", "10"]
+    assert study.recipe_of(folders) == ("bagged days", "2/2/1 of 3")
+    (tmp_path / "run" / "networks" / "10" / "model.pt").unlink()
+    (tmp_path / "run" / "networks" / "10").rmdir()
+    network(10, None)
+    assert study.recipe_of(study.network_runs(tmp_path / "run"))[0] == "seeds"
+    row = {
+        "split": "shifted", "networks": 4, "recipe": "bagged days", "days": "9/9/8/10 of 13",
+        "measured_varsigma": 0.91, "factor": 8, "rmse": 0.45, "crps": 0.23,
+        "spread_skill": 0.8, "coverage50": 0.5, "coverage90": 0.85, "power": 1.05,
+        "laplacian_ratio_sea": 1.2, "laplacian_ratio_land": 1.1,
+        "band_spread_skill": [0.7, 0.8, 0.8, 0.9, 1.0],
+    }  # fmt: skip
+    lines = study.section([row]).splitlines()
+    header, table_row = lines[lines.index(study.HEADER.splitlines()[0])], lines[-1]
+    assert header.count("|") == table_row.count("|")
+    assert "| shifted | 4 × bagged days | 9/9/8/10 of 13 | 0.91 | ×8 |" in table_row
 
 
 def test_the_evaluation_table_marks_the_ensemble_against_the_best_baseline():

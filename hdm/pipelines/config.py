@@ -68,6 +68,12 @@ class DataConfig:
     ``train_start``/``train_end`` (ISO times, bounds included); ``levels``: the pressure
     levels (hPa) of leveled variables to keep, each (variable, level) a channel. For
     named gridded datasets these override the shipped defaults.
+
+    ``bootstrap_days`` (regional gridded datasets): train on a bootstrap resample of the
+    training period's days (D days drawn with replacement from its D days, seeded by
+    ``optim.seed``; a day drawn twice weighs twice), so that the K networks of
+    ``model.ensemble`` (seeds s … s + K − 1) each see their own days: bagging. The
+    normalisation and the Gaussian statistics (``hdm gaussian-stats``) keep every day.
     """
 
     dataset: str
@@ -77,6 +83,7 @@ class DataConfig:
     train_start: str | None = None
     train_end: str | None = None
     levels: list[float] = field(default_factory=list)
+    bootstrap_days: bool = False
 
 
 @dataclass(frozen=True)

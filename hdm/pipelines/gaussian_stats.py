@@ -308,7 +308,7 @@ def model_and_training_fields(model: str | Path) -> tuple[Path, object, Grid, to
             f"{train_config} is missing: the statistics are computed on the training data "
             "that the config beside the model names"
         )
-    data = training_data(load_train_config(train_config))
+    data = training_data(load_train_config(train_config), resample=False)
     grid = Grid.from_dict(payload["grid"])
     fields = data.tensor
     if tuple(fields.shape[2:]) != grid.shape:

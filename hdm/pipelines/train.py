@@ -194,11 +194,53 @@ def global_training_data(cfg: TrainRunConfig) -> TrainingData:
     return TrainingData(ds, tensor, grid, normaliser, metadata)
 
 
-def training_data(cfg: TrainRunConfig) -> TrainingData:
-    """Functional curves, gridded fields or global states, as ``cfg.data`` says."""
+def training_data(cfg: TrainRunConfig, *, resample: bool = True) -> TrainingData:
+    """Functional curves, gridded fields or global states, as ``cfg.data`` says; with
+    ``data.bootstrap_days`` (and ``resample``) the gridded fields of a bootstrap resample
+    of the training days (:func:`bootstrap_days`). ``resample=False``: every training
+    field once, as the Gaussian statistics of a bagged ensemble use them."""
+    regional = cfg.data.dataset not in GLOBAL_DATASETS and is_gridded(cfg)
+    if cfg.data.bootstrap_days and not regional:
+        raise ValueError(
+            "data.bootstrap_days resamples the days of a regional gridded dataset's "
+            f"training period; {cfg.data.dataset!r} has no such days"
+        )
     if cfg.data.dataset in GLOBAL_DATASETS:
         return global_training_data(cfg)
-    return gridded_training_data(cfg) if is_gridded(cfg) else functional_training_data(cfg)
+    if not is_gridded(cfg):
+        return functional_training_data(cfg)
+    data = gridded_training_data(cfg)
+    if cfg.data.bootstrap_days and resample:
+        return bootstrap_days(data, cfg.optim.seed)
+    return data
+
+
+def bootstrap_days(data: TrainingData, seed: int) -> TrainingData:
+    """``data`` with its fields replaced by those of a bootstrap resample of its days.
+
+    The D calendar days of the training period are drawn D times with replacement
+    (``numpy.random.default_rng(seed)``); the fields of each drawn day enter once per
+    draw, in time order, so a day drawn twice weighs twice and about D/e days are left
+    out. Days, not fields, are the unit: fields an hour apart are nearly copies, and a
+    resample of fields would leave every day in. The normaliser and grid stay those of
+    the whole period, so that networks trained on different resamples form one model.
+    The drawn days go into ``metadata["bootstrap_days"]``.
+    """
+    times = data.dataset.time.values.astype("datetime64[D]")
+    days = np.unique(times)
+    if len(days) < 2:
+        raise ValueError(
+            f"data.bootstrap_days needs a training period of at least 2 days; "
+            f"{data.metadata.get('dataset')!r} has {len(days)}"
+        )
+    drawn = np.sort(np.random.default_rng(seed).choice(days, size=len(days), replace=True))
+    index = np.concatenate([np.flatnonzero(times == day) for day in drawn])
+    metadata = {
+        **data.metadata,
+        "n_train": len(index),
+        "bootstrap_days": {"seed": int(seed), "days": [str(day) for day in drawn]},
+    }
+    return replace(data, tensor=data.tensor[torch.as_tensor(index)], metadata=metadata)
 
 
 def channel_names(data: TrainingData) -> list[str]:
