@@ -227,7 +227,7 @@ def test_the_bagging_study_tells_bagged_networks_from_seeds_and_fills_every_colu
     assert study.recipe_of(study.network_runs(tmp_path / "run"))[0] == "seeds"
     row = {
         "split": "shifted", "networks": 4, "recipe": "bagged days", "days": "9/9/8/10 of 13",
-        "measured_varsigma": 0.91, "factor": 8, "rmse": 0.45, "crps": 0.23,
+        "measured_varsigma": 0.91, "level": "0.5604", "factor": 8, "rmse": 0.45, "crps": 0.23,
         "spread_skill": 0.8, "coverage50": 0.5, "coverage90": 0.85, "power": 1.05,
         "laplacian_ratio_sea": 1.2, "laplacian_ratio_land": 1.1,
         "band_spread_skill": [0.7, 0.8, 0.8, 0.9, 1.0],
@@ -235,7 +235,7 @@ def test_the_bagging_study_tells_bagged_networks_from_seeds_and_fills_every_colu
     lines = study.section([row]).splitlines()
     header, table_row = lines[lines.index(study.HEADER.splitlines()[0])], lines[-1]
     assert header.count("|") == table_row.count("|")
-    assert "| shifted | 4 × bagged days | 9/9/8/10 of 13 | 0.91 | ×8 |" in table_row
+    assert "| shifted | 4 × bagged days | 9/9/8/10 of 13 | 0.91 | 0.5604 | ×8 |" in table_row
 
 
 def test_the_evaluation_table_marks_the_ensemble_against_the_best_baseline():
