@@ -350,6 +350,14 @@ def _log_start(cfg: TrainRunConfig, data: TrainingData, denoiser, ctx) -> None:
         data.grid.describe(),
         denoiser.process.covariance.describe(),
     )
+    drawn = data.metadata.get("bootstrap_days")
+    if drawn:
+        log.info(
+            "bootstrap of the days (seed %d): %d distinct of %d drawn",
+            drawn["seed"],
+            len(set(drawn["days"])),
+            len(drawn["days"]),
+        )
     log.info(
         "%d process(es), backend %s, rank 0 on %s: batch %d per process, %d per step%s",
         ctx.world_size,
