@@ -245,3 +245,39 @@ def test_hdm_sample_teleports_a_functional_model_on_its_own_grid(tmp_path, capsy
     assert np.isfinite(ds["y"].values).all()
     assert main(["sample", model, *run, "--points", "50", "--out", str(tmp_path / "t.nc")]) == 2
     assert "cannot be transferred to x ∈ [-10, 10] (closed, 50 points)" in capsys.readouterr().err
+
+
+def test_unconditional_fields_teleported_from_a_low_level_lie_in_the_training_modes(tmp_path):
+    """``hdm sample --teleport`` of a gridded model: from ς* = 0.05 each field is the
+    Gaussian's draw m + B z with little noise left to denoise, so it lies in the span of
+    the training fields' modes up to ~ς*; a draw from t_max does not."""
+    from hdm.domains.shipped import shipped_path
+    from hdm.pipelines.sample import sample_fields
+
+    folder = shipped_path("checkpoints/uk_t2m")
+    prior = load_prior(folder)
+    g = prior.gaussian
+    modes, _ = np.linalg.qr(g.basis.reshape(g.rank, -1).numpy().T)
+    mean = g.mean.reshape(-1).numpy()
+
+    def outside_modes(ds: xr.Dataset) -> np.ndarray:
+        """|x − m − P(x − m)| / |x − m| of each normalised field (P: onto the modes)."""
+        x = prior.normaliser.normalise(ds[["t2m"]])["t2m"].values.reshape(len(ds["sample"]), -1)
+        x = x - mean
+        return np.linalg.norm(x - (x @ modes) @ modes.T, axis=1) / np.linalg.norm(x, axis=1)
+
+    run = dict(n=4, sampler="heun", steps=3, progress=False)
+    low = sample_fields(folder, teleport=0.05, **run)
+    assert low.attrs["teleport_varsigma"] == 0.05 and low.attrs["nfe"] == 5
+    assert np.isfinite(low["t2m"].values).all()
+    assert outside_modes(low).max() < 0.03
+    plain = sample_fields(folder, **run)
+    assert plain.attrs["teleport_varsigma"] == "none"
+    assert outside_modes(plain).min() > 0.05
+    # through the CLI, and refused on a grid the statistics were not computed on
+    out = tmp_path / "s.nc"
+    assert main(["sample", str(folder), "--n", "2", "--steps", "3", "--teleport", "auto",
+                 "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    assert xr.open_dataset(out).attrs["teleport_varsigma"] == g.varsigma_star
+    with pytest.raises(TeleportError, match="cannot be transferred to"):
+        sample_fields(folder, teleport="auto", scale=2, **run)

@@ -90,15 +90,16 @@ def sample(
     checkpoint = model_path(checkpoint)
     payload = load_checkpoint(checkpoint)
     if isinstance(Grid.from_dict(payload["grid"]), LatLonGrid | GlobalGrid):
-        if points is not None or teleport is not None:
+        if points is not None:
             raise GridError(
-                f"{checkpoint} is a gridded model: --points and --teleport apply to 1-D "
-                "models (--scale S samples a gridded one on a grid S times finer)"
+                f"{checkpoint} is a gridded model: --points applies to 1-D models "
+                "(--scale S samples a gridded one on a grid S times finer)"
             )
         return sample_fields(
             checkpoint, n=n, sampler=sampler, steps=steps, seed=seed, device=device,
             batch_size=min(batch_size, 16), progress=progress, scale=scale,
             runaway_bound=runaway_bound, small_scale_level=small_scale_level,
+            teleport=teleport,
         )  # fmt: skip
     if scale != 1 or small_scale_level is not None:
         raise GridError(
@@ -171,6 +172,7 @@ def sample_fields(
     scale: int = 1,
     runaway_bound: float | str | None = RUNAWAY_BOUND,
     small_scale_level: float | None = None,
+    teleport: float | str | None = None,
 ) -> xr.Dataset:
     """``n`` unconditional fields of a gridded model on its training grid (``scale`` > 1:
     a grid that many times finer, zero-shot), in physical units: ``{var}(sample, lat,
@@ -181,7 +183,10 @@ def sample_fields(
     function on every grid (:mod:`hdm.hilbert.covariance`); ``runaway_bound`` as in
     :func:`sample`. A model conditioned on its small-scale level (:mod:`hdm.hilbert.regime`)
     samples at ``small_scale_level`` z (default 0: its training fields' mean level, in
-    their stds); other models refuse one."""
+    their stds); other models refuse one. ``teleport`` as in :func:`sample`: each draw
+    starts at ς* from the Gaussian of the training fields (``gaussian.pt``, on the
+    training grid only) and the network denoises below it, as the members of ``hdm
+    downscale`` do without observations."""
     prior = load_prior(checkpoint).to(device)
     grid = target_grid(prior, scale if scale != 1 else None)
     denoiser = prior.denoiser
@@ -189,11 +194,12 @@ def sample_fields(
         denoiser = denoiser.at_level(0.0 if small_scale_level is None else small_scale_level)
     elif small_scale_level is not None:
         raise ValueError(f"{checkpoint} is not conditioned on a small-scale level")
+    start = None if teleport is None else unconditional_start(prior.path, denoiser, grid, teleport)
     t0 = time.perf_counter()
     x, nfe = draw_members(
         denoiser, make_sampler(sampler, steps, prior.solver_statistics), grid, n,
         seed=seed, key="sample", batch_size=batch_size, channels=len(prior.channels),
-        bound=checked_bound(runaway_bound),
+        start=start, bound=checked_bound(runaway_bound),
     )  # fmt: skip
     wall = time.perf_counter() - t0
     x = prior.normaliser.denormalise(x.double().numpy())
@@ -221,6 +227,7 @@ def sample_fields(
             "seed": seed,
             "grid": grid.describe(),
             "training_grid": prior.grid.describe(),
+            "teleport_varsigma": "none" if start is None else start.varsigma,
             **(
                 {"small_scale_level": denoiser.level}
                 if getattr(denoiser, "regime", None) is not None
