@@ -176,6 +176,11 @@ STUDIES: dict[str, Entry] = {
         "UK t2m: networks trained on resampled days (bagging), both validation splits",
         "uk-bagged-ensemble",
     ),
+    "uk_regime_coverage": Entry(
+        "benchmarks.studies.uk_regime_coverage",
+        "UK t2m: priors trained on rough days against calm days, scored on rough days",
+        "uk-regime-coverage",
+    ),
     "uk_inflation": Entry(
         "benchmarks.studies.uk_inflation",
         "UK t2m: the adaptive inflation λ by period",

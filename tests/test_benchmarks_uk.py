@@ -238,6 +238,40 @@ def test_the_bagging_study_tells_bagged_networks_from_seeds_and_fills_every_colu
     assert "| shifted | 4 × bagged days | 9/9/8/10 of 13 | 0.91 | 0.5604 | ×8 |" in table_row
 
 
+def test_the_regime_study_reads_each_priors_days_and_scores_unseen_rough_days(tmp_path):
+    from benchmarks.studies import uk_regime_coverage as study
+    from hdm.hilbert.checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION
+
+    folder = tmp_path / "rough_days" / "networks" / "0"
+    folder.mkdir(parents=True)
+    payload = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_FORMAT_VERSION}
+    payload |= {"ema": {}, "network": {}, "process": {}, "grid": {}, "metadata": {}}
+    torch.save(payload, folder / "model.pt")
+    with pytest.raises(SystemExit, match=r"not trained with data\.train_days"):
+        study.training_days(tmp_path / "rough_days")
+    payload["metadata"] = {"train_days": ["2019-03-03", "2019-03-04"]}
+    torch.save(payload, folder / "model.pt")
+    assert study.training_days(tmp_path / "rough_days") == ["2019-03-03", "2019-03-04"]
+    payload["metadata"] = {"train_days": ["2019-03-03", "2019-03-09"]}
+    torch.save(payload, folder / "model.pt")
+    with pytest.raises(SystemExit, match=r"trained on 2019-03-09, a scored day or one beside"):
+        study.training_days(tmp_path / "rough_days")
+    # the scored fields are 16, every 3 h of the two days, and in no prior's days nor beside them
+    assert len(study.SCORED_TIMES) == 16 and study.SCORED_TIMES[1] == "2019-03-08T03"
+    # rougher than the days of the rough prior: its truth departs more from the coarse field
+    assert study.roughness(times=study.SCORED_TIMES[::4]) > study.roughness(["2019-03-03"])
+    row = {
+        "prior": "rough days", "n_days": 9, "train_rms": 0.6, "measured_varsigma": 0.5,
+        "factor": 8, "rmse": 0.45, "crps": 0.23, "spread_skill": 0.8, "coverage50": 0.5,
+        "coverage90": 0.85, "power": 1.05, "laplacian_ratio_sea": 1.2,
+        "laplacian_ratio_land": 1.1, "band_spread_skill": [0.7, 0.8, 0.8, 0.9, 1.0],
+    }  # fmt: skip
+    lines = study.section([row], 0.69).splitlines()
+    header, table_row = lines[lines.index(study.HEADER.splitlines()[0])], lines[-1]
+    assert header.count("|") == table_row.count("|")
+    assert table_row.startswith("| rough days | 9 | 0.60 | 0.50 | ×8 | 0.450 |")
+
+
 def test_the_evaluation_table_marks_the_ensemble_against_the_best_baseline():
     from benchmarks.studies.uk_evaluation import HEADER, table_rows
 

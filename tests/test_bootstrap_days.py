@@ -45,7 +45,29 @@ def test_networks_with_other_seeds_see_other_days():
     assert any(len(set(days)) < len(days) for days in drawn)
 
 
-def test_bootstrap_days_of_curves_is_refused():
-    cfg = load_train_config("configs/functional/quadratic.yaml", ["data.bootstrap_days=true"])
-    with pytest.raises(ValueError, match=r"data\.bootstrap_days resamples the days"):
+@pytest.mark.parametrize("option", ["bootstrap_days=true", "train_days=[2019-03-02]"])
+def test_days_of_curves_are_refused(option):
+    cfg = load_train_config("configs/functional/quadratic.yaml", [f"data.{option}"])
+    name = option.split("=")[0]
+    with pytest.raises(ValueError, match=rf"data\.{name} selects days of a regional gridded"):
         training_data(cfg)
+
+
+def test_train_days_keep_only_those_days_and_fit_the_normaliser_on_them():
+    full = training_data(uk_config())
+    chosen = training_data(uk_config("data.train_days=[2019-03-04, 2019-03-02]"))
+    days = full.dataset.time.values.astype("datetime64[D]")
+    index = np.flatnonzero(np.isin(days, np.array(["2019-03-02", "2019-03-04"], "datetime64[D]")))
+    assert chosen.metadata["train_days"] == ["2019-03-02", "2019-03-04"]
+    assert chosen.metadata["n_train"] == len(index) == 48
+    # the same fields in time order, normalised with the statistics of the two days
+    (m_full,), (s_full,) = full.normaliser.stats("t2m").mean, full.normaliser.stats("t2m").std
+    (m_days,), (s_days,) = chosen.normaliser.stats("t2m").mean, chosen.normaliser.stats("t2m").std
+    assert abs(m_days - m_full) > 0.05 and abs(s_days / s_full - 1) > 0.01
+    kelvin = full.tensor[torch.as_tensor(index)] * s_full + m_full
+    torch.testing.assert_close(chosen.tensor, (kelvin - m_days) / s_days, atol=1e-4, rtol=0)
+
+
+def test_a_train_day_outside_the_period_is_named():
+    with pytest.raises(ValueError, match=r"data\.train_days: 2019-03-09 is not in the training"):
+        training_data(uk_config("data.train_days=[2019-03-02, 2019-03-09]"))

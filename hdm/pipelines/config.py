@@ -74,6 +74,11 @@ class DataConfig:
     ``optim.seed``; a day drawn twice weighs twice), so that the K networks of
     ``model.ensemble`` (seeds s … s + K − 1) each see their own days: bagging. The
     normalisation and the Gaussian statistics (``hdm gaussian-stats``) keep every day.
+
+    ``train_days`` (regional gridded datasets): train on these calendar days of the
+    training period only (``YYYY-MM-DD``; a day not in the period is refused); the
+    normalisation and the Gaussian statistics are those of these days. For priors that
+    have or have not seen a kind of weather, e.g. rough days against calm ones.
     """
 
     dataset: str
@@ -84,6 +89,7 @@ class DataConfig:
     train_end: str | None = None
     levels: list[float] = field(default_factory=list)
     bootstrap_days: bool = False
+    train_days: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

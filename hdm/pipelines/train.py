@@ -104,6 +104,8 @@ def gridded_training_data(cfg: TrainRunConfig) -> TrainingData:
     train = (d.train_start, d.train_end) if d.train_start and d.train_end else None
     spec = gridded_spec(d.dataset, d.path or "", d.variables, train, levels=d.levels)
     ds = open_split(spec, "train")
+    if d.train_days:
+        ds = select_days(ds, d.train_days, spec.name)
     names = list(spec.variables) or [str(v) for v in ds.data_vars]
     normaliser = vector_normaliser(cfg, FieldNormaliser.fit(ds, names))
     normalised = normaliser.normalise(ds[names])
@@ -128,7 +130,28 @@ def gridded_training_data(cfg: TrainRunConfig) -> TrainingData:
         "test_period": list(spec.test) if spec.test else None,
         "n_train": int(tensor.shape[0]),
     }
+    if d.train_days:
+        metadata["train_days"] = sorted({str(day) for day in times.astype("datetime64[D]")})
     return TrainingData(ds, tensor, grid_of(ds), normaliser, metadata)
+
+
+def select_days(ds: xr.Dataset, days: Sequence[str], name: str) -> xr.Dataset:
+    """The time steps of ``ds`` on the calendar ``days`` (``YYYY-MM-DD``), in time order;
+    a ValueError naming the first day that is not in ``ds``'s period (or not a date)."""
+    stamps = ds.time.values.astype("datetime64[D]")
+    wanted = []
+    for day in days:
+        try:
+            wanted.append(np.datetime64(str(day), "D"))
+        except ValueError:
+            raise ValueError(f"data.train_days: {day!r} is not a date (YYYY-MM-DD)") from None
+    missing = [str(day) for day in wanted if day not in stamps]
+    if missing:
+        period = f"{stamps[0]}..{stamps[-1]}"
+        raise ValueError(
+            f"data.train_days: {missing[0]} is not in the training period of {name!r} ({period})"
+        )
+    return ds.isel(time=np.flatnonzero(np.isin(stamps, wanted)))
 
 
 def functional_training_data(cfg: TrainRunConfig) -> TrainingData:
@@ -200,11 +223,12 @@ def training_data(cfg: TrainRunConfig, *, resample: bool = True) -> TrainingData
     of the training days (:func:`bootstrap_days`). ``resample=False``: every training
     field once, as the Gaussian statistics of a bagged ensemble use them."""
     regional = cfg.data.dataset not in GLOBAL_DATASETS and is_gridded(cfg)
-    if cfg.data.bootstrap_days and not regional:
-        raise ValueError(
-            "data.bootstrap_days resamples the days of a regional gridded dataset's "
-            f"training period; {cfg.data.dataset!r} has no such days"
-        )
+    for option in ("bootstrap_days", "train_days"):
+        if getattr(cfg.data, option) and not regional:
+            raise ValueError(
+                f"data.{option} selects days of a regional gridded dataset's "
+                f"training period; {cfg.data.dataset!r} has no such days"
+            )
     if cfg.data.dataset in GLOBAL_DATASETS:
         return global_training_data(cfg)
     if not is_gridded(cfg):
