@@ -71,3 +71,17 @@ def test_train_days_keep_only_those_days_and_fit_the_normaliser_on_them():
 def test_a_train_day_outside_the_period_is_named():
     with pytest.raises(ValueError, match=r"data\.train_days: 2019-03-09 is not in the training"):
         training_data(uk_config("data.train_days=[2019-03-02, 2019-03-09]"))
+
+
+def test_fields_between_chosen_training_days_count_as_unseen():
+    from hdm.domains.atmosphere import GRIDDED_DATASETS, open_unseen_period
+
+    spec = GRIDDED_DATASETS["uk_t2m"]
+    days = ["2019-03-03", "2019-03-24"]
+    # inside the period 03-01..24, but on no chosen day: held out for such a model
+    unseen = open_unseen_period(spec, ("2019-03-08", "2019-03-08T23"), "mine", days)
+    assert unseen.sizes["time"] == 24
+    with pytest.raises(ValueError, match=r"overlaps the training period 2019-03-01"):
+        open_unseen_period(spec, ("2019-03-08", "2019-03-08T23"), "mine")
+    with pytest.raises(ValueError, match=r"overlaps the training days \(2 chosen days\) .* \(6 "):
+        open_unseen_period(spec, ("2019-03-24T18", "2019-03-25T05"), "mine", days)

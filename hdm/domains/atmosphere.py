@@ -204,25 +204,37 @@ def open_split(spec: GriddedSpec, split: str = "train", **kwargs) -> xr.Dataset:
     return chosen
 
 
-def open_unseen_period(spec: GriddedSpec, period: tuple[str, str], what: str) -> xr.Dataset:
+def open_unseen_period(
+    spec: GriddedSpec,
+    period: tuple[str, str],
+    what: str,
+    trained_days: Sequence[str] | None = None,
+) -> xr.Dataset:
     """The fields of ``period`` (START, END; inclusive, as ``.sel`` reads it) of the
     dataset, loaded: a ValueError naming ``what`` (e.g. the model) where the period selects
     no time step, where a selected time lies in the training period (the selected times
-    are checked, so a date-only bound covers its whole day), or where a value is NaN."""
+    are checked, so a date-only bound covers its whole day) or, for a model trained on
+    chosen days (``trained_days``, ``YYYY-MM-DD``), on one of those days, or where a value
+    is NaN."""
     ds = open_split(spec, "all")
     chosen = ds.sel({TIME: slice(*period)})
     if chosen.sizes[TIME] == 0:
         raise ValueError(f"the period {period[0]}..{period[1]} selects no time step of {what}")
+    times = chosen[TIME].values
     train = spec.period("train")
-    if train is not None:
-        times = chosen[TIME].values
+    if trained_days:
+        inside = np.isin(times.astype("datetime64[D]"), np.array(trained_days, "datetime64[D]"))
+        seen = f"training days ({len(trained_days)} chosen days)"
+    elif train is not None:
         inside = (times >= np.datetime64(train[0])) & (times <= np.datetime64(train[1]))
-        if inside.any():
-            raise ValueError(
-                f"the period {period[0]}..{period[1]} overlaps the training period "
-                f"{train[0]}..{train[1]} of {what} ({int(inside.sum())} time steps): it "
-                "was trained on those fields"
-            )
+        seen = f"training period {train[0]}..{train[1]}"
+    else:
+        inside = np.zeros(len(times), bool)
+    if inside.any():
+        raise ValueError(
+            f"the period {period[0]}..{period[1]} overlaps the {seen} of {what} "
+            f"({int(inside.sum())} time steps): it was trained on those fields"
+        )
     chosen = chosen.load()
     for name, values in chosen.data_vars.items():
         bad = ~np.isfinite(values.values)

@@ -189,7 +189,8 @@ def heldout_fields(path: Path, period: tuple[str, str], grid: Grid) -> torch.Ten
     spec = training_spec(metadata)
     names = list(metadata.get("variables", ())) or list(spec.variables)
     try:
-        ds = open_unseen_period(spec, period, str(path))[names]
+        trained_days = metadata.get("train_days")
+        ds = open_unseen_period(spec, period, str(path), trained_days)[names]
     except ValueError as exc:
         raise TeleportError(f"held-out fields: {exc}") from exc
     if grid_of(ds) != grid:
