@@ -262,14 +262,14 @@ def test_the_regime_study_reads_each_priors_days_and_scores_unseen_rough_days(tm
     assert study.roughness(times=study.SCORED_TIMES[::4]) > study.roughness(["2019-03-03"])
     row = {
         "prior": "rough days", "n_days": 9, "train_rms": 0.6, "measured_varsigma": 0.5,
-        "factor": 8, "rmse": 0.45, "crps": 0.23, "spread_skill": 0.8, "coverage50": 0.5,
-        "coverage90": 0.85, "power": 1.05, "laplacian_ratio_sea": 1.2,
+        "factor": 8, "level": 0.5604, "rmse": 0.45, "crps": 0.23, "spread_skill": 0.8,
+        "coverage50": 0.5, "coverage90": 0.85, "power": 1.05, "laplacian_ratio_sea": 1.2,
         "laplacian_ratio_land": 1.1, "band_spread_skill": [0.7, 0.8, 0.8, 0.9, 1.0],
     }  # fmt: skip
     lines = study.section([row], 0.69).splitlines()
     header, table_row = lines[lines.index(study.HEADER.splitlines()[0])], lines[-1]
     assert header.count("|") == table_row.count("|")
-    assert table_row.startswith("| rough days | 9 | 0.60 | 0.50 | ×8 | 0.450 |")
+    assert table_row.startswith("| rough days | 9 | 0.60 | 0.50 | 0.56 | ×8 | 0.450 |")
 
 
 def test_the_evaluation_table_marks_the_ensemble_against_the_best_baseline():

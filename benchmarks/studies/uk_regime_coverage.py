@@ -21,8 +21,10 @@ their training days, scored on the same rough days, never on the test week:
 Each is a four-network ensemble of the shipped recipe (``model.ensemble: 4``, r = 2
 augmentation, 2,000 steps) with its own normalisation and its own teleport Gaussian (its
 training days'), scored at the ``--factors`` with coarse cells + the 12 benchmark
-stations (σ = 0.5 K), MMPS, Heun 25 teleported from ς* = 0.5604 (the shipped level),
-16 members, no inflation:
+stations (σ = 0.5 K), MMPS, Heun 25 teleported from each of the ``--levels`` (default
+0.5604, the shipped level; ``measured``: the level ``hdm gaussian-stats --heldout`` finds
+for the prior on 03-08..10, a diagnostic that reads the scored days), 16 members, no
+inflation:
 
     hdm train configs/atmos/uk_t2m.yaml --out runs/rough_days \\
         --set 'data.train_days=[2019-03-03,2019-03-04,...]'     # the days above
@@ -101,17 +103,17 @@ def ensemble_of(run: Path, work: Path) -> tuple[Path, dict]:
 
 
 HEADER = (
-    "| prior | days | sub-coarse RMS ×4 of its days K | ς* measured | coarse | RMSE K "
+    "| prior | days | sub-coarse RMS ×4 of its days K | ς* measured | ς* used | coarse | RMSE K "
     "| fair CRPS | spread–skill | cov. 50 % | cov. 90 % | power ratio | speckle sea "
     "| speckle land | spread–skill by band |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
 def section(rows: list[dict], scored_rms: float) -> str:
     table = "\n".join(
         f"| {r['prior']} | {r['n_days']} | {r['train_rms']:.2f} | {r['measured_varsigma']:.2f} "
-        f"| ×{r['factor']} | {calibration_cells(r)} |"
+        f"| {r['level']:.2f} | ×{r['factor']} | {calibration_cells(r)} |"
         for r in rows
     )
     bands = " / ".join(band_label(lo, hi) for lo, hi in itertools.pairwise(BANDS))
@@ -124,9 +126,9 @@ every 3 h, the two roughest days of the training period (sub-coarse RMS at ×4 o
 scored fields {scored_rms:.2f} K), which no prior saw, nor the days beside them. Rough days:
 03-03..06, 03-16..18, 03-23, 03-24; calm days: 03-01, 03-02, 03-13..15, 03-19..22; other
 days: 03-01..06 and 03-12..24 (the mixture of the shipped prior's period). Never the
-test week. Coarse cells + 12 stations (σ = 0.5 K), MMPS, Heun 25 teleported from ς* =
-{SHIPPED_VARSIGMA}, 16 members, no inflation. "ς* measured": the level `hdm gaussian-stats
---heldout` finds on 03-08..10 (reported, not used). Speckle: the members' mean squared
+test week. Coarse cells + 12 stations (σ = 0.5 K), MMPS, Heun 25 teleported from "ς* used"
+(the shipped level is {SHIPPED_VARSIGMA}), 16 members, no inflation. "ς* measured": the level
+`hdm gaussian-stats --heldout` finds for the prior on 03-08..10. Speckle: the members' mean squared
 Laplacian over the truth's, over sea and land. Spread–skill by band of wavelengths {bands}.
 
 {HEADER}
@@ -140,6 +142,11 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
     p.add_argument("--runs", required=True, help="ensemble runs trained with data.train_days")
     p.add_argument("--factors", default="4,8", help="coarse factors (default 4,8)")
     p.add_argument("--work", required=True, help="folder for the ensembles' model folders")
+    p.add_argument(
+        "--levels",
+        default=str(SHIPPED_VARSIGMA),
+        help="teleport levels ς*, comma-separated; 'measured': each prior's own ς*",
+    )
     args = p.parse_args(list(argv))
     machine = machine_description()
     factors = [int(f) for f in args.factors.split(",") if f.strip()]
@@ -149,11 +156,12 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
         days = training_days(run)
         folder, made = ensemble_of(run, Path(args.work))
         prior = run.name.replace("_", " ")
-        for factor in factors:
-            r = score(
-                str(folder), factor=factor, teleport=str(SHIPPED_VARSIGMA), times=SCORED_TIMES
-            )
+        levels = [v.strip() for v in args.levels.split(",") if v.strip()]
+        for level, factor in itertools.product(levels, factors):
+            used = f"{made['measured_varsigma']:.4f}" if level == "measured" else level
+            r = score(str(folder), factor=factor, teleport=used, times=SCORED_TIMES)
             r.update(prior=prior, n_days=len(days), train_rms=roughness(days), **made)
+            r.update(level=float(used))
             print(json.dumps({k: r[k] for k in SUMMARY}), flush=True)
             rows.append(r)
         write_section(
