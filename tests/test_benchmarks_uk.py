@@ -270,6 +270,9 @@ def test_the_regime_study_reads_each_priors_days_and_scores_unseen_rough_days(tm
     header, table_row = lines[lines.index(study.HEADER.splitlines()[0])], lines[-1]
     assert header.count("|") == table_row.count("|")
     assert table_row.startswith("| rough days | 9 | 0.60 | 0.50 | 0.56 | ×8 | 0.450 |")
+    # the calmer days beside the roughest are scored as their own section, in no prior either
+    assert set(study.BESIDE_DAYS) < set(study.UNSEEN_DAYS)
+    assert "12 fields (2019-03-07T00 … 2019-03-11T18)" in study.section([row], 0.55, "beside")
 
 
 def test_the_evaluation_table_marks_the_ensemble_against_the_best_baseline():
