@@ -71,6 +71,8 @@ def test_train_days_keep_only_those_days_and_fit_the_normaliser_on_them():
 def test_a_train_day_outside_the_period_is_named():
     with pytest.raises(ValueError, match=r"data\.train_days: 2019-03-09 is not in the training"):
         training_data(uk_config("data.train_days=[2019-03-02, 2019-03-09]"))
+    with pytest.raises(ValueError, match=r"data\.train_days: '3 March' is not a date"):
+        training_data(uk_config("data.train_days=[2019-03-02, 3 March]"))
 
 
 def test_fields_between_chosen_training_days_count_as_unseen():
