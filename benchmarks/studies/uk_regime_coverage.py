@@ -48,12 +48,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.report import command_line, machine_description, parser, write_section
+from benchmarks.studies.uk_bagged_ensemble import network_runs
 from benchmarks.studies.uk_gaussian_shrinkage import SHIPPED_VARSIGMA
 from benchmarks.studies.uk_validation_split import band_label, calibration_cells, score
 from benchmarks.uk import BANDS, UK, subcoarse_rms_of
 from hdm.data.open import open_fields
 from hdm.hilbert.checkpoints import export_ensemble, load_checkpoint
 from hdm.pipelines.gaussian_stats import GaussianStatsConfig, gaussian_statistics
+from hdm.pipelines.train import ENSEMBLE_DIR
 
 #: the scored fields: the two roughest days of the training period, every 3 h
 ROUGH_DAYS = ("2019-03-08", "2019-03-10")
@@ -86,7 +88,7 @@ SUMMARY = ("prior", "factor", "rmse", "crps", "spread_skill")
 def training_days(run: Path) -> list[str]:
     """The calendar days a run's networks trained on (``metadata["train_days"]``); refused
     if they hold a scored day or one beside it (:data:`UNSEEN_DAYS`)."""
-    metadata = load_checkpoint(run / "networks" / "0" / "model.pt").get("metadata", {})
+    metadata = load_checkpoint(run / ENSEMBLE_DIR / "0" / "model.pt").get("metadata", {})
     days = metadata.get("train_days")
     if not days:
         raise SystemExit(f"{run} was not trained with data.train_days; see the module doc")
@@ -108,9 +110,7 @@ def roughness(days: Sequence[str] | None = None, times: Sequence[str] = (), fact
 def ensemble_of(run: Path, work: Path) -> tuple[Path, dict]:
     """The run's networks as one model in ``work/NAME`` with a Gaussian of its own training
     days (``--heldout`` on :data:`HELDOUT`); returns the folder and ``{"measured_varsigma"}``."""
-    folders = sorted((run / "networks").glob("*"), key=lambda f: int(f.name))
-    if len(folders) < 2:
-        raise SystemExit(f"{run} holds no ensemble of networks ({run}/networks/0, 1, ...)")
+    folders = network_runs(run)
     folder = work / run.name
     folder.mkdir(parents=True, exist_ok=True)
     export_ensemble([f / "model.pt" for f in folders], folder / "model.pt")
@@ -178,16 +178,16 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
     factors = [int(f) for f in args.factors.split(",") if f.strip()]
     times, section_id, _ = SCORED[args.scored]
     scored_rms = roughness(times=times)
+    levels = [v.strip() for v in args.levels.split(",") if v.strip()]
     rows = []
     for run in (Path(r.strip()) for r in args.runs.split(",") if r.strip()):
         days = training_days(run)
         folder, made = ensemble_of(run, Path(args.work))
-        prior = run.name.replace("_", " ")
-        levels = [v.strip() for v in args.levels.split(",") if v.strip()]
+        prior, train_rms = run.name.replace("_", " "), roughness(days)
         for level, factor in itertools.product(levels, factors):
             used = f"{made['measured_varsigma']:.4f}" if level == "measured" else level
             r = score(str(folder), factor=factor, teleport=used, times=times)
-            r.update(prior=prior, n_days=len(days), train_rms=roughness(days), **made)
+            r.update(prior=prior, n_days=len(days), train_rms=train_rms, **made)
             r.update(level=float(used))
             print(json.dumps({k: r[k] for k in SUMMARY}), flush=True)
             rows.append(r)
