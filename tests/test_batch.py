@@ -272,6 +272,64 @@ def test_bad_input_met_inside_a_chunk_is_one_line_and_the_bad_input_exit_code(
     assert read_manifest(tmp_path / "x.zarr")["complete"] == [0]
 
 
+def _coarse_file(tmp_path: Path, lat: np.ndarray, name: str) -> Path:
+    """A coarse °C field on its own 0.65° grid, under a name the model does not use."""
+    with xr.open_dataset(UK_FILE) as ds:
+        t2m = ds["t2m"].sel(time=["2019-03-25T00"]).load()
+    lon = np.arange(-9.9, 2.0, 0.65)
+    coarse = t2m.interp(latitude=lat, longitude=lon).rename(latitude="lat", longitude="lon")
+    coarse = (coarse - 273.15).rename("temperature").drop_vars("valid_time", errors="ignore")
+    coarse.attrs = {"units": "degC", "standard_name": "air_temperature"}
+    path = tmp_path / name
+    coarse.to_dataset().to_netcdf(path)
+    return path
+
+
+def _coarse_args(model, coarse: Path, out: Path, *extra) -> list[str]:
+    return [
+        "downscale", model.path, "--coarse", str(coarse), "--members", "2", "--steps", "4",
+        "--torch-threads", "1", "--out", str(out), "--no-plots", "--no-progress",
+        "--scheduler", "synchronous", *extra,
+    ]  # fmt: skip
+
+
+def test_a_coarse_field_that_leaves_part_of_the_domain_open_is_refused_before_the_store(
+    tiny_model, tmp_path, capsys
+):
+    """Coarse cells over lat 49.8..53.7 of a 49.9..58.1 domain: the north would be the
+    prior alone; one line names the axis, the uncovered strip and the file, nothing is
+    written. The same grid over the whole domain (°C, another name) runs, with no warning
+    about the variable it was taken as."""
+    out = tmp_path / "x.zarr"
+    partial = _coarse_file(tmp_path, np.arange(50.1, 54.0, 0.65), "north_missing.nc")
+    code = main(_coarse_args(tiny_model, partial, out))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "coarse cells cover lat [49.775, 53.675]" in err[0]
+    assert "the 4.45 above lat = 53.675" in err[0] and str(partial) in err[0]
+    assert not out.exists()
+    whole = _coarse_file(tmp_path, np.arange(50.1, 58.0, 0.65), "whole.nc")
+    assert main(_coarse_args(tiny_model, whole, out)) == 0
+    assert "not trained on" not in capsys.readouterr().err
+    with xr.open_zarr(out, consolidated=False) as ds:
+        assert 270 < float(ds["t2m_mean"].mean()) < 290  # °C taken in K
+
+
+def test_a_station_outside_the_domain_is_named_before_the_store(tiny_model, tmp_path, capsys):
+    whole = _coarse_file(tmp_path, np.arange(50.1, 58.0, 0.65), "whole.nc")
+    table = tmp_path / "stations.csv"
+    table.write_text(
+        "id,lat,lon,time,value\nHEATHROW,51.48,-0.45,2019-03-25T00,280.1\n"
+        "MADRID,40.4,-3.7,2019-03-25T00,285.0\n"
+    )
+    out = tmp_path / "x.zarr"
+    code = main(_coarse_args(tiny_model, whole, out, "--stations", str(table)))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("hdm: error: stations: station MADRID at lat=40.4 lies outside")
+    assert str(table) in err[0] and not out.exists()
+
+
 def test_an_unwritable_output_directory_fails_before_any_work(tiny_model, tmp_path, capsys):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the output directory should be")

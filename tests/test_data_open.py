@@ -190,6 +190,24 @@ def test_non_monotonic_and_duplicated_coordinates(tmp_path):
         open_fields(str(tmp_path / "o*.nc"))
 
 
+def test_longitudes_cut_across_greenwich_from_a_0_360_file_open_in_order(tmp_path):
+    """A region cut from a [0, 360) file across Greenwich (350 … 359, 0 … 2: monotonic
+    only on the circle), east- or westward, opens as -10 … 2 with each column's values
+    kept; a longitude out of order on the circle too is still an error."""
+    uk = open_fields(atmos_file(UK)).isel(time=[0]).load()
+    rolled = uk.assign_coords(lon=np.mod(uk.lon.values, 360.0)).rename(lon="longitude")
+    assert np.any(np.diff(rolled.longitude.values) < 0)  # 359.75, then 0
+    for k, ds in enumerate([rolled, rolled.isel(longitude=slice(None, None, -1))]):
+        got = open_fields(write(ds, tmp_path / f"rolled{k}.nc")).load()
+        np.testing.assert_array_equal(got.lon.values, uk.lon.values)
+        np.testing.assert_array_equal(got.t2m.values, uk.t2m.values)
+    lon = rolled.longitude.values.copy()
+    lon[[3, 4]] = lon[[4, 3]]
+    bad = write(rolled.assign_coords(longitude=lon), tmp_path / "swapped.nc")
+    with pytest.raises(ValueError, match=r"'lon' in .*swapped.nc is not monotonic.*index 4"):
+        open_fields(bad)
+
+
 def test_latitude_out_of_range(tmp_path):
     mock = mock_fields(n_lat=3, lat=(80, 100))
     path = write(mock, tmp_path / "pole.nc")

@@ -232,6 +232,29 @@ def _outside_message(name: str, placed: Sequence[CellsOnAxis], grid: Grid) -> st
     return f"{name}: the coarse grid ({coarse}) does not overlap the model's domain ({model})"
 
 
+def _uncovered_message(name: str, placed: Sequence[CellsOnAxis], grid: Grid) -> str | None:
+    """The error for coarse cells that leave more than one cell's width of the model's
+    domain uncovered at an edge (there the members would be the prior alone, with nothing
+    to say so); None where the cells reach within a cell of every edge, as the block means
+    of a grid whose size is not a multiple of the factor do."""
+    for axis, p in zip(grid.axes, placed):
+        if axis.periodic:
+            continue
+        lo, hi = p.edges[p.keep.start], p.edges[p.keep.stop]
+        width = (hi - lo) / (p.keep.stop - p.keep.start)
+        west, east = axis.coords[0] - axis.spacing / 2, axis.coords[-1] + axis.spacing / 2
+        gaps = {f"below {axis.name} = {lo:g}": lo - west, f"above {axis.name} = {hi:g}": east - hi}
+        where, gap = max(gaps.items(), key=lambda kv: kv[1])
+        if gap > width * (1 + 1e-6):
+            return (
+                f"{name}: the coarse cells cover {axis.name} [{lo:g}, {hi:g}] of the model's "
+                f"domain [{west:g}, {east:g}]; the {gap:g} {where} (more than one coarse "
+                f"cell, {width:g}) has no coarse value and its members would be the prior "
+                f"alone: give a coarse field over the whole domain"
+            )
+    return None
+
+
 def _log_left_out(name: str, placed: Sequence[CellsOnAxis], grid: Grid) -> None:
     total = math.prod(p.coverage.size for p in placed)
     kept = math.prod(p.keep.stop - p.keep.start for p in placed)
@@ -489,6 +512,9 @@ class CoarseGrain(ObservationOperator):
             placed.append(cells)
         if any(p.keep.stop == p.keep.start for p in placed):
             raise ObservationError(_outside_message(name, placed, model_grid))
+        uncovered = _uncovered_message(name, placed, model_grid)
+        if uncovered:
+            raise ObservationError(uncovered)
         _log_left_out(name, placed, model_grid)
         factors = tuple(p.factor for p in placed)
         op = CoarseGrain(

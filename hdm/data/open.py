@@ -405,6 +405,20 @@ def _lat_conventions(
         indexers[LAT] = _as_indexer(lat_index)
 
 
+def _circular_direction(lon: np.ndarray) -> int | None:
+    """+1 (−1) where the longitudes step strictly east (west) by less than half a turn
+    each time, wrapping at most once, and span less than a turn; None otherwise."""
+    steps = np.mod(np.diff(np.asarray(lon, dtype=np.float64)), 360.0)
+    if steps.size == 0 or not np.isfinite(steps).all():
+        return None
+    if np.all((steps > 0) & (steps < 180)) and steps.sum() < 360:
+        return 1
+    back = 360.0 - steps
+    if np.all((back > 0) & (back < 180)) and back.sum() < 360:
+        return -1
+    return None
+
+
 def _lon_conventions(
     lon_coord: xr.DataArray,
     source: str,
@@ -417,9 +431,21 @@ def _lon_conventions(
 
     A descending coordinate is reversed, a repeated cyclic column (λ₀ + 360 last) dropped,
     then λ ↦ ((λ + 180) mod 360) − 180 and the columns reordered by the wrapped values.
+    Longitudes that cross their own convention's wrap once (350, …, 359.5, 0, …, 2: a
+    region cut across Greenwich from a [0, 360) file) are monotonic on the circle and are
+    taken the same way; any other disorder is an error naming the first bad index.
     """
     lon_raw = lon_coord.values
-    if check_coordinate(lon_raw, LON, source) < 0:
+    try:
+        direction = check_coordinate(lon_raw, LON, source)
+    except ValueError:
+        # a file whose longitudes cross its convention's wrap (350, …, 359.5, 0, …, 2)
+        # is monotonic on the circle; anything else is the error as raised
+        direction = _circular_direction(lon_raw)
+        if direction is None:
+            raise
+        notes.append("lon crossed the wrap of its convention")
+    if direction < 0:
         order = np.arange(lon_raw.size)[::-1]
         notes.append("lon reversed")
     else:

@@ -109,7 +109,7 @@ def model_fields(
             f"the {what} has none of the model's variables {list(prior.variables)}; "
             f"present: {present}"
         )
-    extra = [v for v in present if v not in prior.variables]
+    extra = [str(v) for v in obj.data_vars if v not in prior.variables]
     if extra:
         warnings.warn(
             f"the {what} holds variable(s) {extra} the model was not trained on; ignored",
@@ -400,9 +400,9 @@ def _station_rows(
 ) -> tuple[PointSample, np.ndarray]:
     """One operator row per station (first appearance order) and the values
     (n_time, n_stations), NaN where a station has no observation at a time."""
-    for name in ("id", "lat", "lon", "time"):
-        if name not in stations.coords and name not in stations.data_vars:
-            raise ObservationError(f"the station observations have no {name!r}")
+    for needed in ("id", "lat", "lon", "time"):
+        if needed not in stations.coords and needed not in stations.data_vars:
+            raise ObservationError(f"the station observations have no {needed!r}")
     if "value" not in stations.data_vars:
         raise ObservationError(
             f"the station observations have no 'value' variable; present: "

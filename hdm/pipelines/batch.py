@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import time as _time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from hdm.conditioning.inflation import InflationConfig
+from hdm.conditioning.observations import ObservationError
 from hdm.conditioning.profiles import Profile
 from hdm.data.accessor import grid_of
 from hdm.data.coarsen import coarse_grain, coarse_grain_sphere
@@ -64,12 +66,9 @@ from hdm.downscaling.core import (
     resolve_teleport_level,
 )
 from hdm.downscaling.inputs import (
-    check_near_training,
     check_station_overlap,
-    in_model_units,
     model_fields,
     observation_setup,
-    stations_by_variable,
 )
 from hdm.downscaling.output import attach_inputs
 from hdm.downscaling.prior import Prior, load_prior, target_grid
@@ -456,6 +455,20 @@ class _Plan:
     profiles: tuple[Profile, ...] = ()
 
 
+@contextlib.contextmanager
+def _naming_inputs(cfg: DownscaleRunConfig) -> Iterator[None]:
+    """An observation error gains the files it came from (the operators know only their
+    own names: "coarse", "stations")."""
+    try:
+        yield
+    except ObservationError as exc:
+        files = f"input {_input_path(cfg)}"
+        if cfg.stations.file:
+            named = cfg.stations.file
+            files += f", stations {named if isinstance(named, str) else ', '.join(named)}"
+        raise ObservationError(f"{exc} ({files})") from None
+
+
 def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
     """Read the inputs once on the driver and resolve what depends on all of them."""
     prior = load_prior(cfg.checkpoint)
@@ -466,10 +479,24 @@ def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
     if stations is not None:
         check_station_overlap(stations, times, cfg.ensemble.time_tolerance)
     coarse = coarse_input(cfg, fields)
-    # inputs in other units fail here, before the store exists, not in every chunk; the
-    # first time of the coarse fields stands for the rest (the chunks check their own)
-    first = {v: f.isel({TIME: [0]}) for v, f in coarse.items()}
-    check_near_training(prior, *in_model_units(prior, first, stations_by_variable(stations, prior)))
+    # inputs that cannot be used (other units, coarse cells that leave part of the domain
+    # open, a station outside it) fail here, before the store exists, not in every chunk:
+    # the first time's operator stands for the rest (the chunks check their own values)
+    ens = cfg.ensemble
+    coarse_noise, station_noise = noise_settings(prior, ens)
+    with warnings.catch_warnings(), _naming_inputs(cfg):
+        warnings.simplefilter("ignore")  # NaN cells: each chunk warns of its own
+        observation_setup(
+            prior,
+            target_grid(prior, ens.scale if ens.scale != 1 else None),
+            {v: f.isel({TIME: [0]}).load() for v, f in coarse.items()},
+            stations,
+            times[:1],
+            coarse_noise=coarse_noise,
+            station_noise=station_noise,
+            time_tolerance=ens.time_tolerance,
+            require_station_overlap=False,
+        )
     profiles, profile_attrs = run_profiles(cfg, prior, times)
     cfg = resolve_teleport(cfg, prior)
     earlier = None if overwrite or not store.exists() else read_manifest(store)

@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import yaml
@@ -504,6 +505,10 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"hdm: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in HUGE_PAGE_COMMANDS:
@@ -518,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args.run_id = current_run_id()
     configure_logging(args.run_id, args.verbose)
+    formatwarning = warnings.formatwarning
+    if not args.verbose:  # one line per warning, not the source line it was raised from
+        warnings.formatwarning = _one_line_warning
     try:
         return COMMANDS[args.command](args)
     except TrainingDiverged as exc:
@@ -542,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hdm: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":
