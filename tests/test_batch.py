@@ -310,7 +310,9 @@ def test_a_coarse_field_that_leaves_part_of_the_domain_open_is_refused_before_th
     assert not out.exists()
     whole = _coarse_file(tmp_path, np.arange(50.1, 58.0, 0.65), "whole.nc")
     assert main(_coarse_args(tiny_model, whole, out)) == 0
-    assert "not trained on" not in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "not trained on" not in printed.err
+    assert "2 members x 1 times (1 of 1 chunks) on lat ∈ [50, 58]" in printed.out  # --no-plots
     with xr.open_zarr(out, consolidated=False) as ds:
         assert 270 < float(ds["t2m_mean"].mean()) < 290  # °C taken in K
 

@@ -424,14 +424,23 @@ def test_cli_converts_celsius_truth_and_stations_and_stores_kelvin(tiny_model, t
     np.testing.assert_allclose(np.sort(ds["station_obs"].values), np.sort(obs["value"]), atol=1e-9)
     # sampled in K (a barely trained model: near the truth, not 273 K away from it)
     assert abs(float(ds["t2m_mean"].mean()) - float(kelvin.t2m.mean())) < 50
-    # evaluating against the truth in °C or in K gives the same scores
+    # evaluating against the truth in °C, in °C under the CMIP name tas, or in K gives the
+    # same scores; a truth without one of the prediction's times is one line naming it
+    celsius.rename(t2m="tas").to_netcdf(tmp_path / "tas_degC.nc")
     reports = []
-    for truth in (tmp_path / "truth_degC.nc", UK_FILE):
+    for truth in (tmp_path / "truth_degC.nc", tmp_path / "tas_degC.nc", UK_FILE):
         args = ["evaluate", "downscale", "--prediction", str(out), "--truth", str(truth)]
         assert main([*args, "--json"]) == 0
         reports.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
     for key in ("rmse", "crps", "rmse_bicubic"):
-        assert reports[0][key] == pytest.approx(reports[1][key], abs=1e-4), key
+        for other in reports[1:]:
+            assert reports[0][key] == pytest.approx(other[key], abs=1e-4), key
+    celsius.isel(time=[1]).to_netcdf(tmp_path / "one_time.nc")
+    args = ["evaluate", "downscale", "--prediction", str(out), "--truth"]
+    assert main([*args, str(tmp_path / "one_time.nc")]) == 2
+    assert "lacks 1 of the prediction's 2 times (first: 2019-03-25T00:00:00)" in (
+        capsys.readouterr().err
+    )
 
 
 def test_inputs_far_from_training_are_refused_past_twenty_stds(tiny_model, truth):

@@ -260,6 +260,18 @@ def _stored_stations(pred: xr.Dataset, times: np.ndarray, variable: str) -> tupl
     return unique, obs["obs_lat"].values[order], obs["obs_lon"].values[order], values
 
 
+def _truth_variable(ds: xr.Dataset, var: str, source) -> xr.DataArray:
+    """The truth's ``var``; a file of one variable under another name (``tas`` for
+    ``t2m``) is taken as it, as ``hdm downscale`` takes its inputs."""
+    present = [str(v) for v in ds.data_vars]
+    if var in present:
+        return ds[var]
+    if len(present) == 1:
+        log.info("the truth %s holds one variable, %r: taken as %s", source, present[0], var)
+        return ds[present[0]].rename(var)
+    raise KeyError(f"the truth {source} has no {var!r} and several variables: {present}")
+
+
 def read_downscale(
     prediction: str | Path | xr.Dataset, truth: str | Path, variable: str | None = None
 ) -> DownscaleEvaluation:
@@ -275,10 +287,14 @@ def read_downscale(
     times = pred["time"].values
     units = pred[var].attrs.get("units")
     # the scores compare values: the truth and the stored inputs in the ensemble's units
-    truth_da = open_fields(truth, var)[var].sel(time=times)
-    truth_da = to_units(truth_da, units, f"the truth {var} in {truth}").load()
-    if truth_da.sizes["time"] != len(times):
-        raise ValueError(f"the truth {truth} lacks some of the prediction's times")
+    truth_da = _truth_variable(open_fields(truth), var, truth)
+    missing = np.setdiff1d(times, truth_da["time"].values)
+    if missing.size:
+        raise ValueError(
+            f"the truth {truth} lacks {missing.size} of the prediction's {len(times)} times "
+            f"(first: {str(missing[0])[:19]})"
+        )
+    truth_da = to_units(truth_da.sel(time=times), units, f"the truth {var} in {truth}").load()
     same = all(truth_da.sizes[d] == pred.sizes[d] for d in ("lat", "lon"))
     on_pred = truth_da if same else truth_da.interp(lat=pred.lat, lon=pred.lon)
     on_pred = on_pred.assign_coords(lat=pred.lat, lon=pred.lon)

@@ -198,12 +198,14 @@ def run_downscale_job(
     first and last time (mean, std, members, stations, the truth when given)."""
     summary = run_batch(cfg, resume=resume, overwrite=overwrite, progress=progress, run_id=run_id)
     summary["pngs"] = []
-    if not cfg.output.plots or summary["status"] != "done":
+    if summary["status"] != "done":
         return summary
     out = Path(summary["out"])
     ds = open_store(out)
-    variables = [n for n in ds.data_vars if MEMBER in ds[n].dims]
     summary.update(grid=ds.attrs.get("grid", ""), members=int(ds.sizes[MEMBER]))
+    if not cfg.output.plots:
+        return summary
+    variables = [n for n in ds.data_vars if MEMBER in ds[n].dims]
     stations = (ds["obs_lat"].values, ds["obs_lon"].values) if "station_obs" in ds else None
     if cfg.inputs.profiles:
         stations = sounding_positions(cfg.inputs.profiles, ds.attrs.get("soundings", ""))
