@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from hdm.conditioning.observations import ObservationError
 from hdm.data.coarsen import coarse_grain, conservative_regrid
@@ -482,3 +483,40 @@ def test_stations_with_longitudes_in_0_360_are_the_same_stations(tiny_model, tru
     expected = downscale(tiny_model, stations=obs, times=truth.time.values, **run)["t2m"].values
     got = downscale(tiny_model, stations=turned, times=truth.time.values, **run)["t2m"].values
     np.testing.assert_array_equal(got, expected)
+
+
+def _station_table(rows) -> xr.Dataset:
+    frame = pd.DataFrame(rows, columns=["id", "lat", "lon", "time", "value"])
+    frame["time"] = pd.to_datetime(frame["time"])
+    return xr.Dataset.from_dataframe(frame.rename_axis("obs"))
+
+
+def test_station_rows_take_the_nearest_observation_and_refuse_ambiguous_ones(tiny_model):
+    """Two observations of one station within the time tolerance of a field time: the
+    nearer is used; two different values at the same instant, or one id at two places,
+    is one error naming the station."""
+    from hdm.downscaling.inputs import observation_setup
+
+    times = np.array(["2019-03-25T00", "2019-03-25T06"], dtype="datetime64[ns]")
+    mean, std = tiny_model.mean_std
+
+    def setup(rows):
+        return observation_setup(
+            tiny_model, tiny_model.grid, None, _station_table(rows), times,
+            coarse_noise={}, station_noise=0.5, time_tolerance="30min",
+        )  # fmt: skip
+
+    near = setup(
+        [
+            ("A", 51.5, -0.4, "2019-03-25T00:10", 281.0),  # 10 min from 00 UTC: taken
+            ("A", 51.5, -0.4, "2019-03-24T23:40", 279.0),  # 20 min, later in the table
+            ("A", 51.5, -0.4, "2019-03-25T06:00", 283.0),
+        ]
+    )
+    np.testing.assert_allclose(near.values * std + mean, [[281.0], [283.0]], rtol=1e-9)
+    with pytest.raises(ObservationError, match=r"station A has two values at 2019-03-25T00"):
+        setup([("A", 51.5, -0.4, "2019-03-25T00:00", v) for v in (280.0, 281.0)])
+    same = setup([("A", 51.5, -0.4, "2019-03-25T00:00", 280.0)] * 2)  # a repeated row
+    assert np.isfinite(same.values[0]).all()
+    with pytest.raises(ObservationError, match=r"station A is at two positions, \(51.5, -0.4\)"):
+        setup([("A", 51.5, -0.4, "2019-03-25T00", 280), ("A", 52.5, -0.4, "2019-03-25T06", 281)])

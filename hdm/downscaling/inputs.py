@@ -412,6 +412,7 @@ def _station_rows(
     order = first_occurrences(st_ids)
     ids = tuple(st_ids[order])
     given = np.stack([stations["lat"].values, stations["lon"].values], axis=1).astype(np.float64)
+    _check_fixed_positions(st_ids, given, order)
     check_geographic(given[order], ids, name)
     lon = lon_in_grid(given[:, 1], grid)
     pts = tuple((float(given[i, 0]), float(lon[i])) for i in order)
@@ -424,9 +425,38 @@ def _station_rows(
         check_station_overlap(stations, times, tolerance)
     values = np.full((len(times), len(ids)), np.nan)
     index = {sid: k for k, sid in enumerate(ids)}
+    obs_times = np.asarray(stations["time"].values, dtype="datetime64[ns]")
+    offset = np.abs(obs_times - np.asarray(times, dtype="datetime64[ns]")[np.maximum(where, 0)])
+    chosen: dict[tuple[int, int], int] = {}  # (field time, station) → the row taken
     for k in np.flatnonzero(keep):
-        values[where[k], index[st_ids[k]]] = vals[k]
+        cell = (int(where[k]), index[st_ids[k]])
+        j = chosen.get(cell)
+        if j is not None and obs_times[j] == obs_times[k] and vals[j] != vals[k]:
+            raise ObservationError(
+                f"station {st_ids[k]} has two values at {str(obs_times[k])[:19]} "
+                f"({vals[j]:g} and {vals[k]:g}): keep one"
+            )
+        if j is None or offset[k] < offset[j]:  # the observation nearest the field's time
+            chosen[cell] = k
+    for (t, station), k in chosen.items():
+        values[t, station] = vals[k]
     return op, values
+
+
+def _check_fixed_positions(ids: np.ndarray, latlon: np.ndarray, first: np.ndarray) -> None:
+    """Every row of a station at its first row's position (within 0.01°, about a km, far
+    below any grid spacing here): a station that moves (a ship, a mobile sounding under
+    one id) would be read at one place only."""
+    where = {sid: latlon[k] for sid, k in zip(ids[first], first)}
+    anchor = np.stack([where[sid] for sid in ids])
+    moved = np.flatnonzero(np.any(np.abs(latlon - anchor) > 0.01, axis=1))
+    if moved.size:
+        k = int(moved[0])
+        (lat0, lon0), (lat1, lon1) = where[ids[k]], latlon[k]
+        raise ObservationError(
+            f"station {ids[k]} is at two positions, ({lat0:g}, {lon0:g}) and ({lat1:g}, "
+            f"{lon1:g}): give a moving platform one id per position"
+        )
 
 
 def stations_by_variable(stations: xr.Dataset | None, prior: Prior) -> dict[str, xr.Dataset]:
