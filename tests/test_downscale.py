@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray as xr
 
 from hdm.conditioning.observations import ObservationError
@@ -520,3 +521,51 @@ def test_station_rows_take_the_nearest_observation_and_refuse_ambiguous_ones(tin
     assert np.isfinite(same.values[0]).all()
     with pytest.raises(ObservationError, match=r"station A is at two positions, \(51.5, -0.4\)"):
         setup([("A", 51.5, -0.4, "2019-03-25T00", 280), ("A", 52.5, -0.4, "2019-03-25T06", 281)])
+
+
+@pytest.mark.parametrize(
+    ("methods", "points"),
+    [
+        ("area: point", True),
+        ("lat: lon: point", True),
+        ("time: mean area: point (interval: 1 degree)", True),
+        ("area: mean time: point", False),
+        ("area: mean where land", False),
+        ("", False),
+    ],
+)
+def test_point_sampled_reads_the_horizontal_cell_method(methods, points):
+    from hdm.downscaling.inputs import point_sampled
+
+    assert point_sampled(xr.DataArray([0.0], attrs={"cell_methods": methods})) is points
+
+
+def test_a_point_sampled_coarse_field_is_observed_at_its_points_not_as_cell_means(tiny_model):
+    """Every 4th point of the truth (in °C, CF "area: point"): the operator reads the
+    (K) truth back exactly at those points; read as 1° cell means, as a field without
+    cell_methods is, the same values miss the truth's cell means by over a kelvin at the
+    coasts. A point grid that leaves the north of the domain open is refused."""
+    from hdm.downscaling.inputs import observation_setup
+
+    truth = open_fields(UK_FILE, "t2m", time=["2019-03-25T06"])["t2m"].load()
+    grid, (mean, std) = tiny_model.grid, tiny_model.mean_std
+    points = (truth.isel(lat=slice(None, None, 4), lon=slice(None, None, 4)) - 273.15).assign_attrs(
+        units="degC", cell_methods="area: point"
+    )
+
+    def setup(field):
+        return observation_setup(
+            tiny_model, grid, {"t2m": field}, None, truth["time"].values,
+            coarse_noise=0.05, station_noise={},
+        )  # fmt: skip
+
+    as_points = setup(points)
+    x = torch.as_tensor((truth.values - mean) / std)[:, None]
+    read = as_points.operator.apply(x, grid).numpy()
+    assert read.shape == (1, 9 * 13)
+    np.testing.assert_allclose(read * std + mean, as_points.values * std + mean, atol=1e-4)
+    as_means = setup(points.assign_attrs(cell_methods=""))
+    gap = np.abs(as_means.operator.apply(x, grid).numpy() - as_means.values) * std
+    assert np.nanmax(gap) > 1.0
+    with pytest.raises(ObservationError, match=r"coarse points cover lat \[50, 54\]"):
+        setup(points.sel(lat=slice(None, 54.5)))

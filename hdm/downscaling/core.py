@@ -48,6 +48,7 @@ from hdm.data.units import to_units
 from hdm.downscaling.config import EnsembleConfig
 from hdm.downscaling.inputs import (
     ObservationSetup,
+    crop_to_domain,
     model_fields,
     observation_setup,
     select_times,
@@ -375,6 +376,7 @@ def downscale(
     profile_noise = profile_noise_settings(prior, cfg)
     if coarse is not None:
         coarse = model_fields(coarse, prior, "coarse field")
+        coarse = {v: crop_to_domain(f, prior.grid) for v, f in coarse.items()}
     soundings = None if not profiles else read_run_profiles(profiles, prior)
     field_times = select_times(coarse, times)
     setup = observation_setup(

@@ -32,6 +32,7 @@ a continent, whose σ is near 10 K).
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -67,10 +68,12 @@ __all__ = [
     "check_near_training",
     "check_station_overlap",
     "coarse_channel_names",
+    "crop_to_domain",
     "in_model_units",
     "match_times",
     "model_fields",
     "observation_setup",
+    "point_sampled",
     "select_times",
     "stations_by_variable",
     "stations_in_units",
@@ -357,7 +360,11 @@ def _coarse_rows(
     channel: int = 0,
 ) -> tuple[CoarseGrain, np.ndarray]:
     """The observed coarse cells' operator and their values (n_time, n_obs), physical units;
-    ``noise`` is one std (normalised units) for every cell."""
+    ``noise`` is one std (normalised units) for every cell. A field whose CF
+    ``cell_methods`` say its values are points (:func:`point_sampled`) is observed at its
+    grid points instead (:func:`_coarse_points`)."""
+    if point_sampled(coarse):
+        return _coarse_points(grid, coarse, times, noise, name, channel)
     # One constructor for every coarse grid (CoarseGrain.for_coarse_grid): cells that are
     # aligned blocks of the training grid are the mean of their f × f points on every
     # grid (samples_per_cell); any other cells are area-overlap means; cells less than
@@ -375,6 +382,99 @@ def _coarse_rows(
     op.weights(grid)  # raises when a cell holds no point of the target grid
     values = coarse.sel({TIME: times}).values.astype(np.float64)
     return op, op.source_values(values)
+
+
+_HORIZONTAL = ("area", "lat", "latitude", "lon", "longitude")
+
+
+def point_sampled(field: xr.DataArray) -> bool:
+    """Whether ``field``'s values are point values, by its CF ``cell_methods`` (``"area:
+    point"``, ``"lat: lon: point"``): ERA5 on a 1° grid from the CDS, or a field subsampled
+    every k-th point, is a point value, not the mean of the cell around it, and read as a
+    mean it imprints the cells (a coastal point's sea value forced onto half a cell of
+    land). Without ``cell_methods`` the values are taken as cell means (the coarse-grained
+    truth, model output); ``hdm downscale --coarse-sampling point`` says otherwise."""
+    # CF: "name: [name: ...] method [where type] [over type] [(comment)]", repeated
+    methods: dict[str, str] = {}
+    names: list[str] = []
+    text = str(field.attrs.get("cell_methods", ""))
+    for token in re.findall(r"\([^)]*\)|\S+", text):
+        if token.endswith(":"):
+            names.append(token[:-1])
+        elif names:
+            methods.update(dict.fromkeys(names, token))
+            names = []
+    return any(methods.get(name) == "point" for name in _HORIZONTAL)
+
+
+def _coarse_points(
+    grid: LatLonGrid,
+    coarse: xr.DataArray,
+    times: np.ndarray,
+    noise: float,
+    name: str,
+    channel: int,
+) -> tuple[PointSample, np.ndarray]:
+    """A point-sampled coarse field as point observations at its grid points inside the
+    model's grid (those beyond its outermost points are left out); more than one coarse
+    spacing of the domain without a point is the error of :func:`_uncovered_message`."""
+    lat = np.asarray(coarse[LAT].values, dtype=np.float64)
+    lon = lon_in_grid(np.asarray(coarse[LON].values, dtype=np.float64), grid)
+    keep = []
+    for axis, x in zip(grid.axes, (lat, lon)):
+        tol = 1e-6 * axis.spacing
+        inside = (x >= axis.coords[0] - tol) & (x <= axis.coords[-1] + tol)
+        if not inside.any():
+            raise ObservationError(
+                f"{name}: no point of the coarse field lies inside the model's grid "
+                f"({axis.name} {x.min():g}..{x.max():g}; grid {axis.coords[0]:g}.."
+                f"{axis.coords[-1]:g})"
+            )
+        kept = x[inside]
+        step = float(np.median(np.abs(np.diff(x)))) if x.size > 1 else axis.length
+        west, east = axis.coords[0] - axis.spacing / 2, axis.coords[-1] + axis.spacing / 2
+        gap = max(kept.min() - west, east - kept.max())
+        if gap > step * (1 + 1e-6):
+            raise ObservationError(
+                f"{name}: the coarse points cover {axis.name} [{kept.min():g}, "
+                f"{kept.max():g}] of the model's domain [{west:g}, {east:g}]; {gap:g} at an "
+                f"edge (more than one coarse spacing, {step:g}) has no coarse value and its "
+                f"members would be the prior alone: give a coarse field over the whole domain"
+            )
+        keep.append(np.flatnonzero(inside))
+    rows, cols = np.meshgrid(keep[0], keep[1], indexing="ij")
+    pts = tuple((float(lat[i]), float(lon[j])) for i, j in zip(rows.ravel(), cols.ravel()))
+    ids = tuple(f"{name}({a:g}, {b:g})" for a, b in pts)
+    op = PointSample(pts, noise, ids, name, channel)
+    op.stencil(grid)
+    values = coarse.sel({TIME: times}).values.astype(np.float64)
+    return op, values[:, keep[0]][:, :, keep[1]].reshape(len(times), -1)
+
+
+def crop_to_domain(field: xr.DataArray, grid) -> xr.DataArray:
+    """The coarse cells of ``field`` whose centres lie within 1.5 of its own spacings of a
+    regional lat-lon ``grid``'s domain: every cell at least partly inside it, and their
+    neighbours, so that edges derived from the centres are the same as on the whole
+    file. A global 1° file conditioning a regional model then keeps a few hundred cells
+    (read, stored next to the ensemble and mapped), not 65,000. Unchanged on a global
+    grid, along an axis of fewer than two cells, and along longitude where the margin
+    would cross ±180°."""
+    if not isinstance(grid, LatLonGrid):
+        return field
+    keep = {}
+    for axis, dim in zip(grid.axes, (LAT, LON)):
+        coords = np.asarray(field[dim].values, dtype=np.float64)
+        if coords.size < 2:
+            continue
+        margin = 1.5 * float(np.median(np.abs(np.diff(coords))))
+        lo = axis.coords[0] - axis.spacing / 2 - margin
+        hi = axis.coords[-1] + axis.spacing / 2 + margin
+        if dim == LON and (lo < -180.0 or hi > 180.0):
+            continue
+        inside = (coords >= lo) & (coords <= hi)
+        if inside.any() and not inside.all():
+            keep[dim] = np.flatnonzero(inside)
+    return field.isel(keep) if keep else field
 
 
 def lon_in_grid(lon: np.ndarray, grid: LatLonGrid) -> np.ndarray:

@@ -67,6 +67,7 @@ from hdm.downscaling.core import (
 )
 from hdm.downscaling.inputs import (
     check_station_overlap,
+    crop_to_domain,
     model_fields,
     observation_setup,
 )
@@ -139,6 +140,13 @@ def check_job(cfg: DownscaleRunConfig) -> None:
         raise ValueError("give the input: --coarse FILE, or --truth FILE --factor F")
     if inp.truth and not (inp.factor and inp.factor >= 1):
         raise ValueError("--truth needs --factor (the coarse-graining factor)")
+    if inp.coarse_sampling not in (None, "mean", "point"):
+        raise ValueError(f"--coarse-sampling must be mean or point, got {inp.coarse_sampling!r}")
+    if inp.coarse_sampling and not inp.coarse:
+        raise ValueError(
+            "--coarse-sampling says what the --coarse values are; with --truth the coarse "
+            "field is made of cell means"
+        )
     if st.file and st.simulate:
         raise ValueError("give either --stations or --simulate-stations, not both")
     if st.simulate and not inp.truth:
@@ -199,13 +207,19 @@ def run_times(cfg: DownscaleRunConfig, field: xr.DataArray) -> np.ndarray:
 
 
 def coarse_input(
-    cfg: DownscaleRunConfig, fields: dict[str, xr.DataArray]
+    cfg: DownscaleRunConfig, fields: dict[str, xr.DataArray], prior: Prior
 ) -> dict[str, xr.DataArray]:
-    """The coarse fields: the input itself, or the truth coarse-grained by the factor
-    (block means; on a global grid the sphere's cells of
+    """The coarse fields: the input itself, cut to the cells near a regional model's
+    domain (:func:`~hdm.downscaling.inputs.crop_to_domain`), or the truth coarse-grained
+    by the factor (block means; on a global grid the sphere's cells of
     :func:`~hdm.data.coarsen.coarse_grain_sphere`)."""
     if not cfg.inputs.truth:
-        return fields
+        sampling = cfg.inputs.coarse_sampling
+        if sampling:  # CF's words for it (hdm.downscaling.inputs.point_sampled)
+            fields = {
+                v: f.assign_attrs(cell_methods=f"area: {sampling}") for v, f in fields.items()
+            }
+        return {v: crop_to_domain(f, prior.grid) for v, f in fields.items()}
     return {
         v: coarse_grain_sphere(f, cfg.inputs.factor)
         if isinstance(grid_of(f), GlobalGrid)
@@ -355,8 +369,8 @@ def run_chunk(task: ChunkTask) -> dict:
     # (several tasks at once in one worker, each with torch_threads threads).
     with _torch_threads(cfg.batch.torch_threads), dask.config.set(scheduler="synchronous"):
         prior = _prior(cfg.checkpoint)
-        fields = {v: f.load() for v, f in input_fields(cfg, prior, task.times).items()}
-        coarse = coarse_input(cfg, fields)
+        fields = input_fields(cfg, prior, task.times)
+        coarse = {v: f.load() for v, f in coarse_input(cfg, fields, prior).items()}
         ds = downscale(
             prior,
             coarse=xr.Dataset(coarse),
@@ -478,7 +492,7 @@ def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
     stations = station_input(cfg, prior, fields)
     if stations is not None:
         check_station_overlap(stations, times, cfg.ensemble.time_tolerance)
-    coarse = coarse_input(cfg, fields)
+    coarse = coarse_input(cfg, fields, prior)
     # inputs that cannot be used (other units, coarse cells that leave part of the domain
     # open, a station outside it) fail here, before the store exists, not in every chunk:
     # the first time's operator stands for the rest (the chunks check their own values)

@@ -225,6 +225,9 @@ class InputsConfig:
     sounding files (IGRA2 or CSV tables) that observe a multi-level prior's levels."""
 
     coarse: str | list[str] | None = None
+    #: what the coarse values are: "mean" (of the cell around each) or "point" (grid-point
+    #: values); None: the file's CF cell_methods, else means (hdm.downscaling.inputs)
+    coarse_sampling: str | None = None
     truth: str | list[str] | None = None
     factor: int | None = None
     #: soundings for a multi-level prior: IGRA2 sounding or derived-parameter files,

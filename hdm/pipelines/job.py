@@ -47,6 +47,13 @@ DOWNSCALE_FLAGS: tuple[Flag, ...] = (
         "inputs.coarse",
         help="coarse field (netCDF/zarr) on any lat/lon grid over the domain",
     ),
+    Flag(
+        "coarse_sampling",
+        "inputs.coarse_sampling",
+        help="what the --coarse values are: mean (of the cell around each value) or "
+        "point (grid-point values, e.g. ERA5 on a 1° grid); default: the file's CF "
+        "cell_methods, else mean",
+    ),
     Flag("truth", "inputs.truth", help="high-res field to coarse-grain by --factor (an OSSE)"),
     Flag("factor", "inputs.factor", int, "coarse-graining factor for --truth"),
     Flag(
