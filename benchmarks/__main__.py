@@ -156,6 +156,11 @@ STUDIES: dict[str, Entry] = {
         "UK t2m: coarse fields on offset and non-integer grids (conservative regridding)",
         "uk-coarse-grids",
     ),
+    "uk_point_coarse": Entry(
+        "benchmarks.studies.uk_point_coarse",
+        "UK t2m: a 1° field of grid-point values read as points and as cell means",
+        "uk-point-coarse",
+    ),
     "uk_edge_calibration": Entry(
         "benchmarks.studies.uk_edge_calibration",
         "UK t2m: spread and error along the domain edges of a stored run",

@@ -109,6 +109,7 @@ __all__ = [
     "fit_kernel",
     "gp_posterior",
     "grid_points",
+    "is_coarse_grained_grid",
     "kriging_downscale",
     "on_grid",
 ]
@@ -714,6 +715,21 @@ def _check_kriging_inputs(
     if all(given) and not (noise_std_station is not None and noise_std_station >= 0):
         raise ValueError(f"stations need noise_std_station ≥ 0, got {noise_std_station!r}")
     return target_lat, target_lon, all(given)
+
+
+def is_coarse_grained_grid(
+    coarse: xr.DataArray,
+    target_lat: np.ndarray,
+    target_lon: np.ndarray,
+    factor: int | tuple[int, int],
+) -> bool:
+    """Whether ``coarse`` is on the grid of ``coarse_grain(<target grid>, factor)``, the
+    grid the interpolation, kriging and OI baselines here are built for."""
+    try:
+        _check_coarse_grid(coarse, target_lat, target_lon, factor)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_coarse_grid(

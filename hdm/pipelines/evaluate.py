@@ -306,6 +306,15 @@ def read_downscale(
             coarse = coarse.rename({"coarse_lat_weight": "lat_weight"})
         step = np.diff(coarse.lat.values).mean() / np.diff(truth_da.lat.values).mean()
         factor = round(float(step))
+        grid = (truth_da.lat.values, truth_da.lon.values)
+        if not bl.is_coarse_grained_grid(coarse, *grid, max(factor, 1)):
+            log.warning(
+                "the stored coarse field (%d x %d) is not the truth's grid coarse-grained "
+                "by a factor: the ensemble is scored without the baselines made from it",
+                coarse.sizes["lat"],
+                coarse.sizes["lon"],
+            )
+            coarse = factor = None
     stations = _stored_stations(pred, times, var)
     return DownscaleEvaluation(pred, var, truth_da, on_pred, coarse, factor, stations)
 

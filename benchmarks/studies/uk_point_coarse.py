@@ -1,0 +1,141 @@
+"""UK t2m conditioned on a 1° field of grid-point values, read as points and as cell means.
+
+A 1° ERA5 field (from the CDS, or a 0.25° field subsampled every 4th point, as the global
+sample in ``data/atmos/era5_global_1deg_2026-03`` is) holds the values *at* whole
+degrees, not the means of the 1° cells around them. Read as cell means, as ``hdm
+downscale`` reads a coarse field that says nothing (no CF ``cell_methods``), a coastal
+point's sea value is forced onto the land half of its cell, and the members carry the
+cells. Read as points (``cell_methods = "area: point"``, or ``--coarse-sampling point``:
+:func:`hdm.downscaling.inputs.point_sampled`), the same values are observed where they
+were taken. Rows, all with the shipped prior and its defaults (MMPS, the default sampler,
+16 members, the 12 simulated conditioning stations, σ = 0.5 K):
+
+- the truth every 4th point (lat 50, 51, …, 58; lon −10, −9, …, 2), read as points;
+- the same values read as 1° cell means (what a file without cell_methods gets);
+- the truth's conservative 1° means on the same lattice, read as means (the reference:
+  data that are what they are read as).
+
+Coarse noise: the default, 2 % of the training std, for every value. Bilinear and
+bicubic: :func:`hdm.data.regrid.interpolate_coarse` of each row's coarse values. Times:
+the test week 2019-03-25..31 every 6 h (nothing is chosen on it: how a file's values are
+read follows from what they are, not from these scores).
+
+    python -m benchmarks uk_point_coarse [--quick]
+
+It writes section ``uk-point-coarse`` of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+
+from benchmarks.report import command_line, machine_description, parser, write_section
+from benchmarks.studies.uk_coarse_grids import FULL, QUICK, StudyConfig, load_truth
+from benchmarks.uk import conditioning_stations, shipped_prior
+from hdm.data.coarsen import conservative_regrid
+from hdm.data.regrid import interpolate_coarse
+from hdm.domains.stations import simulate_observations
+from hdm.downscaling.config import EnsembleConfig
+from hdm.downscaling.core import downscale
+from hdm.downscaling.prior import Prior
+from hdm.metrics import probabilistic as pm
+from hdm.pipelines.evaluate import realism_scores
+
+STATION_NOISE = 0.5
+SECTION = "uk-point-coarse"
+#: the 1° lattice of whole degrees inside the UK grid
+LAT, LON = np.arange(50.0, 58.5, 1.0), np.arange(-10.0, 2.5, 1.0)
+
+
+def coarse_inputs(truth: xr.DataArray) -> list[tuple[str, xr.DataArray]]:
+    """(label, coarse field) of the three rows (module doc)."""
+    points = truth.sel(lat=LAT, lon=LON)
+    return [
+        ("1° points, read as points", points.assign_attrs(cell_methods="area: point")),
+        ("1° points, read as cell means", points.assign_attrs(cell_methods="area: mean")),
+        ("1° cell means (conservative), read as means", conservative_regrid(truth, LAT, LON)),
+    ]
+
+
+def score_row(
+    prior: Prior, truth: xr.DataArray, stations: xr.Dataset, label: str, coarse, cfg
+) -> dict:
+    """Downscale one coarse input with the stations and score the ensemble."""
+    config = EnsembleConfig(
+        members=cfg.members, steps=cfg.steps, seed=cfg.seed, station_noise=STATION_NOISE
+    )
+    t0 = time.perf_counter()
+    ds = downscale(prior, coarse=coarse, stations=stations, config=config, progress=False)
+    wall = time.perf_counter() - t0
+    ens, mean = ds["t2m"], ds["t2m_mean"]
+    target = truth.assign_coords(lat=ens.lat, lon=ens.lon)
+    row = {
+        "input": label,
+        "rmse": float(pm.rmse(mean, target)),
+        "crps": float(pm.fair_crps(ens, target)),
+        "spread_skill": float(pm.spread_skill(ens, target)),
+        "power": float(pm.spectrum_ratio(ens, target)),
+        **realism_scores(ens, target),
+        "s_per_field": wall / truth.sizes["time"],
+    }
+    for method in ("bilinear", "bicubic"):
+        smooth = interpolate_coarse(coarse, truth, method).assign_coords(lat=ens.lat, lon=ens.lon)
+        row[method] = float(pm.rmse(smooth, target))
+    return row
+
+
+def format_section(rows: list[dict], cfg: StudyConfig, quick: bool, wall_s: float) -> str:
+    """Section ``uk-point-coarse`` (command, machine and date added by write_section)."""
+    fields = "2 fields (quick)" if quick else "the test week 2019-03-25..31 every 6 h"
+    lines = [
+        "## UK t2m: a 1° field of grid-point values, read as points and as cell means"
+        + (" (quick smoke run)" if quick else ""),
+        "",
+        f"Shipped prior, {fields}, {cfg.members} members, MMPS, the default sampler "
+        f"({EnsembleConfig.sampler}) {cfg.steps} steps, the 12 conditioning stations "
+        "(simulated, σ = 0.5 K), coarse noise 2 % of the training std. The points are the "
+        "truth at whole degrees (9 × 13); the cell means its conservative 1° means on the "
+        "same lattice. RMSE (of the ensemble mean) and fair CRPS in K; power: the members' "
+        "high-wavenumber power over the truth's; speckle: the members' mean squared "
+        "Laplacian over the truth's, over sea and land points.",
+        "",
+        "| coarse input | RMSE | CRPS | spread–skill | power ratio | speckle sea | "
+        "speckle land | bilinear | bicubic | s per field |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['input']} | {r['rmse']:.3f} | {r['crps']:.3f} | {r['spread_skill']:.3f} | "
+            f"{r['power']:.3f} | {r['laplacian_ratio_sea']:.3f} | "
+            f"{r['laplacian_ratio_land']:.3f} | {r['bilinear']:.3f} | {r['bicubic']:.3f} | "
+            f"{r['s_per_field']:.1f} |"
+        )
+    lines += ["", f"Wall time: {wall_s:.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] = ()) -> list[dict]:
+    """``python -m benchmarks uk_point_coarse [--quick]``."""
+    p = parser("uk_point_coarse", __doc__, quick="2 times, 4 members, 8 steps")
+    args = p.parse_args(list(argv))
+    cfg = QUICK if args.quick else FULL
+    torch.set_num_threads(2)
+    machine = machine_description()
+    t_start = time.perf_counter()
+    prior = shipped_prior()
+    truth = load_truth(cfg)
+    stations = simulate_observations(truth, conditioning_stations(), STATION_NOISE, cfg.seed)
+    rows = []
+    for label, coarse in coarse_inputs(truth):
+        rows.append(score_row(prior, truth, stations, label, coarse, cfg))
+        print(rows[-1], flush=True)
+    text = format_section(rows, cfg, args.quick, time.perf_counter() - t_start)
+    command = command_line("uk_point_coarse", argv)
+    write_section(args.benchmarks_file, SECTION, text, command=command, machine=machine)
+    print(text)
+    return rows
