@@ -351,3 +351,30 @@ def test_spread_by_time_tells_a_spread_that_follows_the_error_from_one_that_does
     assert fixed["by_hour"][0] > 2 and fixed["by_hour"][18] < 0.5  # over- then under-dispersed
     assert set(follows["truth_rough"]) == {0, 6, 12, 18}
     assert "| `week_x4_a.zarr` | ×4 | a | 4 | 1.0" in format_section([follows, fixed])
+
+
+def test_the_point_coarse_study_reads_one_lattice_three_ways():
+    """uk_point_coarse: the same 9 × 13 whole-degree lattice as points (the truth's values
+    there, said to be points), as those values said to be means, and as the truth's own
+    1° means (which differ from the point values); the table has a cell per column."""
+    from benchmarks.studies.uk_coarse_grids import FULL
+    from benchmarks.studies.uk_point_coarse import coarse_inputs, format_section
+    from hdm.data.schema import mock_fields
+    from hdm.downscaling.inputs import point_sampled
+
+    truth = mock_fields(["t2m"], n_time=1, n_lat=33, n_lon=49, lat=(50, 58), lon=(-10, 2))["t2m"]
+    rows = coarse_inputs(truth)
+    assert [point_sampled(c) for _, c in rows] == [True, False, False]
+    points, as_means, means = (c for _, c in rows)
+    for c in (points, as_means, means):
+        assert (c.sizes["lat"], c.sizes["lon"]) == (9, 13)
+    np.testing.assert_array_equal(points.values, truth.sel(lat=points.lat, lon=points.lon).values)
+    np.testing.assert_array_equal(as_means.values, points.values)
+    assert np.abs(means.values - points.values).max() > 0.01
+    scores = dict.fromkeys(
+        ("rmse", "crps", "spread_skill", "power", "laplacian_ratio_sea",
+         "laplacian_ratio_land", "bilinear", "bicubic", "s_per_field"), 1.0,
+    )  # fmt: skip
+    text = format_section([{"input": label, **scores} for label, _ in rows], FULL, False, 1.0)
+    table = [ln for ln in text.splitlines() if ln.startswith("| 1°")]
+    assert len(table) == 3 and all(ln.count("|") == 11 for ln in table)

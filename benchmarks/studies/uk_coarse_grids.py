@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,9 +180,18 @@ def format_section(rows: list[dict], cfg: StudyConfig, quick: bool, wall_s: floa
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] = ()) -> list[dict]:
-    """``python -m benchmarks uk_coarse_grids [--quick]``."""
-    p = parser("uk_coarse_grids", __doc__, quick="2 times, 4 members, 8 steps")
+def run_study(
+    name: str,
+    doc: str,
+    section: str,
+    score_rows: Callable[[Prior, xr.DataArray, xr.Dataset, StudyConfig], Iterator[dict]],
+    format_rows: Callable[[list[dict], StudyConfig, bool, float], str],
+    argv: Sequence[str],
+) -> list[dict]:
+    """The command line of a study of coarse inputs on the test week: the shipped prior,
+    the truth (:func:`load_truth`), the 12 simulated stations; ``score_rows`` yields the
+    rows (each printed as it comes), ``format_rows`` makes section ``section``."""
+    p = parser(name, doc, quick="2 times, 4 members, 8 steps")
     args = p.parse_args(list(argv))
     cfg = QUICK if args.quick else FULL
     torch.set_num_threads(2)
@@ -192,11 +201,21 @@ def main(argv: Sequence[str] = ()) -> list[dict]:
     truth = load_truth(cfg)
     stations = simulate_observations(truth, conditioning_stations(), STATION_NOISE, cfg.seed)
     rows = []
-    for grid in GRIDS:
-        rows.append(score_grid(prior, truth, stations, grid, cfg))
-        print(rows[-1], flush=True)
-    text = format_section(rows, cfg, args.quick, time.perf_counter() - t_start)
-    command = command_line("uk_coarse_grids", argv)
-    write_section(args.benchmarks_file, SECTION, text, command=command, machine=machine)
+    for row in score_rows(prior, truth, stations, cfg):
+        rows.append(row)
+        print(row, flush=True)
+    text = format_rows(rows, cfg, args.quick, time.perf_counter() - t_start)
+    command = command_line(name, argv)
+    write_section(args.benchmarks_file, section, text, command=command, machine=machine)
     print(text)
     return rows
+
+
+def main(argv: Sequence[str] = ()) -> list[dict]:
+    """``python -m benchmarks uk_coarse_grids [--quick]``."""
+
+    def score_rows(prior, truth, stations, cfg):
+        for grid in GRIDS:
+            yield score_grid(prior, truth, stations, grid, cfg)
+
+    return run_study("uk_coarse_grids", __doc__, SECTION, score_rows, format_section, argv)

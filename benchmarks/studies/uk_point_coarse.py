@@ -31,22 +31,17 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 import xarray as xr
 
-from benchmarks.report import command_line, machine_description, parser, write_section
-from benchmarks.studies.uk_coarse_grids import FULL, QUICK, StudyConfig, load_truth
-from benchmarks.uk import conditioning_stations, shipped_prior
+from benchmarks.studies.uk_coarse_grids import STATION_NOISE, StudyConfig, run_study
 from hdm.data.coarsen import conservative_regrid
 from hdm.data.regrid import interpolate_coarse
-from hdm.domains.stations import simulate_observations
 from hdm.downscaling.config import EnsembleConfig
 from hdm.downscaling.core import downscale
 from hdm.downscaling.prior import Prior
 from hdm.metrics import probabilistic as pm
 from hdm.pipelines.evaluate import realism_scores
 
-STATION_NOISE = 0.5
 SECTION = "uk-point-coarse"
 #: the 1° lattice of whole degrees inside the UK grid
 LAT, LON = np.arange(50.0, 58.5, 1.0), np.arange(-10.0, 2.5, 1.0)
@@ -121,21 +116,9 @@ def format_section(rows: list[dict], cfg: StudyConfig, quick: bool, wall_s: floa
 
 def main(argv: Sequence[str] = ()) -> list[dict]:
     """``python -m benchmarks uk_point_coarse [--quick]``."""
-    p = parser("uk_point_coarse", __doc__, quick="2 times, 4 members, 8 steps")
-    args = p.parse_args(list(argv))
-    cfg = QUICK if args.quick else FULL
-    torch.set_num_threads(2)
-    machine = machine_description()
-    t_start = time.perf_counter()
-    prior = shipped_prior()
-    truth = load_truth(cfg)
-    stations = simulate_observations(truth, conditioning_stations(), STATION_NOISE, cfg.seed)
-    rows = []
-    for label, coarse in coarse_inputs(truth):
-        rows.append(score_row(prior, truth, stations, label, coarse, cfg))
-        print(rows[-1], flush=True)
-    text = format_section(rows, cfg, args.quick, time.perf_counter() - t_start)
-    command = command_line("uk_point_coarse", argv)
-    write_section(args.benchmarks_file, SECTION, text, command=command, machine=machine)
-    print(text)
-    return rows
+
+    def score_rows(prior, truth, stations, cfg):
+        for label, coarse in coarse_inputs(truth):
+            yield score_row(prior, truth, stations, label, coarse, cfg)
+
+    return run_study("uk_point_coarse", __doc__, SECTION, score_rows, format_section, argv)
