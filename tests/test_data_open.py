@@ -208,6 +208,28 @@ def test_longitudes_cut_across_greenwich_from_a_0_360_file_open_in_order(tmp_pat
         open_fields(bad)
 
 
+def test_model_calendars_open_as_datetimes_by_label(tmp_path):
+    """A noleap time axis (GCM output) opens as datetime64 with the same labels; a 360_day
+    29 February 2019, which the standard calendar lacks, is an error naming it."""
+    mock = mock_fields(n_time=2)
+    for calendar, days, ok in (("noleap", [87.25, 87.75], True), ("360_day", [58.0, 59.0], False)):
+        ds = mock.assign_coords(time=("time", days, {"units": "days since 2019-01-01",
+                                                     "calendar": calendar}))  # fmt: skip
+        path = tmp_path / f"{calendar}.nc"
+        ds.to_netcdf(path)
+        if ok:
+            got = open_fields(path)
+            np.testing.assert_array_equal(
+                got.time.values, np.array(["2019-03-29T06", "2019-03-29T18"], "datetime64[ns]")
+            )
+            assert "noleap calendar by label" in got.attrs["hdm_conventions"]
+        else:
+            with pytest.raises(
+                ValueError, match=r"360_day.nc: time 2019-02-30 00:00 of the 360_day"
+            ):
+                open_fields(path)
+
+
 def test_latitude_out_of_range(tmp_path):
     mock = mock_fields(n_lat=3, lat=(80, 100))
     path = write(mock, tmp_path / "pole.nc")

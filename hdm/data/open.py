@@ -52,6 +52,7 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +307,32 @@ def _rename_map(ds: xr.Dataset) -> dict[str, str]:
     return rename
 
 
+def _calendar_time(ds: xr.Dataset, source: str, notes: list[str]) -> xr.Dataset:
+    """A time axis of a model calendar (cftime dates: ``noleap``, ``360_day``, …) as
+    datetime64 by label (2019-03-29 06:00 stays 2019-03-29 06:00, as CMIP tools compare
+    calendars), so it can meet the stations' and the model's times; a date that the
+    standard calendar lacks (30 February) is an error naming it, not a time dropped."""
+    if TIME not in ds.coords or ds[TIME].dtype != object:
+        return ds
+    values = ds[TIME].values
+    calendar = getattr(values[0], "calendar", None) if values.size else None
+    if calendar is None:
+        return ds
+    converted = []
+    for d in values:
+        try:
+            converted.append(
+                np.datetime64(datetime(d.year, d.month, d.day, d.hour, d.minute, d.second), "ns")
+            )
+        except ValueError:
+            raise ValueError(
+                f"{source}: time {d.strftime('%Y-%m-%d %H:%M')} of the {calendar} calendar "
+                "has no date in the standard calendar; select the times that do"
+            ) from None
+    notes.append(f"time taken from the {calendar} calendar by label")
+    return ds.assign_coords({TIME: (ds[TIME].dims, np.array(converted), ds[TIME].attrs)})
+
+
 _TIME_UNITS = re.compile(r"^\s*(\w+\s+since\s+[^()]+?)\s*(?:\((\w+)\))?\s*$")
 
 
@@ -494,6 +521,7 @@ def normalise_conventions(
         ds = ds.rename(rename)
         notes.append("renamed " + ", ".join(f"{a}->{b}" for a, b in rename.items()))
     ds = _numeric_time(ds, source, notes)
+    ds = _calendar_time(ds, source, notes)
     indexers: dict[str, Any] = {}
     new_coords: dict[str, Any] = {}
 
