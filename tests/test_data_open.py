@@ -225,7 +225,7 @@ def test_model_calendars_open_as_datetimes_by_label(tmp_path):
             assert "noleap calendar by label" in got.attrs["hdm_conventions"]
         else:
             with pytest.raises(
-                ValueError, match=r"360_day.nc: time 2019-02-30 00:00 of the 360_day"
+                ValueError, match=r"360_day.nc: time 2019-02-29 00:00 of the 360_day"
             ):
                 open_fields(path)
 
