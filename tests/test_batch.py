@@ -245,6 +245,11 @@ def test_a_time_range_without_input_data_is_an_error(tiny_model, tmp_path, capsy
     assert "no input data in the time range 2020-01-01T00..2020-01-02T00" in err
     assert "2019-03-01T00:00:00..2019-03-31T23:00:00" in err
     assert not (tmp_path / "x.zarr").exists()
+    reversed_times = ("2019-03-25T06", "2019-03-25T00")
+    assert main(_cli_args(tiny_model, tmp_path / "x.zarr", reversed_times)) == 2
+    assert "--times: the start 2019-03-25T06 is after the end 2019-03-25T00" in (
+        capsys.readouterr().err
+    )
 
 
 def test_bad_input_met_inside_a_chunk_is_one_line_and_the_bad_input_exit_code(

@@ -153,6 +153,9 @@ def check_job(cfg: DownscaleRunConfig) -> None:
         raise ValueError("--simulate-stations samples the --truth field; give --truth")
     if st.units and not st.file:
         raise ValueError("--station-units gives the units of --stations tables; give --stations")
+    start, end = cfg.times.start, cfg.times.end
+    if start and end and pd.Timestamp(str(start)) > pd.Timestamp(str(end)):
+        raise ValueError(f"--times: the start {start} is after the end {end}")
     if cfg.times.every < 1:
         raise ValueError(f"--every must be at least 1 hour, got {cfg.times.every}")
     if cfg.batch.chunk_size < 1:
