@@ -38,7 +38,7 @@ examples.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,10 +56,12 @@ __all__ = [
     "MEMBER",
     "SAMPLE",
     "TIME",
+    "VARIABLE_ALIASES",
     "VariableInfo",
     "X",
     "lat_weights",
     "mock_fields",
+    "variable_in",
 ]
 
 TIME = "time"
@@ -115,6 +117,32 @@ KNOWN_VARIABLES: Mapping[str, VariableInfo] = {
         "Evaporation", "m of water equivalent", "lwe_thickness_of_water_evaporation_amount"
     ),
 }
+
+#: other names of the variables above in files (CMIP6 table names, GRIB short names), in
+#: order of preference; only names of the same quantity in convertible units: CMIP's
+#: ``zg`` (geopotential height, m) is not ERA5's ``z`` (m² s⁻²), ``pr`` (a rate) not ``tp``
+VARIABLE_ALIASES: Mapping[str, tuple[str, ...]] = {
+    "t2m": ("tas", "2t"),
+    "d2m": ("2d",),
+    "t": ("ta",),
+    "u10": ("uas", "10u"),
+    "v10": ("vas", "10v"),
+    "u": ("ua",),
+    "v": ("va",),
+    "q": ("hus",),
+    "sp": ("ps",),
+    "msl": ("psl",),
+}
+
+
+def variable_in(names: Iterable[str], variable: str) -> str | None:
+    """The name under which ``variable`` (an ERA5 short name) appears among ``names``:
+    itself, else its first alias present (:data:`VARIABLE_ALIASES`); None if neither."""
+    present = set(names)
+    if variable in present:
+        return variable
+    return next((a for a in VARIABLE_ALIASES.get(variable, ()) if a in present), None)
+
 
 #: CF attributes of the schema's coordinates
 COORD_ATTRS: Mapping[str, Mapping[str, str]] = {

@@ -52,7 +52,7 @@ from hdm.conditioning.observations import (
 from hdm.conditioning.profiles import Profile, ProfileError, profile_observations
 from hdm.data.coarsen import cell_bounds
 from hdm.data.open import normalise_conventions
-from hdm.data.schema import LAT, LEVEL, LON, TIME
+from hdm.data.schema import LAT, LEVEL, LON, TIME, variable_in
 from hdm.data.units import to_units
 from hdm.domains.stations import first_occurrences
 from hdm.downscaling.prior import Prior, channel_name
@@ -104,6 +104,16 @@ def model_fields(
     # ascending latitude, longitudes in [-180, 180)
     obj = normalise_conventions(obj, f"the {what}")
     present = [str(v) for v in obj.data_vars]
+    # CMIP / GRIB names of the model's variables (tas for t2m, ua for u, …)
+    aliases = {
+        found: v
+        for v in prior.variables
+        if (found := variable_in(present, v)) not in (None, v) and found not in prior.variables
+    }
+    if aliases:
+        log.info("the %s: %s", what, ", ".join(f"{a} taken as {v}" for a, v in aliases.items()))
+        obj = obj.rename(aliases)
+        present = [str(v) for v in obj.data_vars]
     known = [v for v in prior.variables if v in present]
     if not known and len(prior.variables) == 1 and len(present) == 1:
         obj, known = obj.rename({present[0]: prior.variables[0]}), [prior.variables[0]]

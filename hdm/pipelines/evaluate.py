@@ -26,7 +26,7 @@ import xarray as xr
 from hdm.data.accessor import grid_of
 from hdm.data.open import open_fields
 from hdm.data.regrid import interpolate_coarse, values_at_points
-from hdm.data.schema import lat_weights
+from hdm.data.schema import lat_weights, variable_in
 from hdm.data.stores import open_store
 from hdm.data.units import to_units
 from hdm.domains.atmosphere import open_split, training_spec
@@ -261,11 +261,13 @@ def _stored_stations(pred: xr.Dataset, times: np.ndarray, variable: str) -> tupl
 
 
 def _truth_variable(ds: xr.Dataset, var: str, source) -> xr.DataArray:
-    """The truth's ``var``; a file of one variable under another name (``tas`` for
-    ``t2m``) is taken as it, as ``hdm downscale`` takes its inputs."""
+    """The truth's ``var``, under its own name or a CMIP / GRIB one (``tas`` for ``t2m``,
+    :data:`hdm.data.schema.VARIABLE_ALIASES`); a file of one variable under any other
+    name is taken as it, as ``hdm downscale`` takes its inputs."""
     present = [str(v) for v in ds.data_vars]
-    if var in present:
-        return ds[var]
+    found = variable_in(present, var)
+    if found is not None:
+        return ds[found].rename(var)
     if len(present) == 1:
         log.info("the truth %s holds one variable, %r: taken as %s", source, present[0], var)
         return ds[present[0]].rename(var)
