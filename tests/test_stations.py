@@ -46,6 +46,30 @@ def test_station_table(tmp_path):
     assert ds.quality.dtype == float and ds.note.values.tolist() == ["ok", ""]
 
 
+def test_station_tables_under_other_column_names_and_delimiters(tmp_path):
+    """Station/Latitude/Longitude/DateTime and a ";" delimiter read as the canonical
+    table; the rows' units and variable columns are kept by read_stations, and a file
+    without a units column joined to one with it gets its attribute on every row."""
+    canonical = _write(tmp_path, "c.csv", [
+        "id,lat,lon,time,value,units,variable", "A,50.0,5.0,2020-01-01T06:00,45,degF,t2m",
+    ])  # fmt: skip
+    other = _write(tmp_path, "o.csv", [
+        "Station;Latitude;Longitude;DateTime;value;units;variable",
+        "A;50.0;5.0;2020-01-01T06:00;45;degF;t2m",
+    ])  # fmt: skip
+    a, b = stn.read_stations(str(canonical)), stn.read_stations(str(other))
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+    assert a["units"].values.tolist() == ["degF"] and a["variable"].values.tolist() == ["t2m"]
+    plain = _write(tmp_path, "p.csv", ["id,lat,lon,time,value", "B,51,6,2020-01-01T06:00,280"])
+    with pytest.raises(ValueError, match=r"p.csv: no 'variable' column"):
+        stn.read_stations([str(canonical), str(plain)])
+    in_f = _write(
+        tmp_path, "f.csv", ["id,lat,lon,time,value,units", "A,50,5,2020-01-01T06,45,degF"]
+    )
+    both = stn.read_stations([str(in_f), str(plain)], units="K")
+    assert both["units"].values.tolist() == ["degF", "K"]
+
+
 def test_read_stations_converts_tables_to_the_units_of_the_first_file(tmp_path):
     from hdm.data.units import UnitsError
 

@@ -62,17 +62,44 @@ __all__ = [
 _TABLE_REQUIRED = ("id", "lat", "lon", "time", "value")
 
 
+#: other names of the required columns, taken where the column itself is absent and
+#: exactly one of them is present (case-insensitive)
+_COLUMN_ALIASES = {
+    "id": ("station", "station_id", "stn", "site", "wmo_id"),
+    "lat": ("latitude",),
+    "lon": ("longitude", "long"),
+    "time": ("datetime", "date_time", "valid_time", "timestamp"),
+}
+
+
+def _column_aliases(columns: list[str]) -> dict[str, str]:
+    """{found name: required name} for the required columns given under another name."""
+    lower = {c.lower(): c for c in columns}
+    rename = {}
+    for name, aliases in _COLUMN_ALIASES.items():
+        if name in lower:
+            continue
+        found = [lower[a] for a in aliases if a in lower]
+        if len(found) == 1:
+            rename[found[0]] = name
+    return rename
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     """The CSV as text cells (column names stripped), with the required columns and a row."""
     if not path.is_file():
         raise FileNotFoundError(f"station table not found: {path}")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    try:  # the delimiter is sniffed: tables from European locales use ";"
+        df = pd.read_csv(
+            path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=None,
+            engine="python",
+        )  # fmt: skip
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: empty station table (no header row)") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a readable CSV station table: {err}") from None
     df.columns = [str(c).strip() for c in df.columns]
+    df = df.rename(columns=_column_aliases(list(df.columns)))
     missing = [c for c in _TABLE_REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(
@@ -508,6 +535,32 @@ def parse_ids(ids: str | Sequence[str] | None) -> list[str]:
     return [str(s).strip() for s in items if str(s).strip()]
 
 
+#: per-row columns of a station table kept beside ``value``: its units, and the model
+#: variable the row observes (:func:`hdm.downscaling.inputs.stations_by_variable`)
+ROW_COLUMNS = ("units", "variable")
+
+
+def _same_row_columns(parts: list[xr.Dataset], paths: Sequence) -> list[xr.Dataset]:
+    """Files that are concatenated share their per-row columns: a file without a
+    ``units`` column gets its ``value`` attribute on every row ("" when it has none); one
+    without the ``variable`` column that others have is an error naming it."""
+    if any("variable" in p for p in parts):
+        lacking = [str(path) for p, path in zip(parts, paths) if "variable" not in p]
+        if lacking:
+            raise ValueError(
+                f"{lacking[0]}: no 'variable' column, where the other station files say "
+                "which variable each row observes"
+            )
+    if any("units" in p for p in parts):
+        parts = [
+            p
+            if "units" in p
+            else p.assign(units=("obs", np.full(p.sizes["obs"], p["value"].attrs.get("units", ""))))
+            for p in parts
+        ]
+    return parts
+
+
 def read_stations(
     paths: str | Path | Sequence[str | Path], *, units: str | None = None
 ) -> xr.Dataset:
@@ -535,7 +588,10 @@ def read_stations(
     parts = []
     for path in map(Path, paths):
         if path.suffix.lower() == ".csv":
-            parts.append(read_station_table(path, units=table_units)[["value"]])
+            table = read_station_table(path, units=table_units)
+            # the rows' own units and the variable each observes travel with the values
+            kept = [c for c in ("value", *ROW_COLUMNS) if c in table.data_vars]
+            parts.append(table[kept])
             continue
         soundings = read_igra2_soundings(path)
         surface = soundings.isel(obs=np.flatnonzero(soundings["level_type2"].values == 1))
@@ -549,6 +605,7 @@ def read_stations(
         raise ValueError("no station file given")
     if len(parts) == 1:
         return parts[0]
+    parts = _same_row_columns(parts, paths)
     first = next((p["value"].attrs["units"] for p in parts if "units" in p["value"].attrs), None)
     parts = [
         p.assign(value=to_units(p["value"], first, f"the station values of {path}"))
