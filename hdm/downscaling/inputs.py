@@ -427,7 +427,8 @@ def _coarse_points(
 ) -> tuple[PointSample, np.ndarray]:
     """A point-sampled coarse field as point observations at its grid points inside the
     model's grid (those beyond its outermost points are left out); more than one coarse
-    spacing of the domain without a point is the error of :func:`_uncovered_message`."""
+    spacing of the domain without a point is an error, as for cells
+    (:meth:`~hdm.conditioning.observations.CoarseGrain.for_coarse_grid`)."""
     lat = np.asarray(coarse[LAT].values, dtype=np.float64)
     lon = lon_in_grid(np.asarray(coarse[LON].values, dtype=np.float64), grid)
     keep = []
