@@ -1,8 +1,8 @@
 """UK t2m conditioned on a 1° field of grid-point values, read as points and as cell means.
 
-A 1° ERA5 field (from the CDS, or a 0.25° field subsampled every 4th point, as the global
-sample in ``data/atmos/era5_global_1deg_2026-03`` is) holds the values *at* whole
-degrees, not the means of the 1° cells around them. Read as cell means, as ``hdm
+A 1° ERA5 field from the CDS (interpolated from the native grid), or a 0.25° field
+subsampled every 4th point, holds the values *at* whole degrees, not the means of the 1°
+cells around them. Read as cell means, as ``hdm
 downscale`` reads a coarse field that says nothing (no CF ``cell_methods``), a coastal
 point's sea value is forced onto the land half of its cell, and the members carry the
 cells. Read as points (``cell_methods = "area: point"``, or ``--coarse-sampling point``:
