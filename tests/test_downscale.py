@@ -583,3 +583,20 @@ def test_cmip_names_are_taken_as_the_models_variables(tiny_model):
     assert list(fields) == ["t2m"]
     np.testing.assert_array_equal(fields["t2m"].values, kelvin.t2m.values)
     assert variable_in(["zg", "ua"], "z") is None and variable_in(["zg", "ua"], "u") == "ua"
+
+
+def test_a_curvilinear_coarse_field_is_refused_with_what_to_do(tiny_model):
+    from hdm.downscaling.inputs import model_fields
+
+    rlat, rlon = np.linspace(-4, 4, 5), np.linspace(-6, 6, 7)
+    grid_r, grid_l = np.meshgrid(rlat, rlon, indexing="ij")
+    rotated = xr.Dataset(
+        {"tas": (("time", "rlat", "rlon"), np.full((1, 5, 7), 280.0), {"units": "K"})},
+        coords={
+            "time": np.array(["2019-03-26T00"], "datetime64[ns]"),
+            "lat": (("rlat", "rlon"), 54 + grid_r + 0.1 * grid_l),
+            "lon": (("rlat", "rlon"), -4 + 1.5 * grid_l),
+        },
+    )
+    with pytest.raises(ValueError, match=r"curvilinear grid .* over \('rlat', 'rlon'\)"):
+        model_fields(rotated, tiny_model, "input rotated.nc")

@@ -134,6 +134,13 @@ def model_fields(
         levels = prior.levels_of(name)
         dims = (TIME, LEVEL, LAT, LON) if levels else (TIME, LAT, LON)
         missing = [d for d in dims if d not in da.dims]
+        curvilinear = [c for c in (LAT, LON) if c in missing and c in da.coords]
+        if curvilinear:
+            raise ValueError(
+                f"the {what}'s {name} is on a curvilinear grid (lat and lon are coordinates "
+                f"over {tuple(da[curvilinear[0]].dims)}, e.g. a rotated pole): regrid it "
+                f"to a regular lat/lon grid first (conservatively, e.g. cdo remapcon)"
+            )
         if missing:
             raise ValueError(
                 f"the {what}'s {name} must have dims {dims}; missing {missing}"
