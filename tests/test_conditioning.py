@@ -723,3 +723,31 @@ def test_every_sampler_ends_denoised_and_keeps_the_posterior_width(sampler):
     assert np.isfinite(x).all()
     ratio = np.sqrt(np.mean(x.var(0, ddof=1)) / np.mean(np.clip(np.diag(post), 0, None)))
     assert 0.85 <= ratio <= 1.2, ratio
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon", "match"),
+    [
+        # 1° cells over lat 49.5..54.5 of a 49.875..58.125 domain: 3.6° of the north open
+        (np.arange(50.0, 55.0), np.arange(-10.0, 3.0), r"the 3.625 above lat = 54.5"),
+        # 0.1° cells: finer than the 0.25° grid
+        (np.arange(50.05, 58.0, 0.1), np.arange(-9.95, 2.0, 0.5), r"finer than the model's"),
+    ],
+)
+def test_coarse_cells_that_leave_the_domain_open_or_are_finer_than_it_are_refused(lat, lon, match):
+    uk = LatLonGrid.regular((50.0, 58.0), (-10.0, 2.0), (33, 49))
+    with pytest.raises(ObservationError, match=match):
+        CoarseGrain.for_coarse_grid(lat, lon, uk, 0.1)
+
+
+def test_coarse_cells_short_of_the_domain_by_less_than_a_grid_cell_are_taken():
+    """0.5° cells centred 50.25..57.75 stop 0.125° (half a 0.25° cell) short of the domain's
+    edges at 49.875 and 58.125, as ×2 blocks of a 33-point axis do: observed, not refused;
+    the ×8 blocks of 33 points leave one row (0.25°, less than a 2° cell) open: taken."""
+    uk = LatLonGrid.regular((50.0, 58.0), (-10.0, 2.0), (33, 49))
+    half = CoarseGrain.for_coarse_grid(np.arange(50.25, 58.0, 0.5), np.arange(-9.75, 2.0, 0.5), uk)
+    assert half.n_obs() == 16 * 24
+    blocks = coarse_grain(xr.DataArray(np.zeros((33, 49)), dims=("lat", "lon"), coords={
+        "lat": uk.axes[0].coords, "lon": uk.axes[1].coords}), 8)  # fmt: skip
+    eight = CoarseGrain.for_coarse_grid(blocks.lat.values, blocks.lon.values, uk)
+    assert eight.n_obs() == 4 * 6

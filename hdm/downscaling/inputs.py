@@ -450,9 +450,15 @@ def _coarse_points(
             )
         kept = x[inside]
         step = float(np.median(np.abs(np.diff(x)))) if x.size > 1 else axis.length
+        if step < axis.spacing * (1 - 1e-6):
+            raise ObservationError(
+                f"{name}: the coarse points along {axis.name} ({step:g} apart) are closer "
+                f"than the model's grid ({axis.spacing:g}): there is nothing to downscale; "
+                f"give them as stations, or coarsen the field first"
+            )
         west, east = axis.coords[0] - axis.spacing / 2, axis.coords[-1] + axis.spacing / 2
         gap = max(kept.min() - west, east - kept.max())
-        if gap > step * (1 + 1e-6):
+        if gap > max(step, axis.spacing) * (1 + 1e-6):
             raise ObservationError(
                 f"{name}: the coarse points cover {axis.name} [{kept.min():g}, "
                 f"{kept.max():g}] of the model's domain [{west:g}, {east:g}]; {gap:g} at an "
