@@ -600,3 +600,23 @@ def test_a_curvilinear_coarse_field_is_refused_with_what_to_do(tiny_model):
     )
     with pytest.raises(ValueError, match=r"curvilinear grid .* over \('rlat', 'rlon'\)"):
         model_fields(rotated, tiny_model, "input rotated.nc")
+
+
+def test_coarse_cells_finer_than_the_grid_sampled_are_refused_unless_sampled_finer(tiny_model):
+    """0.2° cells over the 0.25° UK grid: nothing to downscale there, one line saying so;
+    sampled on the 0.125° grid (--scale 2) the same cells are observed."""
+    from hdm.downscaling.inputs import observation_setup
+    from hdm.downscaling.prior import target_grid
+
+    truth = open_fields(UK_FILE, "t2m", time=["2019-03-25T06"])["t2m"].load()
+    fine = conservative_regrid(truth, np.arange(50.0, 58.01, 0.2), np.arange(-10.0, 2.01, 0.2))
+
+    def setup(grid):
+        return observation_setup(
+            tiny_model, grid, {"t2m": fine}, None, truth["time"].values,
+            coarse_noise=0.05, station_noise={},
+        )  # fmt: skip
+
+    with pytest.raises(ObservationError, match=r"\(0.2 wide\) are finer than the grid sampled"):
+        setup(tiny_model.grid)
+    assert setup(target_grid(tiny_model, 2)).values.shape[1] > 1000

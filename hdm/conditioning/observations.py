@@ -233,22 +233,16 @@ def _outside_message(name: str, placed: Sequence[CellsOnAxis], grid: Grid) -> st
 
 
 def _uncovered_message(name: str, placed: Sequence[CellsOnAxis], grid: Grid) -> str | None:
-    """The error for coarse cells finer than the model's grid, or that leave more than one
-    cell's width (and more than a grid spacing) of the model's domain uncovered at an edge
-    (there the members would be the prior alone, with nothing to say so); None where the
-    cells reach within a cell of every edge, as the block means of a grid whose size is
-    not a multiple of the factor do."""
+    """The error for coarse cells that leave more than one cell's width (and more than a
+    grid spacing) of the model's domain uncovered at an edge (there the members would be
+    the prior alone, with nothing to say so); None where the cells reach within a cell of
+    every edge, as the block means of a grid whose size is not a multiple of the factor
+    do."""
     for axis, p in zip(grid.axes, placed):
         if axis.periodic:
             continue
         lo, hi = p.edges[p.keep.start], p.edges[p.keep.stop]
         width = (hi - lo) / (p.keep.stop - p.keep.start)
-        if width < axis.spacing * (1 - 1e-6):
-            return (
-                f"{name}: the coarse cells along {axis.name} ({width:g} wide) are finer than "
-                f"the model's grid ({axis.spacing:g}): there is nothing to downscale; "
-                f"coarsen the field first, or give it as --truth with --factor"
-            )
         west, east = axis.coords[0] - axis.spacing / 2, axis.coords[-1] + axis.spacing / 2
         gaps = {f"below {axis.name} = {lo:g}": lo - west, f"above {axis.name} = {hi:g}": east - hi}
         where, gap = max(gaps.items(), key=lambda kv: kv[1])

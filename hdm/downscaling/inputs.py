@@ -382,6 +382,16 @@ def _coarse_rows(
     grid points instead (:func:`_coarse_points`)."""
     if point_sampled(coarse):
         return _coarse_points(grid, coarse, times, noise, name, channel)
+    for axis, dim in zip(grid.axes, (LAT, LON)):
+        centres = np.asarray(coarse[dim].values, dtype=np.float64)
+        width = float(np.median(np.diff(centres))) if centres.size > 1 else np.inf
+        if width < axis.spacing * (1 - 1e-6):
+            raise ObservationError(
+                f"{name}: the coarse cells along {axis.name} ({width:g} wide) are finer than "
+                f"the grid sampled ({axis.spacing:g}): there is nothing to downscale; "
+                f"coarsen the field first, give it as --truth with --factor, or sample on a "
+                f"finer grid (--scale)"
+            )
     # One constructor for every coarse grid (CoarseGrain.for_coarse_grid): cells that are
     # aligned blocks of the training grid are the mean of their f × f points on every
     # grid (samples_per_cell); any other cells are area-overlap means; cells less than
@@ -453,8 +463,8 @@ def _coarse_points(
         if step < axis.spacing * (1 - 1e-6):
             raise ObservationError(
                 f"{name}: the coarse points along {axis.name} ({step:g} apart) are closer "
-                f"than the model's grid ({axis.spacing:g}): there is nothing to downscale; "
-                f"give them as stations, or coarsen the field first"
+                f"than the grid sampled ({axis.spacing:g}): there is nothing to downscale; "
+                f"give them as stations, or sample on a finer grid (--scale)"
             )
         west, east = axis.coords[0] - axis.spacing / 2, axis.coords[-1] + axis.spacing / 2
         gap = max(kept.min() - west, east - kept.max())
