@@ -620,3 +620,28 @@ def test_coarse_cells_finer_than_the_grid_sampled_are_refused_unless_sampled_fin
     with pytest.raises(ObservationError, match=r"\(0.2 wide\) are finer than the grid sampled"):
         setup(tiny_model.grid)
     assert setup(target_grid(tiny_model, 2)).values.shape[1] > 1000
+
+
+def test_evaluate_scores_interpolation_of_a_coarse_grid_kriging_is_not_built_for(
+    tiny_model, tmp_path, capsys
+):
+    """Points every 4th grid point (a 9 × 13 lattice, not the ×4 blocks' grid): kriging and
+    OI are not scored, bilinear and bicubic of the points are, and the best baseline is
+    chosen among them."""
+    truth = open_fields(UK_FILE, "t2m", time=["2019-03-25T06"])["t2m"].load()
+    points = truth.isel(lat=slice(None, None, 4), lon=slice(None, None, 4))
+    points.assign_attrs(cell_methods="area: point").to_dataset().to_netcdf(tmp_path / "p.nc")
+    out = tmp_path / "p.zarr"
+    run = ["--members", "2", "--steps", "2", "--sampler", "sde2m", "--guidance", "sda"]
+    args = ["downscale", tiny_model.path, "--coarse", str(tmp_path / "p.nc"), *run]
+    args += ["--scheduler", "synchronous", "--out", str(out), "--no-progress", "--no-plots"]
+    assert main(args) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    evaluate = ["evaluate", "downscale", "--prediction", str(out), "--truth", str(UK_FILE)]
+    assert main([*evaluate, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "rmse_kriging" not in report and "rmse_oi" not in report
+    assert report["best_baseline_rmse"]["baseline"] in ("bilinear", "bicubic")
+    assert report["best_baseline_rmse"]["value"] == min(
+        report["rmse_bilinear"], report["rmse_bicubic"]
+    )

@@ -312,11 +312,12 @@ def read_downscale(
         if not bl.is_coarse_grained_grid(coarse, *grid, max(factor, 1)):
             log.warning(
                 "the stored coarse field (%d x %d) is not the truth's grid coarse-grained "
-                "by a factor: the ensemble is scored without the baselines made from it",
+                "by a factor: kriging and OI (built for such grids) are not scored, "
+                "bilinear and bicubic interpolation of it are",
                 coarse.sizes["lat"],
                 coarse.sizes["lon"],
             )
-            coarse = factor = None
+            factor = None
     stations = _stored_stations(pred, times, var)
     return DownscaleEvaluation(pred, var, truth_da, on_pred, coarse, factor, stations)
 
@@ -414,9 +415,9 @@ def _gaussian_baselines(krig: dict) -> list[tuple[str, dict]]:
     return [("kriging", krig)] + ([("oi", krig["oi"])] if krig.get("oi") is not None else [])
 
 
-def _baseline_scores(ev: DownscaleEvaluation, krig: dict, seed: int) -> dict:
-    """Interpolation and kriging scores on the truth's grid, and the paired differences
-    of the ensemble against kriging (moving-block intervals of one day)."""
+def _interpolation_scores(ev: DownscaleEvaluation) -> dict:
+    """Bilinear and bicubic interpolation of the stored coarse values (any grid of them:
+    cell means or points) scored on the truth's grid."""
     truth = ev.truth
     report = {}
     for method in ("bilinear", "bicubic"):
@@ -424,8 +425,16 @@ def _baseline_scores(ev: DownscaleEvaluation, krig: dict, seed: int) -> dict:
         report[f"rmse_{method}"] = float(pm.rmse(interp, truth))
         # a point forecast's CRPS is its absolute error: the same scale as the others
         report[f"crps_{method}"] = float(pm.mae(interp, truth))
-    bicubic = interpolate_coarse(ev.coarse, truth, method="bicubic")
-    report["spectrum_ratio_bicubic"] = float(pm.spectrum_ratio(bicubic, truth))
+        if method == "bicubic":
+            report["spectrum_ratio_bicubic"] = float(pm.spectrum_ratio(interp, truth))
+    return report
+
+
+def _baseline_scores(ev: DownscaleEvaluation, krig: dict, seed: int) -> dict:
+    """Interpolation and kriging scores on the truth's grid, and the paired differences
+    of the ensemble against kriging (moving-block intervals of one day)."""
+    truth = ev.truth
+    report = _interpolation_scores(ev)
     k_mean, k_std = krig["mean"], krig["std"]
     for name, base in _gaussian_baselines(krig):
         mean, std = base["mean"], base["std"]
@@ -519,6 +528,8 @@ def score_downscale(
     }
     if krig is not None:
         report.update(_baseline_scores(ev, krig, seed))
+    elif ev.coarse is not None:  # a coarse grid the Gaussian baselines are not built for
+        report.update(_interpolation_scores(ev))
     report.update(_heldout_scores(ev, krig, heldout))
     report.update(best_baselines(report))
     return report
@@ -617,7 +628,7 @@ def evaluate_downscale(
     reports = {}
     for var in names:
         ev = read_downscale(pred, truth, var)
-        krig = kriging_baseline(ev, checkpoint, seed) if ev.coarse is not None else None
+        krig = kriging_baseline(ev, checkpoint, seed) if ev.factor is not None else None
         report = score_downscale(ev, krig, heldout, seed)
         if plots_prefix is not None:
             prefix = plots_prefix if len(names) == 1 else f"{plots_prefix}_{var}"
