@@ -130,23 +130,35 @@ def score_grid(
         coarse_noise=noise,
         station_noise=STATION_NOISE,
     )
+    scores, _, _ = scored_run(prior, truth, stations, coarse, config)
+    cells = f"{coarse.sizes['lat']} × {coarse.sizes['lon']}"
+    return {"grid": grid.label, "cells": cells, "noise": noise, **scores}
+
+
+def scored_run(
+    prior: Prior,
+    truth: xr.DataArray,
+    stations: xr.Dataset,
+    coarse: xr.DataArray,
+    config: EnsembleConfig,
+) -> tuple[dict, xr.DataArray, xr.DataArray]:
+    """Downscale ``coarse`` with the stations; the RMSE of the mean, fair CRPS, seconds
+    per field and the RMSE of bilinear and bicubic interpolation of ``coarse``, with the
+    ensemble and the truth on its coordinates (for further scores)."""
     t0 = time.perf_counter()
     ds = downscale(prior, coarse=coarse, stations=stations, config=config, progress=False)
     wall = time.perf_counter() - t0
     ens, mean = ds["t2m"], ds["t2m_mean"]
     target = truth.assign_coords(lat=ens.lat, lon=ens.lon)
-    row = {
-        "grid": grid.label,
-        "cells": f"{coarse.sizes['lat']} × {coarse.sizes['lon']}",
-        "noise": noise,
+    scores = {
         "rmse": float(pm.rmse(mean, target)),
         "crps": float(pm.fair_crps(ens, target)),
         "s_per_field": wall / truth.sizes["time"],
     }
     for method in ("bilinear", "bicubic"):
         smooth = interpolate_coarse(coarse, truth, method).assign_coords(lat=ens.lat, lon=ens.lon)
-        row[method] = float(pm.rmse(smooth, target))
-    return row
+        scores[method] = float(pm.rmse(smooth, target))
+    return scores, ens, target
 
 
 def format_section(rows: list[dict], cfg: StudyConfig, quick: bool, wall_s: float) -> str:

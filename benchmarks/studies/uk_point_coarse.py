@@ -27,17 +27,14 @@ It writes section ``uk-point-coarse`` of BENCHMARKS.md.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
 
-from benchmarks.studies.uk_coarse_grids import STATION_NOISE, StudyConfig, run_study
+from benchmarks.studies.uk_coarse_grids import STATION_NOISE, StudyConfig, run_study, scored_run
 from hdm.data.coarsen import conservative_regrid
-from hdm.data.regrid import interpolate_coarse
 from hdm.downscaling.config import EnsembleConfig
-from hdm.downscaling.core import downscale
 from hdm.downscaling.prior import Prior
 from hdm.metrics import probabilistic as pm
 from hdm.pipelines.evaluate import realism_scores
@@ -64,24 +61,14 @@ def score_row(
     config = EnsembleConfig(
         members=cfg.members, steps=cfg.steps, seed=cfg.seed, station_noise=STATION_NOISE
     )
-    t0 = time.perf_counter()
-    ds = downscale(prior, coarse=coarse, stations=stations, config=config, progress=False)
-    wall = time.perf_counter() - t0
-    ens, mean = ds["t2m"], ds["t2m_mean"]
-    target = truth.assign_coords(lat=ens.lat, lon=ens.lon)
-    row = {
+    scores, ens, target = scored_run(prior, truth, stations, coarse, config)
+    return {
         "input": label,
-        "rmse": float(pm.rmse(mean, target)),
-        "crps": float(pm.fair_crps(ens, target)),
+        **scores,
         "spread_skill": float(pm.spread_skill(ens, target)),
         "power": float(pm.spectrum_ratio(ens, target)),
         **realism_scores(ens, target),
-        "s_per_field": wall / truth.sizes["time"],
     }
-    for method in ("bilinear", "bicubic"):
-        smooth = interpolate_coarse(coarse, truth, method).assign_coords(lat=ens.lat, lon=ens.lon)
-        row[method] = float(pm.rmse(smooth, target))
-    return row
 
 
 def format_section(rows: list[dict], cfg: StudyConfig, quick: bool, wall_s: float) -> str:
