@@ -573,13 +573,15 @@ def test_a_point_sampled_coarse_field_is_observed_at_its_points_not_as_cell_mean
 
 def test_cmip_names_are_taken_as_the_models_variables(tiny_model):
     """A file of CMIP names (tas beside pr) gives the model's t2m from tas, the values
-    untouched; a name that is not the same quantity (zg for z) is never taken."""
+    untouched, and names pr as not the model's; a name that is not the same quantity
+    (zg for z) is never taken."""
     from hdm.data.schema import variable_in
     from hdm.downscaling.inputs import model_fields
 
     kelvin = open_fields(UK_FILE, "t2m", time=["2019-03-25T00"]).load()
     cmip = kelvin.rename(t2m="tas").assign(pr=kelvin.t2m * 0.0)
-    fields = model_fields(cmip, tiny_model, "input cmip.nc")
+    with pytest.warns(UserWarning, match=r"holds variable\(s\) \['pr'\] the model was not"):
+        fields = model_fields(cmip, tiny_model, "input cmip.nc")
     assert list(fields) == ["t2m"]
     np.testing.assert_array_equal(fields["t2m"].values, kelvin.t2m.values)
     assert variable_in(["zg", "ua"], "z") is None and variable_in(["zg", "ua"], "u") == "ua"
