@@ -60,6 +60,7 @@ from hdm.hilbert.cells import (
 from hdm.hilbert.devices import draw_device
 from hdm.hilbert.grids import (
     LONGITUDE_RANGE,
+    Axis,
     GlobalGrid,
     Grid,
     LatLonGrid,
@@ -77,6 +78,7 @@ __all__ = [
     "area_scaled_noise",
     "check_noise_std",
     "subgrid",
+    "uncovered_strip",
 ]
 
 log = logging.getLogger("hdm")
@@ -232,27 +234,38 @@ def _outside_message(name: str, placed: Sequence[CellsOnAxis], grid: Grid) -> st
     return f"{name}: the coarse grid ({coarse}) does not overlap the model's domain ({model})"
 
 
+def uncovered_strip(
+    name: str, what: str, axis: Axis, lo: float, hi: float, width: float
+) -> str | None:
+    """The error for coarse ``what`` ("cells", "points") spanning [lo, hi] along ``axis``
+    that leave more than one coarse ``width`` (and more than a grid spacing) of the
+    domain uncovered at an edge: there the members would be the prior alone, with nothing
+    to say so. None where they reach within that of both edges, as the block means of a
+    grid whose size is not a multiple of the factor do."""
+    west, east = axis.coords[0] - axis.spacing / 2, axis.coords[-1] + axis.spacing / 2
+    gaps = {f"below {axis.name} = {lo:g}": lo - west, f"above {axis.name} = {hi:g}": east - hi}
+    where, gap = max(gaps.items(), key=lambda kv: kv[1])
+    if gap <= max(width, axis.spacing) * (1 + 1e-6):
+        return None
+    return (
+        f"{name}: the coarse {what} cover {axis.name} [{lo:g}, {hi:g}] of the model's "
+        f"domain [{west:g}, {east:g}]; the {gap:g} {where} (more than one coarse "
+        f"{what[:-1]}, {width:g}) has no coarse value and its members would be the prior "
+        f"alone: give a coarse field over the whole domain"
+    )
+
+
 def _uncovered_message(name: str, placed: Sequence[CellsOnAxis], grid: Grid) -> str | None:
-    """The error for coarse cells that leave more than one cell's width (and more than a
-    grid spacing) of the model's domain uncovered at an edge (there the members would be
-    the prior alone, with nothing to say so); None where the cells reach within a cell of
-    every edge, as the block means of a grid whose size is not a multiple of the factor
-    do."""
+    """:func:`uncovered_strip` of the observed cells along each bounded axis."""
     for axis, p in zip(grid.axes, placed):
         if axis.periodic:
             continue
         lo, hi = p.edges[p.keep.start], p.edges[p.keep.stop]
-        width = (hi - lo) / (p.keep.stop - p.keep.start)
-        west, east = axis.coords[0] - axis.spacing / 2, axis.coords[-1] + axis.spacing / 2
-        gaps = {f"below {axis.name} = {lo:g}": lo - west, f"above {axis.name} = {hi:g}": east - hi}
-        where, gap = max(gaps.items(), key=lambda kv: kv[1])
-        if gap > max(width, axis.spacing) * (1 + 1e-6):
-            return (
-                f"{name}: the coarse cells cover {axis.name} [{lo:g}, {hi:g}] of the model's "
-                f"domain [{west:g}, {east:g}]; the {gap:g} {where} (more than one coarse "
-                f"cell, {width:g}) has no coarse value and its members would be the prior "
-                f"alone: give a coarse field over the whole domain"
-            )
+        message = uncovered_strip(
+            name, "cells", axis, lo, hi, (hi - lo) / (p.keep.stop - p.keep.start)
+        )
+        if message:
+            return message
     return None
 
 

@@ -48,6 +48,7 @@ from hdm.conditioning.observations import (
     ObservationOperator,
     PointSample,
     check_geographic,
+    uncovered_strip,
 )
 from hdm.conditioning.profiles import Profile, ProfileError, profile_observations
 from hdm.data.coarsen import cell_bounds
@@ -380,18 +381,20 @@ def _coarse_rows(
     ``noise`` is one std (normalised units) for every cell. A field whose CF
     ``cell_methods`` say its values are points (:func:`point_sampled`) is observed at its
     grid points instead (:func:`_coarse_points`)."""
-    if point_sampled(coarse):
-        return _coarse_points(grid, coarse, times, noise, name, channel)
+    points = point_sampled(coarse)
     for axis, dim in zip(grid.axes, (LAT, LON)):
         centres = np.asarray(coarse[dim].values, dtype=np.float64)
         width = float(np.median(np.diff(centres))) if centres.size > 1 else np.inf
         if width < axis.spacing * (1 - 1e-6):
             raise ObservationError(
-                f"{name}: the coarse cells along {axis.name} ({width:g} wide) are finer than "
-                f"the grid sampled ({axis.spacing:g}): there is nothing to downscale; "
-                f"coarsen the field first, give it as --truth with --factor, or sample on a "
-                f"finer grid (--scale)"
+                f"{name}: the coarse {'points' if points else 'cells'} along {axis.name} "
+                f"({width:g} {'apart' if points else 'wide'}) are finer than the grid "
+                f"sampled ({axis.spacing:g}): there is nothing to downscale; coarsen the "
+                f"field first, give it as --truth with --factor, or sample on a finer grid "
+                f"(--scale)"
             )
+    if points:
+        return _coarse_points(grid, coarse, times, noise, name, channel)
     # One constructor for every coarse grid (CoarseGrain.for_coarse_grid): cells that are
     # aligned blocks of the training grid are the mean of their f × f points on every
     # grid (samples_per_cell); any other cells are area-overlap means; cells less than
@@ -445,7 +448,7 @@ def _coarse_points(
     """A point-sampled coarse field as point observations at its grid points inside the
     model's grid (those beyond its outermost points are left out); more than one coarse
     spacing of the domain without a point is an error, as for cells
-    (:meth:`~hdm.conditioning.observations.CoarseGrain.for_coarse_grid`)."""
+    (:func:`~hdm.conditioning.observations.uncovered_strip`)."""
     lat = np.asarray(coarse[LAT].values, dtype=np.float64)
     lon = lon_in_grid(np.asarray(coarse[LON].values, dtype=np.float64), grid)
     keep = []
@@ -460,21 +463,9 @@ def _coarse_points(
             )
         kept = x[inside]
         step = float(np.median(np.abs(np.diff(x)))) if x.size > 1 else axis.length
-        if step < axis.spacing * (1 - 1e-6):
-            raise ObservationError(
-                f"{name}: the coarse points along {axis.name} ({step:g} apart) are closer "
-                f"than the grid sampled ({axis.spacing:g}): there is nothing to downscale; "
-                f"give them as stations, or sample on a finer grid (--scale)"
-            )
-        west, east = axis.coords[0] - axis.spacing / 2, axis.coords[-1] + axis.spacing / 2
-        gap = max(kept.min() - west, east - kept.max())
-        if gap > max(step, axis.spacing) * (1 + 1e-6):
-            raise ObservationError(
-                f"{name}: the coarse points cover {axis.name} [{kept.min():g}, "
-                f"{kept.max():g}] of the model's domain [{west:g}, {east:g}]; {gap:g} at an "
-                f"edge (more than one coarse spacing, {step:g}) has no coarse value and its "
-                f"members would be the prior alone: give a coarse field over the whole domain"
-            )
+        uncovered = uncovered_strip(name, "points", axis, kept.min(), kept.max(), step)
+        if uncovered:
+            raise ObservationError(uncovered)
         keep.append(np.flatnonzero(inside))
     rows, cols = np.meshgrid(keep[0], keep[1], indexing="ij")
     pts = tuple((float(lat[i]), float(lon[j])) for i, j in zip(rows.ravel(), cols.ravel()))
