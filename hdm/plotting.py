@@ -17,6 +17,7 @@ download, so no map ever needs the network.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,8 +122,14 @@ def _offline_natural_earth() -> Iterator[Path]:
     """While drawing, cartopy reads Natural Earth from the shipped folder
     (``data/natural_earth``, see its PROVENANCE.md) and cannot download: its
     ``pre_existing_data_dir`` is that folder and its Natural Earth downloader is
-    :class:`_ShippedOnly`. The caller's cartopy settings are restored afterwards."""
+    :class:`_ShippedOnly`. The caller's cartopy settings are restored afterwards, and
+    so is the level of pyshp's logger: the shipped .dbf files end without the optional
+    EOF byte, which pyshp notes in a log line on every map (harmless: the records are
+    whole), so it is raised to WARNING while drawing."""
     folder = shipped_path("natural_earth", "the Natural Earth outlines drawn on maps")
+    pyshp = logging.getLogger("shapefile")
+    pyshp_level = pyshp.level
+    pyshp.setLevel(max(pyshp_level, logging.WARNING))
     downloaders = cartopy.config["downloaders"]
     saved = cartopy.config["pre_existing_data_dir"], downloaders.get(_NE_KEY)
     default = shapereader.NEShpDownloader.default_downloader()
@@ -134,6 +141,7 @@ def _offline_natural_earth() -> Iterator[Path]:
     try:
         yield folder
     finally:
+        pyshp.setLevel(pyshp_level)
         cartopy.config["pre_existing_data_dir"] = saved[0]
         if saved[1] is None:
             downloaders.pop(_NE_KEY, None)
@@ -185,8 +193,9 @@ def _map_panels(ds, variable: str, time_index: int, truth, n_members: int) -> li
     if coarse_name in ds:
         c = sel[coarse_name]
         panels.append(("coarse input", c["coarse_lon"].values, c["coarse_lat"].values, c, "field"))
-    panels.append(("ensemble mean", lon, lat, sel[f"{variable}_mean"], "field"))
-    panels.append(("ensemble std", lon, lat, sel[f"{variable}_std"], "std"))
+    if ds.sizes.get("member", 0) != 1:  # one member: its mean is itself, its std undefined
+        panels.append(("ensemble mean", lon, lat, sel[f"{variable}_mean"], "field"))
+        panels.append(("ensemble std", lon, lat, sel[f"{variable}_std"], "std"))
     for m in range(min(n_members, ds.sizes.get("member", 0))):
         panels.append((f"member {m}", lon, lat, sel[variable].isel(member=m), "field"))
     return [(t, x, y, np.asarray(v, dtype=float), k) for t, x, y, v, k in panels]

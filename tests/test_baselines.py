@@ -115,6 +115,32 @@ def test_kriging_mean_is_consistent_with_coarse_data():
     assert float(out["std"].min()) > 0
 
 
+def test_kriging_from_any_grid_equals_the_block_form_on_blocks_and_honours_points():
+    """factor=None builds the operator from the coarse centres: on the blocks of
+    coarse_grain it is the block-mean operator (same posterior); point values are
+    reproduced at their points, and a coarse grid of other cells stays consistent."""
+    kernel = kernel_on(FINE_LAT, FINE_LON, lengthscale=2.0)
+    truth = as_field(sample_fields(kernel, 1, seed=5), FINE_LAT, FINE_LON)
+    blocks = coarse_grain(truth, 4)
+    by_factor = kriging_downscale(kernel, blocks, FINE_LAT, FINE_LON, 4, noise_std_coarse=0.01)
+    by_cells = kriging_downscale(kernel, blocks, FINE_LAT, FINE_LON, None, noise_std_coarse=0.01)
+    np.testing.assert_allclose(by_cells["mean"], by_factor["mean"], atol=1e-8)
+    np.testing.assert_allclose(by_cells["std"], by_factor["std"], atol=1e-8)
+    points = truth.isel(lat=slice(1, None, 3), lon=slice(2, None, 3))
+    out = kriging_downscale(
+        kernel, points, FINE_LAT, FINE_LON, None, noise_std_coarse=1e-3, points=True
+    )
+    at = out["mean"].sel(lat=points.lat, lon=points.lon)
+    np.testing.assert_allclose(at, points, atol=0.01)
+    assert "point values" in out.attrs["method"]
+    # 1.5° cells (3 × 3 fine cells, offset from the grid's blocks) and a last row of
+    # cells hanging off the grid: the covered cells' means are reproduced
+    cells = truth.coarsen(lat=3, lon=3, boundary="trim").mean()
+    out = kriging_downscale(kernel, cells, FINE_LAT, FINE_LON, None, noise_std_coarse=1e-3)
+    again = out["mean"].coarsen(lat=3, lon=3, boundary="trim").mean()
+    np.testing.assert_allclose(again, cells, atol=0.02)
+
+
 def test_kriging_with_stations_pulls_the_mean_to_the_station_value():
     kernel = kernel_on(FINE_LAT, FINE_LON, lengthscale=2.0)
     coarse = coarse_grain(as_field(np.zeros((1, 16, 24)), FINE_LAT, FINE_LON), 4)

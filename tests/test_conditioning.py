@@ -643,6 +643,16 @@ def test_summarise_mean_std_quantiles():
     assert s["t2m_mean"].attrs["units"] == "K"
 
 
+def test_summarise_one_member_has_no_spread():
+    # One member: its mean is itself, and its std and quantiles are undefined (NaN), not
+    # 0 and not the member, which a reader would take for certainty.
+    da = xr.DataArray(np.full((1, 3), 280.0), dims=("member", "lat"), name="t2m")
+    s = summarise(da, quantiles=(0.05, 0.95))
+    np.testing.assert_allclose(s["t2m_mean"], 280.0)
+    assert np.isnan(s["t2m_std"]).all() and np.isnan(s["t2m_quantile"]).all()
+    assert "one member" in s["t2m_std"].attrs["comment"]
+
+
 @pytest.mark.parametrize(
     "sampler,steps", [("em", 40), ("heun", 8), ("dpm2m", 10), ("pc", 20), ("sde2m", 10)]
 )

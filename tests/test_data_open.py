@@ -230,6 +230,20 @@ def test_model_calendars_open_as_datetimes_by_label(tmp_path):
                 open_fields(path)
 
 
+def test_an_era5_era5t_file_opens_with_its_expver_merged(tmp_path):
+    """A CDS download mixing final ERA5 (expver 1) and preliminary ERA5T (5) holds each
+    time's values under one of them, NaN under the other: it opens as one field."""
+    mock = mock_fields(n_time=4)
+    early = mock.time < mock.time[2]
+    mixed = xr.concat([mock.where(early), mock.where(~early)], dim="expver")
+    path = tmp_path / "era5_era5t.nc"
+    mixed.assign_coords(expver=["0001", "0005"]).to_netcdf(path)
+    got = open_fields(path).load()
+    assert "expver" not in got.dims
+    xr.testing.assert_allclose(got["t2m"], mock["t2m"].transpose(*got["t2m"].dims))
+    assert "merged expver 0001/0005" in got.attrs["hdm_conventions"]
+
+
 def test_latitude_out_of_range(tmp_path):
     mock = mock_fields(n_lat=3, lat=(80, 100))
     path = write(mock, tmp_path / "pole.nc")

@@ -34,8 +34,8 @@ def test_values_at_points_at_node_and_midpoint():
 
 def test_station_outside_grid_is_named():
     field = grid_field(np.zeros((1, 3, 4)), lat=np.array([0.0, 1, 2]), lon=np.arange(4.0))
-    with pytest.raises(ValueError, match=r"station B at lat=2\.5 lies outside"):
-        values_at_points(field, [1.0, 2.5], [1.0, 1.0], station=["A", "B"])
+    with pytest.raises(ValueError, match=r"station B at lat=2\.6 lies outside"):
+        values_at_points(field, [1.0, 2.6], [1.0, 1.0], station=["A", "B"])
 
 
 def test_a_global_longitude_grid_wraps_around():
@@ -60,6 +60,12 @@ def test_stencil_of_a_regular_axis_and_of_its_coordinates_agree_and_is_exact_for
     with pytest.raises(OutsideGridError, match="station s at lat=49 lies outside") as err:
         multilinear_stencil((axis,), np.array([[52.0], [49.0]]), ids=["r", "s"])
     assert err.value.point == 1
+    # within half a spacing (0.125°) beyond the outermost rows: in their cells, their values
+    for edge in (axis, axis.coords):
+        i, w = multilinear_stencil((edge,), np.array([[58.1], [49.9]]))
+        np.testing.assert_allclose((linear[i] * w).sum(1), [linear[-1], linear[0]])
+    with pytest.raises(OutsideGridError, match=r"x0=58.15 .* its cells \[49.875, 58.125\]"):
+        multilinear_stencil((axis.coords,), np.array([[58.15]]))
 
 
 def test_interpolate_coarse_reproduces_a_linear_field():

@@ -587,6 +587,28 @@ def test_cmip_names_are_taken_as_the_models_variables(tiny_model):
     assert variable_in(["zg", "ua"], "z") is None and variable_in(["zg", "ua"], "u") == "ua"
 
 
+def test_a_dimension_beyond_time_lat_lon_is_dropped_if_single_else_named(tiny_model):
+    """An ensemble ``number`` of one member is dropped; of three, it is named (which to
+    downscale is the user's choice), never broadcast into the members; a scalar time is
+    the field's one time, and no time at all is named with what to do."""
+    from hdm.downscaling.inputs import model_fields
+
+    truth = open_fields(UK_FILE, "t2m", time=["2019-03-25T06"])["t2m"].load()
+    coarse = coarse_grain(truth, 4)
+    one = model_fields(coarse.expand_dims(number=[0]).to_dataset(), tiny_model, "input c.nc")
+    xr.testing.assert_identical(one["t2m"], coarse.transpose("time", "lat", "lon"))
+    three = coarse.expand_dims(number=[0, 1, 2]).to_dataset()
+    with pytest.raises(ValueError, match=r"input c.nc's t2m has a dimension 'number' \(3 values"):
+        model_fields(three, tiny_model, "input c.nc")
+    # one field saved with its time as a scalar coordinate is that time's field
+    scalar = model_fields(coarse.isel(time=0).to_dataset(), tiny_model, "input c.nc")
+    xr.testing.assert_allclose(
+        scalar["t2m"].reset_coords(drop=True), one["t2m"].reset_coords(drop=True)
+    )
+    with pytest.raises(ValueError, match=r"missing \['time'\]; give the field its valid time"):
+        model_fields(coarse.isel(time=0, drop=True).to_dataset(), tiny_model, "input c.nc")
+
+
 def test_a_curvilinear_coarse_field_is_refused_with_what_to_do(tiny_model):
     from hdm.downscaling.inputs import model_fields
 
@@ -624,12 +646,53 @@ def test_coarse_cells_finer_than_the_grid_sampled_are_refused_unless_sampled_fin
     assert setup(target_grid(tiny_model, 2)).values.shape[1] > 1000
 
 
-def test_evaluate_scores_interpolation_of_a_coarse_grid_kriging_is_not_built_for(
-    tiny_model, tmp_path, capsys
-):
-    """Points every 4th grid point (a 9 × 13 lattice, not the ×4 blocks' grid): kriging and
-    OI are not scored, bilinear and bicubic of the points are, and the best baseline is
-    chosen among them."""
+def test_coarse_cells_beyond_the_measured_factors_are_warned_of(tiny_model):
+    """×12 blocks of the 0.25° grid are coarser than any factor whose calibration has
+    been measured (×2–×8): a warning names the factor; ×8 runs without one."""
+    import warnings
+
+    from hdm.downscaling.inputs import observation_setup
+
+    truth = open_fields(UK_FILE, "t2m", time=["2019-03-25T06"])["t2m"].load()
+
+    def setup(factor):
+        return observation_setup(
+            tiny_model, tiny_model.grid, {"t2m": coarse_grain(truth, factor)}, None,
+            truth["time"].values, coarse_noise=0.05, station_noise={},
+        )  # fmt: skip
+
+    with pytest.warns(UserWarning, match=r"cells of x12 the training spacing, beyond x8"):
+        setup(12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert setup(8).values.shape[1] == 4 * 6
+
+
+def test_an_in_memory_prediction_with_its_inputs_is_evaluated_like_a_store(tiny_model, truth):
+    """hdm.downscale's dataset, with its inputs attached, is read by read_downscale
+    without a store: its ensemble variable is found, and kriging of 1.5° cells (not
+    blocks of the grid) is built from the cells it overlaps."""
+    from hdm.downscaling.output import attach_inputs
+    from hdm.pipelines.evaluate import kriging_baseline, read_downscale
+
+    cells = conservative_regrid(truth, np.arange(50.5, 58, 1.5), np.arange(-9.5, 2, 1.5))
+    ds = downscale(
+        tiny_model, coarse=cells, members=2, steps=2, guidance="sda", **UNTRAINED,
+        progress=False,
+    )  # fmt: skip
+    ev = read_downscale(attach_inputs(ds, {"t2m": cells}, None), UK_FILE)
+    assert ev.variable == "t2m" and ev.factor is None
+    assert ev.coarse.attrs["cell_methods"] == "area: mean"
+    krig = kriging_baseline(ev, tiny_model.path)
+    again = conservative_regrid(krig["mean"], cells.lat.values, cells.lon.values)
+    assert float(np.abs(again - cells).max()) < 0.3  # the cells' means, to their noise
+
+
+def test_evaluate_krigs_point_values_as_points(tiny_model, tmp_path, capsys):
+    """Points every 4th grid point (a 9 × 13 lattice, not the ×4 blocks' grid), stored as
+    points: kriging and OI observe them at the points (so they reproduce the truth
+    there), bilinear and bicubic interpolate them, and the best baseline is chosen among
+    all four."""
     truth = open_fields(UK_FILE, "t2m", time=["2019-03-25T06"])["t2m"].load()
     points = truth.isel(lat=slice(None, None, 4), lon=slice(None, None, 4))
     points.assign_attrs(cell_methods="area: point").to_dataset().to_netcdf(tmp_path / "p.nc")
@@ -642,8 +705,29 @@ def test_evaluate_scores_interpolation_of_a_coarse_grid_kriging_is_not_built_for
     evaluate = ["evaluate", "downscale", "--prediction", str(out), "--truth", str(UK_FILE)]
     assert main([*evaluate, "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert "rmse_kriging" not in report and "rmse_oi" not in report
-    assert report["best_baseline_rmse"]["baseline"] in ("bilinear", "bicubic")
-    assert report["best_baseline_rmse"]["value"] == min(
-        report["rmse_bilinear"], report["rmse_bicubic"]
-    )
+    assert xr.open_zarr(out)["t2m_coarse"].attrs["cell_methods"] == "area: point"
+    names = ("bilinear", "bicubic", "kriging", "oi")
+    assert report["best_baseline_rmse"]["value"] == min(report[f"rmse_{n}"] for n in names)
+    # OI with the training covariance from exact points beats interpolating them
+    assert report["rmse_oi"] < report["rmse_bicubic"]
+
+
+def test_one_member_is_written_without_spread_and_not_scored_as_an_ensemble(
+    tiny_model, tmp_path, capsys
+):
+    """--members 1: the member is written, its std and quantiles are NaN (undefined, not
+    0); hdm evaluate downscale refuses it in one line (exit 2) instead of scoring a
+    spread of nothing."""
+    out = tmp_path / "one.zarr"
+    args = ["downscale", tiny_model.path, "--truth", str(UK_FILE), "--factor", "4"]
+    args += ["--times", "2019-03-25T06", "2019-03-25T06", "--members", "1", "--steps", "2"]
+    args += ["--guidance", "sda", "--runaway-bound", "none", "--scheduler", "synchronous"]
+    assert main([*args, "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    ds = xr.open_zarr(out)
+    assert np.isfinite(ds["t2m"]).all() and np.isnan(ds["t2m_std"]).all()
+    assert np.isnan(ds["t2m_quantile"]).all()
+    capsys.readouterr()
+    evaluate = ["evaluate", "downscale", "--prediction", str(out), "--truth", str(UK_FILE)]
+    assert main(evaluate) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds one member" in err[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import urllib.request
+from pathlib import Path
 
 import cartopy
 import cartopy.crs as ccrs
@@ -134,6 +135,30 @@ def test_every_map_panel_has_a_projection_coastlines_and_borders(tmp_path, monke
         np.testing.assert_allclose(
             ax.get_extent(ccrs.PlateCarree()), [-4.125, 1.875, 49.875, 53.875]
         )
+
+
+def test_one_member_maps_show_the_member_without_a_mean_or_std(tmp_path, monkeypatch):
+    figures = _captured_figure(monkeypatch)
+    ds = _ensemble_dataset().isel(member=[0])
+    plotting.plot_downscale_maps(tmp_path / "one.png", ds, "t2m", 0, n_members=3)
+    titles = [ax.get_title() for ax in _map_axes(figures[0])]
+    assert titles == ["coarse input", "member 0"]
+
+
+def test_maps_log_no_pyshp_note_about_the_shipped_files(tmp_path, caplog):
+    """The shipped .dbf files lack the optional EOF byte, which pyshp notes at INFO on
+    every read; drawing a map keeps that note out of the run's log."""
+    import logging
+
+    folder = shipped_path("natural_earth", "test")
+    dbf = next(Path(folder).rglob("ne_50m_coastline.shp"))
+    with caplog.at_level(logging.INFO, logger="shapefile"):
+        list(shapereader.Reader(dbf).records())
+        assert any("EOF byte" in r.getMessage() for r in caplog.records)  # the note exists
+        caplog.clear()
+        plotting.plot_downscale_maps(tmp_path / "m.png", _ensemble_dataset(), "t2m", 0)
+    assert not [r for r in caplog.records if r.name == "shapefile"]
+    assert logging.getLogger("shapefile").level == logging.NOTSET  # restored
 
 
 def test_a_global_field_is_mapped_on_robinson_with_coastlines(tmp_path, monkeypatch):

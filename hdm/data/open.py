@@ -502,6 +502,25 @@ def _lon_conventions(
         new_coords[LON] = (LON, wrapped.astype(lon_coord.dtype), lon_attrs)
 
 
+#: the dimension of ERA5 files from the CDS that mix final data (expver 1, 0001) with the
+#: preliminary ERA5T (5, 0005) of the last months: each time holds a value in one of them
+EXPVER = "expver"
+
+
+def _merged_expver(ds: xr.Dataset, notes: list[str]) -> xr.Dataset:
+    """An ``expver`` dimension merged away: at each time and point the first experiment
+    version that has a value (in the file's order: final ERA5 before ERA5T), as the
+    CDS documents for such downloads. Lazy; a dataset without it is returned as is."""
+    if EXPVER not in ds.dims:
+        return ds
+    versions = [str(v) for v in ds[EXPVER].values] if EXPVER in ds.coords else []
+    merged = ds.isel({EXPVER: 0}, drop=True)
+    for k in range(1, ds.sizes[EXPVER]):
+        merged = merged.combine_first(ds.isel({EXPVER: k}, drop=True))
+    notes.append(f"merged expver {'/'.join(versions) or ds.sizes[EXPVER]} (first with a value)")
+    return merged.assign_attrs(ds.attrs)
+
+
 def normalise_conventions(
     ds: xr.Dataset, source: str = "<dataset>", *, region: Region | None = None
 ) -> xr.Dataset:
@@ -522,6 +541,7 @@ def normalise_conventions(
         notes.append("renamed " + ", ".join(f"{a}->{b}" for a, b in rename.items()))
     ds = _numeric_time(ds, source, notes)
     ds = _calendar_time(ds, source, notes)
+    ds = _merged_expver(ds, notes)
     indexers: dict[str, Any] = {}
     new_coords: dict[str, Any] = {}
 

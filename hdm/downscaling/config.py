@@ -161,6 +161,11 @@ class EnsembleConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be at least 1 (an integer), got {value!r}")
+        if self.members == 1:
+            log.warning(
+                "one member: a single posterior draw, with no spread; its std and quantiles "
+                "are written as NaN (undefined), not 0"
+            )
         # checks the guidance name too (the message names every method)
         options = check_guidance_options(self.guidance, self.guidance_options)
         object.__setattr__(self, "guidance_options", options)

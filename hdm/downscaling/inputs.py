@@ -59,6 +59,7 @@ from hdm.domains.stations import first_occurrences
 from hdm.downscaling.prior import Prior, channel_name
 from hdm.downscaling.soundings import profiles_for_times, profiles_in_units
 from hdm.hilbert.grids import LatLonGrid
+from hdm.hilbert.regime import spacing_ratio
 
 log = logging.getLogger("hdm")
 
@@ -134,6 +135,8 @@ def model_fields(
         da = obj[name]
         levels = prior.levels_of(name)
         dims = (TIME, LEVEL, LAT, LON) if levels else (TIME, LAT, LON)
+        if TIME not in da.dims and TIME in da.coords and da[TIME].ndim == 0:
+            da = da.expand_dims(TIME)  # one field saved with its time as a scalar
         missing = [d for d in dims if d not in da.dims]
         curvilinear = [c for c in (LAT, LON) if c in missing and c in da.coords]
         if curvilinear:
@@ -143,14 +146,42 @@ def model_fields(
                 f"to a regular lat/lon grid first (conservatively, e.g. cdo remapcon)"
             )
         if missing:
+            hint = "; give the field its valid time as a time coordinate"
             raise ValueError(
                 f"the {what}'s {name} must have dims {dims}; missing {missing}"
                 + (f" (the model's {name} is on {len(levels)} pressure levels)" if levels else "")
+                + (hint if TIME in missing else "")
             )
+        da = _without_extra_dims(da, dims, name, what, renamed_from(obj))
         if levels:
             da = _model_levels(da, levels, name, what)
         fields[name] = da.transpose(*dims)
     return fields
+
+
+def renamed_from(ds: xr.Dataset) -> dict[str, str]:
+    """{schema name: the file's name} of the names :func:`hdm.data.open.normalise_conventions`
+    changed (read from its ``hdm_conventions`` note), for messages in the file's terms."""
+    note = str(ds.attrs.get("hdm_conventions", ""))
+    return {new: old for old, new in re.findall(r"(\w+)->(\w+)", note)}
+
+
+def _without_extra_dims(
+    da: xr.DataArray, dims: Sequence[str], name: str, what: str, original: Mapping[str, str]
+) -> xr.DataArray:
+    """``da`` without dimensions beyond ``dims``: one of length 1 (an ensemble ``number``
+    of one member, a ``height`` of 2 m) is dropped; a longer one (ensemble members,
+    several experiments) is an error naming it (as the file calls it, ``original``), as
+    which of its values to downscale is the user's choice."""
+    extra = [d for d in da.dims if d not in dims]
+    longer = [d for d in extra if da.sizes[d] > 1]
+    if longer:
+        d = longer[0]
+        raise ValueError(
+            f"the {what}'s {name} has a dimension {original.get(d, d)!r} ({da.sizes[d]} "
+            f"values) beyond {tuple(dims)}: select one of its values (or their mean) first"
+        )
+    return da.isel(dict.fromkeys(extra, 0), drop=True)
 
 
 def _model_levels(da: xr.DataArray, levels: Sequence[float], name: str, what: str) -> xr.DataArray:
@@ -393,6 +424,7 @@ def _coarse_rows(
                 f"field first, give it as --truth with --factor, or sample on a finer grid "
                 f"(--scale)"
             )
+    _warn_beyond_measured_factors(prior, coarse, name)
     if points:
         return _coarse_points(grid, coarse, times, noise, name, channel)
     # One constructor for every coarse grid (CoarseGrain.for_coarse_grid): cells that are
@@ -412,6 +444,28 @@ def _coarse_rows(
     op.weights(grid)  # raises when a cell holds no point of the target grid
     values = coarse.sel({TIME: times}).values.astype(np.float64)
     return op, op.source_values(values)
+
+
+#: the largest coarse factor (cells per training spacing) at which calibration has been
+#: measured (BENCHMARKS.md, the evaluation matrices: ×2, ×4, ×8)
+LARGEST_MEASURED_FACTOR = 8
+
+
+def _warn_beyond_measured_factors(prior: Prior, coarse: xr.DataArray, name: str) -> None:
+    """Warn when the coarse cells are coarser than ×:data:`LARGEST_MEASURED_FACTOR` of
+    the training spacing (geometric mean over both axes): nothing there has been checked,
+    and on the UK prior at ×12 the members' spread was 0.58 K against an RMSE of 1.04 K."""
+    if min(coarse.sizes[LAT], coarse.sizes[LON]) < 2:
+        return
+    ratio = spacing_ratio(coarse[LAT].values, coarse[LON].values, prior.grid)
+    if ratio > LARGEST_MEASURED_FACTOR * 1.05:
+        warnings.warn(
+            f"{name}: cells of x{ratio:.3g} the training spacing, beyond x"
+            f"{LARGEST_MEASURED_FACTOR}, the largest factor whose calibration has been "
+            f"measured: expect too little spread (UK t2m at x12: spread 0.58 K against "
+            f"an RMSE of 1.04 K)",
+            stacklevel=2,
+        )
 
 
 _HORIZONTAL = ("area", "lat", "latitude", "lon", "longitude")

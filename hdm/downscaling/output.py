@@ -26,7 +26,7 @@ from hdm.data.schema import COORD_ATTRS, KNOWN_VARIABLES, LAT, LEVEL, LON, MEMBE
 from hdm.data.stores import write_netcdf_cf, write_zarr_ensemble
 from hdm.data.units import to_units
 from hdm.downscaling.config import EnsembleConfig
-from hdm.downscaling.inputs import stations_in_units, within_times
+from hdm.downscaling.inputs import point_sampled, stations_in_units, within_times
 from hdm.downscaling.prior import Prior
 from hdm.hilbert.denoisers import network_count
 from hdm.hilbert.grids import LatLonGrid
@@ -74,19 +74,27 @@ def summarise(
     out[f"{name}_mean"] = ensemble.mean(MEMBER).assign_attrs(
         same, long_name=f"ensemble mean of {name}", cell_methods="realization: mean"
     )
-    std = ensemble.std(MEMBER, ddof=1) if m > 1 else xr.full_like(ensemble.isel({MEMBER: 0}), 0.0)
+    # One member has no spread: its std and quantiles are undefined (NaN), never 0 and
+    # never the member itself, which would read as certainty (the layout stays the same).
+    one = {"comment": "undefined for an ensemble of one member"} if m == 1 else {}
+    first = ensemble.isel({MEMBER: 0})
+    std = ensemble.std(MEMBER, ddof=1) if m > 1 else xr.full_like(first, np.nan)
     out[f"{name}_std"] = std.assign_attrs(
         same,
         long_name=f"ensemble standard deviation of {name} (ddof=1)",
         cell_methods="realization: standard_deviation (sample standard deviation, ddof = 1)",
+        **one,
     )
     if quantiles:
         q = ensemble.quantile(list(quantiles), dim=MEMBER)
+        if m == 1:
+            q = xr.full_like(q, np.nan)
         q["quantile"].attrs = {"long_name": "probability of the quantile", "units": "1"}
         out[f"{name}_quantile"] = q.assign_attrs(
             same,
             long_name=f"empirical quantiles of {name} over members",
-            comment="quantiles over the realizations, linear between order statistics "
+            comment=one.get("comment")
+            or "quantiles over the realizations, linear between order statistics "
             "(Hyndman and Fan type 7), at the probabilities of the quantile coordinate",
         )
     if thresholds:
@@ -320,6 +328,8 @@ def attach_inputs(
             "units": field.attrs.get("units", units),
             **same,
             "long_name": f"coarse {variable} used as conditioning input",
+            # how the values were observed (hdm evaluate builds its baselines the same way)
+            "cell_methods": f"area: {'point' if point_sampled(field) else 'mean'}",
         }
         ds[f"{variable}_coarse"] = c
     if stations is not None and stations.sizes.get("obs", 0) > 0:

@@ -389,7 +389,10 @@ def _axis_neighbours(
     A regular :class:`Axis` locates points by their position (x − start)/h, snapped to a
     node within 1e-9 spacings; a coordinate array by the interval that holds them,
     (x − c_i)/(c_{i+1} − c_i). A periodic axis (``period``, or a periodic Axis) wraps the
-    points outside [c_0, c_0 + period) and joins its last node to its first."""
+    points outside [c_0, c_0 + period) and joins its last node to its first. On a bounded
+    axis a point up to half a spacing beyond the outermost node lies in that node's cell
+    and takes its value (a station at 58.05° N on a grid whose last row is 58°); one
+    farther out is an :class:`OutsideGridError`."""
     coords = axis.coords if isinstance(axis, Axis) else np.asarray(axis, dtype=np.float64)
     if coords.ndim != 1 or coords.size < 2 or np.any(np.diff(coords) <= 0):
         raise ValueError(f"axis {name} must be 1-D, strictly ascending, with ≥ 2 values")
@@ -403,12 +406,14 @@ def _axis_neighbours(
     else:
         hi = coords[-1]
         tol = _EDGE_RTOL * max(1.0, abs(lo), abs(hi))
-        bad = np.flatnonzero(~np.isfinite(x) | (x < lo - tol) | (x > hi + tol))
+        west, east = lo - (coords[1] - lo) / 2 - tol, hi + (hi - coords[-2]) / 2 + tol
+        bad = np.flatnonzero(~np.isfinite(x) | (x < west) | (x > east))
         if bad.size:
             k = int(bad[0])
             raise OutsideGridError(
                 f"station {ids[k]} at {name}={x[k]:g} lies outside the grid "
-                f"({name} ∈ [{lo:g}, {hi:g}]); {bad.size} station(s) outside in all",
+                f"({name} ∈ [{lo:g}, {hi:g}], its cells [{west + tol:g}, {east - tol:g}]); "
+                f"{bad.size} station(s) outside in all",
                 k,
             )
         ext = coords

@@ -76,7 +76,12 @@ scales below their rank), so its spread is too small; its mean is hard to beat.
 block mean of :func:`hdm.data.coarsen.coarse_grain` (boundary="trim"): block (I, J)
 averages the f_φ × f_λ fine cells from the start of the target grid with weights cos φ_i,
 trailing rows/columns that do not fill a block are not observed; stations are sampled
-bilinearly (:func:`hdm.hilbert.grids.multilinear_stencil`).
+bilinearly (:func:`hdm.hilbert.grids.multilinear_stencil`). A coarse field on any other
+grid (``factor=None``) is observed as the model observes it: cell means over the target
+cells each coarse cell overlaps (weights: overlap length along each axis × cos φ_i; its
+edges midway between centres), cells less than half covered left out; or, for point
+values (``points=True``: ERA5 on a 1° grid, a subsampled field), bilinearly at the
+points, like stations, points beyond the target grid's cells left out.
 """
 
 from __future__ import annotations
@@ -91,7 +96,7 @@ import xarray as xr
 from scipy import linalg, optimize
 from scipy.special import gamma, kv
 
-from hdm.data.coarsen import coarse_grain
+from hdm.data.coarsen import MIN_COVERAGE, coarse_grain
 from hdm.data.regrid import (
     STATION,
     check_ascending,
@@ -100,6 +105,7 @@ from hdm.data.regrid import (
     spline_resample,
 )
 from hdm.data.schema import LAT, LON
+from hdm.hilbert.cells import edges_from_centres, overlap_lengths
 from hdm.hilbert.grids import multilinear_stencil
 
 __all__ = [
@@ -648,6 +654,52 @@ def _block_mean_operator(
     )
 
 
+def _cell_mean_operator(
+    coarse: xr.DataArray, grid_lat: np.ndarray, grid_lon: np.ndarray
+) -> tuple[sp.csr_array, np.ndarray]:
+    """(A, kept) for coarse cells on any lat-lon grid: A (n_kept, n) the cos-lat, overlap-
+    weighted means over the grid's cells of each coarse cell at least half covered by
+    them (``MIN_COVERAGE`` along each axis, the rule of the model's operator; edges
+    midway between centres, snapped to a grid edge within a quarter spacing), ``kept``
+    the flat (lat-major) indices of those cells in ``coarse``."""
+    weights, kept = [], []
+    for dim, fine in ((LAT, grid_lat), (LON, grid_lon)):
+        edges = edges_from_centres(np.asarray(coarse[dim].values, dtype=np.float64), dim)
+        fine_edges = edges_from_centres(fine, dim)
+        # edges derived from centres (the cos-weighted centres of coarse_grain sit off the
+        # block middles) snap to a grid edge within a quarter spacing, as the model's do
+        nearest = fine_edges[np.abs(edges[:, None] - fine_edges[None, :]).argmin(1)]
+        snap = np.abs(edges - nearest) <= 0.25 * np.min(np.diff(fine_edges))
+        edges = np.where(snap, nearest, edges)
+        period = longitude_period(grid_lon) if dim == LON else None
+        overlap = overlap_lengths(edges, fine_edges[:-1], fine_edges[1:], period)
+        keep = overlap.sum(1) / np.diff(edges) >= MIN_COVERAGE - 1e-9
+        weights.append(overlap[keep])
+        kept.append(np.flatnonzero(keep))
+    lat_w = weights[0] * np.cos(np.deg2rad(grid_lat)).clip(min=0.0)[None, :]
+    op = sp.csr_array(sp.kron(sp.csr_array(lat_w), sp.csr_array(weights[1])))
+    op = sp.csr_array(sp.diags_array(1.0 / op.sum(axis=1)) @ op)
+    flat = (kept[0][:, None] * coarse.sizes[LON] + kept[1][None, :]).ravel()
+    return op, flat
+
+
+def _point_operator(
+    coarse: xr.DataArray, grid_lat: np.ndarray, grid_lon: np.ndarray
+) -> tuple[sp.csr_array, np.ndarray]:
+    """(A, kept) for coarse point values: bilinear samples at the points inside the
+    grid's cells (flat lat-major indices ``kept`` in ``coarse``)."""
+    lat, lon = np.meshgrid(coarse[LAT].values, coarse[LON].values, indexing="ij")
+    lat, lon = lat.ravel().astype(np.float64), lon.ravel().astype(np.float64)
+    inside = np.ones(lat.size, bool)
+    for values, fine, dim in ((lat, grid_lat, LAT), (lon, grid_lon, LON)):
+        if dim == LON and longitude_period(grid_lon) is not None:
+            continue
+        edges = edges_from_centres(fine, dim)
+        inside &= (values >= edges[0]) & (values <= edges[-1])
+    kept = np.flatnonzero(inside)
+    return _station_operator(grid_lat, grid_lon, lat[kept], lon[kept]), kept
+
+
 def _station_operator(
     grid_lat: np.ndarray, grid_lon: np.ndarray, lat: np.ndarray, lon: np.ndarray
 ) -> sp.csr_array:
@@ -765,10 +817,11 @@ def _kriging_dataset(
     coarse: xr.DataArray,
     target_lat: np.ndarray,
     target_lon: np.ndarray,
-    factor: int | tuple[int, int],
+    factor: int | tuple[int, int] | None,
     with_stations: bool,
     mean: np.ndarray,
     var: np.ndarray,
+    points: bool = False,
 ) -> xr.Dataset:
     """The result of :func:`kriging_downscale`: ``mean`` and ``std`` = √var, given as
     (n_batch, n_lat · n_lon), on (<coarse's leading dims>, lat, lon) of the target grid,
@@ -787,10 +840,11 @@ def _kriging_dataset(
         },
         coords=coords,
         attrs={
-            "method": "GP regression (kriging) from coarse block means"
+            "method": "GP regression (kriging) from coarse "
+            + ("point values" if points else "block means" if factor else "cell means")
             + (" and stations" if with_stations else ""),
             "kernel": kernel.describe(),
-            "coarse_factor": str(factor),
+            "coarse_factor": str(factor) if factor else "none (another grid)",
         },
     )
 
@@ -800,7 +854,7 @@ def kriging_downscale(
     coarse: xr.DataArray,
     target_lat: np.ndarray,
     target_lon: np.ndarray,
-    factor: int | tuple[int, int],
+    factor: int | tuple[int, int] | None,
     station_lat: np.ndarray | None = None,
     station_lon: np.ndarray | None = None,
     station_values: xr.DataArray | np.ndarray | None = None,
@@ -808,6 +862,7 @@ def kriging_downscale(
     noise_std_coarse: float,
     noise_std_station: float | None = None,
     prior_mean: float | np.ndarray | None = None,
+    points: bool = False,
 ) -> xr.Dataset:
     """Kriging of the target grid from the coarse field and (optionally) stations.
 
@@ -816,10 +871,13 @@ def kriging_downscale(
             fields' own covariance (:func:`fit_empirical_covariance`: optimal
             interpolation, on the training grid only).
         coarse: (..., lat, lon) block means on the grid that
-            ``coarse_grain(<target grid>, factor)`` gives (coordinates checked); NaN
-            cells are treated as missing.
+            ``coarse_grain(<target grid>, factor)`` gives (coordinates checked), or
+            with ``factor=None`` cell means on any lat-lon grid (point values with
+            ``points``); NaN cells are treated as missing.
         target_lat, target_lon: the fine grid (ascending degrees).
-        factor: the coarse-graining factor, int or (f_lat, f_lon).
+        factor: the coarse-graining factor, int or (f_lat, f_lon); None: another grid
+            (module doc, *Convenience*).
+        points: the coarse values are point values (``factor`` must be None).
         station_lat, station_lon, station_values: all three or none; values are
             (n_station,), (..., n_station) or a DataArray on ``station`` (+ the coarse
             field's leading dims); NaN: missing.
@@ -839,12 +897,23 @@ def kriging_downscale(
         noise_std_coarse,
         noise_std_station,
     )
-    _check_coarse_grid(coarse, target_lat, target_lon, factor)
-    f_lat, f_lon = (int(factor), int(factor)) if np.ndim(factor) == 0 else map(int, factor)
-    ops = [_block_mean_operator(target_lat, target_lon, f_lat, f_lon)]
     lead = [d for d in coarse.dims if d not in (LAT, LON)]
-    y_parts = [coarse.transpose(*lead, LAT, LON).values.astype(np.float64)]
-    y_parts[0] = y_parts[0].reshape(-1, ops[0].shape[0])
+    values = coarse.transpose(*lead, LAT, LON).values.astype(np.float64)
+    if factor is not None:
+        if points:
+            raise ValueError("point values have no coarse-graining factor: give factor=None")
+        _check_coarse_grid(coarse, target_lat, target_lon, factor)
+        f_lat, f_lon = (int(factor), int(factor)) if np.ndim(factor) == 0 else map(int, factor)
+        ops = [_block_mean_operator(target_lat, target_lon, f_lat, f_lon)]
+        y_parts = [values.reshape(-1, ops[0].shape[0])]
+    else:
+        op, kept = (_point_operator if points else _cell_mean_operator)(
+            coarse, target_lat, target_lon
+        )
+        if kept.size == 0:
+            raise ValueError("no coarse value lies over the target grid")
+        ops = [op]
+        y_parts = [values.reshape(-1, coarse.sizes[LAT] * coarse.sizes[LON])[:, kept]]
     noise = [np.full(ops[0].shape[0], float(noise_std_coarse) ** 2)]
     if with_stations:
         s_lat = np.atleast_1d(np.asarray(station_lat, dtype=np.float64))
@@ -858,5 +927,5 @@ def kriging_downscale(
         kernel, target_lat, target_lon, op, np.hstack(y_parts), np.concatenate(noise), prior_mean
     )
     return _kriging_dataset(
-        kernel, coarse, target_lat, target_lon, factor, with_stations, mean, var
+        kernel, coarse, target_lat, target_lon, factor, with_stations, mean, var, points
     )

@@ -33,6 +33,7 @@ from hdm.domains.atmosphere import open_split, training_spec
 from hdm.domains.functional import curves, load_functional
 from hdm.domains.statics import static_field
 from hdm.domains.stations import first_occurrences, parse_ids, read_stations, stations_by_id
+from hdm.downscaling.inputs import point_sampled
 from hdm.downscaling.output import noise_std
 from hdm.hilbert.checkpoints import load_checkpoint
 from hdm.hilbert.grids import GlobalGrid
@@ -139,11 +140,23 @@ def open_prediction(path: str | Path) -> xr.Dataset:
     if not path.exists():
         raise FileNotFoundError(f"prediction store {path} does not exist")
     ds = open_store(path).load()
+    ds.attrs["hdm_variables"] = _ensemble_variables(ds, path)
+    return ds
+
+
+def _ensemble_variables(ds: xr.Dataset, path) -> list[str]:
+    """The ensemble variables of a prediction (each with 'member' and its '_mean'),
+    checked to be single-level and regional (``path`` names it in errors)."""
     names = [n for n in ds.data_vars if f"{n}_mean" in ds.data_vars and "member" in ds[n].dims]
     if not names:
         raise ValueError(
             f"{path} is not an hdm downscale output (a variable with 'member' and its "
             f"'_mean'); variables: {list(ds.data_vars)}"
+        )
+    if ds.sizes["member"] < 2:
+        raise ValueError(
+            f"{path} holds one member: the ensemble's scores (fair CRPS, spread–skill, "
+            "coverage, rank histogram) need at least 2"
         )
     on_levels = [n for n in names if "level" in ds[n].dims]
     if on_levels:
@@ -157,8 +170,7 @@ def open_prediction(path: str | Path) -> xr.Dataset:
             "(planar spectra, block means, local kriging): the sphere is scored by "
             "python -m benchmarks sphere_downscale"
         )
-    ds.attrs["hdm_variables"] = names
-    return ds
+    return names
 
 
 def _heldout_stations(spec: str | None):
@@ -206,7 +218,10 @@ class DownscaleEvaluation:
 
     ``truth`` is on its own grid, ``truth_on_pred`` on the prediction's (interpolated
     when the prediction is finer: zero-shot super-resolution). ``coarse`` is the stored
-    conditioning field on (time, lat, lon) of the coarse grid; ``stations`` the stored
+    conditioning field on (time, lat, lon) of the coarse grid, ``factor`` its
+    coarse-graining factor when its cells are blocks of the truth's grid (None for point
+    values and other grids, where the baselines use the general operators of
+    :func:`hdm.metrics.baselines.kriging_downscale`); ``stations`` the stored
     conditioning stations as (ids, lat, lon, values (time, station)) or None.
     """
 
@@ -280,7 +295,7 @@ def read_downscale(
     """Read a prediction store (or an opened one), the stored inputs of ``variable``
     (default: the store's only variable) and the truth at its times."""
     pred = prediction if isinstance(prediction, xr.Dataset) else open_prediction(prediction)
-    names = pred.attrs["hdm_variables"]
+    names = pred.attrs.get("hdm_variables") or _ensemble_variables(pred, "the prediction")
     if variable is None and len(names) > 1:
         raise ValueError(f"the prediction holds {names}: name the variable to evaluate")
     var = variable or names[0]
@@ -309,15 +324,8 @@ def read_downscale(
         step = np.diff(coarse.lat.values).mean() / np.diff(truth_da.lat.values).mean()
         factor = round(float(step))
         grid = (truth_da.lat.values, truth_da.lon.values)
-        if not bl.is_coarse_grained_grid(coarse, *grid, max(factor, 1)):
-            log.warning(
-                "the stored coarse field (%d x %d) is not the truth's grid coarse-grained "
-                "by a factor: kriging and OI (built for such grids) are not scored, "
-                "bilinear and bicubic interpolation of it are",
-                coarse.sizes["lat"],
-                coarse.sizes["lon"],
-            )
-            factor = None
+        if point_sampled(coarse) or not bl.is_coarse_grained_grid(coarse, *grid, max(factor, 1)):
+            factor = None  # kriging and OI observe these cells (or points) as the model did
     stations = _stored_stations(pred, times, var)
     return DownscaleEvaluation(pred, var, truth_da, on_pred, coarse, factor, stations)
 
@@ -348,6 +356,7 @@ def kriging_baseline(ev: DownscaleEvaluation, checkpoint: str | None, seed: int 
             st_vals,
             noise_std_coarse=noise_std(ev.prediction.attrs, "coarse_noise_std", ev.variable),
             noise_std_station=station_noise,
+            points=point_sampled(ev.coarse),
         )
 
     krig = update(kernel)
@@ -451,7 +460,7 @@ def _baseline_scores(ev: DownscaleEvaluation, krig: dict, seed: int) -> dict:
         "lengthscale_deg": float(kernel.lengthscale),
         "variance": float(kernel.variance),
     }
-    if ev.same_grid:
+    if ev.same_grid and ev.factor is not None:
         report["coarse_consistency"] = float(
             pm.coarse_consistency(
                 ev.mean,
@@ -628,7 +637,7 @@ def evaluate_downscale(
     reports = {}
     for var in names:
         ev = read_downscale(pred, truth, var)
-        krig = kriging_baseline(ev, checkpoint, seed) if ev.factor is not None else None
+        krig = kriging_baseline(ev, checkpoint, seed) if ev.coarse is not None else None
         report = score_downscale(ev, krig, heldout, seed)
         if plots_prefix is not None:
             prefix = plots_prefix if len(names) == 1 else f"{plots_prefix}_{var}"
