@@ -105,6 +105,17 @@ _REGIONAL, _GLOBAL = "50m", "110m"
 _NE_KEY = ("shapefiles", "natural_earth")
 
 
+def _not_the_eof_note(record: logging.LogRecord) -> bool:
+    """False for pyshp's note that a .dbf file ends without the optional EOF byte: the
+    shipped Natural Earth files do (their records are whole), and the note would fill
+    every run's log with one line per map. pyshp's other messages pass."""
+    return "misses the EOF byte" not in record.getMessage()
+
+
+# a filter, not a level: maps are drawn from several threads, and pyshp's warnings stay
+logging.getLogger("shapefile").addFilter(_not_the_eof_note)
+
+
 class _ShippedOnly(shapereader.NEShpDownloader):
     """Cartopy's Natural Earth downloader that never downloads: a shapefile that is
     neither in the shipped folder nor in cartopy's own data folder is an error."""
@@ -122,14 +133,8 @@ def _offline_natural_earth() -> Iterator[Path]:
     """While drawing, cartopy reads Natural Earth from the shipped folder
     (``data/natural_earth``, see its PROVENANCE.md) and cannot download: its
     ``pre_existing_data_dir`` is that folder and its Natural Earth downloader is
-    :class:`_ShippedOnly`. The caller's cartopy settings are restored afterwards, and
-    so is the level of pyshp's logger: the shipped .dbf files end without the optional
-    EOF byte, which pyshp notes in a log line on every map (harmless: the records are
-    whole), so it is raised to WARNING while drawing."""
+    :class:`_ShippedOnly`. The caller's cartopy settings are restored afterwards."""
     folder = shipped_path("natural_earth", "the Natural Earth outlines drawn on maps")
-    pyshp = logging.getLogger("shapefile")
-    pyshp_level = pyshp.level
-    pyshp.setLevel(max(pyshp_level, logging.WARNING))
     downloaders = cartopy.config["downloaders"]
     saved = cartopy.config["pre_existing_data_dir"], downloaders.get(_NE_KEY)
     default = shapereader.NEShpDownloader.default_downloader()
@@ -141,7 +146,6 @@ def _offline_natural_earth() -> Iterator[Path]:
     try:
         yield folder
     finally:
-        pyshp.setLevel(pyshp_level)
         cartopy.config["pre_existing_data_dir"] = saved[0]
         if saved[1] is None:
             downloaders.pop(_NE_KEY, None)

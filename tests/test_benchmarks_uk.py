@@ -373,8 +373,8 @@ def test_the_point_coarse_study_reads_one_lattice_three_ways():
     assert np.abs(means.values - points.values).max() > 0.01
     scores = dict.fromkeys(
         ("rmse", "crps", "spread_skill", "power", "laplacian_ratio_sea",
-         "laplacian_ratio_land", "bilinear", "bicubic", "s_per_field"), 1.0,
+         "laplacian_ratio_land", "bilinear", "bicubic", "kriging", "oi", "s_per_field"), 1.0,
     )  # fmt: skip
     text = format_section([{"input": label, **scores} for label, _ in rows], FULL, False, 1.0)
     table = [ln for ln in text.splitlines() if ln.startswith("| 1°")]
-    assert len(table) == 3 and all(ln.count("|") == 11 for ln in table)
+    assert len(table) == 3 and all(ln.count("|") == 13 for ln in table)

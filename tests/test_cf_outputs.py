@@ -149,12 +149,14 @@ def test_summaries_have_parseable_cf_cell_methods(store):
     assert methods == {
         "t2m_mean": [(["realization"], "mean")],
         "t2m_std": [(["realization"], "standard_deviation")],
+        "t2m_coarse": [(["area"], "mean")],  # how the coarse values were observed
     }
     standard_names = set(store.cf.standard_names)
     for name, entries in methods.items():
         for names, method in entries:
             assert method in CF_METHODS
-            assert all(n in store[name].dims or n in standard_names for n in names)
+            # CF §7.3: a dimension, a standard name, or "area" (a horizontal area)
+            assert all(n in store[name].dims or n in standard_names or n == "area" for n in names)
     assert store["quantile"].attrs["units"] == "1"  # CF has no quantile method: see summarise
 
 

@@ -151,14 +151,19 @@ def test_maps_log_no_pyshp_note_about_the_shipped_files(tmp_path, caplog):
     import logging
 
     folder = shipped_path("natural_earth", "test")
-    dbf = next(Path(folder).rglob("ne_50m_coastline.shp"))
+    shp = next(Path(folder).rglob("ne_50m_coastline.shp"))
+    pyshp = logging.getLogger("shapefile")
     with caplog.at_level(logging.INFO, logger="shapefile"):
-        list(shapereader.Reader(dbf).records())
+        pyshp.removeFilter(plotting._not_the_eof_note)
+        try:
+            list(shapereader.Reader(shp).records())
+        finally:
+            pyshp.addFilter(plotting._not_the_eof_note)
         assert any("EOF byte" in r.getMessage() for r in caplog.records)  # the note exists
         caplog.clear()
+        list(shapereader.Reader(shp).records())
         plotting.plot_downscale_maps(tmp_path / "m.png", _ensemble_dataset(), "t2m", 0)
     assert not [r for r in caplog.records if r.name == "shapefile"]
-    assert logging.getLogger("shapefile").level == logging.NOTSET  # restored
 
 
 def test_a_global_field_is_mapped_on_robinson_with_coastlines(tmp_path, monkeypatch):
