@@ -460,6 +460,27 @@ def test_inputs_far_from_training_are_refused_past_twenty_stds(tiny_model, truth
         check_near_training(tiny_model, {"t2m": far}, {})
 
 
+def test_one_missing_value_code_among_good_values_is_named(tiny_model, truth):
+    """A −9999 at one station, or netCDF's default fill in one coarse cell, passes the
+    median check; it is named (station and time, or the cell) instead of pulling the
+    members to it until they run away."""
+    from hdm.downscaling.inputs import check_near_training
+
+    stations = _stations(truth)
+    check_near_training(tiny_model, {}, {"t2m": stations})  # the good values pass
+    bad = stations.copy(deep=True)
+    bad["value"][1] = -9999.0
+    with pytest.raises(ObservationError, match=rf"station {bad['id'].values[1]} at 2019-03-25T"):
+        check_near_training(tiny_model, {}, {"t2m": bad})
+    field = coarse_grain(truth, 4).load()
+    field[1, 2, 3] = 9.96921e36
+    with pytest.raises(
+        ObservationError,
+        match=r"coarse value at time 2019-03-25T01:00, lat 52.37.* lon -6.625 .* missing-value",
+    ):
+        check_near_training(tiny_model, {"t2m": field}, {})
+
+
 @pytest.mark.parametrize("convention", ["cds names", "descending lat", "0..360 lon"])
 def test_in_memory_inputs_get_the_conventions_of_files(tiny_model, truth, convention):
     """The same coarse field under CDS names, with latitude descending or longitudes in

@@ -26,7 +26,10 @@ median distance of each source from the model's training mean, in training stds,
 must stay below :data:`FAR_FROM_TRAINING` (20 σ: a field within its climate lies a few
 σ from μ, and a UK summer day about 6 σ from the March-trained UK model's μ, while t2m in
 °C given to that model in K lies about 120 σ away, and 25–35 σ for a year-round model of
-a continent, whose σ is near 10 K).
+a continent, whose σ is near 10 K). Any one value must stay below
+:data:`FAR_FOR_ONE_VALUE` (50 σ, 114 K for the UK t2m model): beyond it lie
+missing-value codes (−9999, netCDF's default fill 9.97e36, 0 K), never weather; the
+value is named (station and time, or the coarse cell).
 """
 
 from __future__ import annotations
@@ -202,6 +205,9 @@ def _model_levels(da: xr.DataArray, levels: Sequence[float], name: str, what: st
 
 #: the largest median |y − μ| / σ of an observation source (module doc)
 FAR_FROM_TRAINING = 20.0
+#: the largest |y − μ| / σ of any one value (module doc): a missing-value code (−9999,
+#: 9.97e36, 0 K) among good values passes the median, and members pulled to it run away
+FAR_FOR_ONE_VALUE = 50.0
 
 
 def stations_in_units(obs: xr.Dataset, units: str, what: str) -> xr.Dataset:
@@ -261,24 +267,47 @@ def check_near_training(
     """
     hint = "a units attribute (for CSV tables: a units column, --station-units)"
     sources = [
-        (v, lev, "coarse field's values", field.values, "a units attribute")
+        (v, lev, "coarse field's values", field, "a units attribute")
         for v, f in coarse.items()
         for lev, field in channel_fields(prior, v, f)
     ]
-    sources += [
-        (v, None, "station observations", o["value"].values, hint) for v, o in stations.items()
-    ]
-    for var, level, what, values, how in sources:
+    sources += [(v, None, "station observations", o, hint) for v, o in stations.items()]
+    for var, level, what, source, how in sources:
+        values = np.asarray(source["value"] if isinstance(source, xr.Dataset) else source)
         mean, std = prior.channel_stats(var, level)
         z, median = _median_distance(values, mean, std)
+        units = prior.units[var] or "the model's units"
+        name = channel_name(var, level)
         if z >= FAR_FROM_TRAINING:
-            units = prior.units[var] or "the model's units"
-            name = channel_name(var, level)
             raise ObservationError(
                 f"the {what} lie {z:.0f} training stds from the model's mean of {name} "
                 f"(median {median:.4g}; model: mean {mean:.4g} {units}, std {std:.3g}): "
                 f"are they in other units? Give them {how} to convert them"
             )
+        distance = np.where(np.isfinite(values), np.abs(values - mean) / std, 0.0)
+        if distance.size and distance.max() >= FAR_FOR_ONE_VALUE:
+            k = np.unravel_index(int(np.argmax(distance)), distance.shape)
+            raise ObservationError(
+                f"{_value_at(source, k)} of {name} is {values[k]:.6g}, "
+                f"{distance[k]:.{'0f' if distance[k] < 1e6 else '2g'}} training stds from the "
+                f"model's mean ({mean:.4g} {units}, "
+                f"std {std:.3g}; {int((distance >= FAR_FOR_ONE_VALUE).sum())} such value(s)): "
+                "a missing-value code? Leave missing values empty (NaN) or give the file "
+                "its _FillValue"
+            )
+
+
+def _value_at(source: xr.Dataset | xr.DataArray, index: tuple) -> str:
+    """Where value ``index`` of a station table (obs) or a coarse field lies, in words."""
+    if isinstance(source, xr.Dataset):
+        (i,) = index
+        when = str(source["time"].values[i])[:16] if "time" in source else "?"
+        return f"station {source['id'].values[i]} at {when}"
+    where = ", ".join(
+        f"{d} {str(source[d].values[i])[:16] if d == TIME else f'{source[d].values[i]:g}'}"
+        for d, i in zip(source.dims, index)
+    )
+    return f"the coarse value at {where}"
 
 
 def select_times(
