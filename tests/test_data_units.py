@@ -52,6 +52,20 @@ def test_conversions_are_the_closed_form_affine_maps():
     assert convert_values(-40.0, "degF", "degC") == pytest.approx(-40.0)
 
 
+def test_temperature_scales_spelled_in_words_are_those_scales():
+    """Station tables write "deg C", "degrees Celsius", "degrees_F", "Kelvin": pint alone
+    reads "deg C" as an angle times a degree Celsius (10 → 0.175 K, silently wrong) and
+    "degrees_C" or "Kelvin" not at all."""
+    for spelling, scale in [
+        ("deg C", "degC"), ("degrees Celsius", "degC"), ("degrees_C", "degC"),
+        ("Degree_Celsius", "degC"), ("deg F", "degF"), ("degrees Fahrenheit", "degF"),
+        ("Kelvin", "K"), ("deg K", "K"), ("degrees_kelvin", "K"),
+    ]:  # fmt: skip
+        assert affine(spelling, "K") == pytest.approx(affine(scale, "K")), spelling
+    # an angle is still an angle
+    assert affine("degrees", "radian") == pytest.approx((np.pi / 180, 0.0))
+
+
 def test_a_spread_converts_without_the_offset():
     assert convert_spread(2.0, "degC", "K") == pytest.approx(2.0)
     assert convert_spread(9.0, "degF", "K") == pytest.approx(5.0)

@@ -52,6 +52,24 @@ __all__ = [
 # Meteorology's "mb" is the millibar; pint (and cf-xarray) read it as the millibarn, an
 # area. Only whole strings are replaced: "mb" inside a longer expression is left alone.
 _ALIASES = {"mb": "mbar", "millibars": "mbar"}
+# Temperature scales written out in words, as station tables and old files do: pint reads
+# "deg C" as an angle (degree) times a degree Celsius, which converts to K silently wrong
+# (10 "deg C" → 0.175 K), and "degrees_C" or "Kelvin" not at all. Matched on the whole
+# string, case and "_" / blanks aside.
+_SCALES = {"degC": ("c", "celsius"), "degF": ("f", "fahrenheit"), "K": ("k", "kelvin")}
+_SPELLED_TEMPERATURES = {
+    f"{prefix}{name}".strip(): unit
+    for unit, names in _SCALES.items()
+    for name in names
+    for prefix in ("deg ", "degree ", "degrees ", "")
+    if prefix or len(name) > 1
+} | {"kelvins": "K"}
+
+
+def _alias(text: str) -> str:
+    """The spelling pint reads for a whole units string (module comments above)."""
+    words = " ".join(text.replace("_", " ").lower().split())
+    return _ALIASES.get(text) or _SPELLED_TEMPERATURES.get(words, text)
 
 
 # the second point of an affine map (see affine)
@@ -97,8 +115,7 @@ def parse_units(units: str, where: str = "the data") -> pint.Unit:
     """
     if not known(units):
         raise UnitsError(f"{where} has no units")
-    text = str(units).strip()
-    text = _ALIASES.get(text, text)
+    text = _alias(str(units).strip())
     try:
         return _registry().Unit(text)
     except Exception as err:  # pint raises several types (UndefinedUnitError, ValueError)
