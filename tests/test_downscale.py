@@ -752,3 +752,21 @@ def test_one_member_is_written_without_spread_and_not_scored_as_an_ensemble(
     assert main(evaluate) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds one member" in err[0]
+
+
+def test_a_fill_value_at_a_later_time_is_named_before_the_store_exists(
+    tiny_model, tmp_path, capsys
+):
+    """netCDF's default fill in one cell of the second time: the driver finds that time
+    (lazily, one max per time) and names the cell; no store is left behind."""
+    truth = open_fields(UK_FILE, "t2m", time=["2019-03-25T00", "2019-03-25T06"])["t2m"].load()
+    coarse = coarse_grain(truth, 4)
+    coarse[1, 3, 5] = 9.96921e36
+    coarse.to_dataset().to_netcdf(tmp_path / "fill.nc")
+    out = tmp_path / "fill.zarr"
+    args = ["downscale", tiny_model.path, "--coarse", str(tmp_path / "fill.nc")]
+    args += ["--members", "2", "--steps", "2", "--scheduler", "synchronous", "--no-plots"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "coarse value at time 2019-03-25T06:00, lat 53.37" in err[0]
+    assert not out.exists()

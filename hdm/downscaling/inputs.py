@@ -67,6 +67,7 @@ from hdm.hilbert.regime import spacing_ratio
 log = logging.getLogger("hdm")
 
 __all__ = [
+    "FAR_FOR_ONE_VALUE",
     "FAR_FROM_TRAINING",
     "ObservationSetup",
     "channel_fields",
@@ -295,6 +296,26 @@ def check_near_training(
                 "a missing-value code? Leave missing values empty (NaN) or give the file "
                 "its _FillValue"
             )
+
+
+def first_time_far_from_training(
+    prior: Prior, coarse: Mapping[str, xr.DataArray]
+) -> np.datetime64 | None:
+    """The first time at which a coarse value lies :data:`FAR_FOR_ONE_VALUE` training stds
+    or more from the model's mean (a missing-value code), None if none does. Lazy: one
+    max per time and channel is computed, chunk by chunk (a batch driver checks the
+    whole run this way before it writes anything; :func:`check_near_training` on that
+    time then names the value)."""
+    first = None
+    for var, field in coarse.items():
+        field = to_units(field, prior.units[var], f"the coarse field {var}")
+        for level, channel in channel_fields(prior, var, field):
+            mean, std = prior.channel_stats(var, level)
+            far = (abs(channel - mean) / std >= FAR_FOR_ONE_VALUE).any([LAT, LON]).values
+            if far.any():
+                t = channel[TIME].values[int(np.argmax(far))]
+                first = t if first is None else min(first, t)
+    return first
 
 
 def _value_at(source: xr.Dataset | xr.DataArray, index: tuple) -> str:

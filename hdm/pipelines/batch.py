@@ -68,6 +68,7 @@ from hdm.downscaling.core import (
 from hdm.downscaling.inputs import (
     check_station_overlap,
     crop_to_domain,
+    first_time_far_from_training,
     model_fields,
     observation_setup,
 )
@@ -498,17 +499,20 @@ def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
     coarse = coarse_input(cfg, fields, prior)
     # inputs that cannot be used (other units, coarse cells that leave part of the domain
     # open, a station outside it) fail here, before the store exists, not in every chunk:
-    # the first time's operator stands for the rest (the chunks check their own values)
+    # the first time's operator stands for the rest, unless a later time holds a coarse
+    # value far from anything the model saw (a fill value), which is then named here
     ens = cfg.ensemble
     coarse_noise, station_noise = noise_settings(prior, ens)
     with warnings.catch_warnings(), _naming_inputs(cfg):
         warnings.simplefilter("ignore")  # NaN cells: each chunk warns of its own
+        far = first_time_far_from_training(prior, coarse)
+        checked = times[:1] if far is None else np.array([far])
         observation_setup(
             prior,
             target_grid(prior, ens.scale if ens.scale != 1 else None),
-            {v: f.isel({TIME: [0]}).load() for v, f in coarse.items()},
+            {v: f.sel({TIME: checked}).load() for v, f in coarse.items()},
             stations,
-            times[:1],
+            checked,
             coarse_noise=coarse_noise,
             station_noise=station_noise,
             time_tolerance=ens.time_tolerance,
