@@ -138,7 +138,9 @@ def test_bad_inputs_are_named(tiny_model, truth):
     late = _stations(truth).assign_coords(
         time=("obs", np.full(6, np.datetime64("2019-03-25T00:40", "ns")))
     )
-    with pytest.raises(ObservationError, match="2019-03-25T00:40:00 matches no field time"):
+    with pytest.raises(
+        ObservationError, match="no station observation lies within 10min of a field time"
+    ):
         downscale(
             tiny_model,
             coarse=coarse,
@@ -770,3 +772,23 @@ def test_a_fill_value_at_a_later_time_is_named_before_the_store_exists(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "coarse value at time 2019-03-25T06:00, lat 53.37" in err[0]
     assert not out.exists()
+
+
+def test_hourly_reports_with_six_hourly_fields_use_the_reports_at_the_field_times(tiny_model):
+    """Stations reporting every hour, fields every 6 h: the reports at 00 and 06 UTC are
+    used, the five between are left out (not an error)."""
+    from hdm.downscaling.inputs import observation_setup
+
+    truth = open_fields(UK_FILE, "t2m", time=slice("2019-03-25T00", "2019-03-25T06"))["t2m"]
+    hourly = _stations(truth.load(), noise=0.0)  # 3 stations x 7 hours
+    times = truth["time"].values[[0, 6]]
+    setup = observation_setup(
+        tiny_model, tiny_model.grid, None, hourly, times, coarse_noise=0.05,
+        station_noise={"t2m": 0.5},
+    )  # fmt: skip
+    first = hourly["id"].values == setup.station_ids[0]
+    at_fields = np.isin(hourly["time"].values, times) & first
+    mean, std = tiny_model.mean_std
+    expected = (hourly["value"].values[at_fields] - mean) / std
+    assert hourly.sizes["obs"] == 21 and setup.values.shape == (2, 3)
+    np.testing.assert_allclose(setup.values[:, 0], expected, rtol=1e-6)

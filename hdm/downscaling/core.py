@@ -61,7 +61,7 @@ from hdm.hilbert.devices import denoiser_device
 from hdm.hilbert.gaussian import GaussianStart, TeleportError, check_varsigma
 from hdm.hilbert.grids import Grid, LatLonGrid
 from hdm.hilbert.regime import LevelError, spacing_ratio
-from hdm.hilbert.sampling import NEEDS_STATISTICS, make_sampler
+from hdm.hilbert.sampling import NEEDS_STATISTICS, default_steps, make_sampler
 
 log = logging.getLogger("hdm")
 
@@ -224,6 +224,21 @@ def resolve_teleport_level(
         return None
 
 
+def warn_few_steps_from_t_max(ens: EnsembleConfig) -> None:
+    """A warning when Heun runs below its default steps without teleportation (from
+    t_max: ``teleport`` resolved to None, as at ``--scale 2`` or with ``--teleport
+    none``): teleported, 13 steps lose nothing measurable, but from t_max the early
+    high-noise steps are too coarse (UK t2m, 4 steps: members 6.6 K from the truth,
+    stations 11 K off, with no run-away to stop them)."""
+    if ens.teleport is None and ens.sampler == "heun" and ens.steps < default_steps("heun"):
+        log.warning(
+            "sampler 'heun' with %d steps from t_max (no teleportation): below the %d "
+            "that the checks cover without a Gaussian start; expect members far from "
+            "the inputs (UK t2m, 4 steps: 6.6 K from the truth)", ens.steps,
+            default_steps("heun"),
+        )  # fmt: skip
+
+
 def check_solver_statistics(prior: Prior, target: LatLonGrid, sampler: str) -> None:
     """For the v3 sampler: the model has its statistics, made on the grid sampled (a
     :class:`~hdm.hilbert.solver_statistics.SolverStatisticsError` saying what to do)."""
@@ -372,6 +387,7 @@ def downscale(
     )
     check_solver_statistics(prior, target, cfg.sampler)
     cfg = cfg.replace(teleport=resolve_teleport_level(prior, target, cfg.teleport))
+    warn_few_steps_from_t_max(cfg)
     coarse_noise, station_noise = noise_settings(prior, cfg)
     profile_noise = profile_noise_settings(prior, cfg)
     if coarse is not None:

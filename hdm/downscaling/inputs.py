@@ -11,7 +11,8 @@ Station observations are an obs dataset (dim ``obs``; coords ``id``, ``lat``, ``
 ``time``; variable ``value``), as read by :func:`hdm.domains.stations.read_stations` or
 made by :func:`~hdm.domains.stations.simulate_observations`. Each observation belongs to
 the nearest field time within the tolerance (:func:`match_times`); observations outside
-the run's times (± the tolerance) are left out (:func:`within_times`). NaN values are
+the run's times (± the tolerance), or between two field times farther than the tolerance
+from both (hourly reports with 6-hourly fields), are left out. NaN values are
 dropped with a warning that counts them (``nan="error"`` raises instead).
 
 Units. The coarse field and the station values are converted to the model's units
@@ -387,9 +388,9 @@ def check_station_overlap(stations: xr.Dataset, times: np.ndarray, tolerance: st
 def match_times(
     obs_times: np.ndarray, field_times: np.ndarray, tolerance: str | pd.Timedelta
 ) -> np.ndarray:
-    """Index of the nearest field time of every observation; −1 outside the field's span
-    (± tolerance). An observation inside the span but farther than ``tolerance`` from
-    every field time is an error."""
+    """Index of the nearest field time of every observation; −1 where none lies within
+    ``tolerance``: outside the field's span, or between field times (hourly station
+    reports with 6-hourly fields; those left out are counted in a log line)."""
     tolerance = pd.Timedelta(tolerance)
     ft = field_times.astype("datetime64[ns]").astype(np.int64)
     ot = obs_times.astype("datetime64[ns]").astype(np.int64)
@@ -402,14 +403,13 @@ def match_times(
     dist = np.abs(ot - ft[nearest])
     tol = tolerance.value
     inside = (ot >= ft[0] - tol) & (ot <= ft[-1] + tol)
-    bad = np.flatnonzero(inside & (dist > tol))
-    if bad.size:
-        raise ObservationError(
-            f"observation time {str(obs_times[bad[0]])[:19]} matches no field time within "
-            f"{tolerance} (nearest {str(field_times[nearest[bad[0]]])[:19]}); "
-            f"{bad.size} observation(s) in all. Raise time_tolerance or resample the stations"
-        )
-    return np.where(inside, nearest, -1)
+    between = inside & (dist > tol)
+    if between.any():
+        log.info(
+            "%d station observation(s) lie between the field times (more than %s from "
+            "each) and are not used", int(between.sum()), tolerance,
+        )  # fmt: skip
+    return np.where(inside & ~between, nearest, -1)
 
 
 @dataclass
@@ -652,6 +652,12 @@ def _station_rows(
     keep = (where >= 0) & np.isfinite(vals)
     if require_overlap and not keep.any() and np.isfinite(vals).any():
         check_station_overlap(stations, times, tolerance)
+        raise ObservationError(
+            f"no station observation lies within {tolerance} of a field time "
+            f"({str(times[0])[:19]}..{str(times[-1])[:19]}; the first observation is at "
+            f"{str(stations['time'].values[0])[:19]}): raise time_tolerance or give "
+            "observations at the field times"
+        )
     values = np.full((len(times), len(ids)), np.nan)
     index = {sid: k for k, sid in enumerate(ids)}
     obs_times = np.asarray(stations["time"].values, dtype="datetime64[ns]")

@@ -64,6 +64,7 @@ from hdm.downscaling.core import (
     profile_noise_settings,
     read_run_profiles,
     resolve_teleport_level,
+    warn_few_steps_from_t_max,
 )
 from hdm.downscaling.inputs import (
     check_station_overlap,
@@ -273,11 +274,11 @@ def resolve_teleport(cfg: DownscaleRunConfig, prior: Prior) -> DownscaleRunConfi
     """``ensemble.teleport`` checked before the store exists (statistics present, on the
     grid sampled, ς* in range), with "auto" written as the model's measured ς*."""
     ens = cfg.ensemble
-    if ens.teleport is None:
-        return cfg
-    grid = target_grid(prior, ens.scale if ens.scale != 1 else None)
-    level = resolve_teleport_level(prior, grid, ens.teleport)
-    return replace(cfg, ensemble=ens.replace(teleport=level))
+    if ens.teleport is not None:
+        grid = target_grid(prior, ens.scale if ens.scale != 1 else None)
+        ens = ens.replace(teleport=resolve_teleport_level(prior, grid, ens.teleport))
+    warn_few_steps_from_t_max(ens)
+    return replace(cfg, ensemble=ens)
 
 
 def resolve_inflation(
