@@ -255,12 +255,13 @@ def test_a_time_range_without_input_data_is_an_error(tiny_model, tmp_path, capsy
 def test_bad_input_met_inside_a_chunk_is_one_line_and_the_bad_input_exit_code(
     tiny_model, tmp_path, capsys
 ):
-    """The driver checks the first time's units; a later time in °C (labelled K) is met
-    by its chunk's task: exit 2, one line naming the chunk and the input, earlier chunks
-    kept for --resume."""
+    """The driver checks the first time's units and every value against 50 training
+    stds; a later time 60 K off (26 stds: not one wild value, but a median beyond 20) is
+    met by its chunk's task: exit 2, one line naming the chunk and the input, earlier
+    chunks kept for --resume."""
     with xr.open_dataset(UK_FILE) as ds:
         truth = ds.sel(time=["2019-03-25T00", "2019-03-25T01"]).load()
-    truth["t2m"][1] = truth["t2m"][1] - 273.15
+    truth["t2m"][1] = truth["t2m"][1] - 60.0
     path = tmp_path / "mixed_units.nc"
     truth.to_netcdf(path)
     args = _cli_args(tiny_model, tmp_path / "x.zarr", ("2019-03-25T00", "2019-03-25T01"))

@@ -792,3 +792,51 @@ def test_hourly_reports_with_six_hourly_fields_use_the_reports_at_the_field_time
     expected = (hourly["value"].values[at_fields] - mean) / std
     assert hourly.sizes["obs"] == 21 and setup.values.shape == (2, 3)
     np.testing.assert_allclose(setup.values[:, 0], expected, rtol=1e-6)
+
+
+def _whole_degree_cells(centre_offset: float, with_bounds: bool) -> xr.Dataset:
+    """1° cell means of the truth with edges on whole degrees (lat 50…58, lon −10…2),
+    their centres written ``centre_offset`` from the middles, and (``with_bounds``) the CF
+    bounds, longitudes in [0, 360) as a file from a [0, 360) archive has them."""
+    truth = open_fields(UK_FILE, "t2m", time=["2019-03-28T00"])["t2m"].load()
+    lat_e, lon_e = np.arange(50.0, 58.01, 1.0), np.arange(-10.0, 2.01, 1.0)
+    means = conservative_regrid(truth, lat_e[:-1] + 0.5, lon_e[:-1] + 0.5)
+    lat, lon = lat_e[:-1] + 0.5 + centre_offset, (lon_e[:-1] + 0.5 + centre_offset) % 360
+    ds = xr.Dataset(
+        {"t2m": (("time", "lat", "lon"), means.values, {"units": "K"})},
+        coords={"time": truth.time.values, "lat": lat, "lon": lon},
+    )
+    if with_bounds:
+        ds["lat_bnds"] = (("lat", "bnds"), np.stack([lat_e[:-1], lat_e[1:]], 1))
+        ds["lon_bnds"] = (("lon", "bnds"), np.stack([lon_e[:-1], lon_e[1:]], 1) % 360)
+        ds["lat"].attrs["bounds"], ds["lon"].attrs["bounds"] = "lat_bnds", "lon_bnds"
+    return ds
+
+
+def test_cf_cell_bounds_of_a_coarse_file_are_its_cells(tiny_model, tmp_path, capsys):
+    """Centres written 0.2° off the cells' middles, with CF bounds on whole degrees (lon
+    bounds in [0, 360), the cell −1…0 written (359, 0)): the members are those of the
+    same cells given by their middles, the store keeps the file's bounds, and the bounds
+    variables are not taken for fields the model was not trained on."""
+    import warnings
+
+    from hdm.data.coarsen import cell_bounds
+    from hdm.downscaling.inputs import model_fields
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        field = model_fields(_whole_degree_cells(0.2, True), tiny_model, "c.nc")["t2m"]
+    np.testing.assert_allclose(cell_bounds(field, "lon")[9], [-1.0, 0.0])
+    means = {}
+    for name, ds in (("bounded", _whole_degree_cells(0.2, True)),
+                     ("middles", _whole_degree_cells(0.0, False))):  # fmt: skip
+        ds.to_netcdf(tmp_path / f"{name}.nc")
+        out = tmp_path / f"{name}.zarr"
+        args = ["downscale", tiny_model.path, "--coarse", str(tmp_path / f"{name}.nc")]
+        args += ["--members", "2", "--steps", "2", "--guidance", "sda", "--no-plots"]
+        args += ["--runaway-bound", "none", "--scheduler", "synchronous", "--no-progress"]
+        assert main([*args, "--out", str(out)]) == 0, capsys.readouterr().err
+        means[name] = xr.open_zarr(out)
+    np.testing.assert_array_equal(means["bounded"]["t2m"], means["middles"]["t2m"])
+    np.testing.assert_allclose(means["bounded"]["coarse_lat_bounds"][0], [50.0, 51.0])
+    np.testing.assert_allclose(means["bounded"]["coarse_lon_bounds"][9], [-1.0, 0.0])

@@ -49,7 +49,8 @@ covered along lat or lon (the operator's rule) are dropped (``outside="trim"``) 
 by the coordinates' CF ``bounds`` attribute) on a Dataset; a DataArray cannot hold
 them (xarray allows coordinates along its own dims only), so a DataArray result keeps
 the centres, from which :func:`cell_bounds` and the operator derive the same cells for
-every grid whose bounds are the midpoints of its centres (every regular grid).
+every grid whose bounds are the midpoints of its centres (every regular grid); a file's
+own bounds ride on a DataArray as two 1-D coordinates (:func:`with_cell_bounds`).
 
 :func:`coarse_grain_sphere` is the block mean of a global field (the equiangular grid
 with both poles, :class:`~hdm.hilbert.grids.GlobalGrid`): f × f blocks cannot tile
@@ -87,11 +88,13 @@ from hdm.hilbert.grids import GlobalGrid
 
 __all__ = [
     "BOUNDS_DIM",
+    "CELL_BOUND_COORDS",
     "cell_bounds",
     "coarse_grain",
     "coarse_grain_sphere",
     "conservative_regrid",
     "sphere_cells",
+    "with_cell_bounds",
 ]
 
 #: the dim of CF bounds variables (``lat_bnds(lat, bnds)``)
@@ -252,12 +255,43 @@ def coarse_grain(
     return result
 
 
+#: the 1-D coordinates that carry a field's cell bounds along ``dim`` on a DataArray
+#: (which cannot hold CF's (n, 2) bounds variable): :func:`with_cell_bounds`
+CELL_BOUND_COORDS = ("{dim}_cell_lower", "{dim}_cell_upper")
+
+
+def with_cell_bounds(ds: xr.Dataset, field: xr.DataArray) -> xr.DataArray:
+    """``field`` (a variable of ``ds``) with the CF bounds of ``ds``'s lat and lon as 1-D
+    coordinates (:data:`CELL_BOUND_COORDS`), which follow it through selection, cropping
+    and reordering. Each cell's bounds are sorted, and longitude bounds are moved by
+    whole turns to lie within half a turn of their centres (a file's bounds in [0, 360)
+    once its longitudes were wrapped to [−180, 180), a cell written (359, 0)). Without
+    bounds the field is returned as is."""
+    for dim in (LAT, LON):
+        if dim not in field.dims or dim not in ds.coords:
+            continue
+        bounds = cell_bounds(ds, dim)
+        if bounds is None:
+            continue
+        if dim == LON:  # each bound within half a turn of its cell's centre
+            centre = ds[LON].values[:, None]
+            bounds = bounds + 360.0 * np.round((centre - bounds) / 360.0)
+        lower, upper = bounds.min(axis=1), bounds.max(axis=1)
+        low_name, up_name = (name.format(dim=dim) for name in CELL_BOUND_COORDS)
+        field = field.assign_coords({low_name: (dim, lower), up_name: (dim, upper)})
+    return field
+
+
 def cell_bounds(obj: xr.Dataset | xr.DataArray, dim: str) -> np.ndarray | None:
     """CF bounds (n, 2) of coordinate ``dim``: the variable its ``bounds`` attribute names,
-    else ``{dim}_bnds``; None when ``obj`` holds neither (always for a DataArray, which
-    cannot hold (n, 2) coordinates: its cells follow from its centres)."""
+    else ``{dim}_bnds``; on a DataArray, its :data:`CELL_BOUND_COORDS` (a DataArray
+    cannot hold (n, 2) coordinates); None when ``obj`` holds none (its cells then follow
+    from its centres)."""
     if dim not in obj.coords:
         raise KeyError(f"no {dim!r} coordinate; coordinates: {list(obj.coords)}")
+    low_name, up_name = (name.format(dim=dim) for name in CELL_BOUND_COORDS)
+    if isinstance(obj, xr.DataArray) and low_name in obj.coords and up_name in obj.coords:
+        return np.stack([obj[low_name].values, obj[up_name].values], axis=1).astype(np.float64)
     held = obj.variables if isinstance(obj, xr.Dataset) else obj.coords
     for name in (obj[dim].attrs.get("bounds"), f"{dim}_bnds"):
         if isinstance(name, str) and name in held:

@@ -55,7 +55,7 @@ from hdm.conditioning.observations import (
     uncovered_strip,
 )
 from hdm.conditioning.profiles import Profile, ProfileError, profile_observations
-from hdm.data.coarsen import cell_bounds
+from hdm.data.coarsen import cell_bounds, with_cell_bounds
 from hdm.data.open import normalise_conventions
 from hdm.data.schema import LAT, LEVEL, LON, TIME, variable_in
 from hdm.data.units import to_units
@@ -110,7 +110,10 @@ def model_fields(
     # in-memory inputs get the conventions files get (open_fields): CF/CDS/CMIP names,
     # ascending latitude, longitudes in [-180, 180)
     obj = normalise_conventions(obj, f"the {what}")
-    present = [str(v) for v in obj.data_vars]
+    # CF cell bounds (lat_bnds, time_bnds, …) describe coordinates, not fields
+    bounds = {str(v.attrs["bounds"]) for v in obj.variables.values() if "bounds" in v.attrs}
+    bounds |= {str(v) for v in obj.data_vars if str(v).endswith(("_bnds", "_bounds"))}
+    present = [str(v) for v in obj.data_vars if str(v) not in bounds]
     # CMIP / GRIB names of the model's variables (tas for t2m, ua for u, …)
     aliases = {
         found: v
@@ -120,7 +123,7 @@ def model_fields(
     if aliases:
         log.info("the %s: %s", what, ", ".join(f"{a} taken as {v}" for a, v in aliases.items()))
         obj = obj.rename(aliases)
-        present = [str(v) for v in obj.data_vars]
+        present = [aliases.get(v, v) for v in present]
     known = [v for v in prior.variables if v in present]
     if not known and len(prior.variables) == 1 and len(present) == 1:
         obj, known = obj.rename({present[0]: prior.variables[0]}), [prior.variables[0]]
@@ -129,7 +132,7 @@ def model_fields(
             f"the {what} has none of the model's variables {list(prior.variables)}; "
             f"present: {present}"
         )
-    extra = [str(v) for v in obj.data_vars if v not in prior.variables]
+    extra = [v for v in present if v not in prior.variables]
     if extra:
         warnings.warn(
             f"the {what} holds variable(s) {extra} the model was not trained on; ignored",
@@ -158,6 +161,7 @@ def model_fields(
                 + (hint if TIME in missing else "")
             )
         da = _without_extra_dims(da, dims, name, what, renamed_from(obj))
+        da = with_cell_bounds(obj, da)  # the file's own cells, where it gives them
         if levels:
             da = _model_levels(da, levels, name, what)
         fields[name] = da.transpose(*dims)

@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from hdm._version import __version__
+from hdm.data.coarsen import cell_bounds
 from hdm.data.schema import COORD_ATTRS, KNOWN_VARIABLES, LAT, LEVEL, LON, MEMBER, TIME
 from hdm.data.stores import write_netcdf_cf, write_zarr_ensemble
 from hdm.data.units import to_units
@@ -323,6 +324,14 @@ def attach_inputs(
         if "lat_weight" in field.coords:
             weight = {"long_name": "area weight of the coarse row", "units": "1"}
             axes["coarse_lat_weight"] = ("coarse_lat", field["lat_weight"].values, weight)
+        own_bounds = {}  # the file's own cells (CF bounds), where it gave them
+        for dim in (LAT, LON):
+            bounds = cell_bounds(field, dim)
+            if bounds is not None:
+                name = f"coarse_{dim}"
+                own_bounds[f"{name}_bounds"] = ((name, "bounds"), bounds)
+                dim_name, values, attrs = axes[name]
+                axes[name] = (dim_name, values, {**attrs, "bounds": f"{name}_bounds"})
         c = c.assign_coords(axes).astype(np.float32)
         c.attrs = {
             "units": field.attrs.get("units", units),
@@ -332,6 +341,7 @@ def attach_inputs(
             "cell_methods": f"area: {'point' if point_sampled(field) else 'mean'}",
         }
         ds[f"{variable}_coarse"] = c
+        ds = ds.assign_coords(own_bounds)
     if stations is not None and stations.sizes.get("obs", 0) > 0:
         inside = within_times(stations["time"].values, ds[TIME].values, time_tolerance)
         sel = _stations_in_ensemble_units(ds, stations.isel(obs=np.flatnonzero(inside)))

@@ -387,7 +387,8 @@ def run_chunk(task: ChunkTask) -> dict:
         )
         ds = attach_inputs(ds, coarse, None)
         timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
-        part = ds[timed].drop_vars(list(ds.coords))
+        part = ds[timed]
+        part = part.drop_vars(list(part.coords))
         region = slice(task.start, task.start + len(task.times))
         part.to_zarr(task.store, region={TIME: region}, mode="r+", consolidated=False)
     wall = _time.perf_counter() - t0
