@@ -109,6 +109,106 @@ def test_station_table_bad_input(tmp_path, lines, match):
         stn.read_station_table(path)
 
 
+@pytest.mark.parametrize(
+    "header", ["ID,Lat,Lon,Time,Value,Units,Variable", "ID,LAT,LON,TIME,VALUE,UNITS,VARIABLE"]
+)
+def test_station_table_column_names_in_any_case(tmp_path, header):
+    path = _write(tmp_path, "t.csv", [header, "A,50.5,5.25,2020-01-01T06:00,271.5,K,t2m"])
+    ds = stn.read_stations(path)
+    assert ds.id.values.tolist() == ["A"] and ds.lat.values.tolist() == [50.5]
+    assert ds.lon.values.tolist() == [5.25] and ds.value.values.tolist() == [271.5]
+    assert ds["units"].values.tolist() == ["K"] and ds["variable"].values.tolist() == ["t2m"]
+
+
+@pytest.mark.parametrize(
+    ("header", "match"),
+    [
+        ("id,ID,lat,lon,time,value", r"d\.csv, line 2: columns 'id' and 'ID' both name .*'id'"),
+        ("Station,stn,lat,lon,time,value", r"columns 'Station' and 'stn' both name .*'id'"),
+        ("id,lat,lon,time,value,Value", r"columns 'value' and 'Value' both name .*'value'"),
+    ],
+)  # fmt: skip
+def test_station_table_two_columns_for_one_name(tmp_path, header, match):
+    path = _write(tmp_path, "d.csv", ["# one comment", header, "A,B,50,5,2020-01-01,1"])
+    with pytest.raises(ValueError, match=match):
+        stn.read_station_table(path)
+
+
+def test_station_table_encodings(tmp_path):
+    """A UTF-8 byte-order mark is dropped; Windows-1252 and Latin-1 text is read."""
+    rows = ["id,lat,lon,time,value,name", "A,50.2,-5.3,2020-01-01T06,280,Camborne – Cornwall",
+            "B,59.1,10.4,2020-01-01T06,270,Ås"]  # fmt: skip
+    text = "\n".join(rows) + "\n"
+    files = {
+        "bom.csv": b"\xef\xbb\xbf" + text.encode("utf-8"),
+        "cp1252.csv": text.encode("cp1252"),
+        "utf16.csv": text.encode("utf-16"),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        ds = stn.read_station_table(tmp_path / name)
+        assert ds.id.values.tolist() == ["A", "B"], name
+        assert ds.name.values.tolist() == ["Camborne – Cornwall", "Ås"], name
+    # 0x81 is not Windows-1252: Latin-1 reads it
+    (tmp_path / "latin1.csv").write_bytes(
+        text.replace("–", "-").encode("latin-1") + b"C\x81,0,0,2020-01-01,1,x\n"
+    )
+    ds = stn.read_station_table(tmp_path / "latin1.csv")
+    assert ds.id.values.tolist() == ["A", "B", "C\x81"] and ds.name.values[1] == "Ås"
+
+
+def test_station_table_skips_leading_comments(tmp_path):
+    """Blank and "#" lines before the header are skipped, a "#" in a cell is data, and
+    the lines named in errors are the file's."""
+    lines = ["# exported by a logger", "", "  # station: Camborne", "id,lat,lon,time,value",
+             "STN#1,50.2,-5.3,2020-01-01T06,280", "",
+             "STN#2,50.3,-5.2,2020-01-01T06,281"]  # fmt: skip
+    ds = stn.read_station_table(_write(tmp_path, "c.csv", lines))
+    assert ds.id.values.tolist() == ["STN#1", "STN#2"]
+    np.testing.assert_array_equal(ds.value.values, [280.0, 281.0])
+    with pytest.raises(ValueError, match=r"lat is not a number on line 7 \('north'\)"):
+        stn.read_station_table(_write(tmp_path, "b.csv", [*lines[:6], "X,north,1,2020-01-01,1"]))
+    with pytest.raises(ValueError, match=r"b\.csv, line 7: 6 cells where the header has 5"):
+        stn.read_station_table(_write(tmp_path, "b.csv", [*lines[:6], "X,1,1,2020-01-01,1,9"]))
+
+
+def test_decimal_commas_in_semicolon_tables(tmp_path):
+    path = _write(tmp_path, "eu.csv", [
+        "Station;Latitude;Longitude;DateTime;value;quality",
+        "Camborne;50,2183;-5,3267;2020-01-01T06:00;281,25;1",
+        "Valentia;51,9394;-10,2219;2020-01-01T06:00;-1,5e0;2",
+    ])  # fmt: skip
+    ds = stn.read_station_table(path)
+    np.testing.assert_array_equal(ds.lat.values, [50.2183, 51.9394])
+    np.testing.assert_array_equal(ds.lon.values, [-5.3267, -10.2219])
+    np.testing.assert_array_equal(ds.value.values, [281.25, -1.5])
+    # a "," table keeps "," as the delimiter only: a quoted "50,2183" is no number
+    comma = _write(tmp_path, "c.csv", ["id,lat,lon,time,value", 'A,"50,2183",5,2020-01-01,1'])
+    with pytest.raises(ValueError, match=r"lat is not a number on line 2 \('50,2183'\)"):
+        stn.read_station_table(comma)
+
+
+def test_station_files_are_told_apart_by_content(tmp_path):
+    """Tab-separated tables under any name are tables; an IGRA2 sounding is one even
+    as .csv; a .txt that is neither gets the sounding reader's error."""
+    rows = ["id\tlat\tlon\ttime\tvalue", "A\t50.5\t5.25\t2020-01-01T06:00\t271.5"]
+    for name in ("obs.txt", "obs.tsv", "obs"):
+        ds = stn.read_stations(_write(tmp_path, name, ["# tab-separated", *rows]))
+        assert ds.id.values.tolist() == ["A"] and ds.lat.values.tolist() == [50.5], name
+        assert ds.value.values.tolist() == [271.5], name
+    sounding = DATA / "igra2" / "USM00070026-data_2010-06-01_subset.txt"
+    as_csv = tmp_path / "sounding.csv"
+    as_csv.write_bytes(sounding.read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the shipped sample ends with a truncated sounding
+        a, b = stn.read_stations(sounding), stn.read_stations(as_csv)
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+    assert set(a.id.values) == {"USM00070026"} and a.value.attrs["units"] == "K"
+    plain = _write(tmp_path, "plain.txt", ["id lat lon time value", "A 50 5 2020-01-01 1"])
+    with pytest.raises(ValueError, match=r"plain\.txt, line 1: malformed IGRA2 sounding"):
+        stn.read_stations(plain)
+
+
 # ------------------------------------------------------------------ simulated stations
 
 

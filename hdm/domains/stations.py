@@ -4,10 +4,18 @@ Station data use the schemas of :mod:`hdm.domains.radiosondes`: a *station list*
 ``station``: ``id``, ``lat``, ``lon``, ...) and *observations* (dim ``obs``: coordinates
 ``id``, ``lat``, ``lon``, ``time`` and a ``value`` variable).
 
-*Station table* (CSV with a header row): columns ``id``, ``lat`` (degrees_north),
-``lon`` (degrees_east), ``time`` (ISO 8601; a timezone suffix is converted to UTC,
-naive times are taken as UTC) and ``value``; any further column becomes a data variable
-(float64 if every entry is numeric or empty, else str).
+*Station table* (delimited text with a header row): columns ``id``, ``lat``
+(degrees_north), ``lon`` (degrees_east), ``time`` (ISO 8601; a timezone suffix is
+converted to UTC, naive times are taken as UTC) and ``value``; any further column
+becomes a data variable (float64 if every entry is numeric or empty, else str). Column
+names are matched case-insensitively (``ID``, ``Lat``), and a few aliases are accepted
+(``Station``, ``Latitude``, ``DateTime``). The delimiter is ",", ";" or a tab, whichever
+the header holds most; in a ";" table ``lat``, ``lon`` and ``value`` may have a decimal
+comma (``50,2183``). Text is UTF-8 (with or without a byte-order mark), UTF-16 with a
+byte-order mark, or else Windows-1252/Latin-1. Blank and "#" comment lines before the
+header are skipped. Any file whose first line is not an IGRA2 sounding header
+(``#`` + 11-character station id) and whose header holds a delimiter is a table, whatever
+its extension.
 
 Simulated observations (observing-system simulation experiments, OSSE) sample a
 gridded field at station coordinates by bilinear interpolation in (lat, lon) degrees
@@ -23,7 +31,9 @@ are inclusive.
 from __future__ import annotations
 
 import difflib
+import io
 import math
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -61,6 +71,9 @@ __all__ = [
 
 _TABLE_REQUIRED = ("id", "lat", "lon", "time", "value")
 
+#: the columns a station table names: the required ones and the per-row ``units`` and
+#: ``variable`` (:data:`ROW_COLUMNS`); matched case-insensitively
+_TABLE_NAMED = (*_TABLE_REQUIRED, "units", "variable")
 
 #: other names of the required columns, taken where the column itself is absent and
 #: exactly one of them is present (case-insensitive)
@@ -71,44 +84,146 @@ _COLUMN_ALIASES = {
     "time": ("datetime", "date_time", "valid_time", "timestamp"),
 }
 
+#: the delimiters of a station table, in the order that breaks a tie
+_DELIMITERS = (",", ";", "\t")
 
-def _column_aliases(columns: list[str]) -> dict[str, str]:
-    """{found name: required name} for the required columns given under another name."""
-    lower = {c.lower(): c for c in columns}
-    rename = {}
-    for name, aliases in _COLUMN_ALIASES.items():
-        if name in lower:
+#: a number with a decimal comma (``50,2183``, ``-1,5e3``), as ";" tables write them
+_DECIMAL_COMMA = r"^(\s*[+-]?\d+),(\d+(?:[eE][+-]?\d+)?\s*)$"
+
+#: the start of an IGRA2 sounding header: "#" and the 11-character station id (columns
+#: 1-12, :mod:`hdm.domains.radiosondes`), then a blank before the year
+_IGRA2_HEADER = re.compile(r"#[A-Z0-9]{11}(\s|$)")
+
+#: bytes read to tell a station table from an IGRA2 sounding file
+_SNIFF_BYTES = 1 << 16
+
+
+def _decode(data: bytes) -> str:
+    """The text of a file: UTF-16 if it starts with a UTF-16 byte-order mark (Excel's
+    "Unicode text"), else UTF-8 (a byte-order mark dropped, as Excel's "CSV UTF-8"
+    writes), else Windows-1252 (Excel's "CSV" on Western locales), else Latin-1 (which
+    decodes any byte)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
             continue
-        found = [lower[a] for a in aliases if a in lower]
-        if len(found) == 1:
+    return data.decode("latin-1")
+
+
+def _is_comment(line: str) -> bool:
+    """A blank line, or one whose first non-blank character is "#"."""
+    stripped = line.strip()
+    return not stripped or stripped.startswith("#")
+
+
+def _delimiter(header: str) -> str:
+    """The delimiter of a header line: the one of ",", ";", tab it holds most often
+    (a tie, or none, in that order)."""
+    return max(_DELIMITERS, key=header.count)
+
+
+def _is_station_table(path: Path) -> bool:
+    """Whether ``path`` holds a station table rather than IGRA2 soundings, by content.
+
+    An IGRA2 sounding file starts with a header line "#" + the 11-character station id
+    (e.g. ``#USM00070219 2019 03 01 00 ...``): soundings. Otherwise the first line that
+    is neither blank nor a "#" comment is a table header if it holds ",", ";" or a tab,
+    and any ``.csv`` file is a table; the rest are read as soundings (whose reader names
+    the line it cannot parse). A missing file goes by its extension (the readers raise).
+    """
+    is_csv = path.suffix.lower() == ".csv"
+    if not path.is_file():
+        return is_csv
+    with path.open("rb") as f:
+        lines = _decode(f.read(_SNIFF_BYTES)).splitlines()
+    first = next((line for line in lines if line.strip()), "")
+    if _IGRA2_HEADER.match(first):
+        return False
+    header = next((line for line in lines if not _is_comment(line)), "")
+    return is_csv or any(d in header for d in _DELIMITERS)
+
+
+def _column_aliases(path: Path, header_line: int, columns: list[str]) -> dict[str, str]:
+    """{found name: name} for the named columns (:data:`_TABLE_NAMED`) written in another
+    case (``ID``, ``Lat``) or, for a required column absent in any case, under one of
+    its aliases (``Station``, ``Latitude``; :data:`_COLUMN_ALIASES`).
+
+    Raises:
+        ValueError: two columns that name the same column (``id`` and ``ID``, or
+            ``Station`` and ``stn`` without an ``id``), naming both and the header line.
+    """
+    rename = {}
+    for name in _TABLE_NAMED:
+        found = [c for c in columns if c.lower() == name]
+        if not found:
+            found = [c for c in columns if c.lower() in _COLUMN_ALIASES.get(name, ())]
+        if len(found) > 1:
+            named = ", ".join(map(repr, found[:-1])) + f" and {found[-1]!r}"
+            raise ValueError(
+                f"{path}, line {header_line}: columns {named} "
+                f"{'both' if len(found) == 2 else 'all'} name the column {name!r}; "
+                "keep one"
+            )
+        if found and found[0] != name:
             rename[found[0]] = name
     return rename
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    """The CSV as text cells (column names stripped), with the required columns and a row."""
+def _read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """The table as text cells, with the named columns and a row, and the file line
+    (1-based) of each row.
+
+    Decoded as in :func:`_decode`. Leading blank lines and "#" comment lines are skipped
+    (a "#" further on is data: an id such as ``STN#1``); the next line is the header,
+    whose delimiter (:func:`_delimiter`) splits every line. Column names are stripped
+    and matched by :func:`_column_aliases`; empty rows are dropped; missing trailing
+    cells are "". With ";" as delimiter, ``lat``, ``lon`` and ``value`` cells written
+    with a decimal comma (``50,2183``) read as numbers (``50.2183``).
+    """
     if not path.is_file():
         raise FileNotFoundError(f"station table not found: {path}")
-    try:  # the delimiter is sniffed: tables from European locales use ";"
+    lines = _decode(path.read_bytes()).split("\n")
+    skipped = next((k for k, line in enumerate(lines) if not _is_comment(line)), len(lines))
+    if skipped == len(lines):
+        raise ValueError(f"{path}: empty station table (no header row)")
+    delimiter = _delimiter(lines[skipped])
+    try:
         df = pd.read_csv(
-            path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=None,
-            engine="python",
+            io.StringIO("\n".join(lines[skipped:])), sep=delimiter, dtype=str,
+            keep_default_na=False, skipinitialspace=True, skip_blank_lines=False,
         )  # fmt: skip
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: empty station table (no header row)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a readable CSV station table: {err}") from None
+    except pd.errors.ParserError as err:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+        if found:
+            want, at, saw = map(int, found.groups())
+            raise ValueError(
+                f"{path}, line {skipped + at}: {saw} cells where the header has {want} "
+                f"(delimiter {delimiter!r})"
+            ) from None
+        raise ValueError(f"{path}: not a readable station table: {err}".strip()) from None
+    header_line = skipped + 1
     df.columns = [str(c).strip() for c in df.columns]
-    df = df.rename(columns=_column_aliases(list(df.columns)))
+    df = df.rename(columns=_column_aliases(path, header_line, list(df.columns)))
     missing = [c for c in _TABLE_REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(
-            f"{path}: station table is missing column(s) {', '.join(map(repr, missing))}; "
-            f"found {', '.join(map(repr, df.columns))}"
+            f"{path}, line {header_line}: station table is missing column(s) "
+            f"{', '.join(map(repr, missing))}; found {', '.join(map(repr, df.columns))} "
+            f"(delimiter {delimiter!r})"
         )
+    df = df.fillna("")
+    filled = (df.apply(lambda col: col.str.strip()) != "").any(axis=1).to_numpy()
+    line = (header_line + 1 + np.arange(len(df)))[filled]
+    df = df[filled].reset_index(drop=True)
     if len(df) == 0:
         raise ValueError(f"{path}: station table has a header but no rows")
-    return df
+    if delimiter == ";":
+        for col in ("lat", "lon", "value"):
+            df[col] = df[col].str.replace(_DECIMAL_COMMA, r"\1.\2", regex=True)
+    return df, line
 
 
 def _numeric(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +245,7 @@ def _table_positions(
     for col in ("lat", "lon"):
         values, bad = _numeric(df, col)
         if bad.any():
-            rows = [f"line {n} ({df[col].iloc[n - 2]!r})" for n in line[bad]]
+            rows = [f"line {n} ({v!r})" for n, v in zip(line[bad], df[col].to_numpy()[bad])]
             raise ValueError(f"{path}: {col} is not a number on {listing(rows)}")
         coords[col] = values
     lat, lon = coords["lat"], coords["lon"]
@@ -158,7 +273,8 @@ def _table_times(path: Path, df: pd.DataFrame, line: np.ndarray) -> np.ndarray:
     time = pd.to_datetime(df["time"].str.strip(), format="ISO8601", errors="coerce", utc=True)
     bad_time = time.isna().to_numpy()
     if bad_time.any():
-        rows = [f"line {n} ({df['time'].iloc[n - 2]!r})" for n in line[bad_time]]
+        cells = df["time"].to_numpy()[bad_time]
+        rows = [f"line {n} ({v!r})" for n, v in zip(line[bad_time], cells)]
         raise ValueError(f"{path}: unparseable time (ISO 8601 expected) on {listing(rows)}")
     return time.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
@@ -171,7 +287,7 @@ def _table_variables(
     with ``units`` attributes from ``units``."""
     value, bad = _numeric(df, "value")
     if bad.any():
-        rows = [f"line {n} ({df['value'].iloc[n - 2]!r})" for n in line[bad]]
+        rows = [f"line {n} ({v!r})" for n, v in zip(line[bad], df["value"].to_numpy()[bad])]
         raise ValueError(f"{path}: value is not a number on {listing(rows)}")
     units = dict(units or {})
     d = OBS_DIM
@@ -189,12 +305,14 @@ def _table_variables(
 
 
 def read_station_table(path: str | Path, *, units: Mapping[str, str] | None = None) -> xr.Dataset:
-    """Read a plain CSV station table into the obs schema (dim ``obs``, one row per row).
+    """Read a station table into the obs schema (dim ``obs``, one row per row).
 
     Args:
-        path: CSV with a header row holding at least ``id``, ``lat``, ``lon``, ``time``,
-            ``value`` (names stripped of surrounding blanks). Further columns become
-            data variables. Empty cells of ``value`` and extra columns are NaN.
+        path: delimited text (",", ";" or tab; see the module docstring for the
+            encodings, comments and decimal commas read) with a header row holding at
+            least ``id``, ``lat``, ``lon``, ``time``, ``value`` in any case (names
+            stripped of surrounding blanks). Further columns become data variables.
+            Empty cells of ``value`` and extra columns are NaN; empty rows are skipped.
         units: optional ``{column: units}`` written to the ``units`` attribute of the
             data variables.
 
@@ -205,15 +323,15 @@ def read_station_table(path: str | Path, *, units: Mapping[str, str] | None = No
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: missing columns (all listed, with the columns found), an empty
-            table, an empty id, NaN or missing coordinates (naming the station and the
-            line), latitude outside [-90, 90] or longitude outside [-180, 360], an
-            unparseable time or value (naming the line). Line numbers count the
-            header as line 1.
+        ValueError: missing columns (all listed, with the columns found), two columns
+            for one name (``id`` and ``ID``), a row with more cells than the header, an
+            empty table, an empty id, NaN or missing coordinates (naming the station and
+            the line), latitude outside [-90, 90] or longitude outside [-180, 360], an
+            unparseable time or value (naming the line). Line numbers are the file's,
+            comment lines included.
     """
     path = Path(path)
-    df = _read_table(path)
-    line = np.arange(len(df)) + 2  # file line of each row (header is line 1)
+    df, line = _read_table(path)
     ids = np.array([str(v).strip() for v in df["id"]], dtype=object)
     if (ids == "").any():
         raise ValueError(
@@ -564,15 +682,19 @@ def _same_row_columns(parts: list[xr.Dataset], paths: Sequence) -> list[xr.Datas
 def read_stations(
     paths: str | Path | Sequence[str | Path], *, units: str | None = None
 ) -> xr.Dataset:
-    """Station observations: CSV tables (id, lat, lon, time, value) or IGRA2 sounding
-    files, whose *surface* levels (LVLTYP2 = 1) give the temperature (K), as obs.
+    """Station observations: station tables (id, lat, lon, time, value;
+    :func:`read_station_table`) or IGRA2 sounding files, whose *surface* levels
+    (LVLTYP2 = 1) give the temperature (K), as obs. The format is told by content, not
+    extension: a first line "#" + 11-character station id is an IGRA2 sounding header;
+    a header line holding ",", ";" or a tab (after any "#" comments), or a ``.csv``
+    file, is a table.
 
     Several paths (a list, or one string with commas) are concatenated along ``obs``,
     in the units of the first file that has units (the others converted to them).
 
     Args:
         paths: the files.
-        units: the units of the CSV tables' ``value`` column (e.g. ``"degC"``); None: no
+        units: the units of the tables' ``value`` column (e.g. ``"degC"``); None: no
             ``units`` attribute (values then count as being in the units of whatever
             they are compared with: the model's, when downscaling).
 
@@ -587,7 +709,7 @@ def read_stations(
     table_units = {"value": units} if units is not None else None
     parts = []
     for path in map(Path, paths):
-        if path.suffix.lower() == ".csv":
+        if _is_station_table(path):
             table = read_station_table(path, units=table_units)
             # the rows' own units and the variable each observes travel with the values
             kept = [c for c in ("value", *ROW_COLUMNS) if c in table.data_vars]
