@@ -840,3 +840,27 @@ def test_cf_cell_bounds_of_a_coarse_file_are_its_cells(tiny_model, tmp_path, cap
     np.testing.assert_array_equal(means["bounded"]["t2m"], means["middles"]["t2m"])
     np.testing.assert_allclose(means["bounded"]["coarse_lat_bounds"][0], [50.0, 51.0])
     np.testing.assert_allclose(means["bounded"]["coarse_lon_bounds"][9], [-1.0, 0.0])
+
+
+def test_a_station_report_far_from_its_coarse_cell_is_named(tiny_model, truth):
+    """One report 30 K below its truth (250 K in a 280 K cell: a slipped digit) is 13
+    training stds from the ×4 coarse value over it and is refused by name; the honest
+    reports, at most a few K from their cells, pass."""
+    from hdm.downscaling.inputs import FAR_FROM_COARSE, observation_setup
+
+    coarse = coarse_grain(truth, 4)
+    good = _stations(truth)
+
+    def setup(stations):
+        return observation_setup(
+            tiny_model, tiny_model.grid, {"t2m": coarse}, stations, truth["time"].values,
+            coarse_noise=0.05, station_noise={"t2m": 0.5},
+        )  # fmt: skip
+
+    assert setup(good).values.shape == (2, coarse.lat.size * coarse.lon.size + 3)
+    bad = good.copy(deep=True)
+    bad["value"][4] = bad["value"][4] - 30.0
+    _, std = tiny_model.mean_std
+    assert 30.0 / std > FAR_FROM_COARSE
+    with pytest.raises(ObservationError, match=rf"station {bad['id'].values[4]} at 2019-03-25T"):
+        setup(bad)

@@ -30,7 +30,11 @@ must stay below :data:`FAR_FROM_TRAINING` (20 σ: a field within its climate lie
 a continent, whose σ is near 10 K). Any one value must stay below
 :data:`FAR_FOR_ONE_VALUE` (50 σ, 114 K for the UK t2m model): beyond it lie
 missing-value codes (−9999, netCDF's default fill 9.97e36, 0 K), never weather; the
-value is named (station and time, or the coarse cell).
+value is named (station and time, or the coarse cell). A station value must also lie
+within :data:`FAR_FROM_COARSE` (10 σ) of the coarse value over it at its time (the cell
+or point nearest it): a report 30 K from its cell is a gross error, which the guidance
+would otherwise draw the members to (a background check, as operational quality control
+makes one).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ log = logging.getLogger("hdm")
 
 __all__ = [
     "FAR_FOR_ONE_VALUE",
+    "FAR_FROM_COARSE",
     "FAR_FROM_TRAINING",
     "ObservationSetup",
     "channel_fields",
@@ -211,6 +216,10 @@ def _model_levels(da: xr.DataArray, levels: Sequence[float], name: str, what: st
 
 #: the largest median |y − μ| / σ of an observation source (module doc)
 FAR_FROM_TRAINING = 20.0
+#: the largest |y − c| / σ between a station value and the coarse value over it (module
+#: doc): beyond it a report is a gross error (a wrong sign, a slipped digit, a value of
+#: another station), 23 K for the UK t2m model, far above what a cell hides
+FAR_FROM_COARSE = 10.0
 #: the largest |y − μ| / σ of any one value (module doc): a missing-value code (−9999,
 #: 9.97e36, 0 K) among good values passes the median, and members pulled to it run away
 FAR_FOR_ONE_VALUE = 50.0
@@ -300,6 +309,53 @@ def check_near_training(
                 f"std {std:.3g}; {int((distance >= FAR_FOR_ONE_VALUE).sum())} such value(s)): "
                 "a missing-value code? Leave missing values empty (NaN) or give the file "
                 "its _FillValue"
+            )
+
+
+def check_stations_against_coarse(
+    prior: Prior,
+    coarse: Mapping[str, xr.DataArray],
+    stations: Mapping[str, xr.Dataset],
+    times: np.ndarray,
+    tolerance: str | pd.Timedelta,
+) -> None:
+    """Raise when a station value at one of ``times`` lies :data:`FAR_FROM_COARSE`
+    training stds or more from the coarse value of its variable over it (the coarse
+    centre nearest the station along lat and along lon, at the field time matched to the
+    observation); both in the model's units. Single-level variables only (a multi-level
+    field's surface is not a station's level).
+
+    Raises:
+        ObservationError: naming the station, its time and value, and the coarse value.
+    """
+    for var, obs in stations.items():
+        field = coarse.get(var)
+        if field is None or prior.levels_of(var) or obs.sizes.get("obs", 0) == 0:
+            continue
+        where = match_times(obs["time"].values, times, tolerance)
+        rows = np.flatnonzero((where >= 0) & np.isfinite(obs["value"].values))
+        if rows.size == 0:
+            continue
+        used = np.unique(where[rows])
+        values = np.asarray(field.sel({TIME: times[used]}).values, dtype=np.float64)
+        lat, lon = field[LAT].values, field[LON].values
+        i = np.abs(obs["lat"].values[rows, None] - lat[None, :]).argmin(1)
+        turn = (obs["lon"].values[rows, None] - lon[None, :] + 180.0) % 360.0 - 180.0
+        j = np.abs(turn).argmin(1)
+        over = values[np.searchsorted(used, where[rows]), i, j]
+        _, std = prior.channel_stats(var, None)
+        distance = np.abs(obs["value"].values[rows] - over) / std
+        distance = np.where(np.isfinite(distance), distance, 0.0)
+        if distance.max() >= FAR_FROM_COARSE:
+            k = int(np.argmax(distance))
+            r = rows[k]
+            units = prior.units[var] or ""
+            raise ObservationError(
+                f"station {obs['id'].values[r]} at {str(obs['time'].values[r])[:16]}: {var} "
+                f"{obs['value'].values[r]:.6g} {units} is {distance[k]:.0f} training stds "
+                f"from the coarse value over it ({over[k]:.6g} {units}; "
+                f"{int((distance >= FAR_FROM_COARSE).sum())} such report(s)): a gross "
+                "error? Correct or remove the row"
             )
 
 
@@ -767,6 +823,7 @@ def observation_setup(
         prior, dict(coarse or {}), stations_by_variable(stations, prior)
     )
     check_near_training(prior, {v: f.sel({TIME: times}) for v, f in coarse.items()}, by_variable)
+    check_stations_against_coarse(prior, coarse, by_variable, times, time_tolerance)
     single = len(prior.channels) == 1
     parts: list[ObservationOperator] = []
     blocks: list[np.ndarray] = []
