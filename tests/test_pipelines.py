@@ -280,6 +280,67 @@ def test_cli_bad_input_messages(tiny_run, tmp_path, capsys):
     assert "did you mean 'quadratic'" in capsys.readouterr().err
 
 
+def test_hdm_sample_writes_the_format_of_its_suffix(tiny_run, tmp_path, capsys):
+    """--out s.zarr is a zarr store, s.nc a netCDF file; any other suffix is one line
+    naming the path and the accepted suffixes (exit 2), before sampling, writing nothing."""
+    out, _ = tiny_run
+    args = ["sample", str(out / "model.pt"), "--n", "2", "--steps", "2", "--no-progress"]
+    args += ["--runaway-bound", "none"]  # a barely trained model (tiny_run)
+    assert main([*args, "--out", str(tmp_path / "s.zarr")]) == 0
+    store = xr.open_zarr(tmp_path / "s.zarr")
+    assert store["y"].shape == (2, 100) and store.attrs["nfe"] == 3
+    assert main([*args, "--out", str(tmp_path / "s.nc")]) == 0
+    ds = xr.open_dataset(tmp_path / "s.nc", engine="netcdf4")
+    np.testing.assert_array_equal(ds["y"].values, store["y"].values)  # the same seed
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "s.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"hdm: error: --out {tmp_path / 's.txt'} must end in .nc (netCDF) or .zarr (zarr store)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.nc", "s.zarr"]
+
+
+def test_hdm_sample_refuses_an_existing_output_unless_overwrite(
+    tiny_run, tmp_path, capsys, monkeypatch
+):
+    """An existing --out is refused in one line (exit 2) and left as it was; --overwrite
+    replaces it; a write that fails leaves the old output whole and no temporary files."""
+    from hdm.pipelines.sample import sample, write_samples
+
+    out, _ = tiny_run
+    args = ["sample", str(out / "model.pt"), "--n", "2", "--steps", "2", "--no-progress"]
+    args += ["--runaway-bound", "none"]  # a barely trained model (tiny_run)
+    for name, engine in (("s.nc", "netcdf4"), ("s.zarr", "zarr")):
+        path = tmp_path / name
+        assert main([*args, "--seed", "0", "--out", str(path)]) == 0
+        first = xr.load_dataset(path, engine=engine)
+        capsys.readouterr()
+        assert main([*args, "--seed", "1", "--out", str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"hdm: error: {path} exists; pass --overwrite to replace it"]
+        kept = xr.load_dataset(path, engine=engine)
+        np.testing.assert_array_equal(kept["y"].values, first["y"].values)
+        assert main([*args, "--seed", "1", "--out", str(path), "--overwrite"]) == 0
+        again = xr.load_dataset(path, engine=engine)
+        assert again.attrs["seed"] == 1 and not np.array_equal(again["y"], first["y"])
+    ds = sample(out / "model.pt", n=2, sampler="heun", steps=2, seed=2, progress=False,
+                runaway_bound=None)  # fmt: skip
+    before = xr.load_dataset(tmp_path / "s.zarr", engine="zarr")
+
+    def broken(self, store, **kwargs):
+        Path(store).mkdir()
+        (Path(store) / "zarr.json").write_text("{")  # half-written
+        raise OSError("disk full")
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_samples(ds, tmp_path / "s.zarr", overwrite=True)
+    monkeypatch.undo()
+    xr.testing.assert_identical(xr.load_dataset(tmp_path / "s.zarr", engine="zarr"), before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.nc", "s.zarr"]
+
+
 @pytest.mark.skipif(
     not (ROOT / "data/checkpoints/quadratic/model.pt").exists(), reason="no shipped model yet"
 )

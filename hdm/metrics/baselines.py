@@ -96,7 +96,7 @@ import xarray as xr
 from scipy import linalg, optimize
 from scipy.special import gamma, kv
 
-from hdm.data.coarsen import MIN_COVERAGE, coarse_grain
+from hdm.data.coarsen import MIN_COVERAGE, cell_bounds, coarse_grain
 from hdm.data.regrid import (
     STATION,
     check_ascending,
@@ -659,12 +659,18 @@ def _cell_mean_operator(
 ) -> tuple[sp.csr_array, np.ndarray]:
     """(A, kept) for coarse cells on any lat-lon grid: A (n_kept, n) the cos-lat, overlap-
     weighted means over the grid's cells of each coarse cell at least half covered by
-    them (``MIN_COVERAGE`` along each axis, the rule of the model's operator; edges
-    midway between centres, snapped to a grid edge within a quarter spacing), ``kept``
+    them (``MIN_COVERAGE`` along each axis, the rule of the model's operator; edges from
+    the cells' bounds where ``coarse`` carries contiguous ones (:func:`hdm.data.coarsen.
+    cell_bounds`), else midway between centres; snapped to a grid edge within a quarter
+    spacing), ``kept``
     the flat (lat-major) indices of those cells in ``coarse``."""
     weights, kept = [], []
     for dim, fine in ((LAT, grid_lat), (LON, grid_lon)):
-        edges = edges_from_centres(np.asarray(coarse[dim].values, dtype=np.float64), dim)
+        bounds = cell_bounds(coarse, dim)
+        if bounds is not None and np.allclose(bounds[1:, 0], bounds[:-1, 1]):
+            edges = np.append(bounds[:, 0], bounds[-1, 1])  # the cells' own (CF) bounds
+        else:
+            edges = edges_from_centres(np.asarray(coarse[dim].values, dtype=np.float64), dim)
         fine_edges = edges_from_centres(fine, dim)
         # edges derived from centres (the cos-weighted centres of coarse_grain sit off the
         # block middles) snap to a grid edge within a quarter spacing, as the model's do

@@ -3,8 +3,8 @@
     hdm --version
     hdm train CONFIG.yaml [--out DIR] [--resume] [--set key=value ...]
     hdm sample CHECKPOINT --n N --sampler {heun,sde2m,dpm2m,v3,em,pc} --steps K --seed S
-               --out FILE.nc [--points P | --scale S] [--teleport auto|LEVEL]
-               [--device cpu|auto|cuda:K]
+               --out FILE.nc|STORE.zarr [--overwrite] [--points P | --scale S]
+               [--teleport auto|LEVEL] [--device cpu|auto|cuda:K]
     hdm gaussian-stats MODEL_DIR [--heldout START..END] [--rank R] [--varsigma-star LEVEL]
                                  [--shrink δ] [--shrink-lowpass CELLS]
     hdm model-stats MODEL_DIR [--levels K] [--fields N] [--fit-s]
@@ -85,7 +85,10 @@ def _sample_parser(sub) -> None:
     )
     s.add_argument("--steps", type=int, default=50)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", required=True, help="netCDF file to write")
+    s.add_argument(
+        "--out", required=True, help="FILE.nc (netCDF) or STORE.zarr (zarr store) to write"
+    )
+    s.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     s.add_argument("--points", type=int, help="sample on P points instead of the training grid")
     s.add_argument(
         "--scale", type=int, default=1, help="gridded models: sample on a grid S times finer"
@@ -285,8 +288,9 @@ def _train(args) -> int:
 
 
 def _sample(args) -> int:
-    from hdm.pipelines.sample import sample, write_netcdf
+    from hdm.pipelines.sample import check_output, sample, write_samples
 
+    check_output(args.out, overwrite=args.overwrite)  # before any sampling
     ds = sample(
         args.checkpoint,
         n=args.n,
@@ -302,7 +306,7 @@ def _sample(args) -> int:
         runaway_bound=args.runaway_bound,
         small_scale_level=args.small_scale_level,
     )
-    path = write_netcdf(ds, args.out)
+    path = write_samples(ds, args.out, overwrite=args.overwrite)
     where = f"{ds.sizes['x']} points" if "x" in ds.sizes else ds.attrs["grid"]
     print(
         f"wrote {args.n} samples ({ds.attrs['sampler']}, {ds.attrs['nfe']} NFE, "

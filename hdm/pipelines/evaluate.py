@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +25,11 @@ import numpy as np
 import xarray as xr
 
 from hdm.data.accessor import grid_of
+from hdm.data.coarsen import CELL_BOUND_COORDS
 from hdm.data.open import open_fields
 from hdm.data.regrid import interpolate_coarse, values_at_points
 from hdm.data.schema import lat_weights, variable_in
-from hdm.data.stores import open_store
+from hdm.data.stores import open_store, read_manifest
 from hdm.data.units import to_units
 from hdm.domains.atmosphere import open_split, training_spec
 from hdm.domains.functional import curves, load_functional
@@ -135,10 +137,24 @@ def plot_functional(dataset: str, samples_path: str | Path, png: str | Path) -> 
 
 def open_prediction(path: str | Path) -> xr.Dataset:
     """A store written by ``hdm downscale`` (zarr or netCDF), with its ensemble variables
-    named in the attribute ``hdm_variables``."""
+    named in the attribute ``hdm_variables``. A zarr store whose manifest
+    (:func:`hdm.data.stores.read_manifest`) lists fewer complete time chunks than it
+    planned (an interrupted run: the missing chunks hold no values) is refused in one
+    line naming it and the ``--resume`` that completes it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"prediction store {path} does not exist")
+    manifest = read_manifest(path) if path.is_dir() else None
+    if manifest is not None:
+        # a batch store records n_chunks; a store of write_zarr_ensemble its layout's
+        planned = manifest.get("n_chunks", manifest.get("layout", {}).get("n_chunks"))
+        done = len(manifest.get("complete", []))
+        if planned is not None and done < int(planned):
+            raise ValueError(
+                f"the prediction store {path} is incomplete ({done} of {planned} time chunks "
+                f"written: its run was interrupted); finish it with hdm downscale ... --out "
+                f"{path} --resume (the same command and options) before evaluating it"
+            )
     ds = open_store(path).load()
     ds.attrs["hdm_variables"] = _ensemble_variables(ds, path)
     return ds
@@ -289,11 +305,78 @@ def _truth_variable(ds: xr.Dataset, var: str, source) -> xr.DataArray:
     raise KeyError(f"the truth {source} has no {var!r} and several variables: {present}")
 
 
+#: a grid description of :meth:`hdm.hilbert.grids.Grid.describe`, one axis
+_AXIS_TEXT = re.compile(r"(lat|lon) ∈ \[([^,\]]+), ([^\]]+)\] \((closed|periodic), (\d+) points\)")
+
+
+def _spacing(values: np.ndarray) -> float | None:
+    """The median spacing of a coordinate (None for a single point)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.median(np.abs(np.diff(values)))) if values.size > 1 else None
+
+
+def _training_spacing(pred: xr.Dataset) -> dict[str, float] | None:
+    """The lat and lon spacing of the grid the prediction's model was trained on, from
+    its ``training_grid`` attribute (None where it does not describe a lat-lon grid)."""
+    found = {}
+    for name, start, stop, kind, n in _AXIS_TEXT.findall(str(pred.attrs.get("training_grid"))):
+        n = int(n) if kind == "periodic" else int(n) - 1
+        if n > 0:
+            found[name] = abs(float(stop) - float(start)) / n
+    return found if set(found) == {"lat", "lon"} else None
+
+
+def _extent(da: xr.DataArray | xr.Dataset) -> str:
+    lat, lon = da["lat"].values, da["lon"].values
+    return f"lat ∈ [{lat.min():g}, {lat.max():g}], lon ∈ [{lon.min():g}, {lon.max():g}]"
+
+
+def _check_truth_grid(truth: xr.DataArray, pred: xr.Dataset, source) -> None:
+    """The truth can score the prediction on its grid: not coarser than the prediction's
+    grid (or, for a zero-shot refinement, than the training grid it was refined from:
+    a truth on the training grid is interpolated onto the finer one), and covering the
+    prediction's lat-lon extent to within half of the prediction's grid spacing. One
+    line naming the truth ``source`` and both grids otherwise."""
+    axes = ("lat", "lon")
+    fine = {a: _spacing(pred[a].values) for a in axes}
+    have = {a: _spacing(truth[a].values) for a in axes}
+    trained = _training_spacing(pred)
+    allowed = {a: max(fine[a] or 0.0, (trained or {}).get(a, 0.0)) for a in axes}
+    if any(have[a] is not None and have[a] > allowed[a] * (1 + 1e-3) for a in axes):
+
+        def text(d):
+            return " × ".join("?" if d[a] is None else f"{d[a]:.4g}°" for a in axes)
+
+        refined = trained is not None and any(
+            trained[a] > (fine[a] or 0.0) * (1 + 1e-3) for a in axes
+        )
+        than = f"the prediction's {text(fine)}"
+        if refined:
+            than += f" and than the {text(trained)} training grid it refines"
+        raise ValueError(
+            f"the truth {source} has a grid spacing of {text(have)} (lat × lon), coarser than "
+            f"{than}: "
+            "the ensemble's fine scales cannot be scored against it; give a truth at least "
+            f"as fine as the {'training grid' if refined else 'prediction'}"
+        )
+    for a in axes:
+        tol = 0.5 * (fine[a] or 0.0) + 1e-9
+        t, p = truth[a].values, pred[a].values
+        if t.min() > p.min() + tol or t.max() < p.max() - tol:
+            raise ValueError(
+                f"the truth {source} covers {_extent(truth)}, not the prediction's grid "
+                f"({_extent(pred)}): give a truth over the whole prediction domain"
+            )
+
+
 def read_downscale(
     prediction: str | Path | xr.Dataset, truth: str | Path, variable: str | None = None
 ) -> DownscaleEvaluation:
     """Read a prediction store (or an opened one), the stored inputs of ``variable``
-    (default: the store's only variable) and the truth at its times."""
+    (default: the store's only variable) and the truth at its times, checked to cover the
+    prediction's grid at its resolution (:func:`_check_truth_grid`). A truth on another
+    grid is interpolated (bilinear) onto the prediction's, the prediction's edge points
+    within half a spacing of the truth's taken at its edge."""
     pred = prediction if isinstance(prediction, xr.Dataset) else open_prediction(prediction)
     names = pred.attrs.get("hdm_variables") or _ensemble_variables(pred, "the prediction")
     if variable is None and len(names) > 1:
@@ -305,6 +388,7 @@ def read_downscale(
     units = pred[var].attrs.get("units")
     # the scores compare values: the truth and the stored inputs in the ensemble's units
     truth_da = _truth_variable(open_fields(truth), var, truth)
+    _check_truth_grid(truth_da, pred, truth)
     missing = np.setdiff1d(times, truth_da["time"].values)
     if missing.size:
         raise ValueError(
@@ -313,7 +397,14 @@ def read_downscale(
         )
     truth_da = to_units(truth_da.sel(time=times), units, f"the truth {var} in {truth}").load()
     same = all(truth_da.sizes[d] == pred.sizes[d] for d in ("lat", "lon"))
-    on_pred = truth_da if same else truth_da.interp(lat=pred.lat, lon=pred.lon)
+    if same:
+        on_pred = truth_da
+    else:  # the edge points within half a spacing of the truth's (checked) at its edge
+        inside = {
+            a: np.clip(pred[a].values, float(truth_da[a].min()), float(truth_da[a].max()))
+            for a in ("lat", "lon")
+        }
+        on_pred = truth_da.interp(inside)
     on_pred = on_pred.assign_coords(lat=pred.lat, lon=pred.lon)
     coarse = factor = None
     if f"{var}_coarse" in pred:
@@ -321,6 +412,14 @@ def read_downscale(
         coarse = coarse.rename({"coarse_lat": "lat", "coarse_lon": "lon"})
         if "coarse_lat_weight" in coarse.coords:
             coarse = coarse.rename({"coarse_lat_weight": "lat_weight"})
+        for dim in ("lat", "lon"):  # the stored cells (a file's own CF bounds) for kriging
+            stored = pred.get(f"coarse_{dim}_bounds")
+            if stored is not None:
+                lower, upper = (name.format(dim=dim) for name in CELL_BOUND_COORDS)
+                cells = np.sort(np.asarray(stored.values, dtype=np.float64), axis=1)
+                coarse = coarse.assign_coords(
+                    {lower: (dim, cells[:, 0]), upper: (dim, cells[:, 1])}
+                )
         step = np.diff(coarse.lat.values).mean() / np.diff(truth_da.lat.values).mean()
         factor = round(float(step))
         grid = (truth_da.lat.values, truth_da.lon.values)
@@ -499,16 +598,19 @@ def _heldout_scores(ev: DownscaleEvaluation, krig: dict | None, heldout: str | N
         return {}
     ids, lat, lon = held
     used = set(str(ev.prediction.attrs.get("stations", "")).split(","))
-    overlap = sorted(set(ids) & used)
+    overlap = sorted({str(i) for i in ids} & used)
     if overlap:
-        raise ValueError(f"held-out station(s) {overlap} were used for conditioning")
+        raise ValueError(
+            f"held-out station(s) {', '.join(overlap)} were used for conditioning; hold out "
+            "stations the prediction was not conditioned on"
+        )
 
     def at(field):
         return values_at_points(field, lat, lon, ids)
 
     truth = at(ev.truth)
     report = {
-        "heldout_stations": list(ids),
+        "heldout_stations": [str(i) for i in ids],
         "heldout_rmse": float(pm.rmse(at(ev.mean), truth)),
         "heldout_crps": float(pm.fair_crps(at(ev.ensemble), truth)),
     }

@@ -1,14 +1,17 @@
 """``hdm sample CHECKPOINT``: draw functions from a trained model, on any resolution.
 
-The output is a netCDF file with ``y(sample, x)`` in the data's units (for a gridded model,
+The output holds ``y(sample, x)`` in the data's units (for a gridded model,
 ``{var}(sample, [level,] lat, lon)`` on its training grid: :func:`sample_fields`) and provenance
-attributes (checkpoint and its sha256, sampler, steps, NFE, seed, hdm version, time).
-It is written to a temporary file and renamed, so a failed run leaves nothing behind.
+attributes (checkpoint and its sha256, sampler, steps, NFE, seed, hdm version, time). Its
+format follows the suffix of ``--out`` (:func:`write_samples`): ``.nc`` a netCDF file,
+``.zarr`` a zarr store; an existing output is replaced only with ``--overwrite``. It is
+written under a temporary name and renamed, so a failed run leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +24,7 @@ from tqdm.auto import tqdm
 from hdm._version import __version__
 from hdm.conditioning.ensembles import RUNAWAY_BOUND, check_members, checked_bound, draw_members
 from hdm.data.normalization import ScalarNormaliser
+from hdm.data.stores import consolidate, zarr_extensions
 from hdm.downscaling.prior import load_prior, model_path, target_grid
 from hdm.hilbert.checkpoints import (
     denoiser_from_checkpoint,
@@ -251,4 +255,53 @@ def write_netcdf(ds: xr.Dataset, path: str | Path) -> Path:
     finally:
         if tmp.exists():
             tmp.unlink()
+    return path
+
+
+#: the suffixes of ``hdm sample --out`` and the format each is written in
+SAMPLE_FORMATS = {".nc": "netCDF", ".zarr": "zarr store"}
+
+
+def check_output(path: str | Path, *, overwrite: bool = False) -> Path:
+    """The output of ``hdm sample``, checked before any sampling: its suffix names a
+    format of :data:`SAMPLE_FORMATS` (ValueError otherwise), and it does not exist
+    unless ``overwrite`` (FileExistsError), each one line naming the path."""
+    path = Path(path)
+    if path.suffix not in SAMPLE_FORMATS:
+        accepted = " or ".join(f"{k} ({v})" for k, v in SAMPLE_FORMATS.items())
+        raise ValueError(f"--out {path} must end in {accepted}")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    return path
+
+
+def write_samples(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the samples in the format of ``path``'s suffix: ``.nc`` netCDF
+    (:func:`write_netcdf`), ``.zarr`` a zarr store with consolidated metadata, written
+    into a temporary folder beside it and renamed into place (an old output is removed
+    only once the new one is complete), so that a failure never leaves a half-written
+    output. An existing ``path`` is refused
+    (FileExistsError) unless ``overwrite``; a suffix of neither kind is a ValueError
+    (:func:`check_output`)."""
+    path = check_output(path, overwrite=overwrite)
+    if path.suffix == ".nc":
+        if path.is_dir():  # an old store under a .nc name: a file cannot replace it
+            shutil.rmtree(path)
+        return write_netcdf(ds, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        with zarr_extensions():
+            ds.to_zarr(tmp, mode="w", consolidated=False)
+        consolidate(tmp)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return path
