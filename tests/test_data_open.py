@@ -244,6 +244,29 @@ def test_an_era5_era5t_file_opens_with_its_expver_merged(tmp_path):
     assert "merged expver 0001/0005" in got.attrs["hdm_conventions"]
 
 
+@pytest.mark.parametrize("init_dim", [False, True])
+def test_a_forecast_file_is_indexed_by_its_valid_times(tmp_path, init_dim):
+    """cfgrib's layout of a forecast: ``step`` lead times, ``time`` the initialisation
+    (scalar, or a dimension of one), ``valid_time(step)``: the steps open as the fields
+    at their valid times, the initialisation kept as forecast_reference_time."""
+    import pandas as pd
+
+    mock = mock_fields(n_time=3)
+    init = np.datetime64("2019-03-25T00", "ns")
+    steps = pd.to_timedelta([0, 6, 12], unit="h").values
+    fc = mock.rename(time="step").assign_coords(step=steps, time=init)
+    fc = fc.assign_coords(valid_time=("step", init + steps))
+    if init_dim:
+        fc = fc.expand_dims(time=[init]).assign_coords(
+            valid_time=(("time", "step"), (init + steps)[None])
+        )
+    fc.to_netcdf(tmp_path / "fc.nc")
+    got = open_fields(tmp_path / "fc.nc").load()
+    np.testing.assert_array_equal(got.time.values, init + steps)
+    np.testing.assert_allclose(got["t2m"].values, mock["t2m"].transpose(*got["t2m"].dims).values)
+    assert got["forecast_reference_time"].values == init
+
+
 def test_latitude_out_of_range(tmp_path):
     mock = mock_fields(n_lat=3, lat=(80, 100))
     path = write(mock, tmp_path / "pole.nc")

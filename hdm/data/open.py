@@ -284,6 +284,21 @@ def _check_latitude(values: np.ndarray, source: str) -> None:
 # --------------------------------------------------------------------- conventions
 
 
+def _forecast_steps(ds: xr.Dataset, notes: list[str]) -> xr.Dataset:
+    """A forecast file as cfgrib opens it (a ``step`` dimension of lead times, ``time``
+    the initialisation, scalar or of length 1, and ``valid_time(step)``) indexed by its
+    valid times instead: each step is the field at its valid time, which is what hdm
+    downscales. Other datasets are returned as they are."""
+    if "step" not in ds.dims or "valid_time" not in ds.coords:
+        return ds
+    if "time" in ds.dims and ds.sizes["time"] == 1:
+        ds = ds.isel(time=0)  # one initialisation: its steps are the times
+    if ds["valid_time"].dims != ("step",):
+        return ds  # several initialisations: left to the caller's messages
+    notes.append("forecast steps indexed by valid_time")
+    return ds.swap_dims({"step": "valid_time"})
+
+
 def _rename_map(ds: xr.Dataset) -> dict[str, str]:
     """File names → schema names: per schema name, the first alias that is a dimension,
     else the first alias present; a non-dimension ``time`` that would clash with a
@@ -535,6 +550,7 @@ def normalise_conventions(
             latitudes outside [-90, 90], a region that selects nothing.
     """
     notes: list[str] = []
+    ds = _forecast_steps(ds, notes)
     rename = _rename_map(ds)
     if rename:
         ds = ds.rename(rename)
