@@ -358,3 +358,29 @@ def test_shipped_quadratic_model_is_discretisation_invariant():
     stats = invariance_statistics(coarse["y"].values, fine["y"].values[:, ::4])
     # Max over 100 correlated points of |z|: under agreement this stays below ~4.
     assert stats["max_mean_z"] < 4.5 and stats["max_var_z"] < 4.5, stats
+
+
+def test_a_date_that_is_none_is_named_by_its_key():
+    """An override YAML reads as a date but no calendar has (month 13) and a config date
+    that does not exist (30 February) are each one line naming the key."""
+    from hdm.pipelines.config import TimesConfig, apply_overrides
+
+    with pytest.raises(ConfigError, match=r"override 'times.start=2019-13-01': month must be"):
+        apply_overrides({}, ["times.start=2019-13-01"])
+    with pytest.raises(ValueError, match=r"times.end: '2019-02-30T00' is not a date"):
+        TimesConfig(end="2019-02-30T00")
+    assert TimesConfig(start="2019-03-25T00").start == "2019-03-25T00"
+
+
+def test_a_time_range_beyond_the_input_says_where_the_run_ends(caplog):
+    from hdm.data.schema import mock_fields
+    from hdm.pipelines.batch import run_times
+    from hdm.pipelines.config import DownscaleRunConfig, TimesConfig
+
+    field = mock_fields(n_time=3)["t2m"]
+    last = str(field.time.values[-1])[:16]
+    after = str(field.time.values[-1] + np.timedelta64(3, "h"))
+    cfg = replace(DownscaleRunConfig(), times=TimesConfig(end=after))
+    with caplog.at_level("WARNING", logger="hdm"):
+        assert len(run_times(cfg, field)) == 3
+    assert f"the run ends at {last}" in caplog.text

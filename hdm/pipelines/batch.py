@@ -208,6 +208,17 @@ def run_times(cfg: DownscaleRunConfig, field: xr.DataArray) -> np.ndarray:
             f"no input data at a multiple of {every} h in {str(field[TIME].values[0])[:19]}.."
             f"{str(field[TIME].values[-1])[:19]} of {_input_path(cfg)}"
         )
+    # a range asked for beyond the input's times runs on the times there are: say so
+    for key, asked, held, beyond in (
+        ("start", cfg.times.start, times[0], lambda a, h: a < h),
+        ("end", cfg.times.end, times[-1], lambda a, h: a > h),
+    ):
+        if asked is not None and beyond(pd.Timestamp(asked), pd.Timestamp(held)):
+            log.warning(
+                "times.%s %s lies beyond the input's times (%s of %s): the run %ss at %s",
+                key, asked, "first" if key == "start" else "last", _input_path(cfg), key,
+                str(held)[:16],
+            )  # fmt: skip
     return times
 
 

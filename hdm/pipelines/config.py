@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Union
 
+import pandas as pd
 import yaml
 
 from hdm.domains.statics import static_sources
@@ -260,6 +261,16 @@ class TimesConfig:
     start: str | None = None
     end: str | None = None
     every: int = 1
+
+    def __post_init__(self) -> None:
+        for key in ("start", "end"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            try:
+                pd.Timestamp(str(value))
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"times.{key}: {value!r} is not a date and time ({err})") from None
 
 
 @dataclass(frozen=True)
@@ -498,6 +509,8 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
             node[parts[-1]] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: the value is not valid YAML ({exc})") from None
+        except ValueError as exc:  # YAML's date-like values that are no date: 2019-13-01
+            raise ConfigError(f"override {item!r}: {exc}") from None
     return raw
 
 
