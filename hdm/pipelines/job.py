@@ -91,7 +91,12 @@ DOWNSCALE_FLAGS: tuple[Flag, ...] = (
     ),
     Flag("station_noise", "ensemble.station_noise", float, "station error std, field units"),
     Flag("coarse_noise", "ensemble.coarse_noise", float, "coarse std (default 2%% of std)"),
-    Flag("every", "times.every", int, "every HOURS hours (default 1)"),
+    Flag(
+        "every",
+        "times.every",
+        int,
+        "the times whose hour of day is a multiple of HOURS (default 1: every time)",
+    ),
     Flag("members", "ensemble.members", int, "ensemble size (default 16)"),
     Flag("scale", "ensemble.scale", int, "sample at S x the training resolution"),
     Flag("guidance", "ensemble.guidance", help="mmps (default), sda, dps or replacement"),
