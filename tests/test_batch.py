@@ -444,6 +444,16 @@ def test_process_new_downscales_each_new_file_once_with_scheduler_exit_codes(
     assert read_markers(first) == markers  # the first day was not touched again
     with xr.open_zarr(outdir / "t2m_20190302.zarr", consolidated=False) as ds:
         assert ds.sizes["time"] == 1 and np.isfinite(ds["t2m"].values).all()
+    # a truncated file is named and skipped; the file after it is still downscaled
+    data = (inbox / "t2m_20190302.nc").read_bytes()
+    (inbox / "t2m_20190303.nc").write_bytes(data[: len(data) // 2])
+    nxt.assign_coords(time=nxt.time + np.timedelta64(1, "D")).to_netcdf(inbox / "t2m_20190304.nc")
+    capsys.readouterr()
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert "bad input (skipped):" in captured.err and "t2m_20190303.nc" in captured.err
+    assert "t2m_20190304.zarr" in captured.out
+    assert read_manifest(outdir / "t2m_20190304.zarr")["status"] == "complete"
 
 
 def test_inflation_auto_is_one_factor_per_run_whatever_the_chunks(tiny_model, tmp_path):

@@ -206,3 +206,16 @@ def test_conservative_regrid_errors_name_the_problem():
         conservative_regrid(ds, np.array([52.0, 51.0]), np.arange(-10.0, 2.0))
     with pytest.raises(ValueError, match="outside must be 'trim' or 'nan'"):
         conservative_regrid(ds, np.arange(50.0, 58.0), np.arange(-10.0, 2.0), outside="pad")
+
+
+def test_block_means_keep_the_variables_attributes_only():
+    """A field without units stays without units (the weights' own attributes, those of
+    the latitudes, must not leak into it: "degrees_north" would then be refused as a
+    temperature's units)."""
+    from hdm.data.schema import mock_fields
+
+    ds = mock_fields(n_time=1, n_lat=8, n_lon=8)
+    ds["lat"].attrs["units"] = "degrees_north"
+    ds["t2m"].attrs = {"long_name": "2 metre temperature"}
+    out = coarse_grain(ds, 4)
+    assert out["t2m"].attrs == {"long_name": "2 metre temperature"}

@@ -614,6 +614,8 @@ def test_a_dimension_beyond_time_lat_lon_is_dropped_if_single_else_named(tiny_mo
     """An ensemble ``number`` of one member is dropped; of three, it is named (which to
     downscale is the user's choice), never broadcast into the members; a scalar time is
     the field's one time, and no time at all is named with what to do."""
+    import warnings
+
     from hdm.downscaling.inputs import model_fields
 
     truth = open_fields(UK_FILE, "t2m", time=["2019-03-25T06"])["t2m"].load()
@@ -623,6 +625,11 @@ def test_a_dimension_beyond_time_lat_lon_is_dropped_if_single_else_named(tiny_mo
     three = coarse.expand_dims(number=[0, 1, 2]).to_dataset()
     with pytest.raises(ValueError, match=r"input c.nc's t2m has a dimension 'number' \(3 values"):
         model_fields(three, tiny_model, "input c.nc")
+    # one variable under another name is the model's one variable, with no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        renamed = model_fields(coarse.rename("temperature").to_dataset(), tiny_model, "c.nc")
+    assert list(renamed) == ["t2m"]
     # one field saved with its time as a scalar coordinate is that time's field
     scalar = model_fields(coarse.isel(time=0).to_dataset(), tiny_model, "input c.nc")
     xr.testing.assert_allclose(

@@ -90,6 +90,20 @@ def test_downscaling_writes_every_variable_and_uses_stations_of_one(wind_model, 
     assert set(json.loads(ds.attrs["coarse_noise_std"])) == {"u10", "v10"}
 
 
+def test_a_coarse_input_without_one_of_the_models_variables_says_so(wind_model, test_hours):
+    """A coarse file of u10 alone for the joint u10/v10 prior: v10 is drawn from the prior
+    (and stations), which a warning names, not a silent run."""
+    from hdm.downscaling.inputs import observation_setup
+
+    coarse = coarse_grain(test_hours[["u10"]], 4)
+    with pytest.warns(UserWarning, match=r"the coarse input holds no v10 \(of the model's 2"):
+        setup = observation_setup(
+            wind_model, wind_model.grid, dict(coarse.data_vars), None, test_hours.time.values,
+            coarse_noise=0.05, station_noise={},
+        )  # fmt: skip
+    assert setup.coarse_channels == ("u10",)
+
+
 def test_stations_without_a_variable_column_are_refused_for_a_joint_prior(wind_model, test_hours):
     obs = simulate_observations(
         test_hours["u10"], stations_by_id(RHINE.conditioning_stations[:2]), 1.0, 0

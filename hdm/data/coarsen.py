@@ -177,7 +177,9 @@ def _block_mean(var: xr.DataArray, w: xr.DataArray, window: dict[str, int]) -> x
     den = wf.coarsen(window).sum()
     mean = (num / den.where(den > 0)).transpose(*var.dims)
     dtype = var.dtype if var.dtype.kind == "f" else np.float64
-    return mean.astype(dtype).assign_attrs(var.attrs)
+    out = mean.astype(dtype)
+    out.attrs = dict(var.attrs)  # the variable's alone: not the weights' (a unitless field
+    return out  # would take the latitudes' degrees_north)
 
 
 def _coarse_coords(

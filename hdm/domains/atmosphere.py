@@ -157,7 +157,9 @@ def gridded_spec(
             "for another source give data.path (a netCDF/zarr path or glob) and data.variables"
         )
     if train is None:
-        raise ValueError(f"gridded dataset {name!r} from {path}: give data.train (start, end)")
+        raise ValueError(
+            f"gridded dataset {name!r} from {path}: give data.train_start and data.train_end"
+        )
     return GriddedSpec(name, path, tuple(variables), train, test, levels=tuple(levels))
 
 

@@ -132,6 +132,7 @@ def model_fields(
     known = [v for v in prior.variables if v in present]
     if not known and len(prior.variables) == 1 and len(present) == 1:
         obj, known = obj.rename({present[0]: prior.variables[0]}), [prior.variables[0]]
+        present = known  # the one variable is the model's: nothing extra to warn of
     if not known:
         raise KeyError(
             f"the {what} has none of the model's variables {list(prior.variables)}; "
@@ -846,6 +847,14 @@ def observation_setup(
             dropped += _count_nan(values, nan)
             parts.append(op)
             blocks.append((values - mean) / std)
+    unobserved = [c for c in prior.channel_names if c not in coarse_channels]
+    if coarse and unobserved:
+        warnings.warn(
+            f"the coarse input holds no {', '.join(unobserved)} (of the model's "
+            f"{len(prior.channel_names)} channels): those are drawn from the prior and "
+            "whatever stations or soundings observe them",
+            stacklevel=2,
+        )
     ids: list[str] = []
     for var, obs in by_variable.items():
         if prior.levels_of(var):

@@ -406,10 +406,14 @@ def _process_new(args) -> int:
         print(f"downscaled: {out}")
     for path in result["failed"]:
         print(f"failed: {path}", file=sys.stderr)
+    for path in result["bad_input"]:
+        print(f"bad input (skipped): {path}", file=sys.stderr)
     if result["status"] == "nothing to do":
         print(f"nothing new in {args.inbox}")
         return EXIT_NOTHING_TO_DO
-    return EXIT_FAILED if result["failed"] else EXIT_OK
+    if result["failed"]:
+        return EXIT_FAILED
+    return EXIT_BAD_INPUT if result["bad_input"] else EXIT_OK
 
 
 def _config(args) -> int:

@@ -8,7 +8,10 @@ input (``inputs.truth`` or ``inputs.coarse``, whichever the config uses; all its
 every ``times.every`` hours). Meant for cron or a self-resubmitting SLURM job
 (``examples/hpc/``), it answers with exit codes a scheduler understands: 0 when it
 downscaled something, 3 (:data:`~hdm.pipelines.batch.EXIT_NOTHING_TO_DO`) when there was
-nothing new, 1 when a file failed (the others are still done), 2 on bad input.
+nothing new, 1 when a file failed (the others are still done), 2 on bad input: a bad
+configuration, or a file that cannot be used (unreadable, no usable times, other units
+that nothing says), which is named, left in the inbox and skipped, while the files after
+it are still downscaled (one bad file must not stop every later run of a cron job).
 """
 
 from __future__ import annotations
@@ -48,15 +51,16 @@ def process_new(
     progress: bool = False,
     run_id: str | None = None,
 ) -> dict:
-    """Downscale every new input file; returns ``processed``, ``failed`` and ``status``."""
+    """Downscale every new input file; returns ``processed``, ``failed`` (runs that
+    failed), ``bad_input`` (files skipped as unusable) and ``status``."""
     from hdm.pipelines.job import run_downscale_job
 
     inbox, out_dir = Path(inbox), Path(out_dir)
     todo = new_inputs(inbox, out_dir, pattern)
     if not todo:
         log.info("no new input in %s (%s): nothing to do", inbox, pattern)
-        return {"status": "nothing to do", "processed": [], "failed": []}
-    processed, failed = [], []
+        return {"status": "nothing to do", "processed": [], "failed": [], "bad_input": []}
+    processed, failed, bad_input = [], [], []
     for path, out in todo:
         inputs = (
             replace(cfg.inputs, truth=str(path))
@@ -77,5 +81,8 @@ def process_new(
         except BatchError as exc:
             log.error("%s failed: %s", path, exc)
             failed.append(str(path))
-    status = "failed" if failed else "done"
-    return {"status": status, "processed": processed, "failed": failed}
+        except (ValueError, KeyError, OSError) as exc:  # this file's input: the rest go on
+            log.error("%s: bad input, left in the inbox: %s", path, exc)
+            bad_input.append(str(path))
+    status = "failed" if failed or bad_input else "done"
+    return {"status": status, "processed": processed, "failed": failed, "bad_input": bad_input}
