@@ -8,6 +8,7 @@ from hdm.data.coarsen import coarse_grain
 from hdm.data.regrid import interpolate_coarse
 from hdm.metrics.baselines import (
     FittedKernel,
+    at_cell_middles,
     fit_empirical_covariance,
     fit_kernel,
     gp_posterior,
@@ -44,6 +45,19 @@ def sample_fields(kernel, n, seed):
 
 def as_field(values, lat, lon):
     return xr.DataArray(values, dims=("time", "lat", "lon"), coords={"lat": lat, "lon": lon})
+
+
+def test_at_cell_middles_moves_the_centres_of_an_axis_with_cell_bounds_only():
+    """Centres 0.2° off the middles of cells [40, 42), [42, 44): lat (with its bounds,
+    carried as :data:`hdm.data.coarsen.CELL_BOUND_COORDS`) moves to 41, 43; lon (no
+    bounds) and the values stay."""
+    coarse = as_field(np.arange(6.0).reshape(1, 2, 3), [41.2, 43.2], [5.2, 7.2, 9.2])
+    coarse = coarse.assign_coords(lat_cell_lower=("lat", [40.0, 42.0]))
+    coarse = coarse.assign_coords(lat_cell_upper=("lat", [42.0, 44.0]))
+    moved = at_cell_middles(coarse)
+    np.testing.assert_allclose(moved.lat, [41.0, 43.0])
+    np.testing.assert_allclose(moved.lon, coarse.lon)
+    np.testing.assert_array_equal(moved.values, coarse.values)
 
 
 @pytest.mark.parametrize("method", ["bilinear", "bicubic"])

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -487,3 +488,25 @@ def test_inflation_auto_is_one_factor_per_run_whatever_the_chunks(tiny_model, tm
         **{**SMALL, "scheduler": "synchronous"},
     )
     assert again["status"] == "nothing to do"
+
+
+def test_a_warning_met_in_every_chunk_on_dask_workers_is_shown_once_by_the_driver(
+    tiny_model, tmp_path, capfd
+):
+    """An extra variable in the coarse file is warned of by the driver's checks and by every
+    chunk, on two worker processes; it is shown once, by the driver (where the CLI gives it
+    its one-line form), and nothing reaches the workers' stderr in Python's two-line form."""
+    with xr.open_dataset(UK_FILE) as ds:
+        t2m = ds["t2m"].sel(time=["2019-03-25T00", "2019-03-25T01"]).load()
+    coarse = t2m.coarsen(latitude=4, longitude=4, boundary="trim").mean()
+    extra = coarse.to_dataset(name="t2m").assign(d2m=coarse - 2.0)
+    path = tmp_path / "with_d2m.nc"
+    extra.to_netcdf(path)
+    args = _coarse_args(tiny_model, path, tmp_path / "x.zarr")
+    args[args.index("synchronous")] = "local"
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert main([*args, "--workers", "2", "--chunk-size", "1"]) == 0
+    said = [str(w.message) for w in shown if "the model was not trained on" in str(w.message)]
+    assert len(said) == 1, said
+    assert "not trained on" not in capfd.readouterr().err  # nothing from the workers

@@ -772,3 +772,15 @@ def test_coarse_cells_short_of_the_domain_by_less_than_a_grid_cell_are_taken():
         "lat": uk.axes[0].coords, "lon": uk.axes[1].coords}), 8)  # fmt: skip
     eight = CoarseGrain.for_coarse_grid(blocks.lat.values, blocks.lon.values, uk)
     assert eight.n_obs() == 4 * 6
+
+
+def test_a_config_copy_warns_only_of_the_choices_it_changes(caplog):
+    with caplog.at_level("WARNING", logger="hdm"):
+        one = EnsembleConfig(members=1)
+        assert caplog.text.count("one member") == 1
+        one.replace(teleport="none", seed=3)  # keeps the one member: no second warning
+        assert caplog.text.count("one member") == 1
+        EnsembleConfig().replace(members=1)  # changes it: warned
+        assert caplog.text.count("one member") == 2
+        EnsembleConfig(sampler="em").replace(steps=20)
+    assert "below its default 50" in caplog.text

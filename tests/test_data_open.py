@@ -171,6 +171,39 @@ def test_absent_variable_lists_present(tmp_path):
         open_fields(path, ["t2m", "z"])
 
 
+def test_a_cmip_name_is_taken_as_the_variable_asked_for(tmp_path, caplog):
+    mock = mock_fields(["t2m"], n_time=3)
+    cmip = mock.rename(t2m="tas").assign(uas=mock.t2m * 0 + 1.0)
+    path = write(cmip, tmp_path / "tas_day_model.nc")
+    with caplog.at_level("INFO", logger="hdm"):
+        ds = open_fields(path, ["t2m"], units={"t2m": "degC"})
+    assert list(ds.data_vars) == ["t2m"]  # the alias renamed, the other variable left out
+    np.testing.assert_allclose(ds.t2m.values, mock.t2m.values - 273.15, atol=3e-5)
+    assert "tas taken as t2m" in caplog.text and "tas taken as t2m" in ds.attrs["hdm_conventions"]
+    # the file's own name comes first; neither name present is refused as before
+    both = write(cmip.assign(t2m=mock.t2m + 1.0), tmp_path / "both.nc")
+    np.testing.assert_allclose(open_fields(both, "t2m").t2m.values, mock.t2m.values + 1.0)
+    with pytest.raises(
+        KeyError, match=r"\['u'\] not found in .*tas_day_model.nc; present: \['tas', 'uas'\]"
+    ):
+        open_fields(path, ["t2m", "u"])
+
+
+def test_training_data_of_a_cmip_file_reads_tas_as_t2m(tmp_path):
+    from hdm.pipelines.config import train_config_from_dict
+    from hdm.pipelines.train import gridded_training_data
+
+    mock = mock_fields(["t2m"], n_time=4, n_lat=8, n_lon=8, lat=(50, 57), lon=(-7, 0))
+    path = write(mock.rename(t2m="tas"), tmp_path / "tas_cmip.nc")
+    data = {"dataset": "cmip", "path": str(path), "variables": ["t2m"]}
+    data |= {"train_start": "2020-01-01T00", "train_end": "2020-01-01T18"}
+    cfg = train_config_from_dict({"name": "cmip", "data": data})
+    training = gridded_training_data(cfg)
+    assert training.metadata["variables"] == ["t2m"] and training.tensor.shape == (4, 1, 8, 8)
+    back = training.normaliser.denormalise(training.tensor.double().numpy())[:, 0]
+    np.testing.assert_allclose(back, mock.t2m.values, atol=1e-3)
+
+
 def test_non_monotonic_and_duplicated_coordinates(tmp_path):
     mock = mock_fields(n_time=4, n_lat=5)
     lat = mock.lat.values.copy()
@@ -324,6 +357,23 @@ def test_units_option_converts_files_in_kelvin_and_celsius_to_one(tmp_path):
     bare.t2m.attrs.pop("units")
     with pytest.raises(ValueError, match=r"'t2m' in .*bare\.nc has no units attribute"):
         open_fields(write(bare, tmp_path / "bare.nc"), units={"t2m": "K"})
+
+
+def test_levels_in_pa_without_units_are_refused_with_the_hint(tmp_path):
+    mock = mock_fields(["q"], n_time=1, levels=[500, 850])
+    raw = mock.assign_coords(level=("level", mock.level.values * 100.0))  # no units
+    path = write(raw, tmp_path / "pa.nc")
+    with pytest.raises(
+        KeyError,
+        match=r"levels look like Pa \(50000 = 500 hPa\): set the level coordinate's units "
+        r"attribute to 'Pa'",
+    ) as err:
+        open_fields(path, level=[500, 850])
+    assert "level(s) ['500', '850'] hPa not in" in str(err.value)
+    # levels in hPa that are simply not the file's get no hint
+    with pytest.raises(KeyError) as err:
+        open_fields(write(mock, tmp_path / "hpa.nc"), level=[300])
+    assert "look like Pa" not in str(err.value)
 
 
 def test_levels_in_any_pressure_unit_become_hpa(tmp_path):

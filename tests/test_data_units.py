@@ -102,6 +102,25 @@ def test_errors_name_the_object_and_both_units():
     assert issubclass(UnitsError, ValueError)  # the CLI's exit code 2
 
 
+def test_a_bare_f_is_the_farad_and_the_refusal_names_the_spelling_of_fahrenheit():
+    # a station table in Fahrenheit labelled "F": refused, not read as °F (nor as farads)
+    table = xr.DataArray(np.array([50.0, 59.0]), dims="obs", attrs={"units": "F"})
+    with pytest.raises(
+        UnitsError,
+        match=r"^stations in s\.csv is in 'F' \(.*\), which cannot be converted to 'K' "
+        r"\(\[temperature\]\); 'F' is the farad; for Fahrenheit write 'degF'$",
+    ):
+        to_units(table, "K", "stations in s.csv")
+    with pytest.raises(UnitsError, match=r"'F' is the farad; for Fahrenheit write 'degF'$"):
+        affine("K", "F", "t2m in a.nc")  # asked for in "F"
+    np.testing.assert_allclose(to_units(table.assign_attrs(units="degF"), "K"), [283.15, 288.15])
+    # no hint where neither side is a temperature, nor for "C" (cf-xarray reads it as °C)
+    with pytest.raises(UnitsError) as err:
+        affine("F", "m s-1", "x")
+    assert "degF" not in str(err.value)
+    assert affine("C", "K") == (1.0, 273.15)
+
+
 def test_pressure_units():
     assert is_pressure("Pa") and is_pressure("mb") and is_pressure("hPa")
     assert not is_pressure("m") and not is_pressure(None) and not is_pressure("nonsense")

@@ -880,3 +880,19 @@ def test_a_station_report_far_from_its_coarse_cell_is_named(tiny_model, truth):
     assert 30.0 / std > FAR_FROM_COARSE
     with pytest.raises(ObservationError, match=rf"station {bad['id'].values[4]} at 2019-03-25T"):
         setup(bad)
+
+
+def test_a_one_member_run_warns_of_it_once(tiny_model, truth, caplog):
+    # the run copies its config (resolving the teleport level, the batch's options): a
+    # copy warns only of the choices it changes, not again of the one member it keeps
+    with caplog.at_level("WARNING", logger="hdm"):
+        downscale(
+            tiny_model,
+            coarse=coarse_grain(truth.isel(time=[0]), 4),
+            members=1,
+            steps=2,
+            guidance="sda",
+            **UNTRAINED,
+            progress=False,
+        )
+    assert caplog.text.count("one member: a single posterior draw") == 1

@@ -258,3 +258,32 @@ def test_hdm_sample_draws_fields_of_a_gridded_model_from_its_folder(levels_prior
         from hdm.pipelines.sample import sample
 
         sample(levels_prior, n=1, sampler="heun", steps=3, points=10)
+
+
+def test_coarse_levels_in_pa_without_units_are_refused_with_the_hint():
+    """A coarse field whose level coordinate holds Pa but says nothing is read as hPa and
+    has none of the model's levels: the one line says they look like Pa, and how to say so."""
+    from hdm.downscaling.inputs import model_fields
+    from hdm.downscaling.prior import load_prior
+
+    prior = load_prior(ROOT / "data" / "checkpoints" / "rhine_levels" / "model.pt")
+    u = xr.DataArray(
+        np.zeros((1, 2, 3, 3)),
+        dims=("time", "level", "lat", "lon"),
+        coords={
+            "time": [np.datetime64("2020-01-01T18")],
+            "level": [85000.0, 50000.0],
+            "lat": [46.0, 50.0, 54.0],
+            "lon": [1.0, 5.0, 9.0],
+        },
+        name="u",
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"levels look like Pa \(50000 = 500 hPa\): set the level coordinate.s units "
+        r"attribute to .Pa.",
+    ):
+        model_fields(u.to_dataset(), prior, "coarse input")
+    with pytest.raises(ValueError, match=r"none of the model's") as refused:
+        model_fields(u.assign_coords(level=[800.0, 600.0]).to_dataset(), prior, "coarse input")
+    assert "Pa" not in str(refused.value).split("hPa")[-1]  # hPa levels: no Pa hint

@@ -95,6 +95,9 @@ def test_a_zero_shot_prediction_is_scored_against_the_training_grid_only(
         tiny_model, coarse=coarse_grain(truth, 4), members=2, steps=2, grid=2,
         guidance="sda", runaway_bound=None, progress=False,
     )  # fmt: skip
+    # the training grid's spacing as numbers (what read_downscale reads), beside its text
+    assert ds.attrs["training_grid_lat_spacing_deg"] == 0.25
+    assert ds.attrs["training_grid_lon_spacing_deg"] == 0.25
     ev = read_downscale(ds, UK_FILE)
     assert ev.truth_on_pred.shape == (2, 65, 97) and np.isfinite(ev.truth_on_pred).all()
     half_path = tmp_path / "half_degree.nc"

@@ -146,6 +146,15 @@ def test_cli_heldout_period_must_be_start_dot_dot_end(model_dir, capsys):
     assert len(err.splitlines()) == 1 and "a period is START..END" in err
 
 
+def test_cli_heldout_period_outside_the_data_names_the_file_and_its_times(model_dir, capsys):
+    assert main(["gaussian-stats", str(model_dir), "--heldout", "2018-01-01..2018-01-02"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "the period 2018-01-01..2018-01-02 selects no time step" in err
+    assert f"data {UK_FILE} (its times run 2019-03-01T00:00..2019-03-31T23:00)" in err
+    assert "model.pt" not in err
+
+
 def test_teleported_downscaling_starts_at_the_given_level(model_dir, coarse):
     prior = load_prior(model_dir)
     ds = downscale(prior, coarse, members=2, steps=3, teleport=1.0, progress=False)

@@ -24,14 +24,18 @@ Conventions after opening (the schema of :mod:`hdm.data.schema`):
   others (``{"t2m": "K"}``: converted lazily with :mod:`hdm.data.units`); what was
   changed is listed in the dataset attribute ``hdm_conventions``.
 
+Requested variables are found under their own name, else under an alias of it
+(:data:`hdm.data.schema.VARIABLE_ALIASES`: CMIP's ``tas`` for ``t2m``, ``ua`` for ``u``),
+which is renamed to the name asked for (logged, and listed in ``hdm_conventions``).
+
 Checks (each raises with a message naming the file and what is wrong): missing file or
 no match for a glob; a file that is not netCDF/zarr/GRIB or is truncated; a requested
-variable absent (the present ones are listed); a coordinate that is not strictly
-monotonic or has a duplicate (the coordinate and the first bad index are named);
-latitudes outside [-90, 90]; one variable with different units in different files
-(both files named; spellings of one unit, K and kelvin, are not different units), unless
-``units=`` converts them to one. Several files are combined by their coordinates
-(:func:`xarray.combine_by_coords`) after each has been normalised.
+variable absent, under its name and its aliases (the present ones are listed); a
+coordinate that is not strictly monotonic or has a duplicate (the coordinate and the
+first bad index are named); latitudes outside [-90, 90]; one variable with different
+units in different files (both files named; spellings of one unit, K and kelvin, are not
+different units), unless ``units=`` converts them to one. Several files are combined by
+their coordinates (:func:`xarray.combine_by_coords`) after each has been normalised.
 
 Selection happens before any data is read: ``time`` (a slice of ISO strings or
 datetimes, one string such as ``"2019-03-02"`` for a whole day, or a list),
@@ -47,6 +51,7 @@ passed to :meth:`xarray.Dataset.chunk`, dimensions not named staying whole.
 from __future__ import annotations
 
 import glob as globlib
+import logging
 import os
 import re
 import warnings
@@ -61,7 +66,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hdm.data.schema import ALIASES, LAT, LEVEL, LON, TIME
+from hdm.data.schema import ALIASES, LAT, LEVEL, LON, TIME, variable_in
 from hdm.data.units import UnitsError, affine, is_pressure, known, same_units, to_units
 
 __all__ = [
@@ -70,6 +75,7 @@ __all__ = [
     "detect_format",
     "normalise_conventions",
     "open_fields",
+    "pa_level_hint",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -78,6 +84,8 @@ _NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray", ".zmetadata")
 _GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
+
+log = logging.getLogger("hdm")
 
 
 @dataclass(frozen=True)
@@ -606,6 +614,27 @@ def _select_time(ds: xr.Dataset, time: Any) -> xr.Dataset:
     return out
 
 
+#: the highest pressure level in hPa a file holds (1000 hPa and a little below ground)
+_HIGHEST_HPA = 1100.0
+
+
+def pa_level_hint(present: Sequence[float], wanted: Sequence[float]) -> str:
+    """A clause for a message refusing levels ``present`` (read as hPa) that lack the
+    ``wanted`` ones (hPa): where all are above 1100 and ``present`` / 100 holds one of
+    ``wanted``, the file's levels are in Pa without a ``units`` attribute (which
+    :func:`normalise_conventions` reads as hPa); else ``""``."""
+    present = np.asarray(present, dtype=np.float64)
+    if present.size == 0 or not (present > _HIGHEST_HPA).all():
+        return ""
+    match = [p for p in present if np.isclose(np.asarray(wanted, np.float64), p / 100).any()]
+    if not match:
+        return ""
+    return (
+        f"; the file's levels look like Pa ({_fmt(match[0])} = {_fmt(match[0] / 100)} hPa): "
+        "set the level coordinate's units attribute to 'Pa'"
+    )
+
+
 def _select_level(ds: xr.Dataset, level: Any, source: str) -> xr.Dataset:
     if level is None:
         return ds
@@ -617,7 +646,7 @@ def _select_level(ds: xr.Dataset, level: Any, source: str) -> xr.Dataset:
     if missing:
         raise KeyError(
             f"level(s) {[_fmt(m) for m in missing]} hPa not in {source}; levels present: "
-            f"{[_fmt(p) for p in present]}"
+            f"{[_fmt(p) for p in present]}" + pa_level_hint(present, wanted)
         )
     return ds.sel({LEVEL: level})
 
@@ -748,6 +777,12 @@ def _explain_overlap(parts: Sequence[tuple[Path, xr.Dataset]]) -> None:
             check_coordinate(values, dim, f"the files combined ({names})", increasing=True)
 
 
+def _requested_in(names: Iterable[str], variable: str, wanted: Sequence[str]) -> str | None:
+    """The name under which the requested ``variable`` is among a file's ``names``: itself,
+    else an alias (:func:`hdm.data.schema.variable_in`) that is not itself requested."""
+    return variable_in([n for n in names if n == variable or n not in wanted], variable)
+
+
 def _combine(parts: Sequence[tuple[Path, xr.Dataset]]) -> xr.Dataset:
     if len(parts) == 1:
         return parts[0][1]
@@ -783,7 +818,9 @@ def open_fields(
     Args:
         source: a netCDF file, a glob pattern (``"era5_*.nc"``), a list of files, a
             zarr store (directory) or a GRIB file (needs ``hdm[grib]``).
-        variables: names (or one name) of the data variables to keep; default all.
+        variables: names (or one name) of the data variables to keep; default all. A
+            name a file lacks is taken from its alias there (CMIP's ``tas`` for ``t2m``:
+            :data:`hdm.data.schema.VARIABLE_ALIASES`), renamed to the name asked for.
         chunks: ``"auto"`` (whole horizontal grid, dask-sized time chunks) or a dict
             ``{dim: size}`` in schema names (unnamed dims stay whole).
         time: a ``slice("2019-03-01", "2019-03-07T23")`` of ISO strings or datetimes,
@@ -792,8 +829,8 @@ def open_fields(
             ``(s, n, w, e)``, degrees, bounds included, in [-180, 180] longitudes.
         level: pressure level(s), hPa. One value drops the ``level`` dimension.
         units: ``{variable: units}`` (UDUNITS/CF strings, e.g. ``{"t2m": "K"}``): those
-            variables converted to those units, file by file and lazily, so that files
-            in K and in °C open together (:mod:`hdm.data.units`).
+            variables (by the names asked for) converted to those units, file by file
+            and lazily, so that files in K and in °C open together (:mod:`hdm.data.units`).
 
     Returns:
         a lazy ``xr.Dataset``, dims in the schema (``time``, ``level``, ``lat``,
@@ -806,8 +843,8 @@ def open_fields(
             outside [-90, 90]; mixed units of one variable across files (both files
             named, unless ``units`` converts them); a selection that selects nothing;
             units that cannot be read or converted (:class:`~hdm.data.units.UnitsError`).
-        KeyError: a requested variable or level absent (the present ones listed), or a
-            variable of ``units`` absent.
+        KeyError: a requested variable (nor any alias of it) or level absent (the present
+            ones listed), or a variable of ``units`` absent.
         ImportError: a GRIB file without cfgrib (names the extra ``hdm[grib]``).
     """
     paths, label = _expand_sources(source)
@@ -819,21 +856,32 @@ def open_fields(
         raw.append((path, _open_raw(path, detect_format(path))))
 
     present = sorted({str(v) for _, ds in raw for v in ds.data_vars})
+    # the requested names a file may hold under an alias (tas for t2m): VARIABLE_ALIASES
+    found = [v for v in wanted or [] if _requested_in(present, v, wanted) is not None]
     for asked, what in ((wanted or [], "variable(s)"), (list(units or {}), "units for")):
-        missing = [v for v in asked if v not in present]
+        missing = [v for v in asked if v not in present and v not in found]
         if missing:
             raise KeyError(f"{what} {missing} not found in {label}; present: {present}")
 
     parts: list[tuple[Path, xr.Dataset]] = []
+    taken: dict[str, str] = {}
     for path, ds in raw:
+        rename: dict[str, str] = {}
         if wanted is not None:
-            keep = [v for v in wanted if v in ds.data_vars]
+            names = [str(v) for v in ds.data_vars]
+            keep = {v: a for v in wanted if (a := _requested_in(names, v, wanted)) is not None}
             if not keep:
                 ds.close()
                 continue
-            ds = ds[keep]
+            rename = {a: v for v, a in keep.items() if a != v}
+            ds = ds[list(keep.values())].rename(rename)
+            taken.update(rename)
         preferred = _preferred_chunks(ds, _rename_map(ds))
         ds = normalise_conventions(ds, str(path), region=box)
+        if rename:  # listed with the conventions, after normalise_conventions sets them
+            done = [ds.attrs["hdm_conventions"]] if "hdm_conventions" in ds.attrs else []
+            notes = [f"{a} taken as {v}" for a, v in rename.items()]
+            ds = ds.assign_attrs(hdm_conventions="; ".join(done + notes))
         ds = _select_time(_select_level(ds, level, str(path)), time)
         if TIME in ds.dims and ds.sizes[TIME] == 0:
             continue
@@ -843,6 +891,8 @@ def open_fields(
         parts.append((path, _convert_units(_chunk(ds, chunks, preferred), units or {}, path)))
     if not parts:
         raise ValueError(f"the time selection {time!r} selects no time step of {label}")
+    if taken:
+        log.info("%s: %s", label, ", ".join(f"{a} taken as {v}" for a, v in taken.items()))
 
     _check_units(parts)
     ds = _combine(parts)

@@ -21,7 +21,8 @@ A missing ``units`` attribute, or an empty one, means *unknown*, not dimensionle
 values are taken to be in whatever units they are compared with.
 
 Errors (:class:`UnitsError`, a ``ValueError``) are one line naming the object, its
-units and the units asked for.
+units and the units asked for. A bare ``"F"`` is the farad, not a temperature scale: a
+temperature written so is refused, with the spelling to use (``'degF'``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ _SPELLED_TEMPERATURES = {
     for prefix in ("deg ", "degree ", "degrees ", "")
     if prefix or len(name) > 1
 } | {"kelvins": "K"}
+
+
+# A bare scale letter is not read as that scale: "F" is pint's farad (and "C" UDUNITS's
+# coulomb, though cf-xarray reads it as °C). Guessing the scale would be silently wrong
+# for a capacitance, so a failed conversion of one to a temperature names the spelling.
+_SCALE_LETTERS = {"F": ("Fahrenheit", "degF"), "C": ("Celsius", "degC")}
 
 
 def _alias(text: str) -> str:
@@ -162,8 +169,21 @@ def affine(from_units: str, to_units: str, where: str = "the data") -> tuple[flo
         raise UnitsError(
             f"{where} is in {from_units!r} ({src.dimensionality}), which cannot be "
             f"converted to {to_units!r} ({dst.dimensionality})"
+            + (_letter_hint(from_units, src, dst) or _letter_hint(to_units, dst, src))
         ) from err
     return a, b
+
+
+def _letter_hint(units: str, unit: pint.Unit, other: pint.Unit) -> str:
+    """``"; 'F' is the farad; for Fahrenheit write 'degF'"`` where ``units`` is a bare
+    scale letter (``_SCALE_LETTERS``) read as ``unit``, not a temperature, and
+    ``other`` is a temperature; else ``""``."""
+    letter = _SCALE_LETTERS.get(str(units).strip())
+    temperature = _registry().Unit("K").dimensionality
+    if letter is None or unit.dimensionality == temperature or other.dimensionality != temperature:
+        return ""
+    scale, spelling = letter
+    return f"; {str(units).strip()!r} is the {unit}; for {scale} write {spelling!r}"
 
 
 def convert_values(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -64,6 +65,10 @@ PROFILE_NOISE_FRACTION = 0.1
 Noise = float | dict[str, float] | None
 
 log = logging.getLogger("hdm")
+
+#: set while :meth:`EnsembleConfig.replace` builds its copy, which then warns only of the
+#: choices it changed (a thread's own flag: batch workers build configs in threads)
+_REPLACING = threading.local()
 
 
 @dataclass(frozen=True)
@@ -161,21 +166,10 @@ class EnsembleConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be at least 1 (an integer), got {value!r}")
-        if self.members == 1:
-            log.warning(
-                "one member: a single posterior draw, with no spread; its std and quantiles "
-                "are written as NaN (undefined), not 0"
-            )
         # checks the guidance name too (the message names every method)
         options = check_guidance_options(self.guidance, self.guidance_options)
         object.__setattr__(self, "guidance_options", options)
         make_sampler(self.sampler, self.steps)  # validates the name
-        if self.sampler in DEFAULT_STEPS and self.steps < DEFAULT_STEPS[self.sampler]:
-            log.warning(
-                "sampler %r with %d steps: below its default %d (at 25 steps its members' "
-                "std was 12-13 %% wider than the closed-form posterior's; BENCHMARKS.md, "
-                "downscale-grf-samplers)", self.sampler, self.steps, default_steps(self.sampler),
-            )  # fmt: skip
         for name in ("coarse_noise", "station_noise", "profile_noise"):
             object.__setattr__(self, name, _checked_noise(name, getattr(self, name)))
         # None / "none": off; "auto"; a number >= 1 (kept as given, 1.0 included, so a
@@ -198,6 +192,26 @@ class EnsembleConfig:
         if not all(0 < q < 1 for q in quantiles):
             raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
         object.__setattr__(self, "quantiles", quantiles)
+        if not getattr(_REPLACING, "active", False):
+            self._note_choices({f.name for f in dataclasses.fields(self)})
+
+    def _note_choices(self, fields: set[str]) -> None:
+        """Warn of the choices among ``fields`` that a user should know the cost of (one
+        member; fewer steps than the sampler's default). Called for every field when a
+        config is made, and by :meth:`replace` for the fields it changes only, so that a
+        run that copies its config (resolving the teleport level, say) warns once."""
+        if "members" in fields and self.members == 1:
+            log.warning(
+                "one member: a single posterior draw, with no spread; its std and quantiles "
+                "are written as NaN (undefined), not 0"
+            )
+        below_default = self.sampler in DEFAULT_STEPS and self.steps < DEFAULT_STEPS[self.sampler]
+        if fields & {"sampler", "steps"} and below_default:
+            log.warning(
+                "sampler %r with %d steps: below its default %d (at 25 steps its members' "
+                "std was 12-13 %% wider than the closed-form posterior's; BENCHMARKS.md, "
+                "downscale-grf-samplers)", self.sampler, self.steps, default_steps(self.sampler),
+            )  # fmt: skip
 
     def replace(self, **changes) -> EnsembleConfig:
         """A copy with ``changes`` (field names; an unknown one names the valid ones)."""
@@ -213,7 +227,13 @@ class EnsembleConfig:
             # steps that were the old sampler's default become the new sampler's
             if self.steps == default_steps(self.sampler):
                 changes["steps"] = None
-        return dataclasses.replace(self, **changes)
+        _REPLACING.active = True
+        try:
+            copy = dataclasses.replace(self, **changes)
+        finally:
+            _REPLACING.active = False
+        copy._note_choices(set(changes))
+        return copy
 
     def coarse_noise_for(self, variable: str, training_std: float) -> float:
         """The std of ``variable``'s coarse observations (a channel name such as ``u@850``

@@ -60,7 +60,7 @@ from hdm.conditioning.observations import (
 )
 from hdm.conditioning.profiles import Profile, ProfileError, profile_observations
 from hdm.data.coarsen import cell_bounds, with_cell_bounds
-from hdm.data.open import normalise_conventions
+from hdm.data.open import normalise_conventions, pa_level_hint
 from hdm.data.schema import LAT, LEVEL, LON, TIME, variable_in
 from hdm.data.units import to_units
 from hdm.domains.stations import first_occurrences
@@ -207,7 +207,7 @@ def _model_levels(da: xr.DataArray, levels: Sequence[float], name: str, what: st
     if not keep:
         raise ValueError(
             f"the {what}'s {name} has levels {[f'{v:g}' for v in present]} hPa, none of the "
-            f"model's {[f'{v:g}' for v in levels]}"
+            f"model's {[f'{v:g}' for v in levels]}" + pa_level_hint(present, levels)
         )
     extra = [f"{v:g}" for v in present if v not in keep]
     if extra:  # a reanalysis file holds many levels: logged, not a warning

@@ -30,7 +30,7 @@ from hdm.downscaling.config import EnsembleConfig
 from hdm.downscaling.inputs import point_sampled, stations_in_units, within_times
 from hdm.downscaling.prior import Prior
 from hdm.hilbert.denoisers import network_count
-from hdm.hilbert.grids import LatLonGrid
+from hdm.hilbert.grids import Grid, LatLonGrid
 
 __all__ = [
     "attach_inputs",
@@ -38,6 +38,7 @@ __all__ = [
     "noise_std",
     "provenance_attrs",
     "summarise",
+    "training_grid_attrs",
     "write_output",
 ]
 
@@ -191,6 +192,21 @@ def noise_std(attrs: Mapping, key: str, variable: str) -> float | None:
     return float(json.loads(value)[variable])
 
 
+def training_grid_attrs(grid: Grid) -> dict[str, str | float]:
+    """The attributes of the grid a model was trained on: ``training_grid``, its
+    description (:meth:`hdm.hilbert.grids.Grid.describe`, for people), and for each of
+    its ``lat`` / ``lon`` axes ``training_grid_lat_spacing_deg`` /
+    ``training_grid_lon_spacing_deg``, the spacing of its points in degrees
+    (:attr:`hdm.hilbert.grids.Axis.spacing`: L/(n − 1), L/n on a periodic axis) as a
+    plain float, for programs (``hdm evaluate`` reads them instead of the text)."""
+    spacing = {
+        f"training_grid_{a.name}_spacing_deg": float(a.spacing)
+        for a in grid.axes
+        if a.name in (LAT, LON)
+    }
+    return {"training_grid": grid.describe(), **spacing}
+
+
 def provenance_attrs(
     prior: Prior,
     grid: LatLonGrid,
@@ -225,7 +241,7 @@ def provenance_attrs(
         "members": cfg.members,
         "seed": cfg.seed,
         "grid": grid.describe(),
-        "training_grid": prior.grid.describe(),
+        **training_grid_attrs(prior.grid),
         "coarse_noise_std": _noise_attr(coarse_noise),
         "station_noise_std": _noise_attr(station_noise if station_ids else None),
         "stations": ",".join(station_ids),

@@ -1,5 +1,7 @@
 r"""Baselines for downscaling: kriging (GP regression) on coarse fields and stations
-(interpolation of the coarse field is :func:`hdm.data.regrid.interpolate_coarse`).
+(interpolation of the coarse field is :func:`hdm.data.regrid.interpolate_coarse`, of
+cell means from their cells' middles where the file gives the cells:
+:func:`at_cell_middles`).
 
 Kriging / Gaussian-process regression
 -------------------------------------
@@ -111,6 +113,7 @@ from hdm.hilbert.grids import multilinear_stencil
 __all__ = [
     "EmpiricalCovariance",
     "FittedKernel",
+    "at_cell_middles",
     "fit_empirical_covariance",
     "fit_kernel",
     "gp_posterior",
@@ -133,6 +136,22 @@ _COORD_ATOL = 1e-6
 
 
 # --------------------------------------------------------------------------- interpolation
+
+
+def at_cell_middles(coarse: xr.DataArray) -> xr.DataArray:
+    """``coarse`` with each value placed at the middle of its cell, (lower + upper)/2 of
+    the cell bounds it carries along lat and lon (:func:`hdm.data.coarsen.cell_bounds`,
+    longitudes within half a turn of their centres, :func:`hdm.data.coarsen.
+    with_cell_bounds`), for the interpolation baselines of cell means: a file whose
+    centres are not its cells' middles (a cos-weighted centre, a rounded coordinate)
+    would otherwise shift the interpolant by their offset. An axis without bounds keeps
+    its centres; the values and every other coordinate are unchanged."""
+    middles = {}
+    for dim in (LAT, LON):
+        bounds = cell_bounds(coarse, dim)
+        if bounds is not None:
+            middles[dim] = (dim, bounds.mean(axis=1), dict(coarse[dim].attrs))
+    return coarse.assign_coords(middles)
 
 
 # --------------------------------------------------------------------------- kernels

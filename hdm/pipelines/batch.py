@@ -383,7 +383,14 @@ def run_chunk(task: ChunkTask) -> dict:
     # The task's own dask reads run in the task: on a distributed worker the default would
     # be the worker's client, which secedes the task and lets the worker start another one
     # (several tasks at once in one worker, each with torch_threads threads).
-    with _torch_threads(cfg.batch.torch_threads), dask.config.set(scheduler="synchronous"):
+    # Warnings are returned, not printed: on a Dask worker they would reach the worker's
+    # stderr in Python's two-line format, once per chunk; the driver shows each once.
+    with (
+        _torch_threads(cfg.batch.torch_threads),
+        dask.config.set(scheduler="synchronous"),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
         prior = _prior(cfg.checkpoint)
         fields = input_fields(cfg, prior, task.times)
         coarse = {v: f.load() for v, f in coarse_input(cfg, fields, prior).items()}
@@ -418,7 +425,8 @@ def run_chunk(task: ChunkTask) -> dict:
             "device": str(ds.attrs["device"]),
         },
     )
-    return {"chunk": task.index, "times": len(task.times), "wall_time_s": wall}
+    said = list(dict.fromkeys(str(w.message) for w in caught))
+    return {"chunk": task.index, "times": len(task.times), "wall_time_s": wall, "warnings": said}
 
 
 #: Errors a chunk raises on bad input (hdm's own input errors are ValueErrors: units,
@@ -438,11 +446,40 @@ def _failure(task: ChunkTask, exc: Exception) -> BatchError:
     return BatchError(f"{where} failed: {type(exc).__name__}: {exc}. {kept[0].upper()}{kept[1:]}")
 
 
-def _run_tasks(client, tasks: list[ChunkTask], store: Path, manifest: dict, progress: bool):
-    """Run the tasks; record each completion in the manifest (the driver is its only writer)."""
+@contextlib.contextmanager
+def _noting_warnings(shown: set[str]) -> Iterator[None]:
+    """Warnings shown meanwhile are shown as before and their texts added to ``shown``."""
+    show = warnings.showwarning
+
+    def note(message, *args, **kwargs):
+        shown.add(str(message))
+        show(message, *args, **kwargs)
+
+    warnings.showwarning = note
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
+
+
+def _run_tasks(
+    client,
+    tasks: list[ChunkTask],
+    store: Path,
+    manifest: dict,
+    progress: bool,
+    shown: set[str],
+) -> None:
+    """Run the tasks; record each completion in the manifest (the driver is its only
+    writer); show each warning the chunks return once, unless ``shown`` (the texts the
+    driver has shown already) holds it."""
     bar = tqdm(total=len(tasks), desc="downscale chunks", unit="chunk", disable=not progress)
 
     def done(result: dict) -> None:
+        for message in result.get("warnings", ()):
+            if message not in shown:  # each chunk meets the same input: say it once
+                shown.add(message)
+                warnings.warn(message, UserWarning, stacklevel=2)
         manifest["complete"] = sorted({*manifest["complete"], result["chunk"]})
         write_manifest(store, manifest)
         bar.update(1)
@@ -588,7 +625,9 @@ def run_batch(
     out = Path(cfg.output.out)
     store = out if out.suffix == ".zarr" else out.with_name(f".{out.name}.work.zarr")
     t0 = _time.perf_counter()
-    plan = _plan(cfg, store, overwrite)
+    shown: set[str] = set()  # the warnings' texts; a chunk's own are then not repeated
+    with _noting_warnings(shown):
+        plan = _plan(cfg, store, overwrite)
     cfg, times, chunks = plan.cfg, plan.times, plan.chunks
     fp = fingerprint(cfg, plan.prior, times)
     log.info("run %s: %d times in %d chunks -> %s", run_id, len(times), len(chunks), out)
@@ -647,7 +686,7 @@ def run_batch(
             len(tasks),
         )
     with dask_client(cfg) as client:
-        _run_tasks(client, tasks, store, manifest, progress)
+        _run_tasks(client, tasks, store, manifest, progress, shown)
     markers = read_markers(store)
     missing = sorted(set(range(len(chunks))) - set(markers))
     if missing:

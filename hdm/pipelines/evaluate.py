@@ -305,7 +305,8 @@ def _truth_variable(ds: xr.Dataset, var: str, source) -> xr.DataArray:
     raise KeyError(f"the truth {source} has no {var!r} and several variables: {present}")
 
 
-#: a grid description of :meth:`hdm.hilbert.grids.Grid.describe`, one axis
+#: a grid description of :meth:`hdm.hilbert.grids.Grid.describe`, one axis (read only
+#: from stores written without the spacings as numbers, :func:`_training_spacing`)
 _AXIS_TEXT = re.compile(r"(lat|lon) ∈ \[([^,\]]+), ([^\]]+)\] \((closed|periodic), (\d+) points\)")
 
 
@@ -316,8 +317,17 @@ def _spacing(values: np.ndarray) -> float | None:
 
 
 def _training_spacing(pred: xr.Dataset) -> dict[str, float] | None:
-    """The lat and lon spacing of the grid the prediction's model was trained on, from
-    its ``training_grid`` attribute (None where it does not describe a lat-lon grid)."""
+    """The lat and lon spacing (degrees) of the grid the prediction's model was trained
+    on: its attributes ``training_grid_lat_spacing_deg`` and
+    ``training_grid_lon_spacing_deg`` (:func:`hdm.downscaling.output.training_grid_attrs`),
+    else the text of its ``training_grid`` attribute; None where neither gives both."""
+    try:
+        found = {a: float(pred.attrs[f"training_grid_{a}_spacing_deg"]) for a in ("lat", "lon")}
+    except (KeyError, TypeError, ValueError):  # absent, or not a number
+        found = {}
+    if found and all(np.isfinite(step) and step > 0 for step in found.values()):
+        return found
+    # stores written before the spacings were stored as numbers: parse the description
     found = {}
     for name, start, stop, kind, n in _AXIS_TEXT.findall(str(pred.attrs.get("training_grid"))):
         n = int(n) if kind == "periodic" else int(n) - 1
@@ -412,7 +422,7 @@ def read_downscale(
         coarse = coarse.rename({"coarse_lat": "lat", "coarse_lon": "lon"})
         if "coarse_lat_weight" in coarse.coords:
             coarse = coarse.rename({"coarse_lat_weight": "lat_weight"})
-        for dim in ("lat", "lon"):  # the stored cells (a file's own CF bounds) for kriging
+        for dim in ("lat", "lon"):  # the stored cells (a file's own CF bounds) for the baselines
             stored = pred.get(f"coarse_{dim}_bounds")
             if stored is not None:
                 lower, upper = (name.format(dim=dim) for name in CELL_BOUND_COORDS)
@@ -523,13 +533,22 @@ def _gaussian_baselines(krig: dict) -> list[tuple[str, dict]]:
     return [("kriging", krig)] + ([("oi", krig["oi"])] if krig.get("oi") is not None else [])
 
 
+def _interpolated(ev: DownscaleEvaluation, method: str) -> xr.DataArray:
+    """The stored coarse values interpolated (``method``: bilinear, bicubic) onto the
+    truth's grid: point values from their points, cell means from their cells' middles
+    where the store keeps the cells (:func:`hdm.metrics.baselines.at_cell_middles`; as
+    kriging and OI observe the cells), else from the coarse centres."""
+    coarse = ev.coarse if point_sampled(ev.coarse) else bl.at_cell_middles(ev.coarse)
+    return interpolate_coarse(coarse, ev.truth, method=method)
+
+
 def _interpolation_scores(ev: DownscaleEvaluation) -> dict:
     """Bilinear and bicubic interpolation of the stored coarse values (any grid of them:
-    cell means or points) scored on the truth's grid."""
+    cell means or points, :func:`_interpolated`) scored on the truth's grid."""
     truth = ev.truth
     report = {}
     for method in ("bilinear", "bicubic"):
-        interp = interpolate_coarse(ev.coarse, truth, method=method)
+        interp = _interpolated(ev, method)
         report[f"rmse_{method}"] = float(pm.rmse(interp, truth))
         # a point forecast's CRPS is its absolute error: the same scale as the others
         report[f"crps_{method}"] = float(pm.mae(interp, truth))
@@ -673,7 +692,7 @@ def plot_downscale_scores(
     truth, ens = ev.truth_on_pred, ev.ensemble
     spectra = {"truth": pm.power_spectrum(truth), "hdm members": pm.power_spectrum(ens)}
     if krig is not None:
-        bicubic = interpolate_coarse(ev.coarse, ev.truth, method="bicubic")
+        bicubic = _interpolated(ev, "bicubic")
         spectra["bicubic"] = pm.power_spectrum(bicubic)
         spectra["kriging mean"] = pm.power_spectrum(krig["mean"])
         if krig.get("oi") is not None:

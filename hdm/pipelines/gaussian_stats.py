@@ -78,7 +78,8 @@ import torch
 
 from hdm.data.accessor import grid_of, to_tensor
 from hdm.data.normalization import normaliser_from_dict
-from hdm.domains.atmosphere import open_unseen_period, training_spec
+from hdm.data.schema import TIME
+from hdm.domains.atmosphere import open_split, open_unseen_period, training_spec
 from hdm.domains.statics import statics_from_record
 from hdm.hilbert.augmentation import gaussian_lowpass
 from hdm.hilbert.checkpoints import (
@@ -183,12 +184,24 @@ def heldout_fields(path: Path, period: tuple[str, str], grid: Grid) -> torch.Ten
     """The fields of ``period`` of the dataset the model at ``path`` was trained on, in its
     normalisation, (N, C, *grid.shape) float32: a :class:`TeleportError` where the period
     overlaps the training period (the network saw those fields), selects no field, holds
-    NaN (:func:`hdm.domains.atmosphere.open_unseen_period`) or lies on another grid."""
+    NaN (:func:`hdm.domains.atmosphere.open_unseen_period`) or lies on another grid; a
+    period outside the data is named with the data's files and time range."""
     payload = load_checkpoint(path)
     metadata = payload.get("metadata", {})
     spec = training_spec(metadata)
     names = list(metadata.get("variables", ())) or list(spec.variables)
     try:
+        # the period is looked for in the data, not the checkpoint: a period outside the
+        # data names the file and its times (opening is lazy: metadata only)
+        data = spec.resolved_path()
+        files = ", ".join(map(str, data)) if isinstance(data, list) else str(data)
+        full = open_split(spec, "all")
+        if full.sel({TIME: slice(*period)}).sizes[TIME] == 0:
+            times = full[TIME].values
+            raise ValueError(
+                f"the period {period[0]}..{period[1]} selects no time step of the model's "
+                f"data {files} (its times run {str(times[0])[:16]}..{str(times[-1])[:16]})"
+            )
         trained_days = metadata.get("train_days")
         ds = open_unseen_period(spec, period, str(path), trained_days)[names]
     except ValueError as exc:

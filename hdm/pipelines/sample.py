@@ -25,6 +25,7 @@ from hdm._version import __version__
 from hdm.conditioning.ensembles import RUNAWAY_BOUND, check_members, checked_bound, draw_members
 from hdm.data.normalization import ScalarNormaliser
 from hdm.data.stores import consolidate, zarr_extensions
+from hdm.downscaling.output import training_grid_attrs
 from hdm.downscaling.prior import load_prior, model_path, target_grid
 from hdm.hilbert.checkpoints import (
     denoiser_from_checkpoint,
@@ -230,7 +231,7 @@ def sample_fields(
             "device": str(device),
             "seed": seed,
             "grid": grid.describe(),
-            "training_grid": prior.grid.describe(),
+            **training_grid_attrs(prior.grid),
             "teleport_varsigma": "none" if start is None else start.varsigma,
             **(
                 {"small_scale_level": denoiser.level}
