@@ -510,3 +510,36 @@ def test_a_warning_met_in_every_chunk_on_dask_workers_is_shown_once_by_the_drive
     said = [str(w.message) for w in shown if "the model was not trained on" in str(w.message)]
     assert len(said) == 1, said
     assert "not trained on" not in capfd.readouterr().err  # nothing from the workers
+
+
+def test_one_member_of_an_ensemble_input_is_chosen_with_select(tiny_model, tmp_path, capsys):
+    """A coarse file of three ensemble members (ERA5's ``number``) is refused with the flag
+    that chooses one; ``--select number=2`` downscales member 2's cells (the store's coarse
+    values are member 2's, not the first's nor their mean), ``number=mean`` their mean; a
+    value or a dimension the file lacks is one line naming what it holds."""
+    with xr.open_dataset(UK_FILE) as ds:
+        t2m = ds["t2m"].sel(time=["2019-03-25T00"]).load()
+    coarse = t2m.coarsen(latitude=4, longitude=4, boundary="trim").mean()
+    members = xr.concat([coarse + k for k in (0.0, 1.0, 2.0)], dim="number")
+    path = tmp_path / "ensemble.nc"
+    members.assign_coords(number=[0, 1, 2]).to_dataset(name="t2m").to_netcdf(path)
+    out = tmp_path / "x.zarr"
+    assert main(_coarse_args(tiny_model, path, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "'number' (3 values)" in err and "--select number=VALUE" in err, err
+    stored = {}
+    for choice in ("number=2", "number=mean"):
+        assert main([*_coarse_args(tiny_model, path, out, "--select", choice), "--overwrite"]) == 0
+        with xr.open_zarr(out, consolidated=False) as ds:
+            stored[choice] = ds["t2m_coarse"].load()
+    first = coarse.isel(time=0).sortby("latitude").values  # stores hold lat ascending
+    np.testing.assert_allclose(stored["number=2"].isel(time=0).values, first + 2.0, atol=1e-4)
+    np.testing.assert_allclose(stored["number=mean"].isel(time=0).values, first + 1.0, atol=1e-4)
+    capsys.readouterr()
+    for bad, said in (
+        ("number=7", "'number' holds 0, 1, 2; give one of them, or number=mean"),
+        ("numbr=1", "names 'numbr', which is no dimension of the input"),
+    ):
+        assert main([*_coarse_args(tiny_model, path, out, "--select", bad), "--overwrite"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and said in err[0], err

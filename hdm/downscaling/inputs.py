@@ -181,6 +181,59 @@ def renamed_from(ds: xr.Dataset) -> dict[str, str]:
     return {new: old for old, new in re.findall(r"(\w+)->(\w+)", note)}
 
 
+#: the value of ``inputs.select`` that averages over a dimension instead of choosing one
+SELECT_MEAN = "mean"
+
+
+def select_values(ds: xr.Dataset, select: Mapping[str, object], what: str) -> xr.Dataset:
+    """``ds`` with one value chosen (or the mean taken) along each dimension named in
+    ``select`` (``{"number": 3}``; the names as the file has them, or as hdm's schema:
+    ``number`` and ``member`` alike): by the dimension's coordinate value where it has a
+    coordinate, else by position; ``"mean"`` averages over it. For an input with a
+    dimension beyond (time, [level,] lat, lon), such as the members of an ensemble
+    reanalysis, which :func:`model_fields` refuses to choose among. Errors (ValueError) name
+    the input, the dimension and the values it holds."""
+    if not select:
+        return ds
+    schema_names = {old: new for new, old in renamed_from(ds).items()}
+    for dim, value in select.items():
+        name = schema_names.get(str(dim), str(dim))
+        if name in (TIME, LAT, LON):
+            raise ValueError(
+                f"inputs.select cannot choose along {dim!r} of the {what}: times are chosen "
+                "with --times/--every, the domain is the model's"
+            )
+        if name not in ds.dims:
+            extra = [str(d) for d in ds.dims if d not in (TIME, LAT, LON)]
+            raise ValueError(
+                f"inputs.select names {dim!r}, which is no dimension of the {what} "
+                f"(its other dimensions: {extra or 'none'})"
+            )
+        if value == SELECT_MEAN:
+            ds = ds.mean(name, keep_attrs=True)
+            continue
+        if name in ds.coords:
+            held = ds[name].values
+            numeric = np.issubdtype(held.dtype, np.number) and isinstance(value, int | float)
+            found = np.isclose(held, value) if numeric else held == np.asarray(value, held.dtype)
+            if not np.any(found):
+                shown = ", ".join(str(v) for v in held[:12]) + (", …" if len(held) > 12 else "")
+                raise ValueError(
+                    f"inputs.select {dim}={value!r}: the {what}'s {dim!r} holds {shown}; "
+                    f"give one of them, or {dim}=mean"
+                )
+            ds = ds.isel({name: int(np.flatnonzero(found)[0])}, drop=True)
+        elif isinstance(value, int) and 0 <= value < ds.sizes[name]:
+            ds = ds.isel({name: value}, drop=True)
+        else:
+            raise ValueError(
+                f"inputs.select {dim}={value!r}: the {what}'s {dim!r} has no coordinate, so "
+                f"give a position 0..{ds.sizes[name] - 1}, or {dim}=mean"
+            )
+        log.info("the %s: %s=%s selected", what, dim, value)
+    return ds
+
+
 def _without_extra_dims(
     da: xr.DataArray, dims: Sequence[str], name: str, what: str, original: Mapping[str, str]
 ) -> xr.DataArray:
@@ -194,7 +247,9 @@ def _without_extra_dims(
         d = longer[0]
         raise ValueError(
             f"the {what}'s {name} has a dimension {original.get(d, d)!r} ({da.sizes[d]} "
-            f"values) beyond {tuple(dims)}: select one of its values (or their mean) first"
+            f"values) beyond {tuple(dims)}: choose one of its values, or their mean, with "
+            f"--select {original.get(d, d)}=VALUE (or {original.get(d, d)}=mean; the config's "
+            "inputs.select)"
         )
     return da.isel(dict.fromkeys(extra, 0), drop=True)
 

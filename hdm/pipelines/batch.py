@@ -72,6 +72,7 @@ from hdm.downscaling.inputs import (
     first_time_far_from_training,
     model_fields,
     observation_setup,
+    select_values,
 )
 from hdm.downscaling.output import attach_inputs
 from hdm.downscaling.prior import Prior, load_prior, target_grid
@@ -183,8 +184,8 @@ def input_fields(cfg: DownscaleRunConfig, prior: Prior, times=None) -> dict[str,
     what = f"input {source}"
     if times is not None:
         ds = open_fields(source, None, time=list(pd.to_datetime(list(times))))
-        return model_fields(ds, prior, what)
-    ds = open_fields(source, None)
+        return model_fields(select_values(ds, cfg.inputs.select, what), prior, what)
+    ds = select_values(open_fields(source, None), cfg.inputs.select, what)
     t = cfg.times
     if t.start or t.end:
         whole = ds[TIME].values

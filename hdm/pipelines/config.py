@@ -234,6 +234,17 @@ class InputsConfig:
     #: soundings for a multi-level prior: IGRA2 sounding or derived-parameter files,
     #: CSV profile tables (hdm.downscaling.soundings)
     profiles: list[str] = field(default_factory=list)
+    #: one value of a dimension of the input files beyond (time, [level,] lat, lon), by
+    #: its coordinate value (else position), or "mean": {number: 3} for one member of an
+    #: ensemble reanalysis (hdm.downscaling.inputs.select_values)
+    select: dict[str, int | float | str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for dim, value in self.select.items():
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ValueError(
+                    f"select.{dim} must be one value (a number, a name or 'mean'), got {value!r}"
+                )
 
 
 @dataclass(frozen=True)

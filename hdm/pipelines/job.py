@@ -14,13 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from hdm.data.open import open_fields
 from hdm.data.schema import LEVEL, MEMBER, TIME
 from hdm.data.stores import open_store
+from hdm.downscaling.inputs import select_values
 from hdm.downscaling.soundings import read_profiles
 from hdm.pipelines.batch import run_batch
-from hdm.pipelines.config import DownscaleRunConfig, apply_overrides, downscale_config_from_dict
+from hdm.pipelines.config import (
+    ConfigError,
+    DownscaleRunConfig,
+    apply_overrides,
+    downscale_config_from_dict,
+)
 from hdm.plotting import plot_downscale_maps
 
 __all__ = ["DOWNSCALE_FLAGS", "Flag", "downscale_config", "run_downscale", "run_downscale_job"]
@@ -53,6 +60,14 @@ DOWNSCALE_FLAGS: tuple[Flag, ...] = (
         help="what the --coarse values are: mean (of the cell around each value) or "
         "point (grid-point values, e.g. ERA5 on a 1° grid); default: the file's CF "
         "cell_methods, else mean",
+    ),
+    Flag(
+        "select",
+        "inputs.select",
+        help="DIM=VALUE,...: one value of a dimension of the input files beyond time, "
+        "level, lat and lon, by its coordinate (else position), or DIM=mean: number=3 for "
+        "member 3 of an ensemble reanalysis",
+        listed=True,
     ),
     Flag("truth", "inputs.truth", help="high-res field to coarse-grain by --factor (an OSSE)"),
     Flag("factor", "inputs.factor", int, "coarse-graining factor for --truth"),
@@ -153,6 +168,18 @@ def _set(raw: dict, key: str, value) -> None:
     node[last] = value
 
 
+def _dimension_values(items: list[str]) -> dict:
+    """``["number=3", "expt=mean"]`` as ``{"number": 3, "expt": "mean"}`` (values read as
+    YAML scalars, so numbers are numbers)."""
+    chosen = {}
+    for item in items:
+        dim, sep, value = item.partition("=")
+        if not sep or not dim.strip() or not value.strip():
+            raise ConfigError(f"--select {item!r} must look like DIM=VALUE (number=3)")
+        chosen[dim.strip()] = yaml.safe_load(value.strip())
+    return chosen
+
+
 def downscale_config(
     base: dict | None = None, overrides: list[str] | None = None, **options
 ) -> DownscaleRunConfig:
@@ -178,6 +205,8 @@ def downscale_config(
             value = str(value)
         if flag.listed and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
+        if name == "select" and isinstance(value, list):
+            value = _dimension_values(value)
         _set(raw, flag.key, value)
     return downscale_config_from_dict(apply_overrides(raw, overrides))
 
@@ -263,7 +292,8 @@ def _time_map(cfg, out: Path, ds, variable: str, i: int, level, stations, n_vari
     t = ds[TIME].values[i]
     truth = None
     if cfg.inputs.truth and cfg.ensemble.scale == 1:
-        truth = open_fields(cfg.inputs.truth, variable, time=[t], level=level)[variable]
+        truth = open_fields(cfg.inputs.truth, variable, time=[t], level=level)
+        truth = select_values(truth, cfg.inputs.select, f"truth {cfg.inputs.truth}")[variable]
         truth = truth.isel({TIME: 0}).values
     label = str(t)[:13] if n_variables == 1 else f"{variable}_{str(t)[:13]}"
     if level is not None:
