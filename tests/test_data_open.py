@@ -433,3 +433,46 @@ def test_an_unseen_period_is_refused_where_it_overlaps_training_or_holds_nan(tmp
     spec = gridded_spec("mine", str(write(ds, tmp_path / "nan.nc")), ["t2m"], train=(first, first))
     with pytest.raises(ValueError, match=r"t2m of the period .* holds 1 NaN"):
         open_unseen_period(spec, (str(times[1])[:19], last), "mine")
+
+
+def test_coordinates_named_in_capitals_are_the_schemas(tmp_path):
+    # TIME/LAT/LON dimensions (some tools write capitals), beside a valid_time coordinate
+    # that must not be taken as the time dimension instead
+    ds = mock_fields(n_time=3, n_lat=5, n_lon=6)
+    caps = ds.rename(time="TIME", lat="LAT", lon="LON")
+    caps = caps.assign_coords(valid_time=("TIME", caps["TIME"].values))
+    caps.to_netcdf(tmp_path / "caps.nc")
+    opened = open_fields(tmp_path / "caps.nc").load()
+    assert {"time", "lat", "lon"} <= set(opened.dims) and "TIME" not in opened.dims
+    name = next(iter(ds.data_vars))
+    np.testing.assert_array_equal(opened[name].values, ds[name].transpose(*opened[name].dims))
+
+
+def test_a_region_across_the_antimeridian_is_refused_by_name(tmp_path):
+    # 170..182 in [0, 360) would wrap to two pieces 350° apart: refused in one line,
+    # where the same grid within 160..172 and a whole globe in [0, 360) open
+    ds = mock_fields(n_time=1, n_lat=4, n_lon=9, lat=(10.0, 20.0), lon=(170.0, 182.0))
+    ds.to_netcdf(tmp_path / "dateline.nc")
+    with pytest.raises(ValueError, match=r"run 170\.\.182 across the antimeridian"):
+        open_fields(tmp_path / "dateline.nc")
+    ds.assign_coords(lon=ds["lon"] - 10.0).to_netcdf(tmp_path / "west.nc")
+    assert open_fields(tmp_path / "west.nc").sizes["lon"] == 9
+    globe = mock_fields(n_time=1, n_lat=4, n_lon=360, lon=(0.0, 359.0))
+    globe.to_netcdf(tmp_path / "globe.nc")
+    opened = open_fields(tmp_path / "globe.nc")
+    assert float(opened["lon"][0]) == -180.0 and opened.sizes["lon"] == 360
+
+
+def test_a_file_of_a_time_series_on_another_grid_is_named(tmp_path):
+    # three daily files; the second lacks the northernmost row: named with both grids, not
+    # combined as a tile and refused as a non-monotonic latitude axis
+    ds = mock_fields(n_time=6, n_lat=5, n_lon=6, lat=(50.0, 58.0), lon=(-8.0, 2.0))
+    for k in range(3):
+        part = ds.isel(time=slice(2 * k, 2 * k + 2))
+        if k == 1:
+            part = part.isel(lat=slice(0, 4))
+        part.to_netcdf(tmp_path / f"day{k}.nc")
+    with pytest.raises(ValueError, match=r"day1.nc has another lat axis \(4 values 50..56\) than "):
+        open_fields(str(tmp_path / "day*.nc"))
+    with pytest.raises(ValueError, match=r"the files of one time series must share one grid"):
+        open_fields(str(tmp_path / "day*.nc"))

@@ -245,3 +245,12 @@ def test_descriptions_that_cannot_work_are_refused_in_one_line(tmp_path):
         static_field(StaticSource("orography", "file", str(path), "HSURF"), lat, lon)
     with pytest.raises(FileNotFoundError, match="static 'orography': no file"):
         static_field(StaticSource("orography", "file", str(tmp_path / "no.nc"), "z"), lat, lon)
+
+
+def test_land_fraction_of_a_domain_with_no_cell_wholly_on_land_is_fractional():
+    # the Faroes at 0.25°: islands smaller than every cell, so no cell lies inside land
+    # (this once failed casting float areas onto bincount's int64 zeros)
+    lat, lon = np.arange(61.0, 63.01, 0.25), np.arange(-8.0, -5.99, 0.25)
+    land = static_field("land_fraction", lat, lon)
+    assert land.shape == (lat.size, lon.size) and np.isfinite(land).all()
+    assert 0.0 < land.max() < 1.0 and (land == 0.0).mean() > 0.5  # coast cells, open sea

@@ -308,13 +308,17 @@ def _forecast_steps(ds: xr.Dataset, notes: list[str]) -> xr.Dataset:
 
 
 def _rename_map(ds: xr.Dataset) -> dict[str, str]:
-    """File names → schema names: per schema name, the first alias that is a dimension,
-    else the first alias present; a non-dimension ``time`` that would clash with a
+    """File names → schema names: per schema name, the first alias (in any case) that is a
+    dimension, else the first alias present; a non-dimension ``time`` that would clash with a
     ``valid_time`` dimension is renamed ``forecast_reference_time``."""
     names = set(ds.variables) | set(ds.dims)
+    # matched in any case (TIME, LAT, Lon: some tools write coordinates in capitals)
+    by_lower: dict[str, str] = {}
+    for name in sorted(map(str, names), key=lambda n: n != n.lower()):
+        by_lower.setdefault(name.lower(), name)  # an exact lower-case name first
     rename: dict[str, str] = {}
     for target, aliases in ALIASES.items():
-        present = [a for a in aliases if a in names]
+        present = [by_lower[a] for a in aliases if a in by_lower]
         if not present:
             continue
         dims = [a for a in present if a in ds.dims]
@@ -469,6 +473,25 @@ def _circular_direction(lon: np.ndarray) -> int | None:
     return None
 
 
+def _refuse_antimeridian(lon_asc: np.ndarray, source: str) -> None:
+    """A ValueError for ascending longitudes of a region that spans 180° (170, …, 182, or
+    -190, …, -170) without going round the globe: wrapped to [-180, 180) they would split
+    into two pieces 350° apart, which no regular grid holds (hdm's grids do not cross the
+    antimeridian yet)."""
+    if lon_asc.size < 2:
+        return
+    step = float(np.median(np.diff(lon_asc)))
+    whole_circle = lon_asc[-1] - lon_asc[0] + step >= 360.0 - 0.5 * step
+    crosses = any(lon_asc[0] < edge < lon_asc[-1] for edge in (-180.0, 180.0, 540.0))
+    if crosses and not whole_circle:
+        raise ValueError(
+            f"the longitudes of {source} run {lon_asc[0]:g}..{lon_asc[-1]:g} across the "
+            "antimeridian (180°): hdm's longitudes lie in [-180, 180), where this region "
+            "would be two pieces; regions across the antimeridian are not supported: cut "
+            "the region at 180°, or choose one within [-180, 180)"
+        )
+
+
 def _lon_conventions(
     lon_coord: xr.DataArray,
     source: str,
@@ -504,6 +527,7 @@ def _lon_conventions(
     if lon_asc.size > 1 and np.isclose(lon_asc[-1] - lon_asc[0], 360.0):
         order, lon_asc = order[:-1], lon_asc[:-1]  # drop the repeated cyclic column
         notes.append("cyclic lon column dropped")
+    _refuse_antimeridian(lon_asc, source)
     wrapped = np.mod(lon_asc + 180.0, 360.0) - 180.0
     perm = np.argsort(wrapped, kind="stable")
     check_coordinate(wrapped[perm], LON, f"{source} (after wrapping to [-180, 180))")
@@ -734,8 +758,8 @@ def _check_units(parts: Sequence[tuple[Path, xr.Dataset]]) -> None:
                 first_units, first_path = seen[name]
                 raise UnitsError(
                     f"variable {name!r} has mixed units: {first_units!r} in {first_path} but "
-                    f"{units!r} in {path}; open them with units={{{name!r}: {first_units!r}}} "
-                    "to convert them to one"
+                    f"{units!r} in {path}: convert the files to one unit (from Python, "
+                    f"open_fields(..., units={{{name!r}: {first_units!r}}}) does it lazily)"
                 )
             seen.setdefault(name, (units, path))
 
@@ -759,6 +783,35 @@ def _convert_units(ds: xr.Dataset, units: Mapping[str, str], path: Path) -> xr.D
     return ds.assign(converted).assign_attrs(hdm_conventions="; ".join(done + notes))
 
 
+def _explain_grid_mismatch(group: Sequence[tuple[Path, xr.Dataset]]) -> None:
+    """Raise naming the odd file where files that split a time series (their times differ)
+    do not share one grid: a level, lat or lon axis unlike the most common one that
+    overlaps it (one file missing a row would otherwise be combined as a tile, and fail as
+    a non-monotonic axis); disjoint axes are tiles of the domain, left to the combine."""
+    times = [ds[TIME].values for _, ds in group if TIME in ds.dims]
+    if len(times) < 2 or all(np.array_equal(t, times[0]) for t in times):
+        return
+    for dim in (LEVEL, LAT, LON):
+        axes = [(p, ds[dim].values) for p, ds in group if dim in ds.dims]
+        if len(axes) < 2 or all(np.array_equal(a, axes[0][1]) for _, a in axes):
+            continue
+        kinds: dict[bytes, list[tuple[Path, np.ndarray]]] = {}
+        for path, axis in axes:
+            kinds.setdefault(np.asarray(axis, np.float64).tobytes(), []).append((path, axis))
+        common = max(kinds.values(), key=len)
+        path, axis = next(pa for k in kinds.values() if k is not common for pa in k)
+        if np.intersect1d(axis, common[0][1]).size == 0:
+            continue  # disjoint: tiles of the domain, combined by their coordinates
+
+        def shown(values: np.ndarray) -> str:
+            return f"{values.size} values {_fmt(values[0])}..{_fmt(values[-1])}"
+
+        raise ValueError(
+            f"{path} has another {dim} axis ({shown(axis)}) than {common[0][0]} "
+            f"({shown(common[0][1])}): the files of one time series must share one grid"
+        )
+
+
 def _explain_overlap(parts: Sequence[tuple[Path, xr.Dataset]]) -> None:
     """Raise naming the files if, among files with the same variables, a coordinate that
     differs between them is not strictly increasing once concatenated in the order of
@@ -767,6 +820,7 @@ def _explain_overlap(parts: Sequence[tuple[Path, xr.Dataset]]) -> None:
     for path, ds in parts:
         groups.setdefault(tuple(sorted(map(str, ds.data_vars))), []).append((path, ds))
     for group in groups.values():
+        _explain_grid_mismatch(group)
         for dim in (TIME, LEVEL, LAT, LON):
             coords = [(p, ds[dim].values) for p, ds in group if dim in ds.dims]
             if len(coords) < 2 or all(np.array_equal(c, coords[0][1]) for _, c in coords):

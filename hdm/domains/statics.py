@@ -333,7 +333,11 @@ def land_fraction(
     land = _land_polygons(str(path))
     poly, cell = shapely.STRtree(cells).query(land, predicate="intersects")
     inside = shapely.contains_properly(land[poly], cells[cell])
-    covered = np.bincount(cell[inside], area[cell[inside]], minlength=cells.size)
+    # float from the start: bincount of no pairs gives int64 zeros (a domain where no cell
+    # lies wholly on land: islands, coastal seas, coarse cells), which float areas cannot
+    # be added to in place
+    covered = np.zeros(cells.size)
+    covered += np.bincount(cell[inside], area[cell[inside]], minlength=cells.size)
     edge = ~inside
     pieces = shapely.intersection(cells[cell[edge]], land[poly[edge]])
     covered += np.bincount(cell[edge], shapely.area(pieces), minlength=cells.size)
