@@ -18,7 +18,9 @@ download, so no map ever needs the network.
 from __future__ import annotations
 
 import logging
+import operator
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,11 +30,45 @@ import cartopy
 import cartopy.crs as ccrs
 import cartopy.feature as cfeature
 import numpy as np
+import xarray as xr
 from cartopy.io import shapereader
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hdm.data.open import normalise_conventions
+from hdm.data.schema import LAT, LEVEL, LON, TIME
+from hdm.data.units import known, to_units
 from hdm.domains.shipped import ShippedDataError, shipped_path
+
+_SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def readable_units(units: str | None) -> str:
+    """Units as an axis label shows them: powers as superscripts, brackets round a single
+    unit dropped (``"(K)**2 deg**2"`` → ``"K² deg²"``, ``"m s-1"`` → ``"m s⁻¹"``,
+    ``"(m s-1)**2"`` → ``"(m s⁻¹)²"``); ``""`` for None, blank or dimensionless
+    (``"1"``) units, which a label leaves out."""
+    text = "" if units is None else str(units).strip()
+    if text in ("", "1"):
+        return ""
+    # pint/Python powers (x**2, x^2) and CF exponents glued to a unit (m2, s-1)
+    text = re.sub(r"(?:\*\*|\^)\s*(-?\d+)", lambda m: m.group(1).translate(_SUPERSCRIPTS), text)
+    text = re.sub(
+        r"(?<=[A-Za-z])(?<![\d.][eE])(-?\d+)(?![\d.])",
+        lambda m: m.group(1).translate(_SUPERSCRIPTS),
+        text,
+    )
+    text = re.sub(r"\(([A-Za-z]+|1)\)(?=[⁰¹²³⁴⁵⁶⁷⁸⁹⁻])", r"\1", text)  # (K)² → K²
+    text = re.sub(r"^1[⁰¹²³⁴⁵⁶⁷⁸⁹]+\s+", "", text)  # (1)² deg² → deg²
+    return text
+
+
+def axis_label(name: str, units: str | None = None) -> str:
+    """``"name (units)"`` with :func:`readable_units`; the name alone for no units or
+    dimensionless ones (``"1"``), so a dimensionless axis is never labelled "1" or
+    "x (1)"."""
+    shown = readable_units(units)
+    return f"{name} ({shown})" if shown else name
 
 
 def _figure(figsize: tuple[float, float], layout: str | None = None) -> Figure:
@@ -186,13 +222,165 @@ def _map_axes(fig: Figure, rows: int, cols: int, index: int, lon, lat):
     return ax
 
 
-def _map_panels(ds, variable: str, time_index: int, truth, n_members: int) -> list:
+def _time_position(ds, time_index) -> int:
+    """``time_index`` as a position in ``ds``'s times (negative ones count from the end);
+    a ValueError naming the number of times where there is no such time."""
+    n = ds.sizes.get(TIME)
+    if n is None:
+        raise ValueError(f"the ensemble has no {TIME!r} dimension (dims {tuple(ds.dims)})")
+    try:
+        index = operator.index(time_index)
+    except TypeError:
+        raise TypeError(f"time_index must be an integer, got {time_index!r}") from None
+    if not -n <= index < n:
+        times = ds[TIME].values
+        span = str(times[0])[:16] + ("" if n == 1 else f"..{str(times[-1])[:16]}")
+        raise ValueError(
+            f"time_index {index} is out of range: the ensemble has {n} time(s) ({span}), "
+            f"indices 0..{n - 1}"
+        )
+    return index % n
+
+
+def _positions(source: np.ndarray, target: np.ndarray, tol: float) -> np.ndarray | None:
+    """The index in ``source`` (sorted ascending) of each ``target`` value, where every
+    one lies within ``tol`` of a source value; else None."""
+    if source.size == 0:
+        return None
+    right = np.clip(np.searchsorted(source, target), 0, source.size - 1)
+    left = np.clip(right - 1, 0, source.size - 1)
+    nearest = np.where(np.abs(source[left] - target) <= np.abs(source[right] - target), left, right)
+    return nearest if np.all(np.abs(source[nearest] - target) <= tol) else None
+
+
+def _spacing(values: np.ndarray) -> float:
+    """The smallest step between sorted coordinate values (1 for a single value)."""
+    steps = np.abs(np.diff(np.sort(values)))
+    steps = steps[steps > 0]
+    return float(steps.min()) if steps.size else 1.0
+
+
+def _truth_on_grid(truth: xr.DataArray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """A (lat, lon) truth with ascending schema coordinates, taken at the ensemble's
+    ``lat``, ``lon`` (its own points where they coincide to within 0.1 % of a grid step,
+    else linearly interpolated); a ValueError where it does not cover them."""
+    # the truth's longitudes are in [-180, 180) (normalised); so are the targets
+    target_lon = np.mod(lon + 180.0, 360.0) - 180.0
+    src_lat = truth[LAT].values.astype(np.float64)
+    src_lon = truth[LON].values.astype(np.float64)
+    tol_lat, tol_lon = 1e-3 * _spacing(lat), 1e-3 * _spacing(target_lon)
+    rows, cols = _positions(src_lat, lat, tol_lat), _positions(src_lon, target_lon, tol_lon)
+    if rows is not None and cols is not None:
+        return np.asarray(truth.isel({LAT: rows, LON: cols}).values, dtype=float)
+    outside = [
+        f"{name} {target.min():g}..{target.max():g} "
+        f"(the truth's: {source.min():g}..{source.max():g})"
+        for name, source, target, tol in (
+            (LAT, src_lat, lat, tol_lat),
+            (LON, src_lon, target_lon, tol_lon),
+        )
+        if target.min() < source.min() - tol or target.max() > source.max() + tol
+    ]
+    if outside:
+        raise ValueError("the truth does not cover the ensemble's grid: " + "; ".join(outside))
+    at_lat = np.clip(lat, src_lat.min(), src_lat.max())
+    at_lon = np.clip(target_lon, src_lon.min(), src_lon.max())
+    points = {LAT: xr.DataArray(at_lat, dims=LAT), LON: xr.DataArray(at_lon, dims=LON)}
+    return np.asarray(truth.interp(points, method="linear").values, dtype=float)
+
+
+def truth_field(
+    ds, variable: str, time_index: int, truth, level: float | None = None
+) -> np.ndarray:
+    """The truth panel of :func:`plot_downscale_maps`: ``truth`` as a (lat, lon) array
+    on the grid of ``ds`` (the ensemble), at its time ``time_index``, in its units.
+
+    A DataArray is put into the ensemble's frame first, as inputs are
+    (:func:`hdm.data.open.normalise_conventions`: schema names such as ``latitude``,
+    ascending latitude, longitudes in [-180, 180)); then converted to the units of
+    ``ds[variable]`` where both have units (:func:`hdm.data.units.to_units`: °C to K);
+    its time is the ensemble's time at ``time_index`` (a time dimension is selected at
+    it, a scalar time coordinate must be it); its ``level`` (hPa) is selected where it
+    has levels; and it is taken at the ensemble's latitudes and longitudes (its own
+    points where they coincide, else linearly interpolated; it must cover them). A numpy
+    array is drawn as it is: it must have the grid's shape (n_lat, n_lon) exactly.
+
+    Raises:
+        ValueError: one line naming what does not fit (shape, dims, time, level, units,
+            coverage).
+    """
+    index = _time_position(ds, time_index)
+    lat, lon = ds[LAT].values.astype(np.float64), ds[LON].values.astype(np.float64)
+    shape = (lat.size, lon.size)
+    if not isinstance(truth, xr.DataArray):
+        values = np.asarray(truth, dtype=float)
+        if values.shape != shape:
+            raise ValueError(
+                f"the truth array has shape {values.shape}; the ensemble's grid is "
+                f"(lat, lon) = {shape}: pass a DataArray with lat/lon coordinates to have it "
+                "put on the grid"
+            )
+        return values
+    name = "__hdm_truth__"
+    field = normalise_conventions(truth.to_dataset(name=name), "the truth")[name]
+    missing = [d for d in (LAT, LON) if d not in field.dims or d not in field.coords]
+    if missing:
+        raise ValueError(
+            f"the truth DataArray needs {LAT!r} and {LON!r} dimensions with coordinates; "
+            f"it lacks {missing} (dims {tuple(truth.dims)})"
+        )
+    units = ds[variable].attrs.get("units")
+    if known(units) and known(field.attrs.get("units")):
+        field = to_units(field, units, "the truth")
+    when = ds[TIME].values[index]
+    if TIME in field.dims:
+        hits = np.flatnonzero(field[TIME].values == when)
+        if hits.size == 0:
+            times = field[TIME].values
+            raise ValueError(
+                f"the truth has no time {str(when)[:16]} (time_index {index} of the "
+                f"ensemble); its {times.size} time(s) run {str(times[0])[:16]}.."
+                f"{str(times[-1])[:16]}"
+            )
+        field = field.isel({TIME: int(hits[0])})
+    elif TIME in field.coords and field[TIME].ndim == 0 and field[TIME].values != when:
+        raise ValueError(
+            f"the truth is at {str(field[TIME].values)[:16]}, the ensemble's time_index "
+            f"{index} at {str(when)[:16]}"
+        )
+    if LEVEL in field.dims:
+        if level is None:
+            raise ValueError(
+                f"the truth has {field.sizes[LEVEL]} pressure levels and the map has none: "
+                "give level= (hPa), or select the truth's level"
+            )
+        found = np.flatnonzero(np.isclose(field[LEVEL].values.astype(float), float(level)))
+        if found.size == 0:
+            have = ", ".join(f"{v:g}" for v in field[LEVEL].values)
+            raise ValueError(f"the truth has no level {level:g} hPa; its levels: {have} hPa")
+        field = field.isel({LEVEL: int(found[0])})
+    extra = [d for d in field.dims if d not in (LAT, LON)]
+    field = field.squeeze([d for d in extra if field.sizes[d] == 1], drop=True)
+    extra = [d for d in field.dims if d not in (LAT, LON)]
+    if extra:
+        sizes = ", ".join(f"{d}: {field.sizes[d]}" for d in extra)
+        raise ValueError(
+            f"the truth has dimension(s) besides time, level, lat and lon ({sizes}): select one "
+            "field"
+        )
+    return _truth_on_grid(field.transpose(LAT, LON), lat, lon)
+
+
+def _map_panels(
+    ds, variable: str, time_index: int, truth, n_members: int, level: float | None = None
+) -> list:
     """(title, lon, lat, values, kind) of each panel of :func:`plot_downscale_maps`."""
-    sel = ds.isel(time=time_index)
+    index = _time_position(ds, time_index)
+    sel = ds.isel(time=index)
     lon, lat = ds["lon"].values, ds["lat"].values
     panels = []
     if truth is not None:
-        panels.append(("truth", lon, lat, np.asarray(truth), "field"))
+        panels.append(("truth", lon, lat, truth_field(ds, variable, index, truth, level), "field"))
     coarse_name = f"{variable}_coarse"
     if coarse_name in ds:
         c = sel[coarse_name]
@@ -203,6 +391,29 @@ def _map_panels(ds, variable: str, time_index: int, truth, n_members: int) -> li
     for m in range(min(n_members, ds.sizes.get("member", 0))):
         panels.append((f"member {m}", lon, lat, sel[variable].isel(member=m), "field"))
     return [(t, x, y, np.asarray(v, dtype=float), k) for t, x, y, v, k in panels]
+
+
+def _map_variable(ds, variable: str, level: float | None):
+    """``ds`` at ``level`` (hPa) where one is given; a one-line error naming what is
+    there where ``variable`` or ``level`` is not."""
+    needed = [variable]
+    if ds.sizes.get("member", 0) != 1:  # the mean and std panels (see _map_panels)
+        needed += [f"{variable}_mean", f"{variable}_std"]
+    missing = [v for v in needed if v not in ds.data_vars]
+    if missing:
+        raise KeyError(
+            f"the ensemble has no {', '.join(missing)}: plot_downscale_maps needs the output "
+            f"of hdm.downscale; its variables are {list(ds.data_vars)}"
+        )
+    if level is None:
+        return ds
+    if LEVEL not in ds.dims:
+        raise ValueError(f"level={level:g} was given, but the ensemble has no {LEVEL!r} dimension")
+    found = np.flatnonzero(np.isclose(ds[LEVEL].values.astype(float), float(level)))
+    if found.size == 0:
+        have = ", ".join(f"{v:g}" for v in ds[LEVEL].values)
+        raise ValueError(f"the ensemble has no level {level:g} hPa; its levels: {have} hPa")
+    return ds.isel({LEVEL: int(found[0])})
 
 
 def plot_downscale_maps(
@@ -226,10 +437,17 @@ def plot_downscale_maps(
     (:func:`_map_axes`: coastlines, and country borders on regional maps, drawn from the
     shipped Natural Earth files, never downloaded); the fields share one colour scale,
     the std has its own.
+
+    ``truth`` is a DataArray (put on the ensemble's grid, time ``time_index``, units and
+    ``level`` by :func:`truth_field`: a field as opened from a file, with latitudes
+    descending, in °C or with its time dimension, is drawn as the members are) or a
+    (lat, lon) numpy array already on the ensemble's grid. A ``time_index`` outside the
+    ensemble's times, a truth that does not fit, or a ``variable`` or ``level`` the
+    ensemble lacks is a one-line error.
     """
-    if level is not None:
-        ds = ds.sel(level=level)
-    panels = _map_panels(ds, variable, time_index, truth, n_members)
+    ds = _map_variable(ds, variable, level)
+    time_index = _time_position(ds, time_index)
+    panels = _map_panels(ds, variable, time_index, truth, n_members, level)
     fields = [values for *_, values, kind in panels if kind == "field"]
     vmin = float(min(np.nanmin(f) for f in fields))
     vmax = float(max(np.nanmax(f) for f in fields))
@@ -285,7 +503,7 @@ def plot_spectra(path: str | Path, spectra: dict, title: str = "") -> Path:
     for label, spec in spectra.items():
         ax.loglog(spec["wavenumber"].values, spec.values, label=label, lw=1.5)
     ax.set_xlabel("wavenumber (cycles per degree)")
-    ax.set_ylabel(f"power ({spec.attrs.get('units', '')})")
+    ax.set_ylabel(axis_label("power", spec.attrs.get("units")))
     ax.legend(fontsize=8)
     ax.set_title(title or "power spectra", fontsize=10)
     return _save(fig, path)

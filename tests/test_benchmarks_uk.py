@@ -78,7 +78,7 @@ def test_sampler_choice_scores_each_candidate_on_a_training_day(tmp_path):
     assert [(r["sampler"], r["nfe"]) for r in rows] == [("heun", 11), ("sde2m", 4)]
     for r in rows:
         assert all(np.isfinite(r[k]) for k in ("rmse", "crps", "spread_skill", "spectrum_ratio"))
-        assert r["rmse"] > 0 and 0 <= r["coverage90"] <= 1
+        assert r["rmse"] > 0 and np.isnan(r["coverage90"])  # 2 members resolve no 90 % interval
     text = md.read_text()
     assert "<!-- downscale-sampler:start -->" in text and "| sde2m 4 | 4 |" in text
 

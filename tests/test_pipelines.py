@@ -258,7 +258,7 @@ def test_cli_bad_input_messages(tiny_run, tmp_path, capsys):
     assert main([*args, "--sampler", "hune"]) == 2
     assert "unknown sampler 'hune'; did you mean 'heun'" in capsys.readouterr().err
     assert main([*args, "--sampler", "heun", "--points", "2"]) == 2
-    assert "--points must be at least 4" in capsys.readouterr().err
+    assert "points (--points) must be at least 4" in capsys.readouterr().err
     assert not (tmp_path / "x.nc").exists()
     assert (
         main(

@@ -76,7 +76,7 @@ def trained_prior(study: StudyConfig, out: Path) -> tuple[Path, float]:
     overrides = [] if study.train_steps is None else [f"optim.steps={study.train_steps}"]
     overrides.append(f"optim.checkpoint_every={study.train_steps or 500}")
     t0 = time.perf_counter()
-    train(CONFIG, out, overrides=overrides, progress=False)
+    train(CONFIG, out, overrides=overrides, overwrite=True, progress=False)  # a fresh prior
     return out, time.perf_counter() - t0
 
 

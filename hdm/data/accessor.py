@@ -282,7 +282,9 @@ class HdmDatasetAccessor:
 
 @xr.register_dataarray_accessor("hdm")
 class HdmDataArrayAccessor:
-    """``da.hdm``: the same as for a dataset holding this one variable."""
+    """``da.hdm``: the same as for a dataset holding this one variable: :meth:`to_tensor`,
+    :meth:`from_tensor`, :attr:`grid`, :meth:`channels` (which take no variables: the
+    variable is this DataArray, named by its name, or ``"data"`` when it has none)."""
 
     def __init__(self, da: xr.DataArray) -> None:
         self._da = da
@@ -297,6 +299,13 @@ class HdmDataArrayAccessor:
         ds, name = _as_dataset(self._da)
         return from_tensor(tensor, ds, name, **kwargs)[name].rename(self._da.name)
 
+    def channels(self) -> tuple[Channel, ...]:
+        """See :func:`channel_layout`: ``((name, None),)`` without ``level``, else one
+        ``(name, level)`` per level."""
+        ds, name = _as_dataset(self._da)
+        return channel_layout(ds, name)
+
     @property
     def grid(self) -> LatLonGrid:
+        """See :func:`grid_of` (5 % tolerance)."""
         return grid_of(self._da)

@@ -22,6 +22,10 @@ Any other netCDF/zarr source works too: give ``path`` and ``variables`` (and a
 
 from __future__ import annotations
 
+import glob
+import os
+import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +34,29 @@ import numpy as np
 import xarray as xr
 
 from hdm.data.open import open_fields
-from hdm.data.schema import TIME
+from hdm.data.schema import LAT, LEVEL, LON, TIME
+from hdm.data.units import known, parse_units
 from hdm.domains.shipped import shipped_path
 
-__all__ = ["GRIDDED_DATASETS", "GriddedSpec", "gridded_spec", "open_split", "training_spec"]
+__all__ = [
+    "FAR_FOR_ONE_VALUE",
+    "GRIDDED_DATASETS",
+    "GriddedSpec",
+    "check_training_units",
+    "check_training_values",
+    "gridded_spec",
+    "open_split",
+    "recorded_path",
+    "training_spec",
+]
+
+#: the largest |value − median| / robust std of any one training value: beyond it lie
+#: missing-value codes (−9999, netCDF's default fill 9.97e36, 0 K), never weather. The
+#: same 50 as ``hdm.downscaling.inputs.FAR_FOR_ONE_VALUE`` for downscaling inputs (which
+#: this layer may not import); the robust std (1.4826 × the median absolute deviation, or
+#: 1.2533 × the mean absolute deviation where that is larger: a variable at one value
+#: more than half the time) is not pulled by the codes, as the std is
+FAR_FOR_ONE_VALUE = 50.0
 
 
 @dataclass(frozen=True)
@@ -173,13 +196,43 @@ def training_spec(metadata: dict) -> GriddedSpec:
     if named is not None and metadata.get("shipped", path in ("", f"data/{named.path}")):
         path = ""
     period = metadata.get("train_period")
-    return gridded_spec(
+    spec = gridded_spec(
         name,
         path,
         list(metadata.get("variables", ())),
         tuple(period) if period else None,
         levels=metadata.get("levels") or (),
     )
+    if not spec.shipped and isinstance(spec.path, str) and _matches_nothing(spec.path):
+        relative = "" if os.path.isabs(spec.path) else " (relative to where hdm train ran)"
+        raise FileNotFoundError(
+            f"the training data path recorded in the model, {spec.path}, "
+            f"{'matches no file' if _has_wildcards(spec.path) else 'does not exist'}"
+            f"{relative}: moved or deleted since training?"
+        )
+    return spec
+
+
+def _has_wildcards(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def _matches_nothing(path: str) -> bool:
+    """Whether a file, folder or glob ``path`` names nothing that exists."""
+    if _has_wildcards(path):
+        return not glob.glob(os.path.expanduser(path))
+    return not Path(path).expanduser().exists()
+
+
+def recorded_path(spec: GriddedSpec) -> str:
+    """The data path a model records: a shipped dataset's path as it is (relative to the
+    shipped data folder, found wherever hdm runs), any other absolute (a glob's folder
+    made absolute, its pattern kept), so that a model is usable from any folder."""
+    if spec.shipped:
+        return str(spec.path)
+    if isinstance(spec.path, str):
+        return os.path.abspath(os.path.expanduser(spec.path))
+    return str(tuple(os.path.abspath(os.path.expanduser(p)) for p in spec.path))
 
 
 def open_split(spec: GriddedSpec, split: str = "train", **kwargs) -> xr.Dataset:
@@ -194,6 +247,7 @@ def open_split(spec: GriddedSpec, split: str = "train", **kwargs) -> xr.Dataset:
     if spec.levels and "level" not in kwargs:
         kwargs["level"] = list(spec.levels)
     ds = open_fields(spec.resolved_path(), list(spec.variables) or None, time=None, **kwargs)
+    ds = _without_extra_dims(ds, spec)
     if period is None:
         return ds
     chosen = ds.sel({TIME: slice(*period)})
@@ -204,6 +258,115 @@ def open_split(spec: GriddedSpec, split: str = "train", **kwargs) -> xr.Dataset:
             f"{spec.resolved_path()} (its times run {str(times[0])[:16]}..{str(times[-1])[:16]})"
         )
     return chosen
+
+
+def _files(spec: GriddedSpec) -> str:
+    """The dataset's file(s) as one string, for messages."""
+    path = spec.resolved_path()
+    return ", ".join(map(str, path)) if isinstance(path, list) else str(path)
+
+
+def _without_extra_dims(ds: xr.Dataset, spec: GriddedSpec) -> xr.Dataset:
+    """``ds`` without dimensions of its fields beyond (time, [level,] lat, lon): one of
+    length 1 (an ensemble ``number`` of one member, a ``height`` of 2 m) is dropped, as
+    downscaling drops it from its inputs; a longer one (several members) is a ValueError
+    naming it (as the file calls it), as which of its values to train on is the user's
+    choice."""
+    names = list(spec.variables) or [str(v) for v in ds.data_vars if {LAT, LON} <= set(ds[v].dims)]
+    schema = (TIME, LEVEL, LAT, LON)
+    extra = {d: ds.sizes[d] for n in names if n in ds for d in ds[n].dims if d not in schema}
+    longer = [d for d, size in extra.items() if size > 1]
+    if longer:
+        d = longer[0]
+        note = str(ds.attrs.get("hdm_conventions", ""))
+        named = {new: old for old, new in re.findall(r"(\w+)->(\w+)", note)}.get(d, d)
+        name = next(n for n in names if n in ds and d in ds[n].dims)
+        raise ValueError(
+            f"{name} of dataset {spec.name!r} ({_files(spec)}) has a dimension {named!r} "
+            f"({extra[d]} values) beyond (time, [level,] lat, lon): choose one of its values, "
+            f"or their mean, in the file first (xarray .sel({named}=VALUE) or .mean({named!r}))"
+        )
+    return ds.isel(dict.fromkeys(extra, 0), drop=True) if extra else ds
+
+
+def check_training_units(ds: xr.Dataset, names: Sequence[str], spec: GriddedSpec) -> None:
+    """Refuse (UnitsError, one line naming the variable, the file and the string) units
+    that cannot be read; warn where a variable has none: downscaling inputs are then
+    taken to be in the same units, unchecked."""
+    for name in names:
+        units = ds[name].attrs.get("units")
+        where = f"{name} in {_files(spec)}"
+        if not known(units):
+            warnings.warn(
+                f"{where} has no units attribute: downscaling inputs will be taken to be in the "
+                "same units, unchecked (give the file's variable a units attribute to have "
+                "them converted and checked)",
+                UserWarning,
+                stacklevel=2,
+            )
+            continue
+        parse_units(str(units), where)
+
+
+def check_training_values(
+    values: np.ndarray,
+    channels: Sequence[str],
+    ds: xr.Dataset,
+    mean: np.ndarray,
+    std: np.ndarray,
+    units: Sequence[str],
+    spec: GriddedSpec,
+) -> None:
+    """Refuse (ValueError, one line naming the channel) training fields that are not
+    full: NaN or infinite values (at the same points at every time: a mask, which
+    dropping times cannot remove), or a value :data:`FAR_FOR_ONE_VALUE` robust stds or
+    more from the channel's median (a missing-value code; its time, position and value
+    are named).
+
+    ``values``: the normalised fields (N, C, lat, lon) of the times of ``ds``, channel c
+    normalised with ``mean[c]``, ``std[c]`` (in ``units[c]``), named ``channels[c]``;
+    ``spec``: the dataset they are of (named with its files).
+    """
+    what = f"the training data of {spec.name!r} ({_files(spec)})"
+    times = ds[TIME].values
+    lat, lon = ds[LAT].values, ds[LON].values
+    for c, name in enumerate(channels):
+        field = values[:, c]
+        bad = ~np.isfinite(field)
+        if bad.any():
+            anywhere = bad.any(axis=0)
+            if len(field) > 1 and np.array_equal(bad.all(axis=0), anywhere):
+                raise ValueError(
+                    f"{what}: {name} is NaN at the same {int(anywhere.sum())} of "
+                    f"{anywhere.size} grid points at every time (a land/sea mask?): the model "
+                    "needs values everywhere; fill those points (e.g. from their neighbours) "
+                    "or choose another variable"
+                )
+            at = bad.reshape(len(field), -1).any(axis=1)
+            first = int(np.argmax(at))
+            raise ValueError(
+                f"{what}: {name} is NaN or infinite at {int(bad[first].sum())} grid point(s) at "
+                f"{str(times[first])[:16]} ({int(at.sum())} of {len(at)} times hold such "
+                "values); drop or fill those times first"
+            )
+        centre = float(np.median(field))
+        deviation = np.abs(field - centre)
+        scale = max(1.4826 * float(np.median(deviation)), 1.2533 * float(deviation.mean()))
+        if not scale > 0:  # one value everywhere
+            continue
+        far = deviation >= FAR_FOR_ONE_VALUE * scale
+        if far.any():
+            k = np.unravel_index(int(np.argmax(deviation)), field.shape)
+            value = float(field[k]) * std[c] + mean[c]
+            u = f" {units[c]}" if units[c] else ""
+            raise ValueError(
+                f"{what}: {name} at {str(times[k[0]])[:16]}, lat {lat[k[1]]:g}, lon "
+                f"{lon[k[2]]:g} is {value:.6g}{u}, {deviation[k] / scale:.0f} robust stds from "
+                f"its median {centre * std[c] + mean[c]:.5g}{u} (robust std "
+                f"{scale * std[c]:.3g}{u}; {int(far.sum())} value(s) {FAR_FOR_ONE_VALUE:g} or more "
+                "away): a missing-value code? Leave missing values empty (NaN) or give the "
+                "file its _FillValue, and drop those times"
+            )
 
 
 def open_unseen_period(

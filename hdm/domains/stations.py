@@ -62,7 +62,10 @@ __all__ = [
     "read_stations",
     "shipped_station_list",
     "simulate_observations",
+    "station_field_names",
+    "station_times",
     "stations_by_id",
+    "stations_from_frame",
     "stations_in_domain",
 ]
 
@@ -146,14 +149,15 @@ def _is_station_table(path: Path) -> bool:
     return is_csv or any(d in header for d in _DELIMITERS)
 
 
-def _column_aliases(path: Path, header_line: int, columns: list[str]) -> dict[str, str]:
+def _column_aliases(where: str, columns: list[str]) -> dict[str, str]:
     """{found name: name} for the named columns (:data:`_TABLE_NAMED`) written in another
     case (``ID``, ``Lat``) or, for a required column absent in any case, under one of
     its aliases (``Station``, ``Latitude``; :data:`_COLUMN_ALIASES`).
 
     Raises:
         ValueError: two columns that name the same column (``id`` and ``ID``, or
-            ``Station`` and ``stn`` without an ``id``), naming both and the header line.
+            ``Station`` and ``stn`` without an ``id``), naming both, after ``where`` (the
+            file and its header line, or the DataFrame).
     """
     rename = {}
     for name in _TABLE_NAMED:
@@ -163,7 +167,7 @@ def _column_aliases(path: Path, header_line: int, columns: list[str]) -> dict[st
         if len(found) > 1:
             named = ", ".join(map(repr, found[:-1])) + f" and {found[-1]!r}"
             raise ValueError(
-                f"{path}, line {header_line}: columns {named} "
+                f"{where}: columns {named} "
                 f"{'both' if len(found) == 2 else 'all'} name the column {name!r}; "
                 "keep one"
             )
@@ -206,7 +210,7 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
         raise ValueError(f"{path}: not a readable station table: {err}".strip()) from None
     header_line = skipped + 1
     df.columns = [str(c).strip() for c in df.columns]
-    df = df.rename(columns=_column_aliases(path, header_line, list(df.columns)))
+    df = df.rename(columns=_column_aliases(f"{path}, line {header_line}", list(df.columns)))
     missing = [c for c in _TABLE_REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(
@@ -228,36 +232,46 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
 
 def _numeric(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
     """Column ``col`` as float64 (NaN where empty or a NaN word such as "NA") and the mask
-    of the cells that are neither a number nor such a word."""
-    text = df[col].str.strip()
+    of the cells that are neither a number nor such a word. A numeric column (of a
+    DataFrame) is taken as it is; other cells are read as text (None and NaN: empty)."""
+    column = df[col]
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return column.to_numpy(dtype=float), np.zeros(len(column), dtype=bool)
+    text = _text(column)
     values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
     nan_words = text.str.lower().isin(["", "nan", "na", "n/a", "null", "none"])
     bad = np.isnan(values) & ~nan_words.to_numpy()
     return values, bad
 
 
+def _text(column: pd.Series) -> pd.Series:
+    """The cells of a column as stripped text, "" where missing (None, NaN)."""
+    return column.where(column.notna(), "").astype(str).str.strip()
+
+
 def _table_positions(
-    path: Path, df: pd.DataFrame, line: np.ndarray, ids: np.ndarray
+    path: Path | str, df: pd.DataFrame, line: np.ndarray, ids: np.ndarray, word: str = "line"
 ) -> tuple[np.ndarray, np.ndarray]:
     """(lat, lon) of each row in degrees, checked: numbers, not NaN, lat in [-90, 90] and
-    lon in [-180, 360]; the errors name the rows by station and file ``line``."""
+    lon in [-180, 360]; the errors name the rows by station and file ``line`` (or
+    DataFrame row: ``word`` "row")."""
     coords = {}
     for col in ("lat", "lon"):
         values, bad = _numeric(df, col)
         if bad.any():
-            rows = [f"line {n} ({v!r})" for n, v in zip(line[bad], df[col].to_numpy()[bad])]
+            rows = [f"{word} {n} ({v!r})" for n, v in zip(line[bad], df[col].to_numpy()[bad])]
             raise ValueError(f"{path}: {col} is not a number on {listing(rows)}")
         coords[col] = values
     lat, lon = coords["lat"], coords["lon"]
     nan = np.isnan(lat) | np.isnan(lon)
     if nan.any():
-        rows = [f"station {s!r} (line {n})" for s, n in zip(ids[nan], line[nan])]
+        rows = [f"station {s!r} ({word} {n})" for s, n in zip(ids[nan], line[nan])]
         raise ValueError(f"{path}: NaN or missing coordinates for {listing(rows)}")
     west, east = LONGITUDE_RANGE
     out = (np.abs(lat) > 90) | (lon < west) | (lon > east)
     if out.any():
         rows = [
-            f"station {s!r} (line {n}: lat {a}, lon {b})"
+            f"station {s!r} ({word} {n}: lat {a}, lon {b})"
             for s, n, a, b in zip(ids[out], line[out], lat[out], lon[out])
         ]
         raise ValueError(
@@ -267,27 +281,38 @@ def _table_positions(
     return lat, lon
 
 
-def _table_times(path: Path, df: pd.DataFrame, line: np.ndarray) -> np.ndarray:
+def _table_times(
+    path: Path | str, df: pd.DataFrame, line: np.ndarray, word: str = "line"
+) -> np.ndarray:
     """The ``time`` column as datetime64[ns] UTC, timezone-naive (ISO 8601; a timezone
-    suffix is converted to UTC, naive times are taken as UTC)."""
-    time = pd.to_datetime(df["time"].str.strip(), format="ISO8601", errors="coerce", utc=True)
+    suffix is converted to UTC, naive times are taken as UTC). A datetime column (of a
+    DataFrame) is taken as it is, converted to UTC if timezone-aware; text is parsed."""
+    column = df["time"]
+    if pd.api.types.is_datetime64_any_dtype(column):
+        time = pd.to_datetime(column, utc=True)
+    else:
+        time = pd.to_datetime(_text(column), format="ISO8601", errors="coerce", utc=True)
     bad_time = time.isna().to_numpy()
     if bad_time.any():
-        cells = df["time"].to_numpy()[bad_time]
-        rows = [f"line {n} ({v!r})" for n, v in zip(line[bad_time], cells)]
+        cells = column.to_numpy()[bad_time]
+        rows = [f"{word} {n} ({v!r})" for n, v in zip(line[bad_time], cells)]
         raise ValueError(f"{path}: unparseable time (ISO 8601 expected) on {listing(rows)}")
     return time.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
 def _table_variables(
-    path: Path, df: pd.DataFrame, line: np.ndarray, units: Mapping[str, str] | None
+    path: Path | str,
+    df: pd.DataFrame,
+    line: np.ndarray,
+    units: Mapping[str, str] | None,
+    word: str = "line",
 ) -> dict[str, tuple]:
     """The data variables along ``obs``: ``value`` (float64, must be numeric or empty),
     then each extra column (float64 if all numeric or empty, else the stripped text),
     with ``units`` attributes from ``units``."""
     value, bad = _numeric(df, "value")
     if bad.any():
-        rows = [f"line {n} ({v!r})" for n, v in zip(line[bad], df["value"].to_numpy()[bad])]
+        rows = [f"{word} {n} ({v!r})" for n, v in zip(line[bad], df["value"].to_numpy()[bad])]
         raise ValueError(f"{path}: value is not a number on {listing(rows)}")
     units = dict(units or {})
     d = OBS_DIM
@@ -298,7 +323,7 @@ def _table_variables(
         values, bad = _numeric(df, col)
         attrs = {"units": units[col]} if col in units else {}
         if bad.any():  # not numeric: keep the text
-            data[col] = (d, df[col].str.strip().to_numpy(dtype=str), attrs)
+            data[col] = (d, _text(df[col]).to_numpy(dtype=str), attrs)
         else:
             data[col] = (d, values, attrs)
     return data
@@ -332,24 +357,115 @@ def read_station_table(path: str | Path, *, units: Mapping[str, str] | None = No
     """
     path = Path(path)
     df, line = _read_table(path)
-    ids = np.array([str(v).strip() for v in df["id"]], dtype=object)
+    obs = _table_dataset(path, df, line, units, "line")
+    return obs.assign_attrs(source=path.name, format="station table (CSV)")
+
+
+def _table_dataset(
+    where: Path | str,
+    df: pd.DataFrame,
+    line: np.ndarray,
+    units: Mapping[str, str] | None,
+    word: str,
+) -> xr.Dataset:
+    """The obs dataset of a table whose named columns are found (:func:`_column_aliases`):
+    ids, positions, times and variables checked, errors naming ``where`` and the rows
+    (``word`` ``line``: a file's lines; ``row``: a DataFrame's index labels)."""
+    ids = _text(df["id"]).to_numpy(dtype=object)
     if (ids == "").any():
         raise ValueError(
-            f"{path}: empty station id on line(s) {listing(list(map(str, line[ids == ''])))}"
+            f"{where}: empty station id on {word}(s) {listing(list(map(str, line[ids == ''])))}"
         )
-    lat, lon = _table_positions(path, df, line, ids)
-    times = _table_times(path, df, line)
+    lat, lon = _table_positions(where, df, line, ids, word)
+    times = _table_times(where, df, line, word)
     d = OBS_DIM
     return xr.Dataset(
-        _table_variables(path, df, line, units),
+        _table_variables(where, df, line, units, word),
         coords={
             "id": (d, ids.astype(str)),
             "lat": (d, lat, {"units": "degrees_north"}),
             "lon": (d, lon, {"units": "degrees_east"}),
             "time": (d, times),
         },
-        attrs={"source": path.name, "format": "station table (CSV)"},
     )
+
+
+def station_field_names(names: Sequence[str], where: str) -> dict[str, str]:
+    """{found name: name} that brings the fields of station observations held under
+    other names to theirs, as a station table's columns are (case-insensitive, and the
+    aliases ``Station``, ``Latitude``, ``DateTime``, ...; module doc); ``where`` names
+    the data in the error.
+
+    Raises:
+        ValueError: two names for one field (``id`` and ``ID``).
+    """
+    return _column_aliases(where, [str(n) for n in names])
+
+
+def station_times(values: np.ndarray | pd.Index, where: str) -> np.ndarray:
+    """Observation times as datetime64[ns] UTC, timezone-naive, as a station table's are
+    read: datetimes as they are (timezone-aware converted to UTC, naive taken as UTC),
+    text as ISO 8601.
+
+    Raises:
+        ValueError: times that cannot be read, naming ``where`` and the obs positions.
+    """
+    column = pd.Series(values if isinstance(values, pd.Index) else np.asarray(values).ravel())
+    positions = np.arange(len(column)).astype(str)
+    return _table_times(where, pd.DataFrame({"time": column}), positions, "obs")
+
+
+def stations_from_frame(
+    df: pd.DataFrame,
+    *,
+    units: Mapping[str, str] | None = None,
+    what: str = "the station DataFrame",
+) -> xr.Dataset:
+    """A station table held as a pandas DataFrame, in the obs schema (dim ``obs``, one
+    row per row), read as :func:`read_station_table` reads a file.
+
+    Args:
+        df: columns ``id``, ``lat``, ``lon``, ``time``, ``value`` in any case, under the
+            aliases a file may use (``Station``, ``Latitude``, ``DateTime``; module doc),
+            or as named levels of its index (``df.set_index(["id", "time"])``); optional
+            ``units`` and ``variable`` per row, and any further columns (data
+            variables). ``time``: datetime (timezone-aware converted to UTC, naive taken
+            as UTC) or ISO 8601 text; ``lat``, ``lon``, ``value``: numbers (or numeric
+            text); missing values (None, NaN) of ``value`` and extra columns are NaN.
+        units: optional ``{column: units}`` written to the data variables' ``units``
+            attribute (a ``units`` column says so row by row instead).
+        what: the DataFrame, for messages.
+
+    Returns:
+        as :func:`read_station_table`: coordinates ``id`` (str), ``lat``, ``lon``
+        (float64), ``time`` (datetime64[ns], UTC); variables ``value`` and the other
+        columns.
+
+    Raises:
+        ValueError: missing columns (all listed, with those found), two columns for one
+            name, no rows, an empty id, NaN or out-of-range coordinates, an unparseable
+            time or a non-numeric value, naming the rows by their index labels.
+    """
+    named = {*_TABLE_NAMED, *(a for aliases in _COLUMN_ALIASES.values() for a in aliases)}
+    columns = {str(c).strip().lower() for c in df.columns}
+    levels = [
+        n for n in df.index.names if n is not None and str(n).strip().lower() in named - columns
+    ]
+    if levels:  # id, time, ... kept as the index (df.set_index(["id", "time"]))
+        df = df.reset_index(level=levels)
+    df = df.rename(columns=lambda c: str(c).strip())
+    df = df.rename(columns=_column_aliases(what, list(df.columns)))
+    missing = [c for c in _TABLE_REQUIRED if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{what} is missing column(s) {', '.join(map(repr, missing))}; found "
+            f"{', '.join(map(repr, df.columns)) or 'none'} (a station table has columns "
+            "id, lat, lon, time, value; optional units, variable)"
+        )
+    if len(df) == 0:
+        raise ValueError(f"{what} has no rows")
+    rows = np.array([str(label) for label in df.index], dtype=object)
+    return _table_dataset(what, df.reset_index(drop=True), rows, units, "row")
 
 
 # ------------------------------------------------------------------------------ domain

@@ -11,8 +11,10 @@ The composition of the main job (ARCHITECTURE.md, "How data flows"):
 4. for every time, ``members`` posterior samples are drawn with the guided sampler,
    seeded per time (:func:`hdm.conditioning.ensembles.member_seed`), then optionally
    inflated (:mod:`hdm.conditioning.inflation`);
-5. the result is an ``xr.Dataset`` in physical units with its summaries and provenance
-   (:mod:`hdm.downscaling.output`).
+5. the result is an ``xr.Dataset`` in physical units with its summaries, the inputs it
+   was conditioned on and provenance, with the CF attributes of every hdm store
+   (:mod:`hdm.downscaling.output`): the dataset that ``hdm downscale`` writes, so that
+   ``ds.to_netcdf(path)`` is a file ``hdm evaluate downscale`` scores with its baselines.
 
 How the members are drawn is one :class:`~hdm.downscaling.config.EnsembleConfig`: pass it
 as ``config=`` or its fields as keyword arguments (``members=16, guidance="mmps"``).
@@ -28,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import xarray as xr
 from tqdm.auto import tqdm
@@ -52,8 +55,14 @@ from hdm.downscaling.inputs import (
     model_fields,
     observation_setup,
     select_times,
+    station_observations,
 )
-from hdm.downscaling.output import ensemble_dataset, provenance_attrs
+from hdm.downscaling.output import (
+    attach_inputs,
+    cf_ensemble,
+    ensemble_dataset,
+    provenance_attrs,
+)
 from hdm.downscaling.prior import Prior, channel_name, load_prior, target_grid
 from hdm.downscaling.soundings import PROFILE_UNITS, read_profiles
 from hdm.hilbert.checkpoints import required_model_statistics
@@ -322,7 +331,7 @@ def read_run_profiles(sources: Sequence[str | Path | Profile], prior: Prior) -> 
 def downscale(
     model: str | Path | Prior,
     coarse: xr.DataArray | xr.Dataset | None = None,
-    stations: xr.Dataset | None = None,
+    stations: xr.Dataset | pd.DataFrame | None = None,
     *,
     profiles: Sequence[str | Path | Profile] | None = None,
     config: EnsembleConfig | None = None,
@@ -349,7 +358,9 @@ def downscale(
             For a multi-level prior, each variable is (time, level, lat, lon) at any of
             the model's levels (hPa).
         stations: obs dataset (dim ``obs``: id, lat, lon, time, value) in physical units,
-            converted from ``value``'s ``units`` attribute, if any, to the model's.
+            converted from ``value``'s ``units`` attribute, if any, to the model's; or a
+            pandas DataFrame of a station table's columns, or a Dataset on another single
+            dimension (:func:`hdm.downscaling.inputs.station_observations`).
         profiles: soundings for a multi-level prior: IGRA2 sounding or derived-parameter
             files, CSV profile tables (id, lat, lon, time, pressure, variable, value,
             units) or :class:`~hdm.conditioning.profiles.Profile` objects; each observes
@@ -374,14 +385,24 @@ def downscale(
             (:mod:`hdm.conditioning.guidance`), with the field's ``time`` added.
 
     Returns:
-        xr.Dataset: ``{var}(member, time, lat, lon)`` (``(member, time, level, lat, lon)``
-        on pressure levels), ``{var}_mean``, ``{var}_std``, ``{var}_quantile``, in the
-        model's units, with provenance attributes.
+        xr.Dataset: the layout of an ``hdm downscale`` store:
+        ``{var}(member, time, lat, lon)`` (``(member, time, level, lat, lon)`` on pressure
+        levels), ``{var}_mean``, ``{var}_std``, ``{var}_quantile``, in the model's units;
+        the inputs (:func:`~hdm.downscaling.output.attach_inputs`): ``{var}_coarse(time,
+        coarse_lat, coarse_lon)`` with its ``cell_methods`` ("area: mean" or "area:
+        point") and ``station_obs(obs)``, the stations within the run's times; the
+        provenance attributes; and the CF-1.8 attributes of every hdm store
+        (:func:`~hdm.downscaling.output.cf_ensemble`: ``Conventions``, ``member`` as
+        ``standard_name: realization``, time/lat/lon axes with cell bounds, ``hdm_*``
+        provenance).
     """
     # over 80 lines: the signature and the docstring (every argument) are 44 of them
     cfg = _config(config, options)
     prior = model if isinstance(model, Prior) else load_prior(model)
     prior.to(cfg.device)
+    # any form a user has them in (a DataFrame, a Dataset on another dimension) as the
+    # obs Dataset the guidance and the attached inputs read
+    stations = station_observations(stations, prior.variables)
     target = target_grid(
         prior, grid if grid is not None else (cfg.scale if cfg.scale != 1 else None)
     )
@@ -438,7 +459,8 @@ def downscale(
         **inflation_attrs,
         **level_attrs,
     )
-    return ds
+    ds = attach_inputs(ds, coarse, stations, cfg.time_tolerance)
+    return cf_ensemble(ds, "hdm.downscale")
 
 
 def inflate_ensemble(
@@ -466,8 +488,9 @@ def inflate_ensemble(
         options: how λ is estimated (default: the run's sampler, steps and seed).
 
     Returns:
-        a new dataset: inflated members, their summaries, the input's attributes plus
-        ``inflation`` (and the estimate's ``inflation_*`` attributes for "auto").
+        a new dataset: inflated members, their summaries, the input's stored inputs
+        and attributes plus ``inflation`` (and the estimate's ``inflation_*``
+        attributes for "auto"), with the CF attributes of :func:`downscale`'s.
     """
     cfg = _config(config, ensemble_options)
     prior = model if isinstance(model, Prior) else load_prior(model)
@@ -511,4 +534,4 @@ def inflate_ensemble(
         if MEMBER not in ds[var].dims and var not in inflated:
             inflated[var] = ds[var]
     inflated.attrs = {**ds.attrs, **inflation_attrs}
-    return inflated
+    return cf_ensemble(inflated, "hdm.inflate_ensemble")

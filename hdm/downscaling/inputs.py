@@ -9,7 +9,11 @@ so they commute with the affine normalisation).
 
 Station observations are an obs dataset (dim ``obs``; coords ``id``, ``lat``, ``lon``,
 ``time``; variable ``value``), as read by :func:`hdm.domains.stations.read_stations` or
-made by :func:`~hdm.domains.stations.simulate_observations`. Each observation belongs to
+made by :func:`~hdm.domains.stations.simulate_observations`; a Dataset on one other
+dimension (``DataFrame.to_xarray()``'s ``index``), a DataArray of the values or a pandas
+DataFrame of a station table's columns is brought to that form first
+(:func:`station_observations`), anything else is an error saying what stations may be.
+Each observation belongs to
 the nearest field time within the tolerance (:func:`match_times`); observations outside
 the run's times (± the tolerance), or between two field times farther than the tolerance
 from both (hourly reports with 6-hourly fields), are left out. NaN values are
@@ -27,10 +31,16 @@ median distance of each source from the model's training mean, in training stds,
 must stay below :data:`FAR_FROM_TRAINING` (20 σ: a field within its climate lies a few
 σ from μ, and a UK summer day about 6 σ from the March-trained UK model's μ, while t2m in
 °C given to that model in K lies about 120 σ away, and 25–35 σ for a year-round model of
-a continent, whose σ is near 10 K). Any one value must stay below
-:data:`FAR_FOR_ONE_VALUE` (50 σ, 114 K for the UK t2m model): beyond it lie
-missing-value codes (−9999, netCDF's default fill 9.97e36, 0 K), never weather; the
-value is named (station and time, or the coarse cell). A station value must also lie
+a continent, whose σ is near 10 K); an input whose ``units`` say one thing while its
+values lie that far is told that its units look wrong (°C labelled K), one without
+``units`` to give them, each with the units its values would fit, if any. Any one value
+must stay below :data:`FAR_FOR_ONE_VALUE` (50 σ, 114 K for the UK t2m model): beyond it
+lie missing-value codes (−9999, netCDF's default fill 9.97e36, 0 K), never weather; the
+value is named (station and time, or the coarse cell). Such values are named first,
+before the median is judged, where they are at most half of the values and the rest lie
+near the training range, or are all common codes (:func:`_missing_value_codes`): one
+−9999 of two stations moves the median past 20 σ, but is a missing value, not a sign of
+other units. A station value must also lie
 within :data:`FAR_FROM_COARSE` (10 σ) of the coarse value over it at its time (the cell
 or point nearest it): a report 30 K from its cell is a gross error, which the guidance
 would otherwise draw the members to (a background check, as operational quality control
@@ -62,8 +72,13 @@ from hdm.conditioning.profiles import Profile, ProfileError, profile_observation
 from hdm.data.coarsen import cell_bounds, with_cell_bounds
 from hdm.data.open import normalise_conventions, pa_level_hint
 from hdm.data.schema import LAT, LEVEL, LON, TIME, variable_in
-from hdm.data.units import to_units
-from hdm.domains.stations import first_occurrences
+from hdm.data.units import UnitsError, convert_values, known, same_units, to_units
+from hdm.domains.stations import (
+    first_occurrences,
+    station_field_names,
+    station_times,
+    stations_from_frame,
+)
 from hdm.downscaling.prior import Prior, channel_name
 from hdm.downscaling.soundings import profiles_for_times, profiles_in_units
 from hdm.hilbert.grids import LatLonGrid
@@ -87,6 +102,7 @@ __all__ = [
     "observation_setup",
     "point_sampled",
     "select_times",
+    "station_observations",
     "stations_by_variable",
     "stations_in_units",
     "within_times",
@@ -245,11 +261,12 @@ def _without_extra_dims(
     longer = [d for d in extra if da.sizes[d] > 1]
     if longer:
         d = longer[0]
+        named = original.get(d, d)
         raise ValueError(
-            f"the {what}'s {name} has a dimension {original.get(d, d)!r} ({da.sizes[d]} "
-            f"values) beyond {tuple(dims)}: choose one of its values, or their mean, with "
-            f"--select {original.get(d, d)}=VALUE (or {original.get(d, d)}=mean; the config's "
-            "inputs.select)"
+            f"the {what}'s {name} has a dimension {named!r} ({da.sizes[d]} values) beyond "
+            f"{tuple(dims)}: choose one of its values, or their mean: in Python "
+            f".sel({named}=VALUE) or .mean({named!r}) on the input, on the command line "
+            f"--select {named}=VALUE (or {named}=mean; the config's inputs.select)"
         )
     return da.isel(dict.fromkeys(extra, 0), drop=True)
 
@@ -308,12 +325,42 @@ def in_model_units(
         UnitsError: units that cannot be read, or not convertible to the model's (a
             field of wind given to a model of temperature), naming the input.
     """
-    coarse = {v: to_units(f, prior.units[v], f"the coarse field {v}") for v, f in coarse.items()}
-    stations = {
-        v: stations_in_units(obs, prior.units[v], f"the station observations of {v}")
-        for v, obs in stations.items()
+    converted = {
+        v: _stating(to_units(f, prior.units[v], f"the coarse field {v}"), _stated_units(f))
+        for v, f in coarse.items()
     }
-    return coarse, stations
+    by_variable = {}
+    for v, obs in stations.items():
+        obs_in_units = stations_in_units(obs, prior.units[v], f"the station observations of {v}")
+        value = _stating(obs_in_units["value"], _stated_units(obs))
+        by_variable[v] = obs_in_units.assign(value=value)
+    return converted, by_variable
+
+
+#: the attribute that carries, through :func:`in_model_units`, what an input said of its
+#: units (:func:`_stated_units`) to the messages of :func:`check_near_training`
+_STATED_UNITS = "hdm_stated_units"
+
+
+def _stated_units(source: xr.DataArray | xr.Dataset) -> tuple[str, str] | None:
+    """What an input says of its units, before conversion: ("units attribute", "K"), or
+    for station rows ("units column", "K") (their labels, joined by ", " where several);
+    None when it says nothing."""
+    if isinstance(source, xr.Dataset):
+        if "units" in source.variables and source["units"].dims == ("obs",):
+            labels = [u for u in dict.fromkeys(source["units"].values.astype(str)) if known(u)]
+            return ("units column", ", ".join(labels)) if labels else None
+        source = source["value"]
+    given = source.attrs.get(_STATED_UNITS)
+    if given is not None:
+        return tuple(given)
+    units = source.attrs.get("units")
+    return ("units attribute", str(units)) if known(units) else None
+
+
+def _stating(da: xr.DataArray, stated: tuple[str, str] | None) -> xr.DataArray:
+    """``da`` carrying ``stated`` (:data:`_STATED_UNITS`), where there is something."""
+    return da if stated is None else da.assign_attrs({_STATED_UNITS: stated})
 
 
 def _median_distance(values: np.ndarray, mean: float, std: float) -> tuple[float, float]:
@@ -331,10 +378,18 @@ def check_near_training(
     """Raise when a channel's coarse values or station values (in the model's units:
     see :func:`in_model_units`) lie :data:`FAR_FROM_TRAINING` training stds or more from
     the model's training mean, in the median (module doc): most likely they are in other
-    units that nothing says. The coarse fields are read: pass the times to check.
+    units than they say (their ``units``, as :func:`in_model_units` passes them on), or
+    in other units that nothing says; or when any one value lies
+    :data:`FAR_FOR_ONE_VALUE` stds or more from it (a missing-value code). Values that
+    look like missing-value codes (:func:`_missing_value_codes`: one −9999 of two
+    stations) are named before the median is judged. The coarse fields are read: pass
+    the times to check.
 
     Raises:
-        ObservationError: naming the source, its median and the model's mean and std.
+        ObservationError: naming the value (station and time, or coarse cell) where it is
+            a missing-value code; else the source, its median, the model's mean and std,
+            the units it states (to be corrected) or that it states none (to be given),
+            and the units its values would fit, if any.
     """
     hint = "a units attribute (for CSV tables: a units column, --station-units)"
     sources = [
@@ -349,23 +404,111 @@ def check_near_training(
         z, median = _median_distance(values, mean, std)
         units = prior.units[var] or "the model's units"
         name = channel_name(var, level)
-        if z >= FAR_FROM_TRAINING:
-            raise ObservationError(
-                f"the {what} lie {z:.0f} training stds from the model's mean of {name} "
-                f"(median {median:.4g}; model: mean {mean:.4g} {units}, std {std:.3g}): "
-                f"are they in other units? Give them {how} to convert them"
-            )
         distance = np.where(np.isfinite(values), np.abs(values - mean) / std, 0.0)
-        if distance.size and distance.max() >= FAR_FOR_ONE_VALUE:
-            k = np.unravel_index(int(np.argmax(distance)), distance.shape)
-            raise ObservationError(
-                f"{_value_at(source, k)} of {name} is {values[k]:.6g}, "
-                f"{distance[k]:.{'0f' if distance[k] < 1e6 else '2g'}} training stds from the "
-                f"model's mean ({mean:.4g} {units}, "
-                f"std {std:.3g}; {int((distance >= FAR_FOR_ONE_VALUE).sum())} such value(s)): "
-                "a missing-value code? Leave missing values empty (NaN) or give the file "
-                "its _FillValue"
+        far = distance >= FAR_FOR_ONE_VALUE
+        if far.any() and _missing_value_codes(values, far, mean, std):
+            raise _far_value_error(source, name, values, distance, far, mean, std, units)
+        if z >= FAR_FROM_TRAINING:
+            stated = _stated_units(source)
+            start = (
+                f"the {what} lie {z:.0f} training stds from the model's mean of {name} "
+                f"(median {median:.4g}; model: mean {mean:.4g} {units}, std {std:.3g})"
             )
+            if stated is None:
+                guess = _units_guess(median, prior.units[var], mean, std)
+                raise ObservationError(
+                    f"{start}: are they in other units? Give them {how} to convert them"
+                    + (f" ({guess})" if guess else "")
+                )
+            # values with units that still lie far: the units they state are wrong
+            kind, given = stated
+            as_given = _in_units(median, prior.units[var], given)
+            shown = as_given is not None and not same_units(given, prior.units[var])
+            guess = _units_guess(as_given, given, mean, std, prior.units[var])
+            raise ObservationError(
+                f"{start}, although their {kind} says {given!r}"
+                + (f" (median {as_given:.4g} {given})" if shown else "")
+                + f": is the {kind} wrong?"
+                + (f" {guess[0].upper()}{guess[1:]}" if guess else "")
+            )
+        if far.any():
+            raise _far_value_error(source, name, values, distance, far, mean, std, units)
+
+
+#: values that data sets write for "missing" (−9999, −999, 9999, the netCDF/CDO integer
+#: fills); values beyond :data:`_HUGE_CODE` (netCDF's default float fill 9.97e36, 1e20)
+#: count too
+_MISSING_CODES = (-99999.0, -9999.0, -999.0, 999.0, 9999.0, 99999.0, -32767.0, -32768.0,
+                  32767.0, 65535.0)  # fmt: skip
+_HUGE_CODE = 1e15
+
+
+def _missing_value_codes(values: np.ndarray, far: np.ndarray, mean: float, std: float) -> bool:
+    """Whether the values :data:`FAR_FOR_ONE_VALUE` or more from the mean (``far``) are
+    most likely missing-value codes, to be named one by one, rather than values in other
+    units: at most as many as the values near the training range, whose median lies
+    within :data:`FAR_FROM_TRAINING` (one −9999 of two stations), or every one of them a
+    common code (:data:`_MISSING_CODES`, or beyond ±1e15)."""
+    good = np.isfinite(values) & ~far
+    if good.any() and far.sum() <= good.sum():
+        if float(np.median(np.abs(values[good] - mean))) / std < FAR_FROM_TRAINING:
+            return True
+    wild = values[far]
+    return bool(np.all(np.isin(wild, _MISSING_CODES) | (np.abs(wild) >= _HUGE_CODE)))
+
+
+def _far_value_error(source, name, values, distance, far, mean, std, units) -> ObservationError:
+    """The error naming the value farthest from the training mean (station and time, or
+    the coarse cell), as the missing-value code it most likely is."""
+    k = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return ObservationError(
+        f"{_value_at(source, k)} of {name} is {values[k]:.6g}, "
+        f"{distance[k]:.{'0f' if distance[k] < 1e6 else '2g'}} training stds from the "
+        f"model's mean ({mean:.4g} {units}, std {std:.3g}; {int(far.sum())} such value(s)): "
+        "a missing-value code? Leave missing values empty (NaN) or give the file "
+        "its _FillValue"
+    )
+
+
+#: units tried by :func:`_units_guess` (those convertible to the model's)
+_GUESSED_UNITS = ("K", "degC", "degF", "Pa", "hPa", "kPa", "m s-1", "km h-1", "knot")
+
+
+def _in_units(value: float, from_units: str | None, to: str) -> float | None:
+    """``value`` converted, None where the units are unknown or do not convert (several
+    labels of a units column among them)."""
+    if not known(from_units) or not known(to):
+        return None
+    try:
+        return float(convert_values(value, from_units, to))
+    except UnitsError:
+        return None
+
+
+def _units_guess(
+    median: float | None, written: str | None, mean: float, std: float, model: str | None = None
+) -> str:
+    """``"in degC they would lie 0.1 training stds from the mean"`` for the units of
+    :data:`_GUESSED_UNITS` (other than ``written``, the units the numbers were taken in)
+    in which the median number, converted to the model's units (``model``, default
+    ``written``), lies nearest the training mean and within :data:`FAR_FROM_TRAINING`;
+    "" where none does."""
+    model = model if model is not None else written
+    if median is None or not known(model) or not np.isfinite(median):
+        return ""
+    best = None
+    for units in _GUESSED_UNITS:
+        if known(written) and same_units(units, written):
+            continue
+        converted = _in_units(median, units, model)
+        if converted is None:
+            continue
+        z = abs(converted - mean) / std
+        if z < FAR_FROM_TRAINING and (best is None or z < best[1]):
+            best = (units, z)
+    if best is None:
+        return ""
+    return f"in {best[0]} they would lie {best[1]:.1f} training stds from the mean"
 
 
 def check_stations_against_coarse(
@@ -488,9 +631,13 @@ def within_times(obs_times: np.ndarray, times: np.ndarray, tolerance: str) -> np
     return (t >= span.min() - tol) & (t <= span.max() + tol)
 
 
-def check_station_overlap(stations: xr.Dataset, times: np.ndarray, tolerance: str) -> None:
-    """Raise unless some station observation falls within the run's times (± tolerance)."""
-    if stations.sizes.get("obs", 0) == 0:
+def check_station_overlap(
+    stations: xr.Dataset | pd.DataFrame | None, times: np.ndarray, tolerance: str
+) -> None:
+    """Raise unless some station observation falls within the run's times (± tolerance).
+    ``stations``: any form :func:`station_observations` reads."""
+    stations = station_observations(stations)
+    if stations is None or stations.sizes.get("obs", 0) == 0:
         return
     tt = stations["time"].values
     if not within_times(tt, times, tolerance).any():
@@ -810,10 +957,150 @@ def _check_fixed_positions(ids: np.ndarray, latlon: np.ndarray, first: np.ndarra
         )
 
 
-def stations_by_variable(stations: xr.Dataset | None, prior: Prior) -> dict[str, xr.Dataset]:
+#: the fields of station observations, each along their one dimension ``obs``
+STATION_FIELDS = ("id", "lat", "lon", "time", "value")
+
+#: the fields said in messages about station observations
+_EXPECTED_FIELDS = (
+    "they need id, lat, lon, time and value along one dimension, obs (one row per "
+    "observation; optional units and variable)"
+)
+
+
+def station_observations(
+    stations: xr.Dataset | xr.DataArray | pd.DataFrame | None, variables: Sequence[str] = ()
+) -> xr.Dataset | None:
+    """Station observations as the obs dataset the run reads (module doc), from any of
+    the forms :func:`hdm.downscale` accepts; None stays None.
+
+    Accepted:
+
+    * an ``xr.Dataset`` with ``id``, ``lat``, ``lon``, ``time`` and ``value`` (coordinates
+      or data variables) along one dimension: ``obs``, or any other (``index`` of
+      ``DataFrame.to_xarray()``, ``station``), which is renamed ``obs``. A field that is
+      a scalar (one ``time`` for every row, as ``ds.sel(time=...)`` leaves it) is
+      repeated along it. Field names are matched as a station table's columns are (any
+      case; ``latitude``, ``station``, ``datetime``: :mod:`hdm.domains.stations`).
+    * an ``xr.DataArray`` of the values with those coordinates (``obs["value"]``).
+    * a ``pandas.DataFrame`` with those columns, or index levels
+      (:func:`~hdm.domains.stations.stations_from_frame`: aliases, any case; optional
+      ``units`` and ``variable`` per row).
+
+    Without a ``value``, the one data variable named as one of the model's
+    ``variables`` (``t2m``, or its CMIP name ``tas``) is taken as the values (and, for a
+    model of several variables, as the ``variable`` of its rows); any other naming is an
+    error. Times are datetime64 in UTC: text is read as ISO 8601, timezone-aware times
+    are converted to UTC.
+
+    Raises:
+        TypeError: anything else (a numpy array, a list), saying what stations may be.
+        ObservationError: a missing field (naming it and those present), several
+            dimensions (naming them, with how to flatten them), unreadable times or
+            non-numeric positions; ValueError from a DataFrame's checks (naming rows).
+    """
+    if stations is None:
+        return None
+    if isinstance(stations, pd.DataFrame):
+        value = _value_column([str(c) for c in stations.columns], variables)
+        if value is not None:
+            stations = _as_value(stations, value, variables, frame=True)
+        return stations_from_frame(stations, what="the station DataFrame")
+    if isinstance(stations, xr.DataArray):
+        stations = stations.to_dataset(name=stations.name if stations.name is not None else "value")
+    if not isinstance(stations, xr.Dataset):
+        raise TypeError(
+            "stations must be an xarray Dataset (id, lat, lon, time, value along dim obs), "
+            "a DataArray of the values with those coordinates, or a pandas DataFrame with "
+            f"those columns; got {type(stations).__module__}.{type(stations).__name__}"
+        )
+    ds = stations
+    where = "the station observations"
+    renames = station_field_names(list(ds.variables), where)
+    if renames:
+        ds = ds.rename_vars(renames)
+    if "value" not in ds.data_vars and "value" in ds.coords:
+        ds = ds.reset_coords("value")
+    if "value" not in ds.data_vars:
+        value = _value_column([str(v) for v in ds.data_vars], variables)
+        if value is not None:
+            ds = _as_value(ds, value, variables, frame=False)
+    missing = [f for f in STATION_FIELDS if f not in ds.variables]
+    if missing:
+        listed = ", ".join(map(repr, missing))
+        present = [str(v) for v in ds.variables]
+        raise ObservationError(f"{where} have no {listed}; {_EXPECTED_FIELDS}; present: {present}")
+    if len(ds.dims) > 1:
+        sizes = ", ".join(f"{d} ({n})" for d, n in ds.sizes.items())
+        raise ObservationError(
+            f"{where} have {len(ds.dims)} dimensions, {sizes}; {_EXPECTED_FIELDS}: "
+            f"flatten them, e.g. ds.stack(obs={tuple(map(str, ds.dims))}).reset_index('obs')"
+        )
+    dim = next(iter(ds.dims), None)
+    if dim is None:  # one observation, every field a scalar
+        ds = ds.expand_dims("obs")
+    elif dim != "obs":
+        ds = ds.drop_indexes(list(ds.xindexes)).rename_dims({dim: "obs"})
+        log.info("%s: dimension %r taken as obs", where, str(dim))
+    for field in (f for f in STATION_FIELDS if ds[f].ndim == 0):  # one time for all rows
+        repeated = np.repeat(ds[field].values, ds.sizes["obs"])
+        ds = _replaced(ds, field, ("obs", repeated, ds[field].attrs))
+    for field in ("lat", "lon", "value"):
+        if not np.issubdtype(ds[field].dtype, np.number):
+            try:
+                ds = _replaced(ds, field, ds[field].astype(np.float64))
+            except (TypeError, ValueError):
+                raise ObservationError(
+                    f"{where}' {field} is not numeric (dtype {ds[field].dtype}; first "
+                    f"{ds[field].values.ravel()[:1].tolist()})"
+                ) from None
+    time = ds["time"]
+    if not (isinstance(time.dtype, np.dtype) and time.dtype.kind == "M"):
+        # text, or timezone-aware (pandas' dtype): datetime64 in UTC
+        utc = station_times(time.variable.to_index(), where)
+        ds = _replaced(ds, "time", ("obs", utc, time.attrs))
+    return ds
+
+
+def _replaced(ds: xr.Dataset, name: str, variable) -> xr.Dataset:
+    """``ds`` with ``name`` replaced, a coordinate staying one."""
+    return ds.assign_coords({name: variable}) if name in ds.coords else ds.assign({name: variable})
+
+
+def _value_column(names: Sequence[str], variables: Sequence[str]) -> str | None:
+    """The name holding the values where none is ``value`` (in any case): the one name
+    among ``names`` that is one of the model's ``variables`` (or its CMIP/GRIB alias);
+    None where there is ``value``, no such name, or several."""
+    if any(n.strip().lower() == "value" for n in names):
+        return None
+    found = {f for v in variables if (f := variable_in(names, v)) is not None}
+    return found.pop() if len(found) == 1 else None
+
+
+def _as_value(stations, name: str, variables: Sequence[str], *, frame: bool):
+    """``stations`` (a Dataset, or a DataFrame for ``frame``) with its column ``name`` as
+    ``value``, and a ``variable`` column saying which model variable it is where the
+    model has several and the stations say nothing of it."""
+    variable = next(v for v in variables if variable_in([name], v) is not None)
+    log.info("the station observations: %r taken as the values of %s", name, variable)
+    if frame:
+        stations = stations.rename(columns={name: "value"})
+        if len(variables) > 1 and "variable" not in {str(c).lower() for c in stations.columns}:
+            stations = stations.assign(variable=variable)
+        return stations
+    stations = stations.rename_vars({name: "value"})
+    if len(variables) > 1 and "variable" not in stations.variables:
+        stations = stations.assign(variable=xr.full_like(stations["value"], variable, dtype=object))
+    return stations
+
+
+def stations_by_variable(
+    stations: xr.Dataset | pd.DataFrame | None, prior: Prior
+) -> dict[str, xr.Dataset]:
     """The station observations of each of the model's variables: by their ``variable``
     column, or all of them for a one-variable model without one. Rows of a variable the
-    model does not know are dropped with a warning naming it."""
+    model does not know are dropped with a warning naming it. ``stations``: any form
+    :func:`station_observations` reads."""
+    stations = station_observations(stations, prior.variables)
     if stations is None or stations.sizes.get("obs", 0) == 0:
         return {}
     if "variable" not in stations.variables:
@@ -842,7 +1129,7 @@ def observation_setup(
     prior: Prior,
     grid: LatLonGrid,
     coarse: Mapping[str, xr.DataArray] | xr.DataArray | None,
-    stations: xr.Dataset | None,
+    stations: xr.Dataset | pd.DataFrame | None,
     times: np.ndarray,
     *,
     coarse_noise: Mapping[str, float] | float,
@@ -858,7 +1145,9 @@ def observation_setup(
     ``coarse``: the coarse field of each variable observed (a mapping variable → (time,
     lat, lon) DataArray, (time, level, lat, lon) for a variable on pressure levels; a bare
     DataArray for a one-variable model). ``stations``: obs of any of the model's
-    single-level variables (:func:`stations_by_variable`). ``profiles``: soundings of a
+    single-level variables (:func:`stations_by_variable`), in any form
+    :func:`station_observations` reads (a Dataset on another dimension than ``obs``, a
+    DataFrame). ``profiles``: soundings of a
     multi-level prior (:mod:`hdm.downscaling.soundings`), matched to the nearest of
     ``times`` within ``time_tolerance``; those outside the run's times are left out.
     Each channel's coarse cells, stations and soundings read that channel of the fields.
@@ -873,6 +1162,7 @@ def observation_setup(
     ``u@850``, :attr:`Prior.channel_names`) or one number for all."""
     if nan not in ("drop", "error"):
         raise ValueError(f"nan must be 'drop' or 'error', got {nan!r}")
+    stations = station_observations(stations, prior.variables)
     if isinstance(coarse, xr.DataArray):
         coarse = {prior.variables[0]: coarse}
     coarse, by_variable = in_model_units(

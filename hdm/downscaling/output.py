@@ -6,7 +6,10 @@ units, ``{var}_mean``, ``{var}_std`` (ddof = 1) and ``{var}_quantile`` over memb
 ``{var}_coarse(time, coarse_lat, coarse_lon)`` and ``station_obs(obs)``. The provenance
 attributes (model, hash, guidance, sampler, seed, grids, noise stds, stations) are made
 in one place, :func:`provenance_attrs`, for :func:`hdm.downscale` and for batch stores.
-:func:`write_output` writes zarr or CF netCDF without ever leaving a half-written file.
+:func:`cf_ensemble` gives a dataset the CF attributes and ``hdm_*`` provenance of every
+hdm store (:func:`hdm.data.stores.cf_output`), so that :func:`hdm.downscale` returns what
+``hdm downscale`` writes; :func:`write_output` writes zarr or CF netCDF without ever
+leaving a half-written file.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import xarray as xr
 from hdm._version import __version__
 from hdm.data.coarsen import cell_bounds
 from hdm.data.schema import COORD_ATTRS, KNOWN_VARIABLES, LAT, LEVEL, LON, MEMBER, TIME
-from hdm.data.stores import write_netcdf_cf, write_zarr_ensemble
+from hdm.data.stores import cf_output, write_netcdf_cf, write_zarr_ensemble
 from hdm.data.units import to_units
 from hdm.downscaling.config import EnsembleConfig
 from hdm.downscaling.inputs import point_sampled, stations_in_units, within_times
@@ -34,8 +37,10 @@ from hdm.hilbert.grids import Grid, LatLonGrid
 
 __all__ = [
     "attach_inputs",
+    "cf_ensemble",
     "ensemble_dataset",
     "noise_std",
+    "output_provenance",
     "provenance_attrs",
     "summarise",
     "training_grid_attrs",
@@ -325,7 +330,17 @@ def attach_inputs(
     ``GRIB_Nx`` describes its own grid, its time axis is called a forecast reference
     time): ``units``, ``standard_name`` (that of ``{var}``) and ``long_name``; the coarse
     grid's coordinates are latitude and longitude axes of their own, the stations'
-    position and time auxiliary coordinates of ``station_obs``."""
+    position and time auxiliary coordinates of ``station_obs``.
+
+    Idempotent: inputs already attached (by :func:`hdm.downscale`, which attaches its
+    own) are replaced, not added to: a coarse field given drops the ``{var}_coarse`` of
+    the same variable first (and the coarse grid's coordinates, where no other coarse
+    field is on them), stations given drop ``station_obs`` and its ``obs_*``
+    coordinates."""
+    if coarse:
+        ds = _without(ds, [f"{v}_coarse" for v in coarse], ("coarse_lat", "coarse_lon"))
+    if stations is not None:
+        ds = _without(ds, ["station_obs"], ("obs",))
     for variable, field in (coarse or {}).items():
         units = ds[variable].attrs.get("units", "")
         same = {k: ds[variable].attrs[k] for k in ("standard_name",) if k in ds[variable].attrs}
@@ -387,6 +402,15 @@ def attach_inputs(
     return ds
 
 
+def _without(ds: xr.Dataset, names: Sequence[str], dims: Sequence[str]) -> xr.Dataset:
+    """``ds`` without the variables ``names`` and, where no data variable is left on any
+    of ``dims``, without the coordinates on them (an input's axes, bounds, positions)."""
+    ds = ds.drop_vars([n for n in names if n in ds.variables])
+    if not any(set(dims) & set(v.dims) for v in ds.data_vars.values()):
+        ds = ds.drop_vars([str(n) for n, v in ds.coords.items() if set(dims) & set(v.dims)])
+    return ds
+
+
 def _stations_in_ensemble_units(ds: xr.Dataset, obs: xr.Dataset) -> xr.Dataset:
     """Station values in the units of the ensemble variable each row observes."""
     names = [str(n) for n in ds.data_vars if MEMBER in ds[n].dims]
@@ -404,9 +428,44 @@ def _stations_in_ensemble_units(ds: xr.Dataset, obs: xr.Dataset) -> xr.Dataset:
     return parts[0] if len(parts) == 1 else xr.concat(parts, dim="obs")
 
 
+#: global attributes that :func:`hdm.data.stores.cf_output` makes (not the run's config)
+_CF_GLOBALS = frozenset({"Conventions", "history", "source", "hdm_version"})
+
+
+def output_provenance(ds: xr.Dataset) -> dict:
+    """The provenance of an ensemble for :func:`hdm.data.stores.cf_output`: its
+    ``checkpoint_hash`` and ``seed``, and as ``config`` every attribute that says how it
+    was made (:func:`provenance_attrs` and the run's own, as text), without those that
+    the CF writer makes itself (``Conventions``, ``history``, ``source``, ``hdm_*``), so
+    that writing an ensemble again gives the same ``hdm_config``."""
+    config = {
+        str(k): str(v)
+        for k, v in ds.attrs.items()
+        if k not in _CF_GLOBALS and not str(k).startswith("hdm_")
+    }
+    return {
+        "checkpoint_hash": ds.attrs["checkpoint_hash"],
+        "config": config,
+        "seed": ds.attrs["seed"],
+    }
+
+
+def cf_ensemble(ds: xr.Dataset, history: str) -> xr.Dataset:
+    """``ds`` (an ensemble with the attributes of :func:`provenance_attrs`) with the CF-1.8
+    attributes and ``hdm_*`` provenance that every hdm store carries
+    (:func:`hdm.data.stores.cf_output`: ``Conventions``, ``member`` as
+    ``standard_name: realization``, the CF attributes of time, lat, lon, level and their
+    cell bounds, the coarse grid's too), ``history`` appended to its history. Without
+    ``checkpoint_hash`` and ``seed`` attributes (a dataset made by hand) the CF
+    attributes only, no ``hdm_*`` provenance."""
+    known = all(key in ds.attrs for key in ("checkpoint_hash", "seed"))
+    return cf_output(ds, output_provenance(ds) if known else None, history=history)
+
+
 def write_output(ds: xr.Dataset, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write zarr (``.zarr``) or CF netCDF (``.nc``), never leaving a half-written file;
-    both with the CF attributes and provenance of :func:`hdm.data.stores.cf_output`."""
+    both with the CF attributes and provenance of :func:`hdm.data.stores.cf_output`
+    (:func:`output_provenance`)."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
@@ -414,11 +473,7 @@ def write_output(ds: xr.Dataset, out: str | Path, *, overwrite: bool = False) ->
         out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix not in (".nc", ".zarr"):
         raise ValueError(f"--out must end in .zarr or .nc, got {out.name}")
-    provenance = {
-        "checkpoint_hash": ds.attrs["checkpoint_hash"],
-        "config": {k: str(v) for k, v in ds.attrs.items() if k not in ("history",)},
-        "seed": ds.attrs["seed"],
-    }
+    provenance = output_provenance(ds)
     if out.suffix == ".nc":
         return write_netcdf_cf(ds, out, provenance)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

@@ -26,6 +26,7 @@ from hdm.hilbert.checkpoints import (
     load_model_statistics,
     teleport_statistics,
 )
+from hdm.hilbert.denoisers import network_count
 from hdm.hilbert.devices import resolve_device
 from hdm.hilbert.gaussian import GaussianStatistics
 from hdm.hilbert.grids import GlobalGrid, Grid, LatLonGrid
@@ -40,7 +41,7 @@ def channel_name(variable: str, level: float | None) -> str:
     return variable if level is None else f"{variable}@{level:g}"
 
 
-@dataclass
+@dataclass(repr=False)
 class Prior:
     """A trained gridded prior: denoiser, its training grid and normalisation.
 
@@ -61,6 +62,34 @@ class Prior:
     metadata: dict
     gaussian: GaussianStatistics | None = None
     solver_statistics: ModelStatistics | None = None
+
+    def __repr__(self) -> str:
+        """One line of what the prior is (not its weights, normaliser or statistics)."""
+
+        def hpa(levels: tuple[float, ...]) -> str:
+            return f"[{', '.join(f'{x:g}' for x in levels)}]"
+
+        on_levels = {v: lev for v in self.variables if (lev := self.levels_of(v))}
+        parts = [f"variables={list(self.variables)}"]
+        if len(set(on_levels.values())) == 1:  # every variable on levels has the same ones
+            parts.append(f"levels={hpa(next(iter(on_levels.values())))} hPa")
+        elif on_levels:
+            text = ", ".join(f"{v}: {hpa(lev)}" for v, lev in on_levels.items())
+            parts.append(f"levels={{{text}}} hPa")
+        units = {v: u for v, u in self.units.items() if u}
+        if units:
+            parts.append(f"units={units}")
+        parts.append(f"grid={self.grid.describe()}")
+        parts.append(f"networks={network_count(self.denoiser)}")
+        if self.gaussian is None:
+            parts.append("gaussian=None")
+        else:
+            star = self.gaussian.varsigma_star
+            measured = "" if star is None else f", ς*={star:.3g}"
+            parts.append(f"gaussian=rank {self.gaussian.rank}{measured}")
+        parts.append(f"solver_statistics={'yes' if self.solver_statistics else 'None'}")
+        parts.append(f"path={self.path!r}" if self.path else "path=None")
+        return f"Prior({', '.join(parts)})"
 
     def to(self, device: str | torch.device) -> Prior:
         """Move the model to ``device`` ("auto", "cpu", "cuda", "cuda:K" or a

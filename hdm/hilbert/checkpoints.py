@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -121,6 +122,40 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
     return path
 
 
+#: The first bytes of the zip archive ``torch.save`` writes (every hdm checkpoint)
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _model_hint(path: Path) -> str:
+    """``"; the model in that folder is …/model.pt"`` where there is one beside ``path``
+    (a config.yaml or train_log.json given in place of the model), else ``""``."""
+    for name in ("model.pt", "checkpoint.pt"):
+        sibling = path.with_name(name)
+        if sibling != path and sibling.is_file():
+            return f"; the model in that folder is {sibling}"
+    return ""
+
+
+def _why_unreadable(path: Path, exc: Exception) -> tuple[bool, str]:
+    """(whether ``path`` is a damaged torch file rather than a foreign one, why
+    ``torch.load(weights_only=True)`` refused it in a few words). Torch's own advice for
+    an unpickling error (re-run with ``weights_only=False``) is left out: that runs
+    whatever code the file holds, and an hdm file never needs it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_ZIP_MAGIC))
+    except OSError as err:
+        return False, f"cannot be read: {err.strerror or err}"
+    if head != _ZIP_MAGIC:  # a YAML, JSON, PNG, … file: not written by torch.save
+        kind = f"a {path.suffix} file" if path.suffix else "a file"
+        return False, f"{kind}, not a PyTorch file"
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
+        return False, "it holds Python objects, which hdm never unpickles: tensors and values only"
+    first = text.splitlines()[0] if text.strip() else "unreadable"
+    return True, f"{type(exc).__name__}: {first}"
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Read and validate a checkpoint; :class:`CheckpointError` explains any problem."""
     path = Path(path)
@@ -129,12 +164,19 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for damaged files
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or not an hdm checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})"
-        ) from exc
+        damaged, why = _why_unreadable(path, exc)
+        if damaged:
+            message = f"checkpoint {path} is truncated or not an hdm checkpoint ({why})"
+        else:
+            message = f"{path} is not an hdm checkpoint ({why})"
+        hint = _model_hint(path) or (
+            "" if damaged else ": give a model.pt or checkpoint.pt, or the folder holding one"
+        )
+        raise CheckpointError(message + hint) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not an hdm checkpoint (no '{CHECKPOINT_FORMAT}' tag)")
+        raise CheckpointError(
+            f"{path} is not an hdm checkpoint (no '{CHECKPOINT_FORMAT}' tag){_model_hint(path)}"
+        )
     version = payload.get("format_version")
     if version != CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(
@@ -265,9 +307,17 @@ def _load_beside(model_path: str | Path, name: str, from_dict, what: str, comman
     if not path.exists():
         return None
     try:
-        stats = from_dict(torch.load(path, map_location="cpu", weights_only=True))
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged or foreign file
-        raise CheckpointError(f"{path} is not readable {what} ({exc})") from exc
+        raise CheckpointError(
+            f"{path} is not readable {what} ({_why_unreadable(path, exc)[1]}); recompute it with "
+            f"`hdm {command} {model_path.parent}`"
+        ) from exc
+    try:
+        stats = from_dict(payload)
+    except Exception as exc:  # a file of another kind, or of an older layout
+        first = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not readable {what} ({first})") from exc
     sha = file_sha256(model_path)
     if stats.model_sha256 not in (None, sha):
         raise CheckpointError(

@@ -4,7 +4,10 @@ schedule, atomic checkpoints and bit-exact resume.
 Checkpoints (:mod:`hdm.hilbert.checkpoints`) are written atomically every
 ``checkpoint_every`` steps. Resuming restores the model, EMA, optimiser, scheduler and
 both generators, so a run resumed at step k ends bit-identical to one that was never
-interrupted (same machine, same thread count).
+interrupted (same machine, same thread count). A checkpoint of another network, Q, grid or
+optimiser settings is refused, naming what differs; more steps, another learning rate
+(the schedule's peak from the step resumed on), checkpoint interval or autocast are
+taken (:data:`RESUMABLE_OPTIM`).
 
 If a loss or gradient becomes non-finite, training stops with
 :class:`TrainingDiverged`; nothing is written for that step, so the last checkpoint on
@@ -98,6 +101,21 @@ class OptimConfig:
     small_scale_sigma: float = 2.0
 
     def __post_init__(self) -> None:
+        positive = "a positive integer"
+        for key, ok, allowed in (
+            ("steps", self.steps >= 1, positive),
+            ("batch_size", self.batch_size >= 1, positive),
+            ("checkpoint_every", self.checkpoint_every >= 1, positive),
+            ("warmup_steps", self.warmup_steps >= 0, "a whole number >= 0"),
+            ("lr", math.isfinite(self.lr) and self.lr > 0, "a positive number"),
+            ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+            ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
+            ("grad_clip", self.grad_clip > 0, "a positive number (.inf: no clipping)"),
+            ("ema_decay", 0 <= self.ema_decay <= 1, "in [0, 1]"),
+            ("seed", self.seed >= 0, "a whole number >= 0"),
+        ):
+            if not ok:  # NaN fails every comparison
+                raise ValueError(f"optim.{key} must be {allowed}, got {getattr(self, key)!r}")
         if not self.small_scale_amplitude >= 1:
             raise ValueError(
                 f"optim.small_scale_amplitude must be >= 1 (1: off), got "
@@ -107,6 +125,43 @@ class OptimConfig:
             raise ValueError(
                 f"optim.small_scale_sigma must be positive, got {self.small_scale_sigma}"
             )
+
+
+#: the :class:`OptimConfig` entries that may differ between a checkpoint and the run that
+#: resumes it: how many steps in all (not fewer than the checkpoint's; the cosine decay then
+#: runs to the new end), the learning rate (lowered after a divergence; the schedule's
+#: peak from then on), when checkpoints are written and bfloat16 autocast (the device)
+RESUMABLE_OPTIM = ("steps", "lr", "checkpoint_every", "amp")
+
+
+def _plain(value):
+    """Tuples as lists, recursively: a description as a checkpoint stores it."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def resume_differences(state: dict, run_description: dict) -> list[str]:
+    """``"KEY: OLD -> NEW"`` for each entry of ``run_description`` (``network``,
+    ``process``, ``grid``, ``parameterisation``, ``optim``, ...) that a checkpoint's
+    ``state`` records otherwise; of ``optim``, the entries given and not in
+    :data:`RESUMABLE_OPTIM` are compared."""
+    differences = []
+    for key, new in run_description.items():
+        old = state.get(key)
+        if key == "optim" and isinstance(old, dict):
+            old = {**asdict(OptimConfig()), **old}  # entries newer than the checkpoint: defaults
+            new = {k: v for k, v in new.items() if k not in RESUMABLE_OPTIM}
+            old = {k: old.get(k) for k in new}
+        if isinstance(old, dict) and isinstance(new, dict):
+            for k in sorted(set(old) | set(new), key=str):
+                if _plain(old.get(k)) != _plain(new.get(k)):
+                    differences.append(f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}")
+        elif _plain(old) != _plain(new):
+            differences.append(f"{key}: {old!r} -> {new!r}")
+    return differences
 
 
 def lr_factor(step: int, cfg: OptimConfig) -> float:
@@ -283,6 +338,50 @@ class _TrainingRun:
         self.order, self.cursor = state["rng"]["order"], int(state["rng"]["cursor"])
         self.step, self.losses = int(state["step"]), list(state["losses"])
         self.wall = float(state["wall_time_s"])
+        old = state.get("optim", {})
+        if (old.get("lr"), old.get("steps")) != (self.cfg.lr, self.cfg.steps):
+            # a new peak rate or end: the schedule of this run from the step resumed on
+            # (the scheduler's state holds the old peak; its lambda is this run's)
+            for group in self.optimizer.param_groups:
+                group["initial_lr"] = self.cfg.lr
+                group["lr"] = self.cfg.lr * lr_factor(self.step, self.cfg)
+            self.scheduler.base_lrs = [self.cfg.lr for _ in self.optimizer.param_groups]
+
+    def check_resumable(self, state: dict) -> None:
+        """A ValueError (one line) unless ``state`` is a checkpoint of this run: the same
+        network, Q, schedule, grid, parameterisation and optimiser settings (but those of
+        :data:`RESUMABLE_OPTIM`, and the batch of each process where the global batch
+        stays: W processes resume as one), at a step not beyond ``cfg.steps``."""
+        path = self.checkpoint_path
+        model = self.model
+        differences = resume_differences(
+            state,
+            {
+                "network": dict(model.backbone.config),
+                "process": model.process.to_dict(),
+                "grid": self.grid.to_dict(),
+                "parameterisation": model.parameterisation,
+                "optim": {k: v for k, v in asdict(self.cfg).items() if k != "batch_size"},
+            },
+        )
+        # the global batch must stay: W processes with batch B resume as 1 with B·W
+        batch = state.get("optim", {}).get("batch_size", self.cfg.batch_size)
+        was = int(batch) * int(state.get("world_size", 1))
+        if was != self.global_batch:
+            differences.append(
+                f"the global batch (optim.batch_size × processes): {was} -> {self.global_batch}"
+            )
+        if differences:
+            raise ValueError(
+                f"{path} is not a checkpoint of this run: {'; '.join(differences)} (only "
+                f"optim.{', optim.'.join(RESUMABLE_OPTIM)} and, keeping the global batch, "
+                "optim.batch_size may change when resuming)"
+            )
+        if int(state["step"]) > self.cfg.steps:
+            raise ValueError(
+                f"{path} is at step {int(state['step'])}, beyond optim.steps {self.cfg.steps}: "
+                "raise optim.steps to resume it"
+            )
 
     def payload(self) -> dict:
         """The checkpoint: the state above, the model's description and ``extra``."""
@@ -453,7 +552,10 @@ def train(
     """Train ``denoiser`` on ``data`` (N, C, *grid.shape), normalised, finite.
 
     ``extra`` (JSON-like: config, normaliser, metadata) is stored in every checkpoint.
-    With ``resume=True`` and an existing checkpoint, training continues from it.
+    With ``resume=True`` and an existing checkpoint, training continues from it; a
+    checkpoint of another network, Q, grid or optimiser settings (but those of
+    :data:`RESUMABLE_OPTIM`), or one beyond ``cfg.steps``, is a ValueError naming what
+    differs.
 
     The model trains on the device of its parameters; ``data`` may stay on the CPU (each
     batch is moved). In a joined process group (torchrun, :mod:`hdm.hilbert.distributed`)
@@ -465,7 +567,9 @@ def train(
     checkpoint_path = Path(checkpoint_path)
     run = _TrainingRun(denoiser, data, grid, cfg, checkpoint_path, extra)
     if resume and checkpoint_path.exists():  # every process reads the same checkpoint
-        run.restore(load_checkpoint(checkpoint_path))
+        state = load_checkpoint(checkpoint_path)
+        run.check_resumable(state)
+        run.restore(state)
     run.run(progress, on_step)
     recent = run.losses[-50:]
     return TrainResult(

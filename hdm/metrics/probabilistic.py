@@ -62,7 +62,14 @@ Scores
   sorted members at probability k/(M + 1)), for which the truth falls below the k-th
   member with probability exactly k/(M + 1) when members and truth are exchangeable, so
   a calibrated ensemble covers ``level`` on average even for small M (the default linear
-  positions (k − 1)/(M − 1) under-cover by ≈ 2/(M + 1)).
+  positions (k − 1)/(M − 1) under-cover by ≈ 2/(M + 1)). The widest central interval
+  M members give is [x_(1), x_(M)], of level (M − 1)/(M + 1) (0.5 for 3 members, 0.88
+  for 16, 0.9 for 19): a wider ``level`` is clipped to it and measures that narrower
+  interval under the wider name. Within half a plotting position of it, ``level`` ≤
+  M/(M + 1), that is the resolution the members have (16 members: "90 %" is the
+  [min, max] interval of level 0.88, so a calibrated ensemble scores 0.88); beyond it
+  (with 3 members "90 %" would be the 50 % interval) the coverage is NaN, with one
+  warning naming M, the level and the members it needs, M ≥ level/(1 − level).
   :func:`gaussian_coverage` uses μ ± z σ with z = Φ⁻¹((1 + level)/2).
 - :func:`coarse_consistency`: :math:`\sqrt{\langle (A\hat x - y)^2 \rangle} / \sigma_y`
   with A = :func:`hdm.data.coarsen.coarse_grain` (area-weighted block means, trailing
@@ -107,6 +114,7 @@ one) and both ends are None.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
@@ -125,6 +133,7 @@ __all__ = [
     "block_bootstrap",
     "coarse_consistency",
     "coverage",
+    "coverage_resolved",
     "fair_crps",
     "gaussian_coverage",
     "gaussian_crps",
@@ -397,16 +406,39 @@ def coverage(
     weights: xr.DataArray | None = None,
 ) -> xr.DataArray:
     """Fraction of points whose truth lies in the central ``level`` interval of the
-    members (Weibull plotting positions, see the module doc), over ``dim``."""
+    members (Weibull plotting positions, see the module doc), over ``dim``.
+
+    NaN, with a :class:`UserWarning` naming M and ``level``, where the M members cannot
+    resolve the interval: ``level`` > M/(M + 1), half a plotting position beyond the
+    level (M − 1)/(M + 1) of [min, max] (module doc; :func:`coverage_resolved`)."""
     _check_level(level)
     ens = _matched(ensemble, truth, "ensemble", "truth", member=True)
-    _members(ens, "ensemble", 2)
+    m = _members(ens, "ensemble", 2)
     f = ens.transpose(*truth.dims, MEMBER).values.astype(np.float64)
     probs = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
     lo, hi = np.quantile(f, probs, axis=-1, method="weibull")
     inside = ((truth.values >= lo) & (truth.values <= hi)).astype(np.float64)
     score = truth.copy(data=inside).where(~_invalid(ens, truth))
+    if not coverage_resolved(m, level):
+        widest = (m - 1) / (m + 1)
+        needed = int(np.ceil(level / (1.0 - level) - 1e-9))
+        warnings.warn(
+            f"coverage at level {level:g} is unavailable (NaN) with {m} members: their "
+            f"widest central interval, [min, max], has level {widest:.3g}; it needs at "
+            f"least {needed} members",
+            UserWarning,
+            stacklevel=2,
+        )
+        score = score.where(False)
     return _mean(score, truth, dim, weights).rename("coverage")
+
+
+def coverage_resolved(members: int, level: float) -> bool:
+    """Whether ``members`` members resolve the central ``level`` interval of
+    :func:`coverage`: ``level`` ≤ M/(M + 1) (to rounding), within half a plotting
+    position of the level (M − 1)/(M + 1) of [x_(1), x_(M)], the widest interval the
+    members give (module doc)."""
+    return level <= members / (members + 1) + 1e-12
 
 
 def gaussian_coverage(

@@ -1,7 +1,7 @@
 """The ``hdm`` command line.
 
     hdm --version
-    hdm train CONFIG.yaml [--out DIR] [--resume] [--set key=value ...]
+    hdm train CONFIG.yaml [--out DIR] [--resume | --overwrite] [--set key=value ...]
     hdm sample CHECKPOINT --n N --sampler {heun,sde2m,dpm2m,v3,em,pc} --steps K --seed S
                --out FILE.nc|STORE.zarr [--overwrite] [--points P | --scale S]
                [--teleport auto|LEVEL] [--device cpu|auto|cuda:K]
@@ -66,7 +66,14 @@ def _train_parser(sub) -> None:
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("config", help="YAML config, e.g. configs/functional/quadratic.yaml")
     t.add_argument("--out", help="output folder (default runs/<name>)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    again = t.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint.pt (the same config but for optim.steps, optim.lr, "
+        "optim.checkpoint_every, optim.amp, name, sample.*; from step 0 where there is none)",
+    )
+    again.add_argument("--overwrite", action="store_true", help="replace the model already in OUT")
     _set_option(t)
     t.add_argument("--no-progress", action="store_true")
 
@@ -275,7 +282,12 @@ def _train(args) -> int:
     cfg = load_train_config(args.config, args.set)
     out = Path(args.out or Path("runs") / cfg.name)
     summary = run_training(
-        cfg, out, resume=args.resume, progress=not args.no_progress, run_id=args.run_id
+        cfg,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        run_id=args.run_id,
     )
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
         return EXIT_OK

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import math
 import types
 import typing
 from collections.abc import Sequence
@@ -56,6 +57,13 @@ class ConfigError(ValueError):
     """A configuration file or override that cannot be used."""
 
 
+def _require(ok: bool, key: str, allowed: str, value) -> None:
+    """A ValueError ``KEY must be ALLOWED, got VALUE`` unless ``ok`` (one line; the
+    section is named by :func:`build_dataclass` too)."""
+    if not ok:
+        raise ValueError(f"{key} must be {allowed}, got {value!r}")
+
+
 # ------------------------------------------------------------------------ training
 
 
@@ -66,9 +74,11 @@ class DataConfig:
     ``dataset`` is a functional dataset (quadratic, melbourne, italy_power, grf), a named
     gridded dataset (uk_t2m, see :mod:`hdm.domains.atmosphere`) or any name together with
     ``path`` (netCDF/zarr file or glob), ``variables`` (a list) and the training period
-    ``train_start``/``train_end`` (ISO times, bounds included); ``levels``: the pressure
-    levels (hPa) of leveled variables to keep, each (variable, level) a channel. For
-    named gridded datasets these override the shipped defaults.
+    ``train_start``/``train_end`` (ISO times, bounds included; one given alone takes the
+    other from the named dataset's default period, or from the data's first or last
+    time); ``levels``: the pressure levels (hPa) of leveled variables to keep, each
+    (variable, level) a channel. For named gridded datasets these override the shipped
+    defaults; a training period that overlaps a named dataset's test period is refused.
 
     ``bootstrap_days`` (regional gridded datasets): train on a bootstrap resample of the
     training period's days (D days drawn with replacement from its D days, seeded by
@@ -92,6 +102,27 @@ class DataConfig:
     bootstrap_days: bool = False
     train_days: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        twice = sorted({v for v in self.variables if list(self.variables).count(v) > 1})
+        if twice:
+            raise ValueError(
+                f"data.variables names {', '.join(twice)} more than once "
+                f"({list(self.variables)}); each variable is one channel"
+            )
+        bounds = {}
+        for key in ("train_start", "train_end"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            try:  # a Period: "2019-03-05" is the whole day, as .sel reads the bound
+                bounds[key] = pd.Period(str(value))
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"data.{key}: {value!r} is not a date and time ({err})") from None
+        if len(bounds) == 2 and bounds["train_start"].start_time > bounds["train_end"].end_time:
+            raise ValueError(
+                f"data.train_start {self.train_start} is after data.train_end {self.train_end}"
+            )
+
 
 @dataclass(frozen=True)
 class NoiseConfig:
@@ -110,6 +141,21 @@ class NoiseConfig:
     nu: float = 2.5
     band_limit: int | None = None
     vector: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _require(
+            math.isfinite(self.lengthscale) and self.lengthscale > 0,
+            "noise.lengthscale",
+            "a positive number (in the units of the grid's coordinates)",
+            self.lengthscale,
+        )
+        _require(math.isfinite(self.nu) and self.nu > 0, "noise.nu", "a positive number", self.nu)
+        _require(
+            self.band_limit is None or self.band_limit >= 1,
+            "noise.band_limit",
+            "a positive integer (or null: none)",
+            self.band_limit,
+        )
 
     def build(self, variables: Sequence[str] = ()) -> CovarianceOperator:
         """Q; ``variables`` (the model's, in channel order) resolve ``vector``."""
@@ -178,6 +224,21 @@ class ModelConfig:
     ensemble: int = 1
 
     def __post_init__(self) -> None:
+        for key in ("width", "n_modes", "n_layers"):
+            value = getattr(self, key)
+            _require(value >= 1, f"model.{key}", "a positive integer", value)
+        _require(
+            self.n_modes_2 is None or self.n_modes_2 >= 1,
+            "model.n_modes_2",
+            "a positive integer (or null: model.n_modes)",
+            self.n_modes_2,
+        )
+        _require(
+            self.time_dim >= 2 and self.time_dim % 2 == 0,
+            "model.time_dim",
+            "a positive even integer (the sinusoidal embedding's cos and sin halves)",
+            self.time_dim,
+        )
         if self.ensemble < 1:
             raise ValueError(f"model.ensemble must be at least 1, got {self.ensemble}")
 
@@ -190,6 +251,10 @@ class SampleConfig:
     steps: int = 50
     n: int = 1000
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.steps >= 1, "sample.steps", "a positive integer", self.steps)
+        _require(self.n >= 1, "sample.n", "a positive integer", self.n)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from hdm.pipelines.evaluate import evaluate_downscale, evaluate_functional, on_d
 from hdm.pipelines.job import run_downscale
 from hdm.pipelines.report import format_downscale_report, format_functional_report
 from hdm.pipelines.sample import sample, write_netcdf
-from hdm.plotting import plot_functions
+from hdm.plotting import axis_label, plot_functions
 
 
 def run_downscale_demo(
@@ -89,8 +89,8 @@ def run_demo(out: Path, n: int = 500) -> list[Path]:
             generated,
             curves(data, "test").values,
             title=f"{name}: {n} generated curves vs real test curves",
-            x_label=f"x ({data.attrs.get('x_units', '')})",
-            y_label=f"y ({data.attrs.get('y_units', '')})",
+            x_label=axis_label("x", data.attrs.get("x_units")),
+            y_label=axis_label("y", data.attrs.get("y_units")),
         )
         report["plot"] = str(plot)
         metrics = out / f"{name}-metrics.json"

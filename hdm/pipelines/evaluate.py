@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from hdm.data.accessor import grid_of
 from hdm.data.coarsen import CELL_BOUND_COORDS
 from hdm.data.open import open_fields
 from hdm.data.regrid import interpolate_coarse, values_at_points
-from hdm.data.schema import lat_weights, variable_in
+from hdm.data.schema import TIME, lat_weights, variable_in
 from hdm.data.stores import open_store, read_manifest
 from hdm.data.units import to_units
 from hdm.domains.atmosphere import open_split, training_spec
@@ -43,6 +44,7 @@ from hdm.metrics import baselines as bl
 from hdm.metrics import probabilistic as pm
 from hdm.metrics.two_sample import functional_report
 from hdm.plotting import (
+    axis_label,
     plot_functions,
     plot_rank_histogram,
     plot_spectra,
@@ -128,19 +130,29 @@ def plot_functional(dataset: str, samples_path: str | Path, png: str | Path) -> 
         generated,
         curves(ds, "test").values,
         title=f"{dataset}: generated vs real",
-        x_label=ds.attrs.get("x_units", "x"),
+        x_label=axis_label("x", ds.attrs.get("x_units")),
     )
 
 
 # ------------------------------------------------------------------ downscaling
 
 
-def open_prediction(path: str | Path) -> xr.Dataset:
-    """A store written by ``hdm downscale`` (zarr or netCDF), with its ensemble variables
-    named in the attribute ``hdm_variables``. A zarr store whose manifest
+def open_prediction(path: str | Path | xr.Dataset) -> xr.Dataset:
+    """A store written by ``hdm downscale`` (zarr or netCDF), or the dataset of
+    :func:`hdm.downscale` itself (a loaded copy), with its ensemble variables named in
+    the attribute ``hdm_variables``. A zarr store whose manifest
     (:func:`hdm.data.stores.read_manifest`) lists fewer complete time chunks than it
     planned (an interrupted run: the missing chunks hold no values) is refused in one
     line naming it and the ``--resume`` that completes it."""
+    if isinstance(path, xr.Dataset):
+        ds = path.copy().load()  # the caller's dataset and its attributes stay as they are
+        ds.attrs["hdm_variables"] = _ensemble_variables(ds, "the prediction dataset")
+        return ds
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(
+            f"the prediction must be a store path or an xr.Dataset (hdm.downscale's), got "
+            f"{type(path).__name__}"
+        )
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"prediction store {path} does not exist")
@@ -217,8 +229,34 @@ def _training_fields(prediction: xr.Dataset, variable: str, checkpoint: str | No
             f"the model checkpoint {str(path)!r} (needed to fit the kriging kernel on its "
             "training period) was not found; pass --checkpoint"
         )
-    spec = training_spec(load_checkpoint(path).get("metadata", {}))
-    return open_split(spec, "train")[variable].load()
+    metadata = load_checkpoint(path).get("metadata", {})
+    spec = training_spec(metadata)
+    training = open_split(spec, "train")[variable].load()
+    _warn_if_in_sample(prediction, training, metadata.get("train_days"), path)
+    return training
+
+
+def _warn_if_in_sample(
+    prediction: xr.Dataset, training: xr.DataArray, train_days, checkpoint: Path
+) -> None:
+    """A warning where prediction times are among the fields the model was trained on
+    (its training period, or its chosen ``train_days``): the ensemble's scores there are
+    in-sample, and so are OI's, whose covariance is fitted on those fields."""
+    times = prediction[TIME].values
+    if train_days:
+        seen = np.isin(times.astype("datetime64[D]"), np.array(train_days, "datetime64[D]"))
+    else:
+        first, last = training[TIME].values[0], training[TIME].values[-1]
+        seen = (times >= first) & (times <= last)
+    if seen.any():
+        warnings.warn(
+            f"{int(seen.sum())} of the prediction's {len(times)} times (from "
+            f"{str(times[seen][0])[:16]}) lie among the fields the model {checkpoint} was "
+            "trained on: its scores there are in-sample, and so are OI's (its covariance "
+            "is fitted on those fields); score unseen times",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _hours_between(times: np.ndarray) -> float:
@@ -504,6 +542,13 @@ def realism_scores(ens: xr.DataArray, truth: xr.DataArray) -> dict:
     return out
 
 
+def _finite_or_none(score: xr.DataArray) -> float | None:
+    """A scalar score as a float, None where it is NaN (unavailable: e.g. a coverage
+    level the members cannot resolve, :func:`hdm.metrics.probabilistic.coverage`)."""
+    value = float(score)
+    return value if np.isfinite(value) else None
+
+
 def _ensemble_scores(ev: DownscaleEvaluation, seed: int) -> dict:
     """The ensemble's own scores, with a bootstrap interval of the spread–skill ratio."""
     ens, mean, truth = ev.ensemble, ev.mean, ev.truth_on_pred
@@ -513,8 +558,9 @@ def _ensemble_scores(ev: DownscaleEvaluation, seed: int) -> dict:
         "bias": float(pm.bias(mean, truth)),
         "crps": float(pm.fair_crps(ens, truth)),
         "spread_skill": float(pm.spread_skill(ens, truth)),
-        "coverage50": float(pm.coverage(ens, truth, 0.5)),
-        "coverage90": float(pm.coverage(ens, truth, 0.9)),
+        # None (null; unavailable) where the members cannot resolve the interval
+        "coverage50": _finite_or_none(pm.coverage(ens, truth, 0.5)),
+        "coverage90": _finite_or_none(pm.coverage(ens, truth, 0.9)),
         "rank_histogram": pm.rank_histogram(ens, truth, seed=seed).values.tolist(),
         "spectrum_ratio": float(pm.spectrum_ratio(ens, truth)),
         **realism_scores(ens, truth),
@@ -729,7 +775,7 @@ def plot_downscale_scores(
 
 
 def evaluate_downscale(
-    prediction: str | Path,
+    prediction: str | Path | xr.Dataset,
     truth: str | Path,
     *,
     heldout: str | None = None,
@@ -751,13 +797,23 @@ def evaluate_downscale(
     Kriging uses the coarse field and the conditioning stations stored in the
     prediction, with a Matérn-1.5 kernel fitted on the model's training period; optimal
     interpolation ("oi") the same inputs with the training fields' own covariance, where
-    the truth is on the training grid.
+    the truth is on the training grid. A prediction without its coarse input
+    (``{var}_coarse``) has no baseline scored, said in one warning.
+
+    ``prediction``: a store path, or the dataset of :func:`hdm.downscale` (in memory).
     """
     pred = open_prediction(prediction)
     names = pred.attrs["hdm_variables"]
     reports = {}
     for var in names:
         ev = read_downscale(pred, truth, var)
+        if ev.coarse is None:
+            warnings.warn(
+                f"the prediction holds no coarse input ({var}_coarse: a run without a "
+                "coarse field, or a file written without its inputs): baselines are not "
+                "scored",
+                stacklevel=2,
+            )
         krig = kriging_baseline(ev, checkpoint, seed) if ev.coarse is not None else None
         report = score_downscale(ev, krig, heldout, seed)
         if plots_prefix is not None:

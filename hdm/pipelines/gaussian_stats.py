@@ -6,8 +6,9 @@ that is safe depends on the model, so ς* is measured, once per model, here:
 
 1. The fields the curve is measured on must be new to both denoisers. With ``heldout``
    (``--heldout START..END``: a period of the model's dataset outside its training
-   period, e.g. a validation split) they are that period's fields, in the model's
-   normalisation, and the PCA basis is fitted on every training field. Without it, the
+   period, e.g. a validation split; gridded models only, functional curves have no
+   times) they are that period's fields, in the model's normalisation, and the PCA
+   basis is fitted on every training field. Without it, the
    model's training fields (read again through the config beside ``model.pt``) are split
    in time: the last ``holdout`` fraction is held out from the PCA, the rest gives the
    basis (:meth:`GaussianStatistics.fit`); the mean is that of every training field, as
@@ -95,7 +96,7 @@ from hdm.hilbert.gaussian import (
     check_varsigma,
     varsigma_range,
 )
-from hdm.hilbert.grids import Grid
+from hdm.hilbert.grids import GlobalGrid, Grid, LatLonGrid
 from hdm.pipelines.config import load_train_config
 from hdm.pipelines.train import training_data
 from hdm.plotting import plot_gaussian_curve
@@ -110,6 +111,7 @@ __all__ = [
     "heldout_fields",
     "model_and_training_fields",
     "parse_period",
+    "require_gridded",
     "shrink_toward_lowpassed_q",
     "tail_split",
 ]
@@ -180,12 +182,25 @@ def parse_period(text: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+def require_gridded(path: Path, grid: Grid) -> None:
+    """A :class:`TeleportError` where the model at ``path`` (on ``grid``) is not a model
+    of a gridded dataset (a functional model's curves, on an interval): only a gridded
+    dataset has times, so only there is a held-out period (``--heldout``) a thing."""
+    if not isinstance(grid, LatLonGrid | GlobalGrid):
+        raise TeleportError(
+            f"--heldout takes a period of a gridded model's data; {path} is a model of "
+            f"{grid.describe()} (a functional dataset, whose curves have no times): leave "
+            "--heldout out"
+        )
+
+
 def heldout_fields(path: Path, period: tuple[str, str], grid: Grid) -> torch.Tensor:
     """The fields of ``period`` of the dataset the model at ``path`` was trained on, in its
     normalisation, (N, C, *grid.shape) float32: a :class:`TeleportError` where the period
     overlaps the training period (the network saw those fields), selects no field, holds
     NaN (:func:`hdm.domains.atmosphere.open_unseen_period`) or lies on another grid; a
     period outside the data is named with the data's files and time range."""
+    require_gridded(path, grid)
     payload = load_checkpoint(path)
     metadata = payload.get("metadata", {})
     spec = training_spec(metadata)
@@ -340,6 +355,9 @@ def gaussian_statistics(
     """Fit, measure and write the statistics of ``model`` (a model.pt or its folder);
     returns them and the path of ``gaussian.pt`` (module doc)."""
     cfg = config or GaussianStatsConfig()
+    if cfg.heldout is not None:  # before the training data are read
+        where = Path(model) / "model.pt" if Path(model).is_dir() else Path(model)
+        require_gridded(where, Grid.from_dict(load_checkpoint(where)["grid"]))
     path, denoiser, grid, fields = model_and_training_fields(model)
     n = fields.shape[0]
     curve = None
@@ -359,10 +377,18 @@ def gaussian_statistics(
         else:
             fit, held = tail_split(fields, grid, cfg.holdout, cfg.rank)
             source, n_fit = f"the last {cfg.holdout:.0%} of the training fields", n - len(held)
+            if isinstance(grid, LatLonGrid | GlobalGrid):
+                advice = "give --heldout START..END, a period it never saw"
+            else:  # a functional model's curves have no times to hold a period out of
+                advice = (
+                    "--heldout is for gridded models: read this ς* as an upper bound, or "
+                    "give --varsigma-star"
+                )
             log.warning(
                 "measuring ς* on %s, which the network was trained on: it favours the "
-                "network (ς* too high); give --heldout START..END, a period it never saw",
+                "network (ς* too high); %s",
                 source,
+                advice,
             )
         fit = shrink(fit)
         held = held[: cfg.max_fields]

@@ -294,7 +294,7 @@ def _time_map(cfg, out: Path, ds, variable: str, i: int, level, stations, n_vari
     if cfg.inputs.truth and cfg.ensemble.scale == 1:
         truth = open_fields(cfg.inputs.truth, variable, time=[t], level=level)
         truth = select_values(truth, cfg.inputs.select, f"truth {cfg.inputs.truth}")[variable]
-        truth = truth.isel({TIME: 0}).values
+        truth = truth.isel({TIME: 0}).load()  # on its own grid: the map aligns it
     label = str(t)[:13] if n_variables == 1 else f"{variable}_{str(t)[:13]}"
     if level is not None:
         label = f"{variable}{level:g}_{str(t)[:13]}"

@@ -5,7 +5,13 @@ The output holds ``y(sample, x)`` in the data's units (for a gridded model,
 attributes (checkpoint and its sha256, sampler, steps, NFE, seed, hdm version, time). Its
 format follows the suffix of ``--out`` (:func:`write_samples`): ``.nc`` a netCDF file,
 ``.zarr`` a zarr store; an existing output is replaced only with ``--overwrite``. It is
-written under a temporary name and renamed, so a failed run leaves nothing behind.
+written under a temporary name and renamed, so a failed run leaves nothing behind. Both
+carry the CF-1.8 attributes of every hdm store (:func:`cf_samples`, which uses
+:func:`hdm.data.stores.cf_output` as the downscale writer does): ``Conventions``, lat/lon
+axes with cell bounds, ``level`` in hPa, ``sample`` described, ``hdm_*`` provenance.
+
+Called from Python, :func:`sample` has the command's defaults (:data:`SAMPLE_SAMPLER`,
+:data:`SAMPLE_STEPS`); its errors name the argument and, in parentheses, the flag.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from tqdm.auto import tqdm
 from hdm._version import __version__
 from hdm.conditioning.ensembles import RUNAWAY_BOUND, check_members, checked_bound, draw_members
 from hdm.data.normalization import ScalarNormaliser
-from hdm.data.stores import consolidate, zarr_extensions
+from hdm.data.stores import cf_output, consolidate, zarr_extensions
 from hdm.downscaling.output import training_grid_attrs
 from hdm.downscaling.prior import load_prior, model_path, target_grid
 from hdm.hilbert.checkpoints import (
@@ -42,15 +48,19 @@ from hdm.hilbert.grids import GlobalGrid, Grid, LatLonGrid
 from hdm.hilbert.networks import GridError
 from hdm.hilbert.sampling import NEEDS_STATISTICS, make_sampler
 
+#: the sampler and steps of ``hdm sample`` (and of :func:`sample`) when none are given
+SAMPLE_SAMPLER = "heun"
+SAMPLE_STEPS = 50
+
 
 def sampling_grid(trained: Grid, points: int | None) -> Grid:
     """The training grid, or the same domain with ``points`` points."""
     if points is None:
         return trained
     if points < 4:
-        raise GridError(f"--points must be at least 4, got {points}")
+        raise GridError(f"points (--points) must be at least 4, got {points}")
     if trained.ndim != 1:
-        raise GridError(f"--points applies to 1-D models; this model is {trained.ndim}-D")
+        raise GridError(f"points (--points) applies to 1-D models; this model is {trained.ndim}-D")
     return trained.with_resolution(points)
 
 
@@ -66,8 +76,8 @@ def sample(
     checkpoint: str | Path,
     *,
     n: int,
-    sampler: str,
-    steps: int,
+    sampler: str = SAMPLE_SAMPLER,
+    steps: int = SAMPLE_STEPS,
     seed: int = 0,
     points: int | None = None,
     batch_size: int = 1000,
@@ -88,17 +98,18 @@ def sample(
     ("cpu", "auto", "cuda", "cuda:K"; :func:`hdm.hilbert.devices.resolve_device`): the
     model and the generator live there. ``runaway_bound``: a sample with a |value| beyond
     it (training stds; None: non-finite values only) ends the run with
-    :class:`~hdm.conditioning.ensembles.SamplingDiverged`, before anything is written."""
+    :class:`~hdm.conditioning.ensembles.SamplingDiverged`, before anything is written.
+    ``sampler`` and ``steps`` default to those of ``hdm sample`` (Heun, 50 steps)."""
     if n < 1:
-        raise ValueError(f"--n must be at least 1, got {n}")
+        raise ValueError(f"n (--n) must be at least 1, got {n}")
     runaway_bound = checked_bound(runaway_bound)
     checkpoint = model_path(checkpoint)
     payload = load_checkpoint(checkpoint)
     if isinstance(Grid.from_dict(payload["grid"]), LatLonGrid | GlobalGrid):
         if points is not None:
             raise GridError(
-                f"{checkpoint} is a gridded model: --points applies to 1-D models "
-                "(--scale S samples a gridded one on a grid S times finer)"
+                f"{checkpoint} is a gridded model: points (--points) applies to 1-D models "
+                "(scale=S, --scale S, samples a gridded one on a grid S times finer)"
             )
         return sample_fields(
             checkpoint, n=n, sampler=sampler, steps=steps, seed=seed, device=device,
@@ -108,8 +119,8 @@ def sample(
         )  # fmt: skip
     if scale != 1 or small_scale_level is not None:
         raise GridError(
-            f"--scale and --small-scale-level apply to gridded models; {checkpoint} is a 1-D "
-            "one (--points)"
+            "scale and small_scale_level (--scale, --small-scale-level) apply to gridded "
+            f"models; {checkpoint} is a 1-D one (points, --points)"
         )
     solver_stats = load_model_statistics(checkpoint)
     if sampler in NEEDS_STATISTICS:
@@ -168,8 +179,8 @@ def sample_fields(
     checkpoint: str | Path,
     *,
     n: int,
-    sampler: str,
-    steps: int,
+    sampler: str = SAMPLE_SAMPLER,
+    steps: int = SAMPLE_STEPS,
     seed: int = 0,
     device: str = "cpu",
     batch_size: int = 16,
@@ -245,13 +256,40 @@ def sample_fields(
     )
 
 
+def cf_samples(ds: xr.Dataset) -> xr.Dataset:
+    """The samples with the CF-1.8 attributes of every hdm store, made by
+    :func:`hdm.data.stores.cf_output` as for downscale outputs: ``Conventions``, the
+    schema's coordinates with their CF attributes (``lat``/``lon`` axes with cell
+    bounds, ``level`` in hPa, ``sample``), the variables' ``units``/``long_name``,
+    ``history`` and the provenance as ``hdm_checkpoint_hash``, ``hdm_config`` (the
+    sampling attributes as JSON) and ``hdm_seed``, where the samples carry their
+    ``checkpoint_sha256`` and ``seed``. The input is left untouched."""
+    provenance = None
+    if "checkpoint_sha256" in ds.attrs and "seed" in ds.attrs:
+        skip = ("history", "hdm_version", "Conventions", "source")
+        config = {
+            str(k): str(v)
+            for k, v in ds.attrs.items()
+            if k not in skip and not str(k).startswith("hdm_")
+        }
+        provenance = {
+            "checkpoint_hash": ds.attrs["checkpoint_sha256"],
+            "config": config,
+            "seed": ds.attrs["seed"],
+        }
+    return cf_output(ds, provenance, history=f"written by hdm {__version__} (hdm sample)")
+
+
 def write_netcdf(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write atomically (temporary file in the same folder, then rename)."""
+    """Write atomically (temporary file in the same folder, then rename), with the CF
+    attributes of :func:`cf_samples`; coordinates without a ``_FillValue`` (CF 2.5.1)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    ds = cf_samples(ds)
+    encoding = {str(n): {"_FillValue": None} for n, v in ds.coords.items() if v.dtype.kind == "f"}
     try:
-        ds.to_netcdf(tmp, engine="netcdf4")
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -281,9 +319,9 @@ def write_samples(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) 
     (:func:`write_netcdf`), ``.zarr`` a zarr store with consolidated metadata, written
     into a temporary folder beside it and renamed into place (an old output is removed
     only once the new one is complete), so that a failure never leaves a half-written
-    output. An existing ``path`` is refused
-    (FileExistsError) unless ``overwrite``; a suffix of neither kind is a ValueError
-    (:func:`check_output`)."""
+    output; both with the CF attributes of :func:`cf_samples`. An existing ``path`` is
+    refused (FileExistsError) unless ``overwrite``; a suffix of neither kind is a
+    ValueError (:func:`check_output`)."""
     path = check_output(path, overwrite=overwrite)
     if path.suffix == ".nc":
         if path.is_dir():  # an old store under a .nc name: a file cannot replace it
@@ -295,7 +333,7 @@ def write_samples(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) 
         if tmp.exists():
             shutil.rmtree(tmp)
         with zarr_extensions():
-            ds.to_zarr(tmp, mode="w", consolidated=False)
+            cf_samples(ds).to_zarr(tmp, mode="w", consolidated=False)
         consolidate(tmp)
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)

@@ -3,6 +3,9 @@
 Writes into the output folder: ``checkpoint.pt`` (full training state, resumable),
 ``model.pt`` (EMA weights + descriptions: what ``hdm sample`` reads and what is
 shipped), ``config.yaml`` (the resolved config) and ``train_log.json`` (losses, wall time).
+A folder that holds a model already is refused unless ``--resume`` (the checkpoint's config
+but for :data:`RESUMABLE_KEYS`) or ``--overwrite``; ``config.yaml`` is written when training
+starts, and a run that fails before its first checkpoint leaves nothing behind.
 With ``model.ensemble: K`` the K networks are K such runs in ``OUT/networks/k`` (seeds
 ``optim.seed`` + k), and ``OUT/model.pt`` holds all K (:func:`run_ensemble_training`).
 
@@ -16,25 +19,41 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import xarray as xr
 
 from hdm._version import __version__
 from hdm.data.accessor import grid_of, to_tensor
 from hdm.data.normalization import FieldNormaliser, ScalarNormaliser
-from hdm.domains.atmosphere import GRIDDED_DATASETS, gridded_spec, open_split
+from hdm.domains.atmosphere import (
+    GRIDDED_DATASETS,
+    check_training_units,
+    check_training_values,
+    gridded_spec,
+    open_split,
+    recorded_path,
+)
 from hdm.domains.functional import DATASETS as FUNCTIONAL_DATASETS
 from hdm.domains.functional import curves, load_functional, validate_curves
 from hdm.domains.statics import static_inputs, static_sources, statics_record
 from hdm.downscaling.prior import channel_name
 from hdm.hilbert import training
-from hdm.hilbert.checkpoints import export_ensemble, export_model
+from hdm.hilbert.checkpoints import (
+    GAUSSIAN_FILE,
+    MODEL_STATS_FILE,
+    export_ensemble,
+    export_model,
+    load_checkpoint,
+)
 from hdm.hilbert.covariance import SphericalCovariance
 from hdm.hilbert.denoisers import PreconditionedDenoiser
 from hdm.hilbert.distributed import distributed_session
@@ -98,29 +117,85 @@ def vector_normaliser(cfg: TrainRunConfig, normaliser: FieldNormaliser) -> Field
     return normaliser.with_vector(*cfg.noise.vector)
 
 
-def gridded_training_data(cfg: TrainRunConfig) -> TrainingData:
-    """The training period of a gridded dataset, normalised with statistics fitted on it."""
+def training_period(cfg: TrainRunConfig) -> tuple[str, str] | None:
+    """``(data.train_start, data.train_end)``; where one is given alone, the other is the
+    named dataset's default (or, for one's own ``data.path``, the data's first or last
+    time); None where neither is (a named dataset's default period)."""
     d = cfg.data
-    train = (d.train_start, d.train_end) if d.train_start and d.train_end else None
-    spec = gridded_spec(d.dataset, d.path or "", d.variables, train, levels=d.levels)
+    start, end = d.train_start, d.train_end
+    if not (start or end) or (start and end):
+        return (start, end) if start else None
+    given, other = ("data.train_start", "end") if start else ("data.train_end", "start")
+    if d.dataset in GRIDDED_DATASETS:
+        default = GRIDDED_DATASETS[d.dataset].train
+        source = f"the {other} of {d.dataset}'s default training period"
+    else:  # the data's own first and last time (opening is lazy: coordinates only)
+        spec = gridded_spec(d.dataset, d.path or "", d.variables, ("", ""), levels=d.levels)
+        times = open_split(spec, "all")["time"].values
+        default = (str(times[0])[:19], str(times[-1])[:19])
+        source = f"the data's {'last' if start else 'first'} time"
+    period = (start or default[0], end or default[1])
+    first, last = (pd.Period(period[0]).start_time, pd.Period(period[1]).end_time)
+    if first > last:
+        raise ValueError(
+            f"{given} {start or end} is {'after' if start else 'before'} {source} "
+            f"{default[1] if start else default[0]}: give data.train_{other} too"
+        )
+    log.info("%s given alone: training period %s..%s (its %s: %s)", given, *period, other, source)
+    return period
+
+
+def _check_test_period(spec, times: np.ndarray) -> None:
+    """Refuse a training period that holds times of a named dataset's test period: its
+    test scores would then be of fields the model was trained on."""
+    if spec.test is None or spec.name not in GRIDDED_DATASETS:
+        return
+    start = np.datetime64(pd.Period(spec.test[0]).start_time)
+    end = np.datetime64(pd.Period(spec.test[1]).end_time)
+    inside = (times >= start) & (times <= end)
+    if inside.any():
+        train = f"{str(times[0])[:16]}..{str(times[-1])[:16]}"
+        raise ValueError(
+            f"the training period {train} overlaps {spec.name}'s test period "
+            f"{spec.test[0]}..{spec.test[1]} ({int(inside.sum())} time steps): its test scores "
+            f"would be of fields the model was trained on; let the training period end before "
+            f"{spec.test[0]}"
+        )
+
+
+def gridded_training_data(cfg: TrainRunConfig) -> TrainingData:
+    """The training period of a gridded dataset, normalised with statistics fitted on it.
+
+    Refused, one line each: a period that overlaps a named dataset's test period; units
+    that cannot be read (fields without units are warned about); fields with NaN (a
+    mask, the same points at every time, is named as such) or a value
+    :data:`~hdm.domains.atmosphere.FAR_FOR_ONE_VALUE` robust stds from its median."""
+    d = cfg.data
+    spec = gridded_spec(d.dataset, d.path or "", d.variables, training_period(cfg), levels=d.levels)
     ds = open_split(spec, "train")
+    _check_test_period(spec, ds.time.values)
     if d.train_days:
         ds = select_days(ds, d.train_days, spec.name)
     names = list(spec.variables) or [str(v) for v in ds.data_vars]
+    check_training_units(ds, names, spec)
     normaliser = vector_normaliser(cfg, FieldNormaliser.fit(ds, names))
     normalised = normaliser.normalise(ds[names])
     tensor = to_tensor(normalised, names, dtype=torch.float32)
-    if not torch.isfinite(tensor).all():
-        bad = int((~torch.isfinite(tensor)).flatten(1).any(1).nonzero()[0, 0])
-        raise ValueError(
-            f"training data of {spec.name!r} contain NaN/inf at time "
-            f"{str(ds.time.values[bad])[:16]}; drop or fill those steps first"
-        )
+    mean, std = normaliser.channel_stats()
+    check_training_values(
+        tensor.numpy(),
+        [channel_name(v, lev) for v, lev in normaliser.channels],
+        ds,
+        mean,
+        std,
+        [str(ds[v].attrs.get("units", "")) for v, _ in normaliser.channels],
+        spec,
+    )
     times = ds.time.values
     metadata = {
         "kind": "gridded",
         "dataset": spec.name,
-        "path": str(spec.path),
+        "path": recorded_path(spec),
         "shipped": spec.shipped,
         "variables": names,
         "levels": list(spec.levels),
@@ -207,7 +282,7 @@ def global_training_data(cfg: TrainRunConfig) -> TrainingData:
     metadata = {
         "kind": "global",
         "dataset": cfg.data.dataset,
-        "path": str(cfg.data.path),
+        "path": _absolute(cfg.data.path),
         "variables": names,
         "levels": [],
         "channels": [[v, lev] for v, lev in normaliser.channels],
@@ -411,19 +486,234 @@ def train(
     *,
     overrides: list[str] | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
     """Train a model (``hdm.train``): ``config`` is a YAML file, a mapping of its sections or
     a :class:`TrainRunConfig`; ``overrides`` are ``section.key=value`` strings (a file
     only). Writes ``model.pt``, ``checkpoint.pt``, ``config.yaml`` and ``train_log.json``
-    into ``out`` and returns the summary of ``train_log.json``."""
+    into ``out`` and returns the summary of ``train_log.json``; ``resume`` and
+    ``overwrite`` as in :func:`run_training`."""
     if isinstance(config, str | Path):
         cfg = load_train_config(config, overrides)
     elif isinstance(config, dict):
         cfg = train_config_from_dict(config)
     else:
         cfg = config
-    return run_training(cfg, out, resume=resume, progress=progress)
+    return run_training(cfg, out, resume=resume, overwrite=overwrite, progress=progress)
+
+
+#: what a run writes into its folder, and what is made for its model there later
+#: (``hdm gaussian-stats``, ``hdm model-stats``): what ``--overwrite`` replaces
+RUN_FILES = (
+    "model.pt",
+    "checkpoint.pt",
+    "config.yaml",
+    "train_log.json",
+    GAUSSIAN_FILE,
+    MODEL_STATS_FILE,
+)
+
+#: the config entries that may differ between a checkpoint and the run that resumes it
+#: (``--resume``): the run's name, ``hdm sample``'s defaults, how many steps in all (not
+#: fewer than the checkpoint's), the peak learning rate (lowered after a divergence),
+#: when checkpoints are written and bfloat16 autocast (the device); and ``optim.batch_size``
+#: where the global batch stays (W processes resume as one). Everything else (data, noise,
+#: schedule, model, statics, the other optimiser settings) must be the checkpoint's.
+RESUMABLE_KEYS = (
+    "name",
+    "sample",
+    "optim.steps",
+    "optim.lr",
+    "optim.checkpoint_every",
+    "optim.amp",
+)
+
+#: the entries of a checkpoint's metadata that describe its training data: a resumed run
+#: must read the same (the same file, variables, units, period and fields)
+DATA_KEYS = (
+    "kind",
+    "dataset",
+    "path",
+    "variables",
+    "levels",
+    "channels",
+    "units",
+    "train_period",
+    "n_train",
+    "train_days",
+    "bootstrap_days",
+)
+
+
+def check_output_folder(out: Path, *, resume: bool, overwrite: bool, say: bool = True) -> None:
+    """Refuse (one line) an output folder that holds a trained model (``model.pt``, a
+    ``checkpoint.pt``, or those of an ensemble's networks) unless ``resume`` or
+    ``overwrite``; with ``resume``, a ``model.pt`` without a checkpoint to continue. With
+    ``resume`` and nothing to resume, training starts at step 0 (logged when ``say``)."""
+    if resume and overwrite:
+        raise ValueError(
+            "--resume continues the run in --out, --overwrite replaces it: give one of them"
+        )
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a folder")
+    held = [out / name for name in ("model.pt", "checkpoint.pt") if (out / name).exists()]
+    networks = out / ENSEMBLE_DIR
+    held += sorted(networks.glob("*/checkpoint.pt")) + sorted(networks.glob("*/model.pt"))
+    if held and not (resume or overwrite):
+        names = ", ".join(str(p.relative_to(out)) for p in held[:3])
+        raise FileExistsError(
+            f"{out} holds a trained model already ({names}{', ...' if len(held) > 3 else ''}); "
+            "pass --resume to continue its training or --overwrite to train anew"
+        )
+    if not resume:
+        return
+    checkpoints = [p for p in held if p.name == "checkpoint.pt"]
+    if not checkpoints and (out / "model.pt").exists():
+        raise FileExistsError(
+            f"{out} holds model.pt but no checkpoint.pt to resume from; pass --overwrite to "
+            "train anew"
+        )
+    if not checkpoints and say:
+        log.warning("--resume: %s holds no checkpoint; training starts at step 0", out)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """A nested mapping as ``{"section.key": value}``."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _close(a, b) -> bool:
+    """Equal, numbers to a relative 1e-6 (statistics recomputed from the same data)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool):
+        return bool(np.isclose(a, b, rtol=1e-6, atol=0.0))
+    return a == b
+
+
+def _data_path(metadata: dict) -> str | None:
+    """The data path of a checkpoint's metadata, absolute unless shipped (models trained
+    before hdm recorded absolute paths: relative to the working directory)."""
+    path = metadata.get("path")
+    if path is None or metadata.get("shipped") or metadata.get("kind") == "functional":
+        return path
+    return _absolute(path)
+
+
+def resume_changes(
+    state: dict, cfg: TrainRunConfig, data: TrainingData, path: Path, world_size: int = 1
+) -> dict:
+    """The entries of :data:`RESUMABLE_KEYS` in which ``cfg`` differs from the checkpoint
+    ``state`` at ``path``, ``{key: [old, new]}`` (and ``optim.batch_size`` where the
+    global batch over ``world_size`` processes stays that of the checkpoint); a ValueError
+    (one line) naming the other entries that differ: config keys, else the training data
+    it reads (file, units, period, fields) or their normalisation statistics (the data
+    changed)."""
+    stored = state.get("config") or {}
+    try:  # the checkpoint's config with today's defaults for keys newer than it
+        old = _flat(train_config_from_dict(stored).to_dict())
+    except (ValueError, KeyError):
+        old = _flat(stored)
+    if old.get("data.path"):  # recorded as typed before hdm made it absolute
+        old["data.path"] = _absolute(old["data.path"])
+    new = _flat(cfg.to_dict())
+    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+
+    def resumable(key: str) -> bool:
+        if key == "optim.batch_size":  # W processes with batch B resume as 1 with B·W
+            was = old.get(key, 0) * int(state.get("world_size", 1))
+            return was == new[key] * world_size
+        return any(key == r or key.startswith(r + ".") for r in RESUMABLE_KEYS)
+
+    refused = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys if not resumable(k)]
+    if not refused:
+        metadata = state.get("metadata") or {}
+        for key in DATA_KEYS:
+            was, now = metadata.get(key), data.metadata.get(key)
+            if key == "path":
+                was, now = _data_path(metadata), _data_path(data.metadata)
+            if not _close(was, now):
+                refused.append(f"the training data's {key} {was!r} -> {now!r}")
+    if not refused and not _close(state.get("normaliser"), data.normaliser.to_dict()):
+        refused.append("the training data's normalisation statistics (the data changed)")
+    step = int(state.get("step", 0))
+    if not refused and cfg.optim.steps < step:
+        refused.append(f"optim.steps {cfg.optim.steps} is below the checkpoint's step {step}")
+    if refused:
+        more = f"; and {len(refused) - 4} more" if len(refused) > 4 else ""
+        raise ValueError(
+            f"{path} was trained otherwise: {'; '.join(refused[:4])}{more}. --resume continues "
+            "a run unchanged but for optim.steps (raised), optim.lr, optim.checkpoint_every, "
+            "optim.amp, optim.batch_size (the same global batch), name and sample.*; pass "
+            "--overwrite to train anew"
+        )
+    return {k: [old.get(k), new.get(k)] for k in keys}
+
+
+def _remove_run_files(out: Path) -> None:
+    """Remove the files of an earlier run in ``out`` (:data:`RUN_FILES`, its networks)."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    if (out / ENSEMBLE_DIR).is_dir():
+        shutil.rmtree(out / ENSEMBLE_DIR)
+
+
+def _modified(path: Path) -> int | None:
+    """When ``path`` was last written (ns), None where it does not exist."""
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+def _outermost_missing(out: Path) -> Path | None:
+    """The outermost of ``out`` and its parents that does not exist (what ``mkdir
+    parents=True`` would create), None when ``out`` exists."""
+    missing = None
+    for folder in (out, *out.absolute().parents):
+        if folder.exists():
+            return missing
+        missing = folder
+    return missing
+
+
+def _discard_failed_run(out: Path, created: Path | None, previous: bytes | None = None) -> None:
+    """After a run failed: a folder with a checkpoint is kept (``--resume`` continues from
+    it); else the ``config.yaml`` the run wrote goes (``previous``: what the file held
+    before, put back), and the folders the run made (``created``: the outermost) too."""
+    if not out.is_dir() or any(out.rglob("checkpoint.pt")):
+        return
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    if previous is not None:
+        (out / "config.yaml").write_bytes(previous)
+    else:
+        (out / "config.yaml").unlink(missing_ok=True)
+    networks = out / ENSEMBLE_DIR
+    if networks.is_dir() and not any(networks.iterdir()):
+        networks.rmdir()
+
+
+def _absolute(path: str) -> str:
+    """A local file, folder or glob as an absolute path (``~`` expanded)."""
+    return os.path.abspath(os.path.expanduser(str(path)))
+
+
+def with_absolute_path(cfg: TrainRunConfig) -> TrainRunConfig:
+    """``cfg`` with ``data.path`` absolute (a glob's folder made absolute, its pattern
+    kept): the config a model records and ``config.yaml`` holds, which other commands
+    (``hdm gaussian-stats``) read the training data through from any folder."""
+    if not cfg.data.path:
+        return cfg
+    return replace(cfg, data=replace(cfg.data, path=_absolute(cfg.data.path)))
 
 
 def run_training(
@@ -431,22 +721,49 @@ def run_training(
     out: str | Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     run_id: str | None = None,
 ) -> dict:
     """Train the model described by ``cfg`` (functional or gridded) into folder ``out``;
     ``run_id`` (default: ``HDM_RUN_ID`` or a new one) goes into the outputs.
 
+    A folder that holds a trained model is refused unless ``resume`` (continue from its
+    checkpoint; the config must be the checkpoint's but for :data:`RESUMABLE_KEYS`, else
+    a ValueError names the keys that differ; without a checkpoint, training starts at
+    step 0) or ``overwrite`` (the old run's :data:`RUN_FILES` are removed once the new
+    run starts training). ``config.yaml`` is written when training starts; a run that
+    fails before its first checkpoint leaves nothing (a folder it made is removed).
+
     Under torchrun every process runs this; each gets the same summary back, process 0
     alone writes the files (module docstring).
     """
     out = Path(out)
     run_id = run_id or current_run_id()
+    cfg = with_absolute_path(cfg)
     if cfg.model.ensemble > 1:
-        return run_ensemble_training(cfg, out, resume=resume, progress=progress, run_id=run_id)
+        return run_ensemble_training(
+            cfg, out, resume=resume, overwrite=overwrite, progress=progress, run_id=run_id
+        )
+    return _train_one(
+        cfg, out, resume=resume, overwrite=overwrite, progress=progress, run_id=run_id
+    )
+
+
+def _train_one(
+    cfg: TrainRunConfig,
+    out: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    run_id: str,
+    on_start=None,
+) -> dict:
+    """One network's run into ``out`` (:func:`run_training`); ``on_start`` (process 0)
+    is called once the data and model are ready, before anything is written."""
     with distributed_session() as ctx:
-        if ctx.is_main:
-            out.mkdir(parents=True, exist_ok=True)
+        check_output_folder(out, resume=resume, overwrite=overwrite)
         torch.manual_seed(cfg.optim.seed)  # network initialisation, the same on every process
         data = training_data(cfg)
         statics, statics_entry = training_statics(cfg, data)
@@ -454,12 +771,27 @@ def run_training(
         names = channel_names(data)
         regime = training_regime(cfg, data)
         denoiser = build_model(cfg, data.grid, channels, statics, names, regime).to(ctx.device)
+        checkpoint = out / "checkpoint.pt"
+        history = []
+        if resume and checkpoint.exists():
+            state = load_checkpoint(checkpoint)
+            changes = resume_changes(state, cfg, data, checkpoint, ctx.world_size)
+            history = list((state.get("metadata") or {}).get("resumed", []))
+            if changes:
+                history.append({"step": int(state["step"]), "changed": changes})
+                log.info(
+                    "resuming with %s",
+                    ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()),
+                )
+            log.info("resuming %s at step %d of %d", checkpoint, state["step"], cfg.optim.steps)
+            del state
         extra = {
             **statics_entry,
             "config": cfg.to_dict(),
             "normaliser": data.normaliser.to_dict(),
             "metadata": {
                 **data.metadata,
+                **({"resumed": history} if history else {}),
                 "torch": str(torch.__version__),
                 "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
                 "processes": ctx.world_size,
@@ -467,23 +799,41 @@ def run_training(
                 "run_id": run_id,
             },
         }
-        if ctx.is_main:
-            save_config(cfg, out / "config.yaml")
-            _log_start(cfg, data, denoiser, ctx)
-        result = training.train(
-            denoiser,
-            data.tensor,
-            data.grid,
-            cfg.optim,
-            out / "checkpoint.pt",
-            resume=resume,
-            extra=extra,
-            progress=progress,
-        )
-        model_path = out / "model.pt"
-        if ctx.is_main:
-            export_model(result.checkpoint, model_path)
-        ctx.barrier()  # model.pt is complete before any process reads its size
+        created, previous = None, None
+        before = _modified(checkpoint)
+        try:
+            if ctx.is_main:
+                if on_start is not None:
+                    on_start()
+                if overwrite:
+                    _remove_run_files(out)
+                elif (out / "config.yaml").is_file():  # not a run's (no model): put back
+                    previous = (out / "config.yaml").read_bytes()  # should this run fail
+                created = _outermost_missing(out)
+                out.mkdir(parents=True, exist_ok=True)
+                save_config(cfg, out / "config.yaml")
+                _log_start(cfg, data, denoiser, ctx)
+            result = training.train(
+                denoiser,
+                data.tensor,
+                data.grid,
+                cfg.optim,
+                checkpoint,
+                resume=resume,
+                extra=extra,
+                progress=progress,
+            )
+            model_path = out / "model.pt"
+            if ctx.is_main:
+                export_model(result.checkpoint, model_path)
+            ctx.barrier()  # model.pt is complete before any process reads its size
+        except BaseException:
+            if ctx.is_main and before is not None and _modified(checkpoint) == before:
+                if previous is not None:  # resumed, failed before a checkpoint: as it was
+                    (out / "config.yaml").write_bytes(previous)
+            elif ctx.is_main:
+                _discard_failed_run(out, created, previous)
+            raise
         summary = {
             "name": cfg.name,
             "run_id": run_id,
@@ -506,38 +856,63 @@ ENSEMBLE_DIR = "networks"
 
 
 def run_ensemble_training(
-    cfg: TrainRunConfig, out: Path, *, resume: bool, progress: bool, run_id: str
+    cfg: TrainRunConfig,
+    out: Path,
+    *,
+    resume: bool,
+    progress: bool,
+    run_id: str,
+    overwrite: bool = False,
 ) -> dict:
     """Train the K = ``model.ensemble`` networks of ``cfg`` one after another, network k a
     run of its own into ``OUT/networks/k`` with ``optim.seed`` + k (its checkpoint, model,
     config and log: ``--resume`` continues each, and one that has reached ``optim.steps``
     takes no step), then write ``OUT/model.pt``, one file of all K
     (:func:`~hdm.hilbert.checkpoints.export_ensemble`), ``config.yaml`` and
-    ``train_log.json`` (the networks' wall times summed, their final losses averaged)."""
+    ``train_log.json`` (the networks' wall times summed, their final losses averaged).
+    ``overwrite``: the old run's files and networks go once network 1 starts training."""
     size = cfg.model.ensemble
     with distributed_session() as ctx:  # the networks' runs join this one group
+        check_output_folder(out, resume=resume, overwrite=overwrite, say=False)
+        created = _outermost_missing(out)
+        kept = out / "config.yaml"  # not a run's (no model) unless --overwrite: put back
+        previous = kept.read_bytes() if kept.is_file() and not overwrite else None
+
+        def replace_old_run() -> None:
+            if overwrite:
+                _remove_run_files(out)
+
         summaries = []
-        for k in range(size):
-            network = replace(
-                cfg,
-                model=replace(cfg.model, ensemble=1),
-                optim=replace(cfg.optim, seed=cfg.optim.seed + k),
-            )
-            log.info("ensemble: network %d of %d (optim.seed %d)", k + 1, size, network.optim.seed)
-            summaries.append(
-                run_training(
-                    network,
-                    out / ENSEMBLE_DIR / str(k),
-                    resume=resume,
-                    progress=progress,
-                    run_id=run_id,
+        try:
+            for k in range(size):
+                network = replace(
+                    cfg,
+                    model=replace(cfg.model, ensemble=1),
+                    optim=replace(cfg.optim, seed=cfg.optim.seed + k),
                 )
-            )
-        model_path = out / "model.pt"
-        if ctx.is_main:
-            save_config(cfg, out / "config.yaml")
-            export_ensemble([s["model"] for s in summaries], model_path, cfg.to_dict())
-        ctx.barrier()
+                log.info(
+                    "ensemble: network %d of %d (optim.seed %d)", k + 1, size, network.optim.seed
+                )
+                summaries.append(
+                    _train_one(
+                        network,
+                        out / ENSEMBLE_DIR / str(k),
+                        resume=resume,
+                        overwrite=overwrite,
+                        progress=progress,
+                        run_id=run_id,
+                        on_start=replace_old_run if k == 0 else None,
+                    )
+                )
+            model_path = out / "model.pt"
+            if ctx.is_main:
+                save_config(cfg, out / "config.yaml")
+                export_ensemble([s["model"] for s in summaries], model_path, cfg.to_dict())
+            ctx.barrier()
+        except BaseException:
+            if ctx.is_main:
+                _discard_failed_run(out, created, previous)
+            raise
         summary = {
             "name": cfg.name,
             "run_id": run_id,
