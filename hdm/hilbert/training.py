@@ -134,12 +134,12 @@ class OptimConfig:
 RESUMABLE_OPTIM = ("steps", "lr", "checkpoint_every", "amp")
 
 
-def _plain(value):
+def plain_values(value):
     """Tuples as lists, recursively: a description as a checkpoint stores it."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_values(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain_values(v) for v in value]
     return value
 
 
@@ -157,9 +157,9 @@ def resume_differences(state: dict, run_description: dict) -> list[str]:
             old = {k: old.get(k) for k in new}
         if isinstance(old, dict) and isinstance(new, dict):
             for k in sorted(set(old) | set(new), key=str):
-                if _plain(old.get(k)) != _plain(new.get(k)):
+                if plain_values(old.get(k)) != plain_values(new.get(k)):
                     differences.append(f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}")
-        elif _plain(old) != _plain(new):
+        elif plain_values(old) != plain_values(new):
             differences.append(f"{key}: {old!r} -> {new!r}")
     return differences
 

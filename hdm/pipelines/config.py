@@ -50,7 +50,7 @@ from hdm.hilbert.covariance import (
     WhiteNoise,
 )
 from hdm.hilbert.schedules import CosineVP, LinearVP, NoiseSchedule
-from hdm.hilbert.training import OptimConfig
+from hdm.hilbert.training import OptimConfig, plain_values
 
 
 class ConfigError(ValueError):
@@ -436,15 +436,7 @@ class DownscaleRunConfig:
 
 def config_dict(cfg) -> dict:
     """A config dataclass as plain YAML/JSON values (tuples as lists)."""
-
-    def plain(value):
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [plain(v) for v in value]
-        return value
-
-    return plain(dataclasses.asdict(cfg))
+    return plain_values(dataclasses.asdict(cfg))
 
 
 def _suggest(key: str, options) -> str:
