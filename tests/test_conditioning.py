@@ -784,3 +784,8 @@ def test_a_config_copy_warns_only_of_the_choices_it_changes(caplog):
         assert caplog.text.count("one member") == 2
         EnsembleConfig(sampler="em").replace(steps=20)
     assert "below its default 50" in caplog.text
+
+
+def test_repeated_quantiles_are_refused():
+    with pytest.raises(ValueError, match=r"quantiles must differ from each other"):
+        EnsembleConfig(quantiles=(0.5, 0.5))

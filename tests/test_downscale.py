@@ -913,3 +913,8 @@ def test_downscale_takes_stations_in_any_form(tiny_model, truth):
         np.testing.assert_array_equal(got["t2m"].values, ref["t2m"].values)
         np.testing.assert_array_equal(got["station_obs"].values, ref["station_obs"].values)
         assert got.attrs["stations"] == ref.attrs["stations"]
+
+
+def test_a_coarse_input_without_coordinates_is_one_line(tiny_model, truth):
+    with pytest.raises(TypeError, match=r"must be an xarray DataArray or Dataset .* numpy"):
+        downscale(tiny_model, coarse=coarse_grain(truth, 4).values, members=1, progress=False)

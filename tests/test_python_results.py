@@ -185,6 +185,7 @@ def test_a_coverage_three_members_cannot_resolve_is_unavailable_in_the_report(ti
     assert report["coverage90"] is None and 0.0 <= report["coverage50"] <= 1.0
     table = format_downscale_report(report)
     assert not re.search(r"^\s+coverage 90%\s+\d", table, flags=re.M)
+    assert re.search(r"^\s+coverage 90%\s+unavailable \(3 members\)$", table, flags=re.M)
     assert re.search(r"^\s+coverage 90% kriging\s+\d", table, flags=re.M)
 
 

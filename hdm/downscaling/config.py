@@ -191,6 +191,8 @@ class EnsembleConfig:
         quantiles = tuple(float(q) for q in self.quantiles)
         if not all(0 < q < 1 for q in quantiles):
             raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
+        if len(set(quantiles)) != len(quantiles):
+            raise ValueError(f"quantiles must differ from each other, got {list(quantiles)}")
         object.__setattr__(self, "quantiles", quantiles)
         if not getattr(_REPLACING, "active", False):
             self._note_choices({f.name for f in dataclasses.fields(self)})

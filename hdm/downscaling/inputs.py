@@ -118,7 +118,14 @@ def model_fields(
     names it; none of them is an error naming the variables present and expected. For a
     one-variable model, a DataArray (or a Dataset of one variable) under another name is
     taken as that variable, as before hdm 0.2. Names, orientation and longitudes are
-    normalised as :func:`hdm.data.open.normalise_conventions` does for files."""
+    normalised as :func:`hdm.data.open.normalise_conventions` does for files; anything
+    else (a numpy array has no coordinates to place it) is a TypeError saying what to give."""
+    if not isinstance(obj, xr.Dataset | xr.DataArray):
+        raise TypeError(
+            f"the {what} must be an xarray DataArray or Dataset with time, lat and lon "
+            f"coordinates (a file: hdm.open_fields), got {type(obj).__module__}."
+            f"{type(obj).__qualname__}"
+        )
     if isinstance(obj, xr.DataArray):
         name = str(obj.name) if obj.name is not None else None
         if name in prior.variables or len(prior.variables) == 1:

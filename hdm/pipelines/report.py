@@ -64,6 +64,9 @@ def _variable_report(report: dict) -> str:
     for label, key in rows:
         if report.get(key) is not None:
             lines.append(f"  {label:<26} {report[key]:.4g}")
+        elif key in ("coverage50", "coverage90") and key in report:
+            # null: more than the members resolve (hdm.metrics.probabilistic.coverage)
+            lines.append(f"  {label:<26} unavailable ({report['members']} members)")
     for score in ("rmse", "crps", "heldout_rmse"):
         best = report.get(f"best_baseline_{score}")
         if best is not None:
