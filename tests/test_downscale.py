@@ -366,6 +366,10 @@ def test_inflation_widens_only_the_spread_the_observations_do_not_see(tiny_model
     assert 1.0 <= auto.attrs["inflation"] <= 2.0
     assert auto.attrs["inflation_innovations"] == 2 * 3  # 2 times x 3 stations
     assert np.isfinite(auto["t2m"]).all()
+    # other stations than the run's are refused: λ and the kept values are the run's
+    with pytest.raises(ValueError, match=r"not those the ensemble was conditioned on"):
+        fewer = stations.where(stations["id"] != stations["id"].values[0], drop=True)
+        inflate_ensemble(raw, tiny_model, coarse, fewer, 1.5)
 
 
 def test_inputs_in_celsius_downscale_as_in_kelvin(tiny_model, truth):

@@ -517,6 +517,17 @@ def inflate_ensemble(
         station_noise=station_noise,
         time_tolerance=cfg.time_tolerance,
     )
+    # the stations must be those the members were conditioned on: λ weighs their
+    # residuals, and the inflation keeps the members' values there
+    if "stations" in ds.attrs:
+        recorded = {s for s in str(ds.attrs["stations"]).split(",") if s}
+        if recorded != set(setup.station_ids):
+            given, run = ", ".join(sorted(setup.station_ids)), ", ".join(sorted(recorded))
+            raise ValueError(
+                f"the stations given ({given or 'none'}) are not those the ensemble was "
+                f"conditioned on ({run or 'none'}, its 'stations' attribute): give the run's "
+                "own stations"
+            )
     options = options or InflationConfig(
         sampler=str(ds.attrs.get("sampler", "em")),
         steps=int(ds.attrs.get("steps", 50)),
