@@ -922,3 +922,15 @@ def test_downscale_takes_stations_in_any_form(tiny_model, truth):
 def test_a_coarse_input_without_coordinates_is_one_line(tiny_model, truth):
     with pytest.raises(TypeError, match=r"must be an xarray DataArray or Dataset .* numpy"):
         downscale(tiny_model, coarse=coarse_grain(truth, 4).values, members=1, progress=False)
+
+
+def test_station_longitudes_in_0_360_are_stored_in_the_grids_convention(tiny_model, truth):
+    # a table may give 358.5 for -1.5: the store holds -1.5, where evaluate looks for it
+    obs = _stations(truth)
+    shifted = obs.assign(lon=obs["lon"] % 360.0)
+    assert float(shifted["lon"].max()) > 180.0  # some UK stations lie west of Greenwich
+    kw = {"members": 2, "steps": 2, "guidance": "sda", "progress": False, **UNTRAINED}
+    ds = downscale(tiny_model, coarse=coarse_grain(truth, 4), stations=shifted, **kw)
+    ref = downscale(tiny_model, coarse=coarse_grain(truth, 4), stations=obs, **kw)
+    np.testing.assert_allclose(ds["obs_lon"].values, ref["obs_lon"].values)
+    np.testing.assert_array_equal(ds["t2m"].values, ref["t2m"].values)

@@ -278,3 +278,32 @@ def test_scoring_times_the_model_was_trained_on_warns_that_they_are_in_sample(ti
         warnings.simplefilter("always")
         evaluate_downscale(ensemble, UK_FILE, checkpoint=tiny_model.path)
     assert not [w for w in caught if "in-sample" in str(w.message)]
+
+
+def test_a_truth_on_another_grid_or_with_nan_is_said_so(tiny_model, ensemble, truth, tmp_path):
+    """A finer truth: the ensemble is scored at its points, the baselines on the truth's
+    grid, which one warning says (their scores are not paired); NaN in the truth: the time
+    and share of points left out are named."""
+    lat = np.arange(float(truth.lat.min()), float(truth.lat.max()) + 1e-9, 0.125)
+    lon = np.arange(float(truth.lon.min()), float(truth.lon.max()) + 1e-9, 0.125)
+    fine = truth.interp(lat=lat, lon=lon)
+    fine.to_dataset(name="t2m").to_netcdf(tmp_path / "fine.nc")
+    with pytest.warns(UserWarning, match=r"truth's grid \(65 x 97\) is not the prediction's"):
+        evaluate_downscale(ensemble, tmp_path / "fine.nc", checkpoint=tiny_model.path)
+    holed = truth.where(truth.lat > 51.0)
+    holed.to_dataset(name="t2m").to_netcdf(tmp_path / "holed.nc")
+    with pytest.raises(ValueError, match=r"holds NaN at 1 of the prediction's 1 times \(first "):
+        evaluate_downscale(ensemble, tmp_path / "holed.nc", checkpoint=tiny_model.path)
+
+
+def test_a_truth_with_nan_at_some_times_is_scored_without_them_and_says_where(tiny_model, tmp_path):
+    two = open_fields(UK_FILE, "t2m", time=slice("2019-03-25T00", "2019-03-25T01"))["t2m"]
+    two = two.load()
+    ens = downscale(tiny_model, coarse=coarse_grain(two, 4), **DRAW)
+    holed = two.where((two.time == two.time[0]) | (two.lat > 51.0))
+    holed.to_dataset(name="t2m").to_netcdf(tmp_path / "holed.nc")
+    with pytest.warns(
+        UserWarning, match=r"NaN at 1 of the prediction's 2 times \(first 2019-03-25T01:00"
+    ):
+        report = evaluate_downscale(ens, tmp_path / "holed.nc", checkpoint=tiny_model.path)
+    assert np.isfinite(report["rmse"]) and np.isfinite(report["spectrum_ratio"])

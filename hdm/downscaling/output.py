@@ -379,7 +379,12 @@ def attach_inputs(
         coords = {
             "obs_id": ("obs", sel["id"].values.astype(str), {"long_name": "station id"}),
             "obs_lat": ("obs", sel["lat"].values.astype(np.float64), _STATION[LAT]),
-            "obs_lon": ("obs", sel["lon"].values.astype(np.float64), _STATION[LON]),
+            # in [-180, 180), as the grid's and the guidance's (a table may say 358.5)
+            "obs_lon": (
+                "obs",
+                np.mod(sel["lon"].values.astype(np.float64) + 180.0, 360.0) - 180.0,
+                _STATION[LON],
+            ),
             "obs_time": ("obs", sel["time"].values, _STATION[TIME]),
         }
         if "variable" in sel.variables:

@@ -444,6 +444,18 @@ def read_downscale(
             f"(first: {str(missing[0])[:19]})"
         )
     truth_da = to_units(truth_da.sel(time=times), units, f"the truth {var} in {truth}").load()
+    gaps = (~np.isfinite(truth_da)).mean(("lat", "lon")).values
+    if gaps.any():  # the scores leave those points out: say where, not only how many
+        k = int(np.flatnonzero(gaps)[0])
+        where = (
+            f"the truth {truth} holds NaN at {int((gaps > 0).sum())} of the prediction's "
+            f"{len(times)} times (first {str(times[k])[:16]}: {gaps[k]:.0%} of its points)"
+        )
+        if gaps.all():  # the spectra need one full field at least
+            raise ValueError(f"{where}: the scores need a full field at one time at least")
+        warnings.warn(
+            f"{where}: those points are left out of every score", UserWarning, stacklevel=2
+        )
     same = all(truth_da.sizes[d] == pred.sizes[d] for d in ("lat", "lon"))
     if same:
         on_pred = truth_da
@@ -702,6 +714,17 @@ def score_downscale(
         "inflation": float(ev.prediction.attrs.get("inflation", 1.0)),
         **_ensemble_scores(ev, seed),
     }
+    if not ev.same_grid and (krig is not None or ev.coarse is not None):
+        warnings.warn(
+            f"the truth's grid ({report['truth_grid']}) is not the prediction's "
+            f"({report['grid']}): the ensemble is scored at its own points (the truth "
+            "interpolated there), the baselines on the truth's grid, so their scores are "
+            "not paired point for point (OI, the coarse consistency and the paired "
+            "differences are left out); give the truth on the prediction's grid to compare "
+            "them",
+            UserWarning,
+            stacklevel=2,
+        )
     if krig is not None:
         report.update(_baseline_scores(ev, krig, seed))
     elif ev.coarse is not None:  # a coarse grid the Gaussian baselines are not built for
