@@ -49,6 +49,7 @@ __all__ = [
     "MARKERS",
     "StoreConflict",
     "check_writable",
+    "config_differences",
     "create_store",
     "fingerprint",
     "finish_store",
@@ -76,13 +77,14 @@ def fingerprint(cfg: DownscaleRunConfig, prior: Prior, times: np.ndarray) -> dic
     }
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The keys (dotted, with old -> new values) where two config fingerprints differ."""
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         where = f"{prefix}{key}"
         if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, where + ".")
+            out += config_differences(a, b, where + ".")
         elif a != b:
             if key == "times":
                 a, b = f"{len(a or [])} times", f"{len(b or [])} times"
@@ -196,7 +198,7 @@ def open_for_run(
             "to replace it"
         )
     if manifest["fingerprint"] != fp:
-        diff = "; ".join(_differences(manifest["fingerprint"], fp)[:6])
+        diff = "; ".join(config_differences(manifest["fingerprint"], fp)[:6])
         raise StoreConflict(
             f"{store} was written with a different config ({diff}); pass --overwrite to "
             "replace it, or write to another --out"
