@@ -49,6 +49,7 @@ __all__ = [
     "MARKERS",
     "StoreConflict",
     "check_writable",
+    "check_writable_folder",
     "config_differences",
     "create_store",
     "fingerprint",
@@ -94,17 +95,21 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def check_writable(out: Path) -> None:
     """Fail before any work when the output's directory cannot be written."""
-    parent = out.parent
+    check_writable_folder(
+        out.parent, f"the output {out}: its directory {out.parent} is not writable"
+    )
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Make ``folder`` and write a probe file in it; a PermissionError "cannot write
+    {what} (the system's reason)" where either fails."""
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = parent / f".hdm-write-probe-{uuid.uuid4().hex[:8]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".hdm-write-probe-{uuid.uuid4().hex[:8]}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise PermissionError(
-            f"cannot write the output {out}: its directory {parent} is not writable "
-            f"({exc.strerror or exc})"
-        ) from None
+        raise PermissionError(f"cannot write {what} ({exc.strerror or exc})") from None
 
 
 def read_markers(store: str | Path) -> dict[int, dict]:

@@ -29,12 +29,11 @@ import errno
 import json
 import logging
 import os
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
 from hdm.data.stores import read_manifest
-from hdm.pipelines.batch_store import StoreConflict, config_differences
+from hdm.pipelines.batch_store import StoreConflict, check_writable_folder, config_differences
 from hdm.pipelines.cluster import BatchError
 from hdm.pipelines.config import DownscaleRunConfig, TimesConfig
 
@@ -110,15 +109,7 @@ def new_inputs(inbox: Path, out_dir: Path, pattern: str = "*.nc") -> list[tuple[
 
 def check_out_dir(out_dir: Path) -> None:
     """Fail before any input is read when the output folder cannot be made or written."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".hdm-write-probe-{uuid.uuid4().hex[:8]}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise PermissionError(
-            f"cannot write the output directory {out_dir} ({exc.strerror or exc})"
-        ) from None
+    check_writable_folder(out_dir, f"the output directory {out_dir}")
 
 
 def _job(cfg: DownscaleRunConfig, path: Path, out: Path) -> DownscaleRunConfig:
