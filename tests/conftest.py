@@ -33,3 +33,22 @@ def tiny_model(tmp_path_factory):
     )
     run_training(cfg, out, progress=False)
     return load_prior(out / "model.pt")
+
+
+@pytest.fixture
+def process_new_args(tiny_model, tmp_path) -> tuple:
+    """(inbox, out_dir, the ``hdm process-new`` arguments): a daily config of the tiny
+    model that coarse-grains each inbox file ×4 and simulates three stations."""
+    inbox, outdir = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    config = tmp_path / "daily.yaml"
+    config.write_text(
+        f"checkpoint: {tiny_model.path}\n"
+        "inputs: {truth: placeholder.nc, factor: 4}\n"
+        "stations: {simulate: [UKM00003808,UKM00003882,UKM00003354]}\n"
+        "ensemble: {members: 2, steps: 4}\n"
+        "batch: {scheduler: synchronous, chunk_size: 1, torch_threads: 1}\n"
+        "output: {plots: false}\n"
+    )
+    args = ["process-new", "--config", str(config), "--inbox", str(inbox), "--out-dir", str(outdir)]
+    return inbox, outdir, args

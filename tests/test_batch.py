@@ -414,24 +414,13 @@ def test_the_hpc_shell_scripts_parse(script):
 
 
 def test_process_new_downscales_each_new_file_once_with_scheduler_exit_codes(
-    tiny_model, tmp_path, capsys
+    process_new_args, capsys
 ):
-    inbox, outdir = tmp_path / "inbox", tmp_path / "out"
-    inbox.mkdir()
+    inbox, outdir, args = process_new_args
     with xr.open_dataset(UK_FILE) as ds:
         day = ds.isel(time=slice(0, 2)).load()
         nxt = ds.isel(time=slice(24, 25)).load()
     day.to_netcdf(inbox / "t2m_20190301.nc")
-    config = tmp_path / "daily.yaml"
-    config.write_text(
-        f"checkpoint: {tiny_model.path}\n"
-        "inputs: {truth: placeholder.nc, factor: 4}\n"
-        f"stations: {{simulate: [{STATIONS}]}}\n"
-        "ensemble: {members: 2, steps: 4}\n"
-        "batch: {scheduler: synchronous, chunk_size: 1, torch_threads: 1}\n"
-        "output: {plots: false}\n"
-    )
-    args = ["process-new", "--config", str(config), "--inbox", str(inbox), "--out-dir", str(outdir)]
     assert main(args) == 0
     first = outdir / "t2m_20190301.zarr"
     assert read_manifest(first)["status"] == "complete"

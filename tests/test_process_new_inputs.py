@@ -31,20 +31,8 @@ def _replace(path: Path, ds: xr.Dataset) -> None:
 
 
 @pytest.fixture
-def setup(tiny_model, tmp_path):
-    inbox, outdir = tmp_path / "inbox", tmp_path / "out"
-    inbox.mkdir()
-    config = tmp_path / "daily.yaml"
-    config.write_text(
-        f"checkpoint: {tiny_model.path}\n"
-        "inputs: {truth: placeholder.nc, factor: 4}\n"
-        f"stations: {{simulate: [{STATIONS}]}}\n"
-        "ensemble: {members: 2, steps: 4}\n"
-        "batch: {scheduler: synchronous, chunk_size: 1, torch_threads: 1}\n"
-        "output: {plots: false}\n"
-    )
-    args = ["process-new", "--config", str(config), "--inbox", str(inbox), "--out-dir", str(outdir)]
-    return inbox, outdir, args
+def setup(process_new_args):
+    return process_new_args
 
 
 def _store_time(store: Path) -> np.datetime64:
