@@ -243,27 +243,21 @@ def uncovered_strip(
     to say so. None where they reach within that of both edges, as the block means of a
     grid whose size is not a multiple of the factor do."""
     if axis.periodic:  # a circle has no edges: the gap is the arc from hi round to lo
-        gap = axis.length - (hi - lo)
-        if gap <= max(width, axis.spacing) * (1 + 1e-6):
-            return None
-        return (
-            f"{name}: the coarse {what} cover {axis.name} [{lo:g}, {hi:g}] of the whole "
-            f"circle; the {gap:g} from {axis.name} = {hi:g} round to {lo:g} (more than one "
-            f"coarse {what[:-1]}, {width:g}) has no coarse value and its members would be "
-            "the prior alone: give a coarse field over the whole domain"
-        )
-    west, east = axis.coords[0] - axis.spacing / 2, axis.coords[-1] + axis.spacing / 2
-    if axis.name == "lat":  # the cells of a grid with poles end at the poles
-        west, east = max(west, -90.0), min(east, 90.0)
-    gaps = {f"below {axis.name} = {lo:g}": lo - west, f"above {axis.name} = {hi:g}": east - hi}
-    where, gap = max(gaps.items(), key=lambda kv: kv[1])
+        domain = "the whole circle"
+        where, gap = f"from {axis.name} = {hi:g} round to {lo:g}", axis.length - (hi - lo)
+    else:
+        west, east = axis.coords[0] - axis.spacing / 2, axis.coords[-1] + axis.spacing / 2
+        if axis.name == "lat":  # the cells of a grid with poles end at the poles
+            west, east = max(west, -90.0), min(east, 90.0)
+        domain = f"the model's domain [{west:g}, {east:g}]"
+        gaps = {f"below {axis.name} = {lo:g}": lo - west, f"above {axis.name} = {hi:g}": east - hi}
+        where, gap = max(gaps.items(), key=lambda kv: kv[1])
     if gap <= max(width, axis.spacing) * (1 + 1e-6):
         return None
     return (
-        f"{name}: the coarse {what} cover {axis.name} [{lo:g}, {hi:g}] of the model's "
-        f"domain [{west:g}, {east:g}]; the {gap:g} {where} (more than one coarse "
-        f"{what[:-1]}, {width:g}) has no coarse value and its members would be the prior "
-        f"alone: give a coarse field over the whole domain"
+        f"{name}: the coarse {what} cover {axis.name} [{lo:g}, {hi:g}] of {domain}; the "
+        f"{gap:g} {where} (more than one coarse {what[:-1]}, {width:g}) has no coarse value "
+        "and its members would be the prior alone: give a coarse field over the whole domain"
     )
 
 
