@@ -76,6 +76,7 @@ __all__ = [
     "normalise_conventions",
     "open_fields",
     "pa_level_hint",
+    "renamed_from",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -305,6 +306,13 @@ def _forecast_steps(ds: xr.Dataset, notes: list[str]) -> xr.Dataset:
         return ds  # several initialisations: left to the caller's messages
     notes.append("forecast steps indexed by valid_time")
     return ds.swap_dims({"step": "valid_time"})
+
+
+def renamed_from(ds: xr.Dataset) -> dict[str, str]:
+    """{schema name: the file's name} of the names :func:`normalise_conventions` changed
+    (read from its ``hdm_conventions`` note), for messages in the file's terms."""
+    note = str(ds.attrs.get("hdm_conventions", ""))
+    return {new: old for old, new in re.findall(r"(\w+)->(\w+)", note)}
 
 
 def _rename_map(ds: xr.Dataset) -> dict[str, str]:

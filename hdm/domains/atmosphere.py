@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from hdm.data.open import open_fields
+from hdm.data.open import open_fields, renamed_from
 from hdm.data.schema import LAT, LEVEL, LON, TIME
 from hdm.data.units import known, parse_units
 from hdm.domains.shipped import shipped_path
@@ -50,12 +49,12 @@ __all__ = [
     "training_spec",
 ]
 
-#: the largest |value − median| / robust std of any one training value: beyond it lie
-#: missing-value codes (−9999, netCDF's default fill 9.97e36, 0 K), never weather. The
-#: same 50 as ``hdm.downscaling.inputs.FAR_FOR_ONE_VALUE`` for downscaling inputs (which
-#: this layer may not import); the robust std (1.4826 × the median absolute deviation, or
+#: the largest |value − centre| / std of any one value: beyond it lie missing-value codes
+#: (−9999, netCDF's default fill 9.97e36, 0 K), never weather. Training values are
+#: measured from their median in robust stds (1.4826 × the median absolute deviation, or
 #: 1.2533 × the mean absolute deviation where that is larger: a variable at one value
-#: more than half the time) is not pulled by the codes, as the std is
+#: more than half the time), which the codes do not pull as they pull the std; downscaling
+#: inputs (:mod:`hdm.downscaling.inputs`) from the model's training mean in training stds
 FAR_FOR_ONE_VALUE = 50.0
 
 
@@ -278,8 +277,7 @@ def _without_extra_dims(ds: xr.Dataset, spec: GriddedSpec) -> xr.Dataset:
     longer = [d for d, size in extra.items() if size > 1]
     if longer:
         d = longer[0]
-        note = str(ds.attrs.get("hdm_conventions", ""))
-        named = {new: old for old, new in re.findall(r"(\w+)->(\w+)", note)}.get(d, d)
+        named = renamed_from(ds).get(d, d)
         name = next(n for n in names if n in ds and d in ds[n].dims)
         raise ValueError(
             f"{name} of dataset {spec.name!r} ({_files(spec)}) has a dimension {named!r} "

@@ -70,9 +70,10 @@ from hdm.conditioning.observations import (
 )
 from hdm.conditioning.profiles import Profile, ProfileError, profile_observations
 from hdm.data.coarsen import cell_bounds, with_cell_bounds
-from hdm.data.open import normalise_conventions, pa_level_hint
+from hdm.data.open import normalise_conventions, pa_level_hint, renamed_from
 from hdm.data.schema import LAT, LEVEL, LON, TIME, variable_in
 from hdm.data.units import UnitsError, convert_values, known, same_units, to_units
+from hdm.domains.atmosphere import FAR_FOR_ONE_VALUE
 from hdm.domains.stations import (
     first_occurrences,
     station_field_names,
@@ -197,13 +198,6 @@ def model_fields(
     return fields
 
 
-def renamed_from(ds: xr.Dataset) -> dict[str, str]:
-    """{schema name: the file's name} of the names :func:`hdm.data.open.normalise_conventions`
-    changed (read from its ``hdm_conventions`` note), for messages in the file's terms."""
-    note = str(ds.attrs.get("hdm_conventions", ""))
-    return {new: old for old, new in re.findall(r"(\w+)->(\w+)", note)}
-
-
 #: the value of ``inputs.select`` that averages over a dimension instead of choosing one
 SELECT_MEAN = "mean"
 
@@ -300,9 +294,6 @@ FAR_FROM_TRAINING = 20.0
 #: doc): beyond it a report is a gross error (a wrong sign, a slipped digit, a value of
 #: another station), 23 K for the UK t2m model, far above what a cell hides
 FAR_FROM_COARSE = 10.0
-#: the largest |y − μ| / σ of any one value (module doc): a missing-value code (−9999,
-#: 9.97e36, 0 K) among good values passes the median, and members pulled to it run away
-FAR_FOR_ONE_VALUE = 50.0
 
 
 def stations_in_units(obs: xr.Dataset, units: str, what: str) -> xr.Dataset:
