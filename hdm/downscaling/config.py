@@ -11,8 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import threading
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
@@ -65,10 +64,6 @@ PROFILE_NOISE_FRACTION = 0.1
 Noise = float | dict[str, float] | None
 
 log = logging.getLogger("hdm")
-
-#: set while :meth:`EnsembleConfig.replace` builds its copy, which then warns only of the
-#: choices it changed (a thread's own flag: batch workers build configs in threads)
-_REPLACING = threading.local()
 
 
 @dataclass(frozen=True)
@@ -158,8 +153,10 @@ class EnsembleConfig:
     device: str = "cpu"
     time_tolerance: str = "30min"
     quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
+    #: warn of the costly choices on construction (:meth:`replace` warns of its changes)
+    note_choices: InitVar[bool] = True
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, note_choices: bool) -> None:
         if self.steps is None:
             object.__setattr__(self, "steps", default_steps(self.sampler))
         for name in ("members", "steps", "scale", "batch_size"):
@@ -194,7 +191,7 @@ class EnsembleConfig:
         if len(set(quantiles)) != len(quantiles):
             raise ValueError(f"quantiles must differ from each other, got {list(quantiles)}")
         object.__setattr__(self, "quantiles", quantiles)
-        if not getattr(_REPLACING, "active", False):
+        if note_choices:
             self._note_choices({f.name for f in dataclasses.fields(self)})
 
     def _note_choices(self, fields: set[str]) -> None:
@@ -229,11 +226,7 @@ class EnsembleConfig:
             # steps that were the old sampler's default become the new sampler's
             if self.steps == default_steps(self.sampler):
                 changes["steps"] = None
-        _REPLACING.active = True
-        try:
-            copy = dataclasses.replace(self, **changes)
-        finally:
-            _REPLACING.active = False
+        copy = dataclasses.replace(self, **changes, note_choices=False)
         copy._note_choices(set(changes))
         return copy
 

@@ -1160,7 +1160,6 @@ def observation_setup(
     ``u@850``, :attr:`Prior.channel_names`) or one number for all."""
     if nan not in ("drop", "error"):
         raise ValueError(f"nan must be 'drop' or 'error', got {nan!r}")
-    stations = station_observations(stations, prior.variables)
     if isinstance(coarse, xr.DataArray):
         coarse = {prior.variables[0]: coarse}
     coarse, by_variable = in_model_units(

@@ -33,6 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hdm.data.stores import read_manifest
+from hdm.hilbert.training import plain_values
 from hdm.pipelines.batch_store import StoreConflict, check_writable_folder, config_differences
 from hdm.pipelines.cluster import BatchError
 from hdm.pipelines.config import DownscaleRunConfig, TimesConfig
@@ -156,7 +157,7 @@ def _config_differences(
         if not isinstance(recorded, dict):
             continue
         current = _sampling(_job(cfg, path, out), sha)
-        recorded = json.loads(json.dumps(recorded))
+        recorded = plain_values(recorded)
         recorded["inputs"] = {
             k: v for k, v in (recorded.get("inputs") or {}).items() if k not in ("truth", "coarse")
         }
@@ -168,7 +169,7 @@ def _config_differences(
                 # resolved by each run (a number, or off)
                 current["ensemble"].pop(name)
                 (recorded.get("ensemble") or {}).pop(name, None)
-        current = json.loads(json.dumps(current))  # tuples as lists, as recorded
+        current = plain_values(current)  # tuples as lists, as recorded
         diff = config_differences(recorded, current)
         if diff:
             stores.append(str(out))

@@ -520,14 +520,7 @@ RUN_FILES = (
 #: when checkpoints are written and bfloat16 autocast (the device); and ``optim.batch_size``
 #: where the global batch stays (W processes resume as one). Everything else (data, noise,
 #: schedule, model, statics, the other optimiser settings) must be the checkpoint's.
-RESUMABLE_KEYS = (
-    "name",
-    "sample",
-    "optim.steps",
-    "optim.lr",
-    "optim.checkpoint_every",
-    "optim.amp",
-)
+RESUMABLE_KEYS = ("name", "sample", *(f"optim.{k}" for k in training.RESUMABLE_OPTIM))
 
 #: the entries of a checkpoint's metadata that describe its training data: a resumed run
 #: must read the same (the same file, variables, units, period and fields)
