@@ -529,7 +529,7 @@ def check_stations_against_coarse(
         field = coarse.get(var)
         if field is None or prior.levels_of(var) or obs.sizes.get("obs", 0) == 0:
             continue
-        where = match_times(obs["time"].values, times, tolerance)
+        where = match_times(obs["time"].values, times, tolerance, say=False)  # said later
         rows = np.flatnonzero((where >= 0) & np.isfinite(obs["value"].values))
         if rows.size == 0:
             continue
@@ -647,11 +647,16 @@ def check_station_overlap(
 
 
 def match_times(
-    obs_times: np.ndarray, field_times: np.ndarray, tolerance: str | pd.Timedelta
+    obs_times: np.ndarray,
+    field_times: np.ndarray,
+    tolerance: str | pd.Timedelta,
+    *,
+    say: bool = True,
 ) -> np.ndarray:
     """Index of the nearest field time of every observation; −1 where none lies within
     ``tolerance``: outside the field's span, or between field times (hourly station
-    reports with 6-hourly fields; those left out are counted in a log line)."""
+    reports with 6-hourly fields; those left out are counted in a log line, unless
+    ``say`` is False: a check that matches the same reports again)."""
     tolerance = pd.Timedelta(tolerance)
     ft = field_times.astype("datetime64[ns]").astype(np.int64)
     ot = obs_times.astype("datetime64[ns]").astype(np.int64)
@@ -665,7 +670,7 @@ def match_times(
     tol = tolerance.value
     inside = (ot >= ft[0] - tol) & (ot <= ft[-1] + tol)
     between = inside & (dist > tol)
-    if between.any():
+    if say and between.any():
         log.info(
             "%d station observation(s) lie between the field times (more than %s from "
             "each) and are not used", int(between.sum()), tolerance,
