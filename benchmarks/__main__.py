@@ -171,6 +171,11 @@ STUDIES: dict[str, Entry] = {
         "UK t2m: the teleport Gaussian shrunk toward the low-passed Q, both validation splits",
         "uk-gaussian-shrinkage",
     ),
+    "uk_teleport_scale": Entry(
+        "benchmarks.studies.uk_teleport_scale",
+        "UK t2m: the teleport Gaussian widened to N(m, s² C), both validation splits",
+        "uk-teleport-scale",
+    ),
     "uk_network_ensemble": Entry(
         "benchmarks.studies.uk_network_ensemble",
         "UK t2m: one network against an ensemble of K seeds' networks, both validation splits",

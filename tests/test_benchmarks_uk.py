@@ -286,12 +286,15 @@ def test_the_evaluation_table_marks_the_ensemble_against_the_best_baseline():
         "spectrum_ratio": 1.0, "laplacian_ratio_sea": 1.0, "laplacian_ratio_land": 1.0,
         "s_per_field": 10.0, "best_baseline_rmse": {"baseline": "oi", "value": 0.5},
         "best_baseline_crps": {"baseline": "oi", "value": 0.3},
+        "coverage90_kriging": 0.84, "coverage90_oi": 0.76,
     }  # fmt: skip
     (line,) = table_rows([row])
     assert line.count("|") == HEADER.splitlines()[0].count("|")
     # RMSE beats kriging but loses to OI by 10 %; CRPS beats both
     assert "0.550 ✓ | 0.800 | 0.500 | 0.500 oi, ens. 0.550 ✗ (+10 %)" in line
     assert "0.300 oi, ens. 0.280 ✓" in line
+    # the linear baselines' own 90 % coverage stands beside the ensemble's
+    assert "| 0.900 ✓ | 0.840 / 0.760 |" in line
 
 
 def test_generalisation_compares_the_training_tail_with_an_unseen_period(tiny_model):

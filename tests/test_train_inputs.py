@@ -215,6 +215,13 @@ def test_a_relative_data_path_is_recorded_absolute(three_days, tmp_path, monkeyp
         training_spec(gone)
 
 
+def test_a_file_whose_name_holds_glob_characters_is_that_file(three_days, tmp_path):
+    path = write(three_days, tmp_path / "uk[1].nc")  # a glob for uk1.nc, which is absent
+    data = gridded_training_data(config(mine(str(path))))
+    assert data.tensor.shape == (72, 1, 33, 49)
+    assert training_spec(data.metadata).path == str(path)
+
+
 # ------------------------------------------------------------------ the output folder
 
 

@@ -217,10 +217,11 @@ def _has_wildcards(path: str) -> bool:
 
 
 def _matches_nothing(path: str) -> bool:
-    """Whether a file, folder or glob ``path`` names nothing that exists."""
-    if _has_wildcards(path):
-        return not glob.glob(os.path.expanduser(path))
-    return not Path(path).expanduser().exists()
+    """Whether a file, folder or glob ``path`` names nothing that exists (a real file
+    whose name holds glob characters, ``a[1].nc``, exists as itself)."""
+    if Path(path).expanduser().exists():
+        return False
+    return not _has_wildcards(path) or not glob.glob(os.path.expanduser(path))
 
 
 def recorded_path(spec: GriddedSpec) -> str:
