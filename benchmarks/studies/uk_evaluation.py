@@ -305,10 +305,10 @@ the no-station row; spread–skill in [0.85, 1.15]; coverage within 0.05 of nomi
 spectrum ratio and the speckle numbers (members' mean squared Laplacian over the truth's,
 sea: land fraction ≤ 0.1, land: ≥ 0.9) in [0.8, 1.25]. A miss says by how much.
 "cov. 90 % kriging / OI": how often the truth lies within ±1.645 std of those baselines
-(their calibration on the same inputs, for comparison; not a target). OI is optimal interpolation of the same inputs with the training fields' own covariance
-(a stronger linear baseline than kriging's stationary kernel, not a target of the issue);
-each "best baseline" cell marks the ensemble against the best of bilinear, bicubic,
-kriging and OI.
+(their calibration on the same inputs, for comparison; not a target). OI is optimal
+interpolation of the same inputs with the training fields' own covariance (a stronger
+linear baseline than kriging's stationary kernel, not a target of the issue); each "best
+baseline" cell marks the ensemble against the best of bilinear, bicubic, kriging and OI.
 
 {HEADER}
 {chr(10).join(table_rows(rows))}
