@@ -129,3 +129,128 @@ def test_process_new_a_bad_replacement_keeps_the_store_and_is_retried(setup, cap
     _replace(path, _day(24))
     assert main(args) == 0
     assert _store_time(store) == _day(24).time.values[0]
+
+
+# ------------------------------------------------------ operational conditions (cron)
+
+
+def test_process_new_runs_a_config_whose_input_is_a_coarse_file(setup, tmp_path, capsys):
+    from hdm.data.coarsen import coarse_grain
+    from hdm.data.open import open_fields
+
+    inbox, outdir, args = setup
+    config = tmp_path / "coarse.yaml"
+    daily = Path(args[args.index("--config") + 1]).read_text().splitlines()
+    kept = [line for line in daily if not line.startswith(("inputs:", "stations:"))]
+    config.write_text("\n".join([*kept, "inputs: {coarse: placeholder.nc}", ""]))
+    coarse = coarse_grain(open_fields(UK_FILE, "t2m").isel(time=slice(0, 1)).load(), 4)
+    _replace(inbox / "c.nc", coarse)
+    args = [*args[:2], str(config), *args[3:]]
+    assert main(args) == 0, capsys.readouterr().err
+    with xr.open_zarr(outdir / "c.zarr", consolidated=False) as ds:
+        # the stored coarse input is the inbox file's cells, not a coarse-grained truth
+        np.testing.assert_allclose(ds["t2m_coarse"].values[0], coarse["t2m"].values[0], atol=1e-4)
+        assert np.isfinite(ds["t2m"].values).all()
+
+
+def test_process_new_leaves_the_inbox_to_a_run_that_holds_the_out_dir(setup, capsys):
+    from hdm.pipelines.schedule import exclusive_out_dir
+
+    inbox, outdir, args = setup
+    _replace(inbox / "a.nc", _day(0))
+    outdir.mkdir()
+    with exclusive_out_dir(outdir):  # as a cron run still working would
+        assert main(args) == 3
+        err = capsys.readouterr().err
+        assert f"another hdm process-new run (pid {os.getpid()}) is working in {outdir}" in err
+        assert not (outdir / "a.zarr").exists()
+    assert main(args) == 0  # the lock goes with its holder
+    assert read_manifest(outdir / "a.zarr")["status"] == "complete"
+
+
+def test_a_killed_runs_temporary_store_is_removed_by_the_next(setup, tmp_path):
+    inbox, outdir, args = setup
+    outdir.mkdir()
+    dead = 2**22 + 12345  # above Linux's default pid_max
+    with pytest.raises(ProcessLookupError):
+        os.kill(dead, 0)
+    stale = outdir / f".a.zarr.creating-{dead}"
+    (stale / "t2m").mkdir(parents=True)
+    alive = outdir / f".a.zarr.creating-{os.getppid()}"  # a live process's: left alone
+    alive.mkdir()
+    _replace(inbox / "a.nc", _day(0))
+    assert main(args) == 0
+    assert not stale.exists() and alive.exists()
+    assert read_manifest(outdir / "a.zarr")["status"] == "complete"
+
+
+def test_process_new_names_entries_it_cannot_use_and_does_the_rest(setup, capsys):
+    inbox, outdir, args = setup
+    args = [*args, "--pattern", "*.nc*"]
+    _replace(inbox / "same.nc", _day(0))
+    _replace(inbox / "same.nc4", _day(24))  # both would make same.zarr
+    (inbox / "store.nc").mkdir()  # a folder (a zarr store) matching the pattern
+    (inbox / "gone.nc").symlink_to(inbox / "nowhere.nc")
+    _replace(inbox / "good.nc", _day(0))
+    _replace(inbox / ".partial.nc", _day(0))  # hidden: a download not finished
+    with open(bytes(inbox) + b"/caf\xe9.nc", "wb") as f:  # a Latin-1 name
+        f.write((inbox / "good.nc").read_bytes())
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "same.nc4 would be written to the same store" in err
+    assert "same.nc would be written to the same store" in err
+    assert "a folder, not a file" in err and "store.nc" in err
+    assert "a broken symbolic link" in err and "gone.nc" in err
+    assert "its name is not valid UTF-8" in err
+    assert read_manifest(outdir / "good.zarr")["status"] == "complete"
+    made = sorted(p.name for p in outdir.iterdir() if not p.name.startswith(".hdm"))
+    assert made == ["good.zarr", "good.zarr.config.yaml", "good.zarr.input.json"]
+    assert main(args) == 2  # still there, still named: not taken as done
+
+
+def test_an_input_replaced_while_it_is_downscaled_is_a_failure_and_made_again(
+    setup, capsys, monkeypatch
+):
+    import hdm.pipelines.job as job
+
+    inbox, outdir, args = setup
+    path, store = inbox / "latest.nc", outdir / "latest.zarr"
+    _replace(path, _day(0))
+    run = job.run_downscale_job
+
+    def replaced_midway(*a, **k):
+        out = run(*a, **k)
+        _replace(path, _day(24))  # the next file lands before the run has finished
+        return out
+
+    monkeypatch.setattr(job, "run_downscale_job", replaced_midway)
+    assert main(args) == 1
+    assert "changed while it was being downscaled" in capsys.readouterr().err
+    monkeypatch.setattr(job, "run_downscale_job", run)
+    assert main(args) == 0  # made again from the file as it is now
+    assert _store_time(store) == _day(24).time.values[0]
+    assert main(args) == 3
+
+
+def test_a_bad_new_input_leaves_no_record_behind(setup):
+    inbox, outdir, args = setup
+    (inbox / "broken.nc").write_bytes(b"CDF\x01 truncated")
+    assert main(args) == 2
+    assert not (outdir / "broken.zarr.input.json").exists()
+    assert not (outdir / "broken.zarr").exists()
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does_with_its_own_exit_code(monkeypatch, capsys):
+    import signal
+
+    import hdm.pipelines.cli as cli
+
+    def killed(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setitem(cli.COMMANDS, "config", killed)
+    assert main(["config", "show", "x.yaml"]) == 143
+    assert "hdm: terminated (SIGTERM)" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before  # put back for the caller

@@ -12,6 +12,8 @@ store killed at any point is resumed by running the chunks without a marker.
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import logging
 import os
@@ -56,6 +58,7 @@ __all__ = [
     "finish_store",
     "open_for_run",
     "read_markers",
+    "remove_stale_creations",
     "write_marker",
 ]
 
@@ -217,14 +220,52 @@ def open_for_run(
     return manifest
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_creations(store: Path) -> list[Path]:
+    """Remove the temporary folders ``.<store>.creating-PID`` that runs killed while
+    creating ``store`` left (their process is gone); returns them. A folder of a process
+    still running on this machine is left to it."""
+    removed = []
+    for tmp in store.parent.glob(f".{glob.escape(store.name)}.creating-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
 def create_atomically(store: Path, *args, **kwargs) -> None:
     """:func:`create_store` into a temporary folder renamed into place: a store with a
-    manifest is whole, or absent."""
+    manifest is whole, or absent. The temporary folder goes on any error, and those of
+    killed runs (:func:`remove_stale_creations`) before it is made; a store another run
+    put in place meanwhile is a :class:`StoreConflict`, not an OS error."""
+    remove_stale_creations(store)
     tmp = store.with_name(f".{store.name}.creating-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    create_store(tmp, *args, **kwargs)
-    os.replace(tmp, store)
+    try:
+        create_store(tmp, *args, **kwargs)
+        os.replace(tmp, store)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if store.exists() and exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR):
+            raise StoreConflict(
+                f"another run created {store} while this one was creating it: run again "
+                "(it resumes that store) or write to another --out"
+            ) from None
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def finish_store(store: Path, markers: dict[int, dict], manifest: dict) -> None:

@@ -32,7 +32,8 @@ Exit codes (what a scheduler or cron wrapper tests): 0 done; 1 a run failed (tra
 diverged, a batch chunk failed: the chunks done are kept, rerun with --resume); 2 bad
 input (a config, file, name, grid, store or scheduler that cannot be used), with a
 one-line message naming the problem; 3 nothing new to do (every chunk of the output is
-already done); 130 interrupted.
+already done); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM, as SLURM sends at a
+job's time limit): both stop the way Ctrl-C does, the chunks done kept for ``--resume``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -420,6 +422,9 @@ def _process_new(args) -> int:
         print(f"failed: {path}", file=sys.stderr)
     for path in result["bad_input"]:
         print(f"bad input (skipped): {path}", file=sys.stderr)
+    if result["status"] == "busy":
+        print(f"hdm: {result['message']}", file=sys.stderr)
+        return EXIT_NOTHING_TO_DO
     if result["status"] == "nothing to do":
         print(f"nothing new in {args.inbox}")
         return EXIT_NOTHING_TO_DO
@@ -529,6 +534,23 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"hdm: warning: {message}\n"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a run stops as on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
+def _on_sigterm() -> object:
+    """Make SIGTERM stop the command as Ctrl-C does (the previous handler is returned;
+    None where signals cannot be set, outside the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (a notebook's worker)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in HUGE_PAGE_COMMANDS:
@@ -546,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     formatwarning = warnings.formatwarning
     if not args.verbose:  # one line per warning, not the source line it was raised from
         warnings.formatwarning = _one_line_warning
+    previous_sigterm = _on_sigterm()
     try:
         return COMMANDS[args.command](args)
     except TrainingDiverged as exc:
@@ -567,11 +590,16 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"hdm: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Terminated:
+        print("hdm: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("hdm: interrupted", file=sys.stderr)
         return 130
     finally:
         warnings.formatwarning = formatwarning
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":

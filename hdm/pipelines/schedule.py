@@ -21,14 +21,24 @@ checked); a store made before this record counts as complete. Complete stores ma
 another config are kept, with one warning naming the keys that differ. The output folder
 is checked first (one line naming it, exit 2), and an error writing a store is a failed
 run (exit 1), not a bad input file.
+
+Operational conditions: one run at a time works in an output folder
+(:func:`exclusive_out_dir`; a cron job started while the last still runs leaves, exit
+3); entries matching the pattern that cannot be inputs (folders, broken links, names
+that are not UTF-8, two files making one store) are named and skipped as bad input;
+hidden entries are not looked at; a file that changes while it is downscaled (read chunk
+by chunk) is a failed run whose store the next run makes again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,12 +50,52 @@ from hdm.pipelines.config import DownscaleRunConfig, TimesConfig
 
 log = logging.getLogger("hdm")
 
-__all__ = ["check_out_dir", "input_identity", "new_inputs", "process_new"]
+__all__ = [
+    "OutDirBusy",
+    "check_out_dir",
+    "exclusive_out_dir",
+    "input_identity",
+    "new_inputs",
+    "process_new",
+]
 
 #: the sidecar beside ``<stem>.zarr`` recording the input file the store was made from
 INPUT_SUFFIX = ".input.json"
 #: errors that are the output side's whichever file raised them
 _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+#: the lock file in the output folder that one run at a time holds (cron overlaps)
+LOCK_NAME = ".hdm-process-new.lock"
+
+
+class OutDirBusy(RuntimeError):
+    """Another ``hdm process-new`` run holds the output folder's lock."""
+
+
+@contextlib.contextmanager
+def exclusive_out_dir(out_dir: Path) -> Iterator[None]:
+    """Hold ``OUT-DIR/.hdm-process-new.lock`` (an advisory ``flock``, released by the
+    kernel when the process ends, ``kill -9`` included) for the run, so that a cron job
+    started while the last one still works leaves the folder to it instead of writing the
+    same stores; :class:`OutDirBusy` naming the holder's pid when it is held."""
+    path = out_dir / LOCK_NAME
+    handle = open(path, "a+")  # held open for the run: the lock lasts as long
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise OutDirBusy(
+                f"another hdm process-new run (pid {holder}) is working in {out_dir}: this "
+                "one leaves it the inputs (nothing done)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 def input_identity(path: Path) -> dict:
@@ -81,30 +131,69 @@ def _is_complete(store: Path) -> bool:
     return bool(manifest) and manifest.get("status") == "complete"
 
 
-def _scan(inbox: Path, out_dir: Path, pattern: str) -> list[tuple[Path, Path, str]]:
-    """(input file, output store, state) for every input: state is ``complete``, ``new``
-    (no complete store: made or resumed) or ``changed`` (its store was made from a file
-    of another size or time: made again)."""
+def _unusable_reason(f: Path) -> str | None:
+    """Why the inbox entry ``f`` (matching the pattern) cannot be an input, or None."""
+    try:
+        f.name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8 (the store's name would not be): rename it"
+    if f.is_symlink() and not f.exists():
+        return f"a broken symbolic link (to {os.readlink(f)})"
+    if f.is_dir():
+        return (
+            "a folder, not a file (a zarr store?): process-new takes files; downscale a "
+            "store with hdm downscale --config ... --set inputs.truth=STORE (or inputs.coarse)"
+        )
+    if not f.is_file():
+        return "not a regular file"
+    return None
+
+
+def _scan(
+    inbox: Path, out_dir: Path, pattern: str
+) -> tuple[list[tuple[Path, Path, str]], list[tuple[Path, str]]]:
+    """(inputs, unusable): (input file, output store, state) for every input, state
+    ``complete``, ``new`` (no complete store: made or resumed) or ``changed`` (its store
+    was made from a file of another size or time: made again); and (entry, why) for the
+    entries matching ``pattern`` that cannot be inputs: folders, broken links, names
+    that are not UTF-8, and files whose stores would be the same (``a.nc`` and
+    ``a.nc4`` both make ``a.zarr``). Hidden entries (``.name``, e.g. a download's
+    temporary file) are not looked at, as a shell's ``*`` does not match them."""
     if not inbox.is_dir():
         raise FileNotFoundError(f"the inbox {inbox} is not a directory")
-    found = []
+    candidates, unusable = [], []
     for f in sorted(inbox.glob(pattern)):
-        if not f.is_file():
+        if f.name.startswith("."):
             continue
+        why = _unusable_reason(f)
+        if why is None:
+            candidates.append(f)
+        else:
+            unusable.append((f, why))
+    by_store: dict[str, list[Path]] = {}
+    for f in candidates:
+        by_store.setdefault(f.stem, []).append(f)
+    found = []
+    for f in candidates:
         out = out_dir / f"{f.stem}.zarr"
+        same = by_store[f.stem]
+        if len(same) > 1:
+            others = ", ".join(g.name for g in same if g != f)
+            unusable.append((f, f"{others} would be written to the same store {out}: rename one"))
+            continue
         recorded = _recorded_identity(out)
         changed = recorded is not None and recorded != input_identity(f)
         if changed and out.exists():
             found.append((f, out, "changed"))
         else:
             found.append((f, out, "complete" if _is_complete(out) else "new"))
-    return found
+    return found, unusable
 
 
 def new_inputs(inbox: Path, out_dir: Path, pattern: str = "*.nc") -> list[tuple[Path, Path]]:
     """(input file, output store) pairs whose store is missing, incomplete, or was made
     from a file since replaced under the same name."""
-    found = _scan(Path(inbox), Path(out_dir), pattern)
+    found, _ = _scan(Path(inbox), Path(out_dir), pattern)
     return [(f, out) for f, out, state in found if state != "complete"]
 
 
@@ -117,7 +206,7 @@ def _job(cfg: DownscaleRunConfig, path: Path, out: Path) -> DownscaleRunConfig:
     inputs = (
         replace(cfg.inputs, truth=str(path))
         if cfg.inputs.truth
-        else replace(cfg.inputs, coarse=str(path), truth="")
+        else replace(cfg.inputs, coarse=str(path), truth=None)
     )
     return replace(
         cfg,
@@ -205,16 +294,43 @@ def process_new(
     run_id: str | None = None,
 ) -> dict:
     """Downscale every new input file; returns ``processed``, ``failed`` (runs that
-    failed, or whose output could not be written), ``bad_input`` (files skipped as
-    unusable), ``other_config`` (complete stores made with another config: kept) and
-    ``status``."""
-    from hdm.pipelines.job import run_downscale_job
-
+    failed, whose output could not be written, or whose file changed while it was read),
+    ``bad_input`` (files skipped as unusable), ``other_config`` (complete stores made
+    with another config: kept) and ``status`` ("done", "failed", "nothing to do", or
+    "busy" when another run holds the output folder, :func:`exclusive_out_dir`)."""
     inbox, out_dir = Path(inbox), Path(out_dir)
-    found = _scan(inbox, out_dir, pattern)
-    todo = [(f, out, state) for f, out, state in found if state != "complete"]
+    result = {"processed": [], "failed": [], "bad_input": [], "other_config": []}
+    found, unusable = _scan(inbox, out_dir, pattern)
+    if not unusable and all(state == "complete" for _, _, state in found):
+        _warn_other_config(cfg, found, out_dir, result)
+        log.info("no new input in %s (%s): nothing to do", inbox, pattern)
+        return {"status": "nothing to do", **result}
+    check_out_dir(out_dir)
+    try:
+        with exclusive_out_dir(out_dir):
+            # again under the lock: a run that held it may have finished some inputs
+            found, unusable = _scan(inbox, out_dir, pattern)
+            _warn_other_config(cfg, found, out_dir, result)
+            for path, why in unusable:
+                log.error("%s: bad input, left in the inbox: %s", path, why)
+                result["bad_input"].append(str(path))
+            todo = [(f, out, state) for f, out, state in found if state != "complete"]
+            if not todo and not unusable:
+                log.info("no new input in %s (%s): nothing to do", inbox, pattern)
+                return {"status": "nothing to do", **result}
+            for path, out, state in todo:
+                _process_one(cfg, path, out, state, out_dir, progress, run_id, result)
+    except OutDirBusy as exc:
+        log.warning("%s", exc)
+        return {"status": "busy", "message": str(exc), **result}
+    status = "failed" if result["failed"] or result["bad_input"] else "done"
+    return {"status": status, **result}
+
+
+def _warn_other_config(cfg: DownscaleRunConfig, found: list, out_dir: Path, result: dict) -> None:
     complete = [(f, out) for f, out, state in found if state == "complete"]
     other_config, keys = _config_differences(cfg, complete) if complete else ([], [])
+    result["other_config"] = other_config
     if other_config:
         log.warning(
             "%d store(s) in %s were made with another config (%s): they are kept; remove "
@@ -223,40 +339,77 @@ def process_new(
             out_dir,
             "; ".join(keys[:6]),
         )
-    result = {"processed": [], "failed": [], "bad_input": [], "other_config": other_config}
-    if not todo:
-        log.info("no new input in %s (%s): nothing to do", inbox, pattern)
-        return {"status": "nothing to do", **result}
-    check_out_dir(out_dir)
-    processed, failed, bad_input = result["processed"], result["failed"], result["bad_input"]
-    for path, out, state in todo:
-        job = _job(cfg, path, out)
-        overwrite = state == "changed"
-        if overwrite:
-            log.info("input %s changed since its store was made: downscaling it again", path)
-        else:
-            log.info("new input %s -> %s", path, out)
-        try:
-            identity = input_identity(path)
-            if not out.exists():  # the file the store is made from, should the run stop
-                _record_identity(out, path, identity)
-            run_downscale_job(
-                job, resume=not overwrite, overwrite=overwrite, progress=progress, run_id=run_id
-            )
+
+
+def _process_one(
+    cfg: DownscaleRunConfig,
+    path: Path,
+    out: Path,
+    state: str,
+    out_dir: Path,
+    progress: bool,
+    run_id: str | None,
+    result: dict,
+) -> None:
+    """Downscale one input into ``out`` and file it under ``result``'s lists."""
+    from hdm.pipelines.job import run_downscale_job
+
+    job = _job(cfg, path, out)
+    overwrite = state == "changed"
+    if overwrite:
+        log.info("input %s changed since its store was made: downscaling it again", path)
+    else:
+        log.info("new input %s -> %s", path, out)
+    recorded_here = False
+    try:
+        identity = input_identity(path)
+        if not out.exists():  # the file the store is made from, should the run stop
             _record_identity(out, path, identity)
-            processed.append(str(out))
-        except BatchError as exc:
-            log.error("%s failed: %s", path, exc)
-            failed.append(str(path))
-        except OSError as exc:
-            if not _output_side(exc, out_dir):
-                log.error("%s: bad input, left in the inbox: %s", path, exc)
-                bad_input.append(str(path))
-                continue
-            log.error("%s: cannot write its output %s: %s", path, out, exc)
-            failed.append(str(path))
-        except (ValueError, KeyError) as exc:  # this file's input: the rest go on
+            recorded_here = True
+        run_downscale_job(
+            job, resume=not overwrite, overwrite=overwrite, progress=progress, run_id=run_id
+        )
+        _record_identity(out, path, identity)
+    except BatchError as exc:
+        log.error("%s failed: %s", path, exc)
+        result["failed"].append(str(path))
+        return
+    except OSError as exc:
+        if not _output_side(exc, out_dir):
             log.error("%s: bad input, left in the inbox: %s", path, exc)
-            bad_input.append(str(path))
-    status = "failed" if failed or bad_input else "done"
-    return {"status": status, **result}
+            result["bad_input"].append(str(path))
+            _forget_unmade(out, recorded_here)
+            return
+        log.error("%s: cannot write its output %s: %s", path, out, exc)
+        result["failed"].append(str(path))
+        return
+    except (ValueError, KeyError) as exc:  # this file's input: the rest go on
+        log.error("%s: bad input, left in the inbox: %s", path, exc)
+        result["bad_input"].append(str(path))
+        _forget_unmade(out, recorded_here)
+        return
+    if _changed_since(path, identity):
+        # read chunk by chunk: the store may mix the file before and after; the identity
+        # recorded is the one it started from, so the next run makes it again
+        log.error(
+            "%s changed while it was being downscaled (replaced or still being written): "
+            "%s may mix the old and the new file; the next run downscales it again",
+            path,
+            out,
+        )
+        result["failed"].append(str(path))
+        return
+    result["processed"].append(str(out))
+
+
+def _changed_since(path: Path, identity: dict) -> bool:
+    try:
+        return input_identity(path) != identity
+    except OSError:  # removed meanwhile: the store is what the file was
+        return False
+
+
+def _forget_unmade(out: Path, recorded_here: bool) -> None:
+    """Remove the identity recorded for a store that was never made (a bad input)."""
+    if recorded_here and not out.exists():
+        _sidecar(out).unlink(missing_ok=True)
