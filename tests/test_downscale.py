@@ -934,3 +934,23 @@ def test_station_longitudes_in_0_360_are_stored_in_the_grids_convention(tiny_mod
     ref = downscale(tiny_model, coarse=coarse_grain(truth, 4), stations=obs, **kw)
     np.testing.assert_allclose(ds["obs_lon"].values, ref["obs_lon"].values)
     np.testing.assert_array_equal(ds["t2m"].values, ref["t2m"].values)
+
+
+def test_dps_by_default_takes_the_normalised_step_that_does_not_run_away():
+    """DPS's plain step (ζ = 1) has a gain of order ‖A C Aᵀ‖/σ_y² with the coarse cells'
+    small default noise and runs away on the shipped prior; its default is the normalised
+    step (ζ = 3) the closed-form GRF check chose, which downscales a training-period field
+    to well within the coarse cells' own error."""
+    from hdm.conditioning.ensembles import SamplingDiverged
+    from hdm.domains.shipped import shipped_checkpoint
+    from hdm.downscaling.prior import load_prior
+
+    uk = GRIDDED_DATASETS["uk_t2m"].resolved_path()
+    truth = open_fields(uk, "t2m", time=slice("2019-03-20T00", "2019-03-20T00"))["t2m"].load()
+    prior, coarse = load_prior(shipped_checkpoint("uk_t2m")), coarse_grain(truth, 4)
+    run = {"members": 2, "steps": 8, "guidance": "dps", "progress": False}
+    with pytest.raises(SamplingDiverged, match="ran away"):
+        downscale(prior, coarse, guidance_options={"normalise": False, "scale": 1.0}, **run)
+    ds = downscale(prior, coarse, **run)
+    rmse = float(np.sqrt(((ds["t2m_mean"].values - truth.values) ** 2).mean()))
+    assert np.isfinite(ds["t2m"].values).all() and rmse < 0.5

@@ -198,3 +198,22 @@ def test_v3_without_statistics_names_the_command(tiny_model, tmp_path, capsys):
 
     with pytest.raises(SolverStatisticsError, match=r"has none .*hdm model-stats"):
         check_solver_statistics(tiny_model, tiny_model.grid, "v3")
+
+
+def test_hdm_downscale_with_v3_and_no_statistics_refuses_before_making_a_store(
+    tiny_model, tmp_path, capsys
+):
+    from hdm.pipelines.cli import main
+
+    out = tmp_path / "v3.zarr"
+    run = ["downscale", tiny_model.path, "--truth", str(_uk_file()), "--factor", "4"]
+    times = ["--times", "2019-03-25T00", "2019-03-25T00", "--members", "2", "--steps", "3"]
+    assert main([*run, *times, "--sampler", "v3", "--out", str(out), "--no-progress"]) == 2
+    assert "hdm model-stats" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".v3.zarr*"))
+
+
+def _uk_file():
+    from hdm.domains.atmosphere import GRIDDED_DATASETS
+
+    return GRIDDED_DATASETS["uk_t2m"].resolved_path()

@@ -15,7 +15,8 @@ r = y − A D(x_t), the likelihood approximations are:
 
 - :class:`DPS` (Chung et al. 2023): p(y | x_t) ≈ N(y; A D, Σ_y), so
   D̃ = D + ζ (σ²/α) Q Jᵀ Aᵀ Σ_y⁻¹ r, one vector–Jacobian product per evaluation;
-  ``normalise=True`` divides the step by ‖Σ_y^{-1/2} r‖ (Chung's ζ/‖y − A D‖ rule).
+  ``normalise=True`` (the default) divides the step by ‖Σ_y^{-1/2} r‖ (Chung's
+  ζ/‖y − A D‖ rule).
 - :class:`CovarianceAware` (SDA, Rozet & Louppe 2023; the heuristic of Chakraborty et al.
   2025): p(y | x_t) ≈ N(y; A D, Σ_y + γ (σ/α)² A Q Aᵀ); the (n_obs × n_obs) matrix is
   factorised directly (A Q Aᵀ is computed once per grid with n_obs applications of Q).
@@ -176,12 +177,18 @@ class Guidance(ABC):
 
 
 class DPS(Guidance):
-    """Diffusion posterior sampling with step scale ζ (``scale``)."""
+    """Diffusion posterior sampling with step scale ζ (``scale``).
+
+    The defaults (ζ = 3 with the normalised step) are the setting the closed-form GRF
+    check chose among plain and normalised steps (``benchmarks/downscale.py``,
+    ``choose_dps_options``) and the one its table covers. The plain step (``normalise=
+    False``) has a gain of order ‖A C Aᵀ‖/σ_y² at high noise levels and diverges with the
+    small default noise of coarse cells (2 % of the training std)."""
 
     name = "dps"
 
     def __init__(
-        self, denoiser, operator, y, scale: float = 1.0, normalise: bool = False, callback=None
+        self, denoiser, operator, y, scale: float = 3.0, normalise: bool = True, callback=None
     ):
         super().__init__(denoiser, operator, y, callback)
         if not scale > 0:

@@ -106,8 +106,9 @@ class EnsembleConfig:
             :mod:`hdm.conditioning.inflation`) or a factor λ ≥ 1.
         teleport: "available" (the default): start every member at the ς* recorded with
             the model's ``hdm gaussian-stats`` statistics where it has them for the grid
-            sampled, else from t_max (logged; a model without ``gaussian.pt``, with
-            several channels, or a zero-shot grid); "auto": the same, required (an
+            sampled, else from t_max (logged; a model without ``gaussian.pt``, statistics
+            without a ς* (a model of several channels given no ``--varsigma-star``), or
+            a zero-shot grid); "auto": the same, required (an
             error where it cannot); a level ς* > 0; None ("none"): from t_max. The
             sampler starts from the exact Gaussian posterior pushed to ς*
             (:mod:`hdm.conditioning.teleport`) and spends its ``steps`` below it. On the

@@ -58,6 +58,7 @@ from hdm.data.schema import TIME
 from hdm.data.stores import read_manifest, write_manifest
 from hdm.domains.stations import read_stations, simulate_observations, stations_by_id
 from hdm.downscaling.core import (
+    check_solver_statistics,
     downscale,
     inflation_factor,
     noise_settings,
@@ -284,10 +285,13 @@ def station_input(
 
 def resolve_teleport(cfg: DownscaleRunConfig, prior: Prior) -> DownscaleRunConfig:
     """``ensemble.teleport`` checked before the store exists (statistics present, on the
-    grid sampled, ς* in range), with "auto" written as the model's measured ς*."""
+    grid sampled, ς* in range), with "auto" written as the model's measured ς*; and the
+    model statistics the sampler needs (v3), so that neither is first met in a chunk
+    after an empty store was made."""
     ens = cfg.ensemble
+    grid = target_grid(prior, ens.scale if ens.scale != 1 else None)
+    check_solver_statistics(prior, grid, ens.sampler)
     if ens.teleport is not None:
-        grid = target_grid(prior, ens.scale if ens.scale != 1 else None)
         ens = ens.replace(teleport=resolve_teleport_level(prior, grid, ens.teleport))
     warn_few_steps_from_t_max(ens)
     return replace(cfg, ensemble=ens)
