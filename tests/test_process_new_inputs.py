@@ -254,3 +254,33 @@ def test_sigterm_stops_a_command_as_ctrl_c_does_with_its_own_exit_code(monkeypat
     assert main(["config", "show", "x.yaml"]) == 143
     assert "hdm: terminated (SIGTERM)" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) == before  # put back for the caller
+
+
+def test_a_replacement_killed_midway_is_resumed_not_restarted(setup, caplog, monkeypatch):
+    import hdm.pipelines.batch as batch
+
+    caplog.set_level(logging.INFO, logger="hdm")
+    inbox, outdir, args = setup
+    path, store = inbox / "latest.nc", outdir / "latest.zarr"
+    _replace(path, _day(0))
+    assert main(args) == 0
+    with xr.open_dataset(UK_FILE) as ds:  # the replacement: two times, two chunks
+        _replace(path, ds.isel(time=slice(24, 26)).load())
+    run_chunk, calls = batch.run_chunk, []
+
+    def killed_at_the_second(task):
+        calls.append(task)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as kill stops the run between chunks
+        return run_chunk(task)
+
+    monkeypatch.setattr(batch, "run_chunk", killed_at_the_second)
+    assert main(args) == 130
+    calls.clear()
+    caplog.clear()
+    assert main(args) == 0
+    assert len(calls) == 1  # only the chunk the killed run had not done
+    assert "resuming" in caplog.text and "changed since its store" not in caplog.text
+    with xr.open_zarr(store, consolidated=False) as ds:
+        assert ds.sizes["time"] == 2 and np.isfinite(ds["t2m"].values).all()
+    assert main(args) == 3

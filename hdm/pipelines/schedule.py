@@ -119,10 +119,25 @@ def _recorded_identity(out: Path) -> dict | None:
         return None
 
 
-def _record_identity(out: Path, path: Path, identity: dict) -> None:
+def _pending_identity(out: Path) -> dict | None:
+    """The identity of the file a replacement of ``out`` was started from (None: none
+    under way), so that a run killed while remaking a store resumes it."""
+    try:
+        pending = json.loads(_sidecar(out).read_text())["pending"]
+        return {"size": int(pending["size"]), "mtime_ns": int(pending["mtime_ns"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _record_identity(out: Path, path: Path, identity: dict, pending: dict | None = None) -> None:
+    """Write the identity of the file ``out`` was made from; ``pending``: that of the
+    file a replacement is being made from (kept until it is complete)."""
     sidecar = _sidecar(out)
+    record = {"input": str(path.absolute()), **identity}
+    if pending is not None:
+        record["pending"] = pending
     tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}")
-    tmp.write_text(json.dumps({"input": str(path.absolute()), **identity}, sort_keys=True))
+    tmp.write_text(json.dumps(record, sort_keys=True))
     os.replace(tmp, sidecar)
 
 
@@ -182,9 +197,12 @@ def _scan(
             unusable.append((f, f"{others} would be written to the same store {out}: rename one"))
             continue
         recorded = _recorded_identity(out)
-        changed = recorded is not None and recorded != input_identity(f)
+        current = input_identity(f)
+        changed = recorded is not None and recorded != current
         if changed and out.exists():
-            found.append((f, out, "changed"))
+            # a replacement from this very file, killed before it was complete: resumed
+            remaking = _pending_identity(out) == current and not _is_complete(out)
+            found.append((f, out, "new" if remaking else "changed"))
         else:
             found.append((f, out, "complete" if _is_complete(out) else "new"))
     return found, unusable
@@ -366,6 +384,8 @@ def _process_one(
         if not out.exists():  # the file the store is made from, should the run stop
             _record_identity(out, path, identity)
             recorded_here = True
+        elif overwrite:  # the old store's file stays recorded until the new one is whole
+            _record_identity(out, path, _recorded_identity(out) or identity, pending=identity)
         run_downscale_job(
             job, resume=not overwrite, overwrite=overwrite, progress=progress, run_id=run_id
         )
