@@ -3,6 +3,8 @@ the rest scaled; λ recovered from station residuals; options and errors."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,7 @@ from hdm.hilbert.grids import LatLonGrid
 from hdm.hilbert.process import ForwardProcess
 from hdm.hilbert.schedules import CosineVP
 
+SHIPPED = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "shallow_water"
 GRID = LatLonGrid.regular((50.0, 55.5), (-6.0, 1.5), (12, 16))  # 0.5° spacing
 STATIONS = ((51.2, -4.1), (52.7, -1.3), (53.9, 0.4), (54.6, -3.3), (50.9, -0.2), (52.1, -5.2))
 
@@ -127,3 +130,126 @@ def test_options_are_checked():
         InflationConfig(bounds=(2.0, 1.0))
     with pytest.raises(ValueError, match="at least 2 prior draws"):
         InflationConfig(draws=1)
+
+
+# ---------------------------------------------------------------- several channels
+
+
+def _two_channel_operator() -> Composite:
+    """Coarse cells of channel 0 and stations of channel 1 (as a joint prior's are)."""
+    coarse = CoarseGrain.from_factor(GRID, 4, noise=0.01, channel=0)
+    stations = PointSample(STATIONS, 0.1, tuple(f"S{i}" for i in range(6)), channel=1)
+    return Composite((coarse, stations))
+
+
+def _two_channel_members(m: int = 8) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(5)
+    return torch.randn((m, 2, *GRID.shape), generator=gen, dtype=torch.float64)
+
+
+def test_inflation_of_two_channels_keeps_every_members_observed_values():
+    op = _two_channel_operator()
+    x = _two_channel_members()
+    out = inflate_members(x, op, np.zeros(op.n_obs()), GRID, 1.5)
+    torch.testing.assert_close(op.apply(out, GRID), op.apply(x, GRID))
+
+
+def test_a_channel_no_observation_reads_is_inflated_whole():
+    """A is the operator over all channels: a channel without rows is all δ_⊥."""
+    op = Composite((CoarseGrain.from_factor(GRID, 4, noise=0.01, channel=0),))
+    x = _two_channel_members()
+    out = inflate_members(x, op, np.zeros(op.n_obs()), GRID, 1.5)
+    torch.testing.assert_close(out[:, 1] - out[:, 1].mean(0), 1.5 * (x[:, 1] - x[:, 1].mean(0)))
+
+
+def test_auto_names_several_coarse_fields():
+    denoiser, _ = _gaussian_prior()
+    coarse = [CoarseGrain.from_factor(GRID, 4, 0.01, f"coarse {v}", c) for c, v in enumerate("hu")]
+    op = Composite((*coarse, PointSample(STATIONS, 0.1)))
+    y = np.zeros((1, op.n_obs()))
+    with pytest.raises(ObservationError, match=r"got several \(coarse h, coarse u\)"):
+        estimate_inflation(denoiser, GRID, op, y, InflationConfig(draws=2))
+
+
+@pytest.fixture(scope="module")
+def sw_state():
+    """One shallow-water state (h, u, v) on the shipped spherical prior's 33 × 64 grid."""
+    import xarray as xr
+
+    from hdm.domains.shallow_water import ShallowWaterConfig, simulate
+    from hdm.hilbert.grids import GlobalGrid
+
+    cfg = ShallowWaterConfig(nlat=33, nlon=64, trajectories=1, states=1, spin_up_hours=48.0)
+    data = simulate(cfg, 0)
+    lat, lon = GlobalGrid.make(33, 64).coords()
+    time = np.array(["2000-01-01T00"], dtype="datetime64[ns]")
+    units = {"h": "m", "u": "m s-1", "v": "m s-1"}
+    return xr.Dataset(
+        {v: (("time", "lat", "lon"), data[:, c], {"units": units[v]}) for c, v in enumerate(units)},
+        coords={"time": time, "lat": lat, "lon": lon},
+    )
+
+
+def _h_stations(state):
+    from hdm.domains.stations import igra2_worldwide, simulate_observations, stations_by_id
+
+    obs = simulate_observations(state["h"], stations_by_id(igra2_worldwide(6)[1]), 0.5, 0)
+    return obs.assign_coords(variable=("obs", np.full(obs.sizes["obs"], "h")))
+
+
+def test_a_number_inflates_a_three_channel_prior_keeping_its_cell_means(sw_state):
+    """hdm.downscale(inflation=1.5) on the shipped h, u, v prior: the members' sphere cell
+    means are those of the same members uninflated, on every channel."""
+    import hdm
+    from hdm.data.coarsen import coarse_grain_sphere
+
+    coarse = coarse_grain_sphere(sw_state, 4)
+    kw = {"members": 2, "steps": 8, "progress": False}
+    runs = [
+        hdm.downscale(SHIPPED, coarse, _h_stations(sw_state), inflation=lam, **kw)
+        for lam in (None, 1.5)
+    ]
+    plain, inflated = (coarse_grain_sphere(r[["h", "u", "v"]], 4) for r in runs)
+    for v in ("h", "u", "v"):
+        scale = float(sw_state[v].std())
+        np.testing.assert_allclose(inflated[v], plain[v], rtol=0, atol=1e-4 * scale, err_msg=v)
+
+
+def test_auto_on_a_three_channel_prior_is_refused_by_its_channels_before_drawing(
+    sw_state, monkeypatch
+):
+    """Only h coarse and h stations: the refusal names the prior's channels (not the
+    covariance's vector pair) and comes before any member is drawn."""
+    import hdm
+    import hdm.downscaling.core as core
+    from hdm.data.coarsen import coarse_grain_sphere
+
+    def drawn(*args, **kwargs):
+        raise AssertionError("members drawn before the refusal")
+
+    monkeypatch.setattr(core, "_draw_ensemble", drawn)
+    coarse = coarse_grain_sphere(sw_state, 4)[["h"]]
+    with pytest.raises(
+        ObservationError,
+        match=r"^inflation 'auto' is estimated for one-channel priors; the model \S+ has 3 "
+        r"channels \(h, u, v\): give a number \(the same λ for every channel\) or none$",
+    ):
+        hdm.downscale(SHIPPED, coarse, _h_stations(sw_state), inflation="auto", progress=False)
+
+
+def test_hdm_downscale_auto_on_a_three_channel_prior_exits_2_and_leaves_no_store(
+    sw_state, tmp_path, capsys
+):
+    from hdm.domains.stations import igra2_worldwide
+    from hdm.pipelines.cli import main
+
+    truth = tmp_path / "sw.nc"
+    sw_state.to_netcdf(truth)
+    out = tmp_path / "out.zarr"
+    args = ["downscale", str(SHIPPED), "--truth", str(truth), "--factor", "4"]
+    args += ["--simulate-stations", ",".join(igra2_worldwide(6)[1]), "--members", "2"]
+    args += ["--steps", "8", "--inflation", "auto", "--out", str(out)]
+    args += ["--no-plots", "--no-progress"]
+    assert main(args) == 2
+    assert "has 3 channels (h, u, v)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sw.nc"]

@@ -33,6 +33,15 @@ The ensemble mean and every member's observed values A x_m are unchanged; the sp
 observations cannot see grows by λ. Fields are in the model's normalised units
 throughout (the operators average, so they commute with the affine normalisation).
 
+On a prior of C channels (variables, levels, a wind pair) x_m is the whole member, of
+C·N values, and A holds the rows of every source on every channel. Each row reads one
+channel, so rows of different channels are orthogonal and AAᵀ is block-diagonal by
+channel: δ_A is the projection of each channel c onto its own rows A_c, made channel by
+channel, and a channel no observation reads is all δ_⊥ (its spread grows by λ). λ itself
+is one number for all channels; "auto" estimates it for one-channel priors only (its
+residuals are those of one variable's stations about that variable's coarse field, and
+the prior draws of a vector prior are not one channel's).
+
 Shapes: members (M, C, *grid.shape); observation values (n_times, n_obs) ordered as the
 operator's rows, NaN where a station has no observation at a time.
 """
@@ -142,11 +151,26 @@ def parse_inflation(value: str | float | None) -> float | str | None:
     return None if factor == 1 else factor
 
 
+def _leaves(operator: ObservationOperator) -> list[ObservationOperator]:
+    """The single-channel sources of an operator, nested composites flattened, in the
+    order of their rows."""
+    if isinstance(operator, Composite):
+        return [leaf for p in operator.parts for leaf in _leaves(p)]
+    return [operator]
+
+
 def _sources(operator: ObservationOperator) -> tuple[CoarseGrain, PointSample, slice, slice]:
     """The coarse and station parts of a composite and where their rows are."""
-    parts = operator.parts if isinstance(operator, Composite) else (operator,)
+    parts = _leaves(operator)
     coarse = [p for p in parts if isinstance(p, CoarseGrain)]
     stations = [p for p in parts if isinstance(p, PointSample)]
+    if len(coarse) > 1 or len(stations) > 1:
+        what = ", ".join(p.name for p in (coarse if len(coarse) > 1 else stations))
+        raise ObservationError(
+            "inflation 'auto' estimates λ from one variable's station residuals about its "
+            f"coarse field: it needs one coarse field and station observations of one "
+            f"variable, got several ({what}); give a number instead"
+        )
     if len(coarse) != 1 or len(stations) != 1:
         raise ObservationError(
             "inflation 'auto' estimates λ from the stations' residuals about the coarse "
@@ -219,10 +243,17 @@ def estimate_inflation(
         values: (n_times, n_obs) normalised observations in the operator's row order.
 
     Raises:
-        ObservationError: the operator has no coarse field or no stations, or no time
-            has both a complete coarse field and a station observation.
+        ObservationError: the operator has no coarse field or no stations, several of
+            either, sources on a channel other than 0 (the estimate is for one-channel
+            priors), or no time has both a complete coarse field and a station observation.
     """
     coarse_op, station_op, c_rows, s_rows = _sources(operator)
+    reading = sorted({coarse_op.channel, station_op.channel} - {0})
+    if reading:
+        raise ObservationError(
+            f"inflation 'auto' is estimated for one-channel priors; the observations read "
+            f"channel {reading[0]}: give a number instead"
+        )
     values = np.asarray(values, dtype=np.float64)
     complete = np.isfinite(values[:, c_rows]).all(axis=1)
     r_obs = station_residuals(
@@ -268,21 +299,46 @@ def inflate_members(
     grid: LatLonGrid,
     factor: float,
 ) -> torch.Tensor:
-    """x_m' = x̄ + δ_A + λ δ_⊥ for one time (module doc); rows of y that are NaN are left
-    out of A. members: (M, C, *grid.shape); the operator's channel is inflated. The
-    operator's dense matrix is used (grids up to 200,000 points)."""
+    """x_m' = x̄ + δ_A + λ δ_⊥ for one time (module doc), on every channel.
+
+    Args:
+        members: (M, C, *grid.shape), normalised.
+        operator: the run's operator (its sources may read any of the C channels).
+        y: (n_obs,) the time's observations; rows that are NaN are left out of A.
+        factor: λ.
+
+    Returns:
+        (M, C, *grid.shape): per channel c, the deviations projected onto the rows A_c
+        that read c are kept and the rest scaled by λ (all of a channel no row reads).
+        Each source's dense matrix is used (grids up to 200,000 points).
+
+    Raises:
+        ObservationError: a source reads a channel the members do not have.
+    """
     if factor == 1 or members.shape[0] < 2:
         return members
-    rows = np.isfinite(np.asarray(y, dtype=np.float64))
-    channel = operator.channel
-    x = members[:, channel].reshape(members.shape[0], -1).double()
+    finite = np.isfinite(np.asarray(y, dtype=np.float64))
+    m, channels = members.shape[:2]
+    x = members.detach().cpu().reshape(m, channels, -1).double()
     mean = x.mean(0, keepdim=True)
-    dev = (x - mean).numpy()
-    a = operator.matrix(grid)[rows]  # (n_rows, N)
-    gram = a @ a.T
-    coef = scipy.linalg.lstsq(gram, a @ dev.T, cond=1e-10)[0]  # (n_rows, M)
-    observed = (a.T @ coef).T  # δ_A, (M, N)
-    inflated = mean + torch.as_tensor(observed + factor * (dev - observed))
-    out = members.clone()
-    out[:, channel] = inflated.reshape(members[:, channel].shape).to(members.dtype)
-    return out
+    dev = (x - mean).numpy()  # (M, C, N)
+    blocks: dict[int, list[np.ndarray]] = {}
+    start = 0
+    for source in _leaves(operator):
+        n = source.n_obs()
+        if not 0 <= source.channel < channels:
+            raise ObservationError(
+                f"{source.name} reads channel {source.channel}, the members have {channels}"
+            )
+        keep = finite[start : start + n]
+        if keep.any():
+            blocks.setdefault(source.channel, []).append(source.matrix(grid)[keep])
+        start += n
+    out = factor * dev
+    for c, rows in blocks.items():
+        a = np.concatenate(rows)  # (n_rows, N): A_c
+        coef = scipy.linalg.lstsq(a @ a.T, a @ dev[:, c].T, cond=1e-10)[0]  # (n_rows, M)
+        observed = (a.T @ coef).T  # δ_A on channel c, (M, N)
+        out[:, c] = observed + factor * (dev[:, c] - observed)
+    inflated = mean + torch.as_tensor(out)
+    return inflated.reshape(members.shape).to(dtype=members.dtype, device=members.device)

@@ -98,11 +98,23 @@ def inflation_factor(
     """λ for a run: 1 for None, the number given, or for "auto" the estimate from the
     run's observations (:func:`~hdm.conditioning.inflation.estimate_inflation`, made with
     ``options``); and the dataset attributes that record it (``inflation`` and, for
-    "auto", the estimate's ``inflation_*`` in physical units)."""
+    "auto", the estimate's ``inflation_*`` in physical units).
+
+    Raises:
+        ObservationError: "auto" on a prior of several channels (the estimate is made
+            from one variable's station residuals and one-channel prior draws), or
+            observations it cannot be estimated from; before anything is drawn.
+    """
     mode = parse_inflation(inflation)
     if mode != "auto":
         factor = float(mode or 1.0)
         return factor, {"inflation": factor}
+    if len(prior.channels) > 1:
+        raise ObservationError(
+            f"inflation 'auto' is estimated for one-channel priors; the model {prior.path} "
+            f"has {len(prior.channels)} channels ({', '.join(prior.channel_names)}): give "
+            "a number (the same λ for every channel) or none"
+        )
     estimate = estimate_inflation(prior.denoiser, grid, setup.operator, setup.values, options)
     log.info("inflation λ = %.4f (unclipped %.4f)", estimate.factor, estimate.unclipped)
     return estimate.factor, {"inflation": estimate.factor, **estimate.attrs(prior.mean_std[1])}
@@ -221,7 +233,8 @@ def resolve_teleport_level(
     :func:`teleport_level`); "available" (the default of
     :class:`~hdm.downscaling.config.EnsembleConfig`): the model's measured ς* where it has
     Gaussian statistics with a measured ς* on the grid sampled, else None, with a log line
-    saying why (a model without ``gaussian.pt``, several channels, a zero-shot grid)."""
+    saying why (a model without ``gaussian.pt``, statistics without a ς*, a zero-shot
+    grid)."""
     if teleport is None:
         return None
     if teleport != "available":
