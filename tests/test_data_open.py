@@ -476,3 +476,11 @@ def test_a_file_of_a_time_series_on_another_grid_is_named(tmp_path):
         open_fields(str(tmp_path / "day*.nc"))
     with pytest.raises(ValueError, match=r"the files of one time series must share one grid"):
         open_fields(str(tmp_path / "day*.nc"))
+
+
+def test_most_of_the_globe_short_of_a_strip_names_the_strip_not_the_antimeridian(tmp_path):
+    # a global field in [0, 360) missing 300..345: not a region across 180°
+    ds = mock_fields(n_time=1, n_lat=4, n_lon=20, lat=(10.0, 20.0), lon=(0.0, 285.0))
+    ds.to_netcdf(tmp_path / "short.nc")
+    with pytest.raises(ValueError, match=r"not the whole globe \(lon 300\.\.360 has no values\)"):
+        open_fields(tmp_path / "short.nc")

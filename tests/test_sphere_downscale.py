@@ -170,3 +170,55 @@ def test_a_spherical_model_and_a_regional_one_refuse_each_others_grids():
     uk = load_prior(ROOT / "data" / "checkpoints" / "uk_t2m")
     with pytest.raises(GridError, match=r"global 65 × 128 .*does not span the model's domain"):
         target_grid(uk, GlobalGrid.make(65, 128))
+
+
+def _coarse_h(lon: np.ndarray) -> xr.Dataset:
+    """A 15° coarse h (no cell_methods: cell means) of 10000 m at one time, at ``lon``."""
+    lat = np.arange(-82.5, 83.0, 15.0)
+    h = np.full((1, lat.size, lon.size), 10000.0)
+    time = np.array(["2000-01-01T00"], dtype="datetime64[ns]")
+    return xr.Dataset(
+        {"h": (("time", "lat", "lon"), h, {"units": "m"})},
+        coords={"time": time, "lat": lat, "lon": lon},
+    )
+
+
+def test_a_global_coarse_field_short_of_a_longitude_strip_is_refused_naming_it():
+    """15° cells at lon −180..120 leave 127.5..172.5 of the globe without a value: the
+    global prior refuses them in one line naming that strip, not silently sampling the
+    prior alone there (the circle has no edge for the bounded-axis check to see)."""
+    from hdm.downscaling.inputs import model_fields, observation_setup
+    from hdm.downscaling.prior import load_prior
+
+    prior = load_prior(SHIPPED)
+    coarse = model_fields(_coarse_h(np.arange(-180.0, 121.0, 15.0)), prior, "coarse field")
+    with pytest.raises(ObservationError) as err:
+        observation_setup(
+            prior,
+            prior.grid,
+            coarse,
+            None,
+            coarse["h"]["time"].values,
+            coarse_noise=1.0,
+            station_noise=1.0,
+        )
+    assert str(err.value) == (
+        "coarse h: the coarse cells leave the strip lon 127.5..172.5 of the whole globe "
+        "(45° wide, more than one coarse cell, 15°) without a coarse value: its members "
+        "there would be the prior alone; give a coarse field round the whole globe"
+    )
+
+
+def test_a_global_coarse_field_in_0_360_short_of_a_strip_names_the_strip():
+    """The same gap in the [0, 360) convention (cells at lon 0..285) is refused naming the
+    uncovered strip 292.5..352.5, not as a region across the antimeridian."""
+    from hdm.downscaling.inputs import model_fields
+    from hdm.downscaling.prior import load_prior
+
+    with pytest.raises(ObservationError) as err:
+        model_fields(_coarse_h(np.arange(0.0, 286.0, 15.0)), load_prior(SHIPPED), "coarse field")
+    assert str(err.value) == (
+        "the coarse field: the coarse cells leave the strip lon 292.5..352.5 of the whole "
+        "globe (60° wide, more than one coarse cell, 15°) without a coarse value: its "
+        "members there would be the prior alone; give a coarse field round the whole globe"
+    )

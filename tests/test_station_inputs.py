@@ -214,3 +214,41 @@ def test_an_extra_dimension_is_refused_with_advice_for_python_and_the_command_li
     message = str(err.value)
     assert "'number' (3 values)" in message and "--select number=VALUE" in message
     assert ".sel(number=VALUE) or .mean('number')" in message  # hdm.downscale's advice
+
+
+def test_a_missing_value_code_at_one_station_is_named_whatever_the_other_holds():
+    """On the shallow-water prior (h: mean 10000 m, std 465 m) a −9999 lies 43 stds away,
+    within the one-value bound, and beside a station at 10000 m moves the median of two
+    past 20 stds: it is still named (station and time) as a missing-value code, not
+    reported as other units."""
+    from pathlib import Path
+
+    from hdm.downscaling.prior import load_prior
+
+    sphere = load_prior(Path(__file__).resolve().parents[1] / "data/checkpoints/shallow_water")
+    obs = stations_from_frame(
+        pd.DataFrame(
+            {
+                "id": ["BAD", "OK"],
+                "lat": [-45.0, 0.0],
+                "lon": [-179.99, 10.0],
+                "time": ["2000-01-01T00:00"] * 2,
+                "value": [-9999.0, 10000.0],
+            }
+        )
+    )
+    with pytest.raises(ObservationError) as err:
+        check_near_training(sphere, {}, {"h": obs})
+    message = str(err.value)
+    assert message.startswith("station BAD at 2000-01-01T00:00 of h is -9999, 43 training stds")
+    assert "missing-value code?" in message and "other units" not in message
+
+
+def test_a_code_among_values_in_other_units_is_left_to_the_units_advice():
+    """999 beside 1013 and 1008 (surface pressure in hPa given to a model in Pa: mean
+    101325, std 1000) is a pressure in other units like its neighbours, not a
+    missing-value code to name: the units advice stays."""
+    from hdm.downscaling.inputs import _coded_values
+
+    hpa = np.array([999.0, 1013.0, 1008.0])
+    assert not _coded_values(hpa, np.abs(hpa - 101325.0) / 1000.0, 101325.0, 1000.0).any()

@@ -492,6 +492,13 @@ def _refuse_antimeridian(lon_asc: np.ndarray, source: str) -> None:
     whole_circle = lon_asc[-1] - lon_asc[0] + step >= 360.0 - 0.5 * step
     crosses = any(lon_asc[0] < edge < lon_asc[-1] for edge in (-180.0, 180.0, 540.0))
     if crosses and not whole_circle:
+        if lon_asc[-1] - lon_asc[0] >= 180.0:  # most of the globe: a global field short of it
+            raise ValueError(
+                f"the longitudes of {source} run {lon_asc[0]:g}..{lon_asc[-1]:g} in steps of "
+                f"{step:g}: not the whole globe (lon {lon_asc[-1] + step:g}..{lon_asc[0] + 360:g} "
+                "has no values) and not a region within [-180, 180); a global model needs "
+                "values round the whole circle"
+            )
         raise ValueError(
             f"the longitudes of {source} run {lon_asc[0]:g}..{lon_asc[-1]:g} across the "
             "antimeridian (180°): hdm's longitudes lie in [-180, 180), where this region "

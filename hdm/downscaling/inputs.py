@@ -40,11 +40,13 @@ value is named (station and time, or the coarse cell). Such values are named fir
 before the median is judged, where they are at most half of the values and the rest lie
 near the training range, or are all common codes (:func:`_missing_value_codes`): one
 −9999 of two stations moves the median past 20 σ, but is a missing value, not a sign of
-other units. A station value must also lie
-within :data:`FAR_FROM_COARSE` (10 σ) of the coarse value over it at its time (the cell
-or point nearest it): a report 30 K from its cell is a gross error, which the guidance
-would otherwise draw the members to (a background check, as operational quality control
-makes one).
+other units. A common code 10 σ or more from the mean is named so even nearer than
+50 σ (the −9999 of the shallow-water h, 43 σ from its 10000 m), unless the other values
+lie as far in other units and it lies among them (:func:`_coded_values`). A station value
+must also lie within :data:`FAR_FROM_COARSE` (10 σ) of the coarse value over it at its
+time (the cell or point nearest it): a report 30 K from its cell is a gross error, which
+the guidance would otherwise draw the members to (a background check, as operational
+quality control makes one).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ from hdm.conditioning.observations import (
 from hdm.conditioning.profiles import Profile, ProfileError, profile_observations
 from hdm.data.coarsen import cell_bounds, with_cell_bounds
 from hdm.data.open import normalise_conventions, pa_level_hint, renamed_from
-from hdm.data.schema import LAT, LEVEL, LON, TIME, variable_in
+from hdm.data.schema import ALIASES, LAT, LEVEL, LON, TIME, variable_in
 from hdm.data.units import UnitsError, convert_values, known, same_units, to_units
 from hdm.domains.atmosphere import FAR_FOR_ONE_VALUE
 from hdm.domains.stations import (
@@ -82,7 +84,7 @@ from hdm.domains.stations import (
 )
 from hdm.downscaling.prior import Prior, channel_name
 from hdm.downscaling.soundings import profiles_for_times, profiles_in_units
-from hdm.hilbert.grids import LatLonGrid
+from hdm.hilbert.grids import Axis, LatLonGrid
 from hdm.hilbert.regime import spacing_ratio
 
 log = logging.getLogger("hdm")
@@ -138,7 +140,13 @@ def model_fields(
             )
     # in-memory inputs get the conventions files get (open_fields): CF/CDS/CMIP names,
     # ascending latitude, longitudes in [-180, 180)
-    obj = normalise_conventions(obj, f"the {what}")
+    try:
+        obj = normalise_conventions(obj, f"the {what}")
+    except ValueError:
+        # a global field in [0, 360) short of a strip runs "across the antimeridian";
+        # for a global model the strip is what is wrong, and what the error names
+        _refuse_uncovered_circle(obj, prior, what)
+        raise
     # CF cell bounds (lat_bnds, time_bnds, …) describe coordinates, not fields
     bounds = {str(v.attrs["bounds"]) for v in obj.variables.values() if "bounds" in v.attrs}
     bounds |= {str(v) for v in obj.data_vars if str(v).endswith(("_bnds", "_bounds"))}
@@ -200,6 +208,30 @@ def model_fields(
 
 #: the value of ``inputs.select`` that averages over a dimension instead of choosing one
 SELECT_MEAN = "mean"
+
+
+def _refuse_uncovered_circle(obj: xr.Dataset, prior: Prior, what: str) -> None:
+    """Raise :func:`_uncovered_longitudes`'s error where ``obj``'s longitudes (as given,
+    in either convention, before :func:`~hdm.data.open.normalise_conventions`) leave a
+    strip of a global model's circle without a value: cells of the median spacing round
+    each centre, or the points themselves where CF ``cell_methods`` say points
+    (:func:`point_sampled`). Nothing for a regional model or a field without a 1-D
+    longitude."""
+    circle = _circle_axis(prior.grid)
+    by_lower = {str(n).lower(): n for n in obj.coords}
+    found = next((by_lower[a] for a in ALIASES[LON] if a in by_lower), None)
+    if circle is None or found is None or obj[found].ndim != 1 or obj[found].size < 2:
+        return
+    centres = np.asarray(obj[found].values, dtype=np.float64)
+    width = float(np.nanmedian(np.abs(np.diff(centres))))
+    east = bool(np.nanmax(centres) > 180.0)
+    if any(point_sampled(obj[v]) for v in obj.data_vars):
+        message = _uncovered_longitudes(f"the {what}", "points", centres, width, circle, east)
+    else:
+        edges = np.concatenate([centres - width / 2, centres + width / 2])
+        message = _uncovered_longitudes(f"the {what}", "cells", edges, width, circle, east)
+    if message:
+        raise ObservationError(message) from None
 
 
 def select_values(ds: xr.Dataset, select: Mapping[str, object], what: str) -> xr.Dataset:
@@ -379,9 +411,10 @@ def check_near_training(
     units than they say (their ``units``, as :func:`in_model_units` passes them on), or
     in other units that nothing says; or when any one value lies
     :data:`FAR_FOR_ONE_VALUE` stds or more from it (a missing-value code). Values that
-    look like missing-value codes (:func:`_missing_value_codes`: one −9999 of two
-    stations) are named before the median is judged. The coarse fields are read: pass
-    the times to check.
+    look like missing-value codes (:func:`_coded_values`: a −9999 of h at one station
+    whatever the others hold; :func:`_missing_value_codes`: one −9999 of two stations)
+    are named before the median is judged. The coarse fields are read: pass the times
+    to check.
 
     Raises:
         ObservationError: naming the value (station and time, or coarse cell) where it is
@@ -403,6 +436,11 @@ def check_near_training(
         units = prior.units[var] or "the model's units"
         name = channel_name(var, level)
         distance = np.where(np.isfinite(values), np.abs(values - mean) / std, 0.0)
+        coded = _coded_values(values, distance, mean, std)
+        if coded.any():  # before the median, which one −9999 of two stations moves
+            raise _far_value_error(
+                source, name, values, np.where(coded, distance, 0.0), coded, mean, std, units
+            )
         far = distance >= FAR_FOR_ONE_VALUE
         if far.any() and _missing_value_codes(values, far, mean, std):
             raise _far_value_error(source, name, values, distance, far, mean, std, units)
@@ -441,6 +479,35 @@ _MISSING_CODES = (-99999.0, -9999.0, -999.0, 999.0, 9999.0, 99999.0, -32767.0, -
 _HUGE_CODE = 1e15
 
 
+#: the distance from the training mean, in training stds, beyond which a value equal to
+#: a common missing-value code (:data:`_MISSING_CODES`) is taken as one: 10 σ, beyond any
+#: weather, while a code that could be a value (9999 m of the shallow-water model's h,
+#: 0.0 σ; 99999 Pa of surface pressure) is left to the other checks
+_CODE_FROM_TRAINING = 10.0
+
+
+def _coded_values(values: np.ndarray, distance: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """Which values to name as missing-value codes whatever the others hold: each a
+    common code (:data:`_MISSING_CODES`, or beyond ±1e15) at least
+    :data:`_CODE_FROM_TRAINING` training stds (``distance``) from the mean. The −9999 of
+    the shallow-water model's h (mean 10000 m, std 465 m) lies 43 σ away, within
+    :data:`FAR_FOR_ONE_VALUE`, and beside one station at 10000 m moves the median of
+    two past :data:`FAR_FROM_TRAINING`; it is still a code, not a sign of other units.
+    Where the other values lie :data:`FAR_FROM_TRAINING` or more from the mean (other
+    units), only codes as far from their median are named: 999 among 1013 (hPa given
+    to a model in Pa) is a pressure in other units, −9999 among 12.5 (°C given to a
+    model in K) a code."""
+    finite = np.isfinite(values)
+    coded = finite & (np.isin(values, _MISSING_CODES) | (np.abs(values) >= _HUGE_CODE))
+    coded &= distance >= _CODE_FROM_TRAINING
+    rest = finite & ~coded
+    if coded.any() and rest.any():
+        if float(np.median(distance[rest])) >= FAR_FROM_TRAINING:
+            others = float(np.median(values[rest]))
+            coded &= np.abs(values - others) / std >= FAR_FROM_TRAINING
+    return coded
+
+
 def _missing_value_codes(values: np.ndarray, far: np.ndarray, mean: float, std: float) -> bool:
     """Whether the values :data:`FAR_FOR_ONE_VALUE` or more from the mean (``far``) are
     most likely missing-value codes, to be named one by one, rather than values in other
@@ -462,7 +529,7 @@ def _far_value_error(source, name, values, distance, far, mean, std, units) -> O
     return ObservationError(
         f"{_value_at(source, k)} of {name} is {values[k]:.6g}, "
         f"{distance[k]:.{'0f' if distance[k] < 1e6 else '2g'}} training stds from the "
-        f"model's mean ({mean:.4g} {units}, std {std:.3g}; {int(far.sum())} such value(s)): "
+        f"model's mean ({mean:.6g} {units}, std {std:.3g}; {int(far.sum())} such value(s)): "
         "a missing-value code? Leave missing values empty (NaN) or give the file "
         "its _FillValue"
     )
@@ -757,6 +824,14 @@ def _coarse_rows(
         name=name,
         channel=channel,
     )
+    circle = _circle_axis(prior.grid)
+    if circle is not None:  # the operator checks bounded axes only: the circle has no edge
+        edges = np.asarray(op.edges[1], dtype=np.float64)
+        east = bool(np.nanmax(coarse[LON].values) > 180.0)
+        width = float(np.median(np.diff(edges)))
+        uncovered = _uncovered_longitudes(name, "cells", edges, width, circle, east)
+        if uncovered:
+            raise ObservationError(uncovered)
     op.weights(grid)  # raises when a cell holds no point of the target grid
     values = coarse.sel({TIME: times}).values.astype(np.float64)
     return op, op.source_values(values)
@@ -816,13 +891,23 @@ def _coarse_points(
     channel: int,
 ) -> tuple[PointSample, np.ndarray]:
     """A point-sampled coarse field as point observations at its grid points inside the
-    model's grid (those beyond its outermost points are left out); more than one coarse
-    spacing of the domain without a point is an error, as for cells
-    (:func:`~hdm.conditioning.observations.uncovered_strip`)."""
+    model's grid (those beyond its outermost points are left out; on a global grid every
+    longitude is inside); more than one coarse spacing of the domain without a point is
+    an error, as for cells (:func:`~hdm.conditioning.observations.uncovered_strip`, and
+    :func:`_uncovered_longitudes` round a global grid's circle)."""
+    given = np.asarray(coarse[LON].values, dtype=np.float64)
     lat = np.asarray(coarse[LAT].values, dtype=np.float64)
-    lon = lon_in_grid(np.asarray(coarse[LON].values, dtype=np.float64), grid)
+    lon = lon_in_grid(given, grid)
     keep = []
     for axis, x in zip(grid.axes, (lat, lon)):
+        if axis.periodic:  # a circle: no point lies outside it, the gaps lie between
+            step = float(np.median(np.abs(np.diff(given)))) if x.size > 1 else axis.length
+            east = bool(np.nanmax(given) > 180.0)
+            uncovered = _uncovered_longitudes(name, "points", given, step, axis, east)
+            if uncovered:
+                raise ObservationError(uncovered)
+            keep.append(np.flatnonzero(np.isfinite(x)))
+            continue
         tol = 1e-6 * axis.spacing
         inside = (x >= axis.coords[0] - tol) & (x <= axis.coords[-1] + tol)
         if not inside.any():
@@ -870,6 +955,46 @@ def crop_to_domain(field: xr.DataArray, grid) -> xr.DataArray:
         if inside.any() and not inside.all():
             keep[dim] = np.flatnonzero(inside)
     return field.isel(keep) if keep else field
+
+
+def _circle_axis(grid) -> Axis | None:
+    """The longitude axis of a grid that goes round the globe (periodic), else None."""
+    axes = getattr(grid, "axes", ())
+    lon = axes[1] if len(axes) == 2 else None
+    return lon if lon is not None and lon.name == LON and lon.periodic else None
+
+
+def _uncovered_longitudes(
+    name: str, what: str, lon: np.ndarray, width: float, axis: Axis, east: bool
+) -> str | None:
+    """The error for coarse ``what`` ("cells", "points") on a global grid whose longitudes
+    ``lon`` (the cells' edges, or the points) leave an arc of the circle wider than one
+    coarse ``width`` (and than the grid's spacing) without a coarse value: there the
+    members would be the prior alone, with nothing to say so. The arc is the largest step
+    between neighbours round the circle (λ mod 360, sorted, the last one back to the
+    first), so either convention ([-180, 180) or [0, 360)) and a strip anywhere, at ±180°
+    or at 0°, are measured alike; it is named in the [0, 360) convention where ``east``
+    (the field's own longitudes go past 180°), else in [-180, 180). None where the
+    longitudes go round."""
+    turn = axis.length  # 360°
+    x = np.sort(np.mod(np.asarray(lon, dtype=np.float64)[np.isfinite(lon)], turn))
+    if x.size == 0:
+        return None
+    arcs = np.diff(np.append(x, x[0] + turn))
+    k = int(np.argmax(arcs))
+    gap = float(arcs[k])
+    if gap <= max(width, axis.spacing) * (1 + 1e-6):
+        return None
+    start = float(x[k]) if east else float(np.mod(x[k] + turn / 2, turn) - turn / 2)
+    end, wrap = start + gap, turn if east else turn / 2
+    across = f" (across {wrap % turn:g}°)" if end > wrap + 1e-9 else ""
+    end = end - turn if across else end
+    return (
+        f"{name}: the coarse {what} leave the strip lon {start:g}..{end:g}{across} of the "
+        f"whole globe ({gap:g}° wide, more than one coarse {what[:-1]}, {width:g}°) without "
+        "a coarse value: its members there would be the prior alone; give a coarse field "
+        "round the whole globe"
+    )
 
 
 def lon_in_grid(lon: np.ndarray, grid: LatLonGrid) -> np.ndarray:
