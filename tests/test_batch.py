@@ -532,3 +532,15 @@ def test_one_member_of_an_ensemble_input_is_chosen_with_select(tiny_model, tmp_p
         assert main([*_coarse_args(tiny_model, path, out, "--select", bad), "--overwrite"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and said in err[0], err
+
+
+def test_config_differences_tell_two_runs_of_as_many_times_apart():
+    from hdm.pipelines.batch_store import config_differences
+
+    old = {"times": ["2019-03-25T00", "2019-03-25T06"], "ensemble": {"members": 2}}
+    new = {"times": ["2019-03-26T00", "2019-03-26T06"], "ensemble": {"members": 2}}
+    (line,) = config_differences(old, new)
+    assert line == (
+        "times: '2 times, 2019-03-25T00..2019-03-25T06' -> '2 times, 2019-03-26T00..2019-03-26T06'"
+    )
+    assert config_differences(old, old) == []

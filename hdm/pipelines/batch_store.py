@@ -91,9 +91,19 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
             out += config_differences(a, b, where + ".")
         elif a != b:
             if key == "times":
-                a, b = f"{len(a or [])} times", f"{len(b or [])} times"
+                a, b = _times_summary(a), _times_summary(b)
             out.append(f"{where}: {a!r} -> {b!r}")
     return out
+
+
+def _times_summary(times) -> str:
+    """'N times, FIRST..LAST': enough to tell two lists of times apart in one line (two
+    runs of as many times at other hours differ in their ends)."""
+    times = list(times or [])
+    if not times:
+        return "0 times"
+    ends = str(times[0]) if len(times) == 1 else f"{times[0]}..{times[-1]}"
+    return f"{len(times)} times, {ends}"
 
 
 def check_writable(out: Path) -> None:
