@@ -53,6 +53,25 @@ SPLITS = {
 }
 
 
+def add_split_arguments(p, factors: str = "4,8") -> None:
+    """The arguments of a study scored on both splits (:data:`SPLITS`): ``--calm`` and
+    ``--shifted`` (the priors trained beside each), ``--factors`` and ``--work`` (a folder
+    for the priors' copies)."""
+    p.add_argument("--calm", required=True, help="prior trained on 03-01..20")
+    p.add_argument("--shifted", required=True, help="prior trained on 03-12..24")
+    p.add_argument("--factors", default=factors, help=f"coarse factors (default {factors})")
+    p.add_argument("--work", required=True, help="folder for the priors' copies")
+
+
+def split_study_setup(args) -> tuple[str, Path, list[int]]:
+    """(the machine's description, the work folder made, the coarse factors) of a study
+    whose arguments :func:`add_split_arguments` added."""
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    factors = [int(f) for f in args.factors.split(",") if f.strip()]
+    return machine_description(), work, factors
+
+
 def parse_variants(text: str) -> list[tuple[float, float]]:
     """'δ:σ,δ:σ' → [(δ, σ), ...]; a ValueError naming the bad item."""
     out = []
@@ -114,20 +133,14 @@ over the truth's, over sea and land. Spread–skill by band of wavelengths {band
 def main(argv: Sequence[str] = ()) -> list[dict]:
     """``python -m benchmarks uk_gaussian_shrinkage --calm DIR --shifted DIR ...``."""
     p = parser("uk_gaussian_shrinkage", __doc__)
-    p.add_argument("--calm", required=True, help="prior trained on 03-01..20")
-    p.add_argument("--shifted", required=True, help="prior trained on 03-12..24")
+    add_split_arguments(p)
     p.add_argument(
         "--variants",
         default="0:2,0.3:4,0.3:2,0.3:1",
         help="δ:σ,... (default 0:2,0.3:4,0.3:2,0.3:1)",
     )
-    p.add_argument("--factors", default="4,8", help="coarse factors (default 4,8)")
-    p.add_argument("--work", required=True, help="folder for the priors' copies")
     args = p.parse_args(list(argv))
-    machine = machine_description()
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    factors = [int(f) for f in args.factors.split(",") if f.strip()]
+    machine, work, factors = split_study_setup(args)
     rows = []
     for weight, sigma in parse_variants(args.variants):
         for split, prior in (("calm", args.calm), ("shifted", args.shifted)):

@@ -36,8 +36,13 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.report import command_line, machine_description, parser, write_section
-from benchmarks.studies.uk_gaussian_shrinkage import SHIPPED_VARSIGMA, SPLITS
+from benchmarks.report import command_line, parser, write_section
+from benchmarks.studies.uk_gaussian_shrinkage import (
+    SHIPPED_VARSIGMA,
+    SPLITS,
+    add_split_arguments,
+    split_study_setup,
+)
 from benchmarks.studies.uk_validation_split import band_label, calibration_cells, score
 from benchmarks.uk import BANDS
 from hdm.hilbert.checkpoints import load_gaussian, save_gaussian
@@ -92,16 +97,10 @@ Spread–skill by band of wavelengths {bands}.
 def main(argv: Sequence[str] = ()) -> list[dict]:
     """``python -m benchmarks uk_teleport_scale --calm DIR --shifted DIR ...``."""
     p = parser("uk_teleport_scale", __doc__)
-    p.add_argument("--calm", required=True, help="prior trained on 03-01..20")
-    p.add_argument("--shifted", required=True, help="prior trained on 03-12..24")
+    add_split_arguments(p, factors="2,4,8")
     p.add_argument("--scales", default="1,1.3", help="values of s (default 1,1.3)")
-    p.add_argument("--factors", default="2,4,8", help="coarse factors (default 2,4,8)")
-    p.add_argument("--work", required=True, help="folder for the priors' copies")
     args = p.parse_args(list(argv))
-    machine = machine_description()
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    factors = [int(f) for f in args.factors.split(",") if f.strip()]
+    machine, work, factors = split_study_setup(args)
     priors = {"calm": args.calm, "shifted": args.shifted}
     rows = []
     for scale in (float(s) for s in args.scales.split(",") if s.strip()):

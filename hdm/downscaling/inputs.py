@@ -479,6 +479,12 @@ _MISSING_CODES = (-99999.0, -9999.0, -999.0, 999.0, 9999.0, 99999.0, -32767.0, -
 _HUGE_CODE = 1e15
 
 
+def _is_code(values: np.ndarray) -> np.ndarray:
+    """Which values are common missing-value codes (:data:`_MISSING_CODES`, or beyond
+    ±:data:`_HUGE_CODE`)."""
+    return np.isin(values, _MISSING_CODES) | (np.abs(values) >= _HUGE_CODE)
+
+
 #: the distance from the training mean, in training stds, beyond which a value equal to
 #: a common missing-value code (:data:`_MISSING_CODES`) is taken as one: 10 σ, beyond any
 #: weather, while a code that could be a value (9999 m of the shallow-water model's h,
@@ -498,7 +504,7 @@ def _coded_values(values: np.ndarray, distance: np.ndarray, mean: float, std: fl
     to a model in Pa) is a pressure in other units, −9999 among 12.5 (°C given to a
     model in K) a code."""
     finite = np.isfinite(values)
-    coded = finite & (np.isin(values, _MISSING_CODES) | (np.abs(values) >= _HUGE_CODE))
+    coded = finite & _is_code(values)
     coded &= distance >= _CODE_FROM_TRAINING
     rest = finite & ~coded
     if coded.any() and rest.any():
@@ -519,7 +525,7 @@ def _missing_value_codes(values: np.ndarray, far: np.ndarray, mean: float, std: 
         if float(np.median(np.abs(values[good] - mean))) / std < FAR_FROM_TRAINING:
             return True
     wild = values[far]
-    return bool(np.all(np.isin(wild, _MISSING_CODES) | (np.abs(wild) >= _HUGE_CODE)))
+    return bool(np.all(_is_code(wild)))
 
 
 def _far_value_error(source, name, values, distance, far, mean, std, units) -> ObservationError:

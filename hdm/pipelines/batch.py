@@ -285,13 +285,10 @@ def station_input(
 
 def resolve_teleport(cfg: DownscaleRunConfig, prior: Prior) -> DownscaleRunConfig:
     """``ensemble.teleport`` checked before the store exists (statistics present, on the
-    grid sampled, ς* in range), with "auto" written as the model's measured ς*; and the
-    model statistics the sampler needs (v3), so that neither is first met in a chunk
-    after an empty store was made."""
+    grid sampled, ς* in range), with "auto" written as the model's measured ς*."""
     ens = cfg.ensemble
-    grid = target_grid(prior, ens.scale if ens.scale != 1 else None)
-    check_solver_statistics(prior, grid, ens.sampler)
     if ens.teleport is not None:
+        grid = target_grid(prior, ens.scale if ens.scale != 1 else None)
         ens = ens.replace(teleport=resolve_teleport_level(prior, grid, ens.teleport))
     warn_few_steps_from_t_max(ens)
     return replace(cfg, ensemble=ens)
@@ -557,6 +554,7 @@ def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
     # the first time's operator stands for the rest, unless a later time holds a coarse
     # value far from anything the model saw (a fill value), which is then named here
     ens = cfg.ensemble
+    target = target_grid(prior, ens.scale if ens.scale != 1 else None)
     coarse_noise, station_noise = noise_settings(prior, ens)
     with warnings.catch_warnings(), _naming_inputs(cfg):
         warnings.simplefilter("ignore")  # NaN cells: each chunk warns of its own
@@ -564,7 +562,7 @@ def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
         checked = times[:1] if far is None else np.array([far])
         observation_setup(
             prior,
-            target_grid(prior, ens.scale if ens.scale != 1 else None),
+            target,
             {v: f.sel({TIME: checked}).load() for v, f in coarse.items()},
             stations,
             checked,
@@ -574,6 +572,8 @@ def _plan(cfg: DownscaleRunConfig, store: Path, overwrite: bool) -> _Plan:
             require_station_overlap=False,
         )
     profiles, profile_attrs = run_profiles(cfg, prior, times)
+    # what the sampler needs (v3's statistics), before a store exists, not in a chunk
+    check_solver_statistics(prior, target, ens.sampler)
     cfg = resolve_teleport(cfg, prior)
     earlier = None if overwrite or not store.exists() else read_manifest(store)
     cfg, inflation_attrs = resolve_inflation(cfg, prior, coarse, stations, times, earlier)

@@ -110,21 +110,14 @@ def _sidecar(out: Path) -> Path:
     return out.with_name(out.name + INPUT_SUFFIX)
 
 
-def _recorded_identity(out: Path) -> dict | None:
-    """The identity recorded for ``out`` (None: none, e.g. a store made before it was)."""
+def _recorded_identity(out: Path, key: str | None = None) -> dict | None:
+    """The identity recorded for ``out`` (None: none, e.g. a store made before it was);
+    ``key="pending"``: that of the file a replacement of ``out`` was started from (None:
+    none under way), so that a run killed while remaking a store resumes it."""
     try:
         record = json.loads(_sidecar(out).read_text())
+        record = record if key is None else record[key]
         return {"size": int(record["size"]), "mtime_ns": int(record["mtime_ns"])}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _pending_identity(out: Path) -> dict | None:
-    """The identity of the file a replacement of ``out`` was started from (None: none
-    under way), so that a run killed while remaking a store resumes it."""
-    try:
-        pending = json.loads(_sidecar(out).read_text())["pending"]
-        return {"size": int(pending["size"]), "mtime_ns": int(pending["mtime_ns"])}
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -201,7 +194,7 @@ def _scan(
         changed = recorded is not None and recorded != current
         if changed and out.exists():
             # a replacement from this very file, killed before it was complete: resumed
-            remaking = _pending_identity(out) == current and not _is_complete(out)
+            remaking = _recorded_identity(out, "pending") == current and not _is_complete(out)
             found.append((f, out, "new" if remaking else "changed"))
         else:
             found.append((f, out, "complete" if _is_complete(out) else "new"))
@@ -394,19 +387,15 @@ def _process_one(
         log.error("%s failed: %s", path, exc)
         result["failed"].append(str(path))
         return
-    except OSError as exc:
-        if not _output_side(exc, out_dir):
-            log.error("%s: bad input, left in the inbox: %s", path, exc)
-            result["bad_input"].append(str(path))
-            _forget_unmade(out, recorded_here)
+    except (OSError, ValueError, KeyError) as exc:  # this file's input: the rest go on
+        if isinstance(exc, OSError) and _output_side(exc, out_dir):
+            log.error("%s: cannot write its output %s: %s", path, out, exc)
+            result["failed"].append(str(path))
             return
-        log.error("%s: cannot write its output %s: %s", path, out, exc)
-        result["failed"].append(str(path))
-        return
-    except (ValueError, KeyError) as exc:  # this file's input: the rest go on
         log.error("%s: bad input, left in the inbox: %s", path, exc)
         result["bad_input"].append(str(path))
-        _forget_unmade(out, recorded_here)
+        if recorded_here and not out.exists():  # no store was made: no record either
+            _sidecar(out).unlink(missing_ok=True)
         return
     if _changed_since(path, identity):
         # read chunk by chunk: the store may mix the file before and after; the identity
@@ -427,9 +416,3 @@ def _changed_since(path: Path, identity: dict) -> bool:
         return input_identity(path) != identity
     except OSError:  # removed meanwhile: the store is what the file was
         return False
-
-
-def _forget_unmade(out: Path, recorded_here: bool) -> None:
-    """Remove the identity recorded for a store that was never made (a bad input)."""
-    if recorded_here and not out.exists():
-        _sidecar(out).unlink(missing_ok=True)
